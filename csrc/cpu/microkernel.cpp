@@ -1,0 +1,72 @@
+// Portable micro-kernel and the run-time choice between instruction sets.
+#include "microkernel.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace convkern::cpu {
+namespace {
+
+// 4 x 8 plain C++: the fallback for CPUs without AVX2 and the reference the SIMD ones replace.
+template <class T>
+void gemm_4x8_generic(std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc, int accumulate) {
+  constexpr int MR = 4, NR = 8;
+  T acc[MR][NR] = {};
+  for (std::int64_t p = 0; p < kc; ++p, A += MR, B += NR)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += A[i] * B[j];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+enum class Isa { kGeneric, kAvx2, kAvx512 };
+
+Isa detect_isa() {
+#if defined(CONVKERN_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  Isa best = avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kGeneric;
+  // An override may only lower the ISA: asking for AVX-512 on a CPU without it must not crash.
+  if (const char* want = std::getenv("CONVKERN_ISA")) {
+    if (std::strcmp(want, "generic") == 0) best = Isa::kGeneric;
+    else if (std::strcmp(want, "avx2") == 0 && avx2) best = Isa::kAvx2;
+  }
+  return best;
+#else
+  return Isa::kGeneric;
+#endif
+}
+
+template <class T>
+MicroKernel<T> pick() {
+#if defined(CONVKERN_HAVE_X86_KERNELS)
+  const Isa kIsa = detect_isa();
+  if constexpr (sizeof(T) == 4) {
+    if (kIsa == Isa::kAvx512) return micro_kernel_f32_avx512();
+    if (kIsa == Isa::kAvx2) return micro_kernel_f32_avx2();
+  } else {
+    if (kIsa == Isa::kAvx512) return micro_kernel_f64_avx512();
+    if (kIsa == Isa::kAvx2) return micro_kernel_f64_avx2();
+  }
+#endif
+  return {4, 8, "generic", &gemm_4x8_generic<T>};
+}
+
+}  // namespace
+
+template <>
+const MicroKernel<float>& micro_kernel<float>() {
+  static const MicroKernel<float> k = pick<float>();
+  return k;
+}
+
+template <>
+const MicroKernel<double>& micro_kernel<double>() {
+  static const MicroKernel<double> k = pick<double>();
+  return k;
+}
+
+const char* micro_kernel_isa() { return micro_kernel<float>().isa; }
+
+}  // namespace convkern::cpu

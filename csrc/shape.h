@@ -1,0 +1,277 @@
+// shape.h — the single source of truth for argument checks and output sizes.
+//
+// Every backend (CPU now, CUDA later) and every pass (forward, backward-data, backward-weight)
+// builds its geometry here, so a size computed in one place cannot disagree with another.
+// All arithmetic is 64-bit and checked: a product or sum that would overflow int64 is an
+// error, not a wrap-around that later becomes an out-of-bounds write.
+//
+// Internally every op is 3-D in space: a 1-D op is (D, H, W) = (1, 1, W), a 2-D op is
+// (1, H, W). `rank` (1, 2 or 3) is kept only so that error messages speak of the axes the
+// caller actually passed.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace convkern {
+
+using i64 = std::int64_t;
+constexpr int kSpatial = 3;
+
+// std::invalid_argument becomes a Python ValueError through pybind11.
+[[noreturn]] inline void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+inline i64 checked_mul(i64 a, i64 b, const char* what) {
+  i64 r;
+  if (__builtin_mul_overflow(a, b, &r))
+    fail(std::string(what) + ": size computation overflows 64-bit integers");
+  return r;
+}
+
+inline i64 checked_add(i64 a, i64 b, const char* what) {
+  i64 r;
+  if (__builtin_add_overflow(a, b, &r))
+    fail(std::string(what) + ": size computation overflows 64-bit integers");
+  return r;
+}
+
+// Python floor division for possibly negative numerators (positive divisor).
+inline i64 floor_div(i64 a, i64 b) {
+  i64 q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+inline i64 ceil_div(i64 a, i64 b) { return -floor_div(-a, b); }
+
+// Formats the last `rank` entries of a 3-vector as a Python tuple, e.g. "(3, 3)".
+inline std::string tuple_str(const i64* v, int rank) {
+  std::ostringstream s;
+  s << "(";
+  for (int i = kSpatial - rank; i < kSpatial; ++i) {
+    s << v[i];
+    if (i + 1 < kSpatial || rank == 1) s << (rank == 1 ? "," : ", ");
+  }
+  s << ")";
+  return s.str();
+}
+
+inline void check_rank(int rank) {
+  if (rank < 1 || rank > kSpatial) fail("spatial rank must be 1, 2 or 3, got " + std::to_string(rank));
+}
+
+inline void check_positive(const i64* v, int rank, const char* name) {
+  for (int i = kSpatial - rank; i < kSpatial; ++i)
+    if (v[i] < 1) fail(std::string(name) + " must be >= 1 on every spatial axis, got " + tuple_str(v, rank));
+}
+
+inline void check_non_negative(const i64* v, int rank, const char* name) {
+  for (int i = kSpatial - rank; i < kSpatial; ++i)
+    if (v[i] < 0) fail(std::string(name) + " must be >= 0 on every spatial axis, got " + tuple_str(v, rank));
+}
+
+// Extent covered by a dilated kernel: dilation*(k-1) + 1.
+inline i64 effective_kernel(i64 k, i64 dilation) {
+  return checked_add(checked_mul(dilation, k - 1, "dilation*(kernel_size-1)"), 1, "effective kernel size");
+}
+
+// TensorFlow "same" padding at any stride and dilation: out = ceil(in / stride),
+// total = max((out-1)*stride + (k-1)*dilation + 1 - in, 0), before = total // 2.
+struct PadPair {
+  i64 before, after;
+};
+
+inline PadPair same_padding(i64 in, i64 k, i64 stride, i64 dilation) {
+  if (in < 0) fail("input size must be >= 0, got " + std::to_string(in));
+  if (k < 1) fail("kernel_size must be >= 1, got " + std::to_string(k));
+  if (stride < 1) fail("stride must be >= 1, got " + std::to_string(stride));
+  if (dilation < 1) fail("dilation must be >= 1, got " + std::to_string(dilation));
+  const i64 out = ceil_div(in, stride);
+  const i64 span = checked_add(checked_mul(out - 1, stride, "same padding"), effective_kernel(k, dilation),
+                               "same padding");
+  const i64 total = span - in > 0 ? span - in : 0;
+  return {total / 2, total - total / 2};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+// ---------------------------------------------------------------------------------------------
+
+// Geometry of a (grouped, strided, dilated, asymmetrically padded) cross-correlation
+// y[n, k, o] = b[k] + sum_{c in group(k), r} x[n, c, o*stride - pad_before + r*dilation] * w[k, c, r].
+struct ConvGeometry {
+  int rank = 2;
+  i64 N = 0, C = 0, K = 0, groups = 1;
+  i64 in[kSpatial] = {1, 1, 1};
+  i64 kernel[kSpatial] = {1, 1, 1};
+  i64 out[kSpatial] = {1, 1, 1};
+  i64 stride[kSpatial] = {1, 1, 1};
+  i64 dilation[kSpatial] = {1, 1, 1};
+  i64 pad_before[kSpatial] = {0, 0, 0};
+  i64 pad_after[kSpatial] = {0, 0, 0};
+
+  i64 C_per_group() const { return C / groups; }
+  i64 K_per_group() const { return K / groups; }
+  i64 in_plane() const { return in[0] * in[1] * in[2]; }
+  i64 out_plane() const { return out[0] * out[1] * out[2]; }
+  i64 kernel_volume() const { return kernel[0] * kernel[1] * kernel[2]; }
+  // Length of the reduction behind one output element (the GEMM "K" dimension).
+  i64 reduction() const { return C_per_group() * kernel_volume(); }
+};
+
+// Validates the arguments of a convolution and computes its output size. Arrays are given as
+// 3-D spatial shapes with leading 1s for lower ranks; `w_cin` is weight.shape[1].
+inline ConvGeometry make_conv_geometry(int rank, i64 N, i64 C, const i64* in, i64 K, i64 w_cin, const i64* kernel,
+                                       const i64* stride, const i64* pad_before, const i64* pad_after,
+                                       const i64* dilation, i64 groups) {
+  check_rank(rank);
+  ConvGeometry g;
+  g.rank = rank;
+  if (N < 0) fail("input batch size must be >= 0, got " + std::to_string(N));
+  if (groups < 1) fail("groups must be >= 1, got " + std::to_string(groups));
+  if (C < 1) fail("input must have at least one channel, got " + std::to_string(C));
+  if (K < 1 || w_cin < 1) fail("weight must not be empty: got out_channels=" + std::to_string(K) +
+                               ", in_channels/groups=" + std::to_string(w_cin));
+  check_positive(kernel, rank, "kernel size (weight spatial shape)");
+  check_positive(stride, rank, "stride");
+  check_positive(dilation, rank, "dilation");
+  check_non_negative(pad_before, rank, "padding");
+  check_non_negative(pad_after, rank, "padding");
+  if (C % groups != 0)
+    fail("groups must divide the input channels: input has " + std::to_string(C) + " channels, groups=" +
+         std::to_string(groups));
+  if (K % groups != 0)
+    fail("groups must divide the output channels: weight has " + std::to_string(K) + " output channels, groups=" +
+         std::to_string(groups));
+  if (w_cin * groups != C)
+    fail("weight expects " + std::to_string(w_cin * groups) + " input channels (weight.shape[1]=" +
+         std::to_string(w_cin) + " x groups=" + std::to_string(groups) + "), but input has " + std::to_string(C) +
+         " channels");
+  g.N = N;
+  g.C = C;
+  g.K = K;
+  g.groups = groups;
+  for (int i = 0; i < kSpatial; ++i) {
+    const bool used = i >= kSpatial - rank;
+    g.in[i] = used ? in[i] : 1;
+    g.kernel[i] = used ? kernel[i] : 1;
+    g.stride[i] = used ? stride[i] : 1;
+    g.dilation[i] = used ? dilation[i] : 1;
+    g.pad_before[i] = used ? pad_before[i] : 0;
+    g.pad_after[i] = used ? pad_after[i] : 0;
+    if (g.in[i] < 1) fail("input spatial size must be >= 1 on every axis, got " + tuple_str(in, rank));
+    const i64 padded = checked_add(checked_add(g.in[i], g.pad_before[i], "padded input"), g.pad_after[i],
+                                   "padded input");
+    const i64 ek = effective_kernel(g.kernel[i], g.dilation[i]);
+    if (ek > padded) {
+      i64 eks[kSpatial], padded_all[kSpatial];
+      for (int j = 0; j < kSpatial; ++j) {
+        eks[j] = j >= kSpatial - rank ? effective_kernel(kernel[j], dilation[j]) : 1;
+        padded_all[j] = j >= kSpatial - rank ? in[j] + pad_before[j] + pad_after[j] : 1;
+      }
+      fail("kernel is larger than the padded input: dilated kernel size " + tuple_str(eks, rank) +
+           ", padded input size " + tuple_str(padded_all, rank) + " (output size would be < 1)");
+    }
+    g.out[i] = (padded - ek) / g.stride[i] + 1;
+  }
+  // Every tensor's element count must fit in int64 (indexing is 64-bit throughout).
+  checked_mul(checked_mul(N, C, "input size"), checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2],
+                                                             "input size"),
+              "input size");
+  checked_mul(checked_mul(N, K, "output size"),
+              checked_mul(checked_mul(g.out[0], g.out[1], "output size"), g.out[2], "output size"), "output size");
+  checked_mul(checked_mul(K, w_cin, "weight size"),
+              checked_mul(checked_mul(g.kernel[0], g.kernel[1], "weight size"), g.kernel[2], "weight size"),
+              "weight size");
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+// ---------------------------------------------------------------------------------------------
+
+// How padding was given: explicit symmetric ints (PyTorch rules, padded cells count towards
+// avg_pool's divisor when count_include_pad) or "same"/"valid" (TensorFlow rules: padded cells
+// never count, ceil_mode must be off).
+enum class PoolPadding { kExplicit = 0, kSameOrValid = 1 };
+
+struct PoolGeometry {
+  int rank = 2;
+  i64 planes = 0;  // N * C
+  i64 in[kSpatial] = {1, 1, 1};
+  i64 kernel[kSpatial] = {1, 1, 1};
+  i64 out[kSpatial] = {1, 1, 1};
+  i64 stride[kSpatial] = {1, 1, 1};
+  i64 dilation[kSpatial] = {1, 1, 1};
+  i64 pad_before[kSpatial] = {0, 0, 0};
+  i64 pad_after[kSpatial] = {0, 0, 0};
+  PoolPadding padding_kind = PoolPadding::kExplicit;
+  bool ceil_mode = false;
+
+  i64 in_plane() const { return in[0] * in[1] * in[2]; }
+  i64 out_plane() const { return out[0] * out[1] * out[2]; }
+};
+
+// PyTorch's pooling_output_shape: floor or ceil division, and with ceil_mode the last window
+// must start inside the input or the left padding.
+inline i64 pool_output_size(i64 in, i64 k, i64 pad_before, i64 pad_after, i64 stride, i64 dilation, bool ceil_mode) {
+  const i64 ek = effective_kernel(k, dilation);
+  const i64 span = checked_add(checked_add(in, pad_before, "pool output size"), pad_after, "pool output size") - ek;
+  i64 out = floor_div(span + (ceil_mode ? stride - 1 : 0), stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad_before) --out;
+  return out;
+}
+
+inline PoolGeometry make_pool_geometry(int rank, i64 planes, const i64* in, const i64* kernel, const i64* stride,
+                                       const i64* pad_before, const i64* pad_after, const i64* dilation,
+                                       bool ceil_mode, PoolPadding padding_kind) {
+  check_rank(rank);
+  PoolGeometry g;
+  g.rank = rank;
+  g.padding_kind = padding_kind;
+  g.ceil_mode = ceil_mode;
+  if (planes < 0) fail("input batch*channels must be >= 0, got " + std::to_string(planes));
+  g.planes = planes;
+  check_positive(kernel, rank, "kernel_size");
+  check_positive(stride, rank, "stride");
+  check_positive(dilation, rank, "dilation");
+  check_non_negative(pad_before, rank, "padding");
+  check_non_negative(pad_after, rank, "padding");
+  if (padding_kind == PoolPadding::kSameOrValid && ceil_mode)
+    fail("ceil_mode must be False with padding='same' or 'valid'");
+  for (int i = kSpatial - rank; i < kSpatial; ++i) {
+    if (in[i] < 1) fail("input spatial size must be >= 1 on every axis, got " + tuple_str(in, rank));
+    if (padding_kind == PoolPadding::kExplicit) {
+      if (pad_before[i] != pad_after[i]) fail("explicit pooling padding must be symmetric");
+      if (pad_before[i] > kernel[i] / 2)
+        fail("padding must be at most half of kernel_size on every axis, got padding=" + tuple_str(pad_before, rank) +
+             " and kernel_size=" + tuple_str(kernel, rank));
+    }
+  }
+  i64 out[kSpatial] = {1, 1, 1};
+  for (int i = 0; i < kSpatial; ++i) {
+    const bool used = i >= kSpatial - rank;
+    g.in[i] = used ? in[i] : 1;
+    g.kernel[i] = used ? kernel[i] : 1;
+    g.stride[i] = used ? stride[i] : 1;
+    g.dilation[i] = used ? dilation[i] : 1;
+    g.pad_before[i] = used ? pad_before[i] : 0;
+    g.pad_after[i] = used ? pad_after[i] : 0;
+    out[i] = pool_output_size(g.in[i], g.kernel[i], g.pad_before[i], g.pad_after[i], g.stride[i], g.dilation[i],
+                              ceil_mode);
+  }
+  for (int i = kSpatial - rank; i < kSpatial; ++i)
+    if (out[i] < 1)
+      fail("output size is too small: input size " + tuple_str(in, rank) + ", kernel_size " +
+           tuple_str(kernel, rank) + ", stride " + tuple_str(stride, rank) + ", dilation " +
+           tuple_str(dilation, rank) + " give output size " + tuple_str(out, rank));
+  for (int i = 0; i < kSpatial; ++i) g.out[i] = out[i];
+  checked_mul(planes, checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2], "input size"), "input size");
+  checked_mul(planes, checked_mul(checked_mul(g.out[0], g.out[1], "output size"), g.out[2], "output size"),
+              "output size");
+  return g;
+}
+
+}  // namespace convkern

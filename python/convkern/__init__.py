@@ -1,0 +1,65 @@
+"""convkern: convolution and pooling kernels, forward and backward, for NumPy arrays.
+
+    >>> import numpy as np, convkern
+    >>> x = np.random.rand(8, 3, 32, 32).astype(np.float32)
+    >>> w = np.random.rand(16, 3, 3, 3).astype(np.float32)
+    >>> convkern.conv2d(x, w, padding="same").shape
+    (8, 16, 32, 32)
+
+The hot paths are hand-written C++ (OpenMP, AVX-512/AVX2 micro-kernels picked at run time);
+``convkern.reference`` holds the plain-NumPy definition of every operator.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from . import _C, functional
+from .functional import *  # noqa: F401,F403  (the operators; the list is functional.__all__)
+from .functional import __all__ as _ops
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("convkern")
+except Exception:  # running from a source tree without installed metadata
+    __version__ = "0.0.0+unknown"
+
+
+def info() -> Dict[str, Any]:
+    """What this build of convkern is and what it runs on."""
+    return {
+        "version": __version__,
+        "cpu_isa": _C.cpu_isa(),
+        "openmp": _C.openmp(),
+        "num_threads": _C.get_num_threads(),
+        "hardware_threads": _C.hardware_threads(),
+        "cuda": bool(_C.cuda_built),
+        "cuda_architectures": [],
+        "gpus": [],
+    }
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels use (default: OpenMP's, i.e. OMP_NUM_THREADS or the core count)."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the threads every CPU kernel uses, process-wide. Results do not depend on it."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _C.set_num_threads(n)
+
+
+__all__ = list(_ops) + ["info", "get_num_threads", "set_num_threads", "functional", "reference"]
+
+
+def __getattr__(name: str):
+    # The NumPy reference is imported on first use: it is the tests' oracle, not a hot path.
+    if name == "reference":
+        import importlib
+
+        return importlib.import_module(".reference", __name__)
+    raise AttributeError(f"module 'convkern' has no attribute {name!r}")

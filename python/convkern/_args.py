@@ -1,0 +1,157 @@
+"""Argument normalisation shared by every op: arrays, dtypes, layouts and per-axis integers.
+
+Everything here only *parses* what the caller wrote (an int or a tuple, ``"same"``, a layout
+name); the numeric rules — positivity, output sizes, overflow — live in ``csrc/shape.h`` and are
+reached through ``convkern._C`` so that there is one source of truth for every backend.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+IntOrTuple = Union[int, Sequence[int]]
+Padding = Union[int, str, Sequence[Union[int, Tuple[int, int]]]]
+
+# Python ints wider than this cannot be int64 sizes; shape.h then checks products and sums.
+_INT64_MAX = 2**63 - 1
+
+CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+
+
+def _is_cuda_array(a: Any) -> bool:
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    dev = getattr(a, "__dlpack_device__", None)
+    if callable(dev):
+        try:
+            # DLPack device types 2 (kDLCUDA), 3 (kDLCUDAHost) and 13 (kDLCUDAManaged).
+            return int(dev()[0]) in (2, 3, 13)
+        except Exception:  # a broken __dlpack_device__ is simply not a CUDA array
+            return False
+    return False
+
+
+def reject_cuda(**arrays: Any) -> None:
+    """A CUDA array in this CPU-only build is a RuntimeError, checked before anything else."""
+    for name, a in arrays.items():
+        if a is not None and _is_cuda_array(a):
+            raise RuntimeError(
+                f"{name} is a CUDA array, but this build of convkern has no CUDA backend "
+                "(convkern.info()['cuda'] is False); move it to the host with .get() or numpy.asarray"
+            )
+
+
+def as_float_array(a: Any, name: str) -> np.ndarray:
+    """Returns ``a`` as an ndarray of float32 or float64; anything else is a TypeError."""
+    if not isinstance(a, np.ndarray):
+        if isinstance(a, (str, bytes)) or a is None:
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+        try:
+            a = np.asarray(a)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}: {exc}") from None
+    if a.dtype not in (np.float32, np.float64):
+        hint = ""
+        if a.dtype.kind in "biuc":
+            hint = f"; convert it with {name}.astype(numpy.float32)"
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}{hint}")
+    return a
+
+
+def same_dtype(ref: np.ndarray, ref_name: str, **others: Optional[np.ndarray]) -> None:
+    for name, a in others.items():
+        if a is not None and a.dtype != ref.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}: they must match")
+
+
+def as_int(v: Any, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}")
+    v = int(v)
+    if abs(v) > _INT64_MAX:
+        raise ValueError(f"{name} is too large: {v} does not fit in a 64-bit integer")
+    return v
+
+
+def int_tuple(v: Any, rank: int, name: str) -> Tuple[int, ...]:
+    """An int (repeated) or one int per spatial axis."""
+    if isinstance(v, (list, tuple)):
+        if len(v) != rank:
+            raise ValueError(f"{name} must be an int or a tuple of {rank} ints, got {tuple(v)!r}")
+        return tuple(as_int(e, name) for e in v)
+    return (as_int(v, name),) * rank
+
+
+def pad3(t: Sequence[int], rank: int, fill: int) -> list:
+    """Spatial tuple of `rank` entries -> the 3 entries the kernels use (leading axes unused)."""
+    return [fill] * (3 - rank) + list(t)
+
+
+def data_format_is_last(data_format: Optional[str], rank: int) -> bool:
+    if data_format is None or data_format == CHANNELS_FIRST[rank]:
+        return False
+    if data_format == CHANNELS_LAST[rank]:
+        return True
+    raise ValueError(
+        f"data_format must be {CHANNELS_FIRST[rank]!r} or {CHANNELS_LAST[rank]!r} for a {rank}-D op, "
+        f"got {data_format!r}"
+    )
+
+
+def ncs_shape(x: np.ndarray, rank: int, name: str, channels_last: bool) -> Tuple[Tuple[int, ...], bool]:
+    """The (N, C, *spatial) shape of an input in either layout, and whether it was unbatched."""
+    if x.ndim not in (rank + 1, rank + 2):
+        layout = (CHANNELS_LAST if channels_last else CHANNELS_FIRST)[rank]
+        raise ValueError(
+            f"{name} must have {rank + 2} dimensions ({layout}) or {rank + 1} (unbatched), "
+            f"got shape {x.shape}"
+        )
+    unbatched = x.ndim == rank + 1
+    s = ((1,) if unbatched else ()) + tuple(x.shape)
+    if channels_last:
+        s = (s[0], s[-1]) + s[1:-1]
+    return s, unbatched
+
+
+def to_ncs(x: np.ndarray, unbatched: bool, channels_last: bool) -> np.ndarray:
+    """A C-contiguous (N, C, *spatial) array: a view when the input already is one."""
+    if unbatched:
+        x = x[None]
+    if channels_last:
+        # Channels-last is served by a transposed copy for now; kernels written for the layout
+        # replace this.
+        x = np.moveaxis(x, -1, 1)
+    return np.ascontiguousarray(x)
+
+
+def restore_layout(y: np.ndarray, unbatched: bool, channels_last: bool) -> np.ndarray:
+    if channels_last:
+        y = np.ascontiguousarray(np.moveaxis(y, 1, -1))
+    return y[0] if unbatched else y
+
+
+def user_shape(shape_ncs: Sequence[int], unbatched: bool, channels_last: bool) -> Tuple[int, ...]:
+    s = list(shape_ncs)
+    if channels_last:
+        s = [s[0]] + s[2:] + [s[1]]
+    return tuple(s[1:] if unbatched else s)
+
+
+def check_out(out: Any, shape: Tuple[int, ...], dtype: np.dtype, name: str = "out",
+              inputs: Sequence[np.ndarray] = ()) -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {dtype}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    for a in inputs:
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"{name} must not share memory with an input")
