@@ -148,16 +148,17 @@ def _from_ncx(array, batched, channels_last):
     return np.ascontiguousarray(array)
 
 
-def _grad_to_ncx(grad_output, expected_shape, batched, channels_last):
-    """grad_output as a batched channels-first float64 array, once its shape is checked."""
-    grad_output = np.asarray(grad_output, dtype=np.float64)
+def _like_output(array, expected_shape, batched, channels_last, name, dtype=np.float64):
+    """An array shaped like the forward's output (grad_output, indices), once its shape is
+    checked, as a batched channels-first array."""
+    array = np.asarray(array, dtype=dtype)
     expected = _user_shape(expected_shape, batched, channels_last)
-    if grad_output.shape != expected:
-        raise ValueError(f"grad_output has shape {grad_output.shape}, but the forward output "
-                         f"has shape {expected}")
+    if array.shape != expected:
+        raise ValueError(f"{name} has shape {array.shape}, but the forward output has shape "
+                         f"{expected}")
     if not batched:
-        grad_output = grad_output[np.newaxis]
-    return np.moveaxis(grad_output, -1, 1) if channels_last else grad_output
+        array = array[np.newaxis]
+    return np.moveaxis(array, -1, 1) if channels_last else array
 
 
 def _spatial_axes(rank):
@@ -331,7 +332,7 @@ def _conv(rank, input, weight, bias, stride, padding, dilation, groups, padding_
 def _conv_backward(rank, grad_output, input, weight, stride, padding, dilation, groups,
                    padding_mode, data_format):
     a = _conv_args(rank, input, weight, stride, padding, dilation, groups, padding_mode, data_format)
-    g = _split(_grad_to_ncx(grad_output, a.out_shape, a.batched, a.channels_last), 1, a.groups)
+    g = _split(_like_output(grad_output, a.out_shape, a.batched, a.channels_last, "grad_output"), 1, a.groups)
     xp = _pad(a.x, a.pads, padding_mode)
     cols = _split(_windows(xp, a.w.shape[2:], a.stride, a.dilation), 1, a.groups)
     grad_weight = _merge(_einsum("ngcXK,ngmX->gmcK", cols, g, rank=rank), 0)
@@ -397,7 +398,7 @@ def _conv_transpose_backward(rank, grad_output, input, weight, stride, padding, 
                              groups, dilation, data_format):
     a = _conv_transpose_args(rank, input, weight, stride, padding, output_padding, groups,
                              dilation, data_format)
-    g = _grad_to_ncx(grad_output, a.out_shape, a.batched, a.channels_last)
+    g = _like_output(grad_output, a.out_shape, a.batched, a.channels_last, "grad_output")
     cols = _windows(_pad(g, a.pads), a.w.shape[2:], a.stride, a.dilation)
     # With output_padding >= stride one more window fits than there are input cells; it
     # holds only output cells that no input reached.
@@ -504,16 +505,14 @@ def _scatter_to_plane(grad, index, in_sizes):
     return grad_input.reshape((n, c) + tuple(in_sizes))
 
 
-def _checked_indices(indices, grad_shape, plane, rank, batched, channels_last):
-    indices = np.asarray(indices)
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise TypeError(f"indices must be an integer array, got {indices.dtype}")
-    indices, _ = _to_ncx(indices, rank, channels_last, "indices", dtype=np.int64)
-    if indices.shape != grad_shape:
-        raise ValueError(f"indices have shape {_user_shape(indices.shape, batched, channels_last)}, "
-                         f"expected {_user_shape(grad_shape, batched, channels_last)}")
+def _checked_indices(indices, out_shape, plane, batched, channels_last):
+    """The forward's indices, checked: integers, the output's shape, each in [-1, plane)."""
+    if not np.issubdtype(np.asarray(indices).dtype, np.integer):
+        raise TypeError(f"indices must be an integer array, got {np.asarray(indices).dtype}")
+    indices = _like_output(indices, out_shape, batched, channels_last, "indices", np.int64)
     if indices.size and (indices.min() < -1 or indices.max() >= plane):
-        raise ValueError(f"indices must lie in [-1, {plane}), got [{indices.min()}, {indices.max()}]")
+        raise ValueError(f"indices must lie in [-1, {plane}), got values in "
+                         f"[{indices.min()}, {indices.max()}]")
     return indices
 
 
@@ -532,11 +531,11 @@ def _extreme_pool_backward(rank, largest, grad_output, input, kernel_size, strid
     channels_last = _channels_last(data_format, rank)
     x, batched = _to_ncx(input, rank, channels_last, "input")
     geo = _pool_geometry(rank, x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    g = _grad_to_ncx(grad_output, x.shape[:2] + geo.out, batched, channels_last)
+    g = _like_output(grad_output, x.shape[:2] + geo.out, batched, channels_last, "grad_output")
     if indices is None:
         _, indices = _select(*_pool_windows(x, geo), largest)
     else:
-        indices = _checked_indices(indices, g.shape, math.prod(x.shape[2:]), rank, batched,
+        indices = _checked_indices(indices, g.shape, math.prod(x.shape[2:]), batched,
                                    channels_last)
     return _from_ncx(_scatter_to_plane(g, indices, x.shape[2:]), batched, channels_last)
 
@@ -574,7 +573,7 @@ def _avg_pool_backward(rank, grad_output, input, kernel_size, stride, padding, c
     channels_last = _channels_last(data_format, rank)
     x, batched = _to_ncx(input, rank, channels_last, "input")
     geo = _pool_geometry(rank, x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
-    g = _grad_to_ncx(grad_output, x.shape[:2] + geo.out, batched, channels_last)
+    g = _like_output(grad_output, x.shape[:2] + geo.out, batched, channels_last, "grad_output")
     _, index = _pool_windows(x, geo)
     share = g / _avg_divisor(geo, x.shape[2:], index, count_include_pad, divisor_override)
     # Every cell of a window gets the window's share; padded cells drop it.
@@ -688,7 +687,7 @@ def _adaptive_avg_pool(rank, input, output_size, data_format):
 
 def _adaptive_avg_pool_backward(rank, grad_output, input, output_size, data_format):
     x, out_sizes, batched, channels_last = _adaptive_args(rank, input, output_size, data_format)
-    g = _grad_to_ncx(grad_output, x.shape[:2] + out_sizes, batched, channels_last)
+    g = _like_output(grad_output, x.shape[:2] + out_sizes, batched, channels_last, "grad_output")
     grad = np.zeros(x.shape)
     for cell, window in _adaptive_windows(x.shape[2:], out_sizes):
         count = math.prod(s.stop - s.start for s in window)
@@ -705,11 +704,11 @@ def _adaptive_max_pool(rank, input, output_size, return_indices, data_format):
 
 def _adaptive_max_pool_backward(rank, grad_output, input, output_size, data_format, indices):
     x, out_sizes, batched, channels_last = _adaptive_args(rank, input, output_size, data_format)
-    g = _grad_to_ncx(grad_output, x.shape[:2] + out_sizes, batched, channels_last)
+    g = _like_output(grad_output, x.shape[:2] + out_sizes, batched, channels_last, "grad_output")
     if indices is None:
         _, indices = _adaptive_max(x, out_sizes)
     else:
-        indices = _checked_indices(indices, g.shape, math.prod(x.shape[2:]), rank, batched,
+        indices = _checked_indices(indices, g.shape, math.prod(x.shape[2:]), batched,
                                    channels_last)
     return _from_ncx(_scatter_to_plane(g, indices, x.shape[2:]), batched, channels_last)
 

@@ -1,0 +1,54 @@
+"""Shared helpers: tolerances scaled by reduction length, array layouts, NaN-poisoned outputs."""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+
+def assert_close(actual, expected, *, reduction: int = 1, dtype=np.float32, scale: float = 1.0, what: str = ""):
+    """float64 kernels must match the float64 reference to ~1e-12; float32 ones within a
+    tolerance that grows with the length of the sum behind each element (rounding errors of a
+    sum of n terms grow like sqrt(n))."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert not np.isnan(actual).any() or np.isnan(expected).any(), f"{what}: NaN in result (unwritten element?)"
+    if np.dtype(dtype) == np.float64:
+        rtol, atol = 1e-10, 1e-11 * math.sqrt(reduction) * scale
+    else:
+        rtol, atol = 1e-4, 1e-5 * math.sqrt(reduction) * scale
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def poisoned(shape, dtype):
+    """An out= buffer full of NaN, so that an element the kernel forgets to write is caught."""
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def relayout(x: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
+    """The same values in another memory layout: the kernels must accept any strides."""
+    if how == "contiguous":
+        return np.ascontiguousarray(x)
+    if how == "fortran":
+        return np.asfortranarray(x)
+    if how == "negative":
+        # Stored reversed along the last axis, viewed forward: negative strides, same values.
+        return np.ascontiguousarray(x[..., ::-1])[..., ::-1]
+    if how == "strided":
+        # Every other element of a larger buffer along the last axis.
+        big = rng.standard_normal(x.shape[:-1] + (2 * x.shape[-1],)).astype(x.dtype)
+        big[..., ::2] = x
+        return big[..., ::2]
+    raise ValueError(how)
+
+
+LAYOUTS = ("contiguous", "fortran", "negative", "strided")
+
+
+@pytest.fixture
+def rng(request):
+    # Seeded by the test's id so that every case is reproducible on its own.
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

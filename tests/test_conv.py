@@ -1,0 +1,195 @@
+"""Convolution kernels against convkern.reference on randomized configurations.
+
+Each case draws its own geometry from a seed: batch (0 to 3, or unbatched), groups (1, 2, 3 or
+depthwise), kernels 1 to 7 and non-square, strides and dilations 1 to 3, every padding form
+(int, per axis, asymmetric pairs, "same", "valid"), odd and prime sizes, and inputs stored
+contiguous, Fortran-ordered, with negative strides or strided.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convkern
+from convkern import reference as ref
+
+from conftest import LAYOUTS, assert_close, poisoned, relayout
+
+DTYPES = (np.float32, np.float64)
+
+
+def conv_case(seed: int, rank: int):
+    rng = np.random.default_rng(1000 * rank + seed)
+    groups = int(rng.choice([1, 1, 2, 3, 0]))  # 0: depthwise
+    if groups == 0:
+        c = int(rng.integers(1, 6))
+        groups, cin, cout = c, c, c * int(rng.integers(1, 3))
+    else:
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 4))
+    kernel = tuple(int(k) for k in rng.integers(1, 8 if rank < 3 else 4, size=rank))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=rank))
+    dilation = tuple(int(d) for d in rng.integers(1, 4 if rank < 3 else 3, size=rank))
+    form = rng.choice(["int", "axes", "pairs", "same", "valid"])
+    if form == "int":
+        padding = int(rng.integers(0, 4))
+        pads = [(padding, padding)] * rank
+    elif form == "axes":
+        padding = tuple(int(p) for p in rng.integers(0, 4, size=rank))
+        pads = [(p, p) for p in padding]
+    elif form == "pairs":
+        padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 4, size=(rank, 2)))
+        pads = list(padding)
+    else:
+        padding = str(form)
+        pads = [(0, 0)] * rank
+    # Input sizes from the smallest legal one upwards, with some primes among them.
+    size = []
+    for k, d, (a, b) in zip(kernel, dilation, pads):
+        smallest = max(1, d * (k - 1) + 1 - a - b)
+        size.append(int(rng.choice([smallest, smallest + 1, smallest + int(rng.integers(2, 12)), 13, 17])))
+        size[-1] = max(size[-1], smallest)
+    if rank == 3:
+        size = [min(s, 9) if s > max(1, d * (k - 1) + 1) else s for s, k, d in zip(size, kernel, dilation)]
+    batch = int(rng.choice([0, 1, 2, 3, -1]))  # -1: unbatched
+    layout = LAYOUTS[int(rng.integers(0, len(LAYOUTS)))]
+    bias = bool(rng.integers(0, 2))
+    return dict(batch=batch, cin=cin, cout=cout, groups=groups, kernel=kernel, stride=stride,
+                dilation=dilation, padding=padding, size=tuple(size), layout=layout, bias=bias)
+
+
+def make_arrays(case, dtype, rng):
+    shape = ((case["batch"],) if case["batch"] >= 0 else ()) + (case["cin"],) + case["size"]
+    x = relayout(rng.standard_normal(shape).astype(dtype), case["layout"], rng)
+    w = rng.standard_normal((case["cout"], case["cin"] // case["groups"]) + case["kernel"]).astype(dtype)
+    b = rng.standard_normal(case["cout"]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def kwargs_of(case):
+    return dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+
+
+def reduction(case):
+    return case["cin"] // case["groups"] * int(np.prod(case["kernel"]))
+
+
+CASES_2D = range(70)
+CASES_1D_3D = [(r, s) for r in (1, 3) for s in range(15)]
+
+
+def _check_forward(rank, case, dtype, rng):
+    x, w, b = make_arrays(case, dtype, rng)
+    fwd = getattr(convkern, f"conv{rank}d")
+    expected = getattr(ref, f"conv{rank}d")(x, w, b, **kwargs_of(case))
+    out = poisoned(expected.shape, dtype)
+    y = fwd(x, w, b, **kwargs_of(case), out=out)
+    assert y is out
+    assert_close(y, expected, reduction=reduction(case), dtype=dtype, what=str(case))
+    # The same call without out= allocates a C-contiguous result.
+    y2 = fwd(x, w, b, **kwargs_of(case))
+    assert y2.flags.c_contiguous and y2.dtype == dtype
+    np.testing.assert_array_equal(y2, y)
+
+
+def _check_backward(rank, case, dtype, rng):
+    x, w, _ = make_arrays(case, dtype, rng)
+    y_shape = getattr(ref, f"conv{rank}d")(x, w, None, **kwargs_of(case)).shape
+    dy = relayout(rng.standard_normal(y_shape).astype(dtype), case["layout"], rng)
+    gi, gw, gb = getattr(convkern, f"conv{rank}d_backward")(dy, x, w, **kwargs_of(case))
+    ri, rw, rb = getattr(ref, f"conv{rank}d_backward")(dy, x, w, **kwargs_of(case))
+    for got in (gi, gw, gb):
+        assert got.dtype == dtype and got.flags.c_contiguous
+    kvol = int(np.prod(case["kernel"]))
+    positions = max(1, int(np.prod(y_shape)) // max(1, case["cout"]))
+    assert_close(gi, ri, reduction=case["cout"] // case["groups"] * kvol, dtype=dtype, what="grad_input")
+    assert_close(gw, rw, reduction=positions, dtype=dtype, what="grad_weight")
+    assert_close(gb, rb, reduction=positions, dtype=dtype, what="grad_bias")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("seed", CASES_2D)
+def test_conv2d_forward(seed, dtype, rng):
+    _check_forward(2, conv_case(seed, 2), dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("seed", CASES_2D)
+def test_conv2d_backward(seed, dtype, rng):
+    _check_backward(2, conv_case(seed, 2), dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("rank,seed", CASES_1D_3D)
+def test_conv1d_conv3d_forward_and_backward(rank, seed, dtype, rng):
+    case = conv_case(seed, rank)
+    _check_forward(rank, case, dtype, rng)
+    _check_backward(rank, case, dtype, rng)
+
+
+@pytest.mark.parametrize("shape", [
+    # Shapes that cross the kernels' blocking: more than one reduction block (R > 256), channel
+    # counts that are not multiples of the micro-kernel's 12 rows, positions spanning tiles.
+    dict(n=2, c=40, k=50, hw=(19, 23), kernel=(3, 3)),
+    dict(n=1, c=300, k=13, hw=(6, 7), kernel=(1, 1)),
+    dict(n=3, c=7, k=64, hw=(35, 9), kernel=(5, 5)),
+    dict(n=2, c=33, k=25, hw=(29, 31), kernel=(3, 3)),
+])
+def test_conv2d_blocking_edges(shape, rng):
+    x = rng.standard_normal((shape["n"], shape["c"]) + shape["hw"]).astype(np.float32)
+    w = rng.standard_normal((shape["k"], shape["c"]) + shape["kernel"]).astype(np.float32)
+    b = rng.standard_normal(shape["k"]).astype(np.float32)
+    red = shape["c"] * int(np.prod(shape["kernel"]))
+    assert_close(convkern.conv2d(x, w, b, padding=1), ref.conv2d(x, w, b, padding=1), reduction=red)
+    dy = rng.standard_normal(ref.conv2d(x, w, None, padding=1).shape).astype(np.float32)
+    got = convkern.conv2d_backward(dy, x, w, padding=1)
+    want = ref.conv2d_backward(dy, x, w, padding=1)
+    positions = shape["n"] * int(np.prod(dy.shape[2:]))
+    for g, r, n in zip(got, want, (shape["k"] * 9, positions, positions)):
+        assert_close(g, r, reduction=n)
+
+
+def test_conv2d_empty_batch():
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    y = convkern.conv2d(x, w)
+    assert y.shape == (0, 4, 6, 6)
+    gi, gw, gb = convkern.conv2d_backward(np.zeros((0, 4, 6, 6), np.float32), x, w)
+    assert gi.shape == x.shape
+    np.testing.assert_array_equal(gw, 0)
+    np.testing.assert_array_equal(gb, 0)
+
+
+def test_conv2d_unbatched_matches_batched(rng):
+    x = rng.standard_normal((3, 10, 11))
+    w = rng.standard_normal((5, 3, 3, 2))
+    np.testing.assert_array_equal(convkern.conv2d(x, w, padding="same"),
+                                  convkern.conv2d(x[None], w, padding="same")[0])
+
+
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
+def test_other_instruction_sets(isa, tmp_path):
+    """The AVX2 and portable micro-kernels, forced through CONVKERN_ISA in a child process."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, convkern\n"
+        "from convkern import reference as ref\n"
+        f"assert convkern.info()['cpu_isa'] in ({isa!r}, 'generic'), convkern.info()\n"
+        "rng = np.random.default_rng(5)\n"
+        "for dt, tol in ((np.float32, 2e-4), (np.float64, 1e-10)):\n"
+        "    x = rng.standard_normal((2, 13, 17, 15)).astype(dt)\n"
+        "    w = rng.standard_normal((19, 13, 3, 4)).astype(dt)\n"
+        "    y = convkern.conv2d(x, w, padding=(1, 2), stride=(1, 2))\n"
+        "    r = ref.conv2d(x, w, padding=(1, 2), stride=(1, 2))\n"
+        "    assert np.allclose(y, r, rtol=tol, atol=tol * 10), abs(y - r).max()\n"
+        "    dy = rng.standard_normal(r.shape).astype(dt)\n"
+        "    for g, e in zip(convkern.conv2d_backward(dy, x, w, padding=(1, 2), stride=(1, 2)),\n"
+        "                    ref.conv2d_backward(dy, x, w, padding=(1, 2), stride=(1, 2))):\n"
+        "        assert np.allclose(g, e, rtol=tol, atol=tol * 100), abs(g - e).max()\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, CONVKERN_ISA=isa)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
