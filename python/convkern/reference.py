@@ -63,7 +63,7 @@ _PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "c
 # ============================================================================= sizes
 
 def same_padding(in_size, kernel, stride, dilation):
-    """(before, after) of TensorFlow's "same" padding: out = ceil(in / stride), any stride/dilation."""
+    """(before, after) of TensorFlow's "same": out = ceil(in / stride), any stride and dilation."""
     out = -(-in_size // stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - in_size, 0)
     return total // 2, total - total // 2
@@ -77,7 +77,8 @@ def conv_output_size(in_size, kernel, stride, padding_before, padding_after, dil
 def pool_output_size(in_size, kernel, stride, padding, dilation, ceil_mode):
     """Pooling output size with symmetric `padding`, PyTorch's rule (SPEC §3)."""
     effective_kernel = dilation * (kernel - 1) + 1
-    out = (in_size + 2 * padding - effective_kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+    rounding = stride - 1 if ceil_mode else 0
+    out = (in_size + 2 * padding - effective_kernel + rounding) // stride + 1
     # ceil_mode may add a window that starts in the right padding; it is dropped:
     # the last window must start inside the input or the left padding.
     if ceil_mode and (out - 1) * stride >= in_size + padding:
@@ -207,7 +208,7 @@ def _windows(xp, kernel, stride, dilation):
 
 
 def _col2im(cols, size, stride, dilation):
-    """Adjoint of `_windows`: add each window cell back onto the (N, C, *size) array position it reads."""
+    """Adjoint of `_windows`: add each window cell onto the (N, C, *size) position it reads."""
     rank = len(size)
     out_sizes, kernel = cols.shape[2:2 + rank], cols.shape[2 + rank:]
     x = np.zeros(cols.shape[:2] + tuple(size))
@@ -241,12 +242,12 @@ def _merge(array, axis):
 
 class _Conv(NamedTuple):
     x: np.ndarray            # (N, C_in, *in), float64
-    w: np.ndarray            # (C_out, C_in/groups, *kernel), float64
+    w: np.ndarray            # conv: (C_out, C_in/groups, *k); transpose: (C_in, C_out/groups, *k)
     stride: tuple
     pads: list               # one (before, after) pair per axis
     dilation: tuple
     groups: int
-    out_shape: tuple         # (N, C_out, *out)
+    out_shape: tuple         # (N, C_out, *out) of the forward
     batched: bool
     channels_last: bool
 
@@ -269,7 +270,8 @@ def _conv_padding(padding, in_sizes, kernel, stride, dilation):
         if rank == 1 and len(entries) == 2 and all(_is_int(p) for p in entries):
             entries = [tuple(entries)]
         if len(entries) != rank:
-            raise ValueError(f"padding must have one entry per spatial axis ({rank}), got {padding!r}")
+            raise ValueError(f"padding must have one entry per spatial axis ({rank}), "
+                             f"got {padding!r}")
     pads = [(int(p), int(p)) if _is_int(p) else tuple(int(q) for q in p) for p in entries]
     if any(len(pair) != 2 for pair in pads):
         raise ValueError(f"padding pairs must be (before, after), got {padding!r}")
@@ -292,7 +294,8 @@ def _conv_args(rank, input, weight, stride, padding, dilation, groups, padding_m
         raise ValueError(f"groups={groups} with weight of shape {w.shape} needs C_out divisible by "
                          f"groups and C_in = {w.shape[1]}*groups, got C_in = {x.shape[1]}")
     if padding_mode not in _PAD_MODES:
-        raise ValueError(f"padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+        raise ValueError(f"padding_mode must be one of {sorted(_PAD_MODES)}, "
+                         f"got {padding_mode!r}")
     pads = _conv_padding(padding, x.shape[2:], w.shape[2:], stride, dilation)
     for size, (before, after) in zip(x.shape[2:], pads):
         # PyTorch's F.pad limits: a reflection cannot reach past the far edge, a wrap
@@ -319,7 +322,10 @@ def _bias(bias, channels, rank):
 
 
 def _conv(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format):
-    a = _conv_args(rank, input, weight, stride, padding, dilation, groups, padding_mode, data_format)
+    """y[n, m, o] = bias[m] + sum over c, k of xpad[n, c, o*stride + k*dilation] * w[m, c, k],
+    c running over the input channels of output channel m's group."""
+    a = _conv_args(rank, input, weight, stride, padding, dilation, groups, padding_mode,
+                   data_format)
     xp = _pad(a.x, a.pads, padding_mode)
     cols = _windows(xp, a.w.shape[2:], a.stride, a.dilation)          # (N, C_in, *out, *kernel)
     y = _merge(_einsum("ngcXK,gmcK->ngmX", _split(cols, 1, a.groups), _split(a.w, 0, a.groups),
@@ -331,8 +337,11 @@ def _conv(rank, input, weight, bias, stride, padding, dilation, groups, padding_
 
 def _conv_backward(rank, grad_output, input, weight, stride, padding, dilation, groups,
                    padding_mode, data_format):
-    a = _conv_args(rank, input, weight, stride, padding, dilation, groups, padding_mode, data_format)
-    g = _split(_like_output(grad_output, a.out_shape, a.batched, a.channels_last, "grad_output"), 1, a.groups)
+    """The adjoint of `_conv`'s windows-times-weight contraction, for the weight and the input."""
+    a = _conv_args(rank, input, weight, stride, padding, dilation, groups, padding_mode,
+                   data_format)
+    g = _like_output(grad_output, a.out_shape, a.batched, a.channels_last, "grad_output")
+    g = _split(g, 1, a.groups)
     xp = _pad(a.x, a.pads, padding_mode)
     cols = _split(_windows(xp, a.w.shape[2:], a.stride, a.dilation), 1, a.groups)
     grad_weight = _merge(_einsum("ngcXK,ngmX->gmcK", cols, g, rank=rank), 0)
@@ -364,8 +373,8 @@ def _conv_transpose_args(rank, input, weight, stride, padding, output_padding, g
     dilation = _ints(dilation, rank, "dilation", 1)
     groups = operator.index(groups)
     if groups < 1 or w.shape[0] != x.shape[1] or x.shape[1] % groups:
-        raise ValueError(f"groups={groups} with weight of shape {w.shape} needs C_in = {w.shape[0]} "
-                         f"divisible by groups, got C_in = {x.shape[1]}")
+        raise ValueError(f"groups={groups} with weight of shape {w.shape} needs C_in = "
+                         f"{w.shape[0]} divisible by groups, got C_in = {x.shape[1]}")
     if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
         raise ValueError(f"output_padding must be smaller than max(stride, dilation), got "
                          f"output_padding={output_padding}, stride={stride}, dilation={dilation}")
@@ -404,8 +413,9 @@ def _conv_transpose_backward(rank, grad_output, input, weight, stride, padding, 
     # holds only output cells that no input reached.
     cols = cols[(Ellipsis,) + tuple(slice(0, n) for n in a.x.shape[2:]) + (slice(None),) * rank]
     cols = _split(cols, 1, a.groups)
-    grad_input = _merge(_einsum("ngmXK,gcmK->ngcX", cols, _split(a.w, 0, a.groups), rank=rank), 1)
-    grad_weight = _merge(_einsum("ngcX,ngmXK->gcmK", _split(a.x, 1, a.groups), cols, rank=rank), 0)
+    x, w = _split(a.x, 1, a.groups), _split(a.w, 0, a.groups)
+    grad_input = _merge(_einsum("ngmXK,gcmK->ngcX", cols, w, rank=rank), 1)
+    grad_weight = _merge(_einsum("ngcX,ngmXK->gcmK", x, cols, rank=rank), 0)
     grad_bias = g.sum(axis=(0,) + _spatial_axes(rank))
     return _from_ncx(grad_input, a.batched, a.channels_last), grad_weight, grad_bias
 
@@ -493,7 +503,7 @@ def _select(values, index, largest):
 
 
 def _scatter_to_plane(grad, index, in_sizes):
-    """Adds grad[n, c, o] onto input cell index[n, c, o] (a flat plane index) of each (n, c) plane."""
+    """Add grad[n, c, o] onto cell index[n, c, o] (a flat index) of input plane (n, c)."""
     n, c = grad.shape[:2]
     plane = math.prod(in_sizes)
     windows = math.prod(grad.shape[2:])
@@ -550,7 +560,8 @@ def _avg_divisor(geo, in_sizes, index, count_include_pad, divisor_override):
         # pool_size: the window [h0, min(h0 + k, in + p)) on each axis, BEFORE clamping to
         # the input, so left and right padding count but a ceil_mode overhang does not.
         sizes = []
-        for n, k, s, (before, after), o in zip(in_sizes, geo.kernel, geo.stride, geo.pads, geo.out):
+        for n, k, s, (before, after), o in zip(in_sizes, geo.kernel, geo.stride, geo.pads,
+                                               geo.out):
             start = np.arange(o) * s - before
             sizes.append(np.minimum(start + k, n + after) - start)
         return functools.reduce(np.multiply.outer, sizes)
@@ -599,20 +610,21 @@ def _global_shape(x, keepdims, batched, channels_last):
 
 
 def _flat_planes(x):
-    return x.reshape(x.shape[:2] + (math.prod(x.shape[2:]),))
+    """Each (n, c) plane as one row-major window, and the plane index of its cells."""
+    size = math.prod(x.shape[2:])
+    return x.reshape(x.shape[:2] + (size,)), np.arange(size)
 
 
 def _global_pool(rank, kind, input, keepdims, data_format):
     channels_last = _channels_last(data_format, rank)
     x, batched = _to_ncx(input, rank, channels_last, "input")
-    planes = _flat_planes(x)
+    planes, index = _flat_planes(x)
     if kind == "avg":
         y = planes.mean(axis=-1)
     else:
-        y, _ = _select(planes, np.zeros(planes.shape[-1:], np.int64), kind == "max")
-    y = y.reshape(y.shape + (1,) * rank)
-    return _from_ncx(y, batched, channels_last).reshape(_global_shape(x, keepdims, batched,
-                                                                      channels_last))
+        y, _ = _select(planes, index, kind == "max")
+    y = _from_ncx(y.reshape(y.shape + (1,) * rank), batched, channels_last)
+    return y.reshape(_global_shape(x, keepdims, batched, channels_last))
 
 
 def _global_pool_backward(rank, kind, grad_output, input, keepdims, data_format):
@@ -622,17 +634,15 @@ def _global_pool_backward(rank, kind, grad_output, input, keepdims, data_format)
     if np.shape(grad_output) != expected:
         raise ValueError(f"grad_output has shape {np.shape(grad_output)}, but the forward output "
                          f"has shape {expected}")
-    g = np.asarray(grad_output, dtype=np.float64).reshape(x.shape[:2])
-    planes = _flat_planes(x)
+    g = np.asarray(grad_output, dtype=np.float64).reshape(x.shape[:2] + (1,))
+    planes, index = _flat_planes(x)
     if kind == "avg":
-        grad = np.broadcast_to(g[..., np.newaxis] / planes.shape[-1], planes.shape)
+        grad = np.broadcast_to(g / planes.shape[-1], planes.shape).reshape(x.shape)
     else:
         # The whole gradient goes to the first extreme element (the first NaN, if any).
-        position, _ = _extreme_position(planes, np.zeros(planes.shape[-1:], np.int64),
-                                        kind == "max")
-        grad = np.zeros(planes.shape)
-        np.put_along_axis(grad, position[..., np.newaxis], g[..., np.newaxis], axis=-1)
-    return _from_ncx(grad.reshape(x.shape), batched, channels_last)
+        _, selected = _select(planes, index, kind == "max")
+        grad = _scatter_to_plane(g, selected[..., np.newaxis], x.shape[2:])
+    return _from_ncx(grad, batched, channels_last)
 
 
 # ================================================================ adaptive pooling
@@ -719,17 +729,20 @@ def _adaptive_max_pool_backward(rank, grad_output, input, output_size, data_form
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", data_format=None):
-    return _conv(1, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format)
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                 data_format)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", data_format=None):
-    return _conv(2, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format)
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                 data_format)
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", data_format=None):
-    return _conv(3, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format)
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                 data_format)
 
 
 def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
@@ -1002,13 +1015,16 @@ def adaptive_max_pool3d(input, output_size, return_indices=False, data_format=No
     return _adaptive_max_pool(3, input, output_size, return_indices, data_format)
 
 
-def adaptive_max_pool1d_backward(grad_output, input, output_size, data_format=None, indices=None):
+def adaptive_max_pool1d_backward(grad_output, input, output_size, data_format=None,
+                                  indices=None):
     return _adaptive_max_pool_backward(1, grad_output, input, output_size, data_format, indices)
 
 
-def adaptive_max_pool2d_backward(grad_output, input, output_size, data_format=None, indices=None):
+def adaptive_max_pool2d_backward(grad_output, input, output_size, data_format=None,
+                                  indices=None):
     return _adaptive_max_pool_backward(2, grad_output, input, output_size, data_format, indices)
 
 
-def adaptive_max_pool3d_backward(grad_output, input, output_size, data_format=None, indices=None):
+def adaptive_max_pool3d_backward(grad_output, input, output_size, data_format=None,
+                                  indices=None):
     return _adaptive_max_pool_backward(3, grad_output, input, output_size, data_format, indices)

@@ -1,0 +1,234 @@
+"""The benchmark suite of SPEC.md §8: its rows, their shapes, their napkin math, their inputs.
+
+Only NumPy and the standard library are imported here, because every worker process (convkern,
+PyTorch, NumPy) imports this module and no two OpenMP runtimes may share a process.
+
+Napkin math, the denominators of the report:
+
+* Convolution FLOPs = 2 · N · K · out_elements_per_map · (C/groups) · kernel_volume (forward);
+  the backward pass computes grad_input and grad_weight, each as much work as the forward, so it
+  counts twice that. The bias gradient (a reduction of grad_output) is not counted.
+* Pooling bytes = every operand read once + every result written once, in its own dtype:
+  forward x + y; backward grad_output + grad_input, plus the int64 argmax indices for max pooling
+  (the backward is given the indices its forward saved, as autograd does).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+FORWARD = "forward"
+BACKWARD = "backward"  # convolution: grad_input + grad_weight (+ grad_bias) in one call
+PHASES = (FORWARD, BACKWARD)
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class ConvRow:
+    """One convolution layer of SPEC §8 (dilation 1, symmetric zero padding, NC + spatial layout)."""
+
+    name: str
+    batch_cpu: int
+    batch_gpu: int
+    in_channels: int
+    spatial: Tuple[int, ...]  # (W,), (H, W) or (D, H, W): the rank is len(spatial)
+    out_channels: int
+    kernel: Tuple[int, ...]
+    stride: int
+    padding: int
+    groups: int = 1
+
+    kind = "conv"
+
+    @property
+    def rank(self) -> int:
+        return len(self.spatial)
+
+    @property
+    def kernel_volume(self) -> int:
+        return math.prod(self.kernel)
+
+    def out_spatial(self) -> Tuple[int, ...]:
+        return tuple(_out_size(i, k, self.stride, self.padding) for i, k in zip(self.spatial, self.kernel))
+
+    def x_shape(self, batch: int) -> Tuple[int, ...]:
+        return (batch, self.in_channels) + self.spatial
+
+    def w_shape(self) -> Tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups) + self.kernel
+
+    def y_shape(self, batch: int) -> Tuple[int, ...]:
+        return (batch, self.out_channels) + self.out_spatial()
+
+    def flops(self, phase: str, batch: int) -> float:
+        forward = (2.0 * batch * self.out_channels * math.prod(self.out_spatial())
+                   * (self.in_channels // self.groups) * self.kernel_volume)
+        return forward if phase == FORWARD else 2.0 * forward
+
+    def is_3x3(self) -> bool:
+        return self.kernel == (3, 3)
+
+    def describe(self) -> str:
+        shape = "x".join(map(str, self.spatial))
+        kernel = "x".join(map(str, self.kernel))
+        text = f"C{self.in_channels} {shape} K{self.out_channels} k{kernel} s{self.stride} p{self.padding}"
+        return text + (f" g{self.groups}" if self.groups > 1 else "")
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    """One pooling layer of SPEC §8: op is "max", "avg" or "global_avg" (2-D, NCHW)."""
+
+    name: str
+    batch_cpu: int
+    batch_gpu: int
+    channels: int
+    spatial: Tuple[int, int]
+    op: str
+    kernel: int = 0  # unused for global pooling
+    stride: int = 0
+    padding: int = 0
+
+    kind = "pool"
+
+    def out_spatial(self) -> Tuple[int, ...]:
+        if self.op == "global_avg":
+            return ()
+        return tuple(_out_size(i, self.kernel, self.stride, self.padding) for i in self.spatial)
+
+    def x_shape(self, batch: int) -> Tuple[int, ...]:
+        return (batch, self.channels) + self.spatial
+
+    def y_shape(self, batch: int) -> Tuple[int, ...]:
+        return (batch, self.channels) + self.out_spatial()  # global pooling: (N, C)
+
+    def bytes_moved(self, phase: str, batch: int) -> float:
+        x_bytes = 4.0 * math.prod(self.x_shape(batch))
+        y_bytes = 4.0 * math.prod(self.y_shape(batch))
+        if phase == FORWARD:
+            return x_bytes + y_bytes
+        index_bytes = 2.0 * y_bytes if self.op == "max" else 0.0  # int64 beside float32
+        return y_bytes + index_bytes + x_bytes
+
+    def describe(self) -> str:
+        shape = "x".join(map(str, self.spatial))
+        if self.op == "global_avg":
+            return f"C{self.channels} {shape} global avg"
+        return f"C{self.channels} {shape} {self.op} k{self.kernel} s{self.stride} p{self.padding}"
+
+
+CONV_ROWS: List[ConvRow] = [
+    ConvRow("resnet50.conv1", 8, 32, 3, (224, 224), 64, (7, 7), 2, 3),
+    ConvRow("resnet50.l1.1x1", 8, 32, 64, (56, 56), 256, (1, 1), 1, 0),
+    ConvRow("resnet50.l1.3x3", 8, 32, 64, (56, 56), 64, (3, 3), 1, 1),
+    ConvRow("resnet50.l2.3x3s2", 8, 32, 128, (56, 56), 128, (3, 3), 2, 1),
+    ConvRow("resnet50.l2.3x3", 8, 32, 128, (28, 28), 128, (3, 3), 1, 1),
+    ConvRow("resnet50.l3.3x3", 8, 32, 256, (14, 14), 256, (3, 3), 1, 1),
+    ConvRow("resnet50.l3.1x1", 8, 32, 1024, (14, 14), 256, (1, 1), 1, 0),
+    ConvRow("resnet50.l4.3x3", 8, 32, 512, (7, 7), 512, (3, 3), 1, 1),
+    ConvRow("vgg16.conv3_2", 8, 32, 256, (56, 56), 256, (3, 3), 1, 1),
+    ConvRow("mobilenet.dw3x3", 8, 32, 256, (28, 28), 256, (3, 3), 1, 1, groups=256),
+    ConvRow("lenet5.conv1", 64, 256, 1, (32, 32), 6, (5, 5), 1, 0),
+    ConvRow("lenet5.conv2", 64, 256, 6, (14, 14), 16, (5, 5), 1, 0),
+    ConvRow("audio.conv1d", 8, 32, 64, (16000,), 64, (9,), 1, 4),
+    ConvRow("video.conv3d", 2, 8, 64, (8, 56, 56), 64, (3, 3, 3), 1, 1),
+]
+
+POOL_ROWS: List[PoolRow] = [
+    PoolRow("resnet50.maxpool", 8, 32, 64, (112, 112), "max", 3, 2, 1),
+    PoolRow("vgg.maxpool", 8, 32, 128, (112, 112), "max", 2, 2, 0),
+    PoolRow("inception.avgpool", 8, 32, 192, (28, 28), "avg", 3, 1, 1),
+    PoolRow("resnet50.gap", 8, 32, 2048, (7, 7), "global_avg"),
+]
+
+ROWS = CONV_ROWS + POOL_ROWS
+ROWS_BY_NAME: Dict[str, object] = {row.name: row for row in ROWS}
+
+
+def select_rows(filter_text: str | None) -> list:
+    """Rows whose name contains any of the comma-separated substrings (all rows if none)."""
+    if not filter_text:
+        return list(ROWS)
+    needles = [n.strip() for n in filter_text.split(",") if n.strip()]
+    return [row for row in ROWS if any(n in row.name for n in needles)]
+
+
+def make_inputs(row, phase: str, batch: int) -> Dict[str, np.ndarray]:
+    """Fresh, reproducible float32 operands, uniform in [-1, 1) (never zeros): every process
+    that asks for the same (row, phase, batch) gets bit-identical arrays."""
+    seed = zlib.crc32(f"{row.name}/{phase}/{batch}".encode())
+    rng = np.random.default_rng(seed)
+
+    def uniform(shape):
+        return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+
+    arrays = {"x": uniform(row.x_shape(batch))}
+    if row.kind == "conv":
+        arrays["w"] = uniform(row.w_shape())
+    if phase == BACKWARD:
+        arrays["dy"] = uniform(row.y_shape(batch))
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------
+# The oracle: what each (row, phase) must produce, from convkern.reference (float64)
+# ---------------------------------------------------------------------------------------------
+
+def output_names(row, phase: str) -> Tuple[str, ...]:
+    if phase == FORWARD:
+        return ("y",)
+    return ("grad_input", "grad_weight", "grad_bias") if row.kind == "conv" else ("grad_input",)
+
+
+def reference_outputs(reference, row, phase: str, arrays: Dict[str, np.ndarray]) -> Tuple[np.ndarray, ...]:
+    """The float64 results of `reference` (the convkern.reference module) on float32 `arrays`."""
+    x = arrays["x"]
+    if row.kind == "conv":
+        geometry = dict(stride=row.stride, padding=row.padding, groups=row.groups)
+        if phase == FORWARD:
+            return (getattr(reference, f"conv{row.rank}d")(x, arrays["w"], **geometry),)
+        return tuple(getattr(reference, f"conv{row.rank}d_backward")(arrays["dy"], x, arrays["w"], **geometry))
+    if row.op == "global_avg":
+        if phase == FORWARD:
+            return (reference.global_avg_pool2d(x),)
+        return (reference.global_avg_pool2d_backward(arrays["dy"], x),)
+    window = (row.kernel, row.stride, row.padding)
+    if phase == FORWARD:
+        return (getattr(reference, f"{row.op}_pool2d")(x, *window),)
+    return (getattr(reference, f"{row.op}_pool2d_backward")(arrays["dy"], x, *window),)
+
+
+def tolerances(row, phase: str, batch: int) -> Tuple[Tuple[float, float], ...]:
+    """(rtol, atol) per output: rtol 1e-4, atol 1e-5 · sqrt(length of the reduction behind one
+    element), as in tests/ (float32 rounding grows about as the square root of a sum's length)."""
+    rtol = 1e-4
+    if row.kind == "pool":
+        window = row.spatial[0] * row.spatial[1] if row.op == "global_avg" else row.kernel ** 2
+        return ((rtol, 1e-5 * math.sqrt(window)),)
+    if phase == FORWARD:
+        return ((rtol, 1e-5 * math.sqrt(row.in_channels // row.groups * row.kernel_volume)),)
+    per_map = math.prod(row.out_spatial())
+    return (
+        (rtol, 1e-5 * math.sqrt(row.out_channels // row.groups * row.kernel_volume)),  # grad_input
+        (rtol, 1e-5 * math.sqrt(batch * per_map)),  # grad_weight
+        (rtol, 1e-5 * math.sqrt(batch * per_map)),  # grad_bias
+    )
+
+
+def error_ratio(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> float:
+    """max |got - want| / (atol + rtol |want|): at most 1 passes; NaN (an unwritten, poisoned
+    element) and a shape mismatch give infinity."""
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != want.shape:
+        return math.inf
+    ratio = np.abs(got - want) / (atol + rtol * np.abs(want))
+    if not np.all(np.isfinite(ratio)):
+        return math.inf
+    return float(ratio.max()) if ratio.size else 0.0
