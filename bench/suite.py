@@ -72,9 +72,6 @@ class ConvRow:
                    * (self.in_channels // self.groups) * self.kernel_volume)
         return forward if phase == FORWARD else 2.0 * forward
 
-    def is_3x3(self) -> bool:
-        return self.kernel == (3, 3)
-
     def describe(self) -> str:
         shape = "x".join(map(str, self.spatial))
         kernel = "x".join(map(str, self.kernel))

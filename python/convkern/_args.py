@@ -155,3 +155,20 @@ def check_out(out: Any, shape: Tuple[int, ...], dtype: np.dtype, name: str = "ou
     for a in inputs:
         if a is not None and np.may_share_memory(out, a):
             raise ValueError(f"{name} must not share memory with an input")
+
+
+def result(y_ncs: np.ndarray, unbatched: bool, last: bool, out: Optional[np.ndarray]):
+    if out is not None and not last:
+        return out  # the kernel wrote into it
+    y = restore_layout(y_ncs, unbatched, last)
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+def ncs_out(out: Optional[np.ndarray], shape_ncs: tuple, dtype, last: bool) -> np.ndarray:
+    """Where the kernel writes: the caller's `out` itself when its layout allows, else a new array."""
+    if out is not None and not last:
+        return out.reshape(shape_ncs)
+    return np.empty(shape_ncs, dtype)

@@ -1,0 +1,231 @@
+"""The machine's limits, measured before the benchmark, and its description.
+
+* FMA peak (GFLOP/s): a C micro-benchmark compiled at run time (`cc -O2 -mavx512f -mfma -fopenmp`;
+  AVX2 if AVX-512 does not compile) in which every OpenMP thread runs 16 independent chains of
+  vector FMAs — enough to cover the FMA latency on both FMA ports. Best of three runs.
+  Without a compiler the best large-matmul rate of the libraries stands in (an empirical
+  ceiling, below the true peak), and the report says so.
+* Copy bandwidth (GB/s, bytes read + bytes written): the best of an OpenMP-parallel memcpy of
+  256 MiB (the same C probe), `np.copyto` and PyTorch's `Tensor.copy_` on 256 MiB arrays.
+
+Each probe runs in its own process: the C probe as a program, the library probes inside the
+library's worker (see run.py), so no two OpenMP runtimes meet.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+COPY_BYTES = 256 << 20
+
+PROBE_SOURCE = r"""
+#include <immintrin.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef __AVX512F__
+typedef __m512 vec;
+#define LANES 16
+#define SET1 _mm512_set1_ps
+#define FMA _mm512_fmadd_ps
+#define STORE _mm512_storeu_ps
+#else
+typedef __m256 vec;
+#define LANES 8
+#define SET1 _mm256_set1_ps
+#define FMA _mm256_fmadd_ps
+#define STORE _mm256_storeu_ps
+#endif
+#define CHAINS 16
+
+static double fma_gflops(long iterations) {
+    float sink = 0.f;
+    double start = omp_get_wtime();
+#pragma omp parallel reduction(+ : sink)
+    {
+        vec acc[CHAINS];
+        for (int i = 0; i < CHAINS; ++i) acc[i] = SET1(1.0f + 1e-3f * i);
+        const vec a = SET1(0.999999f), b = SET1(1e-7f);
+        for (long it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+            for (int i = 0; i < CHAINS; ++i) acc[i] = FMA(acc[i], a, b);
+        }
+        float lanes[LANES];
+        for (int i = 1; i < CHAINS; ++i) acc[0] = FMA(acc[i], a, acc[0]);
+        STORE(lanes, acc[0]);
+        sink += lanes[0];
+    }
+    double seconds = omp_get_wtime() - start;
+    if (sink == 1234.5f) puts("");  /* keeps the chains alive */
+    return 2.0 * LANES * CHAINS * (double)iterations * omp_get_max_threads() / seconds / 1e9;
+}
+
+static double copy_gbs(size_t bytes) {
+    char* src = aligned_alloc(64, bytes);
+    char* dst = aligned_alloc(64, bytes);
+    memset(src, 1, bytes);
+    memset(dst, 2, bytes);
+    double best = 0.0;
+    for (int rep = 0; rep < 6; ++rep) {
+        double start = omp_get_wtime();
+#pragma omp parallel
+        {
+            size_t chunk = (bytes / omp_get_num_threads() + 63) & ~(size_t)63;
+            size_t lo = chunk * omp_get_thread_num(), hi = lo + chunk < bytes ? lo + chunk : bytes;
+            if (lo < hi) memcpy(dst + lo, src + lo, hi - lo);
+        }
+        double gbs = 2.0 * bytes / (omp_get_wtime() - start) / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    free(src);
+    free(dst);
+    return best;
+}
+
+int main(int argc, char** argv) {
+    if (argc == 3 && strcmp(argv[1], "fma") == 0) {
+        long iterations = atol(argv[2]);
+        fma_gflops(iterations / 10);  /* wake the cores, settle the clocks */
+        double best = 0.0;
+        for (int rep = 0; rep < 3; ++rep) {
+            double g = fma_gflops(iterations);
+            if (g > best) best = g;
+        }
+        printf("%.3f %d\n", best, LANES);
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "copy") == 0) {
+        printf("%.3f\n", copy_gbs((size_t)atol(argv[2])));
+        return 0;
+    }
+    fprintf(stderr, "usage: probe fma ITERATIONS | probe copy BYTES\n");
+    return 2;
+}
+"""
+
+
+class NativeProbe:
+    """The C probe, compiled once into a temporary directory (None where no compiler works)."""
+
+    def __init__(self):
+        self.binary: Optional[Path] = None
+        self.isa: Optional[str] = None
+        self.why_not = ""
+        self._dir = tempfile.TemporaryDirectory(prefix="convkern-bench-probe-")
+        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if not compiler:
+            self.why_not = "no C compiler (cc/gcc) on PATH"
+            return
+        source = Path(self._dir.name) / "probe.c"
+        source.write_text(PROBE_SOURCE)
+        for isa, flags in (("avx512", ["-mavx512f", "-mfma"]), ("avx2", ["-mavx2", "-mfma"])):
+            binary = Path(self._dir.name) / f"probe_{isa}"
+            build = subprocess.run([compiler, "-O2", *flags, "-fopenmp", str(source), "-o", str(binary)],
+                                   capture_output=True, text=True)
+            if build.returncode == 0 and self._runs(binary):
+                self.binary, self.isa = binary, isa
+                return
+            self.why_not = f"{compiler} failed: {build.stderr.strip()[:200] or 'probe does not run'}"
+
+    @staticmethod
+    def _runs(binary: Path) -> bool:
+        try:
+            return subprocess.run([str(binary), "fma", "1000"], capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+    def _run(self, threads: int, *args: str) -> str:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_PROC_BIND="false")
+        return subprocess.run([str(self.binary), *args], capture_output=True, text=True, check=True,
+                              env=env, timeout=120).stdout
+
+    def fma_gflops(self, threads: int, iterations: int = 40_000_000) -> float:
+        return float(self._run(threads, "fma", str(iterations)).split()[0])
+
+    def copy_gbs(self, threads: int) -> float:
+        return float(self._run(threads, "copy", str(COPY_BYTES)))
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# Library ceilings (run inside the library's own worker)
+# ---------------------------------------------------------------------------------------------
+
+def _best_seconds(call, repetitions: int = 3) -> float:
+    call()  # warm-up
+    best = float("inf")
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def numpy_limits(matmul_size: int = 3072) -> Dict[str, float]:
+    a = np.random.default_rng(0).random((matmul_size, matmul_size), dtype=np.float32)
+    b = a.T.copy()
+    matmul_seconds = _best_seconds(lambda: np.matmul(a, b))
+    src = np.ones(COPY_BYTES // 4, np.float32)
+    dst = np.zeros_like(src)
+    copy_seconds = _best_seconds(lambda: np.copyto(dst, src), repetitions=5)
+    return {"numpy_matmul_gflops": 2.0 * matmul_size ** 3 / matmul_seconds / 1e9,
+            "numpy_copyto_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9}
+
+
+def torch_limits(torch, matmul_size: int = 3072) -> Dict[str, float]:
+    a = torch.rand(matmul_size, matmul_size)
+    b = torch.rand(matmul_size, matmul_size)
+    matmul_seconds = _best_seconds(lambda: torch.mm(a, b))
+    src = torch.ones(COPY_BYTES // 4)
+    dst = torch.zeros_like(src)
+    copy_seconds = _best_seconds(lambda: dst.copy_(src), repetitions=5)
+    return {"torch_mm_gflops": 2.0 * matmul_size ** 3 / matmul_seconds / 1e9,
+            "torch_copy_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9}
+
+
+# ---------------------------------------------------------------------------------------------
+# Description
+# ---------------------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return sorted(f for f in flags if f.startswith(("avx", "fma", "amx")))
+    except OSError:
+        pass
+    return []
+
+
+def describe_host() -> Dict[str, object]:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cpu_simd_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    }
