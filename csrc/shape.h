@@ -10,6 +10,7 @@
 // caller actually passed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <sstream>
 #include <stdexcept>
@@ -186,6 +187,56 @@ inline ConvGeometry make_conv_geometry(int rank, i64 N, i64 C, const i64* in, i6
               checked_mul(checked_mul(g.kernel[0], g.kernel[1], "weight size"), g.kernel[2], "weight size"),
               "weight size");
   return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transposed convolution
+// ---------------------------------------------------------------------------------------------
+
+// A transposed convolution is the backward-data pass of the convolution that maps its output
+// back to its input. This plan gives that convolution: output size per axis
+// out = (in-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1, padded by `padding`
+// before and `pad_after` after, where pad_after >= 0 makes the convolution's output exactly
+// `in` long. When output_padding exceeds padding + stride - 1 (possible only with dilation >
+// stride) no such pad exists; the convolution then sees `in_extended` > in positions, the extra
+// ones zero (they contribute nothing to the output; their gradients are dropped).
+struct ConvTransposePlan {
+  i64 out[kSpatial] = {1, 1, 1};
+  i64 pad_after[kSpatial] = {0, 0, 0};
+  i64 in_extended[kSpatial] = {1, 1, 1};
+};
+
+inline ConvTransposePlan make_conv_transpose_plan(int rank, const i64* in, const i64* kernel, const i64* stride,
+                                                  const i64* padding, const i64* output_padding,
+                                                  const i64* dilation) {
+  check_rank(rank);
+  check_positive(kernel, rank, "kernel size (weight spatial shape)");
+  check_positive(stride, rank, "stride");
+  check_positive(dilation, rank, "dilation");
+  check_non_negative(padding, rank, "padding");
+  check_non_negative(output_padding, rank, "output_padding");
+  ConvTransposePlan plan;
+  for (int i = kSpatial - rank; i < kSpatial; ++i) {
+    if (in[i] < 1) fail("input spatial size must be >= 1 on every axis, got " + tuple_str(in, rank));
+    if (output_padding[i] >= std::max(stride[i], dilation[i]))
+      fail("output_padding must be smaller than max(stride, dilation) on every axis, got output_padding=" +
+           tuple_str(output_padding, rank) + ", stride=" + tuple_str(stride, rank) + ", dilation=" +
+           tuple_str(dilation, rank));
+    const i64 span = checked_mul(in[i] - 1, stride[i], "transposed convolution output size");
+    i64 out = checked_add(span, effective_kernel(kernel[i], dilation[i]), "transposed convolution output size");
+    out = checked_add(out, output_padding[i], "transposed convolution output size") - 2 * padding[i];
+    if (padding[i] > (i64(1) << 61) || out < 1) {
+      i64 outs[kSpatial];
+      for (int j = 0; j < kSpatial; ++j)
+        outs[j] = (in[j] - 1) * stride[j] - 2 * padding[j] + dilation[j] * (kernel[j] - 1) + output_padding[j] + 1;
+      fail("output size is too small: input size " + tuple_str(in, rank) + " gives transposed output size " +
+           tuple_str(outs, rank) + "; reduce padding");
+    }
+    plan.out[i] = out;
+    plan.pad_after[i] = std::max<i64>(0, padding[i] - output_padding[i]);
+    plan.in_extended[i] = in[i] + std::max<i64>(0, output_padding[i] - padding[i]) / stride[i];
+  }
+  return plan;
 }
 
 // ---------------------------------------------------------------------------------------------

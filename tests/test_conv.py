@@ -58,7 +58,10 @@ def conv_case(seed: int, rank: int):
 
 
 def make_arrays(case, dtype, rng):
-    shape = ((case["batch"],) if case["batch"] >= 0 else ()) + (case["cin"],) + case["size"]
+    if case.get("data_format", "first").endswith("C"):
+        shape = ((case["batch"],) if case["batch"] >= 0 else ()) + case["size"] + (case["cin"],)
+    else:
+        shape = ((case["batch"],) if case["batch"] >= 0 else ()) + (case["cin"],) + case["size"]
     x = relayout(rng.standard_normal(shape).astype(dtype), case["layout"], rng)
     w = rng.standard_normal((case["cout"], case["cin"] // case["groups"]) + case["kernel"]).astype(dtype)
     b = rng.standard_normal(case["cout"]).astype(dtype) if case["bias"] else None
@@ -66,7 +69,11 @@ def make_arrays(case, dtype, rng):
 
 
 def kwargs_of(case):
-    return dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+    for key in ("data_format", "padding_mode"):
+        if key in case:
+            kw[key] = case[key]
+    return kw
 
 
 def reduction(case):
@@ -101,6 +108,8 @@ def _check_backward(rank, case, dtype, rng):
         assert got.dtype == dtype and got.flags.c_contiguous
     kvol = int(np.prod(case["kernel"]))
     positions = max(1, int(np.prod(y_shape)) // max(1, case["cout"]))
+    if case.get("padding_mode", "zeros") != "zeros":
+        kvol *= 4  # a padded cell's gradient folds several window contributions together
     assert_close(gi, ri, reduction=case["cout"] // case["groups"] * kvol, dtype=dtype, what="grad_input")
     assert_close(gw, rw, reduction=positions, dtype=dtype, what="grad_weight")
     assert_close(gb, rb, reduction=positions, dtype=dtype, what="grad_bias")
@@ -193,3 +202,92 @@ def test_other_instruction_sets(isa, tmp_path):
     env = dict(os.environ, CONVKERN_ISA=isa)
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(30)] + [(r, s) for r in (1, 3) for s in range(8)])
+def test_conv_channels_last(rank, seed, dtype, rng):
+    """Channels-last kernels (NWC/NHWC/NDHWC) on the same random geometries."""
+    case = dict(conv_case(seed, rank), data_format=CHANNELS_LAST[rank])
+    _check_forward(rank, case, dtype, rng)
+    _check_backward(rank, case, dtype, rng)
+
+
+def mode_case(seed, rank):
+    """A random geometry whose padding the chosen mode can produce (reflect: < size)."""
+    case = conv_case(seed, rank)
+    rng = np.random.default_rng(seed)
+    case["padding_mode"] = ("reflect", "replicate", "circular")[seed % 3]
+    size = tuple(max(s, 4) for s in case["size"])
+    pads = tuple(int(rng.integers(0, 4)) for _ in range(rank))
+    case.update(size=size, padding=pads if seed % 2 else "same", stride=case["stride"])
+    if case["padding"] == "same":
+        # "same" pads by about half the dilated kernel: keep it below the input size.
+        case["dilation"] = (1,) * rank
+        case["kernel"] = tuple(min(k, 3) for k in case["kernel"])
+    if seed % 4 == 0:
+        case["data_format"] = CHANNELS_LAST[rank]
+    return case
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(18)] + [(r, s) for r in (1, 3) for s in range(6)])
+def test_conv_padding_modes(rank, seed, dtype, rng):
+    case = mode_case(seed, rank)
+    _check_forward(rank, case, dtype, rng)
+    _check_backward(rank, case, dtype, rng)
+
+
+def transpose_case(seed, rank):
+    rng = np.random.default_rng(4000 + 100 * rank + seed)
+    groups = int(rng.choice([1, 1, 2, 3]))
+    cin, cout = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+    kernel = tuple(int(k) for k in rng.integers(1, 6 if rank < 3 else 4, size=rank))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=rank))
+    dilation = tuple(int(d) for d in rng.integers(1, 4, size=rank))
+    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+    padding = tuple(int(rng.integers(0, 3)) for _ in range(rank))
+    size = tuple(int(rng.integers(1, 9 if rank < 3 else 5)) for _ in range(rank))
+    # Keep the output size >= 1.
+    size = tuple(max(n, 1 + (2 * p) // s) for n, p, s in zip(size, padding, stride))
+    last = bool(rng.integers(0, 3) == 0)
+    batch = int(rng.choice([0, 1, 2, -1]))
+    return dict(groups=groups, cin=cin, cout=cout, kernel=kernel, stride=stride, dilation=dilation,
+                output_padding=output_padding, padding=padding, size=size, batch=batch,
+                data_format=CHANNELS_LAST[rank] if last else None, bias=bool(rng.integers(0, 2)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(25)] + [(r, s) for r in (1, 3) for s in range(8)])
+def test_conv_transpose(rank, seed, dtype, rng):
+    c = transpose_case(seed, rank)
+    layout_last = c["data_format"] is not None
+    spatial = c["size"]
+    lead = (c["batch"],) if c["batch"] >= 0 else ()
+    shape = lead + (spatial + (c["cin"],) if layout_last else (c["cin"],) + spatial)
+    x = relayout(rng.standard_normal(shape).astype(dtype), "negative" if seed % 3 == 0 else "contiguous", rng)
+    w = rng.standard_normal((c["cin"], c["cout"] // c["groups"]) + c["kernel"]).astype(dtype)
+    b = rng.standard_normal(c["cout"]).astype(dtype) if c["bias"] else None
+    kw = dict(stride=c["stride"], padding=c["padding"], output_padding=c["output_padding"], groups=c["groups"],
+              dilation=c["dilation"], data_format=c["data_format"])
+    try:
+        expected = getattr(ref, f"conv_transpose{rank}d")(x, w, b, **kw)
+    except ValueError:
+        with pytest.raises(ValueError):
+            getattr(convkern, f"conv_transpose{rank}d")(x, w, b, **kw)
+        return
+    out = poisoned(expected.shape, dtype)
+    y = getattr(convkern, f"conv_transpose{rank}d")(x, w, b, **kw, out=out)
+    assert y is out
+    red = c["cin"] // c["groups"] * int(np.prod(c["kernel"]))
+    assert_close(y, expected, reduction=red, dtype=dtype, what=str(c))
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    got = getattr(convkern, f"conv_transpose{rank}d_backward")(dy, x, w, **kw)
+    want = getattr(ref, f"conv_transpose{rank}d_backward")(dy, x, w, **kw)
+    positions = max(1, int(np.prod(dy.shape)) // max(1, c["cout"]))
+    for g, r, n in zip(got, want, (c["cout"] // c["groups"] * int(np.prod(c["kernel"])), positions, positions)):
+        assert g.shape == r.shape and g.dtype == dtype
+        assert_close(g, r, reduction=n, dtype=dtype, what=str(c))

@@ -183,14 +183,17 @@ def test_private_module_rechecks_arrays():
 
     x5 = np.ones((1, 4, 1, 8, 8), np.float32)
     w5 = np.ones((6, 4, 1, 3, 3), np.float32)
-    one, zero = [1, 1, 1], [0, 0, 0]
+    args = _C.ConvArgs([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1, 2, False)
     with pytest.raises(ValueError, match="out must have shape"):
-        _C.conv_forward(x5, w5, None, np.empty((1, 6, 1, 6, 5), np.float32), one, zero, zero, one, 1, 2)
+        _C.conv_forward(x5, w5, None, np.empty((1, 6, 1, 6, 5), np.float32), args)
     with pytest.raises(ValueError, match="C-contiguous"):
-        _C.conv_forward(x5, w5, None, np.empty((1, 6, 1, 6, 12), np.float32)[..., ::2], one, zero, zero, one, 1, 2)
+        _C.conv_forward(x5, w5, None, np.empty((1, 6, 1, 6, 12), np.float32)[..., ::2], args)
     with pytest.raises(TypeError):
-        _C.conv_forward(x5, w5.astype(np.float64), None, np.empty((1, 6, 1, 6, 6), np.float32), one, zero, zero,
-                        one, 1, 2)
+        _C.conv_forward(x5, w5.astype(np.float64), None, np.empty((1, 6, 1, 6, 6), np.float32), args)
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        _C.conv_backward_data(np.ones((1, 6, 1, 5, 6), np.float32), w5, np.empty_like(x5), args)
+    with pytest.raises(ValueError, match="grad_bias must have shape"):
+        _C.channel_sum(np.ones((1, 6, 1, 6, 6), np.float32), np.empty(5, np.float32), False)
 
 
 def test_huge_sizes_are_refused_not_allocated():

@@ -27,15 +27,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "gemm_tile.h"
 #include "microkernel.h"
 #include "parallel.h"
 
 namespace convkern::cpu {
 namespace {
 
-// Reduction rows per packed block: a 256 x 32 float panel is 32 KiB and stays in L1 while the
-// micro-kernel sweeps the output channels over it.
-constexpr i64 kReductionBlock = 256;
 // Output positions per work item, in panels: a multiple of NR large enough to amortise the
 // packing, small enough to give two threads several items on late, small-spatial layers.
 constexpr i64 kPanelsPerTile = 4;
@@ -128,7 +126,7 @@ i64 forward_tile(i64 P, i64 nr, i64 outer_items) {
 }  // namespace
 
 template <class T>
-void conv_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   if (g.N == 0) return;
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
@@ -180,17 +178,7 @@ void conv_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, 
         const i64 rows = std::min(MR, Kg - mb * MR);
         for (i64 q = 0; q < npanels; ++q) {
           const i64 cols = std::min(NR, count - q * NR);
-          T* C = yg + mb * MR * P + p0 + q * NR;
-          if (rows == MR && cols == NR) {
-            mk.run(kc, A, B + q * panel_stride, C, P, k0 > 0);
-            continue;
-          }
-          // Edge tile: run the full-size kernel on a private buffer, copy back what exists.
-          std::fill(cbuf, cbuf + MR * NR, T(0));
-          if (k0 > 0)
-            for (i64 i = 0; i < rows; ++i) std::copy(C + i * P, C + i * P + cols, cbuf + i * NR);
-          mk.run(kc, A, B + q * panel_stride, cbuf, NR, k0 > 0);
-          for (i64 i = 0; i < rows; ++i) std::copy(cbuf + i * NR, cbuf + i * NR + cols, C + i * P);
+          run_tile(mk, kc, A, B + q * panel_stride, yg + mb * MR * P + p0 + q * NR, P, rows, cols, k0 > 0, cbuf);
         }
       }
     }
@@ -205,7 +193,7 @@ void conv_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, 
 }
 
 template <class T>
-void conv_backward_data(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
   if (g.N == 0) return;
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
@@ -280,7 +268,7 @@ void conv_backward_data(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
 }
 
 template <class T>
-void conv_backward_weight(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
@@ -350,7 +338,7 @@ void conv_backward_weight(const ConvGeometry& g, const T* dy, const T* x, T* dw)
 }
 
 template <class T>
-void conv_backward_bias(const ConvGeometry& g, const T* dy, T* db) {
+void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db) {
   const i64 P = g.out_plane();
   // Accumulate in double whatever T is: a bias gradient sums N*P terms.
   parallel_for(g.K, [&](i64 k, int) {
@@ -364,10 +352,10 @@ void conv_backward_bias(const ConvGeometry& g, const T* dy, T* db) {
 }
 
 #define CONVKERN_INSTANTIATE(T)                                                            \
-  template void conv_forward<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
-  template void conv_backward_data<T>(const ConvGeometry&, const T*, const T*, T*);      \
-  template void conv_backward_weight<T>(const ConvGeometry&, const T*, const T*, T*);    \
-  template void conv_backward_bias<T>(const ConvGeometry&, const T*, T*);
+  template void conv_forward_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
+  template void conv_backward_data_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);      \
+  template void conv_backward_weight_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);    \
+  template void conv_backward_bias_channels_first<T>(const ConvGeometry&, const T*, T*);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)
 #undef CONVKERN_INSTANTIATE

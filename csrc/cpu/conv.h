@@ -1,24 +1,35 @@
-// conv.h — CPU convolution kernels (NC[D]HW layout, 3-D spatial internally; see shape.h).
-// Arrays are C-contiguous: x (N, C, D, H, W), w (K, C/groups, kD, kH, kW), y (N, K, oD, oH, oW).
+// conv.h — CPU convolution kernels, 3-D spatial internally (see shape.h).
+//
+// Channels-first arrays are C-contiguous (N, C, D, H, W); channels-last ones (N, D, H, W, C).
+// Weights are always (K, C/groups, kD, kH, kW).
 #pragma once
 
 #include "../shape.h"
 
 namespace convkern::cpu {
 
+// y = conv(x, w) + bias (bias may be null).
 template <class T>
-void conv_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
+void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
+template <class T>
+void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
 
 // grad_input = conv_transpose(grad_output, w): overwrites dx.
 template <class T>
-void conv_backward_data(const ConvGeometry& g, const T* dy, const T* w, T* dx);
+void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx);
+template <class T>
+void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx);
 
 // grad_weight = sum over batch and positions of grad_output (x) input windows: overwrites dw.
 template <class T>
-void conv_backward_weight(const ConvGeometry& g, const T* dy, const T* x, T* dw);
+void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw);
+template <class T>
+void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw);
 
 // grad_bias[k] = sum over batch and positions of grad_output[:, k]: overwrites db.
 template <class T>
-void conv_backward_bias(const ConvGeometry& g, const T* dy, T* db);
+void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db);
+template <class T>
+void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db);
 
 }  // namespace convkern::cpu

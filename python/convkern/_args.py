@@ -172,3 +172,15 @@ def ncs_out(out: Optional[np.ndarray], shape_ncs: tuple, dtype, last: bool) -> n
     if out is not None and not last:
         return out.reshape(shape_ncs)
     return np.empty(shape_ncs, dtype)
+
+
+def physical_shape(shape_ncs: Sequence[int], rank: int, channels_last: bool) -> Tuple[int, ...]:
+    """The 5-D shape the kernels see: (N, C, D, H, W), or (N, D, H, W, C) when channels-last,
+    with unit axes standing in for the spatial axes a lower-rank op does not have."""
+    n, c, spatial = shape_ncs[0], shape_ncs[1], pad3(shape_ncs[2:], rank, 1)
+    return tuple([n] + spatial + [c]) if channels_last else tuple([n, c] + spatial)
+
+
+def batched_contiguous(x: np.ndarray, unbatched: bool) -> np.ndarray:
+    """The array in its own layout, with an N axis, C-contiguous (a view when it already is)."""
+    return np.ascontiguousarray(x[None] if unbatched else x)

@@ -1,10 +1,13 @@
-"""Convolution: argument parsing and the calls into the kernels, for every rank.
+"""Convolution and transposed convolution: argument parsing and the calls into the kernels.
 
-The public, per-rank functions (``conv2d`` ...) are generated from these in ``functional.py``.
+The public, per-rank functions (``conv2d``, ``conv_transpose2d`` ...) are generated from these in
+``functional.py``. Activations are handed to the kernels in their own layout (channels-first or
+channels-last kernels exist for both); only non-zero padding modes make a padded copy, as
+PyTorch's modules do.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Sequence, Tuple
 
 import numpy as np
 
@@ -12,19 +15,19 @@ from . import _C
 from ._args import (
     as_float_array,
     as_int,
+    batched_contiguous,
     check_out,
     data_format_is_last,
     int_tuple,
     ncs_shape,
-    ncs_out,
     pad3,
+    physical_shape,
     reject_cuda,
-    restore_layout,
-    result,
     same_dtype,
-    to_ncs,
     user_shape,
 )
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def _conv_padding(padding: Any, rank: int, in_sizes, kernel, stride, dilation) -> Tuple[list, list]:
@@ -56,17 +59,65 @@ def _conv_padding(padding: Any, rank: int, in_sizes, kernel, stride, dilation) -
     return [p] * rank, [p] * rank
 
 
-def _check_padding_mode(padding_mode: Any) -> None:
-    if padding_mode != "zeros":
-        if padding_mode in ("reflect", "replicate", "circular"):
-            raise NotImplementedError(f"padding_mode={padding_mode!r} is not available yet; use 'zeros'")
-        raise ValueError(
-            f"padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', got {padding_mode!r}"
-        )
+# --------------------------------------------------------------------------------------------
+# Padding modes: reflect / replicate / circular as an explicit padded copy and its adjoint
+# --------------------------------------------------------------------------------------------
 
+def _source_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
+    """For each cell of a padded axis, the input cell it copies (PyTorch's F.pad rules)."""
+    j = np.arange(-before, n + after)
+    if mode == "replicate":
+        return np.clip(j, 0, n - 1)
+    if mode == "circular":
+        return j % n
+    # reflect: mirror about the first and last cell, which are not repeated
+    j = np.abs(j)
+    return np.where(j >= n, 2 * (n - 1) - j, j)
+
+
+def _check_mode_padding(mode: str, sizes: Sequence[int], before: Sequence[int], after: Sequence[int]) -> None:
+    for n, b, a in zip(sizes, before, after):
+        if mode == "reflect" and max(b, a) >= n:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding smaller than the input on every axis: "
+                f"padding ({b}, {a}) on an axis of size {n}"
+            )
+        if mode == "circular" and max(b, a) > n:
+            raise ValueError(
+                f"padding_mode='circular' needs padding at most the input size on every axis: "
+                f"padding ({b}, {a}) on an axis of size {n}"
+            )
+
+
+def _pad_by_mode(x: np.ndarray, axes: Sequence[int], before, after, mode: str) -> np.ndarray:
+    for axis, b, a in zip(axes, before, after):
+        if b or a:
+            x = np.take(x, _source_index(x.shape[axis], b, a, mode), axis=axis)
+    return np.ascontiguousarray(x)
+
+
+def _unpad_by_mode(g: np.ndarray, axes: Sequence[int], before, after, mode: str) -> np.ndarray:
+    """Adjoint of _pad_by_mode: every padded cell's gradient goes back to the cell it copied,
+    in a fixed order (deterministic)."""
+    for axis, b, a in reversed(list(zip(axes, before, after))):
+        if not (b or a):
+            continue
+        gm = np.moveaxis(g, axis, 0)
+        n = gm.shape[0] - b - a
+        src = _source_index(n, b, a, mode)
+        folded = gm[b:b + n].copy()
+        for j in list(range(b)) + list(range(b + n, b + n + a)):
+            folded[src[j]] += gm[j]
+        g = np.moveaxis(folded, 0, axis)
+    return np.ascontiguousarray(g)
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution
+# --------------------------------------------------------------------------------------------
 
 class _ConvCall:
-    """A parsed, validated convolution call: arrays in (N, C, *spatial) form and the geometry."""
+    """A parsed, validated convolution call: the geometry and the arrays in kernel form."""
 
     def __init__(self, rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format):
         reject_cuda(input=input, weight=weight, bias=bias)
@@ -74,7 +125,8 @@ class _ConvCall:
         w = as_float_array(weight, "weight")
         b = None if bias is None else as_float_array(bias, "bias")
         same_dtype(x, "input", weight=w, bias=b)
-        _check_padding_mode(padding_mode)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.last = data_format_is_last(data_format, rank)
         shape, self.unbatched = ncs_shape(x, rank, "input", self.last)
         if w.ndim != rank + 2:
@@ -84,26 +136,148 @@ class _ConvCall:
             )
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"bias must have shape ({w.shape[0]},) (one per output channel), got {b.shape}")
-        self.rank = rank
-        self.groups = as_int(groups, "groups")
-        self.stride = pad3(int_tuple(stride, rank, "stride"), rank, 1)
-        self.dilation = pad3(int_tuple(dilation, rank, "dilation"), rank, 1)
-        kernel = w.shape[2:]
-        before, after = _conv_padding(padding, rank, shape[2:], kernel, self.stride[3 - rank:],
-                                      self.dilation[3 - rank:])
-        self.pad_before, self.pad_after = pad3(before, rank, 0), pad3(after, rank, 0)
-        self.x_shape5 = list(shape[:2]) + pad3(shape[2:], rank, 1)
-        self.w_shape5 = list(w.shape[:2]) + pad3(kernel, rank, 1)
-        self.y_shape5 = _C.conv_output_shape(rank, self.x_shape5, self.w_shape5, self.stride, self.pad_before,
-                                             self.pad_after, self.dilation, self.groups)
-        self.y_shape = tuple(self.y_shape5[:2]) + tuple(self.y_shape5[5 - rank:])
+        self.rank, self.mode, self.shape = rank, padding_mode, shape
+        stride = pad3(int_tuple(stride, rank, "stride"), rank, 1)
+        dilation = pad3(int_tuple(dilation, rank, "dilation"), rank, 1)
+        before, after = _conv_padding(padding, rank, shape[2:], w.shape[2:], stride[3 - rank:], dilation[3 - rank:])
+        groups = as_int(groups, "groups")
+        if padding_mode != "zeros":
+            # The padded copy is the kernels' input; they then pad nothing.
+            for v, name in ((before, "padding"), (after, "padding")):
+                if min(v) < 0:
+                    raise ValueError(f"{name} must be >= 0 on every spatial axis, got {tuple(v)}")
+            _check_mode_padding(padding_mode, shape[2:], before, after)
+            self.mode_pads = (before, after)
+            shape = tuple(shape[:2]) + tuple(n + b_ + a_ for n, b_, a_ in zip(shape[2:], before, after))
+            before = after = [0] * rank
+        self.kernel_shape = tuple(shape)
+        self.args = _C.ConvArgs(stride, pad3(before, rank, 0), pad3(after, rank, 0), dilation, groups, rank,
+                                self.last)
+        self.w_shape5 = tuple(w.shape[:2]) + tuple(pad3(w.shape[2:], rank, 1))
+        y5 = _C.conv_output_shape(list(shape[:2]) + pad3(shape[2:], rank, 1), list(self.w_shape5), self.args)
+        self.y_shape = tuple(y5[:2]) + tuple(y5[5 - rank:])
         self.x, self.w, self.b, self.dtype = x, w, b, x.dtype
 
-    def geometry(self) -> tuple:
-        return (self.stride, self.pad_before, self.pad_after, self.dilation, self.groups, self.rank)
+    def spatial_axes(self) -> list:
+        return list(range(1, 1 + self.rank)) if self.last else list(range(2, 2 + self.rank))
 
     def x5(self) -> np.ndarray:
-        return to_ncs(self.x, self.unbatched, self.last).reshape(self.x_shape5)
+        """The input as the kernels read it: batched, C-contiguous, padded by mode if needed."""
+        x = batched_contiguous(self.x, self.unbatched)
+        if self.mode != "zeros":
+            x = _pad_by_mode(x, self.spatial_axes(), *self.mode_pads, self.mode)
+        return x.reshape(physical_shape(self.kernel_shape, self.rank, self.last))
+
+    def w5(self) -> np.ndarray:
+        return np.ascontiguousarray(self.w).reshape(self.w_shape5)
+
+    def user_shape(self, ncs) -> tuple:
+        return user_shape(ncs, self.unbatched, self.last)
+
+    def phys(self, ncs) -> tuple:
+        return physical_shape(ncs, self.rank, self.last)
+
+
+def _conv(rank, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+          data_format=None, *, out=None):
+    reject_cuda(out=out)
+    c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format)
+    shape = c.user_shape(c.y_shape)
+    if out is not None:
+        check_out(out, shape, c.dtype, "out", (c.x, c.w, c.b))
+    y = np.empty(shape, c.dtype) if out is None else out
+    b = None if c.b is None else np.ascontiguousarray(c.b)
+    _C.conv_forward(c.x5(), c.w5(), b, y.reshape(c.phys(c.y_shape)), c.args)
+    return y
+
+
+def _grad_output(grad_output, ref: np.ndarray, expected: tuple, unbatched: bool) -> np.ndarray:
+    reject_cuda(grad_output=grad_output)
+    dy = as_float_array(grad_output, "grad_output")
+    same_dtype(ref, "input", grad_output=dy)
+    if dy.shape != expected:
+        raise ValueError(f"grad_output has shape {dy.shape}, but the forward output has shape {expected}")
+    return batched_contiguous(dy, unbatched)
+
+
+def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
+                   padding_mode="zeros", data_format=None):
+    c = _ConvCall(rank, input, weight, None, stride, padding, dilation, groups, padding_mode, data_format)
+    dy = _grad_output(grad_output, c.x, c.user_shape(c.y_shape), c.unbatched).reshape(c.phys(c.y_shape))
+    dx = np.empty(c.phys(c.kernel_shape), c.dtype)
+    dw = np.empty(c.w_shape5, c.dtype)
+    db = np.empty((c.w.shape[0],), c.dtype)
+    _C.conv_backward_data(dy, c.w5(), dx, c.args)
+    _C.conv_backward_weight(dy, c.x5(), dw, c.args)
+    _C.channel_sum(dy, db, c.last)
+    dx = dx.reshape(user_shape(c.kernel_shape, False, c.last))
+    if c.mode != "zeros":
+        dx = _unpad_by_mode(dx, c.spatial_axes(), *c.mode_pads, c.mode)
+    return (dx[0] if c.unbatched else dx), dw.reshape(c.w.shape), db
+
+
+# --------------------------------------------------------------------------------------------
+# Transposed convolution: the backward-data pass of the convolution that maps its output back
+# to its input (and its gradients are that convolution's forward and backward-weight passes)
+# --------------------------------------------------------------------------------------------
+
+class _ConvTransposeCall:
+    def __init__(self, rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format):
+        reject_cuda(input=input, weight=weight, bias=bias)
+        x = as_float_array(input, "input")
+        w = as_float_array(weight, "weight")
+        b = None if bias is None else as_float_array(bias, "bias")
+        same_dtype(x, "input", weight=w, bias=b)
+        self.last = data_format_is_last(data_format, rank)
+        shape, self.unbatched = ncs_shape(x, rank, "input", self.last)
+        if w.ndim != rank + 2:
+            raise ValueError(
+                f"weight must have {rank + 2} dimensions (in_channels, out_channels/groups, *kernel), "
+                f"got shape {w.shape}"
+            )
+        groups = as_int(groups, "groups")
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
+        if w.shape[0] != shape[1]:
+            raise ValueError(
+                f"weight must have shape (in_channels, out_channels/groups, *kernel) with in_channels="
+                f"{shape[1]} (the input's channels), got {w.shape}"
+            )
+        if shape[1] % groups:
+            raise ValueError(f"groups must divide the input channels: input has {shape[1]}, groups={groups}")
+        c_out = w.shape[1] * groups
+        if b is not None and b.shape != (c_out,):
+            raise ValueError(f"bias must have shape ({c_out},) (one per output channel), got {b.shape}")
+        stride = pad3(int_tuple(stride, rank, "stride"), rank, 1)
+        dilation = pad3(int_tuple(dilation, rank, "dilation"), rank, 1)
+        padding = pad3(int_tuple(padding, rank, "padding"), rank, 0)
+        output_padding = pad3(int_tuple(output_padding, rank, "output_padding"), rank, 0)
+        out3, pad_after, in_ext = _C.conv_transpose_plan(rank, pad3(shape[2:], rank, 1), pad3(w.shape[2:], rank, 1),
+                                                         stride, padding, output_padding, dilation)
+        self.rank, self.shape, self.x, self.w, self.b, self.dtype = rank, shape, x, w, b, x.dtype
+        self.y_shape = (shape[0], c_out) + tuple(out3[3 - rank:])
+        self.ext_shape = tuple(shape[:2]) + tuple(in_ext[3 - rank:])
+        self.args = _C.ConvArgs(stride, padding, list(pad_after), dilation, groups, rank, self.last)
+        self.w_shape5 = tuple(w.shape[:2]) + tuple(pad3(w.shape[2:], rank, 1))
+        # The equivalent convolution maps y_shape to ext_shape; shape.h checks it once more.
+        conv_out = _C.conv_output_shape(list(self.y_shape[:2]) + pad3(self.y_shape[2:], rank, 1),
+                                        list(self.w_shape5), self.args)
+        assert tuple(conv_out[2:]) == tuple(pad3(self.ext_shape[2:], rank, 1)), (conv_out, self.ext_shape)
+
+    def phys(self, ncs) -> tuple:
+        return physical_shape(ncs, self.rank, self.last)
+
+    def spatial_axes(self) -> list:
+        return list(range(1, 1 + self.rank)) if self.last else list(range(2, 2 + self.rank))
+
+    def extended(self, a: np.ndarray) -> np.ndarray:
+        """a (batched, in its layout) zero-extended to ext_shape when the plan needs it."""
+        if self.ext_shape != self.shape:
+            widths = [(0, 0)] * a.ndim
+            for axis, n, e in zip(self.spatial_axes(), self.shape[2:], self.ext_shape[2:]):
+                widths[axis] = (0, e - n)
+            a = np.pad(a, widths)
+        return a.reshape(self.phys(self.ext_shape))
 
     def w5(self) -> np.ndarray:
         return np.ascontiguousarray(self.w).reshape(self.w_shape5)
@@ -112,32 +286,35 @@ class _ConvCall:
         return user_shape(ncs, self.unbatched, self.last)
 
 
-def _conv(rank, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-          data_format=None, *, out=None):
+def _conv_transpose(rank, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                    data_format=None, *, out=None):
     reject_cuda(out=out)
-    c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format)
+    t = _ConvTransposeCall(rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format)
+    shape = t.user_shape(t.y_shape)
     if out is not None:
-        check_out(out, c.user_shape(c.y_shape), c.dtype, "out", (c.x, c.w, c.b))
-    y = ncs_out(out, tuple(c.y_shape5), c.dtype, c.last)
-    b = None if c.b is None else np.ascontiguousarray(c.b)
-    _C.conv_forward(c.x5(), c.w5(), b, y, *c.geometry())
-    return result(y.reshape(c.y_shape), c.unbatched, c.last, out)
+        check_out(out, shape, t.dtype, "out", (t.x, t.w, t.b))
+    y = np.empty(shape, t.dtype) if out is None else out
+    y5 = y.reshape(t.phys(t.y_shape))
+    _C.conv_backward_data(t.extended(batched_contiguous(t.x, t.unbatched)), t.w5(), y5, t.args)
+    if t.b is not None:
+        y5 += t.b if t.last else t.b.reshape(-1, 1, 1, 1)
+    return y
 
 
-def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
-                   padding_mode="zeros", data_format=None):
-    reject_cuda(grad_output=grad_output)
-    c = _ConvCall(rank, input, weight, None, stride, padding, dilation, groups, padding_mode, data_format)
-    dy = as_float_array(grad_output, "grad_output")
-    same_dtype(c.x, "input", grad_output=dy)
-    expected = c.user_shape(c.y_shape)
-    if dy.shape != expected:
-        raise ValueError(f"grad_output has shape {dy.shape}, but the forward output has shape {expected}")
-    dy5 = to_ncs(dy, c.unbatched, c.last).reshape(c.y_shape5)
-    dx = np.empty(c.x_shape5, c.dtype)
-    dw = np.empty(c.w_shape5, c.dtype)
-    db = np.empty((c.w.shape[0],), c.dtype)
-    _C.conv_backward(dy5, c.x5(), c.w5(), dx, dw, db, *c.geometry())
-    x_shape = tuple(c.x_shape5[:2]) + tuple(c.x_shape5[5 - rank:])
-    grad_input = restore_layout(dx.reshape(x_shape), c.unbatched, c.last)
-    return grad_input, dw.reshape(c.w.shape), db
+def _conv_transpose_backward(rank, grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
+                             dilation=1, data_format=None):
+    t = _ConvTransposeCall(rank, input, weight, None, stride, padding, output_padding, groups, dilation, data_format)
+    dy = _grad_output(grad_output, t.x, t.user_shape(t.y_shape), t.unbatched).reshape(t.phys(t.y_shape))
+    gx = np.empty(t.phys(t.ext_shape), t.dtype)
+    _C.conv_forward(dy, t.w5(), None, gx, t.args)
+    gw = np.empty(t.w_shape5, t.dtype)
+    _C.conv_backward_weight(t.extended(batched_contiguous(t.x, t.unbatched)), dy, gw, t.args)
+    gb = np.empty((t.y_shape[1],), t.dtype)
+    _C.channel_sum(dy, gb, t.last)
+    gx = gx.reshape(user_shape(t.ext_shape, False, t.last))
+    if t.ext_shape != t.shape:
+        crop = [slice(None)] * gx.ndim
+        for axis, n in zip(t.spatial_axes(), t.shape[2:]):
+            crop[axis] = slice(0, n)
+        gx = np.ascontiguousarray(gx[tuple(crop)])
+    return (gx[0] if t.unbatched else gx), gw.reshape(t.w.shape), gb

@@ -15,7 +15,7 @@ import inspect
 from typing import Any, Callable, Dict, List, Tuple
 
 from ._args import CHANNELS_FIRST, CHANNELS_LAST
-from ._conv_ops import _conv, _conv_backward
+from ._conv_ops import _conv, _conv_backward, _conv_transpose, _conv_transpose_backward
 from ._pool_ops import (
     _avg_pool,
     _avg_pool_backward,
@@ -61,6 +61,10 @@ _CONV = [("input", _E), ("weight", _E), ("bias", None), ("stride", 1), ("padding
          ("groups", 1), ("padding_mode", "zeros"), ("data_format", None), ("out", None)]
 _CONV_BWD = [("grad_output", _E), ("input", _E), ("weight", _E), ("stride", 1), ("padding", 0), ("dilation", 1),
              ("groups", 1), ("padding_mode", "zeros"), ("data_format", None)]
+_CONVT = [("input", _E), ("weight", _E), ("bias", None), ("stride", 1), ("padding", 0), ("output_padding", 0),
+          ("groups", 1), ("dilation", 1), ("data_format", None), ("out", None)]
+_CONVT_BWD = [("grad_output", _E), ("input", _E), ("weight", _E), ("stride", 1), ("padding", 0),
+              ("output_padding", 0), ("groups", 1), ("dilation", 1), ("data_format", None)]
 _EXT = [("input", _E), ("kernel_size", _E), ("stride", None), ("padding", 0), ("dilation", 1),
         ("ceil_mode", False), ("return_indices", False), ("data_format", None), ("out", None)]
 _EXT_BWD = [("grad_output", _E), ("input", _E), ("kernel_size", _E), ("stride", None), ("padding", 0),
@@ -82,12 +86,21 @@ _DOCS: Dict[str, str] = {
     padding: int, one int per axis, one (before, after) pair per axis, "valid", or "same"
     (TensorFlow rule at any stride: out = ceil(in / stride)). Output size per axis:
     floor((in + before + after - dilation*(k-1) - 1) / stride) + 1. data_format "{cf}"
-    (default) or "{cl}". out=: optional preallocated C-contiguous result.
+    (default) or "{cl}". padding_mode "zeros", "reflect", "replicate" or "circular".
+    out=: optional preallocated C-contiguous result.
     """,
     "conv_backward": """Gradients of conv{rank}d: returns (grad_input, grad_weight, grad_bias).
 
     Takes the forward's arrays and keywords. Bitwise deterministic, whatever the thread count.
     """,
+    "conv_transpose": """{rank}-D transposed convolution (PyTorch semantics): the gradient of conv{rank}d with
+    respect to its input, used to upsample.
+
+    input: ({cf}) or unbatched; weight: (C_in, C_out/groups, *kernel). Output size per axis:
+    (in-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1, with
+    output_padding < max(stride, dilation). data_format "{cf}" (default) or "{cl}".
+    """,
+    "conv_transpose_backward": """Gradients of conv_transpose{rank}d: returns (grad_input, grad_weight, grad_bias).""",
     "max": """{rank}-D max pooling (PyTorch semantics; padded cells are never selected, NaN
     propagates, ties go to the first element in window order).
 
@@ -110,6 +123,9 @@ _DOCS: Dict[str, str] = {
 for _r in (1, 2, 3):
     _export(f"conv{_r}d", _conv, (_r,), _CONV, _DOCS["conv"], _r)
     _export(f"conv{_r}d_backward", _conv_backward, (_r,), _CONV_BWD, _DOCS["conv_backward"], _r)
+    _export(f"conv_transpose{_r}d", _conv_transpose, (_r,), _CONVT, _DOCS["conv_transpose"], _r)
+    _export(f"conv_transpose{_r}d_backward", _conv_transpose_backward, (_r,), _CONVT_BWD,
+            _DOCS["conv_transpose_backward"], _r)
     for _kind, _is_min in (("max", False), ("min", True)):
         _export(f"{_kind}_pool{_r}d", _extremum_pool, (_is_min, _r), _EXT, _DOCS[_kind], _r)
         _export(f"{_kind}_pool{_r}d_backward", _extremum_pool_backward, (_is_min, _r), _EXT_BWD,

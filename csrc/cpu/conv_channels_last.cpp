@@ -1,0 +1,316 @@
+// conv_channels_last.cpp — CPU convolution for channels-last activations (NWC, NHWC, NDHWC).
+//
+// Algorithm. The same three GEMMs as conv.cpp, transposed to suit the layout: with channels
+// innermost, one output position is a row of K contiguous values, so positions become the
+// micro-kernel's rows (MR) and channels its columns (NR):
+//     Y[P x K/g]     = X_col[P x R] * W^T[R x K/g]        R ordered (tap, c): a tap reads
+//     dX_col[P x R]  = dY[P x K/g] * W[K/g x R]           C/g contiguous input values
+//     dW[K/g x R]    = sum_n dY^T * X_col
+// Every gather and scatter therefore moves runs of contiguous channels; no activation is ever
+// transposed.
+//
+// Threads and determinism as in conv.cpp: forward items are (n, g, tile of positions); backward
+// data items are (n, g, block of input channels), so each item's col2im writes channels no other
+// item touches; backward weight items are (g, block of reduction columns) summing the whole batch
+// in a fixed order. The same bits with any thread count.
+//
+// Versions:
+//   v1  implicit GEMM with positions as rows, channel-run gathers.
+#include <algorithm>
+#include <vector>
+
+#include "conv.h"
+#include "gemm_tile.h"
+#include "microkernel.h"
+#include "parallel.h"
+
+namespace convkern::cpu {
+namespace {
+
+constexpr i64 kPositionPanels = 8;   // forward / backward-data tile: 8 x MR positions
+constexpr i64 kWgradPositions = 256;
+constexpr i64 kWgradPanels = 2;
+
+// Where the window of one output position starts in the (unpadded) input.
+struct Origin {
+  i64 d, h, w;
+};
+
+void window_origins(const ConvGeometry& g, i64 p0, i64 count, Origin* out) {
+  const i64 OW = g.out[2], OH = g.out[1];
+  for (i64 j = 0; j < count; ++j) {
+    const i64 p = p0 + j, ow = p % OW, row = p / OW;
+    out[j] = {(row / OH) * g.stride[0] - g.pad_before[0], (row % OH) * g.stride[1] - g.pad_before[1],
+              ow * g.stride[2] - g.pad_before[2]};
+  }
+}
+
+// Element offset of the input cell that kernel tap `tap` of a window reads (its channel 0), or
+// -1 when the tap falls into the padding.
+inline i64 tap_offset(const ConvGeometry& g, const Origin& o, i64 tap) {
+  const i64 KH = g.kernel[1], KW = g.kernel[2];
+  const i64 id = o.d + (tap / (KH * KW)) * g.dilation[0];
+  const i64 ih = o.h + ((tap / KW) % KH) * g.dilation[1];
+  const i64 iw = o.w + (tap % KW) * g.dilation[2];
+  if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) return -1;
+  return ((id * g.in[1] + ih) * g.in[2] + iw) * g.C;
+}
+
+// Copies X_col[position][r0, r0 + rc) — runs of contiguous channels, tap by tap — to dst with
+// element stride `step`, starting a new destination run wherever `split` columns begin.
+// xg points at the group's first channel of one image.
+template <class T, class Dst>
+void gather_row(const ConvGeometry& g, const T* xg, const Origin& o, i64 r0, i64 rc, Dst&& dst) {
+  const i64 Cg = g.C_per_group();
+  for (i64 r = r0; r < r0 + rc;) {
+    const i64 tap = r / Cg, c = r % Cg, len = std::min(Cg - c, r0 + rc - r);
+    const i64 off = tap_offset(g, o, tap);
+    dst(r - r0, len, off < 0 ? nullptr : xg + off + c);
+    r += len;
+  }
+}
+
+i64 forward_tile(i64 P, i64 mr, i64 outer_items) {
+  i64 pt = std::min(kPositionPanels * mr, ceil_div(P, mr) * mr);
+  const i64 want = 2 * get_num_threads();
+  while (pt > mr && outer_items * ceil_div(P, pt) < want) pt -= mr;
+  return pt;
+}
+
+}  // namespace
+
+template <class T>
+void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (g.N == 0) return;
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
+  const i64 kvol = g.kernel_volume(), in_cells = g.in_plane() * g.C;
+  const i64 nblocks = ceil_div(Kg, NR);
+
+  // W^T packed once: [group][n-block][r = tap*Cg + c][NR], columns past K/g zero.
+  AlignedBuffer<T> wpack(G * nblocks * R * NR);
+  parallel_for(G * nblocks, [&](i64 item, int) {
+    const i64 gi = item / nblocks, nb = item % nblocks;
+    T* dst = wpack.data() + item * R * NR;
+    for (i64 r = 0; r < R; ++r) {
+      const i64 tap = r / Cg, c = r % Cg;
+      for (i64 j = 0; j < NR; ++j) {
+        const i64 k = nb * NR + j;
+        dst[r * NR + j] = k < Kg ? w[((gi * Kg + k) * Cg + c) * kvol + tap] : T(0);
+      }
+    }
+  });
+
+  const i64 KC = std::min(R, kReductionBlock);
+  const i64 PT = forward_tile(P, MR, g.N * G), ptiles = ceil_div(P, PT);
+  const i64 items = g.N * G * ptiles;
+  const int slots = scratch_slots(items);
+  const i64 panel_stride = KC * MR;
+  AlignedBuffer<T> apack(slots * (PT / MR) * panel_stride);
+  AlignedBuffer<T> cedge(slots * MR * NR);
+  std::vector<Origin> origin_store(static_cast<size_t>(slots * PT));
+
+  parallel_for(items, [&](i64 item, int t) {
+    const i64 pt = item % ptiles, gi = (item / ptiles) % G, n = item / ptiles / G;
+    const i64 p0 = pt * PT, count = std::min(PT, P - p0), mpanels = ceil_div(count, MR);
+    Origin* origins = origin_store.data() + t * PT;
+    window_origins(g, p0, count, origins);
+    T* A = apack.data() + t * (PT / MR) * panel_stride;
+    T* cbuf = cedge.data() + t * MR * NR;
+    const T* xg = x + n * in_cells + gi * Cg;
+    T* yt = y + (n * P + p0) * g.K + gi * Kg;
+    for (i64 k0 = 0; k0 < R; k0 += KC) {
+      const i64 kc = std::min(KC, R - k0);
+      for (i64 i = 0; i < mpanels * MR; ++i) {
+        T* col = A + (i / MR) * panel_stride + i % MR;  // row i of the A panels, stride MR
+        if (i >= count) {
+          for (i64 r = 0; r < kc; ++r) col[r * MR] = T(0);
+          continue;
+        }
+        gather_row(g, xg, origins[i], k0, kc, [&](i64 j, i64 len, const T* src) {
+          T* d = col + j * MR;
+          if (src)
+            for (i64 e = 0; e < len; ++e) d[e * MR] = src[e];
+          else
+            for (i64 e = 0; e < len; ++e) d[e * MR] = T(0);
+        });
+      }
+      for (i64 nb = 0; nb < nblocks; ++nb) {
+        const T* B = wpack.data() + ((gi * nblocks + nb) * R + k0) * NR;
+        const i64 cols = std::min(NR, Kg - nb * NR);
+        for (i64 mb = 0; mb < mpanels; ++mb)
+          run_tile(mk, kc, A + mb * panel_stride, B, yt + mb * MR * g.K + nb * NR, g.K,
+                   std::min(MR, count - mb * MR), cols, k0 > 0, cbuf);
+      }
+    }
+    if (bias)
+      for (i64 i = 0; i < count; ++i)
+        for (i64 k = 0; k < Kg; ++k) yt[i * g.K + k] += bias[gi * Kg + k];
+  });
+}
+
+template <class T>
+void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+  if (g.N == 0) return;
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), P = g.out_plane();
+  const i64 kvol = g.kernel_volume(), in_plane = g.in_plane(), in_cells = in_plane * g.C;
+
+  // Channel blocks of about 128 columns (tap, channel); smaller when the batch alone gives too
+  // few items. Depends on the problem only: the scatter order follows the blocking.
+  i64 cb = std::clamp<i64>(ceil_div(128, kvol), 1, Cg);
+  while (cb > 1 && g.N * G * ceil_div(Cg, cb) < 8) cb = ceil_div(cb, 2);
+  const i64 cblocks = ceil_div(Cg, cb), npanels_max = ceil_div(kvol * cb, NR), ldcol = npanels_max * NR;
+
+  // W packed per channel block: [group][c-block][panel][k][NR]; column j = tap*width + cc.
+  AlignedBuffer<T> wpack(G * cblocks * npanels_max * Kg * NR);
+  parallel_for(G * cblocks, [&](i64 item, int) {
+    const i64 gi = item / cblocks, b = item % cblocks, width = std::min(cb, Cg - b * cb);
+    T* dst = wpack.data() + item * npanels_max * Kg * NR;
+    for (i64 q = 0; q < npanels_max; ++q)
+      for (i64 k = 0; k < Kg; ++k)
+        for (i64 jj = 0; jj < NR; ++jj) {
+          const i64 j = q * NR + jj, tap = j / width, cc = j % width;
+          dst[(q * Kg + k) * NR + jj] =
+              tap < kvol ? w[((gi * Kg + k) * Cg + b * cb + cc) * kvol + tap] : T(0);
+        }
+  });
+
+  const i64 PT = kPositionPanels * MR, KC = std::min(Kg, kReductionBlock);
+  const i64 items = g.N * G * cblocks;
+  const int slots = scratch_slots(items);
+  const i64 panel_stride = KC * MR;
+  AlignedBuffer<T> apack(slots * kPositionPanels * panel_stride);
+  AlignedBuffer<T> cols(slots * PT * ldcol);
+  std::vector<Origin> origin_store(static_cast<size_t>(slots * PT));
+
+  parallel_for(items, [&](i64 item, int t) {
+    const i64 b = item % cblocks, gi = (item / cblocks) % G, n = item / cblocks / G;
+    const i64 c0 = b * cb, width = std::min(cb, Cg - c0), npanels = ceil_div(kvol * width, NR);
+    T* dxg = dx + n * in_cells + gi * Cg + c0;
+    for (i64 s = 0; s < in_plane; ++s) std::fill(dxg + s * g.C, dxg + s * g.C + width, T(0));
+    const T* Bblock = wpack.data() + (gi * cblocks + b) * npanels_max * Kg * NR;
+    T* A = apack.data() + t * kPositionPanels * panel_stride;
+    T* col = cols.data() + t * PT * ldcol;
+    Origin* origins = origin_store.data() + t * PT;
+    for (i64 p0 = 0; p0 < P; p0 += PT) {
+      const i64 count = std::min(PT, P - p0), mpanels = ceil_div(count, MR);
+      for (i64 k0 = 0; k0 < Kg; k0 += KC) {
+        const i64 kc = std::min(KC, Kg - k0);
+        // A = dY with positions as rows: each position's K/g gradients are contiguous.
+        for (i64 i = 0; i < mpanels * MR; ++i) {
+          T* d = A + (i / MR) * panel_stride + i % MR;
+          const T* src = dy + (n * P + p0 + i) * g.K + gi * Kg + k0;
+          for (i64 k = 0; k < kc; ++k) d[k * MR] = i < count ? src[k] : T(0);
+        }
+        for (i64 q = 0; q < npanels; ++q) {
+          const T* B = Bblock + (q * Kg + k0) * NR;
+          for (i64 mb = 0; mb < mpanels; ++mb) mk.run(kc, A + mb * panel_stride, B, col + mb * MR * ldcol + q * NR,
+                                                       ldcol, k0 > 0);
+        }
+      }
+      window_origins(g, p0, count, origins);
+      for (i64 i = 0; i < count; ++i)
+        for (i64 tap = 0; tap < kvol; ++tap) {
+          const i64 off = tap_offset(g, origins[i], tap);
+          if (off < 0) continue;
+          const T* src = col + i * ldcol + tap * width;
+          T* d = dxg + off;
+          for (i64 cc = 0; cc < width; ++cc) d[cc] += src[cc];
+        }
+    }
+  });
+}
+
+template <class T>
+void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
+  const i64 kvol = g.kernel_volume(), in_cells = g.in_plane() * g.C;
+  if (g.N == 0) {
+    std::fill(dw, dw + g.K * R, T(0));
+    return;
+  }
+  const i64 RB = kWgradPanels * NR, rblocks = ceil_div(R, RB);
+  const i64 PT = kWgradPositions, mblocks = ceil_div(Kg, MR);
+  const i64 items = G * rblocks;
+  const int slots = scratch_slots(items);
+  AlignedBuffer<T> apack(slots * mblocks * PT * MR);
+  AlignedBuffer<T> bpack(slots * RB * PT);
+  AlignedBuffer<T> acc(slots * mblocks * MR * RB);
+  std::vector<Origin> origin_store(static_cast<size_t>(slots * PT));
+
+  parallel_for(items, [&](i64 item, int t) {
+    const i64 gi = item / rblocks, rb = item % rblocks;
+    const i64 r0 = rb * RB, rc = std::min(RB, R - r0), nq = ceil_div(rc, NR);
+    T* A = apack.data() + t * mblocks * PT * MR;
+    T* B = bpack.data() + t * RB * PT;
+    T* C = acc.data() + t * mblocks * MR * RB;
+    Origin* origins = origin_store.data() + t * PT;
+    bool first = true;
+    for (i64 n = 0; n < g.N; ++n) {
+      const T* xg = x + n * in_cells + gi * Cg;
+      for (i64 p0 = 0; p0 < P; p0 += PT) {
+        const i64 count = std::min(PT, P - p0);
+        // A = dY^T: positions are the reduction; a position's output channels are contiguous.
+        for (i64 p = 0; p < count; ++p) {
+          const T* src = dy + (n * P + p0 + p) * g.K + gi * Kg;
+          for (i64 mb = 0; mb < mblocks; ++mb) {
+            T* d = A + (mb * PT + p) * MR;
+            for (i64 i = 0; i < MR; ++i) d[i] = mb * MR + i < Kg ? src[mb * MR + i] : T(0);
+          }
+        }
+        // B = X_col restricted to columns [r0, r0 + rc), in NR-wide panels of positions.
+        window_origins(g, p0, count, origins);
+        for (i64 p = 0; p < count; ++p) {
+          gather_row(g, xg, origins[p], r0, rc, [&](i64 j, i64 len, const T* src) {
+            for (i64 e = 0; e < len; ++e) {
+              const i64 col = j + e;
+              B[((col / NR) * PT + p) * NR + col % NR] = src ? src[e] : T(0);
+            }
+          });
+          for (i64 col = rc; col < nq * NR; ++col) B[((col / NR) * PT + p) * NR + col % NR] = T(0);
+        }
+        for (i64 mb = 0; mb < mblocks; ++mb)
+          for (i64 q = 0; q < nq; ++q)
+            mk.run(count, A + mb * PT * MR, B + q * PT * NR, C + mb * MR * RB + q * NR, RB, !first);
+        first = false;
+      }
+    }
+    // Columns are (tap, c); the weight is stored (k, c, tap).
+    for (i64 k = 0; k < Kg; ++k)
+      for (i64 j = 0; j < rc; ++j) {
+        const i64 r = r0 + j;
+        dw[((gi * Kg + k) * Cg + r % Cg) * kvol + r / Cg] = C[k * RB + j];
+      }
+  });
+}
+
+template <class T>
+void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db) {
+  constexpr i64 kBlock = 64;
+  const i64 rows = g.N * g.out_plane();
+  parallel_for(ceil_div(g.K, kBlock), [&](i64 blk, int) {
+    const i64 k0 = blk * kBlock, width = std::min(kBlock, g.K - k0);
+    double s[kBlock] = {};
+    for (i64 r = 0; r < rows; ++r) {
+      const T* row = dy + r * g.K + k0;
+      for (i64 k = 0; k < width; ++k) s[k] += row[k];
+    }
+    for (i64 k = 0; k < width; ++k) db[k0 + k] = static_cast<T>(s[k]);
+  });
+}
+
+#define CONVKERN_INSTANTIATE(T)                                                                         \
+  template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
+  template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);      \
+  template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);    \
+  template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);
+CONVKERN_INSTANTIATE(float)
+CONVKERN_INSTANTIATE(double)
+#undef CONVKERN_INSTANTIATE
+
+}  // namespace convkern::cpu
