@@ -279,21 +279,23 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
   }
   const i64 RB = kWgradPanels * NR, rblocks = ceil_div(R, RB);
   const i64 PT = kWgradPositions, mblocks = ceil_div(Kg, MR);
-  const i64 items = G * rblocks;
+  const i64 mgroups = wgrad_row_groups(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
+  const i64 items = G * rblocks * mgroups;
   const int slots = scratch_slots(items);
-  AlignedBuffer<T> apack(slots * mblocks * PT * MR);
+  AlignedBuffer<T> apack(slots * mper * PT * MR);
   AlignedBuffer<T> tiles(slots * RB * PT);
   AlignedBuffer<T> bpack(slots * RB * PT);
-  AlignedBuffer<T> acc(slots * mblocks * MR * RB);
+  AlignedBuffer<T> acc(slots * mper * MR * RB);
   std::vector<Run> run_store(static_cast<size_t>(slots * PT));
 
   parallel_for(items, [&](i64 item, int t) {
-    const i64 gi = item / rblocks, rb = item % rblocks;
+    const i64 mg = item % mgroups, rb = (item / mgroups) % rblocks, gi = item / mgroups / rblocks;
+    const i64 mb0 = mg * mper, mbn = std::min(mblocks, mb0 + mper) - mb0;  // this item's MR blocks
     const i64 r0 = rb * RB, rc = std::min(RB, R - r0), nq = ceil_div(rc, NR);
-    T* A = apack.data() + t * mblocks * PT * MR;
+    T* A = apack.data() + t * mper * PT * MR;
     T* tile = tiles.data() + t * RB * PT;
     T* B = bpack.data() + t * RB * PT;
-    T* C = acc.data() + t * mblocks * MR * RB;
+    T* C = acc.data() + t * mper * MR * RB;
     Run* runs = run_store.data() + t * PT;
     bool first = true;
     for (i64 n = 0; n < g.N; ++n) {
@@ -302,9 +304,9 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
       for (i64 p0 = 0; p0 < P; p0 += PT) {
         const i64 count = std::min(PT, P - p0);
         // A = dY^T: positions are the reduction, output channels the rows.
-        for (i64 mb = 0; mb < mblocks; ++mb)
+        for (i64 mb = 0; mb < mbn; ++mb)
           for (i64 i = 0; i < MR; ++i) {
-            const i64 k = mb * MR + i;
+            const i64 k = (mb0 + mb) * MR + i;
             T* dst = A + mb * PT * MR + i;
             if (k < Kg) {
               const T* src = dyg + k * P + p0;
@@ -327,13 +329,16 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
               for (i64 p = 0; p < count; ++p) dst[p * NR] = T(0);
             }
           }
-        for (i64 mb = 0; mb < mblocks; ++mb)
+        for (i64 mb = 0; mb < mbn; ++mb)
           for (i64 q = 0; q < nq; ++q)
             mk.run(count, A + mb * PT * MR, B + q * PT * NR, C + mb * MR * RB + q * NR, RB, !first);
         first = false;
       }
     }
-    for (i64 k = 0; k < Kg; ++k) std::copy(C + k * RB, C + k * RB + rc, dw + (gi * Kg + k) * R + r0);
+    for (i64 k = mb0 * MR; k < std::min(Kg, (mb0 + mbn) * MR); ++k) {
+      const T* row = C + (k - mb0 * MR) * RB;
+      std::copy(row, row + rc, dw + (gi * Kg + k) * R + r0);
+    }
   });
 }
 

@@ -236,19 +236,21 @@ void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, cons
   }
   const i64 RB = kWgradPanels * NR, rblocks = ceil_div(R, RB);
   const i64 PT = kWgradPositions, mblocks = ceil_div(Kg, MR);
-  const i64 items = G * rblocks;
+  const i64 mgroups = wgrad_row_groups(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
+  const i64 items = G * rblocks * mgroups;
   const int slots = scratch_slots(items);
-  AlignedBuffer<T> apack(slots * mblocks * PT * MR);
+  AlignedBuffer<T> apack(slots * mper * PT * MR);
   AlignedBuffer<T> bpack(slots * RB * PT);
-  AlignedBuffer<T> acc(slots * mblocks * MR * RB);
+  AlignedBuffer<T> acc(slots * mper * MR * RB);
   std::vector<Origin> origin_store(static_cast<size_t>(slots * PT));
 
   parallel_for(items, [&](i64 item, int t) {
-    const i64 gi = item / rblocks, rb = item % rblocks;
+    const i64 mg = item % mgroups, rb = (item / mgroups) % rblocks, gi = item / mgroups / rblocks;
+    const i64 mb0 = mg * mper, mbn = std::min(mblocks, mb0 + mper) - mb0;  // this item's MR blocks
     const i64 r0 = rb * RB, rc = std::min(RB, R - r0), nq = ceil_div(rc, NR);
-    T* A = apack.data() + t * mblocks * PT * MR;
+    T* A = apack.data() + t * mper * PT * MR;
     T* B = bpack.data() + t * RB * PT;
-    T* C = acc.data() + t * mblocks * MR * RB;
+    T* C = acc.data() + t * mper * MR * RB;
     Origin* origins = origin_store.data() + t * PT;
     bool first = true;
     for (i64 n = 0; n < g.N; ++n) {
@@ -258,9 +260,10 @@ void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, cons
         // A = dY^T: positions are the reduction; a position's output channels are contiguous.
         for (i64 p = 0; p < count; ++p) {
           const T* src = dy + (n * P + p0 + p) * g.K + gi * Kg;
-          for (i64 mb = 0; mb < mblocks; ++mb) {
+          for (i64 mb = 0; mb < mbn; ++mb) {
             T* d = A + (mb * PT + p) * MR;
-            for (i64 i = 0; i < MR; ++i) d[i] = mb * MR + i < Kg ? src[mb * MR + i] : T(0);
+            const i64 k0 = (mb0 + mb) * MR;
+            for (i64 i = 0; i < MR; ++i) d[i] = k0 + i < Kg ? src[k0 + i] : T(0);
           }
         }
         // B = X_col restricted to columns [r0, r0 + rc), in NR-wide panels of positions.
@@ -274,17 +277,17 @@ void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, cons
           });
           for (i64 col = rc; col < nq * NR; ++col) B[((col / NR) * PT + p) * NR + col % NR] = T(0);
         }
-        for (i64 mb = 0; mb < mblocks; ++mb)
+        for (i64 mb = 0; mb < mbn; ++mb)
           for (i64 q = 0; q < nq; ++q)
             mk.run(count, A + mb * PT * MR, B + q * PT * NR, C + mb * MR * RB + q * NR, RB, !first);
         first = false;
       }
     }
     // Columns are (tap, c); the weight is stored (k, c, tap).
-    for (i64 k = 0; k < Kg; ++k)
+    for (i64 k = mb0 * MR; k < std::min(Kg, (mb0 + mbn) * MR); ++k)
       for (i64 j = 0; j < rc; ++j) {
         const i64 r = r0 + j;
-        dw[((gi * Kg + k) * Cg + r % Cg) * kvol + r / Cg] = C[k * RB + j];
+        dw[((gi * Kg + k) * Cg + r % Cg) * kvol + r / Cg] = C[(k - mb0 * MR) * RB + j];
       }
   });
 }

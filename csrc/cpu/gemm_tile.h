@@ -5,12 +5,23 @@
 #include <cstdint>
 
 #include "microkernel.h"
+#include "parallel.h"
 
 namespace convkern::cpu {
 
 // Reduction rows per packed block: a 256 x 32 float panel is 32 KiB and stays in L1 while the
 // micro-kernel sweeps the other operand over it.
 constexpr std::int64_t kReductionBlock = 256;
+
+// Backward-weight items own whole blocks of dW and sum the entire batch, so the item count is
+// only (groups x column blocks); when that leaves threads idle the rows are split too, into
+// groups of whole MR blocks. Each dW element is still one fixed-order sum: no result depends on
+// the split, so it may follow the thread count.
+inline std::int64_t wgrad_row_groups(std::int64_t mblocks, std::int64_t outer_items) {
+  std::int64_t groups = 1;
+  while (groups < mblocks && outer_items * groups < 2 * get_num_threads()) ++groups;
+  return groups;
+}
 
 // C[rows x cols] (+)= A * B for a tile that may be smaller than the micro-kernel's MR x NR: full
 // tiles go straight to the kernel; edge tiles run the full-size kernel on `scratch` (MR*NR) and
