@@ -40,6 +40,13 @@ template <class T>
 void forward_typed(const ConvGeometry& g, bool last, const py::array& x, const py::array& w,
                    const std::optional<py::array>& bias, py::array& y) {
   const T* b = bias ? cptr<T>(*bias) : nullptr;
+  if (cpu::conv_is_depthwise(g)) {
+    if (last)
+      cpu::depthwise_forward_channels_last<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
+    else
+      cpu::depthwise_forward_channels_first<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
+    return;
+  }
   if (last)
     cpu::conv_forward_channels_last<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
   else
@@ -64,6 +71,13 @@ void conv_forward(const py::array& x, const py::array& w, const std::optional<py
 
 template <class T>
 void backward_data_typed(const ConvGeometry& g, bool last, const py::array& dy, const py::array& w, py::array& dx) {
+  if (cpu::conv_is_depthwise(g)) {
+    if (last)
+      cpu::depthwise_backward_data_channels_last<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
+    else
+      cpu::depthwise_backward_data_channels_first<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
+    return;
+  }
   if (last)
     cpu::conv_backward_data_channels_last<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
   else
@@ -87,6 +101,13 @@ void conv_backward_data(const py::array& dy, const py::array& w, py::array& dx, 
 
 template <class T>
 void backward_weight_typed(const ConvGeometry& g, bool last, const py::array& dy, const py::array& x, py::array& dw) {
+  if (cpu::conv_is_depthwise(g)) {
+    if (last)
+      cpu::depthwise_backward_weight_channels_last<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
+    else
+      cpu::depthwise_backward_weight_channels_first<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
+    return;
+  }
   if (last)
     cpu::conv_backward_weight_channels_last<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
   else

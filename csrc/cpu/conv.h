@@ -32,4 +32,20 @@ void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db
 template <class T>
 void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db);
 
+// Depthwise convolution (one input channel per group): direct stencil kernels, same contracts
+// as the general ones above.
+bool conv_is_depthwise(const ConvGeometry& g);
+template <class T>
+void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
+template <class T>
+void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
+template <class T>
+void depthwise_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx);
+template <class T>
+void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx);
+template <class T>
+void depthwise_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw);
+template <class T>
+void depthwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw);
+
 }  // namespace convkern::cpu
