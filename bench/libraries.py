@@ -42,7 +42,15 @@ class ConvkernLibrary:
         self.threads = convkern.get_num_threads()
 
     def describe(self) -> Dict[str, object]:
-        return {"convkern": self.ck.info()}
+        """info() and a fingerprint of the compiled module, to tell two builds of one version apart."""
+        import hashlib
+        import os
+
+        compiled = self.ck._C.__file__
+        with open(compiled, "rb") as module_file:
+            digest = hashlib.sha256(module_file.read()).hexdigest()[:16]
+        return {"convkern": self.ck.info(), "convkern_module": {"path": compiled, "sha256_16": digest,
+                                                                "mtime": os.path.getmtime(compiled)}}
 
     def prepare(self, row, phase: str, arrays: Dict[str, np.ndarray], poison: bool = False) -> Operation:
         """poison: write the forward into a NaN-filled `out=`, so an element the kernel never

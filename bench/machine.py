@@ -2,11 +2,13 @@
 
 * FMA peak (GFLOP/s): a C micro-benchmark compiled at run time (`cc -O2 -mavx512f -mfma -fopenmp`;
   AVX2 if AVX-512 does not compile) in which every OpenMP thread runs 16 independent chains of
-  vector FMAs — enough to cover the FMA latency on both FMA ports. Best of three runs.
+  vector FMAs — enough to cover the FMA latency on both FMA ports. Best of three runs, with 1
+  thread and with N; the peak is the larger of the N-thread rate and N × the 1-thread rate.
   Without a compiler the best large-matmul rate of the libraries stands in (an empirical
   ceiling, below the true peak), and the report says so.
-* Copy bandwidth (GB/s, bytes read + bytes written): the best of an OpenMP-parallel memcpy of
-  256 MiB (the same C probe), `np.copyto` and PyTorch's `Tensor.copy_` on 256 MiB arrays.
+* Copy bandwidth (GB/s, bytes read + bytes written): the best of four copies of 256 MiB into
+  another 256 MiB (far beyond the caches): an OpenMP-parallel memcpy and a copy with streaming
+  (non-temporal) stores, both in the C probe, `np.copyto` and PyTorch's `Tensor.copy_`.
 
 Each probe runs in its own process: the C probe as a program, the library probes inside the
 library's worker (see run.py), so no two OpenMP runtimes meet.
@@ -39,12 +41,16 @@ typedef __m512 vec;
 #define SET1 _mm512_set1_ps
 #define FMA _mm512_fmadd_ps
 #define STORE _mm512_storeu_ps
+#define LOAD _mm512_load_ps
+#define STREAM _mm512_stream_ps
 #else
 typedef __m256 vec;
 #define LANES 8
 #define SET1 _mm256_set1_ps
 #define FMA _mm256_fmadd_ps
 #define STORE _mm256_storeu_ps
+#define LOAD _mm256_load_ps
+#define STREAM _mm256_stream_ps
 #endif
 #define CHAINS 16
 
@@ -70,19 +76,28 @@ static double fma_gflops(long iterations) {
     return 2.0 * LANES * CHAINS * (double)iterations * omp_get_max_threads() / seconds / 1e9;
 }
 
-static double copy_gbs(size_t bytes) {
-    char* src = aligned_alloc(64, bytes);
-    char* dst = aligned_alloc(64, bytes);
+/* Bytes read + written per second copying `bytes` between two buffers, best of 6; streaming
+   (non-temporal) stores skip the read-for-ownership of the destination, plain memcpy may not. */
+static double copy_gbs(size_t bytes, int streaming) {
+    float* src = aligned_alloc(64, bytes);
+    float* dst = aligned_alloc(64, bytes);
     memset(src, 1, bytes);
     memset(dst, 2, bytes);
+    const long floats = (long)(bytes / sizeof(float));
     double best = 0.0;
     for (int rep = 0; rep < 6; ++rep) {
         double start = omp_get_wtime();
+        if (streaming) {
+#pragma omp parallel for schedule(static)
+            for (long i = 0; i < floats; i += LANES) STREAM(dst + i, LOAD(src + i));
+            _mm_sfence();
+        } else {
 #pragma omp parallel
-        {
-            size_t chunk = (bytes / omp_get_num_threads() + 63) & ~(size_t)63;
-            size_t lo = chunk * omp_get_thread_num(), hi = lo + chunk < bytes ? lo + chunk : bytes;
-            if (lo < hi) memcpy(dst + lo, src + lo, hi - lo);
+            {
+                size_t chunk = (bytes / omp_get_num_threads() + 63) & ~(size_t)63;
+                size_t lo = chunk * omp_get_thread_num(), hi = lo + chunk < bytes ? lo + chunk : bytes;
+                if (lo < hi) memcpy((char*)dst + lo, (char*)src + lo, hi - lo);
+            }
         }
         double gbs = 2.0 * bytes / (omp_get_wtime() - start) / 1e9;
         if (gbs > best) best = gbs;
@@ -105,7 +120,8 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (argc == 3 && strcmp(argv[1], "copy") == 0) {
-        printf("%.3f\n", copy_gbs((size_t)atol(argv[2])));
+        size_t bytes = (size_t)atol(argv[2]);
+        printf("%.3f %.3f\n", copy_gbs(bytes, 0), copy_gbs(bytes, 1));
         return 0;
     }
     fprintf(stderr, "usage: probe fma ITERATIONS | probe copy BYTES\n");
@@ -152,8 +168,9 @@ class NativeProbe:
     def fma_gflops(self, threads: int, iterations: int = 40_000_000) -> float:
         return float(self._run(threads, "fma", str(iterations)).split()[0])
 
-    def copy_gbs(self, threads: int) -> float:
-        return float(self._run(threads, "copy", str(COPY_BYTES)))
+    def copy_gbs(self, threads: int) -> Dict[str, float]:
+        memcpy_gbs, streaming_gbs = map(float, self._run(threads, "copy", str(COPY_BYTES)).split())
+        return {"memcpy_gbs": memcpy_gbs, "stream_copy_gbs": streaming_gbs}
 
     def close(self) -> None:
         self._dir.cleanup()
@@ -193,6 +210,49 @@ def torch_limits(torch, matmul_size: int = 3072) -> Dict[str, float]:
     copy_seconds = _best_seconds(lambda: dst.copy_(src), repetitions=5)
     return {"torch_mm_gflops": 2.0 * matmul_size ** 3 / matmul_seconds / 1e9,
             "torch_copy_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9}
+
+
+# ---------------------------------------------------------------------------------------------
+# Interference: CPU time that other processes took while a case ran
+# ---------------------------------------------------------------------------------------------
+
+class CpuAccounting:
+    """Snapshots of /proc: the whole machine's busy and stolen CPU time, and the CPU time of the
+    benchmark's own processes. Their difference over a case is what other processes (another
+    build, a test run, a noisy VM neighbour) took from the cores the libraries were timed on.
+    Resolution: one clock tick (10 ms) per process; a no-op where /proc is missing."""
+
+    TICK_S = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+    def __init__(self, pids):
+        self.pids = list(pids)
+        self.cpus = os.cpu_count() or 1
+        self.available = Path("/proc/stat").exists()
+
+    def snapshot(self) -> Dict[str, float]:
+        if not self.available:
+            return {"wall_s": time.perf_counter()}
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        ours = 0
+        for pid in self.pids:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                after_name = stat[stat.rindex(")") + 2:].split()
+                ours += int(after_name[11]) + int(after_name[12])  # utime, stime
+            except (OSError, ValueError, IndexError):
+                pass
+        return {"wall_s": time.perf_counter(), "busy_s": (user + nice + system + irq + softirq) * self.TICK_S,
+                "steal_s": steal * self.TICK_S, "ours_s": ours * self.TICK_S}
+
+    def other_load(self, before: Dict[str, float], after: Dict[str, float]) -> Dict[str, float]:
+        """Share of all CPUs' time taken by other processes (and stolen by the hypervisor), in %."""
+        if "busy_s" not in before:
+            return {}
+        capacity = (after["wall_s"] - before["wall_s"]) * self.cpus
+        others = (after["busy_s"] - before["busy_s"]) - (after["ours_s"] - before["ours_s"])
+        return {"other_processes_pct": max(0.0, 100.0 * others / capacity),
+                "steal_pct": 100.0 * (after["steal_s"] - before["steal_s"]) / capacity}
 
 
 # ---------------------------------------------------------------------------------------------

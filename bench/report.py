@@ -18,9 +18,10 @@ POOL_BANDWIDTH_TARGET = 0.5
 
 
 def summarize(times_s: List[float]) -> Dict[str, object]:
-    ms = sorted(t * 1e3 for t in times_s)
+    """Median, minimum, quartiles; every repetition kept in the order it ran (group by group)."""
+    ms = [t * 1e3 for t in times_s]
     quartiles = statistics.quantiles(ms, n=4) if len(ms) >= 2 else [ms[0]] * 3
-    return {"median_ms": statistics.median(ms), "min_ms": ms[0], "q1_ms": quartiles[0],
+    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "q1_ms": quartiles[0],
             "q3_ms": quartiles[2], "reps": len(ms), "times_ms": [round(t, 4) for t in ms]}
 
 
@@ -78,7 +79,7 @@ def target_checks(cases: List[dict], means: Dict[str, Dict[str, object]]) -> Lis
         mean = means.get(f"conv {phase}", {}).get("torch")
         if mean:
             check(f"conv {phase}: geomean vs torch >= {CONV_GEOMEAN_TARGET}", mean["geomean"],
-                  mean["geomean"] >= CONV_GEOMEAN_TARGET, f"{mean['rows']} rows")
+                  mean["geomean"] >= CONV_GEOMEAN_TARGET, f"n={mean['rows']}")
     conv = [c for c in cases if c["kind"] == "conv" and "torch" in c.get("ratio_vs", {})]
     if conv:
         worst = min(conv, key=lambda c: c["ratio_vs"]["torch"])
@@ -115,10 +116,12 @@ def _ratio(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def format_table(cases: List[dict], libraries: List[str]) -> str:
+def format_table(cases: List[dict], libraries: List[str], busy_pct: float) -> str:
+    """One line per case; 'busy' shows the CPU share other processes took while it was timed,
+    where that exceeded busy_pct."""
     baselines = [lib for lib in libraries if lib != "convkern"]
     header = (["row", "phase", "N"] + [f"{lib} ms" for lib in libraries]
-              + ["convkern rate", "% limit"] + [f"vs {b}" for b in baselines])
+              + ["convkern rate", "% limit"] + [f"vs {b}" for b in baselines] + ["busy"])
     lines = []
     for c in cases:
         timings = c["libraries"]
@@ -133,6 +136,8 @@ def format_table(cases: List[dict], libraries: List[str]) -> str:
             cells += ["-" if rate is None else f"{rate:.1f} GB/s",
                       f"{c['convkern_pct_copy_bandwidth']:.1f}% copy" if "convkern_pct_copy_bandwidth" in c else "-"]
         cells += [_ratio(c.get("ratio_vs", {}).get(b)) for b in baselines]
+        other = c.get("load_during_timing", {}).get("other_processes_pct", 0.0)
+        cells.append(f"{other:.0f}%" if other > busy_pct else "")
         lines.append(cells)
     widths = [max(len(r[i]) for r in lines + [header]) for i in range(len(header))]
     left_aligned = 2  # row and phase names
@@ -154,7 +159,7 @@ def format_table(cases: List[dict], libraries: List[str]) -> str:
 def format_geomeans(means: Dict[str, Dict[str, object]]) -> str:
     lines = ["Geometric mean of time_baseline / time_convkern (>1: convkern faster):"]
     for group, per_baseline in means.items():
-        parts = [f"vs {b} {v['geomean']:.2f}x (min {v['min']:.2f}x, {v['rows']} rows)" for b, v in per_baseline.items()]
+        parts = [f"vs {b} {v['geomean']:.2f}x (min {v['min']:.2f}x, n={v['rows']})" for b, v in per_baseline.items()]
         lines.append(f"  {group:<14} " + "   ".join(parts))
     return "\n".join(lines)
 
@@ -165,7 +170,7 @@ def format_checks(checks: List[dict]) -> str:
     lines = ["SPEC §9 CPU targets (on the rows measured):"]
     for c in checks:
         value = c["value"]
-        shown = "-" if value is None else (f"{value:.0%}" if "%" in c["target"] else f"{value:.2f}x")
+        shown = "-" if value is None else (f"{value:.1%}" if "%" in c["target"] else f"{value:.2f}x")
         detail = f"  ({c['detail']})" if c["detail"] else ""
         lines.append(f"  [{'met ' if c['met'] else 'MISS'}] {c['target']}: {shown}{detail}")
     return "\n".join(lines)
@@ -175,8 +180,20 @@ def format_checks(checks: List[dict]) -> str:
 # Plot
 # ---------------------------------------------------------------------------------------------
 
-def plot_ratios(cases: List[dict], path, title: str) -> Optional[str]:
-    """Bar plot of time_torch / time_convkern per row and phase; returns why not, or None."""
+def cache_resident_note(cases: List[dict]) -> str:
+    """Pooling rows faster than the copy bandwidth: their operands stay in cache between calls."""
+    above = [f"{c['row']} {c['phase']} ({1e3 * c['gbytes']:.0f} MB)" for c in cases
+             if c.get("convkern_pct_copy_bandwidth", 0.0) > 100.0]
+    if not above:
+        return ""
+    return ("Note: above 100% of copy bandwidth: " + ", ".join(above) + ". Their operands (MB read +"
+            " written per call) stay in the last-level cache between repetitions; the copy bandwidth"
+            " is measured out of cache.")
+
+
+def plot_ratios(cases: List[dict], path, title: str, busy_pct: float) -> Optional[str]:
+    """Bar plot of time_torch / time_convkern per row and phase, hatched where other processes
+    took over busy_pct of the CPUs meanwhile; returns why there is no plot, or None."""
     try:
         import matplotlib
 
@@ -190,19 +207,41 @@ def plot_ratios(cases: List[dict], path, title: str) -> Optional[str]:
     ratio = {(c["row"], c["phase"]): c["ratio_vs"]["torch"] for c in cases if "torch" in c.get("ratio_vs", {})}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) + 2), 4.8))
     width = 0.4
+    busy = {(c["row"], c["phase"]) for c in cases
+            if c.get("load_during_timing", {}).get("other_processes_pct", 0.0) > busy_pct}
     for i, (phase, color) in enumerate(((FORWARD, "#4C72B0"), (BACKWARD, "#DD8452"))):
-        xs = [j + (i - 0.5) * width for j, row in enumerate(rows) if (row, phase) in ratio]
-        ys = [ratio[(row, phase)] for row in rows if (row, phase) in ratio]
-        ax.bar(xs, ys, width, label=phase, color=color)
+        keys = [(row, phase) for row in rows if (row, phase) in ratio]
+        xs = [rows.index(row) + (i - 0.5) * width for row, _ in keys]
+        bars = ax.bar(xs, [ratio[k] for k in keys], width, label=phase, color=color)
+        for bar, key in zip(bars, keys):
+            if key in busy:
+                bar.set_hatch("///")
+                bar.set_edgecolor("white")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.axhline(CONV_GEOMEAN_TARGET, color="gray", linewidth=0.8, linestyle="--", label="conv target 1.3x")
+    if any(c["kind"] == "pool" for c in cases):
+        ax.axhline(POOL_RATIO_TARGET, color="gray", linewidth=0.8, linestyle=":", label="pool target 3x")
     ax.set_yscale("log")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    low, high = min(ratio.values()), max(list(ratio.values()) + [POOL_RATIO_TARGET])
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1, 1.3, 2, 3, 5, 10, 20, 50) if low / 1.5 <= t <= high * 1.5]
+    ax.set_ylim(min(ticks + [low]) / 1.2, max(ticks + [high]) * 1.3)
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(rows, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("time_torch / time_convkern  (>1: convkern faster)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    if busy:
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="gray", hatch="///", edgecolor="white",
+                             label=f"busy machine (>{busy_pct:.0f}% other load)"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return None

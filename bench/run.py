@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """convkern's CPU benchmark: the suite of SPEC.md §8 beside PyTorch (oneDNN) and NumPy im2col + BLAS.
 
-    python bench/run.py                      # full run (SPEC §8 CPU batch sizes; about 15-30 min on 2 cores)
-    python bench/run.py --quick              # same rows and batches, fewer repetitions (< 10 min on 2 cores)
+    python bench/run.py                      # full run (SPEC §8 CPU batch sizes; about 7 min on 2 cores)
+    python bench/run.py --quick              # same rows and batches, fewer repetitions (2-3 min on 2 cores)
     python bench/run.py --filter resnet50.l4,maxpool --threads 2 --out /tmp/bench
 
 What it does, in order:
 
 1. Measures the machine's limits: FMA peak GFLOP/s (a C/AVX-512 FMA loop compiled at run time,
    1 thread and --threads threads; large-matmul rates as a fallback) and copy bandwidth GB/s
-   (bytes read + written, best of a parallel memcpy, np.copyto and torch copy_ on 256 MiB).
+   (bytes read + written, best of a parallel memcpy, a streaming-store copy, np.copyto and torch
+   copy_, 256 MiB each way: out of cache).
 2. Validates every timed call of every library against `convkern.reference` (NumPy, float64, on
    the same float32 inputs), at batch min(N, 2): tolerance rtol 1e-4, atol 1e-5·sqrt(reduction
    length); convkern's forward writes into a NaN-poisoned `out=`. Any mismatch is a failure
@@ -18,6 +19,8 @@ What it does, in order:
    grad_weight (+ grad_bias) in one call; pooling forward and backward — for every library:
    warm-up first, then repetitions in groups, libraries taking turns group by group (rotating
    who goes first) so that drift in clocks or temperature hits all alike; medians reported.
+   /proc tells how much CPU other processes took meanwhile: over 10%, the case is flagged
+   ('busy' column): on 2 cores a busy neighbour distorts OpenMP libraries' timings badly.
 4. Prints a table (median ms per library; convkern's GFLOP/s and % of FMA peak, or GB/s and % of
    copy bandwidth for pooling; time_baseline / time_convkern, >1 meaning convkern is faster),
    geometric means per phase and the SPEC §9 CPU targets; writes results.json (every figure, every
@@ -55,6 +58,7 @@ import suite  # noqa: E402
 ALL_LIBRARIES = ("convkern", "torch", "numpy")
 VALIDATION_BATCH = 2  # two images: enough to catch batch-indexing and thread-splitting errors
 SETTLE_S = 0.05  # pause between two libraries' groups: the last one's idle threads stop spinning
+BUSY_PCT = 10.0  # other processes above this share of the CPUs during a case: its timings are suspect
 
 
 @dataclass(frozen=True)
@@ -152,16 +156,23 @@ def measure_limits(workers: Dict[str, WorkerProcess], threads: int) -> Dict[str,
         if probe.binary:
             limits["fma_probe_isa"] = probe.isa
             limits["fma_peak_gflops_by_threads"] = {str(t): probe.fma_gflops(t) for t in sorted({1, threads})}
-            limits["memcpy_gbs"] = probe.copy_gbs(threads)
+            limits.update(probe.copy_gbs(threads))
         else:
             limits["fma_probe_unavailable"] = probe.why_not
     finally:
         probe.close()
     for worker in workers.values():
+        time.sleep(SETTLE_S)
         limits.update(worker.ask("limits"))
     if probe.binary:
-        limits["fma_peak_gflops"] = limits["fma_peak_gflops_by_threads"][str(threads)]
-        limits["fma_peak_source"] = f"C FMA loop ({probe.isa}), {threads} threads"
+        # The larger of the N-thread rate and N × the 1-thread rate: a neighbour busy on one core
+        # while the probe runs cannot then halve the denominator of every "% of peak".
+        by_threads = limits["fma_peak_gflops_by_threads"]
+        scaled_single = threads * by_threads["1"]
+        limits["fma_peak_gflops"] = max(by_threads[str(threads)], scaled_single)
+        limits["fma_peak_source"] = (f"C FMA loop ({probe.isa}), "
+                                     + (f"{threads} threads" if by_threads[str(threads)] >= scaled_single
+                                        else f"{threads} x the 1-thread rate"))
     else:
         ceilings = {k: v for k, v in limits.items() if k.endswith("mm_gflops") or k.endswith("matmul_gflops")}
         if not ceilings:
@@ -200,6 +211,8 @@ def validate(rows, workers: Dict[str, WorkerProcess], scratch: Path, progress: P
                                    "(--no-baselines): nothing to validate against")
         print(f"WARNING: convkern.reference does not import ({why_not}); validating against PyTorch "
               "in float64 instead", flush=True)
+    oracle = "convkern.reference" if reference is not None else "PyTorch float64"
+    print(f"Validating against {oracle} at batch <= {VALIDATION_BATCH}:", flush=True)
     records, failures = [], []
     for row in rows:
         batch = min(row.batch_cpu, VALIDATION_BATCH)
@@ -232,7 +245,8 @@ def validate(rows, workers: Dict[str, WorkerProcess], scratch: Path, progress: P
 
 
 def time_case(row, phase: str, batch: int, workers: Dict[str, WorkerProcess], plan: TimingPlan,
-              progress: Progress, label: str) -> Dict[str, Dict[str, object]]:
+              progress: Progress, label: str, accounting: machine.CpuAccounting):
+    """Times one (row, phase) for every library; returns ({library: statistics}, other load)."""
     libraries = list(workers)
     reps: Dict[str, int] = {}
     for library in libraries:
@@ -242,15 +256,17 @@ def time_case(row, phase: str, batch: int, workers: Dict[str, WorkerProcess], pl
         reps[library] = plan.reps_per_group(estimate)
         time.sleep(SETTLE_S)
     times: Dict[str, List[float]] = {library: [] for library in libraries}
+    before = accounting.snapshot()
     for group in range(plan.groups):
         order = libraries[group % len(libraries):] + libraries[:group % len(libraries)]
         for library in order:
             progress.show(f"{label} {row.name} {phase}: {library} group {group + 1}/{plan.groups}")
             times[library] += workers[library].ask("measure", reps=reps[library])["times_s"]
             time.sleep(SETTLE_S)
+    other_load = accounting.other_load(before, accounting.snapshot())
     for worker in workers.values():
         worker.ask("release")
-    return {library: report.summarize(t) for library, t in times.items()}
+    return {library: report.summarize(t) for library, t in times.items()}, other_load
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,13 +277,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="fewer repetitions (3 groups, ~0.1 s each), same rows and batch sizes; "
-                             "under 10 minutes on a 2-core machine")
-    parser.add_argument("--filter", metavar="SUBSTR", help="only rows whose name contains SUBSTR "
-                        "(comma-separated: any of them)")
+                        help="fewer repetitions (3 groups of ~0.1 s), same rows and batch sizes; "
+                             "2-3 minutes on a 2-core machine (the full run: about 7)")
+    parser.add_argument("--filter", metavar="SUBSTR",
+                        help="only rows whose name contains SUBSTR from the start of a dotted part "
+                             "('lenet': lenet5.*, not mobilenet.*); comma-separated: any of them")
     parser.add_argument("--out", metavar="DIR", default=str(BENCH_DIR / "results"),
                         help="where results.json and ratios.png go (default: bench/results/)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu (the only device of this build; cuda exits with status 2)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads for every library (default: the CPUs this process may use)")
     parser.add_argument("--no-baselines", action="store_true", help="time convkern only")
@@ -310,6 +328,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         description = machine.describe_host()
         for hello in hellos.values():
             description.update(hello["description"])
+        accounting = machine.CpuAccounting([os.getpid()] + [hello["pid"] for hello in hellos.values()])
+        idle_check = accounting.snapshot()
+        time.sleep(1.0)
+        load_at_start = accounting.other_load(idle_check, accounting.snapshot())
+        if load_at_start.get("other_processes_pct", 0.0) > BUSY_PCT:
+            progress.clear()
+            print(f"WARNING: other processes are using {load_at_start['other_processes_pct']:.0f}% of the "
+                  "CPUs: the machine's limits and the timings will be off (see the 'busy' column)", flush=True)
 
         progress.show("measuring the machine's limits")
         limits = measure_limits(workers, threads)
@@ -326,7 +352,6 @@ def main(argv: Optional[List[str]] = None) -> int:
               + ", ".join(f"{k} {v:.1f}" for k, v in limits.items() if k.endswith("_gbs") and k != "copy_gbs")
               + ")", flush=True)
 
-        print(f"Validating against convkern.reference at batch <= {VALIDATION_BATCH}:", flush=True)
         with tempfile.TemporaryDirectory(prefix="convkern-bench-") as scratch:
             validation = validate(rows, workers, Path(scratch), progress)
         print("All results match. Starting benchmarks.", flush=True)
@@ -336,9 +361,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for row in rows:
             for phase in suite.PHASES:
                 label = f"[{len(cases) + 1}/{total}]"
-                timings = time_case(row, phase, row.batch_cpu, workers, plan, progress, label)
-                cases.append(report.case_figures(row, phase, row.batch_cpu, timings,
-                                                 limits["fma_peak_gflops"], limits["copy_gbs"]))
+                timings, other_load = time_case(row, phase, row.batch_cpu, workers, plan, progress, label,
+                                                accounting)
+                figures = report.case_figures(row, phase, row.batch_cpu, timings,
+                                              limits["fma_peak_gflops"], limits["copy_gbs"])
+                cases.append(dict(figures, load_during_timing=other_load))
         progress.clear()
     except BenchmarkFailure as failure:
         progress.clear()
@@ -355,12 +382,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     print(f"convkern benchmark ({mode}, {threads} threads, medians of {plan.groups} interleaved groups; "
           f"ms per call)")
-    print(report.format_table(cases, libraries))
-    print()
-    print(report.format_geomeans(means))
+    print(report.format_table(cases, libraries, BUSY_PCT))
+    if means:
+        print()
+        print(report.format_geomeans(means))
     if checks:
         print()
         print(report.format_checks(checks))
+    busy = [c for c in cases if c["load_during_timing"].get("other_processes_pct", 0.0) > BUSY_PCT]
+    if busy:
+        print()
+        print(f"Note: during {len(busy)} of {len(cases)} cases other processes used over {BUSY_PCT:.0f}% of "
+              "the CPUs ('busy' column): rerun those rows on a quiet machine before trusting them.")
+    cached = report.cache_resident_note(cases)
+    if cached:
+        print()
+        print(cached)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -372,7 +409,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "duration_s": duration,
         "threads": threads,
         "libraries": libraries,
-        "machine": {**description, "limits": limits},
+        "machine": {**description, "limits": limits, "load_at_start": load_at_start},
         "validation": validation,
         "cases": cases,
         "geomeans": means,
@@ -380,7 +417,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     (out_dir / "results.json").write_text(json.dumps(document, indent=1))
     why_no_plot = report.plot_ratios(cases, out_dir / "ratios.png",
-                                     f"convkern vs PyTorch, {description['cpu_model']}, {threads} threads ({mode})")
+                                     f"convkern vs PyTorch, {description['cpu_model']}, {threads} threads ({mode})",
+                                     BUSY_PCT)
     print()
     print(f"Wrote {out_dir / 'results.json'}" + (f" and {out_dir / 'ratios.png'}" if why_no_plot is None
                                                  else f" (no plot: {why_no_plot})"))

@@ -150,11 +150,18 @@ ROWS_BY_NAME: Dict[str, object] = {row.name: row for row in ROWS}
 
 
 def select_rows(filter_text: str | None) -> list:
-    """Rows whose name contains any of the comma-separated substrings (all rows if none)."""
+    """Rows matching any of the comma-separated patterns (all rows if none). A pattern matches a
+    name that contains it starting at one of its dot-separated parts: "lenet" selects lenet5.*
+    but not mobilenet.*, "maxpool" selects resnet50.maxpool and vgg.maxpool."""
     if not filter_text:
         return list(ROWS)
-    needles = [n.strip() for n in filter_text.split(",") if n.strip()]
-    return [row for row in ROWS if any(n in row.name for n in needles)]
+    patterns = [p.strip() for p in filter_text.split(",") if p.strip()]
+
+    def matches(name: str, pattern: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[i:]).startswith(pattern) for i in range(len(parts)))
+
+    return [row for row in ROWS if any(matches(row.name, p) for p in patterns)]
 
 
 def make_inputs(row, phase: str, batch: int) -> Dict[str, np.ndarray]:
@@ -229,3 +236,15 @@ def error_ratio(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> 
     if not np.all(np.isfinite(ratio)):
         return math.inf
     return float(ratio.max()) if ratio.size else 0.0
+
+
+def describe_mismatch(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> str:
+    """Where a failed comparison is worst, for the failure message."""
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != want.shape:
+        return f"shape {got.shape}, expected {want.shape}"
+    nan_count = int(np.isnan(got).sum())
+    ratio = np.where(np.isnan(got), np.inf, np.abs(got - want) / (atol + rtol * np.abs(want)))
+    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    text = f"worst at {tuple(map(int, worst))}: got {got[worst]:.7g}, expected {want[worst]:.7g}"
+    return text + (f"; {nan_count} NaN (unwritten) elements" if nan_count else "")

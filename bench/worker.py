@@ -80,7 +80,7 @@ class Worker:
                 continue
             errors[name] = suite.error_ratio(got, want, rtol, atol)
             if errors[name] > 1.0:
-                errors[name + ".shapes"] = f"got {got.shape}, expected {want.shape}"
+                errors[name + ".where"] = suite.describe_mismatch(got, want, rtol, atol)
         return {"errors": errors}
 
     def setup(self, request):
