@@ -19,6 +19,25 @@ void gemm_4x8_generic(std::int64_t kc, const T* A, const T* B, T* C, std::int64_
     for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+// Portable inner-product kernel (also the AVX2 machines' choice: GCC vectorises the j loop).
+template <class T>
+void dot_2x4_generic(std::int64_t kc, const T* const* a, const T* const* b, T* C, std::int64_t ldc, int accumulate) {
+  constexpr int MR = 2, NR = 4, L = 8;  // L independent partial sums per element, summed in order
+  T acc[MR][NR][L] = {};
+  std::int64_t p = 0;
+  for (; p + L <= kc; p += L)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j)
+        for (int l = 0; l < L; ++l) acc[i][j][l] += a[i][p + l] * b[j][p + l];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      for (std::int64_t q = p; q < kc; ++q) acc[i][j][q - p] += a[i][q] * b[j][q];
+      T s = 0;
+      for (int l = 0; l < L; ++l) s += acc[i][j][l];
+      C[i * ldc + j] = accumulate ? C[i * ldc + j] + s : s;
+    }
+}
+
 enum class Isa { kGeneric, kAvx2, kAvx512 };
 
 Isa detect_isa() {
@@ -64,6 +83,29 @@ const MicroKernel<float>& micro_kernel<float>() {
 template <>
 const MicroKernel<double>& micro_kernel<double>() {
   static const MicroKernel<double> k = pick<double>();
+  return k;
+}
+
+template <class T>
+DotKernel<T> pick_dot() {
+#if defined(CONVKERN_HAVE_X86_KERNELS)
+  if (detect_isa() == Isa::kAvx512) {
+    if constexpr (sizeof(T) == 4) return dot_kernel_f32_avx512();
+    else return dot_kernel_f64_avx512();
+  }
+#endif
+  return {2, 4, &dot_2x4_generic<T>};
+}
+
+template <>
+const DotKernel<float>& dot_kernel<float>() {
+  static const DotKernel<float> k = pick_dot<float>();
+  return k;
+}
+
+template <>
+const DotKernel<double>& dot_kernel<double>() {
+  static const DotKernel<double> k = pick_dot<double>();
   return k;
 }
 

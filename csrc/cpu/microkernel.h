@@ -24,11 +24,28 @@ struct MicroKernel {
 template <class T>
 const MicroKernel<T>& micro_kernel();
 
+// The inner-product form, for GEMMs whose operands are both contiguous along the reduction
+// (backward weight in channels-first: dW[k][r] = sum_p dY[k][p] * X_col[r][p]):
+//   C[i][j] (+)= sum_{p < kc} a[i][p] * b[j][p],   i < MR, j < NR, C row stride ldc.
+// Lanes accumulate along p and are summed in a fixed order at the end: deterministic, and no
+// operand needs transposing into a packed panel.
+template <class T>
+struct DotKernel {
+  int mr;
+  int nr;
+  void (*run)(std::int64_t kc, const T* const* a, const T* const* b, T* C, std::int64_t ldc, int accumulate);
+};
+
+template <class T>
+const DotKernel<T>& dot_kernel();
+
 // Name of the instruction set the micro-kernels use ("avx512", "avx2" or "generic").
 const char* micro_kernel_isa();
 
 // Per-ISA tables, defined only where the compiler targets x86-64.
 MicroKernel<float> micro_kernel_f32_avx512();
+DotKernel<float> dot_kernel_f32_avx512();
+DotKernel<double> dot_kernel_f64_avx512();
 MicroKernel<double> micro_kernel_f64_avx512();
 MicroKernel<float> micro_kernel_f32_avx2();
 MicroKernel<double> micro_kernel_f64_avx2();
