@@ -126,18 +126,27 @@ struct Run {
   i64 j0, len, src, dst;
 };
 
-// Cuts output positions [p0, p0 + count) into runs. With panel_stride > 0 the destination is the
-// micro-kernel's panel layout (runs also break at NR boundaries); with 0 it is a row-major tile.
-i64 make_runs(const ConvGeometry& g, const PaddedLayout& L, i64 p0, i64 count, i64 nr, i64 panel_stride, Run* runs) {
+// Cuts output positions [p0, p0 + count) of one image into runs. Position j lands in tile column
+// col0 + j. With panel_stride > 0 the destination is the micro-kernel's panel layout (runs also
+// break at NR boundaries); with 0 it is a row-major tile. src_base is added to every source
+// offset (the image's place in a batch-wide padded buffer).
+i64 make_runs(const ConvGeometry& g, const PaddedLayout& L, i64 p0, i64 count, i64 nr, i64 panel_stride, Run* runs,
+              i64 col0 = 0, i64 src_base = 0) {
   const i64 OW = g.out[2], OH = g.out[1];
   i64 n = 0;
   for (i64 j = 0; j < count;) {
-    const i64 p = p0 + j;
+    const i64 p = p0 + j, c = col0 + j;
     const i64 ow = p % OW, row = p / OW;
     i64 len = std::min(OW - ow, count - j);
-    if (panel_stride > 0) len = std::min(len, nr - j % nr);
-    const i64 dst = panel_stride > 0 ? (j / nr) * panel_stride + j % nr : j;
-    runs[n++] = {j, len, L.position_offset(g, row / OH, row % OH, ow), dst};
+    if (panel_stride > 0) len = std::min(len, nr - c % nr);
+    const i64 dst = panel_stride > 0 ? (c / nr) * panel_stride + c % nr : c;
+    const i64 src = src_base + L.position_offset(g, row / OH, row % OH, ow);
+    // Rows that continue each other in both layouts (e.g. 1x1 kernels without padding) merge.
+    if (n > 0 && runs[n - 1].src + runs[n - 1].len == src && runs[n - 1].dst + runs[n - 1].len == dst &&
+        (panel_stride == 0 || c % nr != 0))
+      runs[n - 1].len += len;
+    else
+      runs[n++] = {c, len, src, dst};
     j += len;
   }
   return n;
@@ -192,14 +201,6 @@ void scatter_columns(const PaddedLayout& L, const i64* tap_off, i64 kvol, T* xpb
   }
 }
 
-// Forward tiles shrink (in whole panels) until both threads of a small problem have work; the
-// tile size changes no output bit, since every output is one dot product of fixed order.
-i64 forward_tile(i64 P, i64 nr, i64 outer_items) {
-  i64 pt = std::min(kPanelsPerTile * nr, ceil_div(P, nr) * nr);
-  const i64 want = 2 * get_num_threads();
-  while (pt > nr && outer_items * ceil_div(P, pt) < want) pt -= nr;
-  return pt;
-}
 
 }  // namespace
 
@@ -229,25 +230,42 @@ void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, 
   const std::vector<i64> tap_off = tap_offsets(g, L);
   const i64 kvol = g.kernel_volume();
 
+  // Tiles run over the positions of the whole batch, so late layers with few positions per
+  // image (7 x 7) still fill whole panels; each tile accumulates in a private, fully padded C
+  // block (no edge tiles) that is copied out, with the bias, at the end.
+  const i64 total = g.N * P;
   const i64 KC = std::min(R, kReductionBlock);
-  const i64 PT = forward_tile(P, NR, g.N * G);
-  const i64 ptiles = ceil_div(P, PT);
-  const i64 items = g.N * G * ptiles;
+  // Few tiles (late layers) split the output channels instead of shrinking the tile: each item
+  // then streams only its share of the packed weights, which dominate the memory traffic there.
+  // Tiles of equal size, as many as a multiple of the threads when there are few of them, so no
+  // thread waits on a lone last tile (tile boundaries change no output bit).
+  const i64 nt = get_num_threads();
+  i64 ptiles = ceil_div(total, kPanelsPerTile * NR);
+  if (ptiles < 4 * nt) ptiles = ceil_div(ptiles, nt) * nt;
+  const i64 PT = ceil_div(ceil_div(total, ptiles), NR) * NR;
+  ptiles = ceil_div(total, PT);
+  const i64 kgroups = row_groups_for_threads(mblocks, G * ptiles), kper = ceil_div(mblocks, kgroups);
+  const i64 items = G * ptiles * kgroups;
   const int slots = scratch_slots(items);
   const i64 panel_stride = KC * NR, tile_panels = PT / NR;
   AlignedBuffer<T> bpack(slots * tile_panels * panel_stride);
-  AlignedBuffer<T> cedge(slots * MR * NR);
-  std::vector<Run> run_store(static_cast<size_t>(slots * PT));
+  AlignedBuffer<T> ctiles(slots * kper * MR * PT);
+  std::vector<Run> run_store(static_cast<size_t>(slots * (PT + g.N)));
 
   parallel_for(items, [&](i64 item, int t) {
-    const i64 pt = item % ptiles, gi = (item / ptiles) % G, n = item / ptiles / G;
-    const i64 p0 = pt * PT, count = std::min(PT, P - p0), npanels = ceil_div(count, NR);
-    Run* runs = run_store.data() + t * PT;
-    const i64 nruns = make_runs(g, L, p0, count, NR, panel_stride, runs);
+    const i64 kg = item % kgroups, pt = (item / kgroups) % ptiles, gi = item / kgroups / ptiles;
+    const i64 mb0 = kg * kper, mbn = std::min(mblocks, mb0 + kper) - mb0;
+    const i64 q0 = pt * PT, count = std::min(PT, total - q0), npanels = ceil_div(count, NR);
+    Run* runs = run_store.data() + t * (PT + g.N);
+    i64 nruns = 0;
+    for (i64 q = q0; q < q0 + count;) {
+      const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q);
+      nruns += make_runs(g, L, p0, len, NR, panel_stride, runs + nruns, q - q0, n * g.C * L.plane);
+      q += len;
+    }
     T* B = bpack.data() + t * tile_panels * panel_stride;
-    T* cbuf = cedge.data() + t * MR * NR;
-    const T* xpg = xpad.data() + (n * g.C + gi * Cg) * L.plane;
-    T* yg = y + (n * g.K + gi * Kg) * P;
+    T* C = ctiles.data() + t * kper * MR * PT;
+    const T* xpg = xpad.data() + gi * Cg * L.plane;
     const i64 tail = count - (npanels - 1) * NR;  // valid columns of the last panel
     for (i64 k0 = 0; k0 < R; k0 += KC) {
       const i64 kc = std::min(KC, R - k0);
@@ -257,21 +275,20 @@ void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, 
         for (i64 r = 0; r < kc; ++r) std::fill(last + r * NR + tail, last + (r + 1) * NR, T(0));
       }
       // Panel-major: one B panel stays in L1 while every output-channel block streams past it.
-      for (i64 q = 0; q < npanels; ++q) {
-        const i64 cols = std::min(NR, count - q * NR);
-        for (i64 mb = 0; mb < mblocks; ++mb) {
-          const T* A = wpack.data() + ((gi * mblocks + mb) * R + k0) * MR;
-          const i64 rows = std::min(MR, Kg - mb * MR);
-          run_tile(mk, kc, A, B + q * panel_stride, yg + mb * MR * P + p0 + q * NR, P, rows, cols, k0 > 0, cbuf);
-        }
-      }
+      for (i64 q = 0; q < npanels; ++q)
+        for (i64 mb = 0; mb < mbn; ++mb)
+          mk.run(kc, wpack.data() + ((gi * mblocks + mb0 + mb) * R + k0) * MR, B + q * panel_stride,
+                 C + mb * MR * PT + q * NR, PT, k0 > 0);
     }
-    if (bias) {
-      for (i64 k = 0; k < Kg; ++k) {
-        const T b = bias[gi * Kg + k];
-        T* row = yg + k * P + p0;
-        for (i64 j = 0; j < count; ++j) row[j] += b;
+    for (i64 q = q0; q < q0 + count;) {
+      const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q);
+      for (i64 k = mb0 * MR; k < std::min(Kg, (mb0 + mbn) * MR); ++k) {
+        const T b = bias ? bias[gi * Kg + k] : T(0);
+        const T* src = C + (k - mb0 * MR) * PT + (q - q0);
+        T* dst = y + (n * g.K + gi * Kg + k) * P + p0;
+        for (i64 j = 0; j < len; ++j) dst[j] = src[j] + b;
       }
+      q += len;
     }
   });
 }
@@ -375,7 +392,7 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
   const i64 kvol = g.kernel_volume();
   const i64 RB = kWgradPanels * 4 * NR, rblocks = ceil_div(R, RB);
   const i64 PT = kWgradPositions, mblocks = ceil_div(Kg, MR);
-  const i64 mgroups = wgrad_row_groups(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
+  const i64 mgroups = row_groups_for_threads(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
   const i64 items = G * rblocks * mgroups;
   const int slots = scratch_slots(items);
   AlignedBuffer<T> tiles(slots * RB * PT);

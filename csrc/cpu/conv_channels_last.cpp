@@ -236,7 +236,7 @@ void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, cons
   }
   const i64 RB = kWgradPanels * NR, rblocks = ceil_div(R, RB);
   const i64 PT = kWgradPositions, mblocks = ceil_div(Kg, MR);
-  const i64 mgroups = wgrad_row_groups(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
+  const i64 mgroups = row_groups_for_threads(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
   const i64 items = G * rblocks * mgroups;
   const int slots = scratch_slots(items);
   AlignedBuffer<T> apack(slots * mper * PT * MR);
