@@ -163,7 +163,15 @@ void bind_conv(py::module_& m) {
   py::class_<ConvArgs>(m, "ConvArgs", "Geometry arguments of one convolution (3 spatial axes).")
       .def(py::init([](const Vec3& stride, const Vec3& pb, const Vec3& pa, const Vec3& dil, i64 groups, int rank,
                        bool channels_last) { return ConvArgs{stride, pb, pa, dil, groups, rank, channels_last}; }),
-           "stride"_a, "pad_before"_a, "pad_after"_a, "dilation"_a, "groups"_a, "rank"_a, "channels_last"_a);
+           "stride"_a, "pad_before"_a, "pad_after"_a, "dilation"_a, "groups"_a, "rank"_a, "channels_last"_a)
+      // Readable so that convkern._cuda can take the same object.
+      .def_readonly("stride", &ConvArgs::stride)
+      .def_readonly("pad_before", &ConvArgs::pad_before)
+      .def_readonly("pad_after", &ConvArgs::pad_after)
+      .def_readonly("dilation", &ConvArgs::dilation)
+      .def_readonly("groups", &ConvArgs::groups)
+      .def_readonly("rank", &ConvArgs::rank)
+      .def_readonly("channels_last", &ConvArgs::channels_last);
   m.def("conv_output_shape", [](const std::vector<i64>& xs, const std::vector<i64>& ws, const ConvArgs& a) {
     return out_shape(geometry(a, xs, ws));
   }, "input_shape"_a, "weight_shape"_a, "args"_a, "Logical (N, K, oD, oH, oW) of a convolution; validates it.");

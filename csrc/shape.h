@@ -325,4 +325,47 @@ inline PoolGeometry make_pool_geometry(int rank, i64 planes, const i64* in, cons
   return g;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Adaptive pooling (PyTorch's adaptive_{avg,max}_pool): output cell i of an axis reads input cells
+// [floor(i*in/out), ceil((i+1)*in/out)), so windows cover the input, never padding, and may overlap
+// by one cell. output_size 0 is allowed and gives an empty result, as in PyTorch.
+// ---------------------------------------------------------------------------------------------
+
+struct AdaptivePoolGeometry {
+  int rank = 2;
+  i64 planes = 0;  // N * C
+  i64 in[kSpatial] = {1, 1, 1};
+  i64 out[kSpatial] = {1, 1, 1};
+
+  i64 in_plane() const { return in[0] * in[1] * in[2]; }
+  i64 out_plane() const { return out[0] * out[1] * out[2]; }
+};
+
+// Both are safe from overflow for 0 <= i < out once make_adaptive_pool_geometry has checked
+// out*(in+1).
+inline i64 adaptive_window_begin(i64 i, i64 in, i64 out) { return i * in / out; }
+inline i64 adaptive_window_end(i64 i, i64 in, i64 out) { return ((i + 1) * in + out - 1) / out; }
+
+inline AdaptivePoolGeometry make_adaptive_pool_geometry(int rank, i64 planes, const i64* in, const i64* out) {
+  check_rank(rank);
+  AdaptivePoolGeometry g;
+  g.rank = rank;
+  if (planes < 0) fail("input batch*channels must be >= 0, got " + std::to_string(planes));
+  g.planes = planes;
+  for (int i = kSpatial - rank; i < kSpatial; ++i) {
+    if (in[i] < 1) fail("input spatial size must be >= 1 on every axis, got " + tuple_str(in, rank));
+    if (out[i] < 0) fail("output_size must be >= 0 on every spatial axis, got " + tuple_str(out, rank));
+  }
+  for (int i = 0; i < kSpatial; ++i) {
+    const bool used = i >= kSpatial - rank;
+    g.in[i] = used ? in[i] : 1;
+    g.out[i] = used ? out[i] : 1;
+    checked_mul(g.out[i], checked_add(g.in[i], 1, "adaptive window bounds"), "adaptive window bounds");
+  }
+  checked_mul(planes, checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2], "input size"), "input size");
+  checked_mul(planes, checked_mul(checked_mul(g.out[0], g.out[1], "output size"), g.out[2], "output size"),
+              "output size");
+  return g;
+}
+
 }  // namespace convkern

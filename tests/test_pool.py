@@ -1,5 +1,6 @@
 """Pooling kernels against convkern.reference: max, min, average and global, 1-D to 3-D,
-forward and backward, on randomized configurations and on the edge cases SPEC §3 spells out."""
+channels-first and channels-last, forward and backward, on randomized configurations and on the
+edge cases SPEC §3 spells out."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +12,17 @@ from convkern import reference as ref
 from conftest import LAYOUTS, assert_close, poisoned, relayout
 
 DTYPES = (np.float32, np.float64)
+FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
+
+
+def channels_last(x: np.ndarray, rank: int) -> np.ndarray:
+    """(N, C, *spatial) or (C, *spatial) -> the same values with the channel axis last."""
+    return np.moveaxis(x, -rank - 1, -1)
+
+
+def bits(a: np.ndarray) -> bytes:
+    """Bitwise identity, NaN payloads included."""
+    return np.ascontiguousarray(a).tobytes()
 
 
 def pool_case(seed: int, rank: int, kind: str):
@@ -47,12 +59,17 @@ def _inputs(shape, layout, dtype, rng, kind):
     return relayout(x, layout, rng)
 
 
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(25)] + [(r, s) for r in (1, 3) for s in range(8)])
-def test_pool_forward_backward(rank, seed, kind, dtype, rng):
+def test_pool_forward_backward(rank, seed, kind, dtype, last, rng):
     shape, kw, layout = pool_case(seed, rank, kind)
-    x = _inputs(shape, layout, dtype, rng, kind)
+    x = _inputs(shape, "contiguous", dtype, rng, kind)
+    if last:
+        x = channels_last(x, rank)
+    x = relayout(x, layout, rng)
+    kw["data_format"] = FORMATS[rank][last]
     name = f"{kind}_pool{rank}d"
     if kind == "avg":
         expected = getattr(ref, name)(x, **kw)
@@ -63,7 +80,7 @@ def test_pool_forward_backward(rank, seed, kind, dtype, rng):
         y = getattr(convkern, name)(x, **kw, out=out)
     else:
         y, idx = getattr(convkern, name)(x, **kw, return_indices=True, out=out)
-        assert idx.dtype == np.int64
+        assert idx.dtype == np.int64 and idx.flags.c_contiguous
         np.testing.assert_array_equal(idx, expected_idx)
     assert y is out
     window = int(np.prod(kw["kernel_size"]))
@@ -80,24 +97,83 @@ def test_pool_forward_backward(rank, seed, kind, dtype, rng):
         np.testing.assert_array_equal(with_idx, got)
 
 
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min"])
+@pytest.mark.parametrize("case", [
+    dict(kernel_size=3, stride=1, padding=1),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), dilation=(2, 1)),
+    dict(kernel_size=4, stride=3, padding=2, ceil_mode=True),
+    dict(kernel_size=3, stride=1, padding="same"),
+], ids=("k3s1p1", "k3s2p1", "dilated", "ceil", "same"))
+def test_extremum_nan_inf_and_ties_pick_the_reference_index(kind, case, last, rng):
+    """NaN anywhere in a window wins with the first NaN's index; -inf/+inf inputs beat padding;
+    ties keep the first cell. Rows and columns of +-inf put whole windows at the padding value."""
+    extreme = -np.inf if kind == "max" else np.inf
+    x = rng.integers(-2, 3, size=(2, 3, 13, 11)).astype(np.float64)  # many ties
+    x[:, :, 0, :] = extreme
+    x[:, :, :, -1] = extreme
+    x[0, 1] = extreme
+    x[rng.random(x.shape) < 0.04] = np.nan
+    if last:
+        x = channels_last(x, 2)
+    kw = dict(case, data_format=FORMATS[2][last])
+    name = f"{kind}_pool2d"
+    y, idx = getattr(convkern, name)(x, **kw, return_indices=True)
+    want, want_idx = getattr(ref, name)(x, **kw, return_indices=True)
+    np.testing.assert_array_equal(y, want)  # NaN == NaN here
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(getattr(convkern, name)(x, **kw), want)  # values-only kernels too
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_global_extremum_long_planes(kind, last, rng):
+    """Planes long enough for the interleaved-lane reduction: NaNs, ties and +-0 in different lanes
+    must still give the first NaN / first extreme of the plane, as the reference does."""
+    x = rng.integers(-3, 4, size=(4, 5, 11, 9)).astype(np.float32)
+    x[0, 0] = 0.0
+    x[0, 0, 3, 2] = -0.0
+    x[0, 1, 5, 5] = x[0, 1, 2, 7] = np.nan
+    x[1, 2] = -np.inf
+    x[1, 3, 10, 8] = np.nan  # the last cell: leftover after the lanes
+    x[2, 4] = np.nan
+    if last:
+        x = channels_last(x, 2)
+    fmt = FORMATS[2][last]
+    name = f"global_{kind}_pool2d"
+    np.testing.assert_array_equal(getattr(convkern, name)(x, data_format=fmt),
+                                  getattr(ref, name)(x, data_format=fmt))
+    dy = rng.standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(getattr(convkern, name + "_backward")(dy, x, data_format=fmt),
+                                  getattr(ref, name + "_backward")(dy, x, data_format=fmt))
+    y, idx = getattr(convkern, f"{kind}_pool2d")(x, (11, 9), return_indices=True, data_format=fmt)
+    _, want_idx = getattr(ref, f"{kind}_pool2d")(x, (11, 9), return_indices=True, data_format=fmt)
+    np.testing.assert_array_equal(idx, want_idx)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("kind", ["max", "avg", "min"])
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_global_pool(rank, kind, keepdims, dtype, rng):
+def test_global_pool(rank, kind, keepdims, dtype, last, rng):
     shape = (3, 5) + (7, 6, 5)[:rank]
     x = rng.standard_normal(shape).astype(dtype)
     x[0, 0].flat[3] = x[0, 0].max() if kind == "max" else x[0, 0].min()  # a tie: first wins
+    if last:
+        x = channels_last(x, rank)
+    kw = dict(keepdims=keepdims, data_format=FORMATS[rank][last])
     name = f"global_{kind}_pool{rank}d"
-    expected = getattr(ref, name)(x, keepdims=keepdims)
+    expected = getattr(ref, name)(x, **kw)
     out = poisoned(expected.shape, dtype)
-    assert getattr(convkern, name)(x, keepdims=keepdims, out=out) is out
-    assert_close(out, expected, reduction=x[0, 0].size, dtype=dtype)
+    assert getattr(convkern, name)(x, **kw, out=out) is out
+    assert_close(out, expected, reduction=int(np.prod(shape[2:])), dtype=dtype)
     dy = rng.standard_normal(expected.shape).astype(dtype)
-    assert_close(getattr(convkern, name + "_backward")(dy, x, keepdims=keepdims),
-                 getattr(ref, name + "_backward")(dy, x, keepdims=keepdims), dtype=dtype)
+    assert_close(getattr(convkern, name + "_backward")(dy, x, **kw),
+                 getattr(ref, name + "_backward")(dy, x, **kw), dtype=dtype)
     # Unbatched: one number per channel.
-    assert getattr(convkern, name)(x[0]).shape == (5,)
+    assert getattr(convkern, name)(x[0], data_format=kw["data_format"]).shape == (5,)
 
 
 def test_max_pool_nan_propagates_to_first_nan():
@@ -144,19 +220,26 @@ def test_avg_divisors():
     np.testing.assert_allclose(convkern.avg_pool2d(x, 3, 1, "same"), 1.0)
 
 
-def test_max_pool_backward_rejects_hostile_indices(rng):
-    x = rng.standard_normal((2, 3, 6, 6))
-    y, idx = convkern.max_pool2d(x, 2, return_indices=True)
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_max_pool_backward_rejects_hostile_indices(last, rng):
+    x = rng.standard_normal((2, 6, 6, 3) if last else (2, 3, 6, 6))
+    fmt = FORMATS[2][last]
+    y, idx = convkern.max_pool2d(x, 2, return_indices=True, data_format=fmt)
     dy = np.ones_like(y)
     for bad in (36, -2, 2**62, -(2**63)):
         hostile = idx.copy()
         hostile[1, 2, 2, 1] = bad
-        with pytest.raises(ValueError, match="indices"):
-            convkern.max_pool2d_backward(dy, x, 2, indices=hostile)
+        position = np.ravel_multi_index((1, 2, 2, 1), idx.shape)
+        with pytest.raises(ValueError, match=f"indices holds {bad} at flat position {position}"):
+            convkern.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=hostile)
     with pytest.raises(TypeError, match="int64"):
-        convkern.max_pool2d_backward(dy, x, 2, indices=idx.astype(np.int32))
+        convkern.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=idx.astype(np.int32))
     with pytest.raises(ValueError, match="shape"):
-        convkern.max_pool2d_backward(dy, x, 2, indices=idx[:, :, :2])
+        convkern.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=idx[:, :, :2])
+    # Indices in range but outside their windows are the caller's business: scattered as given.
+    moved = np.zeros_like(idx)
+    got = convkern.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=moved)
+    np.testing.assert_array_equal(got, ref.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=moved))
 
 
 def test_pool_empty_batch():
@@ -164,3 +247,110 @@ def test_pool_empty_batch():
     assert convkern.max_pool2d(x, 2).shape == (0, 3, 4, 4)
     assert convkern.avg_pool2d_backward(np.zeros((0, 3, 4, 4), np.float32), x, 2).shape == x.shape
     assert convkern.global_avg_pool2d(x).shape == (0, 3)
+    x = np.zeros((0, 8, 8, 3), np.float32)
+    y, idx = convkern.max_pool2d(x, 2, return_indices=True, data_format="NHWC")
+    assert y.shape == idx.shape == (0, 4, 4, 3)
+    assert convkern.max_pool2d_backward(y, x, 2, data_format="NHWC", indices=idx).shape == x.shape
+    assert convkern.avg_pool2d_backward(np.zeros((0, 4, 4, 3), np.float32), x, 2, data_format="NHWC").shape == x.shape
+    assert convkern.global_max_pool2d(x, data_format="NHWC").shape == (0, 3)
+
+
+def test_channels_last_is_the_channels_first_result_transposed(rng):
+    x = rng.standard_normal((2, 5, 9, 10)).astype(np.float32)
+    xl = channels_last(x, 2)
+    for op, kw in ((convkern.max_pool2d, dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
+                   (convkern.min_pool2d, dict(kernel_size=2, return_indices=True)),
+                   (convkern.avg_pool2d, dict(kernel_size=3, stride=1, padding=1))):
+        first, last = op(x, **kw), op(xl, **kw, data_format="NHWC")
+        for a, b in zip(first if isinstance(first, tuple) else (first,), last if isinstance(last, tuple) else (last,)):
+            assert b.flags.c_contiguous
+            np.testing.assert_allclose(channels_last(a, 2), b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("rank,shape,kw", [
+    (2, (1, 17, 100, 47), dict(kernel_size=3, stride=1, padding=1)),
+    (2, (2, 3, 101, 90), dict(kernel_size=3, stride=2, padding=1)),
+    (2, (1, 3, 130, 70), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+    (2, (1, 33, 6, 20), dict(kernel_size=3, stride=2, padding=1)),
+    (3, (1, 5, 4, 70, 33), dict(kernel_size=3, stride=(1, 2, 2), padding=1)),
+], ids=("tall-s1", "tall-s2", "tall-ceil", "few-rows", "3d"))
+def test_pool_large_planes(rank, shape, kw, kind, last, rng):
+    """Planes taller than one band of the channels-first kernels (bands overlap by the kernel's
+    reach), and channels-last calls with few rows per image, split into channel blocks."""
+    x = rng.standard_normal(shape)
+    if last:
+        x = channels_last(x, rank)
+    kw = dict(kw, data_format=FORMATS[rank][last])
+    name = f"{kind}_pool{rank}d"
+    if kind == "avg":
+        y, want = getattr(convkern, name)(x, **kw), getattr(ref, name)(x, **kw)
+    else:
+        y, idx = getattr(convkern, name)(x, **kw, return_indices=True)
+        want, want_idx = getattr(ref, name)(x, **kw, return_indices=True)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(getattr(convkern, name)(x, **kw), want)
+    assert_close(y, want, reduction=27, dtype=np.float64)
+    dy = rng.standard_normal(y.shape)
+    assert_close(getattr(convkern, name + "_backward")(dy, x, **kw), getattr(ref, name + "_backward")(dy, x, **kw),
+                 reduction=27, dtype=np.float64)
+
+
+def _every_kernel(x, rank, last):
+    """Forward and backward of every pooling kernel on x: the arrays they return, in order."""
+    fmt = FORMATS[rank][last]
+    results = []
+    for kind in ("max", "min", "avg"):
+        kw = dict(kernel_size=3, stride=(1, 2)[rank % 2], padding=1, data_format=fmt)
+        if kind == "avg":
+            y = getattr(convkern, f"avg_pool{rank}d")(x, **kw)
+            results += [y, getattr(convkern, f"avg_pool{rank}d_backward")(y, x, **kw)]
+        else:
+            y, idx = getattr(convkern, f"{kind}_pool{rank}d")(x, **kw, return_indices=True)
+            results += [y, idx, getattr(convkern, f"{kind}_pool{rank}d")(x, **kw),
+                        getattr(convkern, f"{kind}_pool{rank}d_backward")(y, x, **kw, indices=idx)]
+        g = getattr(convkern, f"global_{kind}_pool{rank}d")(x, data_format=fmt)
+        results += [g, getattr(convkern, f"global_{kind}_pool{rank}d_backward")(g, x, data_format=fmt)]
+    return results
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("rank,shape", [(2, (3, 16, 40, 36)), (2, (1, 64, 12, 12)), (3, (2, 8, 10, 12, 14)),
+                                        (1, (4, 32, 900))], ids=("2d", "2d-N1", "3d", "1d"))
+def test_pool_bitwise_identical_for_1_and_2_threads(rank, shape, last, rng):
+    """Large enough for several work chunks (and, with N=1 channels-last, several channel blocks)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[x > 2.0] = 2.0  # ties
+    if last:
+        x = channels_last(x, rank)
+    before = convkern.get_num_threads()
+    try:
+        convkern.set_num_threads(1)
+        one = _every_kernel(x, rank, last)
+        convkern.set_num_threads(2)
+        two = _every_kernel(x, rank, last)
+    finally:
+        convkern.set_num_threads(before)
+    for a, b in zip(one, two):
+        assert bits(a) == bits(b)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+def test_windows_far_larger_than_the_input(kind, last, rng):
+    """kernel_size is bounded only by the padded input: a 1001-row window over 5 rows is legal
+    (padding 500 <= 1001 // 2), and must cost memory in proportion to the input, not the window."""
+    x = rng.standard_normal((2, 3, 5, 6))
+    if last:
+        x = channels_last(x, 2)
+    kw = dict(kernel_size=(1001, 3), stride=(2, 1), padding=(500, 1), data_format=FORMATS[2][last])
+    name = f"{kind}_pool2d"
+    y, want = getattr(convkern, name)(x, **kw), getattr(ref, name)(x, **kw)
+    assert_close(y, want, reduction=15, dtype=np.float64)
+    if kind != "avg":
+        _, idx = getattr(convkern, name)(x, **kw, return_indices=True)
+        np.testing.assert_array_equal(idx, getattr(ref, name)(x, **kw, return_indices=True)[1])
+    dy = rng.standard_normal(y.shape)
+    assert_close(getattr(convkern, name + "_backward")(dy, x, **kw), getattr(ref, name + "_backward")(dy, x, **kw),
+                 reduction=15, dtype=np.float64)

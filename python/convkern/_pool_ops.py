@@ -1,6 +1,8 @@
-"""Pooling: argument parsing and the calls into the kernels, for every rank.
+"""Pooling: argument parsing and the calls into the kernels, for every rank and both layouts.
 
 The public, per-rank functions (``max_pool2d`` ...) are generated from these in ``functional.py``.
+Arrays reach the kernels C-contiguous and 5-D in the op's own layout, (N, C, D, H, W) or
+(N, D, H, W, C): channels-last is computed by channels-last kernels, never through a transposed copy.
 """
 from __future__ import annotations
 
@@ -16,26 +18,91 @@ from ._args import (
     data_format_is_last,
     int_tuple,
     ncs_shape,
-    ncs_out,
     pad3,
     reject_cuda,
-    restore_layout,
-    result,
     same_dtype,
-    to_ncs,
     user_shape,
 )
 
 
-class _PoolCall:
-    """A parsed, validated pooling call: the input as (planes, D, H, W) and the geometry."""
+def _shape5(shape_ncs, rank: int, last: bool) -> tuple:
+    """(N, C, *spatial) -> the 5-D shape the kernels take: unit leading spatial axes, the op's layout."""
+    n, c, spatial = shape_ncs[0], shape_ncs[1], tuple(pad3(shape_ncs[2:], rank, 1))
+    return (n,) + spatial + (c,) if last else (n, c) + spatial
 
-    def __init__(self, rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format,
-                 name="input"):
+
+def _as5(a: np.ndarray, shape5: tuple) -> np.ndarray:
+    """`a` as a C-contiguous array of `shape5`: a view when it already is C-contiguous, else one copy
+    that keeps its layout."""
+    return np.ascontiguousarray(a).reshape(shape5)
+
+
+class _Activations:
+    """The input of a pooling call, parsed: its (N, C, *spatial) shape and layout, and the shapes the
+    kernels see. Subclasses size the output."""
+
+    def __init__(self, rank, input, data_format, name="input"):
         reject_cuda(**{name: input})
         x = as_float_array(input, name)
         self.last = data_format_is_last(data_format, rank)
-        shape, self.unbatched = ncs_shape(x, rank, name, self.last)
+        self.shape, self.unbatched = ncs_shape(x, rank, name, self.last)
+        self.rank, self.x, self.dtype = rank, x, x.dtype
+        self.in5 = _shape5(self.shape, rank, self.last)
+
+    def _set_output(self, out3) -> None:
+        self.y_shape = tuple(self.shape[:2]) + tuple(out3[3 - self.rank:])
+        self.out5 = _shape5(self.y_shape, self.rank, self.last)
+
+    def x5(self) -> np.ndarray:
+        return _as5(self.x, self.in5)
+
+    def user_shape(self, ncs) -> tuple:
+        return user_shape(ncs, self.unbatched, self.last)
+
+    def output(self, out, shape=None) -> np.ndarray:
+        """Where the kernel writes: the caller's `out` itself (checked), else a new array."""
+        if out is None:
+            return np.empty(self.out5, self.dtype)
+        check_out(out, self.user_shape(self.y_shape) if shape is None else shape, self.dtype, "out", (self.x,))
+        return out.reshape(self.out5)
+
+    def finish(self, y5: np.ndarray, out) -> np.ndarray:
+        return y5.reshape(self.user_shape(self.y_shape)) if out is None else out
+
+    def check_grad_output(self, grad_output, expected=None) -> np.ndarray:
+        reject_cuda(grad_output=grad_output)
+        dy = as_float_array(grad_output, "grad_output")
+        same_dtype(self.x, "input", grad_output=dy)
+        expected = self.user_shape(self.y_shape) if expected is None else expected
+        if dy.shape != expected:
+            raise ValueError(f"grad_output has shape {dy.shape}, but the forward output has shape {expected}")
+        return _as5(dy, self.out5)
+
+    def check_indices(self, indices) -> np.ndarray:
+        """The forward's indices, checked for type and shape (their values are checked by _C)."""
+        reject_cuda(indices=indices)
+        if not isinstance(indices, np.ndarray):
+            raise TypeError(f"indices must be a numpy.ndarray of int64, got {type(indices).__name__}")
+        if indices.dtype != np.int64:
+            raise TypeError(f"indices must have dtype int64, got {indices.dtype}")
+        expected = self.user_shape(self.y_shape)
+        if indices.shape != expected:
+            raise ValueError(f"indices has shape {indices.shape}, but the forward output has shape {expected}")
+        return _as5(indices, self.out5)
+
+    def grad_input(self) -> np.ndarray:
+        return np.empty(self.in5, self.dtype)
+
+    def finish_grad(self, dx5: np.ndarray) -> np.ndarray:
+        return dx5.reshape(self.user_shape(self.shape))
+
+
+class _PoolCall(_Activations):
+    """A parsed, validated sliding-window pooling call."""
+
+    def __init__(self, rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format,
+                 name="input"):
+        super().__init__(rank, input, data_format, name)
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
         k = int_tuple(kernel_size, rank, "kernel_size")
@@ -46,68 +113,33 @@ class _PoolCall:
             if padding == "valid":
                 before = after = [0] * rank
             elif padding == "same":
-                pairs = [_C.same_padding(i, kk, ss, dd) for i, kk, ss, dd in zip(shape[2:], k, s, d)]
+                pairs = [_C.same_padding(i, kk, ss, dd) for i, kk, ss, dd in zip(self.shape[2:], k, s, d)]
                 before, after = [p[0] for p in pairs], [p[1] for p in pairs]
             else:
                 raise ValueError(f"padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}")
         else:
             before = after = list(int_tuple(padding, rank, "padding"))
-        self.rank, self.x, self.dtype, self.shape = rank, x, x.dtype, shape
-        self.planes = shape[0] * shape[1]
         self.args = (pad3(k, rank, 1), pad3(s, rank, 1), pad3(before, rank, 0), pad3(after, rank, 0),
                      pad3(d, rank, 1), bool(ceil_mode), self.same_or_valid)
-        out3 = _C.pool_output_shape(rank, self.planes, pad3(shape[2:], rank, 1), *self.args)
-        self.y_shape = tuple(shape[:2]) + tuple(out3[3 - rank:])
-        self.in4 = (self.planes,) + tuple(pad3(shape[2:], rank, 1))
-        self.out4 = (self.planes,) + tuple(out3)
+        self._set_output(_C.pool_output_shape(rank, self.shape[0], self.shape[1], pad3(self.shape[2:], rank, 1),
+                                              *self.args))
 
-    def x4(self) -> np.ndarray:
-        return to_ncs(self.x, self.unbatched, self.last).reshape(self.in4)
-
-    def user_shape(self, ncs) -> tuple:
-        return user_shape(ncs, self.unbatched, self.last)
-
-    def to_planes(self, a: np.ndarray) -> np.ndarray:
-        return to_ncs(a, self.unbatched, self.last).reshape(self.out4)
-
-    def from_planes(self, a4: np.ndarray, ncs_shape_: tuple) -> np.ndarray:
-        return restore_layout(a4.reshape(ncs_shape_), self.unbatched, self.last)
-
-    def check_grad_output(self, grad_output) -> np.ndarray:
-        reject_cuda(grad_output=grad_output)
-        dy = as_float_array(grad_output, "grad_output")
-        same_dtype(self.x, "input", grad_output=dy)
-        expected = self.user_shape(self.y_shape)
-        if dy.shape != expected:
-            raise ValueError(f"grad_output has shape {dy.shape}, but the forward output has shape {expected}")
-        return self.to_planes(dy)
-
-
-def _extremum_indices(p: _PoolCall, indices) -> np.ndarray:
-    """The forward's indices, checked for type and shape (their values are checked by _C)."""
-    reject_cuda(indices=indices)
-    if not isinstance(indices, np.ndarray):
-        raise TypeError(f"indices must be a numpy.ndarray of int64, got {type(indices).__name__}")
-    if indices.dtype != np.int64:
-        raise TypeError(f"indices must have dtype int64, got {indices.dtype}")
-    expected = p.user_shape(p.y_shape)
-    if indices.shape != expected:
-        raise ValueError(f"indices has shape {indices.shape}, but the forward output has shape {expected}")
-    return p.to_planes(indices)
+    def avg_args(self) -> tuple:
+        """The arguments of the average-pooling kernels (no dilation)."""
+        k, s, pb, pa, _, ceil, sov = self.args
+        return k, s, pb, pa, ceil, sov
 
 
 def _extremum_pool(is_min, rank, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                    return_indices=False, data_format=None, *, out=None):
     reject_cuda(out=out)
     p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format)
-    if out is not None:
-        check_out(out, p.user_shape(p.y_shape), p.dtype, "out", (p.x,))
-    y = ncs_out(out, p.y_shape, p.dtype, p.last).reshape(p.out4)
-    idx = np.empty(p.out4, np.int64) if return_indices else None
-    _C.extremum_pool_forward(p.x4(), y, idx, *p.args, is_min, rank)
-    values = result(y.reshape(p.y_shape), p.unbatched, p.last, out)
+    y = p.output(out)
+    idx = np.empty(p.out5, np.int64) if return_indices else None
+    _C.extremum_pool_forward(p.x5(), y, idx, *p.args, is_min, rank, p.last)
+    values = p.finish(y, out)
     if return_indices:
-        return values, p.from_planes(idx, p.y_shape)
+        return values, idx.reshape(p.user_shape(p.y_shape))
     return values
 
 
@@ -116,13 +148,13 @@ def _extremum_pool_backward(is_min, rank, grad_output, input, kernel_size, strid
     p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format)
     dy = p.check_grad_output(grad_output)
     if indices is None:
-        idx = np.empty(p.out4, np.int64)
-        _C.extremum_pool_forward(p.x4(), np.empty(p.out4, p.dtype), idx, *p.args, is_min, rank)
+        idx = np.empty(p.out5, np.int64)
+        _C.extremum_pool_forward(p.x5(), np.empty(p.out5, p.dtype), idx, *p.args, is_min, rank, p.last)
     else:
-        idx = _extremum_indices(p, indices)
-    dx = np.empty(p.in4, p.dtype)
-    _C.extremum_pool_backward(dy, idx, dx, *p.args, rank)
-    return p.from_planes(dx, p.shape)
+        idx = p.check_indices(indices)
+    dx = p.grad_input()
+    _C.extremum_pool_backward(dy, idx, dx, *p.args, rank, p.last)
+    return p.finish_grad(dx)
 
 
 def _avg_options(count_include_pad, divisor_override) -> Tuple[bool, int]:
@@ -141,12 +173,9 @@ def _avg_pool(rank, input, kernel_size, stride=None, padding=0, ceil_mode=False,
     reject_cuda(out=out)
     p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format)
     opts = _avg_options(count_include_pad, divisor_override)
-    if out is not None:
-        check_out(out, p.user_shape(p.y_shape), p.dtype, "out", (p.x,))
-    y = ncs_out(out, p.y_shape, p.dtype, p.last).reshape(p.out4)
-    k, s, pb, pa, _, ceil, sov = p.args
-    _C.avg_pool_forward(p.x4(), y, k, s, pb, pa, ceil, sov, *opts, rank)
-    return result(y.reshape(p.y_shape), p.unbatched, p.last, out)
+    y = p.output(out)
+    _C.avg_pool_forward(p.x5(), y, *p.avg_args(), *opts, rank, p.last)
+    return p.finish(y, out)
 
 
 def _avg_pool_backward(rank, grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -154,10 +183,9 @@ def _avg_pool_backward(rank, grad_output, input, kernel_size, stride=None, paddi
     p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format)
     opts = _avg_options(count_include_pad, divisor_override)
     dy = p.check_grad_output(grad_output)
-    dx = np.empty(p.in4, p.dtype)
-    k, s, pb, pa, _, ceil, sov = p.args
-    _C.avg_pool_backward(dy, dx, k, s, pb, pa, ceil, sov, *opts, rank)
-    return p.from_planes(dx, p.shape)
+    dx = p.grad_input()
+    _C.avg_pool_backward(dy, dx, *p.avg_args(), *opts, rank, p.last)
+    return p.finish_grad(dx)
 
 
 # Global pooling is pooling with one window that covers the whole input plane.
@@ -172,37 +200,90 @@ def _global_call(rank, input, data_format) -> _PoolCall:
 def _global_shape(p: _PoolCall, keepdims: bool) -> tuple:
     if not isinstance(keepdims, (bool, np.bool_)):
         raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
-    return p.user_shape(p.y_shape) if keepdims else p.user_shape(p.y_shape)[: (1 if p.unbatched else 2)]
+    if keepdims:
+        return p.user_shape(p.y_shape)
+    return tuple(p.shape[1:2] if p.unbatched else p.shape[:2])  # (N, C) whatever the layout
 
 
 def _global_pool(kind, rank, input, keepdims=False, data_format=None, *, out=None):
     reject_cuda(out=out)
     p = _global_call(rank, input, data_format)
     shape = _global_shape(p, keepdims)
-    if out is not None:
-        check_out(out, shape, p.dtype, "out", (p.x,))
-    y = np.empty(p.out4, p.dtype) if out is None else out.reshape(p.out4)
+    # (N, C) and (N, 1, .., C) or (N, C, 1, ..) are the same memory: out is written in place.
+    y = p.output(out, shape)
     if kind == "avg":
-        _C.avg_pool_forward(p.x4(), y, *p.args[:4], False, False, True, 0, rank)
+        _C.avg_pool_forward(p.x5(), y, *p.avg_args(), True, 0, rank, p.last)
     else:
-        _C.extremum_pool_forward(p.x4(), y, None, *p.args, kind == "min", rank)
+        _C.extremum_pool_forward(p.x5(), y, None, *p.args, kind == "min", rank, p.last)
     return y.reshape(shape) if out is None else out
 
 
 def _global_pool_backward(kind, rank, grad_output, input, keepdims=False, data_format=None):
     p = _global_call(rank, input, data_format)
-    shape = _global_shape(p, keepdims)
-    reject_cuda(grad_output=grad_output)
-    dy = as_float_array(grad_output, "grad_output")
-    same_dtype(p.x, "input", grad_output=dy)
-    if dy.shape != shape:
-        raise ValueError(f"grad_output has shape {dy.shape}, but the forward output has shape {shape}")
-    dy4 = np.ascontiguousarray(dy).reshape(p.out4)
-    dx = np.empty(p.in4, p.dtype)
+    dy = p.check_grad_output(grad_output, _global_shape(p, keepdims))
+    dx = p.grad_input()
     if kind == "avg":
-        _C.avg_pool_backward(dy4, dx, *p.args[:4], False, False, True, 0, rank)
+        _C.avg_pool_backward(dy, dx, *p.avg_args(), True, 0, rank, p.last)
     else:
-        idx = np.empty(p.out4, np.int64)
-        _C.extremum_pool_forward(p.x4(), np.empty(p.out4, p.dtype), idx, *p.args, kind == "min", rank)
-        _C.extremum_pool_backward(dy4, idx, dx, *p.args, rank)
-    return p.from_planes(dx, p.shape)
+        idx = np.empty(p.out5, np.int64)
+        _C.extremum_pool_forward(p.x5(), np.empty(p.out5, p.dtype), idx, *p.args, kind == "min", rank, p.last)
+        _C.extremum_pool_backward(dy, idx, dx, *p.args, rank, p.last)
+    return p.finish_grad(dx)
+
+
+# Adaptive pooling: output cell i of an axis pools input cells [floor(i*in/out), ceil((i+1)*in/out)).
+
+class _AdaptiveCall(_Activations):
+    """A parsed, validated adaptive pooling call."""
+
+    def __init__(self, rank, input, output_size, data_format, name="input"):
+        super().__init__(rank, input, data_format, name)
+        if output_size is None or not isinstance(output_size, (list, tuple)):
+            output_size = (output_size,) * rank
+        if len(output_size) != rank:
+            raise ValueError(f"output_size must be an int or a tuple of {rank} ints or Nones, got {output_size!r}")
+        # None keeps that axis's input size (PyTorch).
+        sizes = [n if o is None else as_int(o, "output_size") for o, n in zip(output_size, self.shape[2:])]
+        self._set_output(_C.adaptive_pool_output_shape(rank, self.shape[0], self.shape[1],
+                                                       pad3(self.shape[2:], rank, 1), pad3(sizes, rank, 1)))
+
+
+def _adaptive_avg_pool(rank, input, output_size, data_format=None, *, out=None):
+    reject_cuda(out=out)
+    a = _AdaptiveCall(rank, input, output_size, data_format)
+    y = a.output(out)
+    _C.adaptive_avg_pool_forward(a.x5(), y, rank, a.last)
+    return a.finish(y, out)
+
+
+def _adaptive_avg_pool_backward(rank, grad_output, input, output_size, data_format=None):
+    a = _AdaptiveCall(rank, input, output_size, data_format)
+    dy = a.check_grad_output(grad_output)
+    dx = a.grad_input()
+    _C.adaptive_avg_pool_backward(dy, dx, rank, a.last)
+    return a.finish_grad(dx)
+
+
+def _adaptive_max_pool(rank, input, output_size, return_indices=False, data_format=None, *, out=None):
+    reject_cuda(out=out)
+    a = _AdaptiveCall(rank, input, output_size, data_format)
+    y = a.output(out)
+    idx = np.empty(a.out5, np.int64) if return_indices else None
+    _C.adaptive_max_pool_forward(a.x5(), y, idx, rank, a.last)
+    values = a.finish(y, out)
+    if return_indices:
+        return values, idx.reshape(a.user_shape(a.y_shape))
+    return values
+
+
+def _adaptive_max_pool_backward(rank, grad_output, input, output_size, data_format=None, indices=None):
+    a = _AdaptiveCall(rank, input, output_size, data_format)
+    dy = a.check_grad_output(grad_output)
+    if indices is None:
+        idx = np.empty(a.out5, np.int64)
+        _C.adaptive_max_pool_forward(a.x5(), np.empty(a.out5, a.dtype), idx, rank, a.last)
+    else:
+        idx = a.check_indices(indices)
+    dx = a.grad_input()
+    _C.adaptive_max_pool_backward(dy, idx, dx, rank, a.last)
+    return a.finish_grad(dx)

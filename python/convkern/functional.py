@@ -17,6 +17,10 @@ from typing import Any, Callable, Dict, List, Tuple
 from ._args import CHANNELS_FIRST, CHANNELS_LAST
 from ._conv_ops import _conv, _conv_backward, _conv_transpose, _conv_transpose_backward
 from ._pool_ops import (
+    _adaptive_avg_pool,
+    _adaptive_avg_pool_backward,
+    _adaptive_max_pool,
+    _adaptive_max_pool_backward,
     _avg_pool,
     _avg_pool_backward,
     _extremum_pool,
@@ -75,6 +79,12 @@ _AVG_BWD = [("grad_output", _E), ("input", _E), ("kernel_size", _E), ("stride", 
             ("ceil_mode", False), ("count_include_pad", True), ("divisor_override", None), ("data_format", None)]
 _GLOBAL = [("input", _E), ("keepdims", False), ("data_format", None), ("out", None)]
 _GLOBAL_BWD = [("grad_output", _E), ("input", _E), ("keepdims", False), ("data_format", None)]
+_ADAPTIVE_AVG = [("input", _E), ("output_size", _E), ("data_format", None), ("out", None)]
+_ADAPTIVE_AVG_BWD = [("grad_output", _E), ("input", _E), ("output_size", _E), ("data_format", None)]
+_ADAPTIVE_MAX = [("input", _E), ("output_size", _E), ("return_indices", False), ("data_format", None),
+                 ("out", None)]
+_ADAPTIVE_MAX_BWD = [("grad_output", _E), ("input", _E), ("output_size", _E), ("data_format", None),
+                     ("indices", None)]
 
 _DOCS: Dict[str, str] = {
     "conv": """{rank}-D convolution (cross-correlation, as in every deep-learning framework).
@@ -118,6 +128,22 @@ _DOCS: Dict[str, str] = {
     "avg_backward": """Gradient of {rank}-D average pooling with respect to its input.""",
     "global": """Global {rank}-D pooling: one number per (n, c); keepdims keeps unit spatial axes.""",
     "global_backward": """Gradient of global {rank}-D pooling (max/min: to the first extreme element).""",
+    "adaptive_avg": """Adaptive {rank}-D average pooling (PyTorch semantics): output cell i of an axis averages input
+    cells floor(i*in/out) to ceil((i+1)*in/out) - 1.
+
+    output_size: an int, or one int or None (keep the input size) per axis.
+    """,
+    "adaptive_avg_backward": """Gradient of adaptive {rank}-D average pooling with respect to its input.""",
+    "adaptive_max": """Adaptive {rank}-D max pooling (PyTorch semantics): output cell i of an axis is the maximum of
+    input cells floor(i*in/out) to ceil((i+1)*in/out) - 1; NaN propagates, ties go to the first element.
+
+    output_size: an int, or one int or None (keep the input size) per axis. return_indices=True also
+    returns int64 flat indices into each (n, c) plane of the input.
+    """,
+    "adaptive_max_backward": """Gradient of adaptive {rank}-D max pooling with respect to its input.
+
+    indices=: the forward's indices, to skip recomputing them; each is bounds-checked.
+    """,
 }
 
 for _r in (1, 2, 3):
@@ -136,4 +162,10 @@ for _r in (1, 2, 3):
         _export(f"global_{_kind}_pool{_r}d", _global_pool, (_kind, _r), _GLOBAL, _DOCS["global"], _r)
         _export(f"global_{_kind}_pool{_r}d_backward", _global_pool_backward, (_kind, _r), _GLOBAL_BWD,
                 _DOCS["global_backward"], _r)
+    _export(f"adaptive_avg_pool{_r}d", _adaptive_avg_pool, (_r,), _ADAPTIVE_AVG, _DOCS["adaptive_avg"], _r)
+    _export(f"adaptive_avg_pool{_r}d_backward", _adaptive_avg_pool_backward, (_r,), _ADAPTIVE_AVG_BWD,
+            _DOCS["adaptive_avg_backward"], _r)
+    _export(f"adaptive_max_pool{_r}d", _adaptive_max_pool, (_r,), _ADAPTIVE_MAX, _DOCS["adaptive_max"], _r)
+    _export(f"adaptive_max_pool{_r}d_backward", _adaptive_max_pool_backward, (_r,), _ADAPTIVE_MAX_BWD,
+            _DOCS["adaptive_max_backward"], _r)
 del _r, _kind, _is_min
