@@ -1,0 +1,87 @@
+// common.cuh — what every CUDA kernel file of convkern shares: error checks, the launch helper,
+// grid sizing and the small integer helpers of the index math.
+//
+// Index widths. Kernels index with 32-bit ints wherever the launcher has proved that the extent
+// fits (per-sample planes, GEMM dimensions, reduction lengths) and form whole-tensor offsets in
+// 64 bits, so a batch of more than 2^31 elements is still addressed correctly; a single sample or
+// GEMM dimension beyond 2^31 is refused with a ValueError before anything is launched.
+//
+// Building for host emulation. With CONVKERN_CUDA_EMULATION defined, the same sources compile as
+// ordinary C++ against a HIP-on-CPU runtime (fibers for threads, thread_local for __shared__),
+// which lets the index math be checked on a machine without a GPU. Kernels therefore use only the
+// portable subset: no warp shuffles, no reliance on warp-synchronous execution, and launches go
+// through launch() rather than the <<<...>>> syntax.
+#pragma once
+
+#ifdef CONVKERN_CUDA_EMULATION
+#include "emulation.h"  // provided by the emulation harness, not part of the build
+#else
+#include <cuda_runtime.h>
+#endif
+
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "../shape.h"
+#include "kernels.h"
+
+namespace convkern::cuda {
+
+using i64 = std::int64_t;
+
+constexpr int kThreads = 256;  // every kernel of convkern runs 256-thread blocks
+constexpr i64 kMaxGridX = (i64(1) << 31) - 1;
+constexpr i64 kMaxGridYZ = 65535;
+
+// A size the CUDA kernels cannot index: ValueError in Python, raised before any launch.
+[[noreturn]] inline void refuse_size(const std::string& what, i64 value, i64 limit) {
+  throw std::invalid_argument("CUDA backend: " + what + " is " + std::to_string(value) + ", above the limit of " +
+                              std::to_string(limit) + " that its 32-bit indexing allows; split the batch");
+}
+
+// Extents that kernels index with int: below INT_MAX with room for a tile's overhang, so that
+// `index + tile` never wraps.
+constexpr i64 kInt32IndexLimit = i64(std::numeric_limits<int>::max()) - 65536;
+
+inline void require_int32(i64 value, const char* what) {
+  if (value < 0 || value > kInt32IndexLimit) refuse_size(what, value, kInt32IndexLimit);
+}
+
+inline unsigned grid_x(i64 blocks) {
+  if (blocks > kMaxGridX) refuse_size("the number of thread blocks", blocks, kMaxGridX);
+  return static_cast<unsigned>(blocks);
+}
+
+inline unsigned grid_yz(i64 blocks, const char* what) {
+  if (blocks > kMaxGridYZ) refuse_size(what, blocks, kMaxGridYZ);
+  return static_cast<unsigned>(blocks);
+}
+
+inline i64 div_up(i64 a, i64 b) { return (a + b - 1) / b; }
+
+// Launches kernel<<<grid, block, 0, stream>>>(args...) and turns a launch failure into a
+// RuntimeError naming the kernel. Empty grids launch nothing.
+template <class... KArgs, class... Args>
+void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+  static_assert(sizeof...(KArgs) == sizeof...(Args), "launch: wrong number of kernel arguments");
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+#ifdef CONVKERN_CUDA_EMULATION
+  // Emulated launches finish before returning: host arrays stand in for device memory there,
+  // and nothing like a stream-ordered allocator keeps a temporary alive until the kernel runs.
+  hipLaunchKernelGGL(kernel, grid, block, 0, stream, static_cast<KArgs>(args)...);
+  check_cuda(hipStreamSynchronize(stream), name);
+#else
+  kernel<<<grid, block, 0, stream>>>(static_cast<KArgs>(args)...);
+#endif
+  check_cuda(cudaGetLastError(), name);
+}
+
+// ceil(a / b) for any sign of a and b > 0 (C++ division truncates towards zero).
+template <class I>
+__host__ __device__ __forceinline__ I ceil_div_signed(I a, I b) {
+  return a >= 0 ? a / b + (a % b != 0) : -((-a) / b);
+}
+
+}  // namespace convkern::cuda

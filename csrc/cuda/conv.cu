@@ -1,0 +1,844 @@
+// conv.cu — CUDA convolution: forward, backward-data, backward-weight and the bias gradient,
+// 1-D to 3-D (3-D internally, shape.h), groups, channels-first and channels-last, float and double.
+//
+// Algorithm. Each pass is an implicit GEMM per group whose operand tiles are gathered from the
+// activations straight into shared memory (no im2col buffer in device memory):
+//   forward          Y[m, k]  = sum_r X_col[m, r] * W[k, r]       m = (n, output position)
+//   backward data    dX[i, c] = sum_(k,q) dY_col[i, (k,q)] * W[k, c, q]   i = (n, input position);
+//                    dY_col gathers, for input cell i and kernel offset q, the output whose
+//                    window puts offset q on i (zero when the stride skips it): a gather, so
+//                    every dX element is written once by one thread, with no atomics.
+//   backward weight  dW[k, r] = sum_m dY[m, k] * X_col[m, r], the sum over m = (n, position)
+//                    cut into a fixed number of chunks that depends on the problem only; each
+//                    chunk's partial dW goes to a workspace and a second kernel adds the chunks
+//                    in order. Bitwise deterministic; no floating-point atomics anywhere.
+// The reduction index r runs over (c, kd, kh, kw) channels-first and over (kd, kh, kw, c)
+// channels-last, so that consecutive threads of a gather read consecutive addresses.
+//
+// Tiles: 64 x 64 outputs per 256-thread block, 16-deep reduction steps double-buffered in shared
+// memory with the next step's global loads in flight during the current step's arithmetic; each
+// thread accumulates a 4 x 4 register block whose rows and columns are 16 apart (conflict-free
+// shared reads, coalesced stores in both layouts).
+// Depthwise-like convolutions (one input channel per group, C/groups == 1) take direct kernels
+// instead: one thread per output element, and one block per weight element for its gradient.
+//
+// Versions (measure with `bash bench/gpu_check.sh` on a GPU machine):
+//   v1  64x64x16 implicit GEMM, 4x4 per thread, split-K backward weight; direct depthwise.
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace convkern::cuda {
+namespace {
+
+constexpr int kBM = 64;  // GEMM rows per block
+constexpr int kBN = 64;  // GEMM columns per block
+constexpr int kBK = 16;  // reduction step
+static_assert(kBM * kBK == 4 * kThreads && kBN * kBK == 4 * kThreads, "each thread loads 4 elements per operand");
+
+// Backward-weight split of the positions: aim at this many blocks, but give every chunk at least
+// kWgradMinChunk positions and use at most kWgradMaxSplits chunks (these bound the workspace).
+constexpr i64 kWgradTargetBlocks = 528;
+constexpr i64 kWgradMinChunk = 512;
+constexpr i64 kWgradMaxSplits = 64;
+
+// Device-side geometry in 32-bit ints; make_dims proves every value and per-sample product fits.
+struct ConvDims {
+  int N, C, K, Cg, Kg;
+  int ID, IH, IW, OD, OH, OW, KD, KH, KW;
+  int sd, sh, sw, dd, dh, dw, pd, ph, pw;
+  int kvol, khw, R, P, Q, ohw, ihw;
+};
+
+ConvDims make_dims(const ConvGeometry& g) {
+  for (int a = 0; a < 3; ++a) {
+    require_int32(g.in[a] + g.pad_before[a] + g.pad_after[a], "a padded input extent");
+    require_int32(g.stride[a], "a stride");
+    require_int32(g.dilation[a] * (g.kernel[a] - 1) + 1, "a dilated kernel extent");
+  }
+  require_int32(g.C * g.in_plane(), "the input elements per sample (C*D*H*W)");
+  require_int32(g.K * g.out_plane(), "the output elements per sample (K*oD*oH*oW)");
+  require_int32(g.N * g.in_plane(), "the input positions of the batch (N*D*H*W)");
+  require_int32(g.N * g.out_plane(), "the output positions of the batch (N*oD*oH*oW)");
+  require_int32(g.K * g.reduction(), "the weight elements");
+  require_int32(g.K_per_group() * g.kernel_volume(), "the backward-data reduction length (K/groups*kernel volume)");
+  ConvDims d;
+  d.N = int(g.N), d.C = int(g.C), d.K = int(g.K), d.Cg = int(g.C_per_group()), d.Kg = int(g.K_per_group());
+  d.ID = int(g.in[0]), d.IH = int(g.in[1]), d.IW = int(g.in[2]);
+  d.OD = int(g.out[0]), d.OH = int(g.out[1]), d.OW = int(g.out[2]);
+  d.KD = int(g.kernel[0]), d.KH = int(g.kernel[1]), d.KW = int(g.kernel[2]);
+  d.sd = int(g.stride[0]), d.sh = int(g.stride[1]), d.sw = int(g.stride[2]);
+  d.dd = int(g.dilation[0]), d.dh = int(g.dilation[1]), d.dw = int(g.dilation[2]);
+  d.pd = int(g.pad_before[0]), d.ph = int(g.pad_before[1]), d.pw = int(g.pad_before[2]);
+  d.kvol = int(g.kernel_volume()), d.khw = d.KH * d.KW;
+  d.R = int(g.reduction()), d.P = int(g.out_plane()), d.Q = int(g.in_plane());
+  d.ohw = d.OH * d.OW, d.ihw = d.IH * d.IW;
+  return d;
+}
+
+// --------------------------------------------------------------------------------------------
+// The GEMM main loop
+// --------------------------------------------------------------------------------------------
+
+// How the 4 elements a thread loads per operand and step sit in the kBK x 64 tile:
+// RowFast: consecutive threads take consecutive rows (row = tid % 64, step = tid / 64 + 4e);
+// KFast:   consecutive threads take consecutive reduction indices (step = tid % 16,
+//          row = tid / 16 + 16e). A gather picks the one whose consecutive threads read
+//          consecutive addresses.
+struct RowFast {
+  static __device__ __forceinline__ int row(int tid, int e) { return tid % 64; }
+  static __device__ __forceinline__ int k(int tid, int e) { return tid / 64 + 4 * e; }
+};
+struct KFast {
+  static __device__ __forceinline__ int row(int tid, int e) { return tid / 16 + 16 * e; }
+  static __device__ __forceinline__ int k(int tid, int e) { return tid % 16; }
+};
+
+// acc[i][j] += sum over k in [k_begin, k_end) of A[tm + 16i][k] * B[k][tn + 16j] for the block's
+// tile. load_a(k0, v) / load_b(k0, v) fill the thread's 4 elements of step k0 (zeros past the
+// operand's edges, including k >= k_end), placed in the tile by MapA / MapB.
+template <class T, class MapA, class MapB, class LoadA, class LoadB>
+__device__ __forceinline__ void gemm_mainloop(int k_begin, int k_end, const LoadA& load_a, const LoadB& load_b,
+                                              int tm, int tn, T (&acc)[4][4]) {
+  __shared__ T As[2][kBK][kBM + 1];
+  __shared__ T Bs[2][kBK][kBN + 1];
+  const int tid = threadIdx.x;
+  T ra[4], rb[4];
+  load_a(k_begin, ra);
+  load_b(k_begin, rb);
+  int buf = 0;
+  for (int k0 = k_begin; k0 < k_end; k0 += kBK) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      As[buf][MapA::k(tid, e)][MapA::row(tid, e)] = ra[e];
+      Bs[buf][MapB::k(tid, e)][MapB::row(tid, e)] = rb[e];
+    }
+    __syncthreads();
+    // The other buffer was last read in the previous step, which every thread has finished
+    // (it passed the barrier above), so the next step's loads may land in registers now.
+    if (k0 + kBK < k_end) {
+      load_a(k0 + kBK, ra);
+      load_b(k0 + kBK, rb);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBK; ++kk) {
+      T a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = As[buf][kk][tm + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = Bs[buf][kk][tn + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+    }
+    buf ^= 1;
+  }
+}
+
+template <class T>
+__device__ __forceinline__ void zero(T (&acc)[4][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = T(0);
+}
+
+__device__ __forceinline__ bool inside(int v, int n) { return static_cast<unsigned>(v) < static_cast<unsigned>(n); }
+
+// --------------------------------------------------------------------------------------------
+// Forward: rows m = (n, output position) of [0, N*P), columns k of the group's K/groups
+// channels, reduction r of [0, R). Grid (M tiles, K/groups tiles, groups).
+// --------------------------------------------------------------------------------------------
+
+template <class T, bool kLast>
+__global__ void __launch_bounds__(kThreads)
+    conv_forward_gemm(ConvDims d, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                      T* __restrict__ y, int group0) {
+  const int tid = threadIdx.x;
+  const int gi = group0 + int(blockIdx.z);
+  const int m0 = int(blockIdx.x) * kBM, n0 = int(blockIdx.y) * kBN;
+  const int M = d.N * d.P;
+  using MapA = std::conditional_t<kLast, KFast, RowFast>;
+  using MapB = KFast;
+
+  // A operand: this thread's rows (one channels-first, four channels-last), decoded once.
+  constexpr int kRowsA = kLast ? 4 : 1;
+  bool a_ok[kRowsA];
+  int a_d0[kRowsA], a_h0[kRowsA], a_w0[kRowsA];
+  const T* a_base[kRowsA];
+#pragma unroll
+  for (int e = 0; e < kRowsA; ++e) {
+    const int m = m0 + MapA::row(tid, e);
+    a_ok[e] = m < M;
+    const int mm = a_ok[e] ? m : 0;
+    const int n = mm / d.P, p = mm - n * d.P;
+    const int od = p / d.ohw, rem = p - od * d.ohw, oh = rem / d.OW, ow = rem - oh * d.OW;
+    a_d0[e] = od * d.sd - d.pd, a_h0[e] = oh * d.sh - d.ph, a_w0[e] = ow * d.sw - d.pw;
+    a_base[e] = kLast ? x + i64(n) * d.Q * d.C + i64(gi) * d.Cg : x + (i64(n) * d.C + i64(gi) * d.Cg) * d.Q;
+  }
+  auto load_a = [&](int k0, T(&v)[4]) {
+    if constexpr (kLast) {
+      const int r = k0 + MapA::k(tid, 0);  // r = ((kd*KH + kh)*KW + kw)*Cg + c
+      const bool r_ok = r < d.R;
+      const int q = r / d.Cg, c = r - q * d.Cg;
+      const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int id = a_d0[e] + kd * d.dd, ih = a_h0[e] + kh * d.dh, iw = a_w0[e] + kw * d.dw;
+        const bool ok = r_ok && a_ok[e] && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
+        v[e] = ok ? a_base[e][i64((id * d.IH + ih) * d.IW + iw) * d.C + c] : T(0);
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = k0 + MapA::k(tid, e);  // r = c*kvol + (kd*KH + kh)*KW + kw
+        const int c = r / d.kvol, q = r - c * d.kvol;
+        const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+        const int id = a_d0[0] + kd * d.dd, ih = a_h0[0] + kh * d.dh, iw = a_w0[0] + kw * d.dw;
+        const bool ok = r < d.R && a_ok[0] && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
+        v[e] = ok ? a_base[0][i64(c) * d.Q + (id * d.IH + ih) * d.IW + iw] : T(0);
+      }
+    }
+  };
+
+  // B operand: W^T, B[r][k] = w[group's k][r in weight order]; four channels per thread.
+  bool b_ok[4];
+  const T* b_row[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int k = n0 + MapB::row(tid, e);
+    b_ok[e] = k < d.Kg;
+    b_row[e] = w + i64(gi * d.Kg + (b_ok[e] ? k : 0)) * d.R;
+  }
+  auto load_b = [&](int k0, T(&v)[4]) {
+    const int r = k0 + MapB::k(tid, 0);
+    const bool r_ok = r < d.R;
+    int off = r;
+    if constexpr (kLast) {
+      const int q = r / d.Cg, c = r - q * d.Cg;
+      off = c * d.kvol + q;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) v[e] = (r_ok && b_ok[e]) ? b_row[e][off] : T(0);
+  };
+
+  const int tm = kLast ? tid / 16 : tid % 16, tn = kLast ? tid % 16 : tid / 16;
+  T acc[4][4];
+  zero(acc);
+  gemm_mainloop<T, MapA, MapB>(0, d.R, load_a, load_b, tm, tn, acc);
+
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = m0 + tm + 16 * i;
+    if (m >= M) continue;
+    const int n = m / d.P, p = m - n * d.P;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int k = n0 + tn + 16 * j;
+      if (k >= d.Kg) continue;
+      const int kk = gi * d.Kg + k;
+      const T v = acc[i][j] + (bias != nullptr ? bias[kk] : T(0));
+      if constexpr (kLast)
+        y[i64(m) * d.K + kk] = v;
+      else
+        y[(i64(n) * d.K + kk) * d.P + p] = v;
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Backward data: rows i = (n, input position) of [0, N*Q), columns c of the group's C/groups
+// channels, reduction over (k, kernel offset) of [0, Kg*kvol). Grid (rows tiles, Cg tiles, groups).
+// --------------------------------------------------------------------------------------------
+
+template <class T, bool kLast>
+__global__ void __launch_bounds__(kThreads)
+    conv_backward_data_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
+                            int group0) {
+  const int tid = threadIdx.x;
+  const int gi = group0 + int(blockIdx.z);
+  const int m0 = int(blockIdx.x) * kBM, n0 = int(blockIdx.y) * kBN;
+  const int M = d.N * d.Q, Rd = d.Kg * d.kvol;
+  using MapA = std::conditional_t<kLast, KFast, RowFast>;
+  using MapB = KFast;
+
+  // A operand: dY_col[i][(k, q)]. Per row: the input cell plus the padding, t = i + pad; the
+  // output on axis a is o = (t - q_a*dilation) / stride when that divides exactly and lands
+  // inside the output.
+  constexpr int kRowsA = kLast ? 4 : 1;
+  bool a_ok[kRowsA];
+  int a_td[kRowsA], a_th[kRowsA], a_tw[kRowsA];
+  const T* a_base[kRowsA];
+#pragma unroll
+  for (int e = 0; e < kRowsA; ++e) {
+    const int m = m0 + MapA::row(tid, e);
+    a_ok[e] = m < M;
+    const int mm = a_ok[e] ? m : 0;
+    const int n = mm / d.Q, s = mm - n * d.Q;
+    const int id = s / d.ihw, rem = s - id * d.ihw, ih = rem / d.IW, iw = rem - ih * d.IW;
+    a_td[e] = id + d.pd, a_th[e] = ih + d.ph, a_tw[e] = iw + d.pw;
+    a_base[e] = kLast ? dy + i64(n) * d.P * d.K + i64(gi) * d.Kg : dy + (i64(n) * d.K + i64(gi) * d.Kg) * d.P;
+  }
+  // The flat output position that puts kernel offset (kd, kh, kw) on row e's cell, or -1.
+  auto source = [&](int e, int kd, int kh, int kw) -> int {
+    const int td = a_td[e] - kd * d.dd, th = a_th[e] - kh * d.dh, tw = a_tw[e] - kw * d.dw;
+    if (td < 0 || th < 0 || tw < 0) return -1;
+    const int od = td / d.sd, oh = th / d.sh, ow = tw / d.sw;
+    if (od * d.sd != td || oh * d.sh != th || ow * d.sw != tw) return -1;
+    if (od >= d.OD || oh >= d.OH || ow >= d.OW) return -1;
+    return (od * d.OH + oh) * d.OW + ow;
+  };
+  auto load_a = [&](int k0, T(&v)[4]) {
+    if constexpr (kLast) {
+      const int r = k0 + MapA::k(tid, 0);  // r = q*Kg + k
+      const bool r_ok = r < Rd;
+      const int q = r / d.Kg, k = r - q * d.Kg;
+      const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int o = (r_ok && a_ok[e]) ? source(e, kd, kh, kw) : -1;
+        v[e] = o >= 0 ? a_base[e][i64(o) * d.K + k] : T(0);
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = k0 + MapA::k(tid, e);  // r = k*kvol + q
+        const int k = r / d.kvol, q = r - k * d.kvol;
+        const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+        const int o = (r < Rd && a_ok[0]) ? source(0, kd, kh, kw) : -1;
+        v[e] = o >= 0 ? a_base[0][i64(k) * d.P + o] : T(0);
+      }
+    }
+  };
+
+  // B operand: B[(k, q)][c] = w[group's k][c][q]; four channels c per thread.
+  bool b_ok[4];
+  int b_off[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int c = n0 + MapB::row(tid, e);
+    b_ok[e] = c < d.Cg;
+    b_off[e] = (b_ok[e] ? c : 0) * d.kvol;
+  }
+  auto load_b = [&](int k0, T(&v)[4]) {
+    const int r = k0 + MapB::k(tid, 0);
+    const bool r_ok = r < Rd;
+    int k, q;
+    if constexpr (kLast) {
+      q = r / d.Kg, k = r - q * d.Kg;
+    } else {
+      k = r / d.kvol, q = r - k * d.kvol;
+    }
+    const T* wk = w + i64(gi * d.Kg + (r_ok ? k : 0)) * d.R + q;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) v[e] = (r_ok && b_ok[e]) ? wk[b_off[e]] : T(0);
+  };
+
+  const int tm = kLast ? tid / 16 : tid % 16, tn = kLast ? tid % 16 : tid / 16;
+  T acc[4][4];
+  zero(acc);
+  gemm_mainloop<T, MapA, MapB>(0, Rd, load_a, load_b, tm, tn, acc);
+
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = m0 + tm + 16 * i;
+    if (m >= M) continue;
+    const int n = m / d.Q, s = m - n * d.Q;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int c = n0 + tn + 16 * j;
+      if (c >= d.Cg) continue;
+      const int cc = gi * d.Cg + c;
+      if constexpr (kLast)
+        dx[i64(m) * d.C + cc] = acc[i][j];
+      else
+        dx[(i64(n) * d.C + cc) * d.Q + s] = acc[i][j];
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Backward weight: rows k of the group's K/groups channels, columns r of [0, R), reduction over
+// the positions m of chunk `split` of [0, N*P). Grid (R tiles, Kg tiles, groups * splits).
+// With splits > 1 each chunk writes its partial dW to dst + split * (K*R); wgrad_reduce adds them.
+// --------------------------------------------------------------------------------------------
+
+template <class T, bool kLast>
+__global__ void __launch_bounds__(kThreads)
+    conv_backward_weight_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dst,
+                              int group0, int splits, int chunk) {
+  const int tid = threadIdx.x;
+  const int split = int(blockIdx.z) % splits, gi = group0 + int(blockIdx.z) / splits;
+  const int n0 = int(blockIdx.x) * kBN, m0 = int(blockIdx.y) * kBM;
+  const int M = d.N * d.P;
+  const int k_begin = split * chunk;
+  const int k_end = int(i64(k_begin) + chunk < i64(M) ? i64(k_begin) + chunk : i64(M));
+  using MapA = std::conditional_t<kLast, RowFast, KFast>;
+  using MapB = std::conditional_t<kLast, RowFast, KFast>;
+
+  // A operand: A[k][m] = dY[m][group's k].
+  constexpr int kRowsA = kLast ? 1 : 4;
+  bool a_ok[kRowsA];
+  int a_k[kRowsA];
+#pragma unroll
+  for (int e = 0; e < kRowsA; ++e) {
+    const int k = m0 + MapA::row(tid, e);
+    a_ok[e] = k < d.Kg;
+    a_k[e] = gi * d.Kg + (a_ok[e] ? k : 0);
+  }
+  auto load_a = [&](int k0, T(&v)[4]) {
+    if constexpr (kLast) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = k0 + MapA::k(tid, e);
+        v[e] = (m < k_end && a_ok[0]) ? dy[i64(m) * d.K + a_k[0]] : T(0);
+      }
+    } else {
+      const int m = k0 + MapA::k(tid, 0);
+      const bool m_ok = m < k_end;
+      const int mm = m_ok ? m : 0;
+      const int n = mm / d.P, p = mm - n * d.P;
+      const T* base = dy + i64(n) * d.K * d.P + p;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[e] = (m_ok && a_ok[e]) ? base[i64(a_k[e]) * d.P] : T(0);
+    }
+  };
+
+  // B operand: B[m][r] = X_col[m][r]; per column: its channel and kernel offsets, decoded once.
+  constexpr int kColsB = kLast ? 1 : 4;
+  bool b_ok[kColsB];
+  int b_c[kColsB], b_od[kColsB], b_oh[kColsB], b_ow[kColsB];
+#pragma unroll
+  for (int e = 0; e < kColsB; ++e) {
+    const int r = n0 + MapB::row(tid, e);
+    b_ok[e] = r < d.R;
+    const int rr = b_ok[e] ? r : 0;
+    int c, q;
+    if constexpr (kLast) {
+      q = rr / d.Cg, c = rr - q * d.Cg;
+    } else {
+      c = rr / d.kvol, q = rr - c * d.kvol;
+    }
+    const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+    b_c[e] = gi * d.Cg + c;
+    b_od[e] = kd * d.dd - d.pd, b_oh[e] = kh * d.dh - d.ph, b_ow[e] = kw * d.dw - d.pw;
+  }
+  auto load_b = [&](int k0, T(&v)[4]) {
+    if constexpr (kLast) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = k0 + MapB::k(tid, e);
+        const bool m_ok = m < k_end && b_ok[0];
+        const int mm = m_ok ? m : 0;
+        const int n = mm / d.P, p = mm - n * d.P;
+        const int od = p / d.ohw, rem = p - od * d.ohw, oh = rem / d.OW, ow = rem - oh * d.OW;
+        const int id = od * d.sd + b_od[0], ih = oh * d.sh + b_oh[0], iw = ow * d.sw + b_ow[0];
+        const bool ok = m_ok && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
+        v[e] = ok ? x[(i64(n) * d.Q + (id * d.IH + ih) * d.IW + iw) * d.C + b_c[0]] : T(0);
+      }
+    } else {
+      const int m = k0 + MapB::k(tid, 0);
+      const bool m_ok = m < k_end;
+      const int mm = m_ok ? m : 0;
+      const int n = mm / d.P, p = mm - n * d.P;
+      const int od = p / d.ohw, rem = p - od * d.ohw, oh = rem / d.OW, ow = rem - oh * d.OW;
+      const T* xn = x + i64(n) * d.C * d.Q;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int id = od * d.sd + b_od[e], ih = oh * d.sh + b_oh[e], iw = ow * d.sw + b_ow[e];
+        const bool ok = m_ok && b_ok[e] && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
+        v[e] = ok ? xn[i64(b_c[e]) * d.Q + (id * d.IH + ih) * d.IW + iw] : T(0);
+      }
+    }
+  };
+
+  const int tm = tid / 16, tn = tid % 16;  // columns (r) fastest: coalesced dW stores
+  T acc[4][4];
+  zero(acc);
+  gemm_mainloop<T, MapA, MapB>(k_begin, k_end, load_a, load_b, tm, tn, acc);
+
+  T* out = dst + i64(split) * d.K * d.R;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int k = m0 + tm + 16 * i;
+    if (k >= d.Kg) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int r = n0 + tn + 16 * j;
+      if (r >= d.R) continue;
+      int off = r;
+      if constexpr (kLast) {
+        const int q = r / d.Cg, c = r - q * d.Cg;
+        off = c * d.kvol + q;
+      }
+      out[i64(gi * d.Kg + k) * d.R + off] = acc[i][j];
+    }
+  }
+}
+
+// dw[i] = sum over s = 0, 1, ... of partial[s][i], in that order.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    wgrad_reduce(const T* __restrict__ partial, T* __restrict__ dw, i64 count, int splits) {
+  for (i64 i = i64(blockIdx.x) * kThreads + threadIdx.x; i < count; i += i64(gridDim.x) * kThreads) {
+    T s = partial[i];
+    for (int sp = 1; sp < splits; ++sp) s += partial[i64(sp) * count + i];
+    dw[i] = s;
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Direct kernels for one input channel per group (depthwise and depthwise-multiplier
+// convolutions, and any convolution of a one-channel input)
+// --------------------------------------------------------------------------------------------
+
+struct Position {
+  int d, h, w;
+};
+
+__device__ __forceinline__ Position output_position(const ConvDims& d, int p) {
+  const int od = p / d.ohw, rem = p - od * d.ohw, oh = rem / d.OW;
+  return {od, oh, rem - oh * d.OW};
+}
+
+__device__ __forceinline__ Position input_position(const ConvDims& d, int s) {
+  const int id = s / d.ihw, rem = s - id * d.ihw, ih = rem / d.IW;
+  return {id, ih, rem - ih * d.IW};
+}
+
+// One thread per output element; grid (ceil(K*P / 256), min(N, 65535)).
+template <class T, bool kLast>
+__global__ void __launch_bounds__(kThreads)
+    conv_forward_depthwise(ConvDims d, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                           T* __restrict__ y) {
+  const int j = int(blockIdx.x) * kThreads + threadIdx.x;
+  if (j >= d.K * d.P) return;
+  const int k = kLast ? j % d.K : j / d.P, p = kLast ? j / d.K : j % d.P;
+  const int c = k / d.Kg;  // the group's only input channel
+  const Position o = output_position(d, p);
+  const T* wk = w + i64(k) * d.kvol;
+  for (int n = blockIdx.y; n < d.N; n += gridDim.y) {
+    T acc = T(0);
+    for (int kd = 0; kd < d.KD; ++kd) {
+      const int id = o.d * d.sd - d.pd + kd * d.dd;
+      if (!inside(id, d.ID)) continue;
+      for (int kh = 0; kh < d.KH; ++kh) {
+        const int ih = o.h * d.sh - d.ph + kh * d.dh;
+        if (!inside(ih, d.IH)) continue;
+        for (int kw = 0; kw < d.KW; ++kw) {
+          const int iw = o.w * d.sw - d.pw + kw * d.dw;
+          if (!inside(iw, d.IW)) continue;
+          const int s = (id * d.IH + ih) * d.IW + iw;
+          const T xv = kLast ? x[(i64(n) * d.Q + s) * d.C + c] : x[(i64(n) * d.C + c) * d.Q + s];
+          acc += xv * wk[(kd * d.KH + kh) * d.KW + kw];
+        }
+      }
+    }
+    if (bias != nullptr) acc += bias[k];
+    if constexpr (kLast)
+      y[(i64(n) * d.P + p) * d.K + k] = acc;
+    else
+      y[(i64(n) * d.K + k) * d.P + p] = acc;
+  }
+}
+
+// One thread per input element; grid (ceil(C*Q / 256), min(N, 65535)).
+template <class T, bool kLast>
+__global__ void __launch_bounds__(kThreads)
+    conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx) {
+  const int j = int(blockIdx.x) * kThreads + threadIdx.x;
+  if (j >= d.C * d.Q) return;
+  const int c = kLast ? j % d.C : j / d.Q, s = kLast ? j / d.C : j % d.Q;
+  const Position i = input_position(d, s);
+  for (int n = blockIdx.y; n < d.N; n += gridDim.y) {
+    T acc = T(0);
+    for (int k = c * d.Kg; k < (c + 1) * d.Kg; ++k) {
+      const T* wk = w + i64(k) * d.kvol;
+      for (int kd = 0; kd < d.KD; ++kd) {
+        const int td = i.d + d.pd - kd * d.dd;
+        const int od = td / d.sd;
+        if (td < 0 || od * d.sd != td || od >= d.OD) continue;
+        for (int kh = 0; kh < d.KH; ++kh) {
+          const int th = i.h + d.ph - kh * d.dh;
+          const int oh = th / d.sh;
+          if (th < 0 || oh * d.sh != th || oh >= d.OH) continue;
+          for (int kw = 0; kw < d.KW; ++kw) {
+            const int tw = i.w + d.pw - kw * d.dw;
+            const int ow = tw / d.sw;
+            if (tw < 0 || ow * d.sw != tw || ow >= d.OW) continue;
+            const int p = (od * d.OH + oh) * d.OW + ow;
+            const T g = kLast ? dy[(i64(n) * d.P + p) * d.K + k] : dy[(i64(n) * d.K + k) * d.P + p];
+            acc += g * wk[(kd * d.KH + kh) * d.KW + kw];
+          }
+        }
+      }
+    }
+    if constexpr (kLast)
+      dx[(i64(n) * d.Q + s) * d.C + c] = acc;
+    else
+      dx[(i64(n) * d.C + c) * d.Q + s] = acc;
+  }
+}
+
+// Sums one value per thread of a 256-thread block in a fixed tree order; thread 0 gets the total.
+template <class A>
+__device__ __forceinline__ A block_sum(A v, A* scratch) {
+  const int tid = threadIdx.x;
+  scratch[tid] = v;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (tid < half) scratch[tid] += scratch[tid + half];
+    __syncthreads();
+  }
+  return scratch[0];
+}
+
+// Channels-first weight gradient: one block per weight element (k, q); grid (K*kvol).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    conv_backward_weight_depthwise_cf(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
+                                      T* __restrict__ dw) {
+  __shared__ T scratch[kThreads];
+  const int b = blockIdx.x;
+  const int k = b / d.kvol, q = b - k * d.kvol;
+  const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+  const int c = k / d.Kg;
+  const int M = d.N * d.P;
+  T acc = T(0);
+  for (int m = threadIdx.x; m < M; m += kThreads) {
+    const int n = m / d.P, p = m - n * d.P;
+    const Position o = output_position(d, p);
+    const int id = o.d * d.sd - d.pd + kd * d.dd, ih = o.h * d.sh - d.ph + kh * d.dh,
+              iw = o.w * d.sw - d.pw + kw * d.dw;
+    if (inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW))
+      acc += dy[(i64(n) * d.K + k) * d.P + p] * x[(i64(n) * d.C + c) * d.Q + (id * d.IH + ih) * d.IW + iw];
+  }
+  const T total = block_sum(acc, scratch);
+  if (threadIdx.x == 0) dw[b] = total;
+}
+
+// Channels-last weight gradient: a block covers 32 consecutive channels of one kernel offset,
+// 8 threads per channel striding over the positions; grid (ceil(K/32), kvol).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    conv_backward_weight_depthwise_cl(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
+                                      T* __restrict__ dw) {
+  __shared__ T scratch[8][32];
+  const int lane = threadIdx.x % 32, row = threadIdx.x / 32;
+  const int k = int(blockIdx.x) * 32 + lane, q = blockIdx.y;
+  const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+  const int M = d.N * d.P;
+  T acc = T(0);
+  if (k < d.K) {
+    const int c = k / d.Kg;
+    for (int m = row; m < M; m += 8) {
+      const int n = m / d.P, p = m - n * d.P;
+      const Position o = output_position(d, p);
+      const int id = o.d * d.sd - d.pd + kd * d.dd, ih = o.h * d.sh - d.ph + kh * d.dh,
+                iw = o.w * d.sw - d.pw + kw * d.dw;
+      if (inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW))
+        acc += dy[i64(m) * d.K + k] * x[(i64(n) * d.Q + (id * d.IH + ih) * d.IW + iw) * d.C + c];
+    }
+  }
+  scratch[row][lane] = acc;
+  __syncthreads();
+  if (row == 0 && k < d.K) {
+    T s = scratch[0][lane];
+    for (int r = 1; r < 8; ++r) s += scratch[r][lane];
+    dw[i64(k) * d.kvol + q] = s;
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Bias gradient, accumulated in double
+// --------------------------------------------------------------------------------------------
+
+// Channels-first: one block per channel; grid (K).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    channel_sum_cf(i64 N, i64 K, i64 P, const T* __restrict__ dy, T* __restrict__ db) {
+  __shared__ double scratch[kThreads];
+  const i64 k = blockIdx.x;
+  double acc = 0;
+  for (i64 n = 0; n < N; ++n) {
+    const T* row = dy + (n * K + k) * P;
+    for (i64 p = threadIdx.x; p < P; p += kThreads) acc += double(row[p]);
+  }
+  const double total = block_sum(acc, scratch);
+  if (threadIdx.x == 0) db[k] = T(total);
+}
+
+// Channels-last: 32 channels per block, 8 threads per channel; grid (ceil(K/32)).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    channel_sum_cl(i64 rows, i64 K, const T* __restrict__ dy, T* __restrict__ db) {
+  __shared__ double scratch[8][32];
+  const int lane = threadIdx.x % 32, row = threadIdx.x / 32;
+  const i64 k = i64(blockIdx.x) * 32 + lane;
+  double acc = 0;
+  if (k < K)
+    for (i64 m = row; m < rows; m += 8) acc += double(dy[m * K + k]);
+  scratch[row][lane] = acc;
+  __syncthreads();
+  if (row == 0 && k < K) {
+    double s = scratch[0][lane];
+    for (int r = 1; r < 8; ++r) s += scratch[r][lane];
+    db[k] = T(s);
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Launch helpers
+// --------------------------------------------------------------------------------------------
+
+bool use_direct(const ConvGeometry& g) { return g.C_per_group() == 1; }
+
+// Launches `per_groups(group0, count)` over the groups in chunks that keep grid.z <= 65535.
+template <class F>
+void for_group_chunks(i64 groups, i64 z_per_group, F&& per_chunk) {
+  const i64 per_launch = std::max<i64>(1, kMaxGridYZ / z_per_group);
+  for (i64 g0 = 0; g0 < groups; g0 += per_launch) per_chunk(int(g0), std::min(per_launch, groups - g0));
+}
+
+struct WgradSplit {
+  i64 splits, chunk;
+};
+
+WgradSplit wgrad_split(const ConvGeometry& g) {
+  const i64 M = g.N * g.out_plane();
+  const i64 tiles = div_up(g.reduction(), kBN) * div_up(g.K_per_group(), kBM) * g.groups;
+  i64 splits = std::min({div_up(kWgradTargetBlocks, tiles), kWgradMaxSplits, div_up(M, kWgradMinChunk)});
+  splits = std::max<i64>(splits, 1);
+  const i64 chunk = div_up(div_up(M, splits), kBK) * kBK;
+  return {std::max<i64>(1, div_up(M, chunk)), std::max<i64>(chunk, kBK)};
+}
+
+}  // namespace
+
+// --------------------------------------------------------------------------------------------
+// Launchers
+// --------------------------------------------------------------------------------------------
+
+template <class T>
+void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, const T* bias, T* y, cudaStream_t s) {
+  if (g.N == 0) return;
+  const ConvDims d = make_dims(g);
+  if (use_direct(g)) {
+    const dim3 grid(grid_x(div_up(g.K * g.out_plane(), kThreads)), unsigned(std::min<i64>(g.N, kMaxGridYZ)));
+    if (last)
+      launch("conv_forward_depthwise", conv_forward_depthwise<T, true>, grid, kThreads, s, d, x, w, bias, y);
+    else
+      launch("conv_forward_depthwise", conv_forward_depthwise<T, false>, grid, kThreads, s, d, x, w, bias, y);
+    return;
+  }
+  const unsigned mt = grid_x(div_up(g.N * g.out_plane(), kBM));
+  const unsigned nt = grid_yz(div_up(g.K_per_group(), kBN), "output channel tiles per group");
+  for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
+    const dim3 grid(mt, nt, unsigned(count));
+    if (last)
+      launch("conv_forward_gemm", conv_forward_gemm<T, true>, grid, kThreads, s, d, x, w, bias, y, g0);
+    else
+      launch("conv_forward_gemm", conv_forward_gemm<T, false>, grid, kThreads, s, d, x, w, bias, y, g0);
+  });
+}
+
+template <class T>
+void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* w, T* dx, cudaStream_t s) {
+  if (g.N == 0) return;
+  const ConvDims d = make_dims(g);
+  if (use_direct(g)) {
+    const dim3 grid(grid_x(div_up(g.C * g.in_plane(), kThreads)), unsigned(std::min<i64>(g.N, kMaxGridYZ)));
+    if (last)
+      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, true>, grid, kThreads, s, d, dy, w, dx);
+    else
+      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, false>, grid, kThreads, s, d, dy, w, dx);
+    return;
+  }
+  const unsigned mt = grid_x(div_up(g.N * g.in_plane(), kBM));
+  const unsigned nt = grid_yz(div_up(g.C_per_group(), kBN), "input channel tiles per group");
+  for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
+    const dim3 grid(mt, nt, unsigned(count));
+    if (last)
+      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, true>, grid, kThreads, s, d, dy, w, dx, g0);
+    else
+      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, false>, grid, kThreads, s, d, dy, w, dx, g0);
+  });
+}
+
+std::size_t conv_backward_weight_workspace(const ConvGeometry& g, std::size_t element_size) {
+  if (g.N == 0 || use_direct(g)) return 0;
+  const WgradSplit sp = wgrad_split(g);
+  if (sp.splits <= 1) return 0;
+  return std::size_t(sp.splits) * std::size_t(g.K * g.reduction()) * element_size;
+}
+
+template <class T>
+void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T* x, T* dw, void* workspace,
+                          std::size_t workspace_bytes, cudaStream_t s) {
+  const i64 wcount = g.K * g.reduction();
+  if (g.N == 0) {
+    check_cuda(cudaMemsetAsync(dw, 0, std::size_t(wcount) * sizeof(T), s), "cudaMemsetAsync (grad_weight)");
+    return;
+  }
+  const ConvDims d = make_dims(g);
+  if (use_direct(g)) {
+    if (last) {
+      const dim3 grid(grid_x(div_up(g.K, 32)), grid_yz(g.kernel_volume(), "the kernel volume"));
+      launch("conv_backward_weight_depthwise", conv_backward_weight_depthwise_cl<T>, grid, kThreads, s, d, dy, x, dw);
+    } else {
+      launch("conv_backward_weight_depthwise", conv_backward_weight_depthwise_cf<T>, dim3(grid_x(wcount)), kThreads, s,
+             d, dy, x, dw);
+    }
+    return;
+  }
+  const WgradSplit sp = wgrad_split(g);
+  const std::size_t need = conv_backward_weight_workspace(g, sizeof(T));
+  if (workspace_bytes < need)
+    throw std::invalid_argument("conv_backward_weight: the workspace holds " + std::to_string(workspace_bytes) +
+                                " bytes, this problem needs " + std::to_string(need));
+  T* dst = sp.splits > 1 ? static_cast<T*>(workspace) : dw;
+  const unsigned rt = grid_x(div_up(g.reduction(), kBN));
+  const unsigned kt = grid_yz(div_up(g.K_per_group(), kBM), "output channel tiles per group");
+  for_group_chunks(g.groups, sp.splits, [&](int g0, i64 count) {
+    const dim3 grid(rt, kt, unsigned(count * sp.splits));
+    if (last)
+      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, true>, grid, kThreads, s, d, dy, x, dst, g0,
+             int(sp.splits), int(sp.chunk));
+    else
+      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, false>, grid, kThreads, s, d, dy, x, dst, g0,
+             int(sp.splits), int(sp.chunk));
+  });
+  if (sp.splits > 1) {
+    const i64 blocks = std::min<i64>(div_up(wcount, kThreads), 65536);
+    launch("wgrad_reduce", wgrad_reduce<T>, dim3(unsigned(blocks)), kThreads, s, dst, dw, wcount, int(sp.splits));
+  }
+}
+
+template <class T>
+void channel_sum(i64 N, i64 K, i64 P, bool last, const T* dy, T* db, cudaStream_t s) {
+  if (K == 0) return;
+  if (N == 0 || P == 0) {
+    check_cuda(cudaMemsetAsync(db, 0, std::size_t(K) * sizeof(T), s), "cudaMemsetAsync (grad_bias)");
+    return;
+  }
+  if (last)
+    launch("channel_sum", channel_sum_cl<T>, dim3(grid_x(div_up(K, 32))), kThreads, s, N * P, K, dy, db);
+  else
+    launch("channel_sum", channel_sum_cf<T>, dim3(grid_x(K)), kThreads, s, N, K, P, dy, db);
+}
+
+#define CONVKERN_INSTANTIATE(T)                                                                                    \
+  template void conv_forward<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*, cudaStream_t);       \
+  template void conv_backward_data<T>(const ConvGeometry&, bool, const T*, const T*, T*, cudaStream_t);           \
+  template void conv_backward_weight<T>(const ConvGeometry&, bool, const T*, const T*, T*, void*, std::size_t,    \
+                                        cudaStream_t);                                                            \
+  template void channel_sum<T>(i64, i64, i64, bool, const T*, T*, cudaStream_t);
+CONVKERN_INSTANTIATE(float)
+CONVKERN_INSTANTIATE(double)
+#undef CONVKERN_INSTANTIATE
+
+}  // namespace convkern::cuda

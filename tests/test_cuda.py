@@ -1,0 +1,624 @@
+"""The CUDA kernels (convkern._cuda) against convkern.reference, on a GPU through CuPy.
+
+Skipped where CuPy, a CUDA build of convkern or a visible GPU is missing. The kernel-level tests
+call convkern._cuda with the arrays and arguments the op layers (_conv_ops, _pool_ops) build for
+the CPU kernels, so they check exactly the contract the routing relies on; the backend tests
+check convkern._cuda_backend's device rules; the public-API tests run once the ops route CUDA
+arrays to the GPU (convkern.info()["cuda"]).
+
+Without a GPU the kernel-level tests can also run on the CPU through an emulated build of the
+same CUDA sources (tools/cuda_emulation/build.sh): point CONVKERN_CUDA_EMULATION_MODULE at its
+output folder. Host NumPy arrays then stand in for device arrays.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import convkern
+from convkern import _C, reference as ref
+from convkern._args import pad3
+from convkern._conv_ops import _ConvCall, _ConvTransposeCall, _unpad_by_mode
+from convkern._pool_ops import _PoolCall
+
+from conftest import assert_close
+from test_conv import conv_case, kwargs_of, make_arrays, mode_case, reduction, transpose_case
+from test_pool import _inputs, pool_case
+
+DTYPES = (np.float32, np.float64)
+FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+
+
+# --------------------------------------------------------------------------------------------
+# The device under test: a GPU through CuPy, or the emulated module on the host
+# --------------------------------------------------------------------------------------------
+
+class Device:
+    """Moves arrays to and from the device the kernels run on and gives them a stream."""
+
+    def __init__(self, mod, xp, emulated: bool):
+        self.mod, self.xp, self.emulated = mod, xp, emulated
+
+    @property
+    def stream(self) -> int:
+        return 0 if self.emulated else self.xp.cuda.get_current_stream().ptr
+
+    def sync(self) -> None:
+        if self.emulated:
+            self.mod.synchronize()
+        else:
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def put(self, a):
+        a = np.ascontiguousarray(a)
+        return a.copy() if self.emulated else self.xp.asarray(a)
+
+    def get(self, a) -> np.ndarray:
+        self.sync()
+        return np.array(a) if self.emulated else self.xp.asnumpy(a)
+
+    def poisoned(self, shape, dtype):
+        return self.xp.full(tuple(shape), np.nan, dtype=dtype)
+
+    def indices(self, shape):
+        return self.xp.full(tuple(shape), -7, dtype=np.int64)
+
+    def bytes(self, n: int):
+        return self.xp.zeros((max(int(n), 1),), dtype=np.uint8) if n else None
+
+
+def _emulated_module():
+    folder = os.environ.get("CONVKERN_CUDA_EMULATION_MODULE")
+    if not folder:
+        return None
+    paths = glob.glob(os.path.join(folder, "_cuda*.so"))
+    if not paths:
+        pytest.fail(f"CONVKERN_CUDA_EMULATION_MODULE={folder} holds no _cuda*.so")
+    spec = importlib.util.spec_from_file_location("_cuda", paths[0])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.emulated
+    return mod
+
+
+def _cupy_or_skip():
+    cupy = pytest.importorskip("cupy")
+    from convkern import _cuda_backend
+
+    if not _cuda_backend.built():
+        pytest.skip("convkern was built without its CUDA backend (no nvcc at install time)")
+    if _cuda_backend.device_count() == 0:
+        pytest.skip("no CUDA device is visible")
+    return cupy
+
+
+@pytest.fixture(scope="module")
+def dev() -> Device:
+    mod = _emulated_module()
+    if mod is not None:
+        return Device(mod, np, emulated=True)
+    cupy = _cupy_or_skip()
+    from convkern import _cuda
+
+    return Device(_cuda, cupy, emulated=False)
+
+
+@pytest.fixture(scope="module")
+def cupy_dev():
+    """Tests of the CuPy-facing layers: a real GPU only."""
+    cupy = _cupy_or_skip()
+    from convkern import _cuda
+
+    return Device(_cuda, cupy, emulated=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution, kernel level
+# --------------------------------------------------------------------------------------------
+
+def _conv_call(rank, case, x, w, b):
+    kw = kwargs_of(case)
+    return _ConvCall(rank, x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"],
+                     kw.get("padding_mode", "zeros"), kw.get("data_format"))
+
+
+def _conv_forward(dev, c, x5, w5, b):
+    y5 = dev.poisoned(c.phys(c.y_shape), x5.dtype)
+    dev.mod.conv_forward(dev.put(x5), dev.put(w5), None if b is None else dev.put(b), y5, c.args, dev.stream)
+    return dev.get(y5).reshape(c.user_shape(c.y_shape))
+
+
+def _conv_backward(dev, c, dy, x5, w5):
+    """(grad_input, grad_weight, grad_bias) exactly as _conv_ops._conv_backward computes them."""
+    dtype = x5.dtype
+    dy5 = dev.put(np.ascontiguousarray(dy[None] if c.unbatched else dy).reshape(c.phys(c.y_shape)))
+    xd, wd = dev.put(x5), dev.put(w5)
+    dx = dev.poisoned(c.phys(c.kernel_shape), dtype)
+    dw = dev.poisoned(c.w_shape5, dtype)
+    db = dev.poisoned((c.w.shape[0],), dtype)
+    dev.mod.conv_backward_data(dy5, wd, dx, c.args, dev.stream)
+    ws = dev.bytes(dev.mod.conv_backward_weight_workspace(xd, dw, c.args))
+    dev.mod.conv_backward_weight(dy5, xd, dw, ws, c.args, dev.stream)
+    dev.mod.channel_sum(dy5, db, c.last, dev.stream)
+    from convkern._args import user_shape
+
+    gx = dev.get(dx).reshape(user_shape(c.kernel_shape, False, c.last))
+    if c.mode != "zeros":
+        gx = _unpad_by_mode(gx, c.spatial_axes(), *c.mode_pads, c.mode)
+    return (gx[0] if c.unbatched else gx), dev.get(dw).reshape(c.w.shape), dev.get(db)
+
+
+def _check_conv(dev, rank, case, dtype, rng):
+    x, w, b = make_arrays(case, dtype, rng)
+    kw = kwargs_of(case)
+    c = _conv_call(rank, case, x, w, b)
+    y = _conv_forward(dev, c, c.x5(), c.w5(), b)
+    expected = getattr(ref, f"conv{rank}d")(x, w, b, **kw)
+    assert_close(y, expected, reduction=reduction(case), dtype=dtype, what=f"forward {case}")
+
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    gi, gw, gb = _conv_backward(dev, c, dy, c.x5(), c.w5())
+    ri, rw, rb = getattr(ref, f"conv{rank}d_backward")(dy, x, w, **kw)
+    kvol = int(np.prod(case["kernel"]))
+    positions = max(1, int(np.prod(expected.shape)) // max(1, case["cout"]))
+    if case.get("padding_mode", "zeros") != "zeros":
+        kvol *= 4
+    assert_close(gi, ri, reduction=case["cout"] // case["groups"] * kvol, dtype=dtype, what=f"grad_input {case}")
+    assert_close(gw, rw, reduction=positions, dtype=dtype, what=f"grad_weight {case}")
+    assert_close(gb, rb, reduction=positions, dtype=dtype, what=f"grad_bias {case}")
+
+
+CONV_CASES = [(2, s) for s in range(40)] + [(r, s) for r in (1, 3) for s in range(12)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("rank,seed", CONV_CASES)
+def test_conv(dev, rank, seed, last, dtype, rng):
+    case = conv_case(seed, rank)
+    if last:
+        case["data_format"] = LAST[rank]
+    _check_conv(dev, rank, case, dtype, rng)
+
+
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(12)] + [(1, 0), (3, 0), (3, 1)])
+def test_conv_padding_modes(dev, rank, seed, rng):
+    _check_conv(dev, rank, mode_case(seed, rank), np.float64, rng)
+
+
+@pytest.mark.parametrize("shape", [
+    # (N, C, H, W, K, kernel, stride, padding, groups): several tiles in every GEMM dimension,
+    # reductions over many 16-deep steps, split-K backward weight, ragged edges.
+    (2, 70, 9, 11, 67, 3, 1, 1, 1),
+    (3, 33, 17, 13, 130, 3, 2, 1, 1),
+    (1, 12, 40, 40, 8, 5, 1, 2, 2),
+    (4, 16, 30, 30, 16, 3, 1, 1, 16),   # depthwise (direct kernels)
+    (2, 8, 21, 19, 24, 3, 2, 0, 8),     # depthwise multiplier 3, stride 2
+    (2, 1, 32, 32, 6, 5, 1, 0, 1),      # one input channel: direct kernels
+], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_conv_tiling(dev, shape, last, rng):
+    n, c, h, w, k, ks, s, p, g = shape
+    case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(s, s), dilation=(1, 1),
+                padding=p, size=(h, w), layout="contiguous", bias=True)
+    if last:
+        case["data_format"] = "NHWC"
+    _check_conv(dev, 2, case, np.float32, rng)
+
+
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(16)] + [(r, s) for r in (1, 3) for s in range(6)])
+def test_conv_transpose(dev, rank, seed, rng):
+    cs = transpose_case(seed, rank)
+    dtype = np.float64
+    last = cs["data_format"] is not None
+    lead = (cs["batch"],) if cs["batch"] >= 0 else ()
+    shape = lead + (cs["size"] + (cs["cin"],) if last else (cs["cin"],) + cs["size"])
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((cs["cin"], cs["cout"] // cs["groups"]) + cs["kernel"]).astype(dtype)
+    b = rng.standard_normal(cs["cout"]).astype(dtype) if cs["bias"] else None
+    kw = dict(stride=cs["stride"], padding=cs["padding"], output_padding=cs["output_padding"],
+              groups=cs["groups"], dilation=cs["dilation"], data_format=cs["data_format"])
+    try:
+        expected = getattr(ref, f"conv_transpose{rank}d")(x, w, b, **kw)
+    except ValueError:
+        return
+    t = _ConvTransposeCall(rank, x, w, b, kw["stride"], kw["padding"], kw["output_padding"], kw["groups"],
+                           kw["dilation"], kw["data_format"])
+    from convkern._args import batched_contiguous, user_shape
+
+    # Forward: the backward-data pass of the mirror convolution, plus the bias.
+    x_ext = dev.put(t.extended(batched_contiguous(t.x, t.unbatched)))
+    y5 = dev.poisoned(t.phys(t.y_shape), dtype)
+    dev.mod.conv_backward_data(x_ext, dev.put(t.w5()), y5, t.args, dev.stream)
+    y = dev.get(y5)
+    if b is not None:
+        y = y + (b if last else b.reshape(-1, 1, 1, 1))
+    y = y.reshape(t.user_shape(t.y_shape))
+    assert_close(y, expected, reduction=cs["cin"] // cs["groups"] * int(np.prod(cs["kernel"])), dtype=dtype)
+
+    # Backward: the mirror convolution's forward and backward-weight passes.
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    dy5 = dev.put(np.ascontiguousarray(dy[None] if t.unbatched else dy).reshape(t.phys(t.y_shape)))
+    gx = dev.poisoned(t.phys(t.ext_shape), dtype)
+    dev.mod.conv_forward(dy5, dev.put(t.w5()), None, gx, t.args, dev.stream)
+    gw = dev.poisoned(t.w_shape5, dtype)
+    ws = dev.bytes(dev.mod.conv_backward_weight_workspace(dy5, gw, t.args))
+    dev.mod.conv_backward_weight(x_ext, dy5, gw, ws, t.args, dev.stream)
+    gb = dev.poisoned((t.y_shape[1],), dtype)
+    dev.mod.channel_sum(dy5, gb, t.last, dev.stream)
+    gx = dev.get(gx).reshape(user_shape(t.ext_shape, False, t.last))
+    if t.ext_shape != t.shape:
+        crop = [slice(None)] * gx.ndim
+        for axis, n in zip(t.spatial_axes(), t.shape[2:]):
+            crop[axis] = slice(0, n)
+        gx = gx[tuple(crop)]
+    got = ((gx[0] if t.unbatched else gx), dev.get(gw).reshape(w.shape), dev.get(gb))
+    want = getattr(ref, f"conv_transpose{rank}d_backward")(dy, x, w, **kw)
+    for g, r in zip(got, want):
+        assert_close(g, r, reduction=1000, dtype=dtype)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_conv_backward_is_deterministic(dev, last, rng):
+    # Enough positions that backward weight splits the reduction across blocks.
+    case = dict(batch=4, cin=24, cout=40, groups=1, kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
+                padding=1, size=(24, 24) if not dev.emulated else (12, 12), layout="contiguous", bias=False)
+    if last:
+        case["data_format"] = "NHWC"
+    x, w, _ = make_arrays(case, np.float32, rng)
+    c = _conv_call(2, case, x, w, None)
+    y_shape = getattr(ref, "conv2d")(x, w, None, **kwargs_of(case)).shape
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    first = _conv_backward(dev, c, dy, c.x5(), c.w5())
+    second = _conv_backward(dev, c, dy, c.x5(), c.w5())
+    for a, b_ in zip(first, second):
+        assert a.tobytes() == b_.tobytes()
+
+
+def test_conv_errors(dev, rng):
+    x = dev.put(rng.standard_normal((1, 2, 1, 5, 5)).astype(np.float32))
+    w = dev.put(rng.standard_normal((3, 2, 1, 3, 3)).astype(np.float32))
+    args = _C.ConvArgs([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1, 2, False)
+    y = dev.poisoned((1, 3, 1, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="weight"):
+        dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3))), None, y, args, dev.stream)
+    with pytest.raises(ValueError, match="out must have shape"):
+        dev.mod.conv_forward(x, w, None, dev.poisoned((1, 3, 1, 4, 3), np.float32), args, dev.stream)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        dev.mod.conv_forward(x, w, None, dev.poisoned((1, 3, 1, 3, 3), np.float32).transpose(0, 1, 2, 4, 3),
+                             args, dev.stream)
+    with pytest.raises(ValueError, match="groups"):
+        bad = _C.ConvArgs([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], 2, 2, False)
+        dev.mod.conv_forward(x, w, None, y, bad, dev.stream)
+    with pytest.raises(TypeError, match="ConvArgs"):
+        dev.mod.conv_forward(x, w, None, y, None, dev.stream)
+    if not dev.emulated:
+        with pytest.raises(TypeError, match="CUDA array"):
+            dev.mod.conv_forward(np.zeros((1, 2, 1, 5, 5), np.float32), w, None, y, args, dev.stream)
+
+
+class _FakeArray:
+    """Claims a huge shape over a small real buffer: the size checks must refuse it before any
+    kernel could touch the memory."""
+
+    def __init__(self, real, shape, interface):
+        d = dict(getattr(real, interface))
+        d["shape"], d["strides"] = tuple(shape), None
+        setattr(self, interface, d)
+
+
+def test_conv_refuses_sizes_past_32_bit_indexing(dev):
+    iface = "__array_interface__" if dev.emulated else "__cuda_array_interface__"
+    buf = dev.poisoned((16,), np.float32)
+    big = 2**31 + 16
+    x = _FakeArray(buf, (1, 1, 1, 1, big), iface)
+    w = _FakeArray(buf, (1, 1, 1, 1, 1), iface)
+    y = _FakeArray(buf, (1, 1, 1, 1, big), iface)
+    args = _C.ConvArgs([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1, 1, False)
+    with pytest.raises(ValueError, match="32-bit"):
+        dev.mod.conv_forward(x, w, None, y, args, dev.stream)
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling, kernel level
+# --------------------------------------------------------------------------------------------
+
+def _pool_arrays(x_user, p: _PoolCall, planes4: bool):
+    """The kernel's view of an input: (planes, D, H, W), (N, C, D, H, W) or (N, D, H, W, C)."""
+    xb = x_user[None] if p.unbatched else x_user
+    if p.last:
+        return np.ascontiguousarray(xb).reshape((p.shape[0],) + tuple(pad3(p.shape[2:], p.rank, 1)) + (p.shape[1],))
+    x5 = np.ascontiguousarray(xb).reshape(tuple(p.shape[:2]) + tuple(pad3(p.shape[2:], p.rank, 1)))
+    return x5.reshape((-1,) + x5.shape[2:]) if planes4 else x5
+
+
+def _out_shape(x_kernel_shape, p: _PoolCall, out3, planes4):
+    if planes4:
+        return (x_kernel_shape[0],) + tuple(out3)
+    if p.last:
+        return (x_kernel_shape[0],) + tuple(out3) + (x_kernel_shape[-1],)
+    return tuple(x_kernel_shape[:2]) + tuple(out3)
+
+
+def _check_pool(dev, rank, kind, case, last, dtype, rng, planes4):
+    shape, kw, layout = case
+    x = _inputs(shape, "contiguous", dtype, rng, kind)
+    if last:
+        x = np.ascontiguousarray(np.moveaxis(x, -rank - 1, -1))
+    fmt = LAST[rank] if last else FIRST[rank]
+    name = f"{kind}_pool{rank}d"
+    dil = kw.get("dilation", 1)
+    p = _PoolCall(rank, x, kw["kernel_size"], kw["stride"], kw["padding"], dil, kw["ceil_mode"], fmt)
+    k, s, pb, pa, d, ceil, sov = p.args
+    out3 = tuple(pad3(p.y_shape[2:], rank, 1))
+    xk = _pool_arrays(x, p, planes4)
+    yshape = _out_shape(xk.shape, p, out3, planes4)
+    xd = dev.put(xk)
+    y = dev.poisoned(yshape, dtype)
+    user_y = p.user_shape(p.y_shape)
+    if kind == "avg":
+        opts = (kw["count_include_pad"], kw["divisor_override"] or 0)
+        dev.mod.avg_pool_forward(xd, y, k, s, pb, pa, ceil, sov, *opts, rank, last, dev.stream)
+        expected = getattr(ref, name)(x, **kw, data_format=fmt)
+    else:
+        idx = dev.indices(yshape)
+        dev.mod.extremum_pool_forward(xd, y, idx, k, s, pb, pa, d, ceil, sov, kind == "min", rank, last, dev.stream)
+        expected, expected_idx = getattr(ref, name)(x, **kw, data_format=fmt, return_indices=True)
+        np.testing.assert_array_equal(dev.get(idx).reshape(user_y), expected_idx)
+    window = int(np.prod(kw["kernel_size"]))
+    assert_close(dev.get(y).reshape(user_y), expected, reduction=window, dtype=dtype, what=f"{name} {kw}")
+
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    dyk = dev.put((dy[None] if p.unbatched else dy).reshape(yshape))
+    dx = dev.poisoned(xk.shape, dtype)
+    if kind == "avg":
+        dev.mod.avg_pool_backward(dyk, dx, k, s, pb, pa, ceil, sov, *opts, rank, last, dev.stream)
+        want = getattr(ref, name + "_backward")(dy, x, **kw, data_format=fmt)
+    else:
+        # Validated (caller's indices) and trusted (the forward's) paths agree bitwise.
+        dev.mod.extremum_pool_backward(dyk, idx, dx, dev.bytes(dev.mod.pool_index_check_bytes), k, s, pb, pa, d,
+                                       ceil, sov, rank, last, dev.stream)
+        dx2 = dev.poisoned(xk.shape, dtype)
+        dev.mod.extremum_pool_backward(dyk, idx, dx2, None, k, s, pb, pa, d, ceil, sov, rank, last, dev.stream)
+        np.testing.assert_array_equal(dev.get(dx2), dev.get(dx))
+        want = getattr(ref, name + "_backward")(dy, x, **kw, data_format=fmt)
+    assert_close(dev.get(dx).reshape(x.shape), want, reduction=window, dtype=dtype, what=f"{name}_backward {kw}")
+
+
+POOL_CASES = [(2, s) for s in range(20)] + [(r, s) for r in (1, 3) for s in range(8)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("rank,seed", POOL_CASES)
+def test_pool(dev, rank, seed, kind, last, dtype, rng):
+    _check_pool(dev, rank, kind, pool_case(seed, rank, kind), last, dtype, rng, planes4=not last and seed % 2 == 0)
+
+
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("size", [(7, 7), (20, 23)], ids=("7x7", "20x23"))
+def test_global_pool(dev, kind, last, size, rng):
+    # A whole-plane window: 49 cells (one thread per output) and 460 (one warp per output when
+    # channels-first), with a tie for the first extreme element.
+    shape = (3, 5) + size
+    case = (shape, dict(kernel_size=size, stride=None, padding=0, ceil_mode=False,
+                        **({"count_include_pad": True, "divisor_override": None} if kind == "avg" else {})),
+            "contiguous")
+    _check_pool(dev, 2, kind, case, last, np.float32, rng, planes4=False)
+
+
+def _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng):
+    n, c = 2, 3
+    x = rng.standard_normal((n, c) + in_sizes).astype(dtype)
+    if kind == "max":
+        x[x > 1.0] = 1.0  # ties
+    fmt = LAST[rank] if last else FIRST[rank]
+    if last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    in3, out3 = tuple(pad3(in_sizes, rank, 1)), tuple(pad3(out_sizes, rank, 1))
+    xk = x.reshape((n,) + in3 + (c,)) if last else x.reshape((n, c) + in3)
+    yshape = (n,) + out3 + (c,) if last else (n, c) + out3
+    xd = dev.put(xk)
+    y = dev.poisoned(yshape, dtype)
+    name = f"adaptive_{kind}_pool{rank}d"
+    if kind == "avg":
+        dev.mod.adaptive_avg_pool_forward(xd, y, out3, rank, last, dev.stream)
+        expected = getattr(ref, name)(x, out_sizes, data_format=fmt)
+    else:
+        idx = dev.indices(yshape)
+        dev.mod.adaptive_max_pool_forward(xd, y, idx, out3, rank, last, dev.stream)
+        expected, expected_idx = getattr(ref, name)(x, out_sizes, data_format=fmt, return_indices=True)
+        np.testing.assert_array_equal(dev.get(idx).reshape(expected_idx.shape), expected_idx)
+    assert_close(dev.get(y).reshape(expected.shape), expected, reduction=100, dtype=dtype)
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    dyk = dev.put(dy.reshape(yshape))
+    dx = dev.poisoned(xk.shape, dtype)
+    if kind == "avg":
+        dev.mod.adaptive_avg_pool_backward(dyk, dx, out3, rank, last, dev.stream)
+    else:
+        dev.mod.adaptive_max_pool_backward(dyk, idx, dx, dev.bytes(dev.mod.pool_index_check_bytes), out3, rank, last,
+                                           dev.stream)
+    want = getattr(ref, name + "_backward")(dy, x, out_sizes, data_format=fmt)
+    assert_close(dev.get(dx).reshape(x.shape), want, reduction=100, dtype=dtype)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("rank,in_sizes,out_sizes", [
+    (1, (10,), (3,)), (1, (5,), (7,)), (2, (9, 7), (4, 3)), (2, (6, 6), (1, 1)), (2, (7, 5), (7, 5)),
+    (2, (13, 12), (5, 8)), (3, (5, 6, 4), (2, 3, 3)), (2, (40, 36), (1, 1)),
+])
+def test_adaptive_pool(dev, rank, in_sizes, out_sizes, kind, last, rng):
+    _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, np.float64, rng)
+
+
+def _max_pool_setup(dev, rng, last):
+    x = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
+    fmt = "NHWC" if last else "NCHW"
+    if last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    p = _PoolCall(2, x, 2, None, 0, 1, False, fmt)
+    k, s, pb, pa, d, ceil, sov = p.args
+    xk = _pool_arrays(x, p, planes4=False)
+    yshape = _out_shape(xk.shape, p, (1, 3, 4), False)
+    return x, fmt, (k, s, pb, pa, d, ceil, sov), xk, yshape
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_max_pool_backward_indices_outside_their_windows(dev, last, rng):
+    # Indices no forward would make (in the plane, outside their window) are honoured like the
+    # CPU kernel and the reference do: a serial scatter instead of the gather.
+    x, fmt, a, xk, yshape = _max_pool_setup(dev, rng, last)
+    _, idx = ref.max_pool2d(x, 2, data_format=fmt, return_indices=True)
+    idx = idx.copy()
+    idx.reshape(-1)[::3] = (idx.reshape(-1)[::3] + 17) % 48
+    idx.reshape(-1)[1::5] = -1
+    dy = rng.standard_normal(idx.shape).astype(np.float32)
+    dx = dev.poisoned(xk.shape, np.float32)
+    dev.mod.extremum_pool_backward(dev.put(dy.reshape(yshape)), dev.put(idx.reshape(yshape)), dx,
+                                   dev.bytes(dev.mod.pool_index_check_bytes), *a, 2, last, dev.stream)
+    want = ref.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=idx)
+    assert_close(dev.get(dx).reshape(x.shape), want, dtype=np.float32)
+
+
+@pytest.mark.parametrize("bad", [48, -2, 2**40])
+def test_max_pool_backward_rejects_hostile_indices(dev, bad, rng):
+    x, fmt, a, xk, yshape = _max_pool_setup(dev, rng, False)
+    _, idx = ref.max_pool2d(x, 2, data_format=fmt, return_indices=True)
+    idx = idx.copy()
+    idx.reshape(-1)[5] = bad
+    dy = rng.standard_normal(idx.shape).astype(np.float32)
+    dx = dev.poisoned(xk.shape, np.float32)
+    with pytest.raises(ValueError, match=f"indices holds {bad} at flat position 5"):
+        dev.mod.extremum_pool_backward(dev.put(dy.reshape(yshape)), dev.put(idx.reshape(yshape)), dx,
+                                       dev.bytes(dev.mod.pool_index_check_bytes), *a, 2, False, dev.stream)
+    assert np.isnan(dev.get(dx)).all()  # refused before anything was written
+
+
+def test_pool_nan_and_infinity_semantics(dev):
+    # NaN wins, first NaN gives the index; -inf in the input beats padding.
+    x = np.array([[[[1.0, np.nan, 3.0, np.nan], [5.0, 2.0, np.nan, 0.0]]]], np.float32)
+    p = _PoolCall(2, x, 2, None, 0, 1, False, "NCHW")
+    y, idx = dev.poisoned((1, 1, 1, 1, 2), np.float32), dev.indices((1, 1, 1, 1, 2))
+    dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 2, 4)), y, idx, *p.args, False, 2, False, dev.stream)
+    assert np.isnan(dev.get(y)).all()
+    np.testing.assert_array_equal(dev.get(idx).ravel(), [1, 3])
+    x = np.full((1, 1, 3, 3), -np.inf, np.float32)
+    p = _PoolCall(2, x, 3, 1, 1, 1, False, "NCHW")
+    y, idx = dev.poisoned((1, 1, 1, 3, 3), np.float32), dev.indices((1, 1, 1, 3, 3))
+    dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 3, 3)), y, idx, *p.args, False, 2, False, dev.stream)
+    assert (dev.get(y) == -np.inf).all()
+    np.testing.assert_array_equal(dev.get(idx).reshape(3, 3), [[0, 0, 1], [0, 0, 1], [3, 3, 4]])
+
+
+def test_pool_backward_is_deterministic(dev, rng):
+    x = rng.standard_normal((2, 4, 17, 15)).astype(np.float32)
+    p = _PoolCall(2, x, 3, 1, 1, 1, False, "NCHW")
+    k, s, pb, pa, d, ceil, sov = p.args
+    dy = dev.put(rng.standard_normal((2, 4, 1, 17, 15)).astype(np.float32))
+    runs = []
+    for _ in range(2):
+        dx = dev.poisoned((2, 4, 1, 17, 15), np.float32)
+        dev.mod.avg_pool_backward(dy, dx, k, s, pb, pa, ceil, sov, True, 0, 2, False, dev.stream)
+        runs.append(dev.get(dx).tobytes())
+    assert runs[0] == runs[1]
+
+
+# --------------------------------------------------------------------------------------------
+# The CuPy-facing backend (real GPU only)
+# --------------------------------------------------------------------------------------------
+
+def test_backend_routing_rules(cupy_dev):
+    from convkern import _cuda_backend as cb
+
+    cp = cupy_dev.xp
+    xd = cp.ones((1, 2, 5), cp.float32)
+    xh = np.ones((1, 2, 5), np.float32)
+    assert cb.on_cuda(input=xd, weight=cp.ones((3, 2, 1), cp.float32), bias=None)
+    assert not cb.on_cuda(input=xh, weight=xh)
+    with pytest.raises(TypeError, match="input.*weight"):
+        cb.on_cuda(input=xd, weight=xh)
+    with pytest.raises(TypeError, match="astype"):
+        cb.as_float_array(cp.ones(3, cp.int32), "input")
+    info = cb.info()
+    assert info["cuda"] and info["gpus"] and info["cuda_architectures"]
+
+
+def test_backend_matches_kernel_level_and_cpu(cupy_dev, rng):
+    from convkern import _cuda_backend as cb
+
+    cp = cupy_dev.xp
+    case = dict(batch=2, cin=6, cout=10, groups=2, kernel=(3, 3), stride=(2, 1), dilation=(1, 2),
+                padding=((1, 0), (2, 2)), size=(11, 12), layout="contiguous", bias=True)
+    x, w, b = make_arrays(case, np.float32, rng)
+    c = _conv_call(2, case, x, w, b)
+    y = cb.empty(c.phys(c.y_shape), np.float32, like=cp.empty(0))
+    cb.conv_forward(cp.asarray(c.x5()), cp.asarray(c.w5()), cp.asarray(b), y, c.args)
+    y_cpu = np.empty(c.phys(c.y_shape), np.float32)
+    _C.conv_forward(c.x5(), c.w5(), b, y_cpu, c.args)
+    assert_close(cp.asnumpy(y), y_cpu, reduction=reduction(case))
+
+
+def test_backend_accepts_torch_cuda_tensors(cupy_dev, rng):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA")
+    from convkern import _cuda_backend as cb
+
+    t = torch.randn(2, 3, 4, device="cuda")
+    assert cb.is_cuda_array(t) and cb.on_cuda(input=t)
+    a = cb.as_float_array(t, "input")
+    assert isinstance(a, cupy_dev.xp.ndarray) and a.data.ptr == t.data_ptr()
+
+
+# --------------------------------------------------------------------------------------------
+# The public API on CUDA arrays (once the ops route them here)
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def routed(cupy_dev):
+    if not convkern.info().get("cuda"):
+        pytest.skip("the ops do not route CUDA arrays yet (convkern.info()['cuda'] is False)")
+    return cupy_dev
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("fmt", ["first", "last"])
+def test_public_conv_and_pool_on_cupy(routed, rank, fmt, rng):
+    cp = routed.xp
+    case = dict(conv_case(3, rank), batch=2)
+    if fmt == "last":
+        case["data_format"] = LAST[rank]
+    x, w, b = make_arrays(case, np.float32, rng)
+    kw = kwargs_of(case)
+    y = getattr(convkern, f"conv{rank}d")(cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b), **kw)
+    assert isinstance(y, cp.ndarray) and y.flags.c_contiguous
+    assert_close(cp.asnumpy(y), getattr(ref, f"conv{rank}d")(x, w, b, **kw), reduction=reduction(case))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = getattr(convkern, f"conv{rank}d_backward")(cp.asarray(dy), cp.asarray(x), cp.asarray(w), **kw)
+    want = getattr(ref, f"conv{rank}d_backward")(dy, x, w, **kw)
+    for g, r in zip(got, want):
+        assert isinstance(g, cp.ndarray)
+        assert_close(cp.asnumpy(g), r, reduction=10_000)
+    fmt_name = LAST[rank] if fmt == "last" else FIRST[rank]
+    xp = rng.standard_normal((2, 3) + (8,) * rank).astype(np.float32)
+    if fmt == "last":
+        xp = np.ascontiguousarray(np.moveaxis(xp, 1, -1))
+    yv, yi = getattr(convkern, f"max_pool{rank}d")(cp.asarray(xp), 2, data_format=fmt_name, return_indices=True)
+    ev, ei = getattr(ref, f"max_pool{rank}d")(xp, 2, data_format=fmt_name, return_indices=True)
+    np.testing.assert_array_equal(cp.asnumpy(yi), ei)
+    assert_close(cp.asnumpy(yv), ev)
+
+
+def test_public_mixing_devices_is_a_type_error(routed):
+    cp = routed.xp
+    x = cp.ones((1, 2, 8, 8), cp.float32)
+    with pytest.raises(TypeError, match="input.*weight|weight.*input"):
+        convkern.conv2d(x, np.ones((3, 2, 3, 3), np.float32))
