@@ -36,8 +36,8 @@ inline int current_thread() {
 template <class F>
 void parallel_for(std::int64_t items, F&& body) {
   if (items <= 0) return;
-  const int nt = static_cast<int>(items < get_num_threads() ? items : get_num_threads());
 #ifdef _OPENMP
+  const int nt = static_cast<int>(items < get_num_threads() ? items : get_num_threads());
   if (nt > 1) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (std::int64_t i = 0; i < items; ++i) body(i, omp_get_thread_num());
