@@ -26,5 +26,4 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &convkern::cpu::get_num_threads);
   m.def("set_num_threads", &convkern::cpu::set_num_threads, "n"_a);
   m.def("hardware_threads", &convkern::cpu::max_hardware_threads);
-  m.attr("cuda_built") = false;
 }

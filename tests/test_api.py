@@ -110,7 +110,8 @@ def test_info_and_threads():
     info = convkern.info()
     assert info["version"] == convkern.__version__
     assert info["cpu_isa"] in ("avx512", "avx2", "generic")
-    assert isinstance(info["openmp"], bool) and info["cuda"] is False
+    assert isinstance(info["openmp"], bool) and isinstance(info["cuda"], bool)
+    assert info["cuda"] == (info["cuda_architectures"] != [])
     saved = convkern.get_num_threads()
     try:
         convkern.set_num_threads(1)

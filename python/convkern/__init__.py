@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from . import _C, functional
+from . import _C, _cuda_backend, functional
 from .functional import *  # noqa: F401,F403  (the operators; the list is functional.__all__)
 from .functional import __all__ as _ops
 
@@ -33,9 +33,8 @@ def info() -> Dict[str, Any]:
         "openmp": _C.openmp(),
         "num_threads": _C.get_num_threads(),
         "hardware_threads": _C.hardware_threads(),
-        "cuda": bool(_C.cuda_built),
-        "cuda_architectures": [],
-        "gpus": [],
+        # cuda, cuda_architectures, cuda_runtime, cuda_driver, gpus: the CUDA module, if built
+        **_cuda_backend.info(),
     }
 
 

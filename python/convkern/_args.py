@@ -35,13 +35,16 @@ def _is_cuda_array(a: Any) -> bool:
 
 
 def reject_cuda(**arrays: Any) -> None:
-    """A CUDA array in this CPU-only build is a RuntimeError, checked before anything else."""
+    """A CUDA array is a RuntimeError, checked before anything else: the operators here run on
+    the CPU, and the CUDA kernels (convkern._cuda, when built) are not yet routed to from them."""
     for name, a in arrays.items():
         if a is not None and _is_cuda_array(a):
-            raise RuntimeError(
-                f"{name} is a CUDA array, but this build of convkern has no CUDA backend "
-                "(convkern.info()['cuda'] is False); move it to the host with .get() or numpy.asarray"
-            )
+            from . import _cuda_backend
+
+            why = ("this build of convkern has no CUDA backend (convkern.info()['cuda'] is False)"
+                   if not _cuda_backend.built() else
+                   "convkern's operators do not yet dispatch CUDA arrays to its CUDA kernels")
+            raise RuntimeError(f"{name} is a CUDA array, but {why}; move it to the host with .get() or numpy.asarray")
 
 
 def as_float_array(a: Any, name: str) -> np.ndarray:
