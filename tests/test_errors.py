@@ -205,3 +205,22 @@ def test_huge_sizes_are_refused_not_allocated():
         convkern.conv2d(x, w)
     with pytest.raises(ValueError, match="overflow"):
         convkern.conv2d_backward(x, x, w)
+
+
+@pytest.mark.slow
+def test_tensors_past_2_31_elements_are_indexed_with_64_bits():
+    """A plane of 2^31 + 48 elements (8 GiB of float32): every offset past 2^31 must be right."""
+    n = 2**31 + 48
+    try:
+        x = np.zeros((1, 1, n), np.float32)
+    except MemoryError:
+        pytest.skip("needs 12 GiB of memory")
+    x[0, 0, -7] = 5.0  # in the last windows, beyond any 32-bit offset
+    x[0, 0, 3] = 2.0
+    y = convkern.max_pool1d(x, 4)
+    assert y.shape == (1, 1, n // 4)
+    assert y[0, 0, -2] == 5.0 and y[0, 0, 0] == 2.0
+    assert np.count_nonzero(y) == 2
+    del y
+    g = convkern.avg_pool1d(x, 8)
+    assert g[0, 0, -1] == np.float32(5.0 / 8) and g[0, 0, 0] == np.float32(2.0 / 8)
