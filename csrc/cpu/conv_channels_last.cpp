@@ -27,21 +27,24 @@
 namespace convkern::cpu {
 namespace {
 
-constexpr i64 kPositionPanels = 8;   // forward / backward-data tile: 8 x MR positions
+constexpr i64 kPositionPanels = 8;   // backward-data tile: 8 x MR positions
+constexpr i64 kForwardPanels = 32;   // forward tile: up to 32 x MR positions of the whole batch
 constexpr i64 kWgradPositions = 256;
 constexpr i64 kWgradPanels = 2;
 
 // Where the window of one output position starts in the (unpadded) input.
 struct Origin {
   i64 d, h, w;
+  i64 image;  // element offset of the position's image in the batch
 };
 
-void window_origins(const ConvGeometry& g, i64 p0, i64 count, Origin* out) {
-  const i64 OW = g.out[2], OH = g.out[1];
+// Positions q0.. count over the whole batch (q = n * P + p).
+void window_origins(const ConvGeometry& g, i64 q0, i64 count, Origin* out) {
+  const i64 OW = g.out[2], OH = g.out[1], P = g.out_plane(), in_cells = g.in_plane() * g.C;
   for (i64 j = 0; j < count; ++j) {
-    const i64 p = p0 + j, ow = p % OW, row = p / OW;
+    const i64 p = (q0 + j) % P, ow = p % OW, row = p / OW;
     out[j] = {(row / OH) * g.stride[0] - g.pad_before[0], (row % OH) * g.stride[1] - g.pad_before[1],
-              ow * g.stride[2] - g.pad_before[2]};
+              ow * g.stride[2] - g.pad_before[2], (q0 + j) / P * in_cells};
   }
 }
 
@@ -70,12 +73,6 @@ void gather_row(const ConvGeometry& g, const T* xg, const Origin& o, i64 r0, i64
   }
 }
 
-i64 forward_tile(i64 P, i64 mr, i64 outer_items) {
-  i64 pt = std::min(kPositionPanels * mr, ceil_div(P, mr) * mr);
-  const i64 want = 2 * get_num_threads();
-  while (pt > mr && outer_items * ceil_div(P, pt) < want) pt -= mr;
-  return pt;
-}
 
 }  // namespace
 
@@ -102,9 +99,16 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
     }
   });
 
+  // Tiles over the positions of the whole batch (consecutive in y), equal in size and a multiple
+  // of the threads when few; few tiles split the output channels instead (see conv.cpp).
+  const i64 total = g.N * P, nt = get_num_threads();
   const i64 KC = std::min(R, kReductionBlock);
-  const i64 PT = forward_tile(P, MR, g.N * G), ptiles = ceil_div(P, PT);
-  const i64 items = g.N * G * ptiles;
+  i64 ptiles = ceil_div(total, kForwardPanels * MR);
+  if (ptiles < 4 * nt) ptiles = ceil_div(ptiles, nt) * nt;
+  const i64 PT = ceil_div(ceil_div(total, ptiles), MR) * MR;
+  ptiles = ceil_div(total, PT);
+  const i64 kgroups = row_groups_for_threads(nblocks, G * ptiles), kper = ceil_div(nblocks, kgroups);
+  const i64 items = G * ptiles * kgroups;
   const int slots = scratch_slots(items);
   const i64 panel_stride = KC * MR;
   AlignedBuffer<T> apack(slots * (PT / MR) * panel_stride);
@@ -112,14 +116,15 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
   std::vector<Origin> origin_store(static_cast<size_t>(slots * PT));
 
   parallel_for(items, [&](i64 item, int t) {
-    const i64 pt = item % ptiles, gi = (item / ptiles) % G, n = item / ptiles / G;
-    const i64 p0 = pt * PT, count = std::min(PT, P - p0), mpanels = ceil_div(count, MR);
+    const i64 kg = item % kgroups, pt = (item / kgroups) % ptiles, gi = item / kgroups / ptiles;
+    const i64 nb0 = kg * kper, nb1 = std::min(nblocks, nb0 + kper);
+    const i64 q0 = pt * PT, count = std::min(PT, total - q0), mpanels = ceil_div(count, MR);
     Origin* origins = origin_store.data() + t * PT;
-    window_origins(g, p0, count, origins);
+    window_origins(g, q0, count, origins);
     T* A = apack.data() + t * (PT / MR) * panel_stride;
     T* cbuf = cedge.data() + t * MR * NR;
-    const T* xg = x + n * in_cells + gi * Cg;
-    T* yt = y + (n * P + p0) * g.K + gi * Kg;
+    const T* xg = x + gi * Cg;
+    T* yt = y + q0 * g.K + gi * Kg;
     for (i64 k0 = 0; k0 < R; k0 += KC) {
       const i64 kc = std::min(KC, R - k0);
       for (i64 i = 0; i < mpanels * MR; ++i) {
@@ -128,7 +133,7 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
           for (i64 r = 0; r < kc; ++r) col[r * MR] = T(0);
           continue;
         }
-        gather_row(g, xg, origins[i], k0, kc, [&](i64 j, i64 len, const T* src) {
+        gather_row(g, xg + origins[i].image, origins[i], k0, kc, [&](i64 j, i64 len, const T* src) {
           T* d = col + j * MR;
           if (src)
             for (i64 e = 0; e < len; ++e) d[e * MR] = src[e];
@@ -136,7 +141,7 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
             for (i64 e = 0; e < len; ++e) d[e * MR] = T(0);
         });
       }
-      for (i64 nb = 0; nb < nblocks; ++nb) {
+      for (i64 nb = nb0; nb < nb1; ++nb) {
         const T* B = wpack.data() + ((gi * nblocks + nb) * R + k0) * NR;
         const i64 cols = std::min(NR, Kg - nb * NR);
         for (i64 mb = 0; mb < mpanels; ++mb)
@@ -146,7 +151,7 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
     }
     if (bias)
       for (i64 i = 0; i < count; ++i)
-        for (i64 k = 0; k < Kg; ++k) yt[i * g.K + k] += bias[gi * Kg + k];
+        for (i64 k = nb0 * NR; k < std::min(Kg, nb1 * NR); ++k) yt[i * g.K + k] += bias[gi * Kg + k];
   });
 }
 
