@@ -16,6 +16,8 @@ from typing import Any, Dict
 from . import _C, _cuda_backend, functional
 from .functional import *  # noqa: F401,F403  (the operators; the list is functional.__all__)
 from .functional import __all__ as _ops
+from . import filters, nn, optim
+from .shapes import conv_parameter_count, linear_parameter_count, output_shape
 
 try:
     from importlib.metadata import version as _version
@@ -53,6 +55,7 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = list(_ops) + ["info", "get_num_threads", "set_num_threads", "functional", "reference"]
+__all__ += ["nn", "optim", "filters", "output_shape", "conv_parameter_count", "linear_parameter_count"]
 
 
 def __getattr__(name: str):
