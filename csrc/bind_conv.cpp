@@ -4,6 +4,7 @@
 // weights (K, C/groups, kD, kH, kW). Lower ranks come with unit leading spatial axes.
 #include "bind_common.h"
 #include "cpu/conv.h"
+#include "cpu/parallel.h"
 
 namespace convkern::bind {
 namespace {
@@ -36,6 +37,10 @@ ConvGeometry geometry(const ConvArgs& a, const std::vector<i64>& xs, const std::
 
 std::vector<i64> out_shape(const ConvGeometry& g) { return {g.N, g.K, g.out[0], g.out[1], g.out[2]}; }
 
+bool small_conv(const ConvGeometry& g) {
+  return 2.0 * g.N * g.K * g.out_plane() * g.reduction() < cpu::kSerialConvFlops;
+}
+
 template <class T>
 void forward_typed(const ConvGeometry& g, bool last, const py::array& x, const py::array& w,
                    const std::optional<py::array>& bias, py::array& y) {
@@ -63,6 +68,7 @@ void conv_forward(const py::array& x, const py::array& w, const std::optional<py
   if (bias) require(*bias, "bias", dt, {g.K}, false);
   require(y, "out", dt, physical_shape(out_shape(g), a.channels_last), true);
   py::gil_scoped_release nogil;
+  cpu::SerialScope serial(small_conv(g));
   if (dt == DType::kFloat32)
     forward_typed<float>(g, a.channels_last, x, w, bias, y);
   else
@@ -93,6 +99,7 @@ void conv_backward_data(const py::array& dy, const py::array& w, py::array& dx, 
   require(dy, "grad_output", dt, physical_shape(out_shape(g), a.channels_last), false);
   require(dx, "grad_input", dt, shape_of(dx), true);
   py::gil_scoped_release nogil;
+  cpu::SerialScope serial(small_conv(g));
   if (dt == DType::kFloat32)
     backward_data_typed<float>(g, a.channels_last, dy, w, dx);
   else
@@ -122,6 +129,7 @@ void conv_backward_weight(const py::array& dy, const py::array& x, py::array& dw
   require(dy, "grad_output", dt, physical_shape(out_shape(g), a.channels_last), false);
   require(dw, "grad_weight", dt, shape_of(dw), true);
   py::gil_scoped_release nogil;
+  cpu::SerialScope serial(small_conv(g));
   if (dt == DType::kFloat32)
     backward_weight_typed<float>(g, a.channels_last, dy, x, dw);
   else

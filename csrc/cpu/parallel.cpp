@@ -15,10 +15,14 @@ int default_threads() {
 }
 
 std::atomic<int> g_num_threads{default_threads()};
+thread_local bool t_serial = false;
 
 }  // namespace
 
-int get_num_threads() { return g_num_threads.load(std::memory_order_relaxed); }
+int get_num_threads() { return t_serial ? 1 : g_num_threads.load(std::memory_order_relaxed); }
+
+SerialScope::SerialScope(bool serial) : previous_(t_serial) { t_serial = t_serial || serial; }
+SerialScope::~SerialScope() { t_serial = previous_; }
 
 void set_num_threads(int n) { g_num_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
 

@@ -20,6 +20,24 @@ namespace convkern::cpu {
 
 int get_num_threads();
 void set_num_threads(int n);
+
+// Within its scope, kernels on the calling thread run on one thread. Entry points open one for
+// small problems: a fork/join costs microseconds on an idle machine and milliseconds when the
+// other core is busy, more than the whole call. Results do not depend on it (see above).
+class SerialScope {
+ public:
+  explicit SerialScope(bool serial);
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Arithmetic (or element) counts below which a call runs serially.
+constexpr double kSerialConvFlops = 4e6;
+constexpr double kSerialPoolElements = 2.5e5;
 int max_hardware_threads();
 bool openmp_enabled();
 
