@@ -100,6 +100,22 @@ inline PadPair same_padding(i64 in, i64 k, i64 stride, i64 dilation) {
 // Convolution
 // ---------------------------------------------------------------------------------------------
 
+// Copies the caller's `rank` spatial axes into a geometry's 3-axis arrays; the leading unused
+// axes become size 1, kernel 1, stride 1, dilation 1, no padding.
+template <class Geometry>
+void set_window_axes(Geometry& g, int rank, const i64* in, const i64* kernel, const i64* stride, const i64* dilation,
+                     const i64* pad_before, const i64* pad_after) {
+  for (int i = 0; i < kSpatial; ++i) {
+    const bool used = i >= kSpatial - rank;
+    g.in[i] = used ? in[i] : 1;
+    g.kernel[i] = used ? kernel[i] : 1;
+    g.stride[i] = used ? stride[i] : 1;
+    g.dilation[i] = used ? dilation[i] : 1;
+    g.pad_before[i] = used ? pad_before[i] : 0;
+    g.pad_after[i] = used ? pad_after[i] : 0;
+  }
+}
+
 // Geometry of a (grouped, strided, dilated, asymmetrically padded) cross-correlation
 // y[n, k, o] = b[k] + sum_{c in group(k), r} x[n, c, o*stride - pad_before + r*dilation] * w[k, c, r].
 struct ConvGeometry {
@@ -154,14 +170,8 @@ inline ConvGeometry make_conv_geometry(int rank, i64 N, i64 C, const i64* in, i6
   g.C = C;
   g.K = K;
   g.groups = groups;
+  set_window_axes(g, rank, in, kernel, stride, dilation, pad_before, pad_after);
   for (int i = 0; i < kSpatial; ++i) {
-    const bool used = i >= kSpatial - rank;
-    g.in[i] = used ? in[i] : 1;
-    g.kernel[i] = used ? kernel[i] : 1;
-    g.stride[i] = used ? stride[i] : 1;
-    g.dilation[i] = used ? dilation[i] : 1;
-    g.pad_before[i] = used ? pad_before[i] : 0;
-    g.pad_after[i] = used ? pad_after[i] : 0;
     if (g.in[i] < 1) fail("input spatial size must be >= 1 on every axis, got " + tuple_str(in, rank));
     const i64 padded = checked_add(checked_add(g.in[i], g.pad_before[i], "padded input"), g.pad_after[i],
                                    "padded input");
@@ -302,14 +312,8 @@ inline PoolGeometry make_pool_geometry(int rank, i64 planes, const i64* in, cons
     }
   }
   i64 out[kSpatial] = {1, 1, 1};
+  set_window_axes(g, rank, in, kernel, stride, dilation, pad_before, pad_after);
   for (int i = 0; i < kSpatial; ++i) {
-    const bool used = i >= kSpatial - rank;
-    g.in[i] = used ? in[i] : 1;
-    g.kernel[i] = used ? kernel[i] : 1;
-    g.stride[i] = used ? stride[i] : 1;
-    g.dilation[i] = used ? dilation[i] : 1;
-    g.pad_before[i] = used ? pad_before[i] : 0;
-    g.pad_after[i] = used ? pad_after[i] : 0;
     out[i] = pool_output_size(g.in[i], g.kernel[i], g.pad_before[i], g.pad_after[i], g.stride[i], g.dilation[i],
                               ceil_mode);
   }
