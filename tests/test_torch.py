@@ -124,3 +124,63 @@ def test_global_pool_matches_torch(kind, dtype):
     dy = rng.standard_normal(y.shape).astype(dtype)
     yt.backward(torch.from_numpy(dy))
     assert_close(getattr(convkern, f"global_{kind}_pool2d_backward")(dy, x), xt.grad.numpy(), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("seed", range(6))
+def test_conv_transpose_matches_torch(seed, dtype):
+    rng = np.random.default_rng(2100 + seed)
+    groups = int(rng.choice([1, 2]))
+    cin, cout = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+    k = tuple(int(v) for v in rng.integers(1, 5, size=2))
+    s = tuple(int(v) for v in rng.integers(1, 4, size=2))
+    d = tuple(int(v) for v in rng.integers(1, 3, size=2))
+    op = tuple(int(rng.integers(0, max(a, b))) for a, b in zip(s, d))
+    p = tuple(int(rng.integers(0, 2)) for _ in range(2))
+    x = rng.standard_normal((2, cin, 5, 6)).astype(dtype)
+    w = rng.standard_normal((cin, cout // groups) + k).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype)
+    xt, wt, bt = _t(x), _t(w), _t(b)
+    yt = F.conv_transpose2d(xt, wt, bt, stride=s, padding=p, output_padding=op, groups=groups, dilation=d)
+    y = convkern.conv_transpose2d(x, w, b, s, p, op, groups, d)
+    assert_close(y, yt.detach().numpy(), reduction=cin * int(np.prod(k)), dtype=dtype)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    yt.backward(torch.from_numpy(dy))
+    got = convkern.conv_transpose2d_backward(dy, x, w, s, p, op, groups, d)
+    for g, ref_grad, n in zip(got, (xt.grad, wt.grad, bt.grad), (cout * int(np.prod(k)), dy[0, 0].size * 2,
+                                                               dy[0, 0].size * 2)):
+        assert_close(g, ref_grad.numpy(), reduction=n, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_match_torch_modules(mode, dtype):
+    rng = np.random.default_rng(len(mode))
+    conv = torch.nn.Conv2d(3, 4, (3, 2), padding=(2, 1), padding_mode=mode, dtype=torch.float64)
+    w = conv.weight.detach().numpy().astype(dtype)
+    b = conv.bias.detach().numpy().astype(dtype)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
+    xt = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+    yt = conv(xt)
+    y = convkern.conv2d(x, w, b, padding=(2, 1), padding_mode=mode)
+    assert_close(y, yt.detach().numpy(), reduction=18, dtype=dtype)
+    dy = rng.standard_normal(y.shape)
+    yt.backward(torch.from_numpy(dy))
+    gi, gw, _ = convkern.conv2d_backward(dy.astype(dtype), x, w, padding=(2, 1), padding_mode=mode)
+    assert_close(gi, xt.grad.numpy(), reduction=4 * 6 * 4, dtype=dtype)
+    assert_close(gw, conv.weight.grad.numpy(), reduction=2 * 7 * 6 * 4, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+def test_channels_last_matches_torch(dtype):
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((2, 9, 11, 6)).astype(dtype)  # NHWC
+    w = rng.standard_normal((8, 3, 3, 3)).astype(dtype)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_(True)
+    yt = F.conv2d(xt, torch.from_numpy(w), stride=(2, 1), padding=1, groups=2)
+    y = convkern.conv2d(x, w, stride=(2, 1), padding=1, groups=2, data_format="NHWC")
+    assert_close(y, yt.detach().numpy().transpose(0, 2, 3, 1), reduction=27, dtype=dtype)
+    yp, ip = convkern.max_pool2d(x, 3, 2, 1, return_indices=True, data_format="NHWC")
+    ypt, ipt = F.max_pool2d(xt, 3, 2, 1, return_indices=True)
+    assert_close(yp, ypt.detach().numpy().transpose(0, 2, 3, 1), dtype=dtype)
+    np.testing.assert_array_equal(ip, ipt.numpy().transpose(0, 2, 3, 1))
