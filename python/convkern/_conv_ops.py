@@ -116,19 +116,26 @@ def _unpad_by_mode(g: np.ndarray, axes: Sequence[int], before, after, mode: str)
 # Convolution
 # --------------------------------------------------------------------------------------------
 
+def _parse_arrays(rank, input, weight, bias, data_format):
+    """The arrays of a (transposed) convolution, checked for device, dtype and layout:
+    (input, weight, bias, channels_last, (N, C, *spatial) of the input, unbatched)."""
+    reject_cuda(input=input, weight=weight, bias=bias)
+    x = as_float_array(input, "input")
+    w = as_float_array(weight, "weight")
+    b = None if bias is None else as_float_array(bias, "bias")
+    same_dtype(x, "input", weight=w, bias=b)
+    last = data_format_is_last(data_format, rank)
+    shape, unbatched = ncs_shape(x, rank, "input", last)
+    return x, w, b, last, shape, unbatched
+
+
 class _ConvCall:
     """A parsed, validated convolution call: the geometry and the arrays in kernel form."""
 
     def __init__(self, rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format):
-        reject_cuda(input=input, weight=weight, bias=bias)
-        x = as_float_array(input, "input")
-        w = as_float_array(weight, "weight")
-        b = None if bias is None else as_float_array(bias, "bias")
-        same_dtype(x, "input", weight=w, bias=b)
+        x, w, b, self.last, shape, self.unbatched = _parse_arrays(rank, input, weight, bias, data_format)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        self.last = data_format_is_last(data_format, rank)
-        shape, self.unbatched = ncs_shape(x, rank, "input", self.last)
         if w.ndim != rank + 2:
             raise ValueError(
                 f"weight must have {rank + 2} dimensions (out_channels, in_channels/groups, *kernel), "
@@ -223,13 +230,7 @@ def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilati
 
 class _ConvTransposeCall:
     def __init__(self, rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format):
-        reject_cuda(input=input, weight=weight, bias=bias)
-        x = as_float_array(input, "input")
-        w = as_float_array(weight, "weight")
-        b = None if bias is None else as_float_array(bias, "bias")
-        same_dtype(x, "input", weight=w, bias=b)
-        self.last = data_format_is_last(data_format, rank)
-        shape, self.unbatched = ncs_shape(x, rank, "input", self.last)
+        x, w, b, self.last, shape, self.unbatched = _parse_arrays(rank, input, weight, bias, data_format)
         if w.ndim != rank + 2:
             raise ValueError(
                 f"weight must have {rank + 2} dimensions (in_channels, out_channels/groups, *kernel), "
