@@ -185,14 +185,20 @@ class _ConvCall:
         return physical_shape(ncs, self.rank, self.last)
 
 
+def _result_buffer(call, out):
+    """The caller's out= (checked: shape, dtype, layout, no aliasing) or a new result array."""
+    shape = call.user_shape(call.y_shape)
+    if out is None:
+        return np.empty(shape, call.dtype)
+    check_out(out, shape, call.dtype, "out", (call.x, call.w, call.b))
+    return out
+
+
 def _conv(rank, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
           data_format=None, *, out=None):
     reject_cuda(out=out)
     c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format)
-    shape = c.user_shape(c.y_shape)
-    if out is not None:
-        check_out(out, shape, c.dtype, "out", (c.x, c.w, c.b))
-    y = np.empty(shape, c.dtype) if out is None else out
+    y = _result_buffer(c, out)
     b = None if c.b is None else np.ascontiguousarray(c.b)
     _C.conv_forward(c.x5(), c.w5(), b, y.reshape(c.phys(c.y_shape)), c.args)
     return y
@@ -291,10 +297,7 @@ def _conv_transpose(rank, input, weight, bias=None, stride=1, padding=0, output_
                     data_format=None, *, out=None):
     reject_cuda(out=out)
     t = _ConvTransposeCall(rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format)
-    shape = t.user_shape(t.y_shape)
-    if out is not None:
-        check_out(out, shape, t.dtype, "out", (t.x, t.w, t.b))
-    y = np.empty(shape, t.dtype) if out is None else out
+    y = _result_buffer(t, out)
     y5 = y.reshape(t.phys(t.y_shape))
     _C.conv_backward_data(t.extended(batched_contiguous(t.x, t.unbatched)), t.w5(), y5, t.args)
     if t.b is not None:

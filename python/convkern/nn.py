@@ -414,6 +414,19 @@ class Sequential(Module):
 
 # ================================================================================ convolutions
 
+def _conv_repr(layer, optional) -> str:
+    """PyTorch-style repr of a (transposed) convolution: arguments shown only when not default."""
+    s = f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}"
+    for name, default in optional:
+        if getattr(layer, name) != default:
+            s += f", {name}={getattr(layer, name)!r}"
+    if layer.bias is None:
+        s += ", bias=False"
+    if layer.data_format != CHANNELS_FIRST[layer.rank]:
+        s += f", data_format={layer.data_format!r}"
+    return s
+
+
 class _ConvNd(Module):
     """y = conv(x, weight) + bias. Weight (out_channels, in_channels/groups, *kernel_size)."""
 
@@ -459,15 +472,7 @@ class _ConvNd(Module):
         return output_shape(f"conv{self.rank}d", input_shape, self.weight.shape, **self._geometry())
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        for name, default in (("padding", 0), ("dilation", 1), ("groups", 1), ("padding_mode", "zeros")):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.data_format != CHANNELS_FIRST[self.rank]:
-            s += f", data_format={self.data_format!r}"
-        return s
+        return _conv_repr(self, (("padding", 0), ("dilation", 1), ("groups", 1), ("padding_mode", "zeros")))
 
 
 class Conv1d(_ConvNd):
@@ -537,15 +542,7 @@ class _ConvTransposeNd(Module):
         return output_shape(f"conv_transpose{self.rank}d", input_shape, self.weight.shape, **self._geometry())
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        for name, default in (("padding", 0), ("output_padding", 0), ("dilation", 1), ("groups", 1)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.data_format != CHANNELS_FIRST[self.rank]:
-            s += f", data_format={self.data_format!r}"
-        return s
+        return _conv_repr(self, (("padding", 0), ("output_padding", 0), ("dilation", 1), ("groups", 1)))
 
 
 class ConvTranspose1d(_ConvTransposeNd):
