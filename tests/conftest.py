@@ -48,6 +48,26 @@ def relayout(x: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
 LAYOUTS = ("contiguous", "fortran", "negative", "strided")
 
 
+class Host:
+    """Where a shared test body runs the ops: here, NumPy arrays exactly as the test built them.
+    tests/test_cuda.py runs the same bodies with a CUDA twin (arrays moved to a GPU and back)."""
+
+    name = "cpu"
+
+    def put(self, a):
+        return a  # keeps the test's memory layout (strided, negative strides ...)
+
+    def get(self, a) -> np.ndarray:
+        assert isinstance(a, np.ndarray), f"a host call returned {type(a).__name__}"
+        return a
+
+    def poisoned(self, shape, dtype):
+        return poisoned(shape, dtype)
+
+
+HOST = Host()
+
+
 @pytest.fixture
 def rng(request):
     # Seeded by the test's id so that every case is reproducible on its own.

@@ -8,7 +8,7 @@ import pytest
 import convkern
 from convkern import reference as ref
 
-from conftest import LAYOUTS, assert_close, poisoned, relayout
+from conftest import HOST, LAYOUTS, assert_close, relayout
 
 DTYPES = (np.float32, np.float64)
 FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
@@ -42,6 +42,10 @@ def _spatial_output(shape, rank, output_size):
 @pytest.mark.parametrize("kind", ["avg", "max"])
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(16)] + [(r, s) for r in (1, 3) for s in range(8)])
 def test_adaptive_pool_forward_backward(rank, seed, kind, dtype, last, rng):
+    check_adaptive_pool(rank, seed, kind, dtype, last, rng)
+
+
+def check_adaptive_pool(rank, seed, kind, dtype, last, rng, on=HOST):
     shape, output_size, layout = adaptive_case(seed, rank)
     x = rng.standard_normal(shape).astype(dtype)
     if kind == "max" and x.size:
@@ -55,27 +59,28 @@ def test_adaptive_pool_forward_backward(rank, seed, kind, dtype, last, rng):
         expected = getattr(ref, name)(x, output_size, data_format=fmt)
     else:
         expected, expected_idx = getattr(ref, name)(x, output_size, return_indices=True, data_format=fmt)
-    out = poisoned(expected.shape, dtype)
+    xd = on.put(x)
+    out = on.poisoned(expected.shape, dtype)
     if kind == "avg":
-        y = getattr(convkern, name)(x, output_size, data_format=fmt, out=out)
+        y = getattr(convkern, name)(xd, output_size, data_format=fmt, out=out)
     else:
-        y, idx = getattr(convkern, name)(x, output_size, return_indices=True, data_format=fmt, out=out)
+        y, idx = getattr(convkern, name)(xd, output_size, return_indices=True, data_format=fmt, out=out)
         assert idx.dtype == np.int64 and idx.flags.c_contiguous
-        np.testing.assert_array_equal(idx, expected_idx)
-        np.testing.assert_array_equal(getattr(convkern, name)(x, output_size, data_format=fmt), y)
+        np.testing.assert_array_equal(on.get(idx), expected_idx)
+        np.testing.assert_array_equal(on.get(getattr(convkern, name)(xd, output_size, data_format=fmt)), on.get(y))
     assert y is out
     window = max(1, int(np.prod([-(-n // max(o, 1)) + 1 for n, o in
                                  zip(shape[-rank:], _spatial_output(shape, rank, output_size))])))
-    assert_close(y, expected, reduction=window, dtype=dtype, what=f"{name} {output_size}")
+    assert_close(on.get(y), expected, reduction=window, dtype=dtype, what=f"{name} {output_size}")
 
     dy = relayout(rng.standard_normal(expected.shape).astype(dtype), layout, rng)
-    got = getattr(convkern, name + "_backward")(dy, x, output_size, data_format=fmt)
+    got = getattr(convkern, name + "_backward")(on.put(dy), xd, output_size, data_format=fmt)
     want = getattr(ref, name + "_backward")(dy, x, output_size, data_format=fmt)
     assert got.flags.c_contiguous and got.dtype == dtype and got.shape == x.shape
-    assert_close(got, want, reduction=window, dtype=dtype, what=f"{name}_backward {output_size}")
+    assert_close(on.get(got), want, reduction=window, dtype=dtype, what=f"{name}_backward {output_size}")
     if kind == "max":
-        with_idx = getattr(convkern, name + "_backward")(dy, x, output_size, data_format=fmt, indices=idx)
-        np.testing.assert_array_equal(with_idx, got)
+        with_idx = getattr(convkern, name + "_backward")(on.put(dy), xd, output_size, data_format=fmt, indices=idx)
+        np.testing.assert_array_equal(on.get(with_idx), on.get(got))
 
 
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))

@@ -13,7 +13,7 @@ import pytest
 import convkern
 from convkern import reference as ref
 
-from conftest import LAYOUTS, assert_close, poisoned, relayout
+from conftest import HOST, LAYOUTS, assert_close, relayout
 
 DTYPES = (np.float32, np.float64)
 
@@ -84,28 +84,37 @@ CASES_2D = range(70)
 CASES_1D_3D = [(r, s) for r in (1, 3) for s in range(15)]
 
 
-def _check_forward(rank, case, dtype, rng):
+def check_forward(rank, case, dtype, rng, on=HOST):
     x, w, b = make_arrays(case, dtype, rng)
     fwd = getattr(convkern, f"conv{rank}d")
     expected = getattr(ref, f"conv{rank}d")(x, w, b, **kwargs_of(case))
-    out = poisoned(expected.shape, dtype)
-    y = fwd(x, w, b, **kwargs_of(case), out=out)
+    xd, wd, bd = on.put(x), on.put(w), None if b is None else on.put(b)
+    out = on.poisoned(expected.shape, dtype)
+    y = fwd(xd, wd, bd, **kwargs_of(case), out=out)
     assert y is out
-    assert_close(y, expected, reduction=reduction(case), dtype=dtype, what=str(case))
+    assert_close(on.get(y), expected, reduction=reduction(case), dtype=dtype, what=str(case))
     # The same call without out= allocates a C-contiguous result.
-    y2 = fwd(x, w, b, **kwargs_of(case))
+    y2 = fwd(xd, wd, bd, **kwargs_of(case))
     assert y2.flags.c_contiguous and y2.dtype == dtype
-    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(on.get(y2), on.get(y))
 
 
-def _check_backward(rank, case, dtype, rng):
+def check_backward(rank, case, dtype, rng, on=HOST):
     x, w, _ = make_arrays(case, dtype, rng)
     y_shape = getattr(ref, f"conv{rank}d")(x, w, None, **kwargs_of(case)).shape
     dy = relayout(rng.standard_normal(y_shape).astype(dtype), case["layout"], rng)
-    gi, gw, gb = getattr(convkern, f"conv{rank}d_backward")(dy, x, w, **kwargs_of(case))
+    backward = getattr(convkern, f"conv{rank}d_backward")
+    gi, gw, gb = backward(on.put(dy), on.put(x), on.put(w), **kwargs_of(case))
     ri, rw, rb = getattr(ref, f"conv{rank}d_backward")(dy, x, w, **kwargs_of(case))
     for got in (gi, gw, gb):
         assert got.dtype == dtype and got.flags.c_contiguous
+    gi, gw, gb = on.get(gi), on.get(gw), on.get(gb)
+    # output_mask computes only what is asked, with the same bits.
+    only = [backward(on.put(dy), on.put(x), on.put(w), **kwargs_of(case), output_mask=m)
+            for m in ((True, False, False), (False, True, False), (False, False, True))]
+    for i, (mask, full) in enumerate(zip(only, (gi, gw, gb))):
+        assert all(g is None for j, g in enumerate(mask) if j != i)
+        np.testing.assert_array_equal(on.get(mask[i]), full)
     kvol = int(np.prod(case["kernel"]))
     positions = max(1, int(np.prod(y_shape)) // max(1, case["cout"]))
     if case.get("padding_mode", "zeros") != "zeros":
@@ -118,21 +127,21 @@ def _check_backward(rank, case, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("seed", CASES_2D)
 def test_conv2d_forward(seed, dtype, rng):
-    _check_forward(2, conv_case(seed, 2), dtype, rng)
+    check_forward(2, conv_case(seed, 2), dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("seed", CASES_2D)
 def test_conv2d_backward(seed, dtype, rng):
-    _check_backward(2, conv_case(seed, 2), dtype, rng)
+    check_backward(2, conv_case(seed, 2), dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("rank,seed", CASES_1D_3D)
 def test_conv1d_conv3d_forward_and_backward(rank, seed, dtype, rng):
     case = conv_case(seed, rank)
-    _check_forward(rank, case, dtype, rng)
-    _check_backward(rank, case, dtype, rng)
+    check_forward(rank, case, dtype, rng)
+    check_backward(rank, case, dtype, rng)
 
 
 @pytest.mark.parametrize("shape", [
@@ -212,8 +221,8 @@ CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 def test_conv_channels_last(rank, seed, dtype, rng):
     """Channels-last kernels (NWC/NHWC/NDHWC) on the same random geometries."""
     case = dict(conv_case(seed, rank), data_format=CHANNELS_LAST[rank])
-    _check_forward(rank, case, dtype, rng)
-    _check_backward(rank, case, dtype, rng)
+    check_forward(rank, case, dtype, rng)
+    check_backward(rank, case, dtype, rng)
 
 
 def mode_case(seed, rank):
@@ -237,8 +246,8 @@ def mode_case(seed, rank):
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(18)] + [(r, s) for r in (1, 3) for s in range(6)])
 def test_conv_padding_modes(rank, seed, dtype, rng):
     case = mode_case(seed, rank)
-    _check_forward(rank, case, dtype, rng)
-    _check_backward(rank, case, dtype, rng)
+    check_forward(rank, case, dtype, rng)
+    check_backward(rank, case, dtype, rng)
 
 
 def transpose_case(seed, rank):
@@ -263,6 +272,10 @@ def transpose_case(seed, rank):
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(25)] + [(r, s) for r in (1, 3) for s in range(8)])
 def test_conv_transpose(rank, seed, dtype, rng):
+    check_transpose(rank, seed, dtype, rng)
+
+
+def check_transpose(rank, seed, dtype, rng, on=HOST):
     c = transpose_case(seed, rank)
     layout_last = c["data_format"] is not None
     spatial = c["size"]
@@ -273,21 +286,26 @@ def test_conv_transpose(rank, seed, dtype, rng):
     b = rng.standard_normal(c["cout"]).astype(dtype) if c["bias"] else None
     kw = dict(stride=c["stride"], padding=c["padding"], output_padding=c["output_padding"], groups=c["groups"],
               dilation=c["dilation"], data_format=c["data_format"])
+    xd, wd, bd = on.put(x), on.put(w), None if b is None else on.put(b)
     try:
         expected = getattr(ref, f"conv_transpose{rank}d")(x, w, b, **kw)
     except ValueError:
         with pytest.raises(ValueError):
-            getattr(convkern, f"conv_transpose{rank}d")(x, w, b, **kw)
+            getattr(convkern, f"conv_transpose{rank}d")(xd, wd, bd, **kw)
         return
-    out = poisoned(expected.shape, dtype)
-    y = getattr(convkern, f"conv_transpose{rank}d")(x, w, b, **kw, out=out)
+    out = on.poisoned(expected.shape, dtype)
+    y = getattr(convkern, f"conv_transpose{rank}d")(xd, wd, bd, **kw, out=out)
     assert y is out
     red = c["cin"] // c["groups"] * int(np.prod(c["kernel"]))
-    assert_close(y, expected, reduction=red, dtype=dtype, what=str(c))
+    assert_close(on.get(y), expected, reduction=red, dtype=dtype, what=str(c))
     dy = rng.standard_normal(expected.shape).astype(dtype)
-    got = getattr(convkern, f"conv_transpose{rank}d_backward")(dy, x, w, **kw)
+    backward = getattr(convkern, f"conv_transpose{rank}d_backward")
+    got = backward(on.put(dy), xd, wd, **kw)
     want = getattr(ref, f"conv_transpose{rank}d_backward")(dy, x, w, **kw)
     positions = max(1, int(np.prod(dy.shape)) // max(1, c["cout"]))
     for g, r, n in zip(got, want, (c["cout"] // c["groups"] * int(np.prod(c["kernel"])), positions, positions)):
         assert g.shape == r.shape and g.dtype == dtype
-        assert_close(g, r, reduction=n, dtype=dtype, what=str(c))
+        assert_close(on.get(g), r, reduction=n, dtype=dtype, what=str(c))
+    gi, gw, gb = backward(on.put(dy), xd, wd, **kw, output_mask=(True, False, False))
+    assert gw is None and gb is None
+    np.testing.assert_array_equal(on.get(gi), on.get(got[0]))

@@ -1,17 +1,20 @@
-"""The CUDA kernels (convkern._cuda) against convkern.reference, on a GPU through CuPy.
+"""The CUDA kernels (convkern._cuda) and the public API on CUDA arrays, against convkern.reference.
 
-Skipped where CuPy, a CUDA build of convkern or a visible GPU is missing. The kernel-level tests
-call convkern._cuda with the arrays and arguments the op layers (_conv_ops, _pool_ops) build for
-the CPU kernels, so they check exactly the contract the routing relies on; the backend tests
-check convkern._cuda_backend's device rules; the public-API tests run once the ops route CUDA
-arrays to the GPU (convkern.info()["cuda"]).
+Skipped where CuPy, a CUDA build of convkern or a visible GPU is missing. Three layers:
+- kernel level: convkern._cuda called with the arrays and arguments the op layers (_conv_ops,
+  _pool_ops) build, so they check exactly the contract the routing relies on;
+- the CuPy-facing backend (_cuda_backend): device rules, torch CUDA tensors;
+- the public API: the host tests' own bodies (test_conv.check_forward, test_pool.check_pool ...) run
+  with CUDA arrays in and out, plus SPEC §1's device rules and an nn model moved with .to("cuda").
 
-Without a GPU the kernel-level tests can also run on the CPU through an emulated build of the
-same CUDA sources (tools/cuda_emulation/build.sh): point CONVKERN_CUDA_EMULATION_MODULE at its
-output folder. Host NumPy arrays then stand in for device arrays.
+Without a GPU, the kernel-level and public-API tests can also run on the CPU through an emulated
+build of the same CUDA sources (tools/cuda_emulation/build.sh): point CONVKERN_CUDA_EMULATION_MODULE
+at its output folder. Host NumPy arrays then stand in for device arrays at the kernel level, and
+tests/emulated_cupy.py stands in for CuPy at the API level.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import importlib.util
 import os
@@ -72,6 +75,7 @@ class Device:
         return self.xp.zeros((max(int(n), 1),), dtype=np.uint8) if n else None
 
 
+@functools.lru_cache(maxsize=None)  # one load of the extension per session
 def _emulated_module():
     folder = os.environ.get("CONVKERN_CUDA_EMULATION_MODULE")
     if not folder:
@@ -229,10 +233,10 @@ def test_conv_transpose(dev, rank, seed, rng):
         return
     t = _ConvTransposeCall(rank, x, w, b, kw["stride"], kw["padding"], kw["output_padding"], kw["groups"],
                            kw["dilation"], kw["data_format"])
-    from convkern._args import batched_contiguous, user_shape
+    from convkern._args import user_shape
 
     # Forward: the backward-data pass of the mirror convolution, plus the bias.
-    x_ext = dev.put(t.extended(batched_contiguous(t.x, t.unbatched)))
+    x_ext = dev.put(t.x_extended())
     y5 = dev.poisoned(t.phys(t.y_shape), dtype)
     dev.mod.conv_backward_data(x_ext, dev.put(t.w5()), y5, t.args, dev.stream)
     y = dev.get(y5)
@@ -579,46 +583,185 @@ def test_backend_accepts_torch_cuda_tensors(cupy_dev, rng):
 
 
 # --------------------------------------------------------------------------------------------
-# The public API on CUDA arrays (once the ops route them here)
+# The public API on CUDA arrays: the host tests' own bodies, run on the GPU
 # --------------------------------------------------------------------------------------------
 
+class OnCuda:
+    """The CUDA twin of conftest.Host: the shared test bodies' arrays go to the GPU, results come back."""
+
+    name = "cuda"
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def put(self, a):
+        return self.xp.asarray(np.ascontiguousarray(a))
+
+    def get(self, a) -> np.ndarray:
+        assert isinstance(a, self.xp.ndarray), f"a CUDA call returned {type(a).__module__}.{type(a).__name__}"
+        return self.xp.asnumpy(a)
+
+    def poisoned(self, shape, dtype):
+        return self.xp.full(tuple(shape), np.nan, dtype=dtype)
+
+
+class _Synchronous:
+    """The emulated module with every call finished before it returns: on a GPU, CuPy's stream
+    orders the kernels and the array operations between them; the stand-in's NumPy functions read
+    host memory directly, so they must wait."""
+
+    def __init__(self, mod):
+        self._mod = mod
+
+    def __getattr__(self, name):
+        f = getattr(self._mod, name)
+        if not callable(f) or isinstance(f, type):
+            return f
+
+        def call(*args, **kwargs):
+            result = f(*args, **kwargs)
+            self._mod.synchronize()
+            return result
+
+        return call
+
+
 @pytest.fixture(scope="module")
-def routed(cupy_dev):
-    if not convkern.info().get("cuda"):
-        pytest.skip("the ops do not route CUDA arrays yet (convkern.info()['cuda'] is False)")
-    return cupy_dev
+def cuda_api():
+    """The public API on CUDA arrays: a real GPU through CuPy or, where
+    CONVKERN_CUDA_EMULATION_MODULE names an emulated build, that build behind a CuPy stand-in
+    (tests/emulated_cupy.py) installed for this module's tests only."""
+    mod = _emulated_module()
+    if mod is None:
+        yield OnCuda(_cupy_or_skip())
+        return
+    import sys
+
+    import emulated_cupy
+    from convkern import _cuda_backend
+
+    saved = sys.modules.get("cupy"), _cuda_backend._ext
+    sys.modules["cupy"], _cuda_backend._ext = emulated_cupy, _Synchronous(mod)
+    try:
+        yield OnCuda(emulated_cupy)
+    finally:
+        _cuda_backend._ext = saved[1]
+        if saved[0] is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved[0]
 
 
-@pytest.mark.parametrize("rank", [1, 2, 3])
-@pytest.mark.parametrize("fmt", ["first", "last"])
-def test_public_conv_and_pool_on_cupy(routed, rank, fmt, rng):
-    cp = routed.xp
-    case = dict(conv_case(3, rank), batch=2)
-    if fmt == "last":
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(24)] + [(r, s) for r in (1, 3) for s in range(6)])
+def test_api_conv(cuda_api, rank, seed, dtype, rng):
+    import test_conv
+
+    case = conv_case(seed, rank)
+    if seed % 2:
         case["data_format"] = LAST[rank]
-    x, w, b = make_arrays(case, np.float32, rng)
-    kw = kwargs_of(case)
-    y = getattr(convkern, f"conv{rank}d")(cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b), **kw)
-    assert isinstance(y, cp.ndarray) and y.flags.c_contiguous
-    assert_close(cp.asnumpy(y), getattr(ref, f"conv{rank}d")(x, w, b, **kw), reduction=reduction(case))
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    got = getattr(convkern, f"conv{rank}d_backward")(cp.asarray(dy), cp.asarray(x), cp.asarray(w), **kw)
-    want = getattr(ref, f"conv{rank}d_backward")(dy, x, w, **kw)
-    for g, r in zip(got, want):
-        assert isinstance(g, cp.ndarray)
-        assert_close(cp.asnumpy(g), r, reduction=10_000)
-    fmt_name = LAST[rank] if fmt == "last" else FIRST[rank]
-    xp = rng.standard_normal((2, 3) + (8,) * rank).astype(np.float32)
-    if fmt == "last":
-        xp = np.ascontiguousarray(np.moveaxis(xp, 1, -1))
-    yv, yi = getattr(convkern, f"max_pool{rank}d")(cp.asarray(xp), 2, data_format=fmt_name, return_indices=True)
-    ev, ei = getattr(ref, f"max_pool{rank}d")(xp, 2, data_format=fmt_name, return_indices=True)
-    np.testing.assert_array_equal(cp.asnumpy(yi), ei)
-    assert_close(cp.asnumpy(yv), ev)
+    test_conv.check_forward(rank, case, dtype, rng, on=cuda_api)
+    test_conv.check_backward(rank, case, dtype, rng, on=cuda_api)
 
 
-def test_public_mixing_devices_is_a_type_error(routed):
-    cp = routed.xp
-    x = cp.ones((1, 2, 8, 8), cp.float32)
-    with pytest.raises(TypeError, match="input.*weight|weight.*input"):
-        convkern.conv2d(x, np.ones((3, 2, 3, 3), np.float32))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(9)] + [(1, 0), (3, 0), (3, 1)])
+def test_api_conv_padding_modes(cuda_api, rank, seed, rng):
+    import test_conv
+
+    case = mode_case(seed, rank)
+    test_conv.check_forward(rank, case, np.float64, rng, on=cuda_api)
+    test_conv.check_backward(rank, case, np.float64, rng, on=cuda_api)
+
+
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(12)] + [(r, s) for r in (1, 3) for s in range(4)])
+def test_api_conv_transpose(cuda_api, rank, seed, rng):
+    import test_conv
+
+    test_conv.check_transpose(rank, seed, np.float32 if seed % 2 else np.float64, rng, on=cuda_api)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(10)] + [(r, s) for r in (1, 3) for s in range(4)])
+def test_api_pool(cuda_api, rank, seed, kind, last, rng):
+    import test_pool
+
+    test_pool.check_pool(rank, seed, kind, np.float32 if seed % 2 else np.float64, last, rng, on=cuda_api)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "avg", "min"])
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_api_global_pool(cuda_api, rank, kind, last, rng):
+    import test_pool
+
+    test_pool.check_global_pool(rank, kind, rank == 2, np.float32, last, rng, on=cuda_api)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(6)] + [(r, s) for r in (1, 3) for s in range(3)])
+def test_api_adaptive_pool(cuda_api, rank, seed, kind, last, rng):
+    import test_adaptive_pool
+
+    test_adaptive_pool.check_adaptive_pool(rank, seed, kind, np.float64, last, rng, on=cuda_api)
+
+
+def test_api_device_rules(cuda_api):
+    """SPEC §1: host and CUDA arrays in one call are a TypeError naming both, checked first; a
+    caller's out= and indices= must be CUDA arrays like the inputs."""
+    put = cuda_api.put
+    x, w = np.ones((1, 2, 8, 8), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="input.*weight"):
+        convkern.conv2d(put(x), w)
+    with pytest.raises(TypeError, match="bias"):
+        convkern.conv2d(put(x), put(w), np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="out"):
+        convkern.conv2d(put(x), put(w), out=np.empty((1, 3, 6, 6), np.float32))
+    with pytest.raises(TypeError, match="grad_output"):
+        convkern.conv2d_backward(np.ones((1, 3, 6, 6), np.float32), put(x), put(w))
+    with pytest.raises(TypeError, match="input.*weight"):
+        convkern.conv2d(put(x), w, stride=0)  # the device check comes before the arguments'
+    y, idx = convkern.max_pool2d(put(x), 2, return_indices=True)
+    with pytest.raises(TypeError, match="indices"):
+        convkern.max_pool2d_backward(put(np.ones(y.shape, np.float32)), put(x), 2, indices=cuda_api.get(idx))
+    with pytest.raises(TypeError, match="astype"):
+        convkern.max_pool2d(put(x.astype(np.int32)), 2)
+    with pytest.raises(ValueError, match="out must have shape"):
+        convkern.conv2d(put(x), put(w), out=cuda_api.poisoned((1, 3, 5, 5), np.float32))
+    xd = put(x)
+    with pytest.raises(ValueError, match="share memory"):
+        convkern.avg_pool2d(xd, 1, out=xd)
+    with pytest.raises(ValueError, match="indices holds 99"):
+        convkern.max_pool2d_backward(put(np.ones(y.shape, np.float32)), xd, 2,
+                                     indices=put(np.full(y.shape, 99, np.int64)))
+
+
+def test_api_nn_model_on_cuda(cuda_api, rng):
+    """A small CNN moved with .to("cuda") trains to the same numbers as on the host."""
+    from convkern import nn, optim
+
+    def model():
+        nn.manual_seed(3)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3),
+                             nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+
+    x = rng.standard_normal((5, 1, 10, 10)).astype(np.float32)
+    target = np.array([0, 2, 1, 1, 0])
+    losses = {}
+    for device in ("cpu", "cuda"):
+        m = model().to(device)
+        opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+        xs = x if device == "cpu" else cuda_api.put(x)
+        ts = target if device == "cpu" else cuda_api.put(target)
+        losses[device] = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = loss_fn(m(xs), ts)
+            m.backward(loss_fn.backward())
+            opt.step()
+            losses[device].append(float(loss))
+        if device == "cuda":
+            assert all(isinstance(p.data, cuda_api.xp.ndarray) for p in m.parameters())
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-4)

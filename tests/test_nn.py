@@ -310,6 +310,11 @@ def test_to_converts_dtype_and_refuses_cuda_without_a_cuda_build():
     if not convkern.info()["cuda"]:
         with pytest.raises(RuntimeError, match="no CUDA backend"):
             model.to("cuda")
+    elif not convkern.info()["gpus"]:
+        with pytest.raises(RuntimeError, match="0 CUDA device"):
+            model.to("cuda")
+    with pytest.raises(RuntimeError, match="cuda:7"):
+        model.to("cuda:7")
 
 
 def test_layers_reject_mismatched_inputs(rng):

@@ -9,7 +9,7 @@ import pytest
 import convkern
 from convkern import reference as ref
 
-from conftest import LAYOUTS, assert_close, poisoned, relayout
+from conftest import HOST, LAYOUTS, assert_close, relayout
 
 DTYPES = (np.float32, np.float64)
 FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
@@ -64,6 +64,10 @@ def _inputs(shape, layout, dtype, rng, kind):
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(25)] + [(r, s) for r in (1, 3) for s in range(8)])
 def test_pool_forward_backward(rank, seed, kind, dtype, last, rng):
+    check_pool(rank, seed, kind, dtype, last, rng)
+
+
+def check_pool(rank, seed, kind, dtype, last, rng, on=HOST):
     shape, kw, layout = pool_case(seed, rank, kind)
     x = _inputs(shape, "contiguous", dtype, rng, kind)
     if last:
@@ -75,26 +79,27 @@ def test_pool_forward_backward(rank, seed, kind, dtype, last, rng):
         expected = getattr(ref, name)(x, **kw)
     else:
         expected, expected_idx = getattr(ref, name)(x, **kw, return_indices=True)
-    out = poisoned(expected.shape, dtype)
+    xd = on.put(x)
+    out = on.poisoned(expected.shape, dtype)
     if kind == "avg":
-        y = getattr(convkern, name)(x, **kw, out=out)
+        y = getattr(convkern, name)(xd, **kw, out=out)
     else:
-        y, idx = getattr(convkern, name)(x, **kw, return_indices=True, out=out)
+        y, idx = getattr(convkern, name)(xd, **kw, return_indices=True, out=out)
         assert idx.dtype == np.int64 and idx.flags.c_contiguous
-        np.testing.assert_array_equal(idx, expected_idx)
+        np.testing.assert_array_equal(on.get(idx), expected_idx)
     assert y is out
     window = int(np.prod(kw["kernel_size"]))
-    assert_close(y, expected, reduction=window, dtype=dtype, what=f"{name} {kw}")
+    assert_close(on.get(y), expected, reduction=window, dtype=dtype, what=f"{name} {kw}")
 
     dy = relayout(rng.standard_normal(expected.shape).astype(dtype), layout, rng)
-    got = getattr(convkern, name + "_backward")(dy, x, **kw)
+    got = getattr(convkern, name + "_backward")(on.put(dy), xd, **kw)
     want = getattr(ref, name + "_backward")(dy, x, **kw)
     assert got.flags.c_contiguous and got.dtype == dtype
-    assert_close(got, want, reduction=window, dtype=dtype, what=f"{name}_backward {kw}")
+    assert_close(on.get(got), want, reduction=window, dtype=dtype, what=f"{name}_backward {kw}")
     if kind != "avg":
         # The forward's indices give the same gradient without recomputing the argmax.
-        with_idx = getattr(convkern, name + "_backward")(dy, x, **kw, indices=idx)
-        np.testing.assert_array_equal(with_idx, got)
+        with_idx = getattr(convkern, name + "_backward")(on.put(dy), xd, **kw, indices=idx)
+        np.testing.assert_array_equal(on.get(with_idx), on.get(got))
 
 
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
@@ -158,6 +163,10 @@ def test_global_extremum_long_planes(kind, last, rng):
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_global_pool(rank, kind, keepdims, dtype, last, rng):
+    check_global_pool(rank, kind, keepdims, dtype, last, rng)
+
+
+def check_global_pool(rank, kind, keepdims, dtype, last, rng, on=HOST):
     shape = (3, 5) + (7, 6, 5)[:rank]
     x = rng.standard_normal(shape).astype(dtype)
     x[0, 0].flat[3] = x[0, 0].max() if kind == "max" else x[0, 0].min()  # a tie: first wins
@@ -166,14 +175,15 @@ def test_global_pool(rank, kind, keepdims, dtype, last, rng):
     kw = dict(keepdims=keepdims, data_format=FORMATS[rank][last])
     name = f"global_{kind}_pool{rank}d"
     expected = getattr(ref, name)(x, **kw)
-    out = poisoned(expected.shape, dtype)
-    assert getattr(convkern, name)(x, **kw, out=out) is out
-    assert_close(out, expected, reduction=int(np.prod(shape[2:])), dtype=dtype)
+    xd = on.put(x)
+    out = on.poisoned(expected.shape, dtype)
+    assert getattr(convkern, name)(xd, **kw, out=out) is out
+    assert_close(on.get(out), expected, reduction=int(np.prod(shape[2:])), dtype=dtype)
     dy = rng.standard_normal(expected.shape).astype(dtype)
-    assert_close(getattr(convkern, name + "_backward")(dy, x, **kw),
+    assert_close(on.get(getattr(convkern, name + "_backward")(on.put(dy), xd, **kw)),
                  getattr(ref, name + "_backward")(dy, x, **kw), dtype=dtype)
     # Unbatched: one number per channel.
-    assert getattr(convkern, name)(x[0], data_format=kw["data_format"]).shape == (5,)
+    assert getattr(convkern, name)(on.put(x[0]), data_format=kw["data_format"]).shape == (5,)
 
 
 def test_max_pool_nan_propagates_to_first_nan():

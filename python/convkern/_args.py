@@ -21,32 +21,6 @@ CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 
 
-def _is_cuda_array(a: Any) -> bool:
-    if hasattr(a, "__cuda_array_interface__"):
-        return True
-    dev = getattr(a, "__dlpack_device__", None)
-    if callable(dev):
-        try:
-            # DLPack device types 2 (kDLCUDA), 3 (kDLCUDAHost) and 13 (kDLCUDAManaged).
-            return int(dev()[0]) in (2, 3, 13)
-        except Exception:  # a broken __dlpack_device__ is simply not a CUDA array
-            return False
-    return False
-
-
-def reject_cuda(**arrays: Any) -> None:
-    """A CUDA array is a RuntimeError, checked before anything else: the operators here run on
-    the CPU, and the CUDA kernels (convkern._cuda, when built) are not yet routed to from them."""
-    for name, a in arrays.items():
-        if a is not None and _is_cuda_array(a):
-            from . import _cuda_backend
-
-            why = ("this build of convkern has no CUDA backend (convkern.info()['cuda'] is False)"
-                   if not _cuda_backend.built() else
-                   "convkern's operators do not yet dispatch CUDA arrays to its CUDA kernels")
-            raise RuntimeError(f"{name} is a CUDA array, but {why}; move it to the host with .get() or numpy.asarray")
-
-
 def as_float_array(a: Any, name: str) -> np.ndarray:
     """Returns ``a`` as an ndarray of float32 or float64; anything else is a TypeError."""
     if not isinstance(a, np.ndarray):
@@ -119,23 +93,6 @@ def ncs_shape(x: np.ndarray, rank: int, name: str, channels_last: bool) -> Tuple
     return s, unbatched
 
 
-def to_ncs(x: np.ndarray, unbatched: bool, channels_last: bool) -> np.ndarray:
-    """A C-contiguous (N, C, *spatial) array: a view when the input already is one."""
-    if unbatched:
-        x = x[None]
-    if channels_last:
-        # Channels-last is served by a transposed copy for now; kernels written for the layout
-        # replace this.
-        x = np.moveaxis(x, -1, 1)
-    return np.ascontiguousarray(x)
-
-
-def restore_layout(y: np.ndarray, unbatched: bool, channels_last: bool) -> np.ndarray:
-    if channels_last:
-        y = np.ascontiguousarray(np.moveaxis(y, 1, -1))
-    return y[0] if unbatched else y
-
-
 def user_shape(shape_ncs: Sequence[int], unbatched: bool, channels_last: bool) -> Tuple[int, ...]:
     s = list(shape_ncs)
     if channels_last:
@@ -160,23 +117,6 @@ def check_out(out: Any, shape: Tuple[int, ...], dtype: np.dtype, name: str = "ou
             raise ValueError(f"{name} must not share memory with an input")
 
 
-def result(y_ncs: np.ndarray, unbatched: bool, last: bool, out: Optional[np.ndarray]):
-    if out is not None and not last:
-        return out  # the kernel wrote into it
-    y = restore_layout(y_ncs, unbatched, last)
-    if out is None:
-        return y
-    out[...] = y
-    return out
-
-
-def ncs_out(out: Optional[np.ndarray], shape_ncs: tuple, dtype, last: bool) -> np.ndarray:
-    """Where the kernel writes: the caller's `out` itself when its layout allows, else a new array."""
-    if out is not None and not last:
-        return out.reshape(shape_ncs)
-    return np.empty(shape_ncs, dtype)
-
-
 def physical_shape(shape_ncs: Sequence[int], rank: int, channels_last: bool) -> Tuple[int, ...]:
     """The 5-D shape the kernels see: (N, C, D, H, W), or (N, D, H, W, C) when channels-last,
     with unit axes standing in for the spatial axes a lower-rank op does not have."""
@@ -184,6 +124,7 @@ def physical_shape(shape_ncs: Sequence[int], rank: int, channels_last: bool) -> 
     return tuple([n] + spatial + [c]) if channels_last else tuple([n, c] + spatial)
 
 
-def batched_contiguous(x: np.ndarray, unbatched: bool) -> np.ndarray:
-    """The array in its own layout, with an N axis, C-contiguous (a view when it already is)."""
-    return np.ascontiguousarray(x[None] if unbatched else x)
+def batched_contiguous(x, unbatched: bool, xp=np):
+    """The array in its own layout, with an N axis, C-contiguous (a view when it already is);
+    xp is the array's module (numpy or cupy)."""
+    return xp.ascontiguousarray(x[None] if unbatched else x)

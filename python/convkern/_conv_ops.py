@@ -3,7 +3,8 @@
 The public, per-rank functions (``conv2d``, ``conv_transpose2d`` ...) are generated from these in
 ``functional.py``. Activations are handed to the kernels in their own layout (channels-first or
 channels-last kernels exist for both); only non-zero padding modes make a padded copy, as
-PyTorch's modules do.
+PyTorch's modules do. Every call runs where its arrays are (``_backend``): NumPy arrays on the CPU
+kernels, CUDA arrays on the CUDA kernels, with the same code here.
 """
 from __future__ import annotations
 
@@ -12,17 +13,15 @@ from typing import Any, Sequence, Tuple
 import numpy as np
 
 from . import _C
+from ._backend import backend_for
 from ._args import (
-    as_float_array,
     as_int,
     batched_contiguous,
-    check_out,
     data_format_is_last,
     int_tuple,
     ncs_shape,
     pad3,
     physical_shape,
-    reject_cuda,
     same_dtype,
     user_shape,
 )
@@ -89,40 +88,42 @@ def _check_mode_padding(mode: str, sizes: Sequence[int], before: Sequence[int], 
             )
 
 
-def _pad_by_mode(x: np.ndarray, axes: Sequence[int], before, after, mode: str) -> np.ndarray:
+def _pad_by_mode(x, axes: Sequence[int], before, after, mode: str, xp=np):
+    """x padded by `mode` (a copy); xp is x's array module (numpy or cupy)."""
     for axis, b, a in zip(axes, before, after):
         if b or a:
-            x = np.take(x, _source_index(x.shape[axis], b, a, mode), axis=axis)
-    return np.ascontiguousarray(x)
+            x = xp.take(x, xp.asarray(_source_index(x.shape[axis], b, a, mode)), axis=axis)
+    return xp.ascontiguousarray(x)
 
 
-def _unpad_by_mode(g: np.ndarray, axes: Sequence[int], before, after, mode: str) -> np.ndarray:
+def _unpad_by_mode(g, axes: Sequence[int], before, after, mode: str, xp=np):
     """Adjoint of _pad_by_mode: every padded cell's gradient goes back to the cell it copied,
     in a fixed order (deterministic)."""
     for axis, b, a in reversed(list(zip(axes, before, after))):
         if not (b or a):
             continue
-        gm = np.moveaxis(g, axis, 0)
+        gm = xp.moveaxis(g, axis, 0)
         n = gm.shape[0] - b - a
         src = _source_index(n, b, a, mode)
         folded = gm[b:b + n].copy()
         for j in list(range(b)) + list(range(b + n, b + n + a)):
-            folded[src[j]] += gm[j]
-        g = np.moveaxis(folded, 0, axis)
-    return np.ascontiguousarray(g)
+            folded[int(src[j])] += gm[j]
+        g = xp.moveaxis(folded, 0, axis)
+    return xp.ascontiguousarray(g)
 
 
 # --------------------------------------------------------------------------------------------
 # Convolution
 # --------------------------------------------------------------------------------------------
 
-def _parse_arrays(rank, input, weight, bias, data_format):
-    """The arrays of a (transposed) convolution, checked for device, dtype and layout:
-    (input, weight, bias, channels_last, (N, C, *spatial) of the input, unbatched)."""
-    reject_cuda(input=input, weight=weight, bias=bias)
-    x = as_float_array(input, "input")
-    w = as_float_array(weight, "weight")
-    b = None if bias is None else as_float_array(bias, "bias")
+def _parse_arrays(call, rank, input, weight, bias, data_format, device_arrays):
+    """Sets call.be (where it runs, from every array of the call: device_arrays names the others, e.g.
+    grad_output and out) and returns the arrays of a (transposed) convolution, checked for dtype and
+    layout: (input, weight, bias, channels_last, (N, C, *spatial) of the input, unbatched)."""
+    be = call.be = backend_for(input=input, weight=weight, bias=bias, **device_arrays)
+    x = be.as_float_array(input, "input")
+    w = be.as_float_array(weight, "weight")
+    b = None if bias is None else be.as_float_array(bias, "bias")
     same_dtype(x, "input", weight=w, bias=b)
     last = data_format_is_last(data_format, rank)
     shape, unbatched = ncs_shape(x, rank, "input", last)
@@ -132,8 +133,10 @@ def _parse_arrays(rank, input, weight, bias, data_format):
 class _ConvCall:
     """A parsed, validated convolution call: the geometry and the arrays in kernel form."""
 
-    def __init__(self, rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format):
-        x, w, b, self.last, shape, self.unbatched = _parse_arrays(rank, input, weight, bias, data_format)
+    def __init__(self, rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
+                 **device_arrays):
+        x, w, b, self.last, shape, self.unbatched = _parse_arrays(self, rank, input, weight, bias, data_format,
+                                                                  device_arrays)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         if w.ndim != rank + 2:
@@ -168,15 +171,15 @@ class _ConvCall:
     def spatial_axes(self) -> list:
         return list(range(1, 1 + self.rank)) if self.last else list(range(2, 2 + self.rank))
 
-    def x5(self) -> np.ndarray:
+    def x5(self):
         """The input as the kernels read it: batched, C-contiguous, padded by mode if needed."""
-        x = batched_contiguous(self.x, self.unbatched)
+        x = batched_contiguous(self.x, self.unbatched, self.be.xp)
         if self.mode != "zeros":
-            x = _pad_by_mode(x, self.spatial_axes(), *self.mode_pads, self.mode)
+            x = _pad_by_mode(x, self.spatial_axes(), *self.mode_pads, self.mode, self.be.xp)
         return x.reshape(physical_shape(self.kernel_shape, self.rank, self.last))
 
-    def w5(self) -> np.ndarray:
-        return np.ascontiguousarray(self.w).reshape(self.w_shape5)
+    def w5(self):
+        return self.be.xp.ascontiguousarray(self.w).reshape(self.w_shape5)
 
     def user_shape(self, ncs) -> tuple:
         return user_shape(ncs, self.unbatched, self.last)
@@ -186,47 +189,65 @@ class _ConvCall:
 
 
 def _result_buffer(call, out):
-    """The caller's out= (checked: shape, dtype, layout, no aliasing) or a new result array."""
+    """The caller's out= (checked: shape, dtype, layout, device, no aliasing) or a new result array."""
     shape = call.user_shape(call.y_shape)
     if out is None:
-        return np.empty(shape, call.dtype)
-    check_out(out, shape, call.dtype, "out", (call.x, call.w, call.b))
-    return out
+        return call.be.empty(shape, call.dtype)
+    call.be.check_out(out, shape, call.dtype, "out", (call.x, call.w, call.b))
+    return call.be.xp.asarray(out)  # a CUDA out= that is not a CuPy array is written through a view
 
 
 def _conv(rank, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
           data_format=None, *, out=None):
-    reject_cuda(out=out)
-    c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format)
-    y = _result_buffer(c, out)
-    b = None if c.b is None else np.ascontiguousarray(c.b)
-    _C.conv_forward(c.x5(), c.w5(), b, y.reshape(c.phys(c.y_shape)), c.args)
-    return y
+    c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format, out=out)
+    with c.be.scope():
+        y = _result_buffer(c, out)
+        b = None if c.b is None else c.be.xp.ascontiguousarray(c.b)
+        c.be.kernels.conv_forward(c.x5(), c.w5(), b, y.reshape(c.phys(c.y_shape)), c.args)
+    return y if out is None else out
 
 
-def _grad_output(grad_output, ref: np.ndarray, expected: tuple, unbatched: bool) -> np.ndarray:
-    reject_cuda(grad_output=grad_output)
-    dy = as_float_array(grad_output, "grad_output")
-    same_dtype(ref, "input", grad_output=dy)
+def _grad_output(call, grad_output, expected: tuple):
+    """grad_output checked against the forward's output shape, batched and C-contiguous."""
+    dy = call.be.as_float_array(grad_output, "grad_output")
+    same_dtype(call.x, "input", grad_output=dy)
     if dy.shape != expected:
         raise ValueError(f"grad_output has shape {dy.shape}, but the forward output has shape {expected}")
-    return batched_contiguous(dy, unbatched)
+    return batched_contiguous(dy, call.unbatched, call.be.xp)
+
+
+def _output_mask(output_mask) -> Tuple[bool, bool, bool]:
+    """Which of (grad_input, grad_weight, grad_bias) to compute, as aten's convolution_backward takes it."""
+    if not isinstance(output_mask, (list, tuple)) or len(output_mask) != 3 or not all(
+            isinstance(m, (bool, np.bool_)) for m in output_mask):
+        raise TypeError(f"output_mask must be 3 bools (grad_input, grad_weight, grad_bias), got {output_mask!r}")
+    return tuple(bool(m) for m in output_mask)
 
 
 def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
-                   padding_mode="zeros", data_format=None):
-    c = _ConvCall(rank, input, weight, None, stride, padding, dilation, groups, padding_mode, data_format)
-    dy = _grad_output(grad_output, c.x, c.user_shape(c.y_shape), c.unbatched).reshape(c.phys(c.y_shape))
-    dx = np.empty(c.phys(c.kernel_shape), c.dtype)
-    dw = np.empty(c.w_shape5, c.dtype)
-    db = np.empty((c.w.shape[0],), c.dtype)
-    _C.conv_backward_data(dy, c.w5(), dx, c.args)
-    _C.conv_backward_weight(dy, c.x5(), dw, c.args)
-    _C.channel_sum(dy, db, c.last)
-    dx = dx.reshape(user_shape(c.kernel_shape, False, c.last))
-    if c.mode != "zeros":
-        dx = _unpad_by_mode(dx, c.spatial_axes(), *c.mode_pads, c.mode)
-    return (dx[0] if c.unbatched else dx), dw.reshape(c.w.shape), db
+                   padding_mode="zeros", data_format=None, *, output_mask=(True, True, True)):
+    want_dx, want_dw, want_db = _output_mask(output_mask)
+    c = _ConvCall(rank, input, weight, None, stride, padding, dilation, groups, padding_mode, data_format,
+                  grad_output=grad_output)
+    dy = _grad_output(c, grad_output, c.user_shape(c.y_shape)).reshape(c.phys(c.y_shape))
+    be = c.be
+    dx = dw = db = None
+    with be.scope():
+        if want_dx:
+            dx = be.empty(c.phys(c.kernel_shape), c.dtype)
+            be.kernels.conv_backward_data(dy, c.w5(), dx, c.args)
+            dx = dx.reshape(user_shape(c.kernel_shape, False, c.last))
+            if c.mode != "zeros":
+                dx = _unpad_by_mode(dx, c.spatial_axes(), *c.mode_pads, c.mode, be.xp)
+            dx = dx[0] if c.unbatched else dx
+        if want_dw:
+            dw = be.empty(c.w_shape5, c.dtype)
+            be.kernels.conv_backward_weight(dy, c.x5(), dw, c.args)
+            dw = dw.reshape(c.w.shape)
+        if want_db:
+            db = be.empty((c.w.shape[0],), c.dtype)
+            be.kernels.channel_sum(dy, db, c.last)
+    return dx, dw, db
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,8 +256,10 @@ def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilati
 # --------------------------------------------------------------------------------------------
 
 class _ConvTransposeCall:
-    def __init__(self, rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format):
-        x, w, b, self.last, shape, self.unbatched = _parse_arrays(rank, input, weight, bias, data_format)
+    def __init__(self, rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
+                 **device_arrays):
+        x, w, b, self.last, shape, self.unbatched = _parse_arrays(self, rank, input, weight, bias, data_format,
+                                                                  device_arrays)
         if w.ndim != rank + 2:
             raise ValueError(
                 f"weight must have {rank + 2} dimensions (in_channels, out_channels/groups, *kernel), "
@@ -277,17 +300,18 @@ class _ConvTransposeCall:
     def spatial_axes(self) -> list:
         return list(range(1, 1 + self.rank)) if self.last else list(range(2, 2 + self.rank))
 
-    def extended(self, a: np.ndarray) -> np.ndarray:
-        """a (batched, in its layout) zero-extended to ext_shape when the plan needs it."""
+    def x_extended(self):
+        """The input (batched, in its layout) zero-extended to ext_shape when the plan needs it."""
+        a = batched_contiguous(self.x, self.unbatched, self.be.xp)
         if self.ext_shape != self.shape:
             widths = [(0, 0)] * a.ndim
             for axis, n, e in zip(self.spatial_axes(), self.shape[2:], self.ext_shape[2:]):
                 widths[axis] = (0, e - n)
-            a = np.pad(a, widths)
+            a = self.be.xp.pad(a, widths)
         return a.reshape(self.phys(self.ext_shape))
 
-    def w5(self) -> np.ndarray:
-        return np.ascontiguousarray(self.w).reshape(self.w_shape5)
+    def w5(self):
+        return self.be.xp.ascontiguousarray(self.w).reshape(self.w_shape5)
 
     def user_shape(self, ncs) -> tuple:
         return user_shape(ncs, self.unbatched, self.last)
@@ -295,30 +319,41 @@ class _ConvTransposeCall:
 
 def _conv_transpose(rank, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                     data_format=None, *, out=None):
-    reject_cuda(out=out)
-    t = _ConvTransposeCall(rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format)
-    y = _result_buffer(t, out)
-    y5 = y.reshape(t.phys(t.y_shape))
-    _C.conv_backward_data(t.extended(batched_contiguous(t.x, t.unbatched)), t.w5(), y5, t.args)
-    if t.b is not None:
-        y5 += t.b if t.last else t.b.reshape(-1, 1, 1, 1)
-    return y
+    t = _ConvTransposeCall(rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
+                           out=out)
+    with t.be.scope():
+        y = _result_buffer(t, out)
+        y5 = y.reshape(t.phys(t.y_shape))
+        t.be.kernels.conv_backward_data(t.x_extended(), t.w5(), y5, t.args)
+        if t.b is not None:
+            y5 += t.b if t.last else t.b.reshape(-1, 1, 1, 1)
+    return y if out is None else out
 
 
 def _conv_transpose_backward(rank, grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
-                             dilation=1, data_format=None):
-    t = _ConvTransposeCall(rank, input, weight, None, stride, padding, output_padding, groups, dilation, data_format)
-    dy = _grad_output(grad_output, t.x, t.user_shape(t.y_shape), t.unbatched).reshape(t.phys(t.y_shape))
-    gx = np.empty(t.phys(t.ext_shape), t.dtype)
-    _C.conv_forward(dy, t.w5(), None, gx, t.args)
-    gw = np.empty(t.w_shape5, t.dtype)
-    _C.conv_backward_weight(t.extended(batched_contiguous(t.x, t.unbatched)), dy, gw, t.args)
-    gb = np.empty((t.y_shape[1],), t.dtype)
-    _C.channel_sum(dy, gb, t.last)
-    gx = gx.reshape(user_shape(t.ext_shape, False, t.last))
-    if t.ext_shape != t.shape:
-        crop = [slice(None)] * gx.ndim
-        for axis, n in zip(t.spatial_axes(), t.shape[2:]):
-            crop[axis] = slice(0, n)
-        gx = np.ascontiguousarray(gx[tuple(crop)])
-    return (gx[0] if t.unbatched else gx), gw.reshape(t.w.shape), gb
+                             dilation=1, data_format=None, *, output_mask=(True, True, True)):
+    want_dx, want_dw, want_db = _output_mask(output_mask)
+    t = _ConvTransposeCall(rank, input, weight, None, stride, padding, output_padding, groups, dilation, data_format,
+                           grad_output=grad_output)
+    dy = _grad_output(t, grad_output, t.user_shape(t.y_shape)).reshape(t.phys(t.y_shape))
+    be = t.be
+    gx = gw = gb = None
+    with be.scope():
+        if want_dx:
+            gx = be.empty(t.phys(t.ext_shape), t.dtype)
+            be.kernels.conv_forward(dy, t.w5(), None, gx, t.args)
+            gx = gx.reshape(user_shape(t.ext_shape, False, t.last))
+            if t.ext_shape != t.shape:
+                crop = [slice(None)] * gx.ndim
+                for axis, n in zip(t.spatial_axes(), t.shape[2:]):
+                    crop[axis] = slice(0, n)
+                gx = be.xp.ascontiguousarray(gx[tuple(crop)])
+            gx = gx[0] if t.unbatched else gx
+        if want_dw:
+            gw = be.empty(t.w_shape5, t.dtype)
+            be.kernels.conv_backward_weight(t.x_extended(), dy, gw, t.args)
+            gw = gw.reshape(t.w.shape)
+        if want_db:
+            gb = be.empty((t.y_shape[1],), t.dtype)
+            be.kernels.channel_sum(dy, gb, t.last)
+    return gx, gw, gb

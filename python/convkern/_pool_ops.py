@@ -3,6 +3,8 @@
 The public, per-rank functions (``max_pool2d`` ...) are generated from these in ``functional.py``.
 Arrays reach the kernels C-contiguous and 5-D in the op's own layout, (N, C, D, H, W) or
 (N, D, H, W, C): channels-last is computed by channels-last kernels, never through a transposed copy.
+Every call runs where its arrays are (``_backend``): NumPy arrays on the CPU kernels, CUDA arrays
+on the CUDA kernels.
 """
 from __future__ import annotations
 
@@ -11,15 +13,13 @@ from typing import Tuple
 import numpy as np
 
 from . import _C
+from ._backend import backend_for
 from ._args import (
-    as_float_array,
     as_int,
-    check_out,
     data_format_is_last,
     int_tuple,
     ncs_shape,
     pad3,
-    reject_cuda,
     same_dtype,
     user_shape,
 )
@@ -31,19 +31,14 @@ def _shape5(shape_ncs, rank: int, last: bool) -> tuple:
     return (n,) + spatial + (c,) if last else (n, c) + spatial
 
 
-def _as5(a: np.ndarray, shape5: tuple) -> np.ndarray:
-    """`a` as a C-contiguous array of `shape5`: a view when it already is C-contiguous, else one copy
-    that keeps its layout."""
-    return np.ascontiguousarray(a).reshape(shape5)
-
-
 class _Activations:
-    """The input of a pooling call, parsed: its (N, C, *spatial) shape and layout, and the shapes the
-    kernels see. Subclasses size the output."""
+    """The input of a pooling call, parsed: its (N, C, *spatial) shape and layout, the shapes the
+    kernels see and where it runs (``be``, from every array of the call: ``device_arrays`` names the
+    others, e.g. grad_output, indices, out). Subclasses size the output."""
 
-    def __init__(self, rank, input, data_format, name="input"):
-        reject_cuda(**{name: input})
-        x = as_float_array(input, name)
+    def __init__(self, rank, input, data_format, name="input", **device_arrays):
+        self.be = backend_for(**{name: input}, **device_arrays)
+        x = self.be.as_float_array(input, name)
         self.last = data_format_is_last(data_format, rank)
         self.shape, self.unbatched = ncs_shape(x, rank, name, self.last)
         self.rank, self.x, self.dtype = rank, x, x.dtype
@@ -53,47 +48,56 @@ class _Activations:
         self.y_shape = tuple(self.shape[:2]) + tuple(out3[3 - self.rank:])
         self.out5 = _shape5(self.y_shape, self.rank, self.last)
 
-    def x5(self) -> np.ndarray:
-        return _as5(self.x, self.in5)
+    def _as5(self, a, shape5: tuple):
+        """`a` as a C-contiguous array of `shape5`: a view when it already is C-contiguous, else one
+        copy that keeps its layout."""
+        return self.be.xp.ascontiguousarray(a).reshape(shape5)
+
+    def x5(self):
+        return self._as5(self.x, self.in5)
 
     def user_shape(self, ncs) -> tuple:
         return user_shape(ncs, self.unbatched, self.last)
 
-    def output(self, out, shape=None) -> np.ndarray:
+    def output(self, out, shape=None):
         """Where the kernel writes: the caller's `out` itself (checked), else a new array."""
         if out is None:
-            return np.empty(self.out5, self.dtype)
-        check_out(out, self.user_shape(self.y_shape) if shape is None else shape, self.dtype, "out", (self.x,))
-        return out.reshape(self.out5)
+            return self.be.empty(self.out5, self.dtype)
+        self.be.check_out(out, self.user_shape(self.y_shape) if shape is None else shape, self.dtype, "out",
+                          (self.x,))
+        return self.be.xp.asarray(out).reshape(self.out5)
 
-    def finish(self, y5: np.ndarray, out) -> np.ndarray:
+    def finish(self, y5, out):
         return y5.reshape(self.user_shape(self.y_shape)) if out is None else out
 
-    def check_grad_output(self, grad_output, expected=None) -> np.ndarray:
-        reject_cuda(grad_output=grad_output)
-        dy = as_float_array(grad_output, "grad_output")
+    def new_indices(self):
+        return self.be.empty(self.out5, np.int64)
+
+    def check_grad_output(self, grad_output, expected=None):
+        dy = self.be.as_float_array(grad_output, "grad_output")
         same_dtype(self.x, "input", grad_output=dy)
         expected = self.user_shape(self.y_shape) if expected is None else expected
         if dy.shape != expected:
             raise ValueError(f"grad_output has shape {dy.shape}, but the forward output has shape {expected}")
-        return _as5(dy, self.out5)
+        return self._as5(dy, self.out5)
 
-    def check_indices(self, indices) -> np.ndarray:
-        """The forward's indices, checked for type and shape (their values are checked by _C)."""
-        reject_cuda(indices=indices)
-        if not isinstance(indices, np.ndarray):
-            raise TypeError(f"indices must be a numpy.ndarray of int64, got {type(indices).__name__}")
+    def check_indices(self, indices):
+        """The forward's indices, checked for type and shape (their values are checked by the kernels)."""
+        if not self.be.is_array(indices):
+            raise TypeError(f"indices must be a {self.be.array_type()} of int64, got {type(indices).__name__}")
+        if self.be.name == "cuda":
+            indices = self.be.xp.asarray(indices)
         if indices.dtype != np.int64:
             raise TypeError(f"indices must have dtype int64, got {indices.dtype}")
         expected = self.user_shape(self.y_shape)
         if indices.shape != expected:
             raise ValueError(f"indices has shape {indices.shape}, but the forward output has shape {expected}")
-        return _as5(indices, self.out5)
+        return self._as5(indices, self.out5)
 
-    def grad_input(self) -> np.ndarray:
-        return np.empty(self.in5, self.dtype)
+    def grad_input(self):
+        return self.be.empty(self.in5, self.dtype)
 
-    def finish_grad(self, dx5: np.ndarray) -> np.ndarray:
+    def finish_grad(self, dx5):
         return dx5.reshape(self.user_shape(self.shape))
 
 
@@ -101,8 +105,8 @@ class _PoolCall(_Activations):
     """A parsed, validated sliding-window pooling call."""
 
     def __init__(self, rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format,
-                 name="input"):
-        super().__init__(rank, input, data_format, name)
+                 name="input", **device_arrays):
+        super().__init__(rank, input, data_format, name, **device_arrays)
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
         k = int_tuple(kernel_size, rank, "kernel_size")
@@ -132,11 +136,11 @@ class _PoolCall(_Activations):
 
 def _extremum_pool(is_min, rank, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                    return_indices=False, data_format=None, *, out=None):
-    reject_cuda(out=out)
-    p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format)
-    y = p.output(out)
-    idx = np.empty(p.out5, np.int64) if return_indices else None
-    _C.extremum_pool_forward(p.x5(), y, idx, *p.args, is_min, rank, p.last)
+    p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format, out=out)
+    with p.be.scope():
+        y = p.output(out)
+        idx = p.new_indices() if return_indices else None
+        p.be.kernels.extremum_pool_forward(p.x5(), y, idx, *p.args, is_min, rank, p.last)
     values = p.finish(y, out)
     if return_indices:
         return values, idx.reshape(p.user_shape(p.y_shape))
@@ -145,15 +149,18 @@ def _extremum_pool(is_min, rank, input, kernel_size, stride=None, padding=0, dil
 
 def _extremum_pool_backward(is_min, rank, grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
                             ceil_mode=False, data_format=None, indices=None):
-    p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format)
+    p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format,
+                  grad_output=grad_output, indices=indices)
     dy = p.check_grad_output(grad_output)
-    if indices is None:
-        idx = np.empty(p.out5, np.int64)
-        _C.extremum_pool_forward(p.x5(), np.empty(p.out5, p.dtype), idx, *p.args, is_min, rank, p.last)
-    else:
-        idx = p.check_indices(indices)
-    dx = p.grad_input()
-    _C.extremum_pool_backward(dy, idx, dx, *p.args, rank, p.last)
+    with p.be.scope():
+        if indices is None:
+            idx = p.new_indices()
+            p.be.kernels.extremum_pool_forward(p.x5(), p.be.empty(p.out5, p.dtype), idx, *p.args, is_min, rank,
+                                               p.last)
+        else:
+            idx = p.check_indices(indices)
+        dx = p.grad_input()
+        p.be.kernels.extremum_pool_backward(dy, idx, dx, *p.args, rank, p.last, validate=indices is not None)
     return p.finish_grad(dx)
 
 
@@ -170,31 +177,31 @@ def _avg_options(count_include_pad, divisor_override) -> Tuple[bool, int]:
 
 def _avg_pool(rank, input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
               divisor_override=None, data_format=None, *, out=None):
-    reject_cuda(out=out)
-    p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format)
+    p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format, out=out)
     opts = _avg_options(count_include_pad, divisor_override)
-    y = p.output(out)
-    _C.avg_pool_forward(p.x5(), y, *p.avg_args(), *opts, rank, p.last)
+    with p.be.scope():
+        y = p.output(out)
+        p.be.kernels.avg_pool_forward(p.x5(), y, *p.avg_args(), *opts, rank, p.last)
     return p.finish(y, out)
 
 
 def _avg_pool_backward(rank, grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
                        count_include_pad=True, divisor_override=None, data_format=None):
-    p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format)
+    p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format, grad_output=grad_output)
     opts = _avg_options(count_include_pad, divisor_override)
     dy = p.check_grad_output(grad_output)
-    dx = p.grad_input()
-    _C.avg_pool_backward(dy, dx, *p.avg_args(), *opts, rank, p.last)
+    with p.be.scope():
+        dx = p.grad_input()
+        p.be.kernels.avg_pool_backward(dy, dx, *p.avg_args(), *opts, rank, p.last)
     return p.finish_grad(dx)
 
 
 # Global pooling is pooling with one window that covers the whole input plane.
 
-def _global_call(rank, input, data_format) -> _PoolCall:
-    reject_cuda(input=input)
-    x = as_float_array(input, "input")
+def _global_call(rank, input, data_format, **device_arrays) -> _PoolCall:
+    x = backend_for(input=input, **device_arrays).as_float_array(input, "input")
     shape, _ = ncs_shape(x, rank, "input", data_format_is_last(data_format, rank))
-    return _PoolCall(rank, x, tuple(shape[2:]), None, 0, 1, False, data_format)
+    return _PoolCall(rank, x, tuple(shape[2:]), None, 0, 1, False, data_format, **device_arrays)
 
 
 def _global_shape(p: _PoolCall, keepdims: bool) -> tuple:
@@ -206,28 +213,30 @@ def _global_shape(p: _PoolCall, keepdims: bool) -> tuple:
 
 
 def _global_pool(kind, rank, input, keepdims=False, data_format=None, *, out=None):
-    reject_cuda(out=out)
-    p = _global_call(rank, input, data_format)
+    p = _global_call(rank, input, data_format, out=out)
     shape = _global_shape(p, keepdims)
     # (N, C) and (N, 1, .., C) or (N, C, 1, ..) are the same memory: out is written in place.
-    y = p.output(out, shape)
-    if kind == "avg":
-        _C.avg_pool_forward(p.x5(), y, *p.avg_args(), True, 0, rank, p.last)
-    else:
-        _C.extremum_pool_forward(p.x5(), y, None, *p.args, kind == "min", rank, p.last)
+    with p.be.scope():
+        y = p.output(out, shape)
+        if kind == "avg":
+            p.be.kernels.avg_pool_forward(p.x5(), y, *p.avg_args(), True, 0, rank, p.last)
+        else:
+            p.be.kernels.extremum_pool_forward(p.x5(), y, None, *p.args, kind == "min", rank, p.last)
     return y.reshape(shape) if out is None else out
 
 
 def _global_pool_backward(kind, rank, grad_output, input, keepdims=False, data_format=None):
-    p = _global_call(rank, input, data_format)
+    p = _global_call(rank, input, data_format, grad_output=grad_output)
     dy = p.check_grad_output(grad_output, _global_shape(p, keepdims))
-    dx = p.grad_input()
-    if kind == "avg":
-        _C.avg_pool_backward(dy, dx, *p.avg_args(), True, 0, rank, p.last)
-    else:
-        idx = np.empty(p.out5, np.int64)
-        _C.extremum_pool_forward(p.x5(), np.empty(p.out5, p.dtype), idx, *p.args, kind == "min", rank, p.last)
-        _C.extremum_pool_backward(dy, idx, dx, *p.args, rank, p.last)
+    k = p.be.kernels
+    with p.be.scope():
+        dx = p.grad_input()
+        if kind == "avg":
+            k.avg_pool_backward(dy, dx, *p.avg_args(), True, 0, rank, p.last)
+        else:
+            idx = p.new_indices()
+            k.extremum_pool_forward(p.x5(), p.be.empty(p.out5, p.dtype), idx, *p.args, kind == "min", rank, p.last)
+            k.extremum_pool_backward(dy, idx, dx, *p.args, rank, p.last, validate=False)
     return p.finish_grad(dx)
 
 
@@ -236,8 +245,8 @@ def _global_pool_backward(kind, rank, grad_output, input, keepdims=False, data_f
 class _AdaptiveCall(_Activations):
     """A parsed, validated adaptive pooling call."""
 
-    def __init__(self, rank, input, output_size, data_format, name="input"):
-        super().__init__(rank, input, data_format, name)
+    def __init__(self, rank, input, output_size, data_format, name="input", **device_arrays):
+        super().__init__(rank, input, data_format, name, **device_arrays)
         if output_size is None or not isinstance(output_size, (list, tuple)):
             output_size = (output_size,) * rank
         if len(output_size) != rank:
@@ -249,27 +258,28 @@ class _AdaptiveCall(_Activations):
 
 
 def _adaptive_avg_pool(rank, input, output_size, data_format=None, *, out=None):
-    reject_cuda(out=out)
-    a = _AdaptiveCall(rank, input, output_size, data_format)
-    y = a.output(out)
-    _C.adaptive_avg_pool_forward(a.x5(), y, rank, a.last)
+    a = _AdaptiveCall(rank, input, output_size, data_format, out=out)
+    with a.be.scope():
+        y = a.output(out)
+        a.be.kernels.adaptive_avg_pool_forward(a.x5(), y, rank, a.last)
     return a.finish(y, out)
 
 
 def _adaptive_avg_pool_backward(rank, grad_output, input, output_size, data_format=None):
-    a = _AdaptiveCall(rank, input, output_size, data_format)
+    a = _AdaptiveCall(rank, input, output_size, data_format, grad_output=grad_output)
     dy = a.check_grad_output(grad_output)
-    dx = a.grad_input()
-    _C.adaptive_avg_pool_backward(dy, dx, rank, a.last)
+    with a.be.scope():
+        dx = a.grad_input()
+        a.be.kernels.adaptive_avg_pool_backward(dy, dx, rank, a.last)
     return a.finish_grad(dx)
 
 
 def _adaptive_max_pool(rank, input, output_size, return_indices=False, data_format=None, *, out=None):
-    reject_cuda(out=out)
-    a = _AdaptiveCall(rank, input, output_size, data_format)
-    y = a.output(out)
-    idx = np.empty(a.out5, np.int64) if return_indices else None
-    _C.adaptive_max_pool_forward(a.x5(), y, idx, rank, a.last)
+    a = _AdaptiveCall(rank, input, output_size, data_format, out=out)
+    with a.be.scope():
+        y = a.output(out)
+        idx = a.new_indices() if return_indices else None
+        a.be.kernels.adaptive_max_pool_forward(a.x5(), y, idx, rank, a.last)
     values = a.finish(y, out)
     if return_indices:
         return values, idx.reshape(a.user_shape(a.y_shape))
@@ -277,13 +287,15 @@ def _adaptive_max_pool(rank, input, output_size, return_indices=False, data_form
 
 
 def _adaptive_max_pool_backward(rank, grad_output, input, output_size, data_format=None, indices=None):
-    a = _AdaptiveCall(rank, input, output_size, data_format)
+    a = _AdaptiveCall(rank, input, output_size, data_format, grad_output=grad_output, indices=indices)
     dy = a.check_grad_output(grad_output)
-    if indices is None:
-        idx = np.empty(a.out5, np.int64)
-        _C.adaptive_max_pool_forward(a.x5(), np.empty(a.out5, a.dtype), idx, rank, a.last)
-    else:
-        idx = a.check_indices(indices)
-    dx = a.grad_input()
-    _C.adaptive_max_pool_backward(dy, idx, dx, rank, a.last)
+    k = a.be.kernels
+    with a.be.scope():
+        if indices is None:
+            idx = a.new_indices()
+            k.adaptive_max_pool_forward(a.x5(), a.be.empty(a.out5, a.dtype), idx, rank, a.last)
+        else:
+            idx = a.check_indices(indices)
+        dx = a.grad_input()
+        k.adaptive_max_pool_backward(dy, idx, dx, rank, a.last, validate=indices is not None)
     return a.finish_grad(dx)

@@ -7,7 +7,9 @@ allocated or written before every check has passed.
 
 Semantics are PyTorch's (``torch.nn.functional``) with the additions of ``../SPEC.md``:
 TensorFlow ``"same"`` padding at any stride, asymmetric padding, min pooling, global pooling,
-``out=`` and NumPy arrays in and out.
+``out=``, and NumPy arrays in and out — or CUDA arrays (CuPy, or anything with
+``__cuda_array_interface__``/``__dlpack__`` on a GPU), computed by convkern's CUDA kernels and
+returned as CuPy arrays on the input's device.
 """
 from __future__ import annotations
 
@@ -45,8 +47,8 @@ def _export(name: str, impl: Callable, bound: tuple, params: List[Tuple[str, Any
 
     sig_params = []
     for pname, default in params:
-        if pname == "out":
-            sig_params.append(_P("out", _P.KEYWORD_ONLY, default=None))
+        if pname in _KEYWORD_ONLY:
+            sig_params.append(_P(pname, _P.KEYWORD_ONLY, default=default))
         elif default is _P.empty:
             sig_params.append(_P(pname, _P.POSITIONAL_OR_KEYWORD))
         else:
@@ -61,14 +63,16 @@ def _export(name: str, impl: Callable, bound: tuple, params: List[Tuple[str, Any
 
 
 _E = _P.empty
+_KEYWORD_ONLY = ("out", "output_mask")
 _CONV = [("input", _E), ("weight", _E), ("bias", None), ("stride", 1), ("padding", 0), ("dilation", 1),
          ("groups", 1), ("padding_mode", "zeros"), ("data_format", None), ("out", None)]
 _CONV_BWD = [("grad_output", _E), ("input", _E), ("weight", _E), ("stride", 1), ("padding", 0), ("dilation", 1),
-             ("groups", 1), ("padding_mode", "zeros"), ("data_format", None)]
+             ("groups", 1), ("padding_mode", "zeros"), ("data_format", None), ("output_mask", (True, True, True))]
 _CONVT = [("input", _E), ("weight", _E), ("bias", None), ("stride", 1), ("padding", 0), ("output_padding", 0),
           ("groups", 1), ("dilation", 1), ("data_format", None), ("out", None)]
 _CONVT_BWD = [("grad_output", _E), ("input", _E), ("weight", _E), ("stride", 1), ("padding", 0),
-              ("output_padding", 0), ("groups", 1), ("dilation", 1), ("data_format", None)]
+              ("output_padding", 0), ("groups", 1), ("dilation", 1), ("data_format", None),
+              ("output_mask", (True, True, True))]
 _EXT = [("input", _E), ("kernel_size", _E), ("stride", None), ("padding", 0), ("dilation", 1),
         ("ceil_mode", False), ("return_indices", False), ("data_format", None), ("out", None)]
 _EXT_BWD = [("grad_output", _E), ("input", _E), ("kernel_size", _E), ("stride", None), ("padding", 0),
@@ -102,6 +106,9 @@ _DOCS: Dict[str, str] = {
     "conv_backward": """Gradients of conv{rank}d: returns (grad_input, grad_weight, grad_bias).
 
     Takes the forward's arrays and keywords. Bitwise deterministic, whatever the thread count.
+    output_mask=(grad_input, grad_weight, grad_bias): which to compute (as in aten's
+    convolution_backward); the others come back as None, e.g. (False, True, True) for a first
+    layer, whose input needs no gradient.
     """,
     "conv_transpose": """{rank}-D transposed convolution (PyTorch semantics): the gradient of conv{rank}d with
     respect to its input, used to upsample.
@@ -110,7 +117,10 @@ _DOCS: Dict[str, str] = {
     (in-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1, with
     output_padding < max(stride, dilation). data_format "{cf}" (default) or "{cl}".
     """,
-    "conv_transpose_backward": """Gradients of conv_transpose{rank}d: returns (grad_input, grad_weight, grad_bias).""",
+    "conv_transpose_backward": """Gradients of conv_transpose{rank}d: returns (grad_input, grad_weight, grad_bias).
+
+    output_mask=(grad_input, grad_weight, grad_bias): which to compute; the others come back as None.
+    """,
     "max": """{rank}-D max pooling (PyTorch semantics; padded cells are never selected, NaN
     propagates, ties go to the first element in window order).
 

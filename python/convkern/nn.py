@@ -53,8 +53,8 @@ __all__ = [
 
 # ============================================================================ arrays and devices
 #
-# Parameters live on a device: "cpu" (NumPy arrays) or "cuda" (CuPy arrays, once convkern has a
-# CUDA backend). The few NumPy functions a layer calls itself go through `array_module(x)`, which
+# Parameters live on a device: "cpu" (NumPy arrays) or "cuda" (CuPy arrays, computed by convkern's
+# CUDA kernels). The few NumPy functions a layer calls itself go through `array_module(x)`, which
 # answers numpy or cupy, so that the same layer code serves both.
 
 def array_module(a: Any):
@@ -71,17 +71,18 @@ def _to_device(a, device: str):
     if kind == "cpu" and not index:
         return a.get() if array_module(a) is not np else a
     if kind == "cuda":
-        # The package's own account of this build; imported here because the package imports us.
-        from . import info
+        from . import _cuda_backend
 
-        if not info()["cuda"]:
+        if not _cuda_backend.built():
             raise RuntimeError(
                 f"cannot move to {device!r}: this build of convkern has no CUDA backend "
                 "(convkern.info()['cuda'] is False); rebuild it where the CUDA toolkit is installed"
             )
-        import cupy
-
-        with cupy.cuda.Device(int(index) if index else 0):
+        ordinal = int(index) if index else 0
+        if ordinal >= _cuda_backend.device_count():
+            raise RuntimeError(f"cannot move to {device!r}: {_cuda_backend.device_count()} CUDA device(s) are visible")
+        cupy = _cuda_backend._cupy()  # a RuntimeError saying how to install CuPy when it is missing
+        with cupy.cuda.Device(ordinal):
             return cupy.asarray(a)
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
 

@@ -7,7 +7,8 @@
 #
 # HIP-CPU (github.com/ROCm/HIP-CPU) is header-only and needs oneTBB (apt-get install libtbb-dev).
 # In emulation the "device arrays" are NumPy arrays (their __array_interface__ stands in for
-# __cuda_array_interface__) and tests/test_cuda.py runs its kernel-level tests on them.
+# __cuda_array_interface__): tests/test_cuda.py runs its kernel-level tests on them, and its
+# public-API tests through tests/emulated_cupy.py, a CuPy stand-in over host memory.
 # CONVKERN_CUDA_FORCE_INDEX64=1 at test time sends pooling through its 64-bit-index kernels.
 #
 # Out-of-bounds accesses: build with AddressSanitizer and preload it (the tests that raise C++

@@ -1,0 +1,124 @@
+"""Where an op runs: the host (NumPy arrays, ``convkern._C``) or a GPU (CUDA arrays, ``convkern._cuda``).
+
+Every op starts by asking ``backend_for(**its_arrays)``. The answer carries what differs between the
+two places, so that the op layers (``_conv_ops``, ``_pool_ops``) are written once:
+
+- ``xp``: the array module (``numpy`` or ``cupy``) for the few array manipulations an op does itself
+  (padding-mode copies, making an operand C-contiguous);
+- ``kernels``: ``convkern._C`` or ``convkern._cuda_backend`` — the same entry points, the same
+  arguments in the same order;
+- array intake and result allocation with SPEC §1's rules (dtype, ``out=``), and ``scope()``, which makes
+  the operands' GPU current so that everything allocated or launched in it lands on that device.
+
+Sizes, output shapes and argument checks are not here: they come from ``csrc/shape.h`` through
+``convkern._C`` for both backends.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ContextManager, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _C, _cuda_backend
+from . import _args
+
+
+class _HostKernels:
+    """``convkern._C`` with the CUDA entry points' extra keyword (``validate``) accepted: on the host
+    the pooling backward kernels check every index as they read it, so there is nothing to skip."""
+
+    def __getattr__(self, name: str):
+        return getattr(_C, name)
+
+    @staticmethod
+    def extremum_pool_backward(*args, validate: bool = True) -> None:
+        _C.extremum_pool_backward(*args)
+
+    @staticmethod
+    def adaptive_max_pool_backward(*args, validate: bool = True) -> None:
+        _C.adaptive_max_pool_backward(*args)
+
+
+class HostBackend:
+    """NumPy arrays in and out, computed by the CPU kernels."""
+
+    name = "cpu"
+    xp = np
+    kernels = _HostKernels()
+
+    def as_float_array(self, a: Any, name: str) -> np.ndarray:
+        return _args.as_float_array(a, name)
+
+    def is_array(self, a: Any) -> bool:
+        return isinstance(a, np.ndarray)
+
+    def array_type(self) -> str:
+        return "numpy.ndarray"
+
+    def empty(self, shape: Sequence[int], dtype) -> np.ndarray:
+        return np.empty(tuple(shape), dtype)
+
+    def check_out(self, out: Any, shape: Tuple[int, ...], dtype, name: str = "out", inputs: Sequence[Any] = ()) -> None:
+        _args.check_out(out, shape, dtype, name, inputs)
+
+    def scope(self) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+
+class CudaBackend:
+    """CUDA arrays in (CuPy, or anything with ``__cuda_array_interface__``/``__dlpack__`` on a CUDA
+    device), CuPy arrays out on the operands' device and CuPy's current stream, computed by convkern's
+    own CUDA kernels."""
+
+    name = "cuda"
+    kernels = _cuda_backend
+
+    def __init__(self) -> None:
+        self.xp = _cuda_backend._cupy()
+        self.device = None  # the first operand's device, set by as_float_array
+
+    def as_float_array(self, a: Any, name: str):
+        x = _cuda_backend.as_float_array(a, name)
+        if self.device is None:
+            self.device = x.device
+        elif x.device.id != self.device.id:
+            raise TypeError(
+                f"{name} is on CUDA device {x.device.id} but the first array of this call is on CUDA device "
+                f"{self.device.id}: every array of one call must be on the same device"
+            )
+        return x
+
+    def is_array(self, a: Any) -> bool:
+        return _cuda_backend.is_cuda_array(a)
+
+    def array_type(self) -> str:
+        return "CUDA array (e.g. cupy.ndarray)"
+
+    def empty(self, shape: Sequence[int], dtype):
+        with self.device:
+            return self.xp.empty(tuple(shape), dtype=dtype)
+
+    def check_out(self, out: Any, shape: Tuple[int, ...], dtype, name: str = "out", inputs: Sequence[Any] = ()) -> None:
+        like = self.xp.empty(0) if self.device is None else _DeviceOnly(self.device)
+        _cuda_backend.check_out(out, shape, dtype, like, name, inputs)
+
+    def scope(self) -> ContextManager[None]:
+        return self.device if self.device is not None else contextlib.nullcontext()
+
+
+class _DeviceOnly:
+    """Stands for an array in _cuda_backend.check_out, which only reads ``like.device``."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+
+
+_HOST = HostBackend()
+
+
+def backend_for(**arrays: Optional[Any]):
+    """The backend of a call, from all its array arguments (None for absent ones). A CUDA array when
+    this build or machine cannot serve it is a RuntimeError; host and CUDA arrays mixed in one call are
+    a TypeError naming both — both raised before anything else about the call is looked at."""
+    return CudaBackend() if _cuda_backend.on_cuda(**arrays) else _HOST
