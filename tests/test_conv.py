@@ -309,3 +309,40 @@ def check_transpose(rank, seed, dtype, rng, on=HOST):
     gi, gw, gb = backward(on.put(dy), xd, wd, **kw, output_mask=(True, False, False))
     assert gw is None and gb is None
     np.testing.assert_array_equal(on.get(gi), on.get(got[0]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("k,width,multiplier,padding", [
+    (3, 28, 1, 1), (3, 16, 1, "same"), (3, 1, 1, 1), (3, 37, 2, 0), (5, 33, 1, 2), (5, 7, 3, (0, 4)),
+    (7, 40, 1, 3), (7, 9, 1, "same"),
+])
+def test_depthwise_stencils(k, width, multiplier, padding, last, dtype, rng):
+    """The depthwise kernels' compile-time stencils (3x3, 5x5, 7x7, stride 1) at row widths that
+    end inside, exactly at and past a vector, with channel multipliers and asymmetric padding."""
+    c = 5
+    case = dict(batch=2, cin=c, cout=c * multiplier, groups=c, kernel=(k, k), stride=(1, 1), dilation=(1, 1),
+                padding=padding, size=(k + 2, width), layout="contiguous", bias=True)
+    if last:
+        case["data_format"] = "NHWC"
+    if isinstance(padding, int) and width + 2 * padding < k:
+        return
+    check_forward(2, case, dtype, rng)
+    check_backward(2, case, dtype, rng)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
+    """An infinite input in the last column is read by taps kw >= 1 only: the weight gradient of
+    tap kw = 0 stays finite (lanes past the row must not multiply it by zero)."""
+    x = np.ones((1, 2, 3, 20), np.float32)
+    x[:, :, :, -1] = np.inf
+    w = np.ones((2, 1, 3, 3), np.float32)
+    dy = np.ones((1, 2, 3, 20), np.float32)
+    fmt = "NHWC" if last else "NCHW"
+    if last:
+        x, dy = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
+    _, gw, _ = convkern.conv2d_backward(dy, x, w, padding=1, groups=2, data_format=fmt)
+    _, rw, _ = ref.conv2d_backward(dy, x, w, padding=1, groups=2, data_format=fmt)
+    assert np.isfinite(rw[:, :, :, 0]).all()
+    np.testing.assert_array_equal(gw, rw.astype(np.float32))
