@@ -58,12 +58,17 @@ def test_gradients_bitwise_deterministic_across_thread_counts(dtype):
     w = rng.standard_normal((20, 12, 3, 3)).astype(dtype)
     dy = rng.standard_normal((3, 20, 11, 10)).astype(dtype)
     kw = dict(stride=2, padding=1, groups=2)
+    # dW rows of 130 x 9 columns: the outer-product backward weight.
+    x_long = rng.standard_normal((2, 130, 7, 9)).astype(dtype)
+    w_long = rng.standard_normal((14, 130, 3, 3)).astype(dtype)
+    dy_long = rng.standard_normal((2, 14, 7, 9)).astype(dtype)
     saved = convkern.get_num_threads()
     try:
         results = []
         for threads in (1, 2, 3, 1):
             convkern.set_num_threads(threads)
             results.append(convkern.conv2d_backward(dy, x, w, **kw)
+                           + convkern.conv2d_backward(dy_long, x_long, w_long, padding=1)
                            + (convkern.conv2d(x, w, **kw),
                               convkern.max_pool2d_backward(x, x, 3, 1, 1),
                               convkern.avg_pool2d_backward(x[:, :, :11, :10], x, 3, 2, 1)))

@@ -151,6 +151,9 @@ def test_conv1d_conv3d_forward_and_backward(rank, seed, dtype, rng):
     dict(n=1, c=300, k=13, hw=(6, 7), kernel=(1, 1)),
     dict(n=3, c=7, k=64, hw=(35, 9), kernel=(5, 5)),
     dict(n=2, c=33, k=25, hw=(29, 31), kernel=(3, 3)),
+    # dW rows of >= 1024 columns: the outer-product backward weight, ragged in every dimension.
+    dict(n=2, c=130, k=29, hw=(9, 11), kernel=(3, 3)),
+    dict(n=3, c=1100, k=13, hw=(5, 6), kernel=(1, 1)),
 ])
 def test_conv2d_blocking_edges(shape, rng):
     x = rng.standard_normal((shape["n"], shape["c"]) + shape["hw"]).astype(np.float32)

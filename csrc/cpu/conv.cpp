@@ -27,6 +27,9 @@
 //   v4  forward tiles over the whole batch, equal-sized, with an output-channel split on small
 //       layers; 128-row reduction blocks (A and B panels fit L1 together): 3x3 forward
 //       0.6-0.8x PyTorch, 40-56% of FMA peak; backward 0.4-0.8x.
+//   v5  backward weight on the outer-product micro-kernel for long dW rows (R >= 1024), packing
+//       dY and X_col transposed per 128-position step: l4.3x3 22.6 -> 14.3 ms, l3.1x1 9.4 -> 7.2
+//       (1 thread, CPU time); the inner-product form stays for short rows.
 #include "conv.h"
 
 #include <immintrin.h>
@@ -45,11 +48,21 @@ namespace {
 // prefetcher stream the gather (4 panels measured 2.4x slower than 16 on resnet50.l1.3x3 with
 // K=12); the tile still shrinks to give both threads items on small-spatial layers.
 constexpr i64 kPanelsPerTile = 16;
-// Backward weight: dW columns per work item (in units of 4 x NR) and positions per tile. Each
-// item copies its dY rows once per tile, so narrow column blocks repeat that copy; 32 columns x
-// 1024 positions measured 33 ms on resnet50.l4.3x3, 128 x 512 25 ms, 256 x 256 26 ms.
+// Backward weight: dW columns per work item (in NR panels) and positions per step (the
+// micro-kernel's reduction depth: a 128 x 32 B panel and the 128 x 12 A panels fit L1 together,
+// as in the forward pass). Each item packs its dY rows once per step, so narrow column blocks
+// repeat that packing.
 constexpr i64 kWgradPanels = 8;
+constexpr i64 kWgradDepth = kReductionBlock;
+// The inner-product form (short dW rows): columns per item in units of 4 x NR, positions per tile.
+// Each item copies its dY rows once per tile; 32 columns x 1024 positions measured 33 ms on
+// resnet50.l4.3x3, 128 x 512 25 ms, 256 x 256 26 ms.
+constexpr i64 kWgradDotPanels = 8;
 constexpr i64 kWgradPositions = 512;
+// dW row length (C/groups x taps) from which the outer-product form wins (1 thread, CPU time,
+// inner vs outer: R = 64 (resnet50.l1.1x1) 9.7 vs 17.0 ms; R = 576 (l1.3x3) 19.9 vs 23.6;
+// R = 1024 (l3.1x1) 9.4 vs 7.2; R = 1152 (l2.3x3) 19.2 vs 17.6; R = 4608 (l4.3x3) 22.6 vs 14.3).
+constexpr i64 kWgradOuterProductMinColumns = 1024;
 
 // The input of one convolution zero-padded on every side, with each W row split into
 // `stride_w` phases (padded column w stored at phase w % s, index w / s). In this layout every
@@ -381,8 +394,10 @@ void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const
   });
 }
 
+namespace {
+
 template <class T>
-void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   // Both operands, dY[k][p] and X_col[r][p], run along the reduction (positions): the
   // inner-product kernel reads dY rows in place and X_col rows from a gathered row-major tile,
   // with no transposed packing.
@@ -398,7 +413,7 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
   convert_planes<PadDir::kPad>(g, L, x, xpad.data(), g.N * g.C);
   const std::vector<i64> tap_off = tap_offsets(g, L);
   const i64 kvol = g.kernel_volume();
-  const i64 RB = kWgradPanels * 4 * NR, rblocks = ceil_div(R, RB);
+  const i64 RB = kWgradDotPanels * 4 * NR, rblocks = ceil_div(R, RB);
   const i64 PT = kWgradPositions, mblocks = ceil_div(Kg, MR);
   const i64 mgroups = row_groups_for_threads(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
   const i64 items = G * rblocks * mgroups;
@@ -450,6 +465,104 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
       std::copy(row, row + rc, dw + (gi * Kg + k) * R + r0);
     }
   });
+}
+
+template <class T>
+void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  // dW[Kg x R] = sum over the batch's positions p of dY[:, p] (x) X_col[:, p]: the micro-kernel's
+  // outer-product form with positions as its reduction. Per step of kWgradDepth positions, dY
+  // columns are packed as A panels ([p][MR]) and X_col columns gathered straight into B panels
+  // ([p][NR], a transposing gather); each item's dW block accumulates in a private C across the
+  // steps, in position order.
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
+  if (g.N == 0) {
+    std::fill(dw, dw + g.K * R, T(0));
+    return;
+  }
+  const PaddedLayout L = padded_layout(g);
+  AlignedBuffer<T> xpad(checked_mul(g.N * g.C, L.plane, "padded input"));
+  convert_planes<PadDir::kPad>(g, L, x, xpad.data(), g.N * g.C);
+  const std::vector<i64> tap_off = tap_offsets(g, L);
+  const i64 kvol = g.kernel_volume();
+  const i64 RB = kWgradPanels * NR, rblocks = ceil_div(R, RB);
+  const i64 PD = kWgradDepth, mblocks = ceil_div(Kg, MR);
+  const i64 mgroups = row_groups_for_threads(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
+  const i64 items = G * rblocks * mgroups;
+  const int slots = scratch_slots(items);
+  const i64 bpanel = PD * NR, apanel = PD * MR;
+  AlignedBuffer<T> bpack(slots * kWgradPanels * bpanel);
+  AlignedBuffer<T> apack(slots * mper * apanel);
+  AlignedBuffer<T> acc(slots * mper * MR * RB);
+  std::vector<Run> run_store(static_cast<size_t>(slots * (PD + 1)));
+  const i64 total = g.N * P;  // positions of the whole batch: a step may span several images
+
+  parallel_for(items, [&](i64 item, int t) {
+    const i64 mg = item % mgroups, rb = (item / mgroups) % rblocks, gi = item / mgroups / rblocks;
+    const i64 mb0 = mg * mper, mbn = std::min(mblocks, mb0 + mper) - mb0;  // this item's MR blocks
+    const i64 r0 = rb * RB, rc = std::min(RB, R - r0), nq = ceil_div(rc, NR);
+    const i64 k_first = mb0 * MR;
+    T* B = bpack.data() + t * kWgradPanels * bpanel;
+    T* A = apack.data() + t * mper * apanel;
+    T* C = acc.data() + t * mper * MR * RB;
+    Run* runs = run_store.data() + t * (PD + 1);
+    for (i64 q0 = 0; q0 < total; q0 += PD) {
+      const i64 count = std::min(PD, total - q0);
+      if (rc < nq * NR) {  // columns past R read zeros
+        T* last = B + (nq - 1) * bpanel;
+        for (i64 p = 0; p < count; ++p) std::fill(last + p * NR + (rc - (nq - 1) * NR), last + (p + 1) * NR, T(0));
+      }
+      for (i64 q = q0; q < q0 + count;) {
+        const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q), col = q - q0;
+        const T* xpg = xpad.data() + (n * g.C + gi * Cg) * L.plane;
+        const i64 nruns = make_runs(g, L, p0, len, NR, 0, runs, col);
+        for (i64 r = r0; r < r0 + rc; ++r) {
+          const T* base = xpg + (r / kvol) * L.plane + tap_off[r % kvol];
+          T* dst = B + ((r - r0) / NR) * bpanel + (r - r0) % NR;
+          for (i64 s = 0; s < nruns; ++s) {
+            const T* src = base + runs[s].src;
+            T* d = dst + runs[s].dst * NR;
+            for (i64 e = 0; e < runs[s].len; ++e) d[e * NR] = src[e];
+          }
+        }
+        for (i64 mb = 0; mb < mbn; ++mb)
+          for (i64 i = 0; i < MR; ++i) {
+            const i64 k = k_first + mb * MR + i;
+            T* d = A + mb * apanel + col * MR + i;
+            if (k < Kg) {
+              const T* src = dy + (n * g.K + gi * Kg + k) * P + p0;
+              for (i64 e = 0; e < len; ++e) d[e * MR] = src[e];
+            } else {
+              for (i64 e = 0; e < len; ++e) d[e * MR] = T(0);
+            }
+          }
+        q += len;
+      }
+      // One B panel stays in L1 while this item's A panels stream past it.
+      for (i64 q = 0; q < nq; ++q)
+        for (i64 mb = 0; mb < mbn; ++mb)
+          mk.run(count, A + mb * apanel, B + q * bpanel, C + mb * MR * RB + q * NR, RB, q0 > 0);
+    }
+    for (i64 k = k_first; k < std::min(Kg, k_first + mbn * MR); ++k) {
+      const T* row = C + (k - k_first) * RB;
+      std::copy(row, row + rc, dw + (gi * Kg + k) * R + r0);
+    }
+  });
+}
+
+}  // namespace
+
+template <class T>
+void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  // Long dW rows (many input channels x taps) amortise the transposing packs of the outer-product
+  // form over many micro-kernel calls; short ones (first layers, 1x1 on few channels) do better
+  // reading both operands in place. The choice depends on the problem only (deterministic).
+  if (g.reduction() >= kWgradOuterProductMinColumns) {
+    backward_weight_outer_product(g, dy, x, dw);
+  } else {
+    backward_weight_inner_product(g, dy, x, dw);
+  }
 }
 
 template <class T>
