@@ -32,6 +32,10 @@
 //       (1 thread, CPU time); the inner-product form stays for short rows.
 //   v6  backward data: whole images per item when output planes are small (full panels on 7x7
 //       layers), 384 reduction rows per item: l4.3x3 23.8 -> 19.7 ms, l3.3x3 15.9 -> 13.5.
+//   v7  weight packs that read each weight row once and write contiguously, dY packs in
+//       position-major order, short padded-row copies without memmove (found with perf on a
+//       RelWithDebInfo build: 8-16% of the late layers' time): l4.3x3 1 thread, CPU time,
+//       forward ~14.5 -> 13.9 ms, backward data ~16.7 -> 14.8.
 #include "conv.h"
 
 #include <immintrin.h>
@@ -107,6 +111,23 @@ std::vector<i64> tap_offsets(const ConvGeometry& g, const PaddedLayout& L) {
   return off;
 }
 
+// A short row copy without a library call (rows of late layers are 7 to 28 elements: memmove
+// per row was 8% of resnet50.l4.3x3's backward weight).
+template <class T>
+inline void copy_row(T* d, const T* s, i64 n) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+    if (n > 0) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+    }
+    return;
+  }
+#endif
+  std::copy(s, s + n, d);
+}
+
 // Copies `planes` input planes into the padded layout (or, with kUnpad, the interior back out).
 enum class PadDir { kPad, kUnpad };
 
@@ -121,7 +142,7 @@ void convert_plane(const ConvGeometry& g, const PaddedLayout& L, const T* s, T* 
         if (L.S == 1) {
           T* to = D == PadDir::kPad ? d + padded + g.pad_before[2] : d + plain;
           const T* from = D == PadDir::kPad ? s + plain : s + padded + g.pad_before[2];
-          std::copy(from, from + IW, to);
+          copy_row(to, from, IW);
           continue;
         }
         // Padded column wp = iw + pad lives at phase wp % S, index wp / S: step both without dividing.
@@ -244,10 +265,16 @@ void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, 
   parallel_for(G * mblocks, [&](i64 item, int) {
     const i64 gi = item / mblocks, mb = item % mblocks;
     T* dst = wpack.data() + item * R * MR;
-    for (i64 i = 0; i < MR; ++i) {
-      const i64 k = mb * MR + i;
-      const T* src = w + (gi * Kg + k) * R;
-      for (i64 r = 0; r < R; ++r) dst[r * MR + i] = k < Kg ? src[r] : T(0);
+    // Rows outer, the MR weights of one reduction index inner: the writes run contiguously and
+    // the reads are MR sequential streams (k-outer wrote with an MR-element stride across the
+    // whole panel: 12% of resnet50.l4.3x3's forward).
+    const T* src[32];
+    const i64 rows = std::min(MR, Kg - mb * MR);
+    for (i64 i = 0; i < rows; ++i) src[i] = w + (gi * Kg + mb * MR + i) * R;
+    for (i64 r = 0; r < R; ++r) {
+      T* d = dst + r * MR;
+      for (i64 i = 0; i < rows; ++i) d[i] = src[i][r];
+      for (i64 i = rows; i < MR; ++i) d[i] = T(0);
     }
   });
 
@@ -349,14 +376,17 @@ void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const
     const i64 gi = item / cblocks, b = item % cblocks;
     const i64 rows = std::min(cb, Cg - b * cb) * kvol, rbase = b * cb * kvol;
     T* dst = apack.data() + item * mblocks_max * Kg * MR;
-    for (i64 mb = 0; mb < mblocks_max; ++mb)
-      for (i64 k = 0; k < Kg; ++k) {
-        const T* src = w + (gi * Kg + k) * R + rbase;
-        for (i64 i = 0; i < MR; ++i) {
-          const i64 m = mb * MR + i;
-          dst[(mb * Kg + k) * MR + i] = m < rows ? src[m] : T(0);
-        }
+    // Each weight row read once, front to back, into MR-wide pieces of the m-blocks (m-block
+    // outer re-walked all Kg rows per block: 16% of resnet50.l4.3x3's backward data).
+    for (i64 k = 0; k < Kg; ++k) {
+      const T* src = w + (gi * Kg + k) * R + rbase;
+      for (i64 mb = 0; mb < mblocks_max; ++mb) {
+        T* d = dst + (mb * Kg + k) * MR;
+        const i64 valid = std::clamp<i64>(rows - mb * MR, 0, MR);
+        for (i64 i = 0; i < valid; ++i) d[i] = src[mb * MR + i];
+        for (i64 i = valid; i < MR; ++i) d[i] = T(0);
       }
+    }
   });
 
   const i64 items = igroups * G * cblocks;
@@ -550,17 +580,17 @@ void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const T* 
             for (i64 e = 0; e < runs[s].len; ++e) d[e * NR] = src[e];
           }
         }
-        for (i64 mb = 0; mb < mbn; ++mb)
-          for (i64 i = 0; i < MR; ++i) {
-            const i64 k = k_first + mb * MR + i;
-            T* d = A + mb * apanel + col * MR + i;
-            if (k < Kg) {
-              const T* src = dy + (n * g.K + gi * Kg + k) * P + p0;
-              for (i64 e = 0; e < len; ++e) d[e * MR] = src[e];
-            } else {
-              for (i64 e = 0; e < len; ++e) d[e * MR] = T(0);
-            }
+        // Positions outer, the MR channels inner: contiguous writes from MR sequential streams.
+        for (i64 mb = 0; mb < mbn; ++mb) {
+          const T* src[32];
+          const i64 k0 = k_first + mb * MR, valid = std::clamp<i64>(Kg - k0, 0, MR);
+          for (i64 i = 0; i < valid; ++i) src[i] = dy + (n * g.K + gi * Kg + k0 + i) * P + p0;
+          T* d = A + mb * apanel + col * MR;
+          for (i64 e = 0; e < len; ++e, d += MR) {
+            for (i64 i = 0; i < valid; ++i) d[i] = src[i][e];
+            for (i64 i = valid; i < MR; ++i) d[i] = T(0);
           }
+        }
         q += len;
       }
       // One B panel stays in L1 while this item's A panels stream past it.
