@@ -151,22 +151,25 @@ def test_conv1d_conv3d_forward_and_backward(rank, seed, dtype, rng):
     dict(n=1, c=300, k=13, hw=(6, 7), kernel=(1, 1)),
     dict(n=3, c=7, k=64, hw=(35, 9), kernel=(5, 5)),
     dict(n=2, c=33, k=25, hw=(29, 31), kernel=(3, 3)),
-    # dW rows of >= 1024 columns: the outer-product backward weight, ragged in every dimension.
-    dict(n=2, c=130, k=29, hw=(9, 11), kernel=(3, 3)),
-    dict(n=3, c=1100, k=13, hw=(5, 6), kernel=(1, 1)),
+    # >= 32 output channels: the outer-product backward weight, ragged in every dimension
+    # (channels past a 12-row block, dW columns past a 16-wide transpose, rows of 5 to 23).
+    dict(n=2, c=130, k=37, hw=(9, 11), kernel=(3, 3)),
+    dict(n=3, c=1100, k=45, hw=(5, 6), kernel=(1, 1)),
+    dict(n=1, c=3, k=32, hw=(25, 23), kernel=(3, 3)),
 ])
-def test_conv2d_blocking_edges(shape, rng):
-    x = rng.standard_normal((shape["n"], shape["c"]) + shape["hw"]).astype(np.float32)
-    w = rng.standard_normal((shape["k"], shape["c"]) + shape["kernel"]).astype(np.float32)
-    b = rng.standard_normal(shape["k"]).astype(np.float32)
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+def test_conv2d_blocking_edges(shape, dtype, rng):
+    x = rng.standard_normal((shape["n"], shape["c"]) + shape["hw"]).astype(dtype)
+    w = rng.standard_normal((shape["k"], shape["c"]) + shape["kernel"]).astype(dtype)
+    b = rng.standard_normal(shape["k"]).astype(dtype)
     red = shape["c"] * int(np.prod(shape["kernel"]))
-    assert_close(convkern.conv2d(x, w, b, padding=1), ref.conv2d(x, w, b, padding=1), reduction=red)
-    dy = rng.standard_normal(ref.conv2d(x, w, None, padding=1).shape).astype(np.float32)
+    assert_close(convkern.conv2d(x, w, b, padding=1), ref.conv2d(x, w, b, padding=1), reduction=red, dtype=dtype)
+    dy = rng.standard_normal(ref.conv2d(x, w, None, padding=1).shape).astype(dtype)
     got = convkern.conv2d_backward(dy, x, w, padding=1)
     want = ref.conv2d_backward(dy, x, w, padding=1)
     positions = shape["n"] * int(np.prod(dy.shape[2:]))
     for g, r, n in zip(got, want, (shape["k"] * 9, positions, positions)):
-        assert_close(g, r, reduction=n)
+        assert_close(g, r, reduction=n, dtype=dtype)
 
 
 def test_conv2d_empty_batch():

@@ -30,6 +30,9 @@
 //   v5  backward weight on the outer-product micro-kernel for long dW rows (R >= 1024), packing
 //       dY and X_col transposed per 128-position step: l4.3x3 22.6 -> 14.3 ms, l3.1x1 9.4 -> 7.2
 //       (1 thread, CPU time); the inner-product form stays for short rows.
+//   v8  the outer-product packs transpose 16 x 16 blocks in AVX-512 registers; that form now
+//       serves every layer with >= 32 output channels per group: backward weight, 1 thread, CPU
+//       time, l2.3x3 13.9 -> 10.9 ms, l1.3x3 20.2 -> 16.2, conv1 22.7 -> 19.3, l1.1x1 9.6 -> 7.9.
 //   v6  backward data: whole images per item when output planes are small (full panels on 7x7
 //       layers), 384 reduction rows per item: l4.3x3 23.8 -> 19.7 ms, l3.3x3 15.9 -> 13.5.
 //   v7  weight packs that read each weight row once and write contiguously, dY packs in
@@ -69,10 +72,11 @@ constexpr i64 kWgradDepth = kReductionBlock;
 // resnet50.l4.3x3, 128 x 512 25 ms, 256 x 256 26 ms.
 constexpr i64 kWgradDotPanels = 8;
 constexpr i64 kWgradPositions = 512;
-// dW row length (C/groups x taps) from which the outer-product form wins (1 thread, CPU time,
-// inner vs outer: R = 64 (resnet50.l1.1x1) 9.7 vs 17.0 ms; R = 576 (l1.3x3) 19.9 vs 23.6;
-// R = 1024 (l3.1x1) 9.4 vs 7.2; R = 1152 (l2.3x3) 19.2 vs 17.6; R = 4608 (l4.3x3) 22.6 vs 14.3).
-constexpr i64 kWgradOuterProductMinColumns = 1024;
+// Output channels per group from which the outer-product form wins: its transposing packs are
+// amortised over the dW rows (1 thread, CPU time, inner vs outer: K = 6 (lenet5.conv1) 0.50 vs
+// 0.58 ms; K = 16 (lenet5.conv2) 0.46 vs 0.68; K = 64 (resnet50.conv1) 22.7 vs 19.3, (l1.3x3)
+// 20.2 vs 16.2; K = 256 (l1.1x1) 9.6 vs 7.9; (l4.3x3, K = 512) 12.0 vs 10.8).
+constexpr i64 kWgradOuterProductMinChannels = 32;
 
 // The input of one convolution zero-padded on every side, with each W row split into
 // `stride_w` phases (padded column w stored at phase w % s, index w / s). In this layout every
@@ -217,6 +221,61 @@ inline void move_run(T* d, const T* s, i64 n) {
   }
 #endif
   for (i64 e = 0; e < n; ++e) d[e] = kAdd ? d[e] + s[e] : s[e];
+}
+
+#if defined(__AVX512F__)
+// r[j] (16 rows of 16 floats) becomes its transpose: r[e] holds element e of every row.
+inline void transpose_16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4i + k], 128-bit lane L: column 4L + k of rows 4i .. 4i + 3.
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int k = 0; k < 4; ++k) {
+    const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xdd);
+    const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
+    t[k] = _mm512_shuffle_f32x4(a, c, 0x88);
+    t[8 + k] = _mm512_shuffle_f32x4(a, c, 0xdd);
+    t[4 + k] = _mm512_shuffle_f32x4(b, d, 0x88);
+    t[12 + k] = _mm512_shuffle_f32x4(b, d, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+#endif
+
+// dst[e * ld + j] = rows[j][e] for e < len and j < width, zero for j >= nrows (nrows <= width
+// <= 16): the transposing copy behind the outer-product packs. With AVX-512 (float) 16 x 16
+// blocks are transposed in registers; element-wise strided stores cost ~2 cycles an element,
+// which is what made the outer-product backward weight lose on layers with few channels.
+template <class T>
+void transpose_rows(const T* const* rows, i64 nrows, i64 len, T* dst, i64 ld, i64 width) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    const __mmask16 wmask = static_cast<__mmask16>((1u << width) - 1);
+    for (i64 e0 = 0; e0 < len; e0 += 16) {
+      const i64 m = std::min<i64>(16, len - e0);
+      const __mmask16 emask = static_cast<__mmask16>((1u << m) - 1);
+      __m512 r[16];
+      for (i64 j = 0; j < 16; ++j) r[j] = j < nrows ? _mm512_maskz_loadu_ps(emask, rows[j] + e0) : _mm512_setzero_ps();
+      transpose_16x16(r);
+      for (i64 e = 0; e < m; ++e) _mm512_mask_storeu_ps(dst + (e0 + e) * ld, wmask, r[e]);
+    }
+    return;
+  }
+#endif
+  for (i64 e = 0; e < len; ++e) {
+    for (i64 j = 0; j < nrows; ++j) dst[e * ld + j] = rows[j][e];
+    for (i64 j = nrows; j < width; ++j) dst[e * ld + j] = T(0);
+  }
 }
 
 // tile[r - r0][run] = X_col[r][run's positions], read from the padded input of one image's
@@ -571,25 +630,27 @@ void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const T* 
         const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q), col = q - q0;
         const T* xpg = xpad.data() + (n * g.C + gi * Cg) * L.plane;
         const i64 nruns = make_runs(g, L, p0, len, NR, 0, runs, col);
-        for (i64 r = r0; r < r0 + rc; ++r) {
-          const T* base = xpg + (r / kvol) * L.plane + tap_off[r % kvol];
-          T* dst = B + ((r - r0) / NR) * bpanel + (r - r0) % NR;
+        // X_col rows, up to 16 at a time, never across a panel (NR is 8, 16 or 32).
+        const i64 step = std::min<i64>(16, NR);
+        for (i64 j0 = 0; j0 < rc; j0 += step) {
+          const i64 nrows = std::min(step, rc - j0), width = step;
+          const T* base[16];
+          const T* rows[16];
+          for (i64 j = 0; j < nrows; ++j) {
+            const i64 r = r0 + j0 + j;
+            base[j] = xpg + (r / kvol) * L.plane + tap_off[r % kvol];
+          }
+          T* dst = B + (j0 / NR) * bpanel + j0 % NR;
           for (i64 s = 0; s < nruns; ++s) {
-            const T* src = base + runs[s].src;
-            T* d = dst + runs[s].dst * NR;
-            for (i64 e = 0; e < runs[s].len; ++e) d[e * NR] = src[e];
+            for (i64 j = 0; j < nrows; ++j) rows[j] = base[j] + runs[s].src;
+            transpose_rows(rows, nrows, runs[s].len, dst + runs[s].dst * NR, NR, width);
           }
         }
-        // Positions outer, the MR channels inner: contiguous writes from MR sequential streams.
         for (i64 mb = 0; mb < mbn; ++mb) {
-          const T* src[32];
+          const T* src[16];
           const i64 k0 = k_first + mb * MR, valid = std::clamp<i64>(Kg - k0, 0, MR);
           for (i64 i = 0; i < valid; ++i) src[i] = dy + (n * g.K + gi * Kg + k0 + i) * P + p0;
-          T* d = A + mb * apanel + col * MR;
-          for (i64 e = 0; e < len; ++e, d += MR) {
-            for (i64 i = 0; i < valid; ++i) d[i] = src[i][e];
-            for (i64 i = valid; i < MR; ++i) d[i] = T(0);
-          }
+          transpose_rows(src, valid, len, A + mb * apanel + col * MR, MR, MR);
         }
         q += len;
       }
@@ -609,10 +670,10 @@ void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const T* 
 
 template <class T>
 void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
-  // Long dW rows (many input channels x taps) amortise the transposing packs of the outer-product
-  // form over many micro-kernel calls; short ones (first layers, 1x1 on few channels) do better
-  // reading both operands in place. The choice depends on the problem only (deterministic).
-  if (g.reduction() >= kWgradOuterProductMinColumns) {
+  // Many dW rows (output channels) amortise the transposing packs of the outer-product form;
+  // few (LeNet-sized layers) do better reading both operands in place, in the inner-product
+  // form. The choice depends on the problem only (deterministic).
+  if (g.K_per_group() >= kWgradOuterProductMinChannels) {
     backward_weight_outer_product(g, dy, x, dw);
   } else {
     backward_weight_inner_product(g, dy, x, dw);
