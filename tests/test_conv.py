@@ -352,3 +352,13 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
     _, rw, _ = ref.conv2d_backward(dy, x, w, padding=1, groups=2, data_format=fmt)
     assert np.isfinite(rw[:, :, :, 0]).all()
     np.testing.assert_array_equal(gw, rw.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("rank,groups,cin,cout", [(2, 1, 64, 40), (2, 2, 30, 26), (1, 1, 7, 50), (3, 3, 9, 39)])
+def test_pointwise_convolution(rank, groups, cin, cout, dtype, rng):
+    """1x1, unit stride, no padding: backward data runs as the transposed-weight forward pass."""
+    case = dict(batch=3, cin=cin, cout=cout, groups=groups, kernel=(1,) * rank, stride=(1,) * rank,
+                dilation=(1,) * rank, padding=0, size=(5, 7, 3)[:rank], layout="contiguous", bias=True)
+    check_forward(rank, case, dtype, rng)
+    check_backward(rank, case, dtype, rng)

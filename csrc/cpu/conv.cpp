@@ -406,9 +406,30 @@ void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, 
   });
 }
 
+// A 1x1 convolution with unit stride and no padding: every pass is a plain GEMM over positions.
+bool conv_is_pointwise(const ConvGeometry& g) {
+  for (int a = 0; a < kSpatial; ++a)
+    if (g.kernel[a] != 1 || g.stride[a] != 1 || g.pad_before[a] != 0 || g.pad_after[a] != 0) return false;
+  return true;
+}
+
 template <class T>
 void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
   if (g.N == 0) return;
+  if (conv_is_pointwise(g)) {
+    // dX = W^T dY per group is the forward pass of the 1x1 convolution with the weights
+    // transposed (K and C swapped): written straight into dx, with no column buffer, scatter or
+    // padded copy (resnet50.l1.1x1, 1 thread, CPU time: ~11 -> 9.2 ms).
+    ConvGeometry t = g;
+    std::swap(t.C, t.K);
+    const i64 Kg = g.K_per_group(), Cg = g.C_per_group();
+    AlignedBuffer<T> wt(g.C * Kg);
+    for (i64 gi = 0; gi < g.groups; ++gi)
+      for (i64 k = 0; k < Kg; ++k)
+        for (i64 c = 0; c < Cg; ++c) wt.data()[(gi * Cg + c) * Kg + k] = w[(gi * Kg + k) * Cg + c];
+    conv_forward_channels_first(t, dy, wt.data(), static_cast<const T*>(nullptr), dx);
+    return;
+  }
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
