@@ -48,6 +48,7 @@
 
 #include "gemm_tile.h"
 #include "microkernel.h"
+#include "pack.h"
 #include "parallel.h"
 
 namespace convkern::cpu {
@@ -113,23 +114,6 @@ std::vector<i64> tap_offsets(const ConvGeometry& g, const PaddedLayout& L) {
   std::vector<i64> off(static_cast<size_t>(g.kernel_volume()));
   for (i64 t = 0; t < g.kernel_volume(); ++t) off[t] = L.tap_offset(g, t);
   return off;
-}
-
-// A short row copy without a library call (rows of late layers are 7 to 28 elements: memmove
-// per row was 8% of resnet50.l4.3x3's backward weight).
-template <class T>
-inline void copy_row(T* d, const T* s, i64 n) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
-    if (n > 0) {
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
-      _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
-    }
-    return;
-  }
-#endif
-  std::copy(s, s + n, d);
 }
 
 // Copies `planes` input planes into the padded layout (or, with kUnpad, the interior back out).
@@ -221,61 +205,6 @@ inline void move_run(T* d, const T* s, i64 n) {
   }
 #endif
   for (i64 e = 0; e < n; ++e) d[e] = kAdd ? d[e] + s[e] : s[e];
-}
-
-#if defined(__AVX512F__)
-// r[j] (16 rows of 16 floats) becomes its transpose: r[e] holds element e of every row.
-inline void transpose_16x16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // r[4i + k], 128-bit lane L: column 4L + k of rows 4i .. 4i + 3.
-  for (int i = 0; i < 4; ++i) {
-    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  for (int k = 0; k < 4; ++k) {
-    const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xdd);
-    const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
-    t[k] = _mm512_shuffle_f32x4(a, c, 0x88);
-    t[8 + k] = _mm512_shuffle_f32x4(a, c, 0xdd);
-    t[4 + k] = _mm512_shuffle_f32x4(b, d, 0x88);
-    t[12 + k] = _mm512_shuffle_f32x4(b, d, 0xdd);
-  }
-  for (int i = 0; i < 16; ++i) r[i] = t[i];
-}
-#endif
-
-// dst[e * ld + j] = rows[j][e] for e < len and j < width, zero for j >= nrows (nrows <= width
-// <= 16): the transposing copy behind the outer-product packs. With AVX-512 (float) 16 x 16
-// blocks are transposed in registers; element-wise strided stores cost ~2 cycles an element,
-// which is what made the outer-product backward weight lose on layers with few channels.
-template <class T>
-void transpose_rows(const T* const* rows, i64 nrows, i64 len, T* dst, i64 ld, i64 width) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    const __mmask16 wmask = static_cast<__mmask16>((1u << width) - 1);
-    for (i64 e0 = 0; e0 < len; e0 += 16) {
-      const i64 m = std::min<i64>(16, len - e0);
-      const __mmask16 emask = static_cast<__mmask16>((1u << m) - 1);
-      __m512 r[16];
-      for (i64 j = 0; j < 16; ++j) r[j] = j < nrows ? _mm512_maskz_loadu_ps(emask, rows[j] + e0) : _mm512_setzero_ps();
-      transpose_16x16(r);
-      for (i64 e = 0; e < m; ++e) _mm512_mask_storeu_ps(dst + (e0 + e) * ld, wmask, r[e]);
-    }
-    return;
-  }
-#endif
-  for (i64 e = 0; e < len; ++e) {
-    for (i64 j = 0; j < nrows; ++j) dst[e * ld + j] = rows[j][e];
-    for (i64 j = nrows; j < width; ++j) dst[e * ld + j] = T(0);
-  }
 }
 
 // tile[r - r0][run] = X_col[r][run's positions], read from the padded input of one image's
