@@ -4,7 +4,10 @@
 // weights (K, C/groups, kD, kH, kW). Lower ranks come with unit leading spatial axes.
 #include "bind_common.h"
 #include "cpu/conv.h"
+#include "cpu/conv_winograd.h"
 #include "cpu/parallel.h"
+
+#include <type_traits>
 
 namespace convkern::bind {
 namespace {
@@ -51,6 +54,12 @@ void forward_typed(const ConvGeometry& g, bool last, const py::array& x, const p
     else
       cpu::depthwise_forward_channels_first<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (!last && cpu::winograd_eligible(g)) {
+      cpu::winograd_forward_nchw_f32(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
+      return;
+    }
   }
   if (last)
     cpu::conv_forward_channels_last<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));

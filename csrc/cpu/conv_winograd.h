@@ -1,0 +1,15 @@
+// conv_winograd.h — Winograd convolution for 3x3 stride-1 float32 layers (see conv_winograd.cpp).
+#pragma once
+
+#include "../shape.h"
+
+namespace convkern::cpu {
+
+// Whether the Winograd kernels can compute this convolution: 2-D (unit, unpadded D axis),
+// 3x3 kernel, stride 1, dilation 1, one group; any zero padding.
+bool winograd_eligible(const ConvGeometry& g);
+
+// y = conv(x, w) + bias for an eligible geometry, channels-first float32 arrays.
+void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+
+}  // namespace convkern::cpu
