@@ -56,7 +56,7 @@ void forward_typed(const ConvGeometry& g, bool last, const py::array& x, const p
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (!last && cpu::winograd_eligible(g)) {
+    if (!last && cpu::winograd_forward_wins(g)) {
       cpu::winograd_forward_nchw_f32(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
       return;
     }

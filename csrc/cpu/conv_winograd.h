@@ -9,6 +9,10 @@ namespace convkern::cpu {
 // 3x3 kernel, stride 1, dilation 1, one group; any zero padding.
 bool winograd_eligible(const ConvGeometry& g);
 
+// Whether the forward pass of this geometry should run on the Winograd kernel: eligible and
+// large enough to win (CONVKERN_WINOGRAD=0 never, =1 whenever eligible).
+bool winograd_forward_wins(const ConvGeometry& g);
+
 // y = conv(x, w) + bias for an eligible geometry, channels-first float32 arrays.
 void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 
