@@ -93,6 +93,12 @@ void backward_data_typed(const ConvGeometry& g, bool last, const py::array& dy, 
       cpu::depthwise_backward_data_channels_first<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
     return;
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (!last && cpu::winograd_backward_data_wins(g)) {
+      cpu::winograd_backward_data_nchw_f32(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
+      return;
+    }
+  }
   if (last)
     cpu::conv_backward_data_channels_last<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
   else

@@ -1,14 +1,65 @@
 // conv_winograd.cpp — Winograd F(4x4, 3x3) convolution for 3x3 stride-1 float32 layers.
 //
-// (Header comment completed below, with the version history.)
+// Why. A 3x3 stride-1 convolution computes each 4x4 block of outputs from a 6x6 block of inputs.
+// Winograd's minimal filtering algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+// Networks", CVPR 2016, arXiv:1509.09308) does it with 36 multiplications per (input channel,
+// output channel) pair instead of 144: transform the input tile (V = B^T d B) and the filter
+// (U = G g G^T), multiply elementwise, transform back (Y = A^T M A). Summed over channels, the
+// elementwise products become 36 independent GEMMs, M[alpha] = U[alpha] (K x C) . V[alpha] (C x
+// tiles), which run on the implicit-GEMM micro-kernel (microkernel.h): 4x fewer multiplications
+// than the direct/implicit-GEMM form, plus transforms whose cost is shared by K (input), C
+// (output) or the tiles (weights).
+//
+// Numerics. The transform matrices follow Lavin & Gray's Toom-Cook construction, but with the
+// interpolation points 0, +-3/2, +-2/3, infinity instead of 0, +-1, +-2, infinity: with the usual
+// points the float32 error of resnet-sized layers came out at 1.3-1.9x the test tolerance (rtol
+// 1e-4, atol 1e-5 sqrt(9 C)); with these, and channel sums in chunks of 64, at 0.2-0.45x (simulated
+// and measured over C = 64..512). Rows are scaled to small integers so every coefficient of B^T
+// and A^T is exact in float; the weight transform's 1/36, 1/520 ... live in G. float64 keeps
+// the implicit GEMM (its tests ask for 1e-10).
+//
+// Layout and blocking. Tiles are numbered over the whole batch; a work item is a block of 32 tiles
+// (one micro-kernel panel) times a share of the output channels, and loops over the channels:
+//   1. per channel, the grid rows its tiles touch are split by phase (see Grid) so that each of the
+//      36 input values of 16 tiles is one contiguous load; V = B^T d B, 16 tiles per vector,
+//      compressed past the tiles that do not exist and stored as the GEMM's B panels;
+//   2. per block of up to kChannelBlocks x MR output channels: the 36 GEMMs (reduction in chunks
+//      of 64 channels) into M, then Y = A^T M A per tile, transposed in registers and stored as
+//      4-float rows (clipped at the edges) with the bias.
+// The transformed weights are computed once per call, [alpha][MR block][c][MR]. Items whose tiles
+// are few split the output channels between threads. Every buffer indexed by alpha has a stride of
+// an odd number of cache lines (36 streams 4 KiB apart would share one L1 set), and the large ones
+// are kept per calling thread between calls (fresh pages cost as much as the transforms).
+//
+// Backward data of the same layers is the forward convolution of grad_output with the kernel
+// rotated by 180 degrees and the channels swapped, padded by 2 - p (padding <= 2), on this kernel.
+//
+// Determinism. Each output is one fixed sequence of operations: its tile's transforms, lane-wise
+// GEMMs with a fixed channel chunking; tile blocks and channel splits only choose which thread
+// does it. The same bits with any thread count.
+//
+// Dispatch (bind_conv.cpp): float32, channels-first, 2-D 3x3, stride 1, dilation 1, groups 1, C
+// and K >= kMinChannels and at least kMinTiles output tiles in the batch (with fewer, the weight
+// transform outweighs the saving). CONVKERN_WINOGRAD=0 forces the implicit GEMM, =1 Winograd
+// wherever it applies (both read on every call; for tests and benchmarks).
+//
+// Versions (this machine: 2-core Xeon, AVX-512; ms per call, float32, NCHW, N = 8; rows of
+// bench/run.py; "1 thread" = process CPU time with one thread, same session as torch's, because
+// other jobs kept both cores busy during this work):
+//   v1  F(4,3) with the standard points, per-run scalar transforms: failed the float32 tolerance
+//       (1.3-1.9x); F(2,3) passed (0.1x) but was no faster at 1 thread (l1 12.2 ms either way).
+//   v2  points +-3/2, +-2/3 with integer rows, 64-channel reduction chunks: error 0.2-0.45x.
+//   v3  AVX-512 transforms over 16 tiles on a phase-split input, compress-stores into the B
+//       panels, 16x16 register transpose for the output, odd-line strides, reused scratch;
+//       1 thread: l1 5.6 ms (torch 13.2-16.8, implicit GEMM 14.1), l2 4.9 (torch 9.7-11.1, GEMM
+//       10.8), l3 5.8-6.1 (torch 8.8, GEMM 10.6), vgg16.conv3_2 68.6 (torch 165, GEMM 164);
+//       l4 (32 tiles) stays on the implicit GEMM: forced Winograd 12.7 vs GEMM 13.6, torch 8.9.
+//       Backward data, 1 thread: l1 5.3 (GEMM 15.4), l2 4.7 (13.6), l3 5.7 (14.0), vgg 68.8 (209).
 #include "conv_winograd.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
-#include <chrono>
-#include <ctime>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -23,9 +74,18 @@ namespace {
 constexpr int kM = 4;        // output tile: 4 x 4
 constexpr int kA = kM + 2;   // input tile / transform size: 6 x 6
 constexpr int kA2 = kA * kA; // alpha points: 36 GEMMs
-constexpr i64 kMinChannels = 16;  // dispatch thresholds (see winograd_forward_wins)
-constexpr i64 kMinTiles = 96;
 constexpr int kL = 16;       // lanes of one vector: 16 tiles (transforms) or 12 + 4 output channels (weights)
+// Dispatch thresholds (see winograd_forward_wins).
+constexpr i64 kMinChannels = 16;
+constexpr i64 kMinTiles = 96;
+// Tiles per work item, in micro-kernel panels: one panel keeps the transformed input of a
+// 256-channel layer (1.2 MiB) in L2 beside the GEMM's output block; 2 and 4 panels measured
+// 5-50% slower (the input transform's stores spilled to L3), for less reuse of U.
+constexpr i64 kTilePanels = 1;
+// Output channels per GEMM + output-transform pass, in MR blocks (16 x 12 = 192: M is 0.9 MiB).
+constexpr i64 kChannelBlocks = 16;
+// Reduction chunk of the GEMMs, in channels: also bounds the float32 error of the sums.
+constexpr i64 kReductionChunk = 64;
 
 // Sixteen floats in GCC's vector extension: the transforms are written once with it and compile to
 // one zmm register per value under AVX-512 (to pairs or quads of narrower registers elsewhere).
@@ -33,8 +93,6 @@ typedef float vf __attribute__((vector_size(64)));
 typedef float vf_u __attribute__((vector_size(64), aligned(4)));  // unaligned access
 
 inline vf load(const float* p) { return *reinterpret_cast<const vf_u*>(p); }
-inline void store(float* p, vf v) { *reinterpret_cast<vf_u*>(p) = v; }
-inline vf splat(float s) { return vf{} + s; }
 
 // 1-D transforms of F(4, 3) for the interpolation points 0, +-3/2, +-2/3 and infinity, rows
 // scaled to small integers (exact in float) and the scale folded into G:
@@ -117,11 +175,6 @@ float* reserve(AlignedBuffer<float>& b, i64 count) {
   return b.data();
 }
 
-i64 env_int(const char* name, i64 fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
-
 // dst[0..popcount(mask)) = the lanes of v selected by mask, in order; dst[popcount(mask)..16)
 // is overwritten with zeros (the caller's layout leaves room: one unmasked store is cheaper).
 inline void compress_store(float* dst, std::uint32_t mask, vf v) {
@@ -135,70 +188,86 @@ inline void compress_store(float* dst, std::uint32_t mask, vf v) {
 #endif
 }
 
-// Transposes 16 vectors: afterwards r[j][i] is the former r[i][j].
+// Transposes 16 vectors: afterwards r[j][i] is the former r[i][j]. Three rounds of two-source
+// shuffles with constant patterns (GCC emits vunpcklps/vshufps/vshuff32x4, 64 in all).
+typedef int vi __attribute__((vector_size(64)));
+
 inline void transpose16(vf* r) {
-#if defined(__AVX512F__)
-  __m512 t[16], u[16];
+  constexpr vi kUnpackLo = {0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29};
+  constexpr vi kUnpackHi = {2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31};
+  constexpr vi kPairLo = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+  constexpr vi kPairHi = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+  constexpr vi kChunks01 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  constexpr vi kChunks23 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  constexpr vi kChunksEven = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  constexpr vi kChunksOdd = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+  vf t[16], u[16];
   for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+    t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], kUnpackLo);
+    t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], kUnpackHi);
   }
   for (int i = 0; i < 4; ++i) {
-    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], kPairLo);
+    u[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], kPairHi);
+    u[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], kPairLo);
+    u[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], kPairHi);
   }
-  // u[4 i + j], 128-bit chunk m: rows 4i..4i+3 of column 4m + j.
+  // u[4 i + j], 128-bit chunk m: rows 4 i .. 4 i + 3 of column 4 m + j.
   for (int j = 0; j < 4; ++j) {
-    const __m512 a0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44), a1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xEE);
-    const __m512 b0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44), b1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xEE);
-    r[j] = (vf)_mm512_shuffle_f32x4(a0, b0, 0x88);
-    r[4 + j] = (vf)_mm512_shuffle_f32x4(a0, b0, 0xDD);
-    r[8 + j] = (vf)_mm512_shuffle_f32x4(a1, b1, 0x88);
-    r[12 + j] = (vf)_mm512_shuffle_f32x4(a1, b1, 0xDD);
+    const vf a0 = __builtin_shuffle(u[j], u[4 + j], kChunks01), a1 = __builtin_shuffle(u[j], u[4 + j], kChunks23);
+    const vf b0 = __builtin_shuffle(u[8 + j], u[12 + j], kChunks01), b1 = __builtin_shuffle(u[8 + j], u[12 + j], kChunks23);
+    r[j] = __builtin_shuffle(a0, b0, kChunksEven);
+    r[4 + j] = __builtin_shuffle(a0, b0, kChunksOdd);
+    r[8 + j] = __builtin_shuffle(a1, b1, kChunksEven);
+    r[12 + j] = __builtin_shuffle(a1, b1, kChunksOdd);
   }
-#else
-  for (int i = 0; i < kL; ++i)
-    for (int j = i + 1; j < kL; ++j) std::swap(r[i][j], r[j][i]);
-#endif
 }
 
-// dst[sp][j] = src[4 j + sp] for j < n (src readable up to 4 * round_up(n, 16)).
-inline void deinterleave4(const float* src, float* const* dst, i64 n) {
-  i64 j = 0;
+// One padded input row split by column phase: dst[sp][j] = padded[4 j + sp] for j < gw, where
+// padded[v] = xrow[v - pl] inside the row and 0 outside it (all zeros when xrow is null).
+inline void split_row(const float* xrow, i64 pl, i64 iw, float* const* dst, i64 gw) {
 #if defined(__AVX512F__)
   const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
-  for (; j < n; j += kL) {
-    const __m512 v0 = _mm512_loadu_ps(src + 4 * j), v1 = _mm512_loadu_ps(src + 4 * j + 16);
-    const __m512 v2 = _mm512_loadu_ps(src + 4 * j + 32), v3 = _mm512_loadu_ps(src + 4 * j + 48);
-    const __mmask16 m = n - j >= kL ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1);
+  const __m512i halves = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  for (i64 j = 0; j < gw; j += kL) {
+    __m512 v[4];
+    for (int q = 0; q < 4; ++q) {
+      const i64 col0 = 4 * j + kL * q - pl;  // input column of lane 0
+      const i64 lo = std::max<i64>(0, -col0), hi = std::min<i64>(kL, iw - col0);
+      if (!xrow || hi <= lo) {
+        v[q] = _mm512_setzero_ps();
+        continue;
+      }
+      const std::uint32_t m = ((hi >= kL ? 0xFFFFu : (1u << hi) - 1) >> lo) << lo;
+      // Lanes outside the row are masked off and never read, so the address may lie before it.
+      v[q] = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), reinterpret_cast<const float*>(
+                                                                 reinterpret_cast<std::uintptr_t>(xrow) + col0 * 4));
+    }
+    const __mmask16 keep = gw - j >= kL ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (gw - j)) - 1);
     for (int sp = 0; sp < 4; ++sp) {
       const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(sp));
-      const __m512 lo = _mm512_permutex2var_ps(v0, idx, v1), hi = _mm512_permutex2var_ps(v2, idx, v3);
-      _mm512_mask_storeu_ps(dst[sp] + j, m, _mm512_shuffle_f32x4(lo, hi, 0x44));
+      const __m512 lo = _mm512_permutex2var_ps(v[0], idx, v[1]), hi = _mm512_permutex2var_ps(v[2], idx, v[3]);
+      _mm512_mask_storeu_ps(dst[sp] + j, keep, _mm512_permutex2var_ps(lo, halves, hi));
     }
   }
+#else
+  for (i64 j = 0; j < gw; ++j)
+    for (int sp = 0; sp < 4; ++sp) {
+      const i64 col = 4 * j + sp - pl;
+      dst[sp][j] = xrow && col >= 0 && col < iw ? xrow[col] : 0.f;
+    }
 #endif
-  for (; j < n; ++j)
-    for (int sp = 0; sp < 4; ++sp) dst[sp][j] = src[4 * j + sp];
 }
 
-// dst[0..n) = src[0..n), n <= 4 (one row of an output tile).
-inline void store_row4(float* dst, vf v, int part, int n) {
+// Row r of an output tile (lanes 4 r .. 4 r + n of v) to dst[0..n), n <= 4.
+inline void store_tile_row(float* dst, vf v, int r, int n) {
 #if defined(__AVX512F__)
-  const __m512 x = (__m512)v;
-  __m128 q;
-  switch (part) {
-    case 0: q = _mm512_castps512_ps128(x); break;
-    case 1: q = _mm512_extractf32x4_ps(x, 1); break;
-    case 2: q = _mm512_extractf32x4_ps(x, 2); break;
-    default: q = _mm512_extractf32x4_ps(x, 3); break;
-  }
-  if (n == 4) _mm_storeu_ps(dst, q);
-  else _mm_mask_storeu_ps(dst, static_cast<__mmask8>((1u << n) - 1), q);
+  // One masked store whose lane 4 r lands on dst: the lanes before it are masked off.
+  const __mmask16 m = static_cast<__mmask16>(((1u << n) - 1) << (4 * r));
+  _mm512_mask_storeu_ps(reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(dst) - 16 * r), m, (__m512)v);
 #else
-  for (int e = 0; e < n; ++e) dst[e] = v[4 * part + e];
+  for (int e = 0; e < 4; ++e)
+    if (e < n) dst[e] = v[4 * (r & 3) + e];
 #endif
 }
 
@@ -221,11 +290,43 @@ bool winograd_forward_wins(const ConvGeometry& g) {
   return g.C >= kMinChannels && g.K >= kMinChannels && tiles >= kMinTiles;
 }
 
+namespace {
+
+// The convolution whose forward pass is the backward-data pass of g (a 3x3 stride-1 layer with
+// padding at most 2): grad_output correlated with the kernel rotated by 180 degrees, input and
+// output channels swapped, padded by 2 - p on each side; its output is grad_input.
+bool transposed_geometry(const ConvGeometry& g, ConvGeometry& t) {
+  for (int a = 1; a < 3; ++a)
+    if (g.pad_before[a] > 2 || g.pad_after[a] > 2) return false;  // would need cropping
+  const i64 in[3] = {1, g.out[1], g.out[2]}, kernel[3] = {1, 3, 3}, ones[3] = {1, 1, 1};
+  const i64 before[3] = {0, 2 - g.pad_before[1], 2 - g.pad_before[2]};
+  const i64 after[3] = {0, 2 - g.pad_after[1], 2 - g.pad_after[2]};
+  t = make_conv_geometry(2, g.N, g.K, in, g.C, g.K, kernel, ones, before, after, ones, 1);
+  return t.out[1] == g.in[1] && t.out[2] == g.in[2];
+}
+
+}  // namespace
+
+bool winograd_backward_data_wins(const ConvGeometry& g) {
+  ConvGeometry t;
+  return winograd_eligible(g) && transposed_geometry(g, t) && winograd_forward_wins(t);
+}
+
+void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  ConvGeometry t;
+  if (!transposed_geometry(g, t)) fail("winograd_backward_data_nchw_f32: padding above 2");
+  if (g.N == 0) return;
+  // wt[c][k][i][j] = w[k][c][2 - i][2 - j]
+  AlignedBuffer<float> wt(checked_mul(g.C * g.K, 9, "winograd weights"));
+  parallel_for(g.C, [&](i64 c, int) {
+    for (i64 k = 0; k < g.K; ++k)
+      for (int tap = 0; tap < 9; ++tap) wt.data()[(c * g.K + k) * 9 + tap] = w[(k * g.C + c) * 9 + 8 - tap];
+  });
+  winograd_forward_nchw_f32(t, dy, wt.data(), nullptr, dx);
+}
+
 void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   if (g.N == 0) return;
-  auto now = [] { timespec ts; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6; };
-  const bool prof = env_int("CONVKERN_WINO_PROFILE", 0);
-  double tp0 = now();
   const MicroKernel<float>& mk = micro_kernel<float>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 N = g.N, C = g.C, K = g.K, IH = g.in[1], IW = g.in[2], OH = g.out[1], OW = g.out[2];
@@ -276,25 +377,22 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
         }
     }
   });
-  double tp1 = now();
-
-  double tp2 = now();
 
   // Work items: blocks of NB tiles (a multiple of NR) x groups of output-channel blocks.
   const i64 nt = get_num_threads();
-  const i64 nb_want = env_int("CONVKERN_WINO_NB", 2) * NR;
+  const i64 nb_want = kTilePanels * NR;
   i64 tblocks = ceil_div(T, nb_want);
   if (tblocks < 4 * nt) tblocks = ceil_div(tblocks, nt) * nt;
   const i64 NB = ceil_div(ceil_div(T, tblocks), NR) * NR, npan = NB / NR;
   tblocks = ceil_div(T, NB);
-  const i64 kb_max = std::max<i64>(1, env_int("CONVKERN_WINO_KB", 8));
+  const i64 kb_max = kChannelBlocks;
   // Output channels are split between items only to give every thread work (few tile blocks);
   // within an item they run in chunks of kb_max blocks that reuse one transformed input.
   const i64 kgroups = row_groups_for_threads(mblocks, tblocks);
   const i64 kper = ceil_div(mblocks, kgroups), KI = std::min(kper, kb_max) * MR;
   const i64 items = tblocks * kgroups;
   const int slots = scratch_slots(items);
-  const i64 KC = 64;  // reduction chunk: also bounds the float32 rounding error of the sums
+  const i64 KC = kReductionChunk;
   const i64 v_ps = C * NR + kL;  // panel stride: room for the last compressed store's spill
   const i64 v_as = odd_lines(npan * v_ps + kL), m_as = odd_lines(KI * NB);
   const i64 v_size = kA2 * v_as, m_size = kA2 * m_as;
@@ -302,18 +400,16 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
   float* const vbuf = reserve(ws.v, checked_mul(slots, v_size, "winograd scratch"));
   float* const mbuf = reserve(ws.m, checked_mul(slots, m_size, "winograd scratch"));
   // Grid rows one item's tiles read (their own rows and the next), and one phase plane of them.
-  const i64 GH = grid.GH, GW = grid.GW, row_len = ceil_div(4 * GW, kL) * kL + 4 * kL;
+  const i64 GH = grid.GH, GW = grid.GW;
   const i64 real_rows = ceil_div(NB, grid.TW) + 1, item_rows = real_rows + ceil_div(real_rows, grid.TH) + ceil_div(kL, GW) + 3;
   const i64 lp_stride = odd_lines(item_rows * GW + GW + 2 * kL);
-  const i64 lp_size = 16 * lp_stride + row_len;
+  const i64 lp_size = 16 * lp_stride;
   AlignedBuffer<float> lpbuf(slots * lp_size);
   std::vector<InGroup> group_store(static_cast<size_t>(slots * max_groups));
   std::vector<i64> tile_store(static_cast<size_t>(slots * NB * 2));
   const i64 ystride = K * OH * OW;
 
-  double acc_in = 0, acc_gemm = 0, acc_out = 0;
   parallel_for(items, [&](i64 item, int th_id) {
-    double q0 = prof && th_id == 0 ? now() : 0;
     const i64 kg = item % kgroups, tb = item / kgroups;
     const i64 mb0 = kg * kper, mbn = std::min(mblocks, mb0 + kper) - mb0;
     if (mbn <= 0) return;
@@ -349,7 +445,6 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
     // Grid rows read: from the first group's to the one holding the last group's farthest cell.
     const i64 R0 = groups[0].cell / GW, R1 = std::min((groups[ngroups - 1].cell + kL + GW) / GW + 1, N * GH);
     float* const lp = lpbuf.data() + th_id * lp_size;  // [16 phases][lp_stride]
-    float* const row = lp + 16 * lp_stride;
     for (int ph = 0; ph < 16; ++ph)  // rows past the batch (read only by lanes that are dropped)
       std::fill(lp + ph * lp_stride + (R1 - R0) * GW, lp + (ph + 1) * lp_stride, 0.f);
     for (i64 c = 0; c < C; ++c) {
@@ -360,15 +455,7 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
           const i64 h = 4 * i + rp - pt;
           float* dst[4];
           for (int sp = 0; sp < 4; ++sp) dst[sp] = lp + (rp * 4 + sp) * lp_stride + (R - R0) * GW;
-          if (h < 0 || h >= IH) {
-            for (int sp = 0; sp < 4; ++sp) std::fill(dst[sp], dst[sp] + GW, 0.f);
-            continue;
-          }
-          const i64 lo = std::min(pl, 4 * GW), hi = std::min(pl + IW, 4 * GW);
-          std::fill(row, row + lo, 0.f);
-          std::copy(xc + h * IW, xc + h * IW + (hi - lo), row + lo);
-          std::fill(row + hi, row + row_len, 0.f);
-          deinterleave4(row, dst, GW);
+          split_row(h >= 0 && h < IH ? xc + h * IW : nullptr, pl, IW, dst, GW);
         }
       }
       for (i64 gi = 0; gi < ngroups; ++gi) {
@@ -392,7 +479,6 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
       }
     }
 
-    double q1 = prof && th_id == 0 ? now() : 0, q2 = 0;
     i64* tile_off = tile_store.data() + th_id * NB * 2;  // [j]: offset of the tile in y; [NB + j]: rows | cols << 8
     for (i64 j = 0; j < count; ++j) {
       const i64 t = t0 + j, per = grid.TH * grid.TW, n = t / per, i = (t % per) / grid.TW, jj = t % grid.TW;
@@ -401,7 +487,6 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
     }
     for (i64 mc = mb0; mc < mb0 + mbn; mc += kb_max) {
     const i64 mcn = std::min(kb_max, mb0 + mbn - mc);
-    double qa = prof && th_id == 0 ? now() : 0;
     // 4. Per alpha point: Mb[alpha][k][tile] = U[alpha][k][:] . V[alpha][:][tile].
     for (int a = 0; a < kA2; ++a)
       for (i64 c0 = 0; c0 < C; c0 += KC) {
@@ -414,8 +499,6 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
         }
       }
 
-    double qb = prof && th_id == 0 ? now() : 0;
-    q2 += qb - qa;
     // 5. Output transform: y = A^T m A per tile, clipped to the output, plus the bias.
     for (i64 kk = 0; kk < mcn * MR; ++kk) {
       const i64 k = mc * MR + kk;
@@ -442,14 +525,12 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
           const i64 info = tile_off[NB + j0 + l];
           const int rows = static_cast<int>(info & 255), cols = static_cast<int>(info >> 8);
           float* dst = yk + tile_off[j0 + l];
-          for (int r = 0; r < rows; ++r) store_row4(dst + r * OW, out[l], r, cols);
+          for (int r = 0; r < rows; ++r) store_tile_row(dst + r * OW, out[l], r, cols);
         }
       }
     }
     }
-    if (prof && th_id == 0) acc_in += q1 - q0, acc_gemm += q2, acc_out += now() - q1 - q2;
   });
-  if (prof) std::fprintf(stderr, "U %.3f  xs %.3f  items %lld NB %lld KI %lld, main %.3f ms (thread 0: in %.3f gemm %.3f out %.3f)\n", tp1 - tp0, tp2 - tp1, (long long)items, (long long)NB, (long long)KI, now() - tp2, acc_in, acc_gemm, acc_out);
 }
 
 }  // namespace convkern::cpu

@@ -16,4 +16,9 @@ bool winograd_forward_wins(const ConvGeometry& g);
 // y = conv(x, w) + bias for an eligible geometry, channels-first float32 arrays.
 void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 
+// The same for grad_input = conv_transpose(grad_output, w) (overwrites dx), computed as the
+// forward convolution of grad_output with the rotated, transposed kernel. Needs padding <= 2.
+bool winograd_backward_data_wins(const ConvGeometry& g);
+void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+
 }  // namespace convkern::cpu
