@@ -4,7 +4,10 @@
 // weights (K, C/groups, kD, kH, kW). Lower ranks come with unit leading spatial axes.
 #include "bind_common.h"
 #include "cpu/conv.h"
+#include "cpu/conv_winograd.h"
 #include "cpu/parallel.h"
+
+#include <type_traits>
 
 namespace convkern::bind {
 namespace {
@@ -52,6 +55,12 @@ void forward_typed(const ConvGeometry& g, bool last, const py::array& x, const p
       cpu::depthwise_forward_channels_first<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
     return;
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (!last && cpu::winograd_forward_wins(g)) {
+      cpu::winograd_forward_nchw_f32(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
+      return;
+    }
+  }
   if (last)
     cpu::conv_forward_channels_last<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
   else
@@ -83,6 +92,12 @@ void backward_data_typed(const ConvGeometry& g, bool last, const py::array& dy, 
     else
       cpu::depthwise_backward_data_channels_first<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (!last && cpu::winograd_backward_data_wins(g)) {
+      cpu::winograd_backward_data_nchw_f32(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
+      return;
+    }
   }
   if (last)
     cpu::conv_backward_data_channels_last<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));

@@ -1,0 +1,24 @@
+// conv_winograd.h — Winograd convolution for 3x3 stride-1 float32 layers (see conv_winograd.cpp).
+#pragma once
+
+#include "../shape.h"
+
+namespace convkern::cpu {
+
+// Whether the Winograd kernels can compute this convolution: 2-D (unit, unpadded D axis),
+// 3x3 kernel, stride 1, dilation 1, one group; any zero padding.
+bool winograd_eligible(const ConvGeometry& g);
+
+// Whether the forward pass of this geometry should run on the Winograd kernel: eligible and
+// large enough to win (CONVKERN_WINOGRAD=0 never, =1 whenever eligible).
+bool winograd_forward_wins(const ConvGeometry& g);
+
+// y = conv(x, w) + bias for an eligible geometry, channels-first float32 arrays.
+void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+
+// The same for grad_input = conv_transpose(grad_output, w) (overwrites dx), computed as the
+// forward convolution of grad_output with the rotated, transposed kernel. Needs padding <= 2.
+bool winograd_backward_data_wins(const ConvGeometry& g);
+void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+
+}  // namespace convkern::cpu

@@ -1,0 +1,202 @@
+"""The Winograd F(4x4, 3x3) path of 3x3 stride-1 float32 convolutions (csrc/cpu/conv_winograd.cpp).
+
+CONVKERN_WINOGRAD=1 sends every eligible geometry through it, whatever its size, so that small
+shapes exercise tile edges, padding and batch boundaries; =0 forces the implicit GEMM. The
+kernels read the variable on every call.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convkern
+from convkern import reference as ref
+
+from conftest import assert_close, poisoned
+
+
+@pytest.fixture
+def winograd(monkeypatch):
+    monkeypatch.setenv("CONVKERN_WINOGRAD", "1")
+
+
+def _arrays(rng, n, c, k, hw, bias=True):
+    x = rng.standard_normal(((n,) if n >= 0 else ()) + (c,) + hw).astype(np.float32)
+    w = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if bias else None
+    return x, w, b
+
+
+SHAPES = [
+    # n, c, k, (h, w), padding
+    (1, 1, 1, (3, 3), 0),            # one output: one partial tile
+    (2, 3, 5, (7, 9), 1),
+    (1, 16, 20, (13, 11), (0, 2)),   # per-axis padding
+    (3, 17, 13, (17, 19), 1),        # odd sizes, channels not multiples of the micro-kernel's
+    (2, 33, 70, (9, 10), "same"),
+    (1, 8, 40, (5, 33), ((2, 0), (1, 3))),  # asymmetric pairs
+    (4, 5, 7, (1, 1), 1),            # 1x1 image: the border is all padding
+    (2, 4, 6, (2, 40), ((1, 1), (0, 0))),
+    (1, 6, 9, (6, 6), 3),            # padding wider than the kernel: zero borders of outputs
+    (5, 2, 3, (4, 5), "valid"),
+    (-1, 7, 11, (12, 14), 1),        # unbatched
+    (2, 64, 48, (15, 15), 1),        # several tile blocks and panels per block
+    (1, 130, 25, (8, 8), 1),         # more than two reduction chunks of 64 channels
+]
+
+
+@pytest.mark.parametrize("n,c,k,hw,padding", SHAPES)
+def test_winograd_forward_matches_reference(winograd, n, c, k, hw, padding, rng):
+    x, w, b = _arrays(rng, n, c, k, hw, bias=bool(c % 2))
+    expected = ref.conv2d(x.astype(np.float64), w.astype(np.float64),
+                          None if b is None else b.astype(np.float64), padding=padding)
+    out = poisoned(expected.shape, np.float32)
+    y = convkern.conv2d(x, w, b, padding=padding, out=out)
+    assert y is out
+    assert_close(y, expected, reduction=9 * c, what=f"n={n} c={c} k={k} hw={hw} padding={padding}")
+
+
+def test_winograd_empty_batch(winograd):
+    y = convkern.conv2d(np.zeros((0, 4, 8, 8), np.float32), np.ones((5, 4, 3, 3), np.float32), padding=1)
+    assert y.shape == (0, 5, 8, 8)
+
+
+def test_winograd_padding_modes(winograd, rng):
+    # Non-zero padding modes pad a copy and run the zero-padding kernel on it.
+    x, w, b = _arrays(rng, 2, 6, 10, (9, 11))
+    for mode in ("reflect", "replicate", "circular"):
+        got = convkern.conv2d(x, w, b, padding=1, padding_mode=mode)
+        want = ref.conv2d(x, w, b, padding=1, padding_mode=mode)
+        assert_close(got, want, reduction=54, what=mode)
+
+
+def test_winograd_is_chosen_for_large_layers(monkeypatch, rng):
+    """Without the override a large 3x3 layer runs on Winograd (its rounding differs from the
+    implicit GEMM's), small ones and float64 do not."""
+    x, w, b = _arrays(rng, 2, 32, 32, (28, 28))
+    monkeypatch.delenv("CONVKERN_WINOGRAD", raising=False)
+    auto = convkern.conv2d(x, w, b, padding=1)
+    monkeypatch.setenv("CONVKERN_WINOGRAD", "1")
+    forced = convkern.conv2d(x, w, b, padding=1)
+    monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
+    gemm = convkern.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(auto, forced)
+    assert not np.array_equal(forced, gemm)
+    assert_close(forced, gemm, reduction=9 * 32)
+    # Small layers stay on the implicit GEMM.
+    xs, ws, bs = _arrays(rng, 1, 4, 4, (6, 6))
+    monkeypatch.delenv("CONVKERN_WINOGRAD")
+    auto = convkern.conv2d(xs, ws, bs, padding=1)
+    monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
+    np.testing.assert_array_equal(auto, convkern.conv2d(xs, ws, bs, padding=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64])
+def test_float64_never_takes_winograd(winograd, dtype, rng):
+    x = rng.standard_normal((2, 20, 13, 13))
+    w = rng.standard_normal((24, 20, 3, 3))
+    assert_close(convkern.conv2d(x, w, padding=1), ref.conv2d(x, w, padding=1), reduction=180, dtype=dtype)
+
+
+def test_winograd_bitwise_deterministic_across_thread_counts(winograd, rng):
+    x, w, b = _arrays(rng, 3, 40, 52, (23, 21))
+    saved = convkern.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3, 1):
+            convkern.set_num_threads(threads)
+            results.append(convkern.conv2d(x, w, b, padding=1))
+    finally:
+        convkern.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0].view(np.uint32), other.view(np.uint32))
+
+
+BACKWARD_SHAPES = [
+    # n, c, k, (h, w), padding (backward data runs on Winograd for padding <= 2)
+    (1, 1, 1, (3, 3), 0),
+    (2, 3, 5, (7, 9), 1),
+    (1, 16, 20, (13, 11), (0, 2)),
+    (3, 17, 13, (17, 19), 2),
+    (2, 33, 70, (9, 10), "same"),
+    (1, 8, 40, (5, 33), ((2, 0), (1, 2))),
+    (4, 5, 7, (1, 1), 1),
+    (2, 64, 48, (15, 15), 1),
+    (1, 6, 9, (6, 6), 3),            # padding 3: the implicit GEMM's (crop), same answer
+    (-1, 7, 11, (12, 14), 1),
+]
+
+
+@pytest.mark.parametrize("n,c,k,hw,padding", BACKWARD_SHAPES)
+def test_winograd_backward_data_matches_reference(winograd, n, c, k, hw, padding, rng):
+    x, w, _ = _arrays(rng, n, c, k, hw, bias=False)
+    dy_shape = ref.conv2d(x, w, padding=padding).shape
+    dy = rng.standard_normal(dy_shape).astype(np.float32)
+    gi, gw, gb = convkern.conv2d_backward(dy, x, w, padding=padding)
+    ri, rw, rb = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                     padding=padding)
+    assert_close(gi, ri, reduction=9 * k, what="grad_input")
+    positions = max(1, dy.size // k)
+    assert_close(gw, rw, reduction=positions, what="grad_weight")
+    assert_close(gb, rb, reduction=positions, what="grad_bias")
+    only = convkern.conv2d_backward(dy, x, w, padding=padding, output_mask=(True, False, False))
+    np.testing.assert_array_equal(only[0], gi)
+
+
+def test_winograd_conv_transpose(winograd, rng):
+    x = rng.standard_normal((2, 24, 10, 13)).astype(np.float32)
+    w = rng.standard_normal((24, 20, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    for padding in (0, 1, 2):
+        got = convkern.conv_transpose2d(x, w, b, padding=padding)
+        want = ref.conv_transpose2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=padding)
+        assert_close(got, want, reduction=9 * 24, what=f"padding={padding}")
+
+
+def test_winograd_backward_data_is_chosen_and_deterministic(monkeypatch, rng):
+    x, w, _ = _arrays(rng, 2, 32, 40, (28, 28), bias=False)
+    dy = rng.standard_normal((2, 40, 28, 28)).astype(np.float32)
+    mask = (True, False, False)
+    monkeypatch.delenv("CONVKERN_WINOGRAD", raising=False)
+    saved = convkern.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            convkern.set_num_threads(threads)
+            results.append(convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[0])
+    finally:
+        convkern.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0].view(np.uint32), other.view(np.uint32))
+    monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
+    gemm = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[0]
+    assert not np.array_equal(results[0], gemm)
+    assert_close(results[0], gemm, reduction=9 * 40)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
+def test_winograd_with_other_micro_kernels(isa):
+    """The GEMMs run on whichever micro-kernel the CPU gets (other MR x NR panels)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, convkern\n"
+        "from convkern import reference as ref\n"
+        "rng = np.random.default_rng(3)\n"
+        "x = rng.standard_normal((3, 21, 19, 17)).astype(np.float32)\n"
+        "w = rng.standard_normal((30, 21, 3, 3)).astype(np.float32)\n"
+        "b = rng.standard_normal(30).astype(np.float32)\n"
+        "y = convkern.conv2d(x, w, b, padding=1)\n"
+        "r = ref.conv2d(x.astype(float), w.astype(float), b.astype(float), padding=1)\n"
+        "assert np.allclose(y, r, rtol=1e-4, atol=1e-5 * 189 ** 0.5), abs(y - r).max()\n"
+        "dy = rng.standard_normal(r.shape).astype(np.float32)\n"
+        "gi = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=(True, False, False))[0]\n"
+        "ri = ref.conv2d_backward(dy.astype(float), x.astype(float), w.astype(float), padding=1)[0]\n"
+        "assert np.allclose(gi, ri, rtol=1e-4, atol=1e-5 * 270 ** 0.5), abs(gi - ri).max()\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, CONVKERN_ISA=isa, CONVKERN_WINOGRAD="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
