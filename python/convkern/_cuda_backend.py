@@ -145,11 +145,15 @@ def as_cupy(a: Any, name: str):
 
 
 def as_float_array(a: Any, name: str):
-    """`a` as a float32 or float64 cupy.ndarray; anything else is a TypeError (as on the host)."""
+    """`a` as a float16, float32 or float64 cupy.ndarray; anything else is a TypeError.
+
+    float16 is a CUDA-only dtype: the kernels compute it in float32 and round once to float16 when
+    they store. bfloat16 is not supported: CuPy has no bfloat16 dtype (and cupy.from_dlpack refuses
+    a bfloat16 tensor, so it fails in as_cupy already)."""
     x = as_cupy(a, name)
-    if x.dtype.char not in "fd":
+    if x.dtype.char not in "efd":
         hint = f"; convert it with {name}.astype(numpy.float32)" if x.dtype.kind in "biuc" else ""
-        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {x.dtype}{hint}")
+        raise TypeError(f"{name} must be a float16, float32 or float64 array, got dtype {x.dtype}{hint}")
     return x
 
 

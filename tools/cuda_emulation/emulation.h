@@ -5,9 +5,14 @@
 // nothing about speed, and nothing of warp-synchronous behaviour (which the kernels do not use).
 #pragma once
 
+#include <hip/hip_fp16.h>
 #include <hip/hip_runtime.h>
 
 #include <cmath>
+
+// float16: HIP-CPU's __half (half_float::half, round to nearest even like CUDA's _rn
+// conversions) with CUDA's conversion names. HIP-CPU lacks __double2half.
+inline __half __double2half(double x) noexcept { return hip::detail::half_cast<__half>(x); }
 
 using cudaError_t = hipError_t;
 using cudaStream_t = hipStream_t;
@@ -18,6 +23,8 @@ using cudaDeviceProp = hipDeviceProp_t;
 #define cudaGetErrorName hipGetErrorName
 #define cudaGetLastError hipGetLastError
 #define cudaMemsetAsync hipMemsetAsync
+#define cudaMallocAsync hipMallocAsync
+#define cudaFreeAsync hipFreeAsync
 #define cudaMemcpyAsync hipMemcpyAsync
 #define cudaMemcpyDeviceToHost hipMemcpyDeviceToHost
 #define cudaStreamSynchronize hipStreamSynchronize
