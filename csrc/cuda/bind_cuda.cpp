@@ -296,22 +296,27 @@ void conv_forward(py::handle x, py::handle w, py::handle bias, py::handle y, py:
   });
 }
 
-// grad_input of a convolution; the input's shape is read from grad_input itself.
-void conv_backward_data(py::handle dy, py::handle w, py::handle dx, py::handle args, std::uintptr_t stream) {
+// grad_input of a convolution; the input's shape is read from grad_input itself. bias (one per
+// input channel, or None) is added to it: the forward of a transposed convolution.
+void conv_backward_data(py::handle dy, py::handle w, py::handle dx, py::handle args, std::uintptr_t stream,
+                        py::handle bias) {
   const ConvArgs a = conv_args(args);
   const DevArray DY = device_array(dy, "grad_output"), W = device_array(w, "weight"),
                  DX = device_array(dx, "grad_input");
+  const std::optional<DevArray> B = optional_array(bias, "bias");
   require_ndim(W, 5);
   const auto g = geometry(a, logical_shape(DX, a.channels_last), W.shape);
   const DType dt = float_dtype(DY);
   require(W, dt, W.shape, false);
   require(DY, dt, physical_shape(out_shape(g), a.channels_last), false);
   require(DX, dt, DX.shape, true);
-  DeviceScope scope({&DY, &W, &DX});
+  if (B) require(*B, dt, {g.C}, false);
+  DeviceScope scope({&DY, &W, B ? &*B : nullptr, &DX});
   py::gil_scoped_release nogil;
   with_element_type(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    ckc::conv_backward_data<T>(g, a.channels_last, DY.data<T>(), W.data<T>(), DX.data<T>(), as_stream(stream));
+    ckc::conv_backward_data<T>(g, a.channels_last, DY.data<T>(), W.data<T>(), B ? B->data<T>() : nullptr,
+                               DX.data<T>(), as_stream(stream));
   });
 }
 
@@ -670,7 +675,7 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def("conv_forward", &conv_forward, "input"_a, "weight"_a, "bias"_a, "out"_a, "args"_a, "stream"_a = 0);
   m.def("conv_backward_data", &conv_backward_data, "grad_output"_a, "weight"_a, "grad_input"_a, "args"_a,
-        "stream"_a = 0);
+        "stream"_a = 0, "bias"_a = py::none());
   m.def("conv_backward_weight_workspace", &conv_backward_weight_workspace, "input"_a, "grad_weight"_a, "args"_a,
         "Bytes of device scratch conv_backward_weight needs (0: pass None).");
   m.def("conv_backward_weight", &conv_backward_weight, "grad_output"_a, "input"_a, "grad_weight"_a, "workspace"_a,

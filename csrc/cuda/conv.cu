@@ -260,8 +260,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_data_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
-                            int group0) {
+    conv_backward_data_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
+                            const T* __restrict__ bias, T* __restrict__ dx, int group0) {
   using A = acc_t<T>;
   const int tid = threadIdx.x;
   const int gi = group0 + int(blockIdx.z);
@@ -357,10 +357,11 @@ __global__ void __launch_bounds__(kThreads)
       const int c = n0 + tn + 16 * j;
       if (c >= d.Cg) continue;
       const int cc = gi * d.Cg + c;
+      const T v = from_acc<T>(acc[i][j] + (bias != nullptr ? to_acc(bias[cc]) : A(0)));
       if constexpr (kLast)
-        dx[i64(m) * d.C + cc] = from_acc<T>(acc[i][j]);
+        dx[i64(m) * d.C + cc] = v;
       else
-        dx[(i64(n) * d.C + cc) * d.Q + s] = from_acc<T>(acc[i][j]);
+        dx[(i64(n) * d.C + cc) * d.Q + s] = v;
     }
   }
 }
@@ -556,7 +557,8 @@ __global__ void __launch_bounds__(kThreads)
 // One thread per input element; grid (ceil(C*Q / 256), min(N, 65535)).
 template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx) {
+    conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
+                                 const T* __restrict__ bias, T* __restrict__ dx) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;
   if (j >= d.C * d.Q) return;
   const int c = kLast ? j % d.C : j / d.Q, s = kLast ? j / d.C : j % d.Q;
@@ -584,6 +586,7 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     }
+    if (bias != nullptr) acc += to_acc(bias[c]);
     if constexpr (kLast)
       dx[(i64(n) * d.Q + s) * d.C + c] = from_acc<T>(acc);
     else
@@ -757,15 +760,18 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
 }
 
 template <class T>
-void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* w, T* dx, cudaStream_t s) {
+void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* w, const T* bias, T* dx,
+                        cudaStream_t s) {
   if (g.N == 0) return;
   const ConvDims d = make_dims(g);
   if (use_direct(g)) {
     const dim3 grid(grid_x(div_up(g.C * g.in_plane(), kThreads)), unsigned(std::min<i64>(g.N, kMaxGridYZ)));
     if (last)
-      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, true>, grid, kThreads, s, d, dy, w, dx);
+      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, true>, grid, kThreads, s, d, dy, w, bias,
+             dx);
     else
-      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, false>, grid, kThreads, s, d, dy, w, dx);
+      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, false>, grid, kThreads, s, d, dy, w, bias,
+             dx);
     return;
   }
   const unsigned mt = grid_x(div_up(g.N * g.in_plane(), kBM));
@@ -773,9 +779,9 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
   for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
     const dim3 grid(mt, nt, unsigned(count));
     if (last)
-      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, true>, grid, kThreads, s, d, dy, w, dx, g0);
+      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, true>, grid, kThreads, s, d, dy, w, bias, dx, g0);
     else
-      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, false>, grid, kThreads, s, d, dy, w, dx, g0);
+      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, false>, grid, kThreads, s, d, dy, w, bias, dx, g0);
   });
 }
 
@@ -857,7 +863,7 @@ void channel_sum(i64 N, i64 K, i64 P, bool last, const T* dy, T* db, cudaStream_
 #define CONVKERN_INSTANTIATE(T)                                                                                    \
   template std::size_t conv_backward_weight_workspace<T>(const ConvGeometry&);                                     \
   template void conv_forward<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*, cudaStream_t);       \
-  template void conv_backward_data<T>(const ConvGeometry&, bool, const T*, const T*, T*, cudaStream_t);           \
+  template void conv_backward_data<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*, cudaStream_t); \
   template void conv_backward_weight<T>(const ConvGeometry&, bool, const T*, const T*, T*, void*, std::size_t,    \
                                         cudaStream_t);                                                            \
   template void channel_sum<T>(i64, i64, i64, bool, const T*, T*, cudaStream_t);

@@ -47,9 +47,11 @@ template <class T>
 void conv_forward(const ConvGeometry& g, bool channels_last, const T* x, const T* w, const T* bias, T* y,
                   cudaStream_t stream);
 
-// dx = the gradient of the convolution with respect to its input (overwrites dx).
+// dx = the gradient of the convolution with respect to its input (overwrites dx), plus bias[c]
+// on input channel c when bias is not null: the transposed convolution's forward is this pass,
+// and adding its bias before the one rounding to T keeps float16 results to one rounding.
 template <class T>
-void conv_backward_data(const ConvGeometry& g, bool channels_last, const T* dy, const T* w, T* dx,
+void conv_backward_data(const ConvGeometry& g, bool channels_last, const T* dy, const T* w, const T* bias, T* dx,
                         cudaStream_t stream);
 
 // Bytes of device scratch conv_backward_weight<T> needs for this problem (0: none): partial sums

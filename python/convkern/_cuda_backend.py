@@ -242,8 +242,10 @@ def conv_forward(x5, w5, b, y5, args) -> None:
     _ext.conv_forward(x5, w5, b, y5, args, _stream(x5))
 
 
-def conv_backward_data(dy5, w5, dx5, args) -> None:
-    _ext.conv_backward_data(dy5, w5, dx5, args, _stream(dy5))
+def conv_backward_data(dy5, w5, dx5, args, bias=None) -> None:
+    """bias (or None): added per channel of dx5 before the kernel's one rounding to the dtype
+    (the forward of a transposed convolution)."""
+    _ext.conv_backward_data(dy5, w5, dx5, args, _stream(dy5), bias)
 
 
 def conv_backward_weight(dy5, x5, dw5, args) -> None:

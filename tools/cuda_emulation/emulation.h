@@ -23,7 +23,6 @@ using cudaDeviceProp = hipDeviceProp_t;
 #define cudaGetErrorName hipGetErrorName
 #define cudaGetLastError hipGetLastError
 #define cudaMemsetAsync hipMemsetAsync
-#define cudaMallocAsync hipMallocAsync
 #define cudaFreeAsync hipFreeAsync
 #define cudaMemcpyAsync hipMemcpyAsync
 #define cudaMemcpyDeviceToHost hipMemcpyDeviceToHost
@@ -33,3 +32,10 @@ using cudaDeviceProp = hipDeviceProp_t;
 #define cudaRuntimeGetVersion hipRuntimeGetVersion
 #define cudaDriverGetVersion hipDriverGetVersion
 #define cudaGetDeviceProperties hipGetDeviceProperties
+
+// HIP-CPU runs a stream-ordered allocation as a task of the stream, so its pointer exists only
+// once the stream has got there; CUDA returns it at once.
+inline hipError_t cudaMallocAsync(void** p, std::size_t bytes, hipStream_t s) {
+  const hipError_t e = hipMallocAsync(p, bytes, s);
+  return e != hipSuccess ? e : hipStreamSynchronize(s);
+}
