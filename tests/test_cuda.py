@@ -630,6 +630,7 @@ def test_backend_routing_rules(cupy_dev):
         cb.on_cuda(input=xd, weight=xh)
     with pytest.raises(TypeError, match="astype"):
         cb.as_float_array(cp.ones(3, cp.int32), "input")
+    assert cb.as_float_array(cp.ones(3, cp.float16), "input").dtype == cp.float16
     info = cb.info()
     assert info["cuda"] and info["gpus"] and info["cuda_architectures"]
 
@@ -659,6 +660,10 @@ def test_backend_accepts_torch_cuda_tensors(cupy_dev, rng):
     assert cb.is_cuda_array(t) and cb.on_cuda(input=t)
     a = cb.as_float_array(t, "input")
     assert isinstance(a, cupy_dev.xp.ndarray) and a.data.ptr == t.data_ptr()
+    h = cb.as_float_array(t.half(), "input")
+    assert h.dtype == cupy_dev.xp.float16
+    with pytest.raises(TypeError, match="bfloat16"):
+        cb.as_float_array(t.bfloat16(), "input")
 
 
 # --------------------------------------------------------------------------------------------
@@ -837,6 +842,10 @@ def test_api_float16_dtype_rules(cuda_api, rng):
         convkern.conv2d(put(x), put(w.astype(np.float32)))
     with pytest.raises(TypeError, match="grad_output has dtype float32"):
         convkern.avg_pool2d_backward(put(np.ones((2, 3, 4, 4), np.float32)), put(x), 2)
+    iface = "__cuda_array_interface__"
+    bf16 = _FakeArray(put(x), x.shape, iface, typestr="<V2")  # a bfloat16 tensor, as PyTorch exports it
+    with pytest.raises(TypeError, match="bfloat16"):
+        convkern.conv2d(bf16, put(w))
 
 
 def test_api_device_rules(cuda_api):

@@ -148,8 +148,16 @@ def as_float_array(a: Any, name: str):
     """`a` as a float16, float32 or float64 cupy.ndarray; anything else is a TypeError.
 
     float16 is a CUDA-only dtype: the kernels compute it in float32 and round once to float16 when
-    they store. bfloat16 is not supported: CuPy has no bfloat16 dtype (and cupy.from_dlpack refuses
-    a bfloat16 tensor, so it fails in as_cupy already)."""
+    they store. bfloat16 is not supported: CuPy has no bfloat16 dtype. PyTorch exports a bfloat16
+    tensor's __cuda_array_interface__ with the typestr "<V2" (2-byte opaque), refused here by name
+    before CuPy sees it (cupy.from_dlpack refuses bfloat16 itself)."""
+    iface = getattr(a, "__cuda_array_interface__", None)
+    if isinstance(iface, dict) and str(iface.get("typestr", ""))[1:] == "V2":
+        raise TypeError(
+            f"{name} has a 2-byte opaque dtype (typestr {iface['typestr']!r}, which is how PyTorch exports "
+            "bfloat16): convkern's CUDA kernels take float16, float32 and float64; convert it with "
+            ".half() or .float()"
+        )
     x = as_cupy(a, name)
     if x.dtype.char not in "efd":
         hint = f"; convert it with {name}.astype(numpy.float32)" if x.dtype.kind in "biuc" else ""
