@@ -32,7 +32,10 @@ from conftest import assert_close
 from test_conv import conv_case, kwargs_of, make_arrays, mode_case, reduction, transpose_case
 from test_pool import _inputs, pool_case
 
-DTYPES = (np.float32, np.float64)
+# float16 is a CUDA-only dtype (float32 arithmetic, one rounding to half per stored element); the
+# references run in float64 on the float16 values, and conftest.assert_close explains its tolerance.
+DTYPES = (np.float16, np.float32, np.float64)
+DTYPE_IDS = ("f16", "f32", "f64")
 FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 
@@ -125,8 +128,16 @@ def cupy_dev():
 # Convolution, kernel level
 # --------------------------------------------------------------------------------------------
 
+def _for_parsing(a):
+    """An array for the op layers' call objects (_ConvCall, _PoolCall ...), which parse their
+    arguments on the host, where float16 is refused: here they only read shapes and arguments
+    from it, so float16 values stand in as float32 (exactly)."""
+    return a.astype(np.float32) if a is not None and a.dtype == np.float16 else a
+
+
 def _conv_call(rank, case, x, w, b):
     kw = kwargs_of(case)
+    x, w, b = _for_parsing(x), _for_parsing(w), _for_parsing(b)
     return _ConvCall(rank, x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"],
                      kw.get("padding_mode", "zeros"), kw.get("data_format"))
 
@@ -161,12 +172,13 @@ def _check_conv(dev, rank, case, dtype, rng):
     x, w, b = make_arrays(case, dtype, rng)
     kw = kwargs_of(case)
     c = _conv_call(rank, case, x, w, b)
-    y = _conv_forward(dev, c, c.x5(), c.w5(), b)
+    x5, w5 = c.x5().astype(dtype), c.w5().astype(dtype)
+    y = _conv_forward(dev, c, x5, w5, b)
     expected = getattr(ref, f"conv{rank}d")(x, w, b, **kw)
     assert_close(y, expected, reduction=reduction(case), dtype=dtype, what=f"forward {case}")
 
     dy = rng.standard_normal(expected.shape).astype(dtype)
-    gi, gw, gb = _conv_backward(dev, c, dy, c.x5(), c.w5())
+    gi, gw, gb = _conv_backward(dev, c, dy, x5, w5)
     ri, rw, rb = getattr(ref, f"conv{rank}d_backward")(dy, x, w, **kw)
     kvol = int(np.prod(case["kernel"]))
     positions = max(1, int(np.prod(expected.shape)) // max(1, case["cout"]))
@@ -180,7 +192,7 @@ def _check_conv(dev, rank, case, dtype, rng):
 CONV_CASES = [(2, s) for s in range(40)] + [(r, s) for r in (1, 3) for s in range(12)]
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("rank,seed", CONV_CASES)
 def test_conv(dev, rank, seed, last, dtype, rng):
@@ -205,20 +217,21 @@ def test_conv_padding_modes(dev, rank, seed, rng):
     (2, 8, 21, 19, 24, 3, 2, 0, 8),     # depthwise multiplier 3, stride 2
     (2, 1, 32, 32, 6, 5, 1, 0, 1),      # one input channel: direct kernels
 ], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-def test_conv_tiling(dev, shape, last, rng):
+def test_conv_tiling(dev, shape, last, dtype, rng):
     n, c, h, w, k, ks, s, p, g = shape
     case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(s, s), dilation=(1, 1),
                 padding=p, size=(h, w), layout="contiguous", bias=True)
     if last:
         case["data_format"] = "NHWC"
-    _check_conv(dev, 2, case, np.float32, rng)
+    _check_conv(dev, 2, case, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float64], ids=("f16", "f64"))
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(16)] + [(r, s) for r in (1, 3) for s in range(6)])
-def test_conv_transpose(dev, rank, seed, rng):
+def test_conv_transpose(dev, rank, seed, dtype, rng):
     cs = transpose_case(seed, rank)
-    dtype = np.float64
     last = cs["data_format"] is not None
     lead = (cs["batch"],) if cs["batch"] >= 0 else ()
     shape = lead + (cs["size"] + (cs["cin"],) if last else (cs["cin"],) + cs["size"])
@@ -231,25 +244,23 @@ def test_conv_transpose(dev, rank, seed, rng):
         expected = getattr(ref, f"conv_transpose{rank}d")(x, w, b, **kw)
     except ValueError:
         return
-    t = _ConvTransposeCall(rank, x, w, b, kw["stride"], kw["padding"], kw["output_padding"], kw["groups"],
-                           kw["dilation"], kw["data_format"])
+    t = _ConvTransposeCall(rank, _for_parsing(x), _for_parsing(w), _for_parsing(b), kw["stride"], kw["padding"],
+                           kw["output_padding"], kw["groups"], kw["dilation"], kw["data_format"])
     from convkern._args import user_shape
 
-    # Forward: the backward-data pass of the mirror convolution, plus the bias.
-    x_ext = dev.put(t.x_extended())
+    # Forward: the backward-data pass of the mirror convolution, with the bias.
+    x_ext = dev.put(t.x_extended().astype(dtype))
     y5 = dev.poisoned(t.phys(t.y_shape), dtype)
-    dev.mod.conv_backward_data(x_ext, dev.put(t.w5()), y5, t.args, dev.stream)
-    y = dev.get(y5)
-    if b is not None:
-        y = y + (b if last else b.reshape(-1, 1, 1, 1))
-    y = y.reshape(t.user_shape(t.y_shape))
+    dev.mod.conv_backward_data(x_ext, dev.put(t.w5().astype(dtype)), y5, t.args, dev.stream,
+                               None if b is None else dev.put(b))
+    y = dev.get(y5).reshape(t.user_shape(t.y_shape))
     assert_close(y, expected, reduction=cs["cin"] // cs["groups"] * int(np.prod(cs["kernel"])), dtype=dtype)
 
     # Backward: the mirror convolution's forward and backward-weight passes.
     dy = rng.standard_normal(expected.shape).astype(dtype)
     dy5 = dev.put(np.ascontiguousarray(dy[None] if t.unbatched else dy).reshape(t.phys(t.y_shape)))
     gx = dev.poisoned(t.phys(t.ext_shape), dtype)
-    dev.mod.conv_forward(dy5, dev.put(t.w5()), None, gx, t.args, dev.stream)
+    dev.mod.conv_forward(dy5, dev.put(t.w5().astype(dtype)), None, gx, t.args, dev.stream)
     gw = dev.poisoned(t.w_shape5, dtype)
     ws = dev.bytes(dev.mod.conv_backward_weight_workspace(dy5, gw, t.args))
     dev.mod.conv_backward_weight(x_ext, dy5, gw, ws, t.args, dev.stream)
@@ -267,19 +278,21 @@ def test_conv_transpose(dev, rank, seed, rng):
         assert_close(g, r, reduction=1000, dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-def test_conv_backward_is_deterministic(dev, last, rng):
+def test_conv_backward_is_deterministic(dev, last, dtype, rng):
     # Enough positions that backward weight splits the reduction across blocks.
     case = dict(batch=4, cin=24, cout=40, groups=1, kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
                 padding=1, size=(24, 24) if not dev.emulated else (12, 12), layout="contiguous", bias=False)
     if last:
         case["data_format"] = "NHWC"
-    x, w, _ = make_arrays(case, np.float32, rng)
+    x, w, _ = make_arrays(case, dtype, rng)
     c = _conv_call(2, case, x, w, None)
     y_shape = getattr(ref, "conv2d")(x, w, None, **kwargs_of(case)).shape
-    dy = rng.standard_normal(y_shape).astype(np.float32)
-    first = _conv_backward(dev, c, dy, c.x5(), c.w5())
-    second = _conv_backward(dev, c, dy, c.x5(), c.w5())
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    x5, w5 = c.x5().astype(dtype), c.w5().astype(dtype)
+    first = _conv_backward(dev, c, dy, x5, w5)
+    second = _conv_backward(dev, c, dy, x5, w5)
     for a, b_ in zip(first, second):
         assert a.tobytes() == b_.tobytes()
 
@@ -291,6 +304,12 @@ def test_conv_errors(dev, rng):
     y = dev.poisoned((1, 3, 1, 3, 3), np.float32)
     with pytest.raises(TypeError, match="weight"):
         dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3))), None, y, args, dev.stream)
+    with pytest.raises(TypeError, match="weight must have dtype float32"):
+        dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3), np.float16)), None, y, args, dev.stream)
+    bf16 = _FakeArray(x, (1, 2, 1, 5, 5), "__array_interface__" if dev.emulated else "__cuda_array_interface__",
+                      typestr="<V2")  # bfloat16 as PyTorch exports it: not a dtype the kernels take
+    with pytest.raises(TypeError, match="float16, float32 or float64"):
+        dev.mod.conv_forward(bf16, w, None, y, args, dev.stream)
     with pytest.raises(ValueError, match="out must have shape"):
         dev.mod.conv_forward(x, w, None, dev.poisoned((1, 3, 1, 4, 3), np.float32), args, dev.stream)
     with pytest.raises(ValueError, match="C-contiguous"):
@@ -310,9 +329,11 @@ class _FakeArray:
     """Claims a huge shape over a small real buffer: the size checks must refuse it before any
     kernel could touch the memory."""
 
-    def __init__(self, real, shape, interface):
+    def __init__(self, real, shape, interface, typestr=None):
         d = dict(getattr(real, interface))
         d["shape"], d["strides"] = tuple(shape), None
+        if typestr is not None:
+            d["typestr"] = typestr
         setattr(self, interface, d)
 
 
@@ -357,7 +378,7 @@ def _check_pool(dev, rank, kind, case, last, dtype, rng, planes4):
     fmt = LAST[rank] if last else FIRST[rank]
     name = f"{kind}_pool{rank}d"
     dil = kw.get("dilation", 1)
-    p = _PoolCall(rank, x, kw["kernel_size"], kw["stride"], kw["padding"], dil, kw["ceil_mode"], fmt)
+    p = _PoolCall(rank, _for_parsing(x), kw["kernel_size"], kw["stride"], kw["padding"], dil, kw["ceil_mode"], fmt)
     k, s, pb, pa, d, ceil, sov = p.args
     out3 = tuple(pad3(p.y_shape[2:], rank, 1))
     xk = _pool_arrays(x, p, planes4)
@@ -375,7 +396,10 @@ def _check_pool(dev, rank, kind, case, last, dtype, rng, planes4):
         expected, expected_idx = getattr(ref, name)(x, **kw, data_format=fmt, return_indices=True)
         np.testing.assert_array_equal(dev.get(idx).reshape(user_y), expected_idx)
     window = int(np.prod(kw["kernel_size"]))
-    assert_close(dev.get(y).reshape(user_y), expected, reduction=window, dtype=dtype, what=f"{name} {kw}")
+    if kind == "avg":
+        assert_close(dev.get(y).reshape(user_y), expected, reduction=window, dtype=dtype, what=f"{name} {kw}")
+    else:  # an input element, exactly, in every dtype
+        np.testing.assert_array_equal(dev.get(y).reshape(user_y), expected.astype(dtype), err_msg=f"{name} {kw}")
 
     dy = rng.standard_normal(expected.shape).astype(dtype)
     dyk = dev.put((dy[None] if p.unbatched else dy).reshape(yshape))
@@ -397,7 +421,7 @@ def _check_pool(dev, rank, kind, case, last, dtype, rng, planes4):
 POOL_CASES = [(2, s) for s in range(20)] + [(r, s) for r in (1, 3) for s in range(8)]
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("rank,seed", POOL_CASES)
@@ -405,17 +429,18 @@ def test_pool(dev, rank, seed, kind, last, dtype, rng):
     _check_pool(dev, rank, kind, pool_case(seed, rank, kind), last, dtype, rng, planes4=not last and seed % 2 == 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("size", [(7, 7), (20, 23)], ids=("7x7", "20x23"))
-def test_global_pool(dev, kind, last, size, rng):
+def test_global_pool(dev, kind, last, size, dtype, rng):
     # A whole-plane window: 49 cells (one thread per output) and 460 (one warp per output when
     # channels-first), with a tie for the first extreme element.
     shape = (3, 5) + size
     case = (shape, dict(kernel_size=size, stride=None, padding=0, ceil_mode=False,
                         **({"count_include_pad": True, "divisor_override": None} if kind == "avg" else {})),
             "contiguous")
-    _check_pool(dev, 2, kind, case, last, np.float32, rng, planes4=False)
+    _check_pool(dev, 2, kind, case, last, dtype, rng, planes4=False)
 
 
 def _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng):
@@ -440,6 +465,7 @@ def _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng):
         dev.mod.adaptive_max_pool_forward(xd, y, idx, out3, rank, last, dev.stream)
         expected, expected_idx = getattr(ref, name)(x, out_sizes, data_format=fmt, return_indices=True)
         np.testing.assert_array_equal(dev.get(idx).reshape(expected_idx.shape), expected_idx)
+        np.testing.assert_array_equal(dev.get(y).reshape(expected.shape), expected.astype(dtype))
     assert_close(dev.get(y).reshape(expected.shape), expected, reduction=100, dtype=dtype)
     dy = rng.standard_normal(expected.shape).astype(dtype)
     dyk = dev.put(dy.reshape(yshape))
@@ -453,43 +479,46 @@ def _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng):
     assert_close(dev.get(dx).reshape(x.shape), want, reduction=100, dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float64], ids=("f16", "f64"))
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("rank,in_sizes,out_sizes", [
     (1, (10,), (3,)), (1, (5,), (7,)), (2, (9, 7), (4, 3)), (2, (6, 6), (1, 1)), (2, (7, 5), (7, 5)),
     (2, (13, 12), (5, 8)), (3, (5, 6, 4), (2, 3, 3)), (2, (40, 36), (1, 1)),
 ])
-def test_adaptive_pool(dev, rank, in_sizes, out_sizes, kind, last, rng):
-    _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, np.float64, rng)
+def test_adaptive_pool(dev, rank, in_sizes, out_sizes, kind, last, dtype, rng):
+    _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng)
 
 
-def _max_pool_setup(dev, rng, last):
-    x = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
+def _max_pool_setup(dev, rng, last, dtype=np.float32):
+    x = rng.standard_normal((2, 3, 6, 8)).astype(dtype)
     fmt = "NHWC" if last else "NCHW"
     if last:
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    p = _PoolCall(2, x, 2, None, 0, 1, False, fmt)
+    p = _PoolCall(2, _for_parsing(x), 2, None, 0, 1, False, fmt)
     k, s, pb, pa, d, ceil, sov = p.args
     xk = _pool_arrays(x, p, planes4=False)
     yshape = _out_shape(xk.shape, p, (1, 3, 4), False)
     return x, fmt, (k, s, pb, pa, d, ceil, sov), xk, yshape
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-def test_max_pool_backward_indices_outside_their_windows(dev, last, rng):
+def test_max_pool_backward_indices_outside_their_windows(dev, last, dtype, rng):
     # Indices no forward would make (in the plane, outside their window) are honoured like the
-    # CPU kernel and the reference do: a serial scatter instead of the gather.
-    x, fmt, a, xk, yshape = _max_pool_setup(dev, rng, last)
+    # CPU kernel and the reference do: a serial scatter instead of the gather (for float16 into
+    # a float scratch).
+    x, fmt, a, xk, yshape = _max_pool_setup(dev, rng, last, dtype)
     _, idx = ref.max_pool2d(x, 2, data_format=fmt, return_indices=True)
     idx = idx.copy()
     idx.reshape(-1)[::3] = (idx.reshape(-1)[::3] + 17) % 48
     idx.reshape(-1)[1::5] = -1
-    dy = rng.standard_normal(idx.shape).astype(np.float32)
-    dx = dev.poisoned(xk.shape, np.float32)
+    dy = rng.standard_normal(idx.shape).astype(dtype)
+    dx = dev.poisoned(xk.shape, dtype)
     dev.mod.extremum_pool_backward(dev.put(dy.reshape(yshape)), dev.put(idx.reshape(yshape)), dx,
                                    dev.bytes(dev.mod.pool_index_check_bytes), *a, 2, last, dev.stream)
     want = ref.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=idx)
-    assert_close(dev.get(dx).reshape(x.shape), want, dtype=np.float32)
+    assert_close(dev.get(dx).reshape(x.shape), want, reduction=4, dtype=dtype)
 
 
 @pytest.mark.parametrize("bad", [48, -2, 2**40])
@@ -506,17 +535,18 @@ def test_max_pool_backward_rejects_hostile_indices(dev, bad, rng):
     assert np.isnan(dev.get(dx)).all()  # refused before anything was written
 
 
-def test_pool_nan_and_infinity_semantics(dev):
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
+def test_pool_nan_and_infinity_semantics(dev, dtype):
     # NaN wins, first NaN gives the index; -inf in the input beats padding.
-    x = np.array([[[[1.0, np.nan, 3.0, np.nan], [5.0, 2.0, np.nan, 0.0]]]], np.float32)
-    p = _PoolCall(2, x, 2, None, 0, 1, False, "NCHW")
-    y, idx = dev.poisoned((1, 1, 1, 1, 2), np.float32), dev.indices((1, 1, 1, 1, 2))
+    x = np.array([[[[1.0, np.nan, 3.0, np.nan], [5.0, 2.0, np.nan, 0.0]]]], dtype)
+    p = _PoolCall(2, _for_parsing(x), 2, None, 0, 1, False, "NCHW")
+    y, idx = dev.poisoned((1, 1, 1, 1, 2), dtype), dev.indices((1, 1, 1, 1, 2))
     dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 2, 4)), y, idx, *p.args, False, 2, False, dev.stream)
     assert np.isnan(dev.get(y)).all()
     np.testing.assert_array_equal(dev.get(idx).ravel(), [1, 3])
-    x = np.full((1, 1, 3, 3), -np.inf, np.float32)
-    p = _PoolCall(2, x, 3, 1, 1, 1, False, "NCHW")
-    y, idx = dev.poisoned((1, 1, 1, 3, 3), np.float32), dev.indices((1, 1, 1, 3, 3))
+    x = np.full((1, 1, 3, 3), -np.inf, dtype)
+    p = _PoolCall(2, _for_parsing(x), 3, 1, 1, 1, False, "NCHW")
+    y, idx = dev.poisoned((1, 1, 1, 3, 3), dtype), dev.indices((1, 1, 1, 3, 3))
     dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 3, 3)), y, idx, *p.args, False, 2, False, dev.stream)
     assert (dev.get(y) == -np.inf).all()
     np.testing.assert_array_equal(dev.get(idx).reshape(3, 3), [[0, 0, 1], [0, 0, 1], [3, 3, 4]])
@@ -535,6 +565,55 @@ def test_pool_backward_is_deterministic(dev, rng):
     assert runs[0] == runs[1]
 
 
+def test_float16_accumulates_in_float32(dev):
+    """Sums of 4096 terms 1 + 2^-10 (1 for the other factor): float32 accumulation is exact all
+    the way, and the total 4100 is a float16 number, so every kernel must return exactly 4100 (or
+    the mean 1 + 2^-10). Accumulating in float16 would not: past 256 it can no longer add the
+    2^-10 and ends at 4096 (mean 1)."""
+    f16, term = np.float16, np.float16(1 + 2**-10)
+    one = dev.stream
+
+    def args(groups):
+        return _C.ConvArgs([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], groups, 2, False)
+
+    # Forward: reduction over 64 channels x an 8x8 kernel; depthwise: over a 64x64 kernel.
+    for x_shape, w_shape, groups in (((1, 64, 1, 8, 8), (2, 64, 1, 8, 8), 1),
+                                     ((1, 2, 1, 64, 64), (2, 1, 1, 64, 64), 2)):
+        y = dev.poisoned((1, 2, 1, 1, 1), f16)
+        dev.mod.conv_forward(dev.put(np.full(x_shape, term)), dev.put(np.ones(w_shape, f16)), None, y, args(groups),
+                             one)
+        np.testing.assert_array_equal(dev.get(y), 4100)
+    # Backward data: reduction over 4096 output channels of a 1x1 convolution.
+    dx = dev.poisoned((1, 2, 1, 2, 2), f16)
+    dev.mod.conv_backward_data(dev.put(np.full((1, 4096, 1, 2, 2), term)), dev.put(np.ones((4096, 2, 1, 1, 1), f16)),
+                               dx, args(1), one)
+    np.testing.assert_array_equal(dev.get(dx), 4100)
+    # Backward weight (split into chunks, GEMM and depthwise kernels) and the bias gradient:
+    # reductions over 4 x 32 x 32 positions.
+    dy = dev.put(np.full((4, 2, 1, 32, 32), term))
+    xd = dev.put(np.ones((4, 2, 1, 32, 32), f16))
+    for groups in (1, 2):
+        dw = dev.poisoned((2, 2 // groups, 1, 1, 1), f16)
+        ws = dev.bytes(dev.mod.conv_backward_weight_workspace(xd, dw, args(groups)))
+        dev.mod.conv_backward_weight(dy, xd, dw, ws, args(groups), one)
+        np.testing.assert_array_equal(dev.get(dw), 4100)
+    db = dev.poisoned((2,), f16)
+    dev.mod.channel_sum(dy, db, False, one)
+    np.testing.assert_array_equal(dev.get(db), 4100)
+    # Average pooling over a 64x64 window: one warp per output channels-first, one thread
+    # channels-last; and the adaptive form.
+    for last, shape in ((False, (1, 2, 1, 64, 64)), (True, (1, 1, 64, 64, 2))):
+        x = dev.put(np.full(shape, term))
+        out_shape = (1, 1, 1, 1, 2) if last else (1, 2, 1, 1, 1)
+        y = dev.poisoned(out_shape, f16)
+        dev.mod.avg_pool_forward(x, y, [1, 64, 64], [1, 64, 64], [0, 0, 0], [0, 0, 0], False, False, True, 0, 2, last,
+                                 one)
+        np.testing.assert_array_equal(dev.get(y), term)
+        y = dev.poisoned(out_shape, f16)
+        dev.mod.adaptive_avg_pool_forward(x, y, (1, 1, 1), 2, last, one)
+        np.testing.assert_array_equal(dev.get(y), term)
+
+
 # --------------------------------------------------------------------------------------------
 # The CuPy-facing backend (real GPU only)
 # --------------------------------------------------------------------------------------------
@@ -551,6 +630,7 @@ def test_backend_routing_rules(cupy_dev):
         cb.on_cuda(input=xd, weight=xh)
     with pytest.raises(TypeError, match="astype"):
         cb.as_float_array(cp.ones(3, cp.int32), "input")
+    assert cb.as_float_array(cp.ones(3, cp.float16), "input").dtype == cp.float16
     info = cb.info()
     assert info["cuda"] and info["gpus"] and info["cuda_architectures"]
 
@@ -580,6 +660,10 @@ def test_backend_accepts_torch_cuda_tensors(cupy_dev, rng):
     assert cb.is_cuda_array(t) and cb.on_cuda(input=t)
     a = cb.as_float_array(t, "input")
     assert isinstance(a, cupy_dev.xp.ndarray) and a.data.ptr == t.data_ptr()
+    h = cb.as_float_array(t.half(), "input")
+    assert h.dtype == cupy_dev.xp.float16
+    with pytest.raises(TypeError, match="bfloat16"):
+        cb.as_float_array(t.bfloat16(), "input")
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,7 +736,7 @@ def cuda_api():
             sys.modules["cupy"] = saved[0]
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(24)] + [(r, s) for r in (1, 3) for s in range(6)])
 def test_api_conv(cuda_api, rank, seed, dtype, rng):
     import test_conv
@@ -705,6 +789,63 @@ def test_api_adaptive_pool(cuda_api, rank, seed, kind, last, rng):
     import test_adaptive_pool
 
     test_adaptive_pool.check_adaptive_pool(rank, seed, kind, np.float64, last, rng, on=cuda_api)
+
+
+# float16 through the public API (CUDA only): the host tests' bodies with float16 arrays.
+
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(12)] + [(r, s) for r in (1, 3) for s in range(4)])
+def test_api_conv_transpose_float16(cuda_api, rank, seed, rng):
+    import test_conv
+
+    test_conv.check_transpose(rank, seed, np.float16, rng, on=cuda_api)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(6)] + [(r, s) for r in (1, 3) for s in range(3)])
+def test_api_pool_float16(cuda_api, rank, seed, kind, last, rng):
+    import test_pool
+
+    test_pool.check_pool(rank, seed, kind, np.float16, last, rng, on=cuda_api)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "avg", "min"])
+def test_api_global_pool_float16(cuda_api, kind, last, rng):
+    import test_pool
+
+    test_pool.check_global_pool(2, kind, True, np.float16, last, rng, on=cuda_api)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(4)] + [(1, 0), (3, 0)])
+def test_api_adaptive_pool_float16(cuda_api, rank, seed, kind, last, rng):
+    import test_adaptive_pool
+
+    test_adaptive_pool.check_adaptive_pool(rank, seed, kind, np.float16, last, rng, on=cuda_api)
+
+
+def test_api_float16_dtype_rules(cuda_api, rng):
+    """float16 runs on CUDA arrays and is refused on host arrays, naming the CUDA route; mixing
+    it with another dtype in one call is a TypeError like any other mix."""
+    put = cuda_api.put
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float16)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    y = convkern.conv2d(put(x), put(w))
+    assert isinstance(y, cuda_api.xp.ndarray) and y.dtype == np.float16
+    with pytest.raises(TypeError, match="float16 is supported on CUDA arrays only"):
+        convkern.conv2d(x, w)
+    with pytest.raises(TypeError, match="float16 is supported on CUDA arrays only"):
+        convkern.max_pool2d(x, 2)
+    with pytest.raises(TypeError, match="weight has dtype float32 but input has dtype float16"):
+        convkern.conv2d(put(x), put(w.astype(np.float32)))
+    with pytest.raises(TypeError, match="grad_output has dtype float32"):
+        convkern.avg_pool2d_backward(put(np.ones((2, 3, 4, 4), np.float32)), put(x), 2)
+    iface = "__cuda_array_interface__"
+    bf16 = _FakeArray(put(x), x.shape, iface, typestr="<V2")  # a bfloat16 tensor, as PyTorch exports it
+    with pytest.raises(TypeError, match="bfloat16"):
+        convkern.conv2d(bf16, put(w))
 
 
 def test_api_device_rules(cuda_api):

@@ -43,10 +43,11 @@ constexpr const char* kInterface = "__cuda_array_interface__";
 
 using Vec3 = std::array<i64, 3>;
 
-enum class DType { kFloat32, kFloat64, kInt64, kUInt8, kOther };
+enum class DType { kFloat16, kFloat32, kFloat64, kInt64, kUInt8, kOther };
 
 const char* dtype_name(DType t) {
   switch (t) {
+    case DType::kFloat16: return "float16";
     case DType::kFloat32: return "float32";
     case DType::kFloat64: return "float64";
     case DType::kInt64: return "int64";
@@ -83,6 +84,7 @@ struct DevArray {
 DType parse_typestr(const std::string& t) {
   if (t.size() < 3 || t[0] == '>') return DType::kOther;  // big-endian data is never a device array we made
   const std::string kind = t.substr(1);
+  if (kind == "f2") return DType::kFloat16;
   if (kind == "f4") return DType::kFloat32;
   if (kind == "f8") return DType::kFloat64;
   if (kind == "i8") return DType::kInt64;
@@ -92,6 +94,7 @@ DType parse_typestr(const std::string& t) {
 
 i64 itemsize(DType t) {
   switch (t) {
+    case DType::kFloat16: return 2;
     case DType::kFloat32: return 4;
     case DType::kFloat64: case DType::kInt64: return 8;
     case DType::kUInt8: return 1;
@@ -140,10 +143,35 @@ void require_ndim(const DevArray& a, size_t ndim) {
                                 shape_str(a.shape));
 }
 
+// The dtypes of the kernels' floating-point arrays, and their element types: float16 ("<f2",
+// CUDA's __half, computed in float32), float32 and float64.
+//
+// bfloat16 is not among them. The op layers hand the kernels CuPy arrays, and CuPy has no
+// bfloat16 dtype: no CuPy array carries one, and a PyTorch bfloat16 CUDA tensor can reach
+// convkern only through DLPack, which cupy.from_dlpack refuses for bfloat16. Adding it here
+// (typestr "<V2" at best, as __cuda_array_interface__ has no bfloat16 code) would serve no caller.
 DType float_dtype(const DevArray& a) {
-  if (a.dtype != DType::kFloat32 && a.dtype != DType::kFloat64)
-    throw py::type_error(a.name + " must be float32 or float64, got typestr " + a.typestr);
+  if (a.dtype != DType::kFloat16 && a.dtype != DType::kFloat32 && a.dtype != DType::kFloat64)
+    throw py::type_error(a.name + " must be float16, float32 or float64, got typestr " + a.typestr);
   return a.dtype;
+}
+
+template <class T>
+struct ElementType {
+  using type = T;
+};
+
+// Calls f(ElementType<T>{}) with the element type T of a float_dtype() answer, so that one
+// generic lambda per entry point serves every dtype:
+//   with_element_type(dt, [&](auto tag) { using T = typename decltype(tag)::type; ... });
+template <class F>
+void with_element_type(DType dt, F&& f) {
+  switch (dt) {
+    case DType::kFloat16: f(ElementType<__half>{}); return;
+    case DType::kFloat32: f(ElementType<float>{}); return;
+    case DType::kFloat64: f(ElementType<double>{}); return;
+    default: throw std::logic_error(std::string("with_element_type: ") + dtype_name(dt) + " is not a float dtype");
+  }
 }
 
 void require(const DevArray& a, DType dt, const std::vector<i64>& shape, bool writeable) {
@@ -261,33 +289,35 @@ void conv_forward(py::handle x, py::handle w, py::handle bias, py::handle y, py:
   require(Y, dt, physical_shape(out_shape(g), a.channels_last), true);
   DeviceScope scope({&X, &W, B ? &*B : nullptr, &Y});
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32)
-    ckc::conv_forward<float>(g, a.channels_last, X.data<float>(), W.data<float>(), B ? B->data<float>() : nullptr,
-                             Y.data<float>(), as_stream(stream));
-  else
-    ckc::conv_forward<double>(g, a.channels_last, X.data<double>(), W.data<double>(),
-                              B ? B->data<double>() : nullptr, Y.data<double>(), as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::conv_forward<T>(g, a.channels_last, X.data<T>(), W.data<T>(), B ? B->data<T>() : nullptr, Y.data<T>(),
+                         as_stream(stream));
+  });
 }
 
-// grad_input of a convolution; the input's shape is read from grad_input itself.
-void conv_backward_data(py::handle dy, py::handle w, py::handle dx, py::handle args, std::uintptr_t stream) {
+// grad_input of a convolution; the input's shape is read from grad_input itself. bias (one per
+// input channel, or None) is added to it: the forward of a transposed convolution.
+void conv_backward_data(py::handle dy, py::handle w, py::handle dx, py::handle args, std::uintptr_t stream,
+                        py::handle bias) {
   const ConvArgs a = conv_args(args);
   const DevArray DY = device_array(dy, "grad_output"), W = device_array(w, "weight"),
                  DX = device_array(dx, "grad_input");
+  const std::optional<DevArray> B = optional_array(bias, "bias");
   require_ndim(W, 5);
   const auto g = geometry(a, logical_shape(DX, a.channels_last), W.shape);
   const DType dt = float_dtype(DY);
   require(W, dt, W.shape, false);
   require(DY, dt, physical_shape(out_shape(g), a.channels_last), false);
   require(DX, dt, DX.shape, true);
-  DeviceScope scope({&DY, &W, &DX});
+  if (B) require(*B, dt, {g.C}, false);
+  DeviceScope scope({&DY, &W, B ? &*B : nullptr, &DX});
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32)
-    ckc::conv_backward_data<float>(g, a.channels_last, DY.data<float>(), W.data<float>(), DX.data<float>(),
-                                   as_stream(stream));
-  else
-    ckc::conv_backward_data<double>(g, a.channels_last, DY.data<double>(), W.data<double>(), DX.data<double>(),
-                                    as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::conv_backward_data<T>(g, a.channels_last, DY.data<T>(), W.data<T>(), B ? B->data<T>() : nullptr,
+                               DX.data<T>(), as_stream(stream));
+  });
 }
 
 std::size_t conv_backward_weight_workspace(py::handle x, py::handle dw, py::handle args) {
@@ -295,7 +325,11 @@ std::size_t conv_backward_weight_workspace(py::handle x, py::handle dw, py::hand
   const DevArray X = device_array(x, "input"), DW = device_array(dw, "grad_weight");
   require_ndim(DW, 5);
   const auto g = geometry(a, logical_shape(X, a.channels_last), DW.shape);
-  return ckc::conv_backward_weight_workspace(g, std::size_t(itemsize(float_dtype(X))));
+  std::size_t bytes = 0;
+  with_element_type(float_dtype(X), [&](auto tag) {
+    bytes = ckc::conv_backward_weight_workspace<typename decltype(tag)::type>(g);
+  });
+  return bytes;
 }
 
 void conv_backward_weight(py::handle dy, py::handle x, py::handle dw, py::handle workspace, py::handle args,
@@ -318,12 +352,11 @@ void conv_backward_weight(py::handle dy, py::handle x, py::handle dw, py::handle
   }
   DeviceScope scope({&DY, &X, &DW, WS ? &*WS : nullptr});
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32)
-    ckc::conv_backward_weight<float>(g, a.channels_last, DY.data<float>(), X.data<float>(), DW.data<float>(), ws_ptr,
-                                     ws_bytes, as_stream(stream));
-  else
-    ckc::conv_backward_weight<double>(g, a.channels_last, DY.data<double>(), X.data<double>(), DW.data<double>(),
-                                      ws_ptr, ws_bytes, as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::conv_backward_weight<T>(g, a.channels_last, DY.data<T>(), X.data<T>(), DW.data<T>(), ws_ptr, ws_bytes,
+                                 as_stream(stream));
+  });
 }
 
 // grad_bias: the sum of grad_output over batch and positions, per channel.
@@ -335,12 +368,10 @@ void channel_sum(py::handle dy, py::handle db, bool channels_last, std::uintptr_
   DeviceScope scope({&DY, &DB});
   py::gil_scoped_release nogil;
   const i64 positions = s[2] * s[3] * s[4];
-  if (dt == DType::kFloat32)
-    ckc::channel_sum<float>(s[0], s[1], positions, channels_last, DY.data<float>(), DB.data<float>(),
-                            as_stream(stream));
-  else
-    ckc::channel_sum<double>(s[0], s[1], positions, channels_last, DY.data<double>(), DB.data<double>(),
-                             as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::channel_sum<T>(s[0], s[1], positions, channels_last, DY.data<T>(), DB.data<T>(), as_stream(stream));
+  });
 }
 
 // ---------------------------------------------------------------------------------- pooling
@@ -411,11 +442,10 @@ void extremum_pool_forward(py::handle x, py::handle y, py::handle idx, const Vec
   DeviceScope scope({&X, &Y, I ? &*I : nullptr});
   py::gil_scoped_release nogil;
   i64* ip = I ? I->data<i64>() : nullptr;
-  if (dt == DType::kFloat32)
-    ckc::extremum_pool_forward<float>(g, v.layout, is_min, X.data<float>(), Y.data<float>(), ip, as_stream(stream));
-  else
-    ckc::extremum_pool_forward<double>(g, v.layout, is_min, X.data<double>(), Y.data<double>(), ip,
-                                       as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::extremum_pool_forward<T>(g, v.layout, is_min, X.data<T>(), Y.data<T>(), ip, as_stream(stream));
+  });
 }
 
 void raise_bad_index(const ckc::PoolIndexCheck& verdict, i64 in_plane) {
@@ -448,12 +478,11 @@ void extremum_backward_common(const DevArray& DY, const DevArray& I, const DevAr
   ckc::PoolIndexCheck verdict;
   {
     py::gil_scoped_release nogil;
-    if (dt == DType::kFloat32)
-      verdict = ckc::extremum_pool_backward<float>(g, ag, v.layout, DY.data<float>(), I.data<i64>(), DX.data<float>(),
-                                                   scratch, as_stream(stream));
-    else
-      verdict = ckc::extremum_pool_backward<double>(g, ag, v.layout, DY.data<double>(), I.data<i64>(),
-                                                    DX.data<double>(), scratch, as_stream(stream));
+    with_element_type(dt, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      verdict = ckc::extremum_pool_backward<T>(g, ag, v.layout, DY.data<T>(), I.data<i64>(), DX.data<T>(), scratch,
+                                               as_stream(stream));
+    });
   }
   raise_bad_index(verdict, in_plane);
 }
@@ -488,10 +517,10 @@ void avg_pool_forward(py::handle x, py::handle y, const Vec3& k, const Vec3& s, 
   const auto opt = avg_options(count_include_pad, divisor_override);
   DeviceScope scope({&X, &Y});
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32)
-    ckc::avg_pool_forward<float>(g, v.layout, opt, X.data<float>(), Y.data<float>(), as_stream(stream));
-  else
-    ckc::avg_pool_forward<double>(g, v.layout, opt, X.data<double>(), Y.data<double>(), as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::avg_pool_forward<T>(g, v.layout, opt, X.data<T>(), Y.data<T>(), as_stream(stream));
+  });
 }
 
 void avg_pool_backward(py::handle dy, py::handle dx, const Vec3& k, const Vec3& s, const Vec3& pb, const Vec3& pa,
@@ -507,10 +536,10 @@ void avg_pool_backward(py::handle dy, py::handle dx, const Vec3& k, const Vec3& 
   const auto opt = avg_options(count_include_pad, divisor_override);
   DeviceScope scope({&DY, &DX});
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32)
-    ckc::avg_pool_backward<float>(g, v.layout, opt, DY.data<float>(), DX.data<float>(), as_stream(stream));
-  else
-    ckc::avg_pool_backward<double>(g, v.layout, opt, DY.data<double>(), DX.data<double>(), as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::avg_pool_backward<T>(g, v.layout, opt, DY.data<T>(), DX.data<T>(), as_stream(stream));
+  });
 }
 
 convkern::AdaptivePoolGeometry adaptive_geometry(const PoolView& v, int rank, const Vec3& output_size) {
@@ -526,10 +555,10 @@ void adaptive_avg_pool_forward(py::handle x, py::handle y, const Vec3& output_si
   require(Y, dt, pool_shape(v, g.out), true);
   DeviceScope scope({&X, &Y});
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32)
-    ckc::adaptive_avg_pool_forward<float>(g, v.layout, X.data<float>(), Y.data<float>(), as_stream(stream));
-  else
-    ckc::adaptive_avg_pool_forward<double>(g, v.layout, X.data<double>(), Y.data<double>(), as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::adaptive_avg_pool_forward<T>(g, v.layout, X.data<T>(), Y.data<T>(), as_stream(stream));
+  });
 }
 
 void adaptive_avg_pool_backward(py::handle dy, py::handle dx, const Vec3& output_size, int rank, bool channels_last,
@@ -542,10 +571,10 @@ void adaptive_avg_pool_backward(py::handle dy, py::handle dx, const Vec3& output
   require(DX, dt, DX.shape, true);
   DeviceScope scope({&DY, &DX});
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32)
-    ckc::adaptive_avg_pool_backward<float>(g, v.layout, DY.data<float>(), DX.data<float>(), as_stream(stream));
-  else
-    ckc::adaptive_avg_pool_backward<double>(g, v.layout, DY.data<double>(), DX.data<double>(), as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::adaptive_avg_pool_backward<T>(g, v.layout, DY.data<T>(), DX.data<T>(), as_stream(stream));
+  });
 }
 
 void adaptive_max_pool_forward(py::handle x, py::handle y, py::handle idx, const Vec3& output_size, int rank,
@@ -561,10 +590,10 @@ void adaptive_max_pool_forward(py::handle x, py::handle y, py::handle idx, const
   DeviceScope scope({&X, &Y, I ? &*I : nullptr});
   py::gil_scoped_release nogil;
   i64* ip = I ? I->data<i64>() : nullptr;
-  if (dt == DType::kFloat32)
-    ckc::adaptive_max_pool_forward<float>(g, v.layout, X.data<float>(), Y.data<float>(), ip, as_stream(stream));
-  else
-    ckc::adaptive_max_pool_forward<double>(g, v.layout, X.data<double>(), Y.data<double>(), ip, as_stream(stream));
+  with_element_type(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ckc::adaptive_max_pool_forward<T>(g, v.layout, X.data<T>(), Y.data<T>(), ip, as_stream(stream));
+  });
 }
 
 void adaptive_max_pool_backward(py::handle dy, py::handle idx, py::handle dx, py::handle workspace,
@@ -646,7 +675,7 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def("conv_forward", &conv_forward, "input"_a, "weight"_a, "bias"_a, "out"_a, "args"_a, "stream"_a = 0);
   m.def("conv_backward_data", &conv_backward_data, "grad_output"_a, "weight"_a, "grad_input"_a, "args"_a,
-        "stream"_a = 0);
+        "stream"_a = 0, "bias"_a = py::none());
   m.def("conv_backward_weight_workspace", &conv_backward_weight_workspace, "input"_a, "grad_weight"_a, "args"_a,
         "Bytes of device scratch conv_backward_weight needs (0: pass None).");
   m.def("conv_backward_weight", &conv_backward_weight, "grad_output"_a, "input"_a, "grad_weight"_a, "workspace"_a,

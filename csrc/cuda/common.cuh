@@ -78,6 +78,48 @@ void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, c
   check_cuda(cudaGetLastError(), name);
 }
 
+// Element types. Kernels are templated on the element type T of the arrays they read and write:
+// float, double, or __half (float16). A kernel loads an element with to_acc(), which widens
+// __half to float (exactly) and leaves float and double alone, does all its arithmetic and
+// accumulation in acc_t<T> (float for __half and float, double for double) and rounds once, at
+// the store, with from_acc<T>(). So float16 results carry one rounding to half on top of a
+// float32 computation, and float and double kernels are unchanged.
+// (Member functions, defined in their classes, are inline in every build: the emulated one
+// defines __forceinline__ away.)
+template <class T>
+struct Element {
+  using Acc = T;
+  static __host__ __device__ __forceinline__ T widen(T v) { return v; }
+  static __host__ __device__ __forceinline__ T narrow(T v) { return v; }
+  static __host__ __device__ __forceinline__ T narrow_double(double v) { return T(v); }
+};
+template <>
+struct Element<__half> {
+  using Acc = float;
+  static __host__ __device__ __forceinline__ float widen(__half v) { return __half2float(v); }
+  static __host__ __device__ __forceinline__ __half narrow(float v) { return __float2half_rn(v); }
+  static __host__ __device__ __forceinline__ __half narrow_double(double v) { return __double2half(v); }
+};
+
+template <class T>
+using acc_t = typename Element<T>::Acc;
+
+template <class T>
+__host__ __device__ __forceinline__ acc_t<T> to_acc(T v) {
+  return Element<T>::widen(v);
+}
+
+template <class T>
+__host__ __device__ __forceinline__ T from_acc(acc_t<T> v) {
+  return Element<T>::narrow(v);
+}
+
+// A double (the bias gradient's accumulator) rounded once to T.
+template <class T>
+__host__ __device__ __forceinline__ T from_double(double v) {
+  return Element<T>::narrow_double(v);
+}
+
 // ceil(a / b) for any sign of a and b > 0 (C++ division truncates towards zero).
 template <class I>
 __host__ __device__ __forceinline__ I ceil_div_signed(I a, I b) {

@@ -1,5 +1,6 @@
 // conv.cu — CUDA convolution: forward, backward-data, backward-weight and the bias gradient,
-// 1-D to 3-D (3-D internally, shape.h), groups, channels-first and channels-last, float and double.
+// 1-D to 3-D (3-D internally, shape.h), groups, channels-first and channels-last, float, double
+// and float16 (__half: float loads into float tiles and accumulators, one rounding at the store).
 //
 // Algorithm. Each pass is an implicit GEMM per group whose operand tiles are gathered from the
 // activations straight into shared memory (no im2col buffer in device memory):
@@ -10,8 +11,9 @@
 //                    every dX element is written once by one thread, with no atomics.
 //   backward weight  dW[k, r] = sum_m dY[m, k] * X_col[m, r], the sum over m = (n, position)
 //                    cut into a fixed number of chunks that depends on the problem only; each
-//                    chunk's partial dW goes to a workspace and a second kernel adds the chunks
-//                    in order. Bitwise deterministic; no floating-point atomics anywhere.
+//                    chunk's partial dW goes to a workspace (in float for float16, even with one
+//                    chunk) and a second kernel adds the chunks in order. Bitwise deterministic;
+//                    no floating-point atomics anywhere.
 // The reduction index r runs over (c, kd, kh, kw) channels-first and over (kd, kh, kw, c)
 // channels-last, so that consecutive threads of a gather read consecutive addresses.
 //
@@ -158,6 +160,7 @@ template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
     conv_forward_gemm(ConvDims d, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                       T* __restrict__ y, int group0) {
+  using A = acc_t<T>;
   const int tid = threadIdx.x;
   const int gi = group0 + int(blockIdx.z);
   const int m0 = int(blockIdx.x) * kBM, n0 = int(blockIdx.y) * kBN;
@@ -180,7 +183,7 @@ __global__ void __launch_bounds__(kThreads)
     a_d0[e] = od * d.sd - d.pd, a_h0[e] = oh * d.sh - d.ph, a_w0[e] = ow * d.sw - d.pw;
     a_base[e] = kLast ? x + i64(n) * d.Q * d.C + i64(gi) * d.Cg : x + (i64(n) * d.C + i64(gi) * d.Cg) * d.Q;
   }
-  auto load_a = [&](int k0, T(&v)[4]) {
+  auto load_a = [&](int k0, A(&v)[4]) {
     if constexpr (kLast) {
       const int r = k0 + MapA::k(tid, 0);  // r = ((kd*KH + kh)*KW + kw)*Cg + c
       const bool r_ok = r < d.R;
@@ -190,7 +193,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 4; ++e) {
         const int id = a_d0[e] + kd * d.dd, ih = a_h0[e] + kh * d.dh, iw = a_w0[e] + kw * d.dw;
         const bool ok = r_ok && a_ok[e] && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
-        v[e] = ok ? a_base[e][i64((id * d.IH + ih) * d.IW + iw) * d.C + c] : T(0);
+        v[e] = ok ? to_acc(a_base[e][i64((id * d.IH + ih) * d.IW + iw) * d.C + c]) : A(0);
       }
     } else {
 #pragma unroll
@@ -200,7 +203,7 @@ __global__ void __launch_bounds__(kThreads)
         const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
         const int id = a_d0[0] + kd * d.dd, ih = a_h0[0] + kh * d.dh, iw = a_w0[0] + kw * d.dw;
         const bool ok = r < d.R && a_ok[0] && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
-        v[e] = ok ? a_base[0][i64(c) * d.Q + (id * d.IH + ih) * d.IW + iw] : T(0);
+        v[e] = ok ? to_acc(a_base[0][i64(c) * d.Q + (id * d.IH + ih) * d.IW + iw]) : A(0);
       }
     }
   };
@@ -214,7 +217,7 @@ __global__ void __launch_bounds__(kThreads)
     b_ok[e] = k < d.Kg;
     b_row[e] = w + i64(gi * d.Kg + (b_ok[e] ? k : 0)) * d.R;
   }
-  auto load_b = [&](int k0, T(&v)[4]) {
+  auto load_b = [&](int k0, A(&v)[4]) {
     const int r = k0 + MapB::k(tid, 0);
     const bool r_ok = r < d.R;
     int off = r;
@@ -223,13 +226,13 @@ __global__ void __launch_bounds__(kThreads)
       off = c * d.kvol + q;
     }
 #pragma unroll
-    for (int e = 0; e < 4; ++e) v[e] = (r_ok && b_ok[e]) ? b_row[e][off] : T(0);
+    for (int e = 0; e < 4; ++e) v[e] = (r_ok && b_ok[e]) ? to_acc(b_row[e][off]) : A(0);
   };
 
   const int tm = kLast ? tid / 16 : tid % 16, tn = kLast ? tid % 16 : tid / 16;
-  T acc[4][4];
+  A acc[4][4];
   zero(acc);
-  gemm_mainloop<T, MapA, MapB>(0, d.R, load_a, load_b, tm, tn, acc);
+  gemm_mainloop<A, MapA, MapB>(0, d.R, load_a, load_b, tm, tn, acc);
 
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -241,7 +244,7 @@ __global__ void __launch_bounds__(kThreads)
       const int k = n0 + tn + 16 * j;
       if (k >= d.Kg) continue;
       const int kk = gi * d.Kg + k;
-      const T v = acc[i][j] + (bias != nullptr ? bias[kk] : T(0));
+      const T v = from_acc<T>(acc[i][j] + (bias != nullptr ? to_acc(bias[kk]) : A(0)));
       if constexpr (kLast)
         y[i64(m) * d.K + kk] = v;
       else
@@ -257,8 +260,9 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_data_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
-                            int group0) {
+    conv_backward_data_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
+                            const T* __restrict__ bias, T* __restrict__ dx, int group0) {
+  using A = acc_t<T>;
   const int tid = threadIdx.x;
   const int gi = group0 + int(blockIdx.z);
   const int m0 = int(blockIdx.x) * kBM, n0 = int(blockIdx.y) * kBN;
@@ -292,7 +296,7 @@ __global__ void __launch_bounds__(kThreads)
     if (od >= d.OD || oh >= d.OH || ow >= d.OW) return -1;
     return (od * d.OH + oh) * d.OW + ow;
   };
-  auto load_a = [&](int k0, T(&v)[4]) {
+  auto load_a = [&](int k0, A(&v)[4]) {
     if constexpr (kLast) {
       const int r = k0 + MapA::k(tid, 0);  // r = q*Kg + k
       const bool r_ok = r < Rd;
@@ -301,7 +305,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int o = (r_ok && a_ok[e]) ? source(e, kd, kh, kw) : -1;
-        v[e] = o >= 0 ? a_base[e][i64(o) * d.K + k] : T(0);
+        v[e] = o >= 0 ? to_acc(a_base[e][i64(o) * d.K + k]) : A(0);
       }
     } else {
 #pragma unroll
@@ -310,7 +314,7 @@ __global__ void __launch_bounds__(kThreads)
         const int k = r / d.kvol, q = r - k * d.kvol;
         const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
         const int o = (r < Rd && a_ok[0]) ? source(0, kd, kh, kw) : -1;
-        v[e] = o >= 0 ? a_base[0][i64(k) * d.P + o] : T(0);
+        v[e] = o >= 0 ? to_acc(a_base[0][i64(k) * d.P + o]) : A(0);
       }
     }
   };
@@ -324,7 +328,7 @@ __global__ void __launch_bounds__(kThreads)
     b_ok[e] = c < d.Cg;
     b_off[e] = (b_ok[e] ? c : 0) * d.kvol;
   }
-  auto load_b = [&](int k0, T(&v)[4]) {
+  auto load_b = [&](int k0, A(&v)[4]) {
     const int r = k0 + MapB::k(tid, 0);
     const bool r_ok = r < Rd;
     int k, q;
@@ -335,13 +339,13 @@ __global__ void __launch_bounds__(kThreads)
     }
     const T* wk = w + i64(gi * d.Kg + (r_ok ? k : 0)) * d.R + q;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) v[e] = (r_ok && b_ok[e]) ? wk[b_off[e]] : T(0);
+    for (int e = 0; e < 4; ++e) v[e] = (r_ok && b_ok[e]) ? to_acc(wk[b_off[e]]) : A(0);
   };
 
   const int tm = kLast ? tid / 16 : tid % 16, tn = kLast ? tid % 16 : tid / 16;
-  T acc[4][4];
+  A acc[4][4];
   zero(acc);
-  gemm_mainloop<T, MapA, MapB>(0, Rd, load_a, load_b, tm, tn, acc);
+  gemm_mainloop<A, MapA, MapB>(0, Rd, load_a, load_b, tm, tn, acc);
 
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -353,10 +357,11 @@ __global__ void __launch_bounds__(kThreads)
       const int c = n0 + tn + 16 * j;
       if (c >= d.Cg) continue;
       const int cc = gi * d.Cg + c;
+      const T v = from_acc<T>(acc[i][j] + (bias != nullptr ? to_acc(bias[cc]) : A(0)));
       if constexpr (kLast)
-        dx[i64(m) * d.C + cc] = acc[i][j];
+        dx[i64(m) * d.C + cc] = v;
       else
-        dx[(i64(n) * d.C + cc) * d.Q + s] = acc[i][j];
+        dx[(i64(n) * d.C + cc) * d.Q + s] = v;
     }
   }
 }
@@ -364,13 +369,16 @@ __global__ void __launch_bounds__(kThreads)
 // --------------------------------------------------------------------------------------------
 // Backward weight: rows k of the group's K/groups channels, columns r of [0, R), reduction over
 // the positions m of chunk `split` of [0, N*P). Grid (R tiles, Kg tiles, groups * splits).
-// With splits > 1 each chunk writes its partial dW to dst + split * (K*R); wgrad_reduce adds them.
+// The sums are written in acc_t<T>: to dW itself when they are final (one chunk, T = acc_t<T>),
+// else chunk `split` writes to dst + split * (K*R) of the workspace and wgrad_reduce adds the
+// chunks and rounds to T.
 // --------------------------------------------------------------------------------------------
 
 template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_weight_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dst,
-                              int group0, int splits, int chunk) {
+    conv_backward_weight_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
+                              acc_t<T>* __restrict__ dst, int group0, int splits, int chunk) {
+  using A = acc_t<T>;
   const int tid = threadIdx.x;
   const int split = int(blockIdx.z) % splits, gi = group0 + int(blockIdx.z) / splits;
   const int n0 = int(blockIdx.x) * kBN, m0 = int(blockIdx.y) * kBM;
@@ -390,12 +398,12 @@ __global__ void __launch_bounds__(kThreads)
     a_ok[e] = k < d.Kg;
     a_k[e] = gi * d.Kg + (a_ok[e] ? k : 0);
   }
-  auto load_a = [&](int k0, T(&v)[4]) {
+  auto load_a = [&](int k0, A(&v)[4]) {
     if constexpr (kLast) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int m = k0 + MapA::k(tid, e);
-        v[e] = (m < k_end && a_ok[0]) ? dy[i64(m) * d.K + a_k[0]] : T(0);
+        v[e] = (m < k_end && a_ok[0]) ? to_acc(dy[i64(m) * d.K + a_k[0]]) : A(0);
       }
     } else {
       const int m = k0 + MapA::k(tid, 0);
@@ -404,7 +412,7 @@ __global__ void __launch_bounds__(kThreads)
       const int n = mm / d.P, p = mm - n * d.P;
       const T* base = dy + i64(n) * d.K * d.P + p;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) v[e] = (m_ok && a_ok[e]) ? base[i64(a_k[e]) * d.P] : T(0);
+      for (int e = 0; e < 4; ++e) v[e] = (m_ok && a_ok[e]) ? to_acc(base[i64(a_k[e]) * d.P]) : A(0);
     }
   };
 
@@ -427,7 +435,7 @@ __global__ void __launch_bounds__(kThreads)
     b_c[e] = gi * d.Cg + c;
     b_od[e] = kd * d.dd - d.pd, b_oh[e] = kh * d.dh - d.ph, b_ow[e] = kw * d.dw - d.pw;
   }
-  auto load_b = [&](int k0, T(&v)[4]) {
+  auto load_b = [&](int k0, A(&v)[4]) {
     if constexpr (kLast) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -438,7 +446,7 @@ __global__ void __launch_bounds__(kThreads)
         const int od = p / d.ohw, rem = p - od * d.ohw, oh = rem / d.OW, ow = rem - oh * d.OW;
         const int id = od * d.sd + b_od[0], ih = oh * d.sh + b_oh[0], iw = ow * d.sw + b_ow[0];
         const bool ok = m_ok && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
-        v[e] = ok ? x[(i64(n) * d.Q + (id * d.IH + ih) * d.IW + iw) * d.C + b_c[0]] : T(0);
+        v[e] = ok ? to_acc(x[(i64(n) * d.Q + (id * d.IH + ih) * d.IW + iw) * d.C + b_c[0]]) : A(0);
       }
     } else {
       const int m = k0 + MapB::k(tid, 0);
@@ -451,17 +459,17 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 4; ++e) {
         const int id = od * d.sd + b_od[e], ih = oh * d.sh + b_oh[e], iw = ow * d.sw + b_ow[e];
         const bool ok = m_ok && b_ok[e] && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
-        v[e] = ok ? xn[i64(b_c[e]) * d.Q + (id * d.IH + ih) * d.IW + iw] : T(0);
+        v[e] = ok ? to_acc(xn[i64(b_c[e]) * d.Q + (id * d.IH + ih) * d.IW + iw]) : A(0);
       }
     }
   };
 
   const int tm = tid / 16, tn = tid % 16;  // columns (r) fastest: coalesced dW stores
-  T acc[4][4];
+  A acc[4][4];
   zero(acc);
-  gemm_mainloop<T, MapA, MapB>(k_begin, k_end, load_a, load_b, tm, tn, acc);
+  gemm_mainloop<A, MapA, MapB>(k_begin, k_end, load_a, load_b, tm, tn, acc);
 
-  T* out = dst + i64(split) * d.K * d.R;
+  A* out = dst + i64(split) * d.K * d.R;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int k = m0 + tm + 16 * i;
@@ -480,14 +488,14 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// dw[i] = sum over s = 0, 1, ... of partial[s][i], in that order.
+// dw[i] = sum over s = 0, 1, ... of partial[s][i], in that order, rounded once to T.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    wgrad_reduce(const T* __restrict__ partial, T* __restrict__ dw, i64 count, int splits) {
+    wgrad_reduce(const acc_t<T>* __restrict__ partial, T* __restrict__ dw, i64 count, int splits) {
   for (i64 i = i64(blockIdx.x) * kThreads + threadIdx.x; i < count; i += i64(gridDim.x) * kThreads) {
-    T s = partial[i];
+    acc_t<T> s = partial[i];
     for (int sp = 1; sp < splits; ++sp) s += partial[i64(sp) * count + i];
-    dw[i] = s;
+    dw[i] = from_acc<T>(s);
   }
 }
 
@@ -522,7 +530,7 @@ __global__ void __launch_bounds__(kThreads)
   const Position o = output_position(d, p);
   const T* wk = w + i64(k) * d.kvol;
   for (int n = blockIdx.y; n < d.N; n += gridDim.y) {
-    T acc = T(0);
+    acc_t<T> acc = 0;
     for (int kd = 0; kd < d.KD; ++kd) {
       const int id = o.d * d.sd - d.pd + kd * d.dd;
       if (!inside(id, d.ID)) continue;
@@ -534,28 +542,29 @@ __global__ void __launch_bounds__(kThreads)
           if (!inside(iw, d.IW)) continue;
           const int s = (id * d.IH + ih) * d.IW + iw;
           const T xv = kLast ? x[(i64(n) * d.Q + s) * d.C + c] : x[(i64(n) * d.C + c) * d.Q + s];
-          acc += xv * wk[(kd * d.KH + kh) * d.KW + kw];
+          acc += to_acc(xv) * to_acc(wk[(kd * d.KH + kh) * d.KW + kw]);
         }
       }
     }
-    if (bias != nullptr) acc += bias[k];
+    if (bias != nullptr) acc += to_acc(bias[k]);
     if constexpr (kLast)
-      y[(i64(n) * d.P + p) * d.K + k] = acc;
+      y[(i64(n) * d.P + p) * d.K + k] = from_acc<T>(acc);
     else
-      y[(i64(n) * d.K + k) * d.P + p] = acc;
+      y[(i64(n) * d.K + k) * d.P + p] = from_acc<T>(acc);
   }
 }
 
 // One thread per input element; grid (ceil(C*Q / 256), min(N, 65535)).
 template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx) {
+    conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
+                                 const T* __restrict__ bias, T* __restrict__ dx) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;
   if (j >= d.C * d.Q) return;
   const int c = kLast ? j % d.C : j / d.Q, s = kLast ? j / d.C : j % d.Q;
   const Position i = input_position(d, s);
   for (int n = blockIdx.y; n < d.N; n += gridDim.y) {
-    T acc = T(0);
+    acc_t<T> acc = 0;
     for (int k = c * d.Kg; k < (c + 1) * d.Kg; ++k) {
       const T* wk = w + i64(k) * d.kvol;
       for (int kd = 0; kd < d.KD; ++kd) {
@@ -572,15 +581,16 @@ __global__ void __launch_bounds__(kThreads)
             if (tw < 0 || ow * d.sw != tw || ow >= d.OW) continue;
             const int p = (od * d.OH + oh) * d.OW + ow;
             const T g = kLast ? dy[(i64(n) * d.P + p) * d.K + k] : dy[(i64(n) * d.K + k) * d.P + p];
-            acc += g * wk[(kd * d.KH + kh) * d.KW + kw];
+            acc += to_acc(g) * to_acc(wk[(kd * d.KH + kh) * d.KW + kw]);
           }
         }
       }
     }
+    if (bias != nullptr) acc += to_acc(bias[c]);
     if constexpr (kLast)
-      dx[(i64(n) * d.Q + s) * d.C + c] = acc;
+      dx[(i64(n) * d.Q + s) * d.C + c] = from_acc<T>(acc);
     else
-      dx[(i64(n) * d.C + c) * d.Q + s] = acc;
+      dx[(i64(n) * d.C + c) * d.Q + s] = from_acc<T>(acc);
   }
 }
 
@@ -590,8 +600,8 @@ __device__ __forceinline__ A block_sum(A v, A* scratch) {
   const int tid = threadIdx.x;
   scratch[tid] = v;
   __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (tid < half) scratch[tid] += scratch[tid + half];
+  for (int width = kThreads / 2; width > 0; width /= 2) {
+    if (tid < width) scratch[tid] += scratch[tid + width];
     __syncthreads();
   }
   return scratch[0];
@@ -602,23 +612,25 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     conv_backward_weight_depthwise_cf(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
                                       T* __restrict__ dw) {
-  __shared__ T scratch[kThreads];
+  using A = acc_t<T>;
+  __shared__ A scratch[kThreads];
   const int b = blockIdx.x;
   const int k = b / d.kvol, q = b - k * d.kvol;
   const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
   const int c = k / d.Kg;
   const int M = d.N * d.P;
-  T acc = T(0);
+  A acc = 0;
   for (int m = threadIdx.x; m < M; m += kThreads) {
     const int n = m / d.P, p = m - n * d.P;
     const Position o = output_position(d, p);
     const int id = o.d * d.sd - d.pd + kd * d.dd, ih = o.h * d.sh - d.ph + kh * d.dh,
               iw = o.w * d.sw - d.pw + kw * d.dw;
     if (inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW))
-      acc += dy[(i64(n) * d.K + k) * d.P + p] * x[(i64(n) * d.C + c) * d.Q + (id * d.IH + ih) * d.IW + iw];
+      acc += to_acc(dy[(i64(n) * d.K + k) * d.P + p]) *
+             to_acc(x[(i64(n) * d.C + c) * d.Q + (id * d.IH + ih) * d.IW + iw]);
   }
-  const T total = block_sum(acc, scratch);
-  if (threadIdx.x == 0) dw[b] = total;
+  const A total = block_sum(acc, scratch);
+  if (threadIdx.x == 0) dw[b] = from_acc<T>(total);
 }
 
 // Channels-last weight gradient: a block covers 32 consecutive channels of one kernel offset,
@@ -627,12 +639,13 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     conv_backward_weight_depthwise_cl(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
                                       T* __restrict__ dw) {
-  __shared__ T scratch[8][32];
+  using A = acc_t<T>;
+  __shared__ A scratch[8][32];
   const int lane = threadIdx.x % 32, row = threadIdx.x / 32;
   const int k = int(blockIdx.x) * 32 + lane, q = blockIdx.y;
   const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
   const int M = d.N * d.P;
-  T acc = T(0);
+  A acc = 0;
   if (k < d.K) {
     const int c = k / d.Kg;
     for (int m = row; m < M; m += 8) {
@@ -641,20 +654,20 @@ __global__ void __launch_bounds__(kThreads)
       const int id = o.d * d.sd - d.pd + kd * d.dd, ih = o.h * d.sh - d.ph + kh * d.dh,
                 iw = o.w * d.sw - d.pw + kw * d.dw;
       if (inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW))
-        acc += dy[i64(m) * d.K + k] * x[(i64(n) * d.Q + (id * d.IH + ih) * d.IW + iw) * d.C + c];
+        acc += to_acc(dy[i64(m) * d.K + k]) * to_acc(x[(i64(n) * d.Q + (id * d.IH + ih) * d.IW + iw) * d.C + c]);
     }
   }
   scratch[row][lane] = acc;
   __syncthreads();
   if (row == 0 && k < d.K) {
-    T s = scratch[0][lane];
+    A s = scratch[0][lane];
     for (int r = 1; r < 8; ++r) s += scratch[r][lane];
-    dw[i64(k) * d.kvol + q] = s;
+    dw[i64(k) * d.kvol + q] = from_acc<T>(s);
   }
 }
 
 // --------------------------------------------------------------------------------------------
-// Bias gradient, accumulated in double
+// Bias gradient, accumulated in double (float16 too: one rounding to T at the store)
 // --------------------------------------------------------------------------------------------
 
 // Channels-first: one block per channel; grid (K).
@@ -666,10 +679,10 @@ __global__ void __launch_bounds__(kThreads)
   double acc = 0;
   for (i64 n = 0; n < N; ++n) {
     const T* row = dy + (n * K + k) * P;
-    for (i64 p = threadIdx.x; p < P; p += kThreads) acc += double(row[p]);
+    for (i64 p = threadIdx.x; p < P; p += kThreads) acc += double(to_acc(row[p]));
   }
   const double total = block_sum(acc, scratch);
-  if (threadIdx.x == 0) db[k] = T(total);
+  if (threadIdx.x == 0) db[k] = from_double<T>(total);
 }
 
 // Channels-last: 32 channels per block, 8 threads per channel; grid (ceil(K/32)).
@@ -681,13 +694,13 @@ __global__ void __launch_bounds__(kThreads)
   const i64 k = i64(blockIdx.x) * 32 + lane;
   double acc = 0;
   if (k < K)
-    for (i64 m = row; m < rows; m += 8) acc += double(dy[m * K + k]);
+    for (i64 m = row; m < rows; m += 8) acc += double(to_acc(dy[m * K + k]));
   scratch[row][lane] = acc;
   __syncthreads();
   if (row == 0 && k < K) {
     double s = scratch[0][lane];
     for (int r = 1; r < 8; ++r) s += scratch[r][lane];
-    db[k] = T(s);
+    db[k] = from_double<T>(s);
   }
 }
 
@@ -747,15 +760,18 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
 }
 
 template <class T>
-void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* w, T* dx, cudaStream_t s) {
+void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* w, const T* bias, T* dx,
+                        cudaStream_t s) {
   if (g.N == 0) return;
   const ConvDims d = make_dims(g);
   if (use_direct(g)) {
     const dim3 grid(grid_x(div_up(g.C * g.in_plane(), kThreads)), unsigned(std::min<i64>(g.N, kMaxGridYZ)));
     if (last)
-      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, true>, grid, kThreads, s, d, dy, w, dx);
+      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, true>, grid, kThreads, s, d, dy, w, bias,
+             dx);
     else
-      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, false>, grid, kThreads, s, d, dy, w, dx);
+      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, false>, grid, kThreads, s, d, dy, w, bias,
+             dx);
     return;
   }
   const unsigned mt = grid_x(div_up(g.N * g.in_plane(), kBM));
@@ -763,17 +779,26 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
   for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
     const dim3 grid(mt, nt, unsigned(count));
     if (last)
-      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, true>, grid, kThreads, s, d, dy, w, dx, g0);
+      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, true>, grid, kThreads, s, d, dy, w, bias, dx, g0);
     else
-      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, false>, grid, kThreads, s, d, dy, w, dx, g0);
+      launch("conv_backward_data_gemm", conv_backward_data_gemm<T, false>, grid, kThreads, s, d, dy, w, bias, dx, g0);
   });
 }
 
-std::size_t conv_backward_weight_workspace(const ConvGeometry& g, std::size_t element_size) {
+// Whether backward weight's GEMM writes partial sums in acc_t<T> to the workspace (then reduced
+// into dw) rather than dw itself: with more than one chunk, and always for float16, whose sums
+// must stay in float until the one rounding at the end.
+template <class T>
+bool wgrad_uses_workspace(const ConvGeometry& g, const WgradSplit& sp) {
+  return g.N > 0 && !use_direct(g) && (sp.splits > 1 || !std::is_same_v<acc_t<T>, T>);
+}
+
+template <class T>
+std::size_t conv_backward_weight_workspace(const ConvGeometry& g) {
   if (g.N == 0 || use_direct(g)) return 0;
   const WgradSplit sp = wgrad_split(g);
-  if (sp.splits <= 1) return 0;
-  return std::size_t(sp.splits) * std::size_t(g.K * g.reduction()) * element_size;
+  if (!wgrad_uses_workspace<T>(g, sp)) return 0;
+  return std::size_t(sp.splits) * std::size_t(g.K * g.reduction()) * sizeof(acc_t<T>);
 }
 
 template <class T>
@@ -796,23 +821,27 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     return;
   }
   const WgradSplit sp = wgrad_split(g);
-  const std::size_t need = conv_backward_weight_workspace(g, sizeof(T));
+  const std::size_t need = conv_backward_weight_workspace<T>(g);
   if (workspace_bytes < need)
     throw std::invalid_argument("conv_backward_weight: the workspace holds " + std::to_string(workspace_bytes) +
                                 " bytes, this problem needs " + std::to_string(need));
-  T* dst = sp.splits > 1 ? static_cast<T*>(workspace) : dw;
+  const bool partial = wgrad_uses_workspace<T>(g, sp);
+  acc_t<T>* dst = static_cast<acc_t<T>*>(workspace);
+  if constexpr (std::is_same_v<acc_t<T>, T>) {
+    if (!partial) dst = dw;
+  }
   const unsigned rt = grid_x(div_up(g.reduction(), kBN));
   const unsigned kt = grid_yz(div_up(g.K_per_group(), kBM), "output channel tiles per group");
   for_group_chunks(g.groups, sp.splits, [&](int g0, i64 count) {
     const dim3 grid(rt, kt, unsigned(count * sp.splits));
     if (last)
-      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, true>, grid, kThreads, s, d, dy, x, dst, g0,
-             int(sp.splits), int(sp.chunk));
+      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, true>, grid, kThreads, s, d, dy, x, dst,
+             g0, int(sp.splits), int(sp.chunk));
     else
-      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, false>, grid, kThreads, s, d, dy, x, dst, g0,
-             int(sp.splits), int(sp.chunk));
+      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, false>, grid, kThreads, s, d, dy, x, dst,
+             g0, int(sp.splits), int(sp.chunk));
   });
-  if (sp.splits > 1) {
+  if (partial) {
     const i64 blocks = std::min<i64>(div_up(wcount, kThreads), 65536);
     launch("wgrad_reduce", wgrad_reduce<T>, dim3(unsigned(blocks)), kThreads, s, dst, dw, wcount, int(sp.splits));
   }
@@ -832,11 +861,13 @@ void channel_sum(i64 N, i64 K, i64 P, bool last, const T* dy, T* db, cudaStream_
 }
 
 #define CONVKERN_INSTANTIATE(T)                                                                                    \
+  template std::size_t conv_backward_weight_workspace<T>(const ConvGeometry&);                                     \
   template void conv_forward<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*, cudaStream_t);       \
-  template void conv_backward_data<T>(const ConvGeometry&, bool, const T*, const T*, T*, cudaStream_t);           \
+  template void conv_backward_data<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*, cudaStream_t); \
   template void conv_backward_weight<T>(const ConvGeometry&, bool, const T*, const T*, T*, void*, std::size_t,    \
                                         cudaStream_t);                                                            \
   template void channel_sum<T>(i64, i64, i64, bool, const T*, T*, cudaStream_t);
+CONVKERN_INSTANTIATE(__half)
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)
 #undef CONVKERN_INSTANTIATE

@@ -7,6 +7,9 @@
 // back). Launch failures throw std::runtime_error carrying CUDA's message; sizes the kernels
 // cannot index throw std::invalid_argument. Pointers are never dereferenced on the host.
 //
+// Element types: every template below is instantiated for float, double and __half (float16,
+// computed and accumulated in float, rounded once to half at the store).
+//
 // Layouts: channels-first activations are (N, C, D, H, W), channels-last ones (N, D, H, W, C);
 // weights are always (K, C/groups, kD, kH, kW). Pool indices are int64 flat cell numbers
 // (d*H + h)*W + w inside each (n, c) plane of the input, -1 for a window without input cells.
@@ -15,6 +18,7 @@
 #ifdef CONVKERN_CUDA_EMULATION
 #include "emulation.h"
 #else
+#include <cuda_fp16.h>  // __half; usable from host C++ too (bind_cuda.cpp)
 #include <cuda_runtime_api.h>
 #endif
 
@@ -43,14 +47,18 @@ template <class T>
 void conv_forward(const ConvGeometry& g, bool channels_last, const T* x, const T* w, const T* bias, T* y,
                   cudaStream_t stream);
 
-// dx = the gradient of the convolution with respect to its input (overwrites dx).
+// dx = the gradient of the convolution with respect to its input (overwrites dx), plus bias[c]
+// on input channel c when bias is not null: the transposed convolution's forward is this pass,
+// and adding its bias before the one rounding to T keeps float16 results to one rounding.
 template <class T>
-void conv_backward_data(const ConvGeometry& g, bool channels_last, const T* dy, const T* w, T* dx,
+void conv_backward_data(const ConvGeometry& g, bool channels_last, const T* dy, const T* w, const T* bias, T* dx,
                         cudaStream_t stream);
 
-// Bytes of device scratch conv_backward_weight needs for this problem (0: none). It depends on
-// the problem only, never on the device, so the result bits do not either.
-std::size_t conv_backward_weight_workspace(const ConvGeometry& g, std::size_t element_size);
+// Bytes of device scratch conv_backward_weight<T> needs for this problem (0: none): partial sums
+// in T's accumulator type (float for __half). It depends on the problem only, never on the
+// device, so the result bits do not either.
+template <class T>
+std::size_t conv_backward_weight_workspace(const ConvGeometry& g);
 
 // dw = the gradient with respect to the weights (overwrites dw); workspace as sized above.
 template <class T>

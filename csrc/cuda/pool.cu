@@ -1,5 +1,7 @@
 // pool.cu — CUDA max/min/average pooling (sliding windows and adaptive windows), forward and
-// backward, channels-first and channels-last, float and double.
+// backward, channels-first and channels-last, float, double and float16 (__half: loaded as float,
+// summed and compared in float, rounded once to half at the store; max/min results are the input
+// elements themselves, exactly).
 //
 // Semantics are the CPU kernels' (csrc/cpu/pool.cpp) and PyTorch's: padded cells are never
 // selected by max/min; a NaN wins and the first NaN in row-major window order gives the index;
@@ -29,6 +31,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <limits>
+#include <type_traits>
 
 #include "common.cuh"
 #include "kernels.h"
@@ -164,24 +167,26 @@ __device__ __forceinline__ void split3(I v, I hw, I w, I (&r)[3]) {
 template <class T, class I, int kOp, bool kLast>
 __global__ void __launch_bounds__(kThreads)
     pool_forward(PoolDims<I> p, const T* __restrict__ x, T* __restrict__ y, i64* __restrict__ idx) {
+  using A = acc_t<T>;
   for (I lin = I(blockIdx.x) * kThreads + threadIdx.x; lin < p.total_out; lin += I(gridDim.x) * kThreads) {
     const Located<I, kLast> at = locate_output<I, kLast>(p, lin);
     I o[3];
     split3(at.o, p.ohw, p.out[2], o);
     const Span<I> sp[3] = {window(p, 0, o[0]), window(p, 1, o[1]), window(p, 2, o[2])};
     if constexpr (kOp == 2) {
-      T sum = T(0);
+      A sum = 0;
       for (I a = 0; a < sp[0].count; ++a) {
         const I id = sp[0].lo + a * sp[0].step;
         for (I b = 0; b < sp[1].count; ++b) {
           const I row = (id * p.in[1] + sp[1].lo + b * sp[1].step) * p.in[2];
-          for (I c = 0; c < sp[2].count; ++c) sum += x[at.in_base + (row + sp[2].lo + c * sp[2].step) * at.in_stride];
+          for (I c = 0; c < sp[2].count; ++c)
+            sum += to_acc(x[at.in_base + (row + sp[2].lo + c * sp[2].step) * at.in_stride]);
         }
       }
       const double div = avg_divisor(p, o, sp);
-      y[lin] = div != 0 ? sum / T(div) : quiet_nan<T>();
+      y[lin] = from_acc<T>(div != 0 ? sum / A(div) : quiet_nan<A>());
     } else {
-      T best = kOp == 1 ? infinity<T>() : -infinity<T>();
+      A best = kOp == 1 ? infinity<A>() : -infinity<A>();
       i64 best_i = -1;
       for (I a = 0; a < sp[0].count; ++a) {
         const I id = sp[0].lo + a * sp[0].step;
@@ -189,15 +194,15 @@ __global__ void __launch_bounds__(kThreads)
           const I row = (id * p.in[1] + sp[1].lo + b * sp[1].step) * p.in[2];
           for (I c = 0; c < sp[2].count; ++c) {
             const I cell = row + sp[2].lo + c * sp[2].step;
-            const T v = x[at.in_base + cell * at.in_stride];
-            if (takes<T, kOp == 1>(v, best, best_i)) {
+            const A v = to_acc(x[at.in_base + cell * at.in_stride]);
+            if (takes<A, kOp == 1>(v, best, best_i)) {
               best = v;
               best_i = i64(cell);
             }
           }
         }
       }
-      y[lin] = best;
+      y[lin] = from_acc<T>(best);  // exact: best is an input element, widened
       if (idx != nullptr) idx[lin] = best_i;
     }
   }
@@ -208,12 +213,13 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, class I, int kOp>
 __global__ void __launch_bounds__(kThreads)
     pool_forward_warp(PoolDims<I> p, const T* __restrict__ x, T* __restrict__ y, i64* __restrict__ idx) {
-  __shared__ T part_v[kThreads];
+  using A = acc_t<T>;
+  __shared__ A part_v[kThreads];
   __shared__ i64 part_i[kThreads];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (I first = I(blockIdx.x) * 8; first < p.total_out; first += I(gridDim.x) * 8) {
     const I lin = first + warp;
-    T acc = kOp == 2 ? T(0) : (kOp == 1 ? infinity<T>() : -infinity<T>());
+    A acc = kOp == 2 ? A(0) : (kOp == 1 ? infinity<A>() : -infinity<A>());
     i64 best_i = -1;
     I o[3] = {0, 0, 0};
     Span<I> sp[3] = {};
@@ -228,10 +234,10 @@ __global__ void __launch_bounds__(kThreads)
         const I a = e / plane_cells, rem = e - a * plane_cells, b = rem / cols, c = rem - b * cols;
         const I cell = ((sp[0].lo + a * sp[0].step) * p.in[1] + sp[1].lo + b * sp[1].step) * p.in[2] + sp[2].lo +
                        c * sp[2].step;
-        const T v = x[at.in_base + cell];
+        const A v = to_acc(x[at.in_base + cell]);
         if constexpr (kOp == 2) {
           acc += v;
-        } else if (takes<T, kOp == 1>(v, acc, best_i)) {
+        } else if (takes<A, kOp == 1>(v, acc, best_i)) {
           acc = v;
           best_i = i64(cell);
         }
@@ -241,23 +247,23 @@ __global__ void __launch_bounds__(kThreads)
     part_i[threadIdx.x] = best_i;
     __syncthreads();
     if (lane == 0 && lin < p.total_out) {
-      T v = part_v[threadIdx.x];
+      A v = part_v[threadIdx.x];
       i64 vi = part_i[threadIdx.x];
       for (int l = 1; l < 32; ++l) {
-        const T w = part_v[threadIdx.x + l];
+        const A w = part_v[threadIdx.x + l];
         const i64 wi = part_i[threadIdx.x + l];
         if constexpr (kOp == 2) {
           v += w;
-        } else if (prefer<T, kOp == 1>(w, wi, v, vi)) {
+        } else if (prefer<A, kOp == 1>(w, wi, v, vi)) {
           v = w;
           vi = wi;
         }
       }
       if constexpr (kOp == 2) {
         const double div = avg_divisor(p, o, sp);
-        y[lin] = div != 0 ? v / T(div) : quiet_nan<T>();
+        y[lin] = from_acc<T>(div != 0 ? v / A(div) : quiet_nan<A>());
       } else {
-        y[lin] = v;
+        y[lin] = from_acc<T>(v);
         if (idx != nullptr) idx[lin] = vi;
       }
     }
@@ -301,6 +307,7 @@ __device__ __forceinline__ bool covers(const PoolDims<I>& p, int a, I o, I v) {
 template <class T, class I, bool kAvg, bool kLast>
 __global__ void __launch_bounds__(kThreads)
     pool_backward_gather(PoolDims<I> p, const T* __restrict__ dy, const i64* __restrict__ idx, T* __restrict__ dx) {
+  using A = acc_t<T>;
   for (I lin = I(blockIdx.x) * kThreads + threadIdx.x; lin < p.total_in; lin += I(gridDim.x) * kThreads) {
     I cell, out_base, out_stride;
     if constexpr (kLast) {
@@ -318,7 +325,7 @@ __global__ void __launch_bounds__(kThreads)
     split3(cell, p.ihw, p.in[2], v);
 #pragma unroll
     for (int a = 0; a < 3; ++a) covering(p, a, v[a], lo[a], hi[a]);
-    T acc = T(0);
+    A acc = 0;
     for (I od = lo[0]; od <= hi[0]; ++od) {
       if (!covers(p, 0, od, v[0])) continue;
       for (I oh = lo[1]; oh <= hi[1]; ++oh) {
@@ -330,22 +337,24 @@ __global__ void __launch_bounds__(kThreads)
             const I o[3] = {od, oh, ow};
             const Span<I> sp[3] = {window(p, 0, od), window(p, 1, oh), window(p, 2, ow)};
             const double div = avg_divisor(p, o, sp);
-            acc += div != 0 ? dy[pos] / T(div) : quiet_nan<T>();
+            acc += div != 0 ? to_acc(dy[pos]) / A(div) : quiet_nan<A>();
           } else {
-            if (idx[pos] == i64(cell)) acc += dy[pos];
+            if (idx[pos] == i64(cell)) acc += to_acc(dy[pos]);
           }
         }
       }
     }
-    dx[lin] = acc;
+    dx[lin] = from_acc<T>(acc);
   }
 }
 
 // Serial per-plane scatter for indices that leave their windows: dx = 0, then
-// dx[plane][idx[o]] += dy[o] for o in order. One thread per plane.
+// dx[plane][idx[o]] += dy[o] for o in order. One thread per plane. dx holds acc_t<T> sums: for
+// float16 a float buffer that round_elements then rounds into the result.
 template <class T, class I, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    pool_backward_scatter(PoolDims<I> p, const T* __restrict__ dy, const i64* __restrict__ idx, T* __restrict__ dx) {
+    pool_backward_scatter(PoolDims<I> p, const T* __restrict__ dy, const i64* __restrict__ idx,
+                          acc_t<T>* __restrict__ dx) {
   const I planes = p.N * p.C;
   for (I plane = I(blockIdx.x) * kThreads + threadIdx.x; plane < planes; plane += I(gridDim.x) * kThreads) {
     I in_base, out_base, stride;
@@ -359,12 +368,20 @@ __global__ void __launch_bounds__(kThreads)
       out_base = plane * p.out_plane;
       stride = 1;
     }
-    for (I s = 0; s < p.in_plane; ++s) dx[in_base + s * stride] = T(0);
+    for (I s = 0; s < p.in_plane; ++s) dx[in_base + s * stride] = 0;
     for (I o = 0; o < p.out_plane; ++o) {
       const i64 v = idx[out_base + o * stride];
-      if (v >= 0) dx[in_base + I(v) * stride] += dy[out_base + o * stride];
+      if (v >= 0) dx[in_base + I(v) * stride] += to_acc(dy[out_base + o * stride]);
     }
   }
+}
+
+// dst[i] = src[i] rounded to T.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    round_elements(const acc_t<T>* __restrict__ src, T* __restrict__ dst, i64 count) {
+  for (i64 i = i64(blockIdx.x) * kThreads + threadIdx.x; i < count; i += i64(gridDim.x) * kThreads)
+    dst[i] = from_acc<T>(src[i]);
 }
 
 // Validation of caller-supplied indices: the first position holding a value outside
@@ -527,13 +544,52 @@ void launch_check_typed(const PoolCall& c, bool last, const i64* idx, unsigned l
 }
 
 template <class T, class I>
-void launch_scatter_typed(const PoolCall& c, bool last, const T* dy, const i64* idx, T* dx, cudaStream_t s) {
+void launch_scatter_typed(const PoolCall& c, bool last, const T* dy, const i64* idx, acc_t<T>* dx, cudaStream_t s) {
   const PoolDims<I> p = c.template dims<I>();
   const dim3 grid(elementwise_blocks(c.N * c.C));
   if (last)
     launch("pool_backward_scatter", pool_backward_scatter<T, I, true>, grid, kThreads, s, p, dy, idx, dx);
   else
     launch("pool_backward_scatter", pool_backward_scatter<T, I, false>, grid, kThreads, s, p, dy, idx, dx);
+}
+
+// Device memory of `count` A's, allocated and freed in stream order on s.
+template <class A>
+class StreamBuffer {
+ public:
+  StreamBuffer(i64 count, cudaStream_t s) : stream_(s) {
+    check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&ptr_), std::size_t(count) * sizeof(A), s),
+               "cudaMallocAsync (pooling scratch)");
+  }
+  ~StreamBuffer() { (void)cudaFreeAsync(ptr_, stream_); }
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+  A* get() const { return ptr_; }
+
+ private:
+  A* ptr_ = nullptr;
+  cudaStream_t stream_;
+};
+
+// The serial scatter (see pool_backward_scatter). Its sums run in acc_t<T>: straight in dx for
+// float and double; for float16 in a float scratch rounded into dx at the end. The path serves
+// only indices no forward makes, so the scratch is allocated here rather than asked of callers.
+template <class T>
+void launch_scatter(const PoolCall& c, bool last, const T* dy, const i64* idx, T* dx, cudaStream_t s) {
+  auto scatter = [&](acc_t<T>* sums) {
+    if (c.fits_int32())
+      launch_scatter_typed<T, int>(c, last, dy, idx, sums, s);
+    else
+      launch_scatter_typed<T, i64>(c, last, dy, idx, sums, s);
+  };
+  if constexpr (std::is_same_v<acc_t<T>, T>) {
+    scatter(dx);
+  } else {
+    const StreamBuffer<acc_t<T>> sums(c.total_in(), s);
+    scatter(sums.get());
+    launch("round_elements", round_elements<T>, dim3(elementwise_blocks(c.total_in())), kThreads, s, sums.get(), dx,
+           c.total_in());
+  }
 }
 
 void set_avg(PoolCall& c, const PoolGeometry& g, const AvgOptions& opt) {
@@ -597,10 +653,7 @@ PoolIndexCheck extremum_pool_backward(const PoolGeometry* g, const AdaptivePoolG
     outside_windows = host_outside != 0;
   }
   if (outside_windows) {
-    if (narrow)
-      launch_scatter_typed<T, int>(c, last, dy, idx, dx, s);
-    else
-      launch_scatter_typed<T, i64>(c, last, dy, idx, dx, s);
+    launch_scatter<T>(c, last, dy, idx, dx, s);
   } else {
     launch_gather<T, false>(c, last, dy, idx, dx, s);
   }
@@ -657,6 +710,7 @@ void adaptive_avg_pool_backward(const AdaptivePoolGeometry& g, const PoolLayout&
                                              cudaStream_t);                                                      \
   template void adaptive_avg_pool_backward<T>(const AdaptivePoolGeometry&, const PoolLayout&, const T*, T*,       \
                                               cudaStream_t);
+CONVKERN_INSTANTIATE(__half)
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)
 #undef CONVKERN_INSTANTIATE

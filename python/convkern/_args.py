@@ -34,6 +34,10 @@ def as_float_array(a: Any, name: str) -> np.ndarray:
         hint = ""
         if a.dtype.kind in "biuc":
             hint = f"; convert it with {name}.astype(numpy.float32)"
+        elif a.dtype == np.float16:
+            # The CPU kernels are float32/float64 only; the CUDA kernels take float16 too.
+            hint = (f"; float16 is supported on CUDA arrays only (e.g. cupy.asarray({name})): on the host, "
+                    f"convert it with {name}.astype(numpy.float32)")
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}{hint}")
     return a
 

@@ -25,11 +25,19 @@ from . import _args
 
 
 class _HostKernels:
-    """``convkern._C`` with the CUDA entry points' extra keyword (``validate``) accepted: on the host
-    the pooling backward kernels check every index as they read it, so there is nothing to skip."""
+    """``convkern._C`` with the CUDA entry points' extra keywords accepted: ``validate`` (on the host
+    the pooling backward kernels check every index as they read it, so there is nothing to skip) and
+    the ``bias`` of ``conv_backward_data`` (added here; the CUDA kernel adds it before rounding, which
+    matters for float16 only, a dtype the host does not take)."""
 
     def __getattr__(self, name: str):
         return getattr(_C, name)
+
+    @staticmethod
+    def conv_backward_data(dy5, w5, dx5, args, bias=None) -> None:
+        _C.conv_backward_data(dy5, w5, dx5, args)
+        if bias is not None:
+            dx5 += bias if args.channels_last else bias.reshape(-1, 1, 1, 1)
 
     @staticmethod
     def extremum_pool_backward(*args, validate: bool = True) -> None:

@@ -324,9 +324,8 @@ def _conv_transpose(rank, input, weight, bias=None, stride=1, padding=0, output_
     with t.be.scope():
         y = _result_buffer(t, out)
         y5 = y.reshape(t.phys(t.y_shape))
-        t.be.kernels.conv_backward_data(t.x_extended(), t.w5(), y5, t.args)
-        if t.b is not None:
-            y5 += t.b if t.last else t.b.reshape(-1, 1, 1, 1)
+        b = None if t.b is None else t.be.xp.ascontiguousarray(t.b)
+        t.be.kernels.conv_backward_data(t.x_extended(), t.w5(), y5, t.args, bias=b)
     return y if out is None else out
 
 

@@ -145,11 +145,23 @@ def as_cupy(a: Any, name: str):
 
 
 def as_float_array(a: Any, name: str):
-    """`a` as a float32 or float64 cupy.ndarray; anything else is a TypeError (as on the host)."""
+    """`a` as a float16, float32 or float64 cupy.ndarray; anything else is a TypeError.
+
+    float16 is a CUDA-only dtype: the kernels compute it in float32 and round once to float16 when
+    they store. bfloat16 is not supported: CuPy has no bfloat16 dtype. PyTorch exports a bfloat16
+    tensor's __cuda_array_interface__ with the typestr "<V2" (2-byte opaque), refused here by name
+    before CuPy sees it (cupy.from_dlpack refuses bfloat16 itself)."""
+    iface = getattr(a, "__cuda_array_interface__", None)
+    if isinstance(iface, dict) and str(iface.get("typestr", ""))[1:] == "V2":
+        raise TypeError(
+            f"{name} has a 2-byte opaque dtype (typestr {iface['typestr']!r}, which is how PyTorch exports "
+            "bfloat16): convkern's CUDA kernels take float16, float32 and float64; convert it with "
+            ".half() or .float()"
+        )
     x = as_cupy(a, name)
-    if x.dtype.char not in "fd":
+    if x.dtype.char not in "efd":
         hint = f"; convert it with {name}.astype(numpy.float32)" if x.dtype.kind in "biuc" else ""
-        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {x.dtype}{hint}")
+        raise TypeError(f"{name} must be a float16, float32 or float64 array, got dtype {x.dtype}{hint}")
     return x
 
 
@@ -238,8 +250,10 @@ def conv_forward(x5, w5, b, y5, args) -> None:
     _ext.conv_forward(x5, w5, b, y5, args, _stream(x5))
 
 
-def conv_backward_data(dy5, w5, dx5, args) -> None:
-    _ext.conv_backward_data(dy5, w5, dx5, args, _stream(dy5))
+def conv_backward_data(dy5, w5, dx5, args, bias=None) -> None:
+    """bias (or None): added per channel of dx5 before the kernel's one rounding to the dtype
+    (the forward of a transposed convolution)."""
+    _ext.conv_backward_data(dy5, w5, dx5, args, _stream(dy5), bias)
 
 
 def conv_backward_weight(dy5, x5, dw5, args) -> None:
