@@ -28,6 +28,22 @@ inline void copy_row(T* d, const T* s, i64 n) {
   std::copy(s, s + n, d);
 }
 
+// d[0, n) += s[0, n): the col2im scatter's short channel runs, one masked add per 16 floats.
+template <class T>
+inline void add_row(T* d, const T* s, i64 n) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(s)));
+    if (n > 0) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
+    }
+    return;
+  }
+#endif
+  for (i64 e = 0; e < n; ++e) d[e] += s[e];
+}
+
 #if defined(__AVX512F__)
 // r[j] (16 rows of 16 floats) becomes its transpose: r[e] holds element e of every row.
 inline void transpose_16x16(__m512 r[16]) {
