@@ -20,6 +20,9 @@
 //   v2  per-call tap table (no integer divisions per channel run); backward weight copies whole
 //       runs into B panels, 8 panels per item, 128-position steps: l1.3x3 forward 16.7,
 //       backward data 23.8, backward weight 15.1; lenet5.conv2 backward weight 5.5 -> 2.5.
+//   v3  the forward's and backward data's position-major packs transpose 16 x 16 blocks in
+//       registers (pack.h); scatter adds masked; weight packs step through (tap, channel)
+//       without dividing: l1.3x3 forward 12.3, backward data 21; l4.3x3 forward 13.0, data 24.
 #include <algorithm>
 #include <vector>
 
@@ -144,6 +147,7 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
   std::vector<Origin> origin_store(static_cast<size_t>(slots * PT));
   const TapTable taps = tap_table(g);
 
+  alignas(64) static const T zeros[kReductionBlock] = {};  // a run that reads padding
   parallel_for(items, [&](i64 item, int t) {
     const i64 kg = item % kgroups, pt = (item / kgroups) % ptiles, gi = item / kgroups / ptiles;
     const i64 nb0 = kg * kper, nb1 = std::min(nblocks, nb0 + kper);
@@ -156,19 +160,22 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
     T* yt = y + q0 * g.K + gi * Kg;
     for (i64 k0 = 0; k0 < R; k0 += KC) {
       const i64 kc = std::min(KC, R - k0);
-      for (i64 i = 0; i < mpanels * MR; ++i) {
-        T* col = A + (i / MR) * panel_stride + i % MR;  // row i of the A panels, stride MR
-        if (i >= count) {
-          for (i64 r = 0; r < kc; ++r) col[r * MR] = T(0);
-          continue;
+      // A panels [r][MR]: for each run of contiguous channels (one tap), the MR positions'
+      // runs transposed 16 x 16 at a time; taps in the padding and positions past the tile read
+      // zeros.
+      for (i64 mb = 0; mb < mpanels; ++mb) {
+        i64 tap = k0 / Cg, c = k0 % Cg;
+        for (i64 j = 0; j < kc; ++tap, c = 0) {
+          const i64 len = std::min(Cg - c, kc - j);
+          const T* rows[16];
+          for (i64 i = 0; i < MR; ++i) {
+            const i64 pos = mb * MR + i;
+            const i64 off = pos < count ? tap_offset(g, taps, origins[pos], tap) : -1;
+            rows[i] = off < 0 ? zeros : xg + origins[pos].image + off + c;
+          }
+          transpose_rows(rows, MR, len, A + mb * panel_stride + j * MR, MR, MR);
+          j += len;
         }
-        gather_row(g, taps, xg + origins[i].image, origins[i], k0, kc, [&](i64 j, i64 len, const T* src) {
-          T* d = col + j * MR;
-          if (src)
-            for (i64 e = 0; e < len; ++e) d[e * MR] = src[e];
-          else
-            for (i64 e = 0; e < len; ++e) d[e * MR] = T(0);
-        });
       }
       for (i64 nb = nb0; nb < nb1; ++nb) {
         const T* B = wpack.data() + ((gi * nblocks + nb) * R + k0) * NR;
