@@ -157,17 +157,21 @@ def test_conv1d_conv3d_forward_and_backward(rank, seed, dtype, rng):
     dict(n=3, c=1100, k=45, hw=(5, 6), kernel=(1, 1)),
     dict(n=1, c=3, k=32, hw=(25, 23), kernel=(3, 3)),
 ])
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
-def test_conv2d_blocking_edges(shape, dtype, rng):
+def test_conv2d_blocking_edges(shape, dtype, fmt, rng):
     x = rng.standard_normal((shape["n"], shape["c"]) + shape["hw"]).astype(dtype)
+    if fmt == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     w = rng.standard_normal((shape["k"], shape["c"]) + shape["kernel"]).astype(dtype)
     b = rng.standard_normal(shape["k"]).astype(dtype)
     red = shape["c"] * int(np.prod(shape["kernel"]))
-    assert_close(convkern.conv2d(x, w, b, padding=1), ref.conv2d(x, w, b, padding=1), reduction=red, dtype=dtype)
-    dy = rng.standard_normal(ref.conv2d(x, w, None, padding=1).shape).astype(dtype)
-    got = convkern.conv2d_backward(dy, x, w, padding=1)
-    want = ref.conv2d_backward(dy, x, w, padding=1)
-    positions = shape["n"] * int(np.prod(dy.shape[2:]))
+    kw = dict(padding=1, data_format=fmt)
+    assert_close(convkern.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw), reduction=red, dtype=dtype)
+    dy = rng.standard_normal(ref.conv2d(x, w, None, **kw).shape).astype(dtype)
+    got = convkern.conv2d_backward(dy, x, w, **kw)
+    want = ref.conv2d_backward(dy, x, w, **kw)
+    positions = dy.size // shape["k"]
     for g, r, n in zip(got, want, (shape["k"] * 9, positions, positions)):
         assert_close(g, r, reduction=n, dtype=dtype)
 
@@ -227,6 +231,20 @@ CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 def test_conv_channels_last(rank, seed, dtype, rng):
     """Channels-last kernels (NWC/NHWC/NDHWC) on the same random geometries."""
     case = dict(conv_case(seed, rank), data_format=CHANNELS_LAST[rank])
+    check_forward(rank, case, dtype, rng)
+    check_backward(rank, case, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(24)] + [(r, s) for r in (1, 3) for s in range(6)])
+def test_conv_channels_last_many_channels(rank, seed, dtype, rng):
+    """The same random geometries with 9 to 20 input channels per group: the channels-last GEMM
+    kernels themselves (fewer channels per group run through the channels-first ones)."""
+    case = dict(conv_case(seed, rank), data_format=CHANNELS_LAST[rank])
+    if case["groups"] == case["cin"]:  # depthwise has its own kernels; make it a grouped layer
+        case["groups"] = 1
+    per_group = 9 + seed % 12
+    case["cin"] = case["groups"] * per_group
     check_forward(rank, case, dtype, rng)
     check_backward(rank, case, dtype, rng)
 
