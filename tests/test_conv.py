@@ -380,3 +380,16 @@ def test_pointwise_convolution(rank, groups, cin, cout, dtype, rng):
                 dilation=(1,) * rank, padding=0, size=(5, 7, 3)[:rank], layout="contiguous", bias=True)
     check_forward(rank, case, dtype, rng)
     check_backward(rank, case, dtype, rng)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("k,stride,dilation,padding", [(3, 2, 1, 1), (3, 1, 2, 2), (5, 2, 2, "same"), (3, 3, 1, 0)])
+def test_depthwise_strided_and_dilated(k, stride, dilation, padding, last, rng):
+    """Depthwise 3x3/5x5 with stride or dilation: the compile-time channels-last stencil (forward;
+    unit-stride input gradient) and the general kernels, 40 channels (two vectors and a tail)."""
+    case = dict(batch=2, cin=40, cout=40, groups=40, kernel=(k, k), stride=(stride, stride),
+                dilation=(dilation, dilation), padding=padding, size=(11, 13), layout="contiguous", bias=True)
+    if last:
+        case["data_format"] = "NHWC"
+    check_forward(2, case, np.float32, rng)
+    check_backward(2, case, np.float32, rng)
