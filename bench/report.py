@@ -255,16 +255,18 @@ def plot_ratios(cases: List[dict], path, title: str, busy_pct: float, targets: D
     fig, axes = plt.subplots(len(layouts), 1, figsize=(max(8.0, 0.75 * len(rows) + 3), 4.2 * len(layouts)),
                              squeeze=False, sharex=True)
     low, high = min(ratio.values()), max(list(ratio.values()) + [targets["pool_ratio"]])
-    ticks = [t for t in (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1, 1.3, 2, 3, 5, 10, 20, 50) if low / 1.5 <= t <= high * 1.5]
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1, 1.3, 2, 3, 5, 10, 20, 50) if low / 1.5 <= t <= high * 1.5]
     width = 0.2
     for ax, layout in zip(axes[:, 0], layouts):
+        phase_handles = []  # plain patches: a bar's own handle would carry its 'busy' hatching
         for phase, slot, color in PLOT_PHASES:
             keys = [(layout, row, phase) for row in rows if (layout, row, phase) in ratio]
             if not keys:
                 continue
             xs = [rows.index(row) + (slot - 1.5) * width for _, row, _ in keys]
-            bars = ax.bar(xs, [ratio[k] for k in keys], width, label=PHASE_LABELS[phase]
-                          + (" (pool)" if phase == BACKWARD else ""), color=color)
+            bars = ax.bar(xs, [ratio[k] for k in keys], width, color=color)
+            phase_handles.append(Patch(facecolor=color, label=PHASE_LABELS[phase]
+                                       + (" (pool)" if phase == BACKWARD else "")))
             for bar, key in zip(bars, keys):
                 if key in busy:
                     bar.set_hatch("///")
@@ -281,7 +283,7 @@ def plot_ratios(cases: List[dict], path, title: str, busy_pct: float, targets: D
         ax.yaxis.set_minor_locator(NullLocator())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.set_ylabel(f"{layout}: time_{baseline} / time_convkern", fontsize=8)
-        handles, _ = ax.get_legend_handles_labels()
+        handles = phase_handles + ax.get_legend_handles_labels()[0]
         if any(k[0] == layout for k in busy):
             handles.append(Patch(facecolor="gray", hatch="///", edgecolor="white",
                                  label=f"busy machine (>{busy_pct:.0f}% other load)"))

@@ -449,6 +449,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads for every library (default: the CPUs this process may use)")
     parser.add_argument("--no-baselines", action="store_true", help="time convkern only")
+    parser.add_argument("--time-limit", type=float, metavar="S",
+                        help="start no new case after S seconds from the start; the cases not timed are "
+                             "listed and the report covers the rest (for a lent GPU's fixed time)")
     parser.add_argument("--worker", choices=tuple(LIBRARIES), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -516,7 +519,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{sum(map(len, invalid.values()))} results differ from the reference (FAIL above): those are "
               "not timed. Starting benchmarks.", flush=True)
 
-        cases = time_all(rows, layouts, workers, invalid, plan, progress, device, limits, accounting)
+        deadline = started + args.time_limit if args.time_limit else math.inf
+        cases, not_timed = time_all(rows, layouts, workers, invalid, plan, progress, device, limits, accounting,
+                                    deadline)
         progress.clear()
     except BenchmarkFailure as failure:
         progress.clear()
@@ -556,6 +561,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     problems += [f"{c['row']} {c['data_format']} {c['phase']}: {lib} failed while timed: "
                  f"{error.strip().splitlines()[-1] if error.strip() else error}"
                  for c in cases for lib, error in c.get("errors", {}).items()]
+    if not_timed:
+        problems.append(f"--time-limit {args.time_limit:g} s reached: {len(not_timed)} cases not timed, from "
+                        f"{not_timed[0]}")
     if "convkern" not in workers:
         problems.append("convkern could not be started: no convkern timings, no ratios")
     if problems:
@@ -580,6 +588,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "cases": cases,
         "geomeans": means,
         "targets": checks,
+        "not_timed": not_timed,
         "problems": problems,
     }
     (out_dir / "results.json").write_text(json.dumps(document, indent=1, default=str))
@@ -594,15 +603,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def time_all(rows, layouts, workers, invalid, plan: TimingPlan, progress: Progress, device: str,
-             limits: Dict[str, object], accounting: machine.CpuAccounting) -> List[dict]:
+             limits: Dict[str, object], accounting: machine.CpuAccounting, deadline: float = math.inf):
     """Times every (layout, row, phase) in that order, each with the libraries that passed its
-    validation; adds each convolution row's derived backward (data + weight) after its phases."""
+    validation; adds each convolution row's derived backward (data + weight) after its phases.
+    Past `deadline` (perf_counter) it starts no new row. Returns (cases, names of those not timed)."""
     cases: List[dict] = []
+    not_timed: List[str] = []
     total = len(layouts) * sum(len(row.phases) for row in rows)
     progress.begin("timing", total)
     for layout in layouts:
         for row in rows:
             batch = row.batch_gpu if device == "cuda" else row.batch_cpu
+            if time.perf_counter() > deadline:
+                not_timed += [f"{row.name} {suite.data_format(row, layout)} {phase}" for phase in row.phases]
+                continue
             timed: Dict[str, dict] = {}
             for phase in row.phases:
                 failed = invalid.get((row.name, layout, phase), {})
@@ -622,7 +636,7 @@ def time_all(rows, layouts, workers, invalid, plan: TimingPlan, progress: Progre
                 loads = [c["load_during_timing"].get("other_processes_pct", 0.0) for c in cases[-2:]]
                 figures.update(derived=True, load_during_timing={"other_processes_pct": max(loads)})
                 cases.append(figures)
-    return cases
+    return cases, not_timed
 
 
 if __name__ == "__main__":
