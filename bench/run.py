@@ -547,10 +547,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if checks:
         print()
         print(report.format_checks(checks, device))
-    busy = [c for c in cases if c.get("load_during_timing", {}).get("other_processes_pct", 0.0) > BUSY_PCT]
+    timed_cases = [c for c in cases if not c.get("derived")]
+    busy = [c for c in timed_cases if c.get("load_during_timing", {}).get("other_processes_pct", 0.0) > BUSY_PCT]
     if busy:
         print()
-        print(f"Note: during {len(busy)} of {len(cases)} cases other processes used over {BUSY_PCT:.0f}% of "
+        print(f"Note: during {len(busy)} of {len(timed_cases)} cases other processes used over {BUSY_PCT:.0f}% of "
               "the CPUs ('busy' column): rerun those rows on a quiet machine before trusting them.")
     cached = report.cache_resident_note(cases)
     if cached:
