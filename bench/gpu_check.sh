@@ -11,8 +11,8 @@
 #    sizes, forward / backward-data / backward-weight (pooling: forward / backward), NCHW and NHWC,
 #    beside cuDNN through PyTorch (fp32, TF32 off, cudnn.benchmark=True) and the CuPy im2col
 #    baseline, after the device copy bandwidth and fp32 FMA peak; every case validated first.
-#    It starts no new case after BENCH_TIME_LIMIT_S seconds (default 300) and reports what it
-#    measured; `timeout` kills it at +60 s should a single case hang. BENCH_ARGS adds options
+#    It starts no new case after BENCH_TIME_LIMIT_S seconds (default 240) and reports what it
+#    measured; `timeout` kills it 45 s later should a single case hang. BENCH_ARGS adds options
 #    (e.g. BENCH_ARGS="--layout NCHW --filter resnet50").
 # Writes $OUT/gpu_check.log, $OUT/pytest.xml, $OUT/results.json and $OUT/ratios.png; prints the
 # table last.
@@ -63,9 +63,9 @@ echo "tests took $(( $(date +%s) - start )) s"
 
 echo "== bench/run.py --device cuda --quick"
 start=$(date +%s)
-limit=${BENCH_TIME_LIMIT_S:-300}
+limit=${BENCH_TIME_LIMIT_S:-240}
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-timeout "$(( limit + 60 ))" "$PY" bench/run.py --device cuda --quick --time-limit "$limit" --out "$OUT" \
+timeout "$(( limit + 45 ))" "$PY" bench/run.py --device cuda --quick --time-limit "$limit" --out "$OUT" \
   ${BENCH_ARGS:-} || status=1
 echo "benchmark took $(( $(date +%s) - start )) s"
 return $status
