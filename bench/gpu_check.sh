@@ -11,7 +11,7 @@
 #    sizes, forward / backward-data / backward-weight (pooling: forward / backward), NCHW and NHWC,
 #    beside cuDNN through PyTorch (fp32, TF32 off, cudnn.benchmark=True) and the CuPy im2col
 #    baseline, after the device copy bandwidth and fp32 FMA peak; every case validated first.
-#    It starts no new case after BENCH_TIME_LIMIT_S seconds (default 240) and reports what it
+#    It starts no new row after BENCH_TIME_LIMIT_S seconds (default 240) and reports what it
 #    measured; `timeout` kills it 45 s later should a single case hang. BENCH_ARGS adds options
 #    (e.g. BENCH_ARGS="--layout NCHW --filter resnet50").
 # Writes $OUT/gpu_check.log, $OUT/pytest.xml, $OUT/results.json and $OUT/ratios.png; prints the

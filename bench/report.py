@@ -255,7 +255,7 @@ def plot_ratios(cases: List[dict], path, title: str, busy_pct: float, targets: D
     fig, axes = plt.subplots(len(layouts), 1, figsize=(max(8.0, 0.75 * len(rows) + 3), 4.2 * len(layouts)),
                              squeeze=False, sharex=True)
     low, high = min(ratio.values()), max(list(ratio.values()) + [targets["pool_ratio"]])
-    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1, 1.3, 2, 3, 5, 10, 20, 50) if low / 1.5 <= t <= high * 1.5]
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 1.3, 2, 3, 5, 10, 20, 50) if low / 1.5 <= t <= high * 1.5]
     width = 0.2
     for ax, layout in zip(axes[:, 0], layouts):
         phase_handles = []  # plain patches: a bar's own handle would carry its 'busy' hatching

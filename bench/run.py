@@ -450,8 +450,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="CPU threads for every library (default: the CPUs this process may use)")
     parser.add_argument("--no-baselines", action="store_true", help="time convkern only")
     parser.add_argument("--time-limit", type=float, metavar="S",
-                        help="start no new case after S seconds from the start; the cases not timed are "
-                             "listed and the report covers the rest (for a lent GPU's fixed time)")
+                        help="start timing no new row after S seconds from the start; the cases not timed are "
+                             "listed (and the exit status is 1), the report covers the rest (for a lent GPU's "
+                             "fixed time)")
     parser.add_argument("--worker", choices=tuple(LIBRARIES), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
