@@ -7,10 +7,16 @@
 # 2. installs convkern from this working tree (no network there: --no-build-isolation --no-deps;
 #    only sm_90 machine code unless CONVKERN_GPU_ARCHS says otherwise, to keep the build short);
 # 3. runs the CUDA tests (tests/test_cuda.py);
-# 4. runs bench/gpu_bench.py: SPEC §8's GPU rows beside cuDNN (fp32, TF32 off,
-#    cudnn.benchmark=True) and the device copy bandwidth.
-# Writes $OUT/gpu_check.log, $OUT/pytest.xml and $OUT/gpu_bench.json; prints the table last.
-# Suggested call: run(command="bash bench/gpu_check.sh", timeout_s=560).
+# 4. runs the benchmark, `bench/run.py --device cuda --quick`: SPEC §8's rows at the GPU batch
+#    sizes, forward / backward-data / backward-weight (pooling: forward / backward), NCHW and NHWC,
+#    beside cuDNN through PyTorch (fp32, TF32 off, cudnn.benchmark=True) and the CuPy im2col
+#    baseline, after the device copy bandwidth and fp32 FMA peak; every case validated first.
+#    It starts no new row after BENCH_TIME_LIMIT_S seconds (default 240) and reports what it
+#    measured; `timeout` kills it 45 s later should a single case hang. BENCH_ARGS adds options
+#    (e.g. BENCH_ARGS="--layout NCHW --filter resnet50").
+# Writes $OUT/gpu_check.log, $OUT/pytest.xml, $OUT/results.json and $OUT/ratios.png; prints the
+# table last.
+# Suggested call: run(command="bash bench/gpu_check.sh", timeout_s=540).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/gpu}
@@ -55,9 +61,12 @@ start=$(date +%s)
   --junitxml "$OUT/pytest.xml" || status=1
 echo "tests took $(( $(date +%s) - start )) s"
 
-echo "== bench/gpu_bench.py"
+echo "== bench/run.py --device cuda --quick"
 start=$(date +%s)
-"$PY" bench/gpu_bench.py --out "$OUT/gpu_bench.json" || status=1
+limit=${BENCH_TIME_LIMIT_S:-240}
+# shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+timeout "$(( limit + 45 ))" "$PY" bench/run.py --device cuda --quick --time-limit "$limit" --out "$OUT" \
+  ${BENCH_ARGS:-} || status=1
 echo "benchmark took $(( $(date +%s) - start )) s"
 return $status
 }

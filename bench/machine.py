@@ -12,6 +12,15 @@
 
 Each probe runs in its own process: the C probe as a program, the library probes inside the
 library's worker (see run.py), so no two OpenMP runtimes meet.
+
+On the GPU (cuda_limits):
+
+* device copy bandwidth (GB/s, read + written): the best of a 1 GiB device-to-device
+  cudaMemcpyAsync and CuPy's element-wise copy kernel (PyTorch's copy_ without CuPy), timed with
+  CUDA events, best of 10;
+* fp32 FMA peak (GFLOP/s): a CuPy RawKernel in which every thread runs 8 independent chains of
+  fmaf over 8 blocks of 256 threads per SM (2048 threads: every FP32 lane busy, the FMA latency
+  hidden), best of 5; without CuPy the peak is not measured and "% of peak" is left out.
 """
 from __future__ import annotations
 
@@ -210,6 +219,153 @@ def torch_limits(torch, matmul_size: int = 3072) -> Dict[str, float]:
     copy_seconds = _best_seconds(lambda: dst.copy_(src), repetitions=5)
     return {"torch_mm_gflops": 2.0 * matmul_size ** 3 / matmul_seconds / 1e9,
             "torch_copy_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9}
+
+
+# ---------------------------------------------------------------------------------------------
+# The GPU's limits (measured in run.py's own process, which holds the GPU libraries)
+# ---------------------------------------------------------------------------------------------
+
+GPU_COPY_BYTES = 1 << 30
+
+GPU_FMA_SOURCE = r"""
+extern "C" __global__ void fma_chains(float* sink, long long iterations, float a, float b) {
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] = 1.0f + 1e-3f * (threadIdx.x + i);
+    for (long long it = 0; it < iterations; ++it) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[i] = fmaf(acc[i], a, b);
+    }
+    float total = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) total += acc[i];
+    if (total == 1234.5f) sink[blockIdx.x * blockDim.x + threadIdx.x] = total;  /* keeps the chains alive */
+}
+"""
+GPU_FMA_CHAINS = 8
+GPU_FMA_BLOCK = 256
+GPU_FMA_BLOCKS_PER_SM = 8
+
+
+def _best_event_seconds(cp, call, repetitions: int) -> float:
+    call()  # warm-up (and the kernel's compilation, for the RawKernel)
+    cp.cuda.Device().synchronize()
+    best = float("inf")
+    for _ in range(repetitions):
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        call()
+        end.record()
+        end.synchronize()
+        best = min(best, cp.cuda.get_elapsed_time(start, end) / 1e3)
+    return best
+
+
+def cuda_limits(torch=None) -> Dict[str, object]:
+    """The device's copy bandwidth and fp32 FMA peak (see the module docstring); keys as on the
+    CPU: copy_gbs / copy_source, fma_peak_gflops / fma_peak_source (absent when not measured)."""
+    try:
+        import cupy as cp
+    except ImportError:
+        cp = None
+    limits: Dict[str, object] = {}
+    if cp is not None:
+        floats = GPU_COPY_BYTES // 4
+        src = cp.ones(floats, cp.float32)
+        dst = cp.empty_like(src)
+        memcpy = lambda: cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, GPU_COPY_BYTES,  # noqa: E731
+                                                      cp.cuda.runtime.memcpyDeviceToDevice,
+                                                      cp.cuda.get_current_stream().ptr)
+        limits["cuda_memcpy_gbs"] = 2.0 * GPU_COPY_BYTES / _best_event_seconds(cp, memcpy, 10) / 1e9
+        limits["cupy_copy_kernel_gbs"] = 2.0 * GPU_COPY_BYTES / _best_event_seconds(
+            cp, lambda: cp.copyto(dst, src), 10) / 1e9
+        del src, dst
+        cp.get_default_memory_pool().free_all_blocks()
+
+        kernel = cp.RawKernel(GPU_FMA_SOURCE, "fma_chains")
+        sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+        blocks = sms * GPU_FMA_BLOCKS_PER_SM
+        sink = cp.zeros(blocks * GPU_FMA_BLOCK, cp.float32)
+        iterations = 1 << 16
+        launch = lambda: kernel((blocks,), (GPU_FMA_BLOCK,),  # noqa: E731
+                                (sink, cp.int64(iterations), cp.float32(0.999999), cp.float32(1e-7)))
+        seconds = _best_event_seconds(cp, launch, 5)
+        flops = 2.0 * GPU_FMA_CHAINS * iterations * blocks * GPU_FMA_BLOCK
+        limits["fma_peak_gflops"] = flops / seconds / 1e9
+        limits["fma_peak_source"] = (f"CuPy RawKernel: {GPU_FMA_CHAINS} fmaf chains per thread, {blocks} blocks of "
+                                     f"{GPU_FMA_BLOCK} threads ({sms} SMs)")
+    elif torch is not None:
+        src = torch.ones(GPU_COPY_BYTES // 4, device="cuda")
+        dst = torch.empty_like(src)
+        dst.copy_(src)
+        torch.cuda.synchronize()
+        best = float("inf")
+        for _ in range(10):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            dst.copy_(src)
+            end.record()
+            end.synchronize()
+            best = min(best, start.elapsed_time(end) / 1e3)
+        limits["torch_copy_gbs"] = 2.0 * GPU_COPY_BYTES / best / 1e9
+        limits["fma_peak_unavailable"] = "CuPy does not import: no RawKernel to measure the FMA peak"
+        del src, dst
+        torch.cuda.empty_cache()
+    copies = {k: v for k, v in limits.items() if k.endswith("_gbs")}
+    if copies:
+        best_copy = max(copies, key=copies.get)
+        limits["copy_gbs"], limits["copy_source"] = copies[best_copy], best_copy
+    return limits
+
+
+def describe_cuda() -> Dict[str, object]:
+    """The GPU (from CuPy, else PyTorch): name, SMs, memory, compute capability, clocks."""
+    try:
+        import cupy as cp
+
+        device = cp.cuda.Device()
+        properties = cp.cuda.runtime.getDeviceProperties(device.id)
+        name = properties["name"]
+        return {"gpu": name.decode() if isinstance(name, bytes) else name,
+                "gpu_sms": properties["multiProcessorCount"],
+                "gpu_memory_gib": properties["totalGlobalMem"] / 2 ** 30,
+                "gpu_compute_capability": f"{properties['major']}.{properties['minor']}",
+                "gpu_clock_mhz": properties.get("clockRate", 0) / 1e3,
+                "gpu_memory_clock_mhz": properties.get("memoryClockRate", 0) / 1e3,
+                "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
+                "cuda_driver": cp.cuda.runtime.driverGetVersion()}
+    except ImportError:
+        import torch
+
+        p = torch.cuda.get_device_properties(0)
+        return {"gpu": p.name, "gpu_sms": p.multi_processor_count, "gpu_memory_gib": p.total_memory / 2 ** 30,
+                "gpu_compute_capability": f"{p.major}.{p.minor}"}
+
+
+def cuda_device_problem() -> Optional[str]:
+    """Why there is no GPU to benchmark on (None when there is one): neither CuPy nor PyTorch
+    imports with a visible CUDA device."""
+    reasons = []
+    try:
+        import cupy
+
+        try:
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                return None
+            reasons.append("CuPy sees no CUDA device")
+        except Exception as exc:  # no driver: CUDARuntimeError
+            reasons.append(f"CuPy: {type(exc).__name__}: {exc}")
+    except ImportError:
+        reasons.append("CuPy is not installed")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+        reasons.append(f"torch {torch.__version__} sees no CUDA device")
+    except ImportError:
+        reasons.append("PyTorch is not installed")
+    return "; ".join(reasons)
 
 
 # ---------------------------------------------------------------------------------------------

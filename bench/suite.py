@@ -3,11 +3,21 @@
 Only NumPy and the standard library are imported here, because every worker process (convkern,
 PyTorch, NumPy) imports this module and no two OpenMP runtimes may share a process.
 
+Phases: a convolution is timed as three separate calls — forward (y), backward-data (grad_input
+only) and backward-weight (grad_weight only; no bias: the suite's layers have none, they are
+followed by batch norm) — so each kernel is measured on its own; "backward (data + weight)", the
+pass SPEC §9 sets a target for, is derived from them (report.py). Pooling: forward and backward.
+
+Layouts: every case runs channels-first ("NCHW": NCW / NCHW / NCDHW by rank) and channels-last
+("NHWC": NWC / NHWC / NDHWC). Both get the same values (the inputs of a case do not depend on
+the layout, only their memory order does), so one reference result serves both; every library
+hands its results back channels-first for the comparison.
+
 Napkin math, the denominators of the report:
 
-* Convolution FLOPs = 2 · N · K · out_elements_per_map · (C/groups) · kernel_volume (forward);
-  the backward pass computes grad_input and grad_weight, each as much work as the forward, so it
-  counts twice that. The bias gradient (a reduction of grad_output) is not counted.
+* Convolution FLOPs = 2 · N · K · out_elements_per_map · (C/groups) · kernel_volume for each of
+  the three phases (backward-data and backward-weight are each one product of the same size as the
+  forward's). The bias gradient is not computed.
 * Pooling bytes = every operand read once + every result written once, in its own dtype:
   forward x + y; backward grad_output + grad_input, plus the int64 argmax indices for max pooling
   (the backward is given the indices its forward saved, as autograd does).
@@ -22,8 +32,36 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 FORWARD = "forward"
-BACKWARD = "backward"  # convolution: grad_input + grad_weight (+ grad_bias) in one call
-PHASES = (FORWARD, BACKWARD)
+BACKWARD_DATA = "backward_data"  # convolution: grad_input only
+BACKWARD_WEIGHT = "backward_weight"  # convolution: grad_weight only
+BACKWARD = "backward"  # pooling: grad_input
+CONV_PHASES = (FORWARD, BACKWARD_DATA, BACKWARD_WEIGHT)
+POOL_PHASES = (FORWARD, BACKWARD)
+# Derived, not timed: per row, the sum of the backward-data and backward-weight medians.
+BACKWARD_DATA_WEIGHT = "backward_data+weight"
+
+CHANNELS_FIRST = "NCHW"  # the layout labels of the report; each rank's data_format below
+CHANNELS_LAST = "NHWC"
+LAYOUTS = (CHANNELS_FIRST, CHANNELS_LAST)
+DATA_FORMATS = {CHANNELS_FIRST: {1: "NCW", 2: "NCHW", 3: "NCDHW"},
+                CHANNELS_LAST: {1: "NWC", 2: "NHWC", 3: "NDHWC"}}
+
+
+def data_format(row, layout: str) -> str:
+    """The data_format string of `layout` for this row's rank ("NWC" for a 1-D row in NHWC)."""
+    return DATA_FORMATS[layout][row.rank]
+
+
+def to_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    """A channels-first (N, C, *spatial) array in `layout`, C-contiguous: (N, *spatial, C) for NHWC."""
+    if layout == CHANNELS_FIRST:
+        return array
+    return np.ascontiguousarray(np.moveaxis(array, 1, -1))
+
+
+def to_channels_first(array: np.ndarray, layout: str) -> np.ndarray:
+    """The inverse of to_layout (a view): an (N, *spatial, C) array back as (N, C, *spatial)."""
+    return array if layout == CHANNELS_FIRST else np.moveaxis(array, -1, 1)
 
 
 def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -67,10 +105,14 @@ class ConvRow:
     def y_shape(self, batch: int) -> Tuple[int, ...]:
         return (batch, self.out_channels) + self.out_spatial()
 
+    phases = CONV_PHASES
+
     def flops(self, phase: str, batch: int) -> float:
-        forward = (2.0 * batch * self.out_channels * math.prod(self.out_spatial())
-                   * (self.in_channels // self.groups) * self.kernel_volume)
-        return forward if phase == FORWARD else 2.0 * forward
+        """One phase's FLOPs: each of forward, backward-data, backward-weight is the same product;
+        the derived backward (data + weight) counts two."""
+        one_product = (2.0 * batch * self.out_channels * math.prod(self.out_spatial())
+                       * (self.in_channels // self.groups) * self.kernel_volume)
+        return 2.0 * one_product if phase == BACKWARD_DATA_WEIGHT else one_product
 
     def describe(self) -> str:
         shape = "x".join(map(str, self.spatial))
@@ -94,6 +136,8 @@ class PoolRow:
     padding: int = 0
 
     kind = "pool"
+    rank = 2
+    phases = POOL_PHASES
 
     def out_spatial(self) -> Tuple[int, ...]:
         if self.op == "global_avg":
@@ -164,9 +208,10 @@ def select_rows(filter_text: str | None) -> list:
     return [row for row in ROWS if any(matches(row.name, p) for p in patterns)]
 
 
-def make_inputs(row, phase: str, batch: int) -> Dict[str, np.ndarray]:
+def make_inputs(row, phase: str, batch: int, layout: str = CHANNELS_FIRST) -> Dict[str, np.ndarray]:
     """Fresh, reproducible float32 operands, uniform in [-1, 1) (never zeros): every process
-    that asks for the same (row, phase, batch) gets bit-identical arrays."""
+    that asks for the same (row, phase, batch) gets bit-identical values, in `layout`'s memory
+    order (x and dy; the weight is (K, C/groups, *kernel) in both layouts, as in convkern)."""
     seed = zlib.crc32(f"{row.name}/{phase}/{batch}".encode())
     rng = np.random.default_rng(seed)
 
@@ -176,54 +221,63 @@ def make_inputs(row, phase: str, batch: int) -> Dict[str, np.ndarray]:
     arrays = {"x": uniform(row.x_shape(batch))}
     if row.kind == "conv":
         arrays["w"] = uniform(row.w_shape())
-    if phase == BACKWARD:
+    if phase != FORWARD:
         arrays["dy"] = uniform(row.y_shape(batch))
-    return arrays
+    if row.kind == "pool" and row.op == "global_avg":
+        return {name: a if name == "dy" else to_layout(a, layout) for name, a in arrays.items()}  # dy: (N, C)
+    return {name: a if name == "w" else to_layout(a, layout) for name, a in arrays.items()}
 
 
 # ---------------------------------------------------------------------------------------------
 # The oracle: what each (row, phase) must produce, from convkern.reference (float64)
 # ---------------------------------------------------------------------------------------------
 
-def output_names(row, phase: str) -> Tuple[str, ...]:
-    if phase == FORWARD:
-        return ("y",)
-    return ("grad_input", "grad_weight", "grad_bias") if row.kind == "conv" else ("grad_input",)
+OUTPUT_NAMES = {FORWARD: "y", BACKWARD_DATA: "grad_input", BACKWARD_WEIGHT: "grad_weight", BACKWARD: "grad_input"}
 
 
-def reference_outputs(reference, row, phase: str, arrays: Dict[str, np.ndarray]) -> Tuple[np.ndarray, ...]:
-    """The float64 results of `reference` (the convkern.reference module) on float32 `arrays`."""
+def output_name(phase: str) -> str:
+    """The one result each timed phase produces."""
+    return OUTPUT_NAMES[phase]
+
+
+def reference_output(reference, row, phase: str, arrays: Dict[str, np.ndarray]) -> np.ndarray:
+    """The float64 result of `reference` (the convkern.reference module) on channels-first
+    float32 `arrays`."""
     x = arrays["x"]
     if row.kind == "conv":
         geometry = dict(stride=row.stride, padding=row.padding, groups=row.groups)
         if phase == FORWARD:
-            return (getattr(reference, f"conv{row.rank}d")(x, arrays["w"], **geometry),)
-        return tuple(getattr(reference, f"conv{row.rank}d_backward")(arrays["dy"], x, arrays["w"], **geometry))
+            return getattr(reference, f"conv{row.rank}d")(x, arrays["w"], **geometry)
+        grad_input, grad_weight, _ = getattr(reference, f"conv{row.rank}d_backward")(arrays["dy"], x, arrays["w"],
+                                                                                     **geometry)
+        return grad_input if phase == BACKWARD_DATA else grad_weight
+    return _reference_pool(reference, row, phase, x, arrays.get("dy"))
+
+
+def _reference_pool(reference, row, phase: str, x: np.ndarray, dy) -> np.ndarray:
     if row.op == "global_avg":
         if phase == FORWARD:
-            return (reference.global_avg_pool2d(x),)
-        return (reference.global_avg_pool2d_backward(arrays["dy"], x),)
+            return reference.global_avg_pool2d(x)
+        return reference.global_avg_pool2d_backward(dy, x)
     window = (row.kernel, row.stride, row.padding)
     if phase == FORWARD:
-        return (getattr(reference, f"{row.op}_pool2d")(x, *window),)
-    return (getattr(reference, f"{row.op}_pool2d_backward")(arrays["dy"], x, *window),)
+        return getattr(reference, f"{row.op}_pool2d")(x, *window)
+    return getattr(reference, f"{row.op}_pool2d_backward")(dy, x, *window)
 
 
-def tolerances(row, phase: str, batch: int) -> Tuple[Tuple[float, float], ...]:
-    """(rtol, atol) per output: rtol 1e-4, atol 1e-5 · sqrt(length of the reduction behind one
-    element), as in tests/ (float32 rounding grows about as the square root of a sum's length)."""
+def tolerance(row, phase: str, batch: int) -> Tuple[float, float]:
+    """(rtol, atol) of a phase's result: rtol 1e-4, atol 1e-5 · sqrt(length of the reduction
+    behind one element), as in tests/ (float32 rounding grows about as the square root of a
+    sum's length)."""
     rtol = 1e-4
     if row.kind == "pool":
         window = row.spatial[0] * row.spatial[1] if row.op == "global_avg" else row.kernel ** 2
-        return ((rtol, 1e-5 * math.sqrt(window)),)
+        return rtol, 1e-5 * math.sqrt(window)
     if phase == FORWARD:
-        return ((rtol, 1e-5 * math.sqrt(row.in_channels // row.groups * row.kernel_volume)),)
-    per_map = math.prod(row.out_spatial())
-    return (
-        (rtol, 1e-5 * math.sqrt(row.out_channels // row.groups * row.kernel_volume)),  # grad_input
-        (rtol, 1e-5 * math.sqrt(batch * per_map)),  # grad_weight
-        (rtol, 1e-5 * math.sqrt(batch * per_map)),  # grad_bias
-    )
+        return rtol, 1e-5 * math.sqrt(row.in_channels // row.groups * row.kernel_volume)
+    if phase == BACKWARD_DATA:
+        return rtol, 1e-5 * math.sqrt(row.out_channels // row.groups * row.kernel_volume)
+    return rtol, 1e-5 * math.sqrt(batch * math.prod(row.out_spatial()))  # grad_weight
 
 
 def error_ratio(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> float:
