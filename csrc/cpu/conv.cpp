@@ -460,21 +460,14 @@ void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const
 namespace {
 
 template <class T>
-void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const PaddedLayout& L, const T* xpad,
+                                   const std::vector<i64>& tap_off, T* dw) {
   // Both operands, dY[k][p] and X_col[r][p], run along the reduction (positions): the
   // inner-product kernel reads dY rows in place and X_col rows from a gathered row-major tile,
   // with no transposed packing.
   const DotKernel<T>& dk = dot_kernel<T>();
   const i64 MR = dk.mr, NR = dk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
-  if (g.N == 0) {
-    std::fill(dw, dw + g.K * R, T(0));
-    return;
-  }
-  const PaddedLayout L = padded_layout(g);
-  AlignedBuffer<T> xpad(checked_mul(g.N * g.C, L.plane, "padded input"));
-  convert_planes<PadDir::kPad>(g, L, x, xpad.data(), g.N * g.C);
-  const std::vector<i64> tap_off = tap_offsets(g, L);
   const i64 kvol = g.kernel_volume();
   const i64 RB = kWgradDotPanels * 4 * NR, rblocks = ceil_div(R, RB);
   const i64 PT = kWgradPositions, mblocks = ceil_div(Kg, MR);
@@ -504,7 +497,7 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const T* 
       // Gather X_col rows and copy dY rows image segment by image segment into contiguous rows.
       for (i64 q = q0; q < q0 + count;) {
         const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q), col = q - q0;
-        const T* xpg = xpad.data() + (n * g.C + gi * Cg) * L.plane;
+        const T* xpg = xpad + (n * g.C + gi * Cg) * L.plane;
         const i64 nruns = make_runs(g, L, p0, len, NR, 0, runs);
         gather_columns(L, tap_off.data(), kvol, xpg, r0, rc, runs, nruns, tile + col, PT);
         for (i64 i = 0; i < k_rows; ++i) {
@@ -531,7 +524,8 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const T* 
 }
 
 template <class T>
-void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const PaddedLayout& L, const T* xpad,
+                                   const std::vector<i64>& tap_off, T* dw) {
   // dW[Kg x R] = sum over the batch's positions p of dY[:, p] (x) X_col[:, p]: the micro-kernel's
   // outer-product form with positions as its reduction. Per step of kWgradDepth positions, dY
   // columns are packed as A panels ([p][MR]) and X_col columns gathered straight into B panels
@@ -540,14 +534,6 @@ void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const T* 
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
-  if (g.N == 0) {
-    std::fill(dw, dw + g.K * R, T(0));
-    return;
-  }
-  const PaddedLayout L = padded_layout(g);
-  AlignedBuffer<T> xpad(checked_mul(g.N * g.C, L.plane, "padded input"));
-  convert_planes<PadDir::kPad>(g, L, x, xpad.data(), g.N * g.C);
-  const std::vector<i64> tap_off = tap_offsets(g, L);
   const i64 kvol = g.kernel_volume();
   const i64 RB = kWgradPanels * NR, rblocks = ceil_div(R, RB);
   const i64 PD = kWgradDepth, mblocks = ceil_div(Kg, MR);
@@ -578,7 +564,7 @@ void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const T* 
       }
       for (i64 q = q0; q < q0 + count;) {
         const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q), col = q - q0;
-        const T* xpg = xpad.data() + (n * g.C + gi * Cg) * L.plane;
+        const T* xpg = xpad + (n * g.C + gi * Cg) * L.plane;
         const i64 nruns = make_runs(g, L, p0, len, NR, 0, runs, col);
         // X_col rows, up to 16 at a time, never across a panel (NR is 8, 16 or 32).
         const i64 step = std::min<i64>(16, NR);
@@ -623,10 +609,18 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
   // Many dW rows (output channels) amortise the transposing packs of the outer-product form;
   // few (LeNet-sized layers) do better reading both operands in place, in the inner-product
   // form. The choice depends on the problem only (deterministic).
+  if (g.N == 0) {
+    std::fill(dw, dw + g.K * g.reduction(), T(0));
+    return;
+  }
+  const PaddedLayout L = padded_layout(g);
+  AlignedBuffer<T> xpad(checked_mul(g.N * g.C, L.plane, "padded input"));
+  convert_planes<PadDir::kPad>(g, L, x, xpad.data(), g.N * g.C);
+  const std::vector<i64> tap_off = tap_offsets(g, L);
   if (g.K_per_group() >= kWgradOuterProductMinChannels) {
-    backward_weight_outer_product(g, dy, x, dw);
+    backward_weight_outer_product(g, dy, L, xpad.data(), tap_off, dw);
   } else {
-    backward_weight_inner_product(g, dy, x, dw);
+    backward_weight_inner_product(g, dy, L, xpad.data(), tap_off, dw);
   }
 }
 
