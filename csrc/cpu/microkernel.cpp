@@ -86,6 +86,37 @@ const MicroKernel<double>& micro_kernel<double>() {
   return k;
 }
 
+namespace {
+
+template <class T>
+MicroKernel<T> pick_eight_rows() {
+#if defined(CONVKERN_HAVE_X86_KERNELS)
+  if constexpr (sizeof(T) == 4)
+    if (detect_isa() == Isa::kAvx512) return micro_kernel_f32_avx512_8rows();
+#endif
+  return micro_kernel<T>();
+}
+
+template <class T>
+const MicroKernel<T>& eight_row_kernel() {
+  static const MicroKernel<T> k = pick_eight_rows<T>();
+  return k;
+}
+
+}  // namespace
+
+template <class T>
+const MicroKernel<T>& micro_kernel_for_rows(std::int64_t rows) {
+  // Up to 32 rows, where the padding rows of the last block matter most; the 12-row kernel
+  // feeds its FMAs from fewer loads per step everywhere else.
+  const MicroKernel<T>& wide = micro_kernel<T>();
+  const MicroKernel<T>& narrow = eight_row_kernel<T>();
+  const auto padded = [rows](const MicroKernel<T>& k) { return (rows + k.mr - 1) / k.mr * k.mr; };
+  return rows <= 32 && padded(narrow) < padded(wide) ? narrow : wide;
+}
+template const MicroKernel<float>& micro_kernel_for_rows<float>(std::int64_t);
+template const MicroKernel<double>& micro_kernel_for_rows<double>(std::int64_t);
+
 template <class T>
 DotKernel<T> pick_dot() {
 #if defined(CONVKERN_HAVE_X86_KERNELS)

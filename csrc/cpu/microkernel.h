@@ -24,6 +24,11 @@ struct MicroKernel {
 template <class T>
 const MicroKernel<T>& micro_kernel();
 
+// For GEMMs with few rows (convolutions with a few output channels per group): the kernel that
+// computes the fewest padding rows for `rows` (an 8-row one where the ISA has it).
+template <class T>
+const MicroKernel<T>& micro_kernel_for_rows(std::int64_t rows);
+
 // The inner-product form, for GEMMs whose operands are both contiguous along the reduction
 // (backward weight in channels-first: dW[k][r] = sum_p dY[k][p] * X_col[r][p]):
 //   C[i][j] (+)= sum_{p < kc} a[i][p] * b[j][p],   i < MR, j < NR, C row stride ldc.
@@ -44,6 +49,7 @@ const char* micro_kernel_isa();
 
 // Per-ISA tables, defined only where the compiler targets x86-64.
 MicroKernel<float> micro_kernel_f32_avx512();
+MicroKernel<float> micro_kernel_f32_avx512_8rows();
 DotKernel<float> dot_kernel_f32_avx512();
 DotKernel<double> dot_kernel_f64_avx512();
 MicroKernel<double> micro_kernel_f64_avx512();

@@ -14,21 +14,24 @@ namespace {
 
 constexpr int kMR = 12;
 
-void sgemm_12x32_avx512(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
-  __m512 c0[kMR], c1[kMR];
-  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+// MR x 32: 12 rows for most GEMMs; 8 rows for convolutions with few output channels (16 of them
+// would fill 24 rows of the 12-row kernel).
+template <int MR>
+void sgemm_x32_avx512(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   for (std::int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(B);
     const __m512 b1 = _mm512_loadu_ps(B + 16);
-    for (int i = 0; i < kMR; ++i) {
+    for (int i = 0; i < MR; ++i) {
       const __m512 a = _mm512_set1_ps(A[i]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
-    A += kMR;
+    A += MR;
     B += 32;
   }
-  for (int i = 0; i < kMR; ++i) {
+  for (int i = 0; i < MR; ++i) {
     float* c = C + i * ldc;
     if (accumulate) {
       c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(c));
@@ -111,7 +114,8 @@ CONVKERN_DOT_KERNEL(ddot_4x4_avx512, double, __m512d, 8, __mmask8, _mm512_maskz_
 DotKernel<float> dot_kernel_f32_avx512() { return {kDotMR, kDotNR, &sdot_4x4_avx512}; }
 DotKernel<double> dot_kernel_f64_avx512() { return {kDotMR, kDotNR, &ddot_4x4_avx512}; }
 
-MicroKernel<float> micro_kernel_f32_avx512() { return {kMR, 32, "avx512", &sgemm_12x32_avx512}; }
+MicroKernel<float> micro_kernel_f32_avx512() { return {kMR, 32, "avx512", &sgemm_x32_avx512<kMR>}; }
+MicroKernel<float> micro_kernel_f32_avx512_8rows() { return {8, 32, "avx512", &sgemm_x32_avx512<8>}; }
 MicroKernel<double> micro_kernel_f64_avx512() { return {kMR, 16, "avx512", &dgemm_12x16_avx512}; }
 
 }  // namespace convkern::cpu
