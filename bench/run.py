@@ -497,6 +497,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             for library, hello in hellos.items():
                 if hello["threads"] != threads:
                     print(f"WARNING: {library} runs {hello['threads']} threads, not {threads}", flush=True)
+        if "convkern" in hellos:
+            convkern_description = hellos["convkern"]["description"]
+            print(f"convkern {convkern_description['convkern']['version']} from "
+                  f"{convkern_description['convkern_module']['path']}", flush=True)
+            if not convkern_description["convkern_output_mask"]:
+                print("WARNING: this convkern's convNd_backward has no output_mask: its backward-data and "
+                      "backward-weight timings are each of the whole backward (both gradients and the bias's)",
+                      flush=True)
         description = dict(machine.describe_host(), device=device)
         if device == "cuda":
             description.update(machine.describe_cuda())
