@@ -8,8 +8,8 @@
 
 Wall time on the 2-core AVX-512 development machine (SPEC §8 CPU batch sizes, 14 convolution rows ×
 3 phases + 4 pooling rows × 2 phases, each in NCHW and NHWC: 100 timed cases; validation included):
---quick 7 minutes, the full run 15 (both measured while other jobs kept the 2 cores 70-90% busy;
-less on a quiet machine). On a GPU (H100/H200, "N gpu" batch sizes) --quick is expected to take
+--quick 5 minutes (4 min 45 s measured with the 2 cores half busy with other jobs; 7 minutes when
+they were 70-90% busy), the full run about 15 (measured 70-90% busy); less on a quiet machine. On a GPU (H100/H200, "N gpu" batch sizes) --quick is expected to take
 2-4 minutes, CuPy's and cuDNN's first-call compilation included (not yet measured there).
 
 What it does, in order:
@@ -434,8 +434,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions (3 groups of ~0.08 s; 2 for calls over 0.15 s), same rows, "
-                             "phases, layouts and batch sizes: about 7 minutes on the 2-core machine (the full "
-                             "run: about 15)")
+                             "phases, layouts and batch sizes: about 5 minutes on the 2-core machine, 7 when "
+                             "it is busy (the full run: about 15)")
     parser.add_argument("--filter", metavar="SUBSTR",
                         help="only rows whose name contains SUBSTR from the start of a dotted part "
                              "('lenet': lenet5.*, not mobilenet.*); comma-separated: any of them")
@@ -497,6 +497,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             for library, hello in hellos.items():
                 if hello["threads"] != threads:
                     print(f"WARNING: {library} runs {hello['threads']} threads, not {threads}", flush=True)
+        if "convkern" in hellos:
+            convkern_description = hellos["convkern"]["description"]
+            print(f"convkern {convkern_description['convkern']['version']} from "
+                  f"{convkern_description['convkern_module']['path']}", flush=True)
+            if not convkern_description["convkern_output_mask"]:
+                print("WARNING: this convkern's convNd_backward has no output_mask: its backward-data and "
+                      "backward-weight timings are each of the whole backward (both gradients and the bias's)",
+                      flush=True)
         description = dict(machine.describe_host(), device=device)
         if device == "cuda":
             description.update(machine.describe_cuda())
