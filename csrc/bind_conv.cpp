@@ -130,6 +130,12 @@ void backward_weight_typed(const ConvGeometry& g, bool last, const py::array& dy
       cpu::depthwise_backward_weight_channels_first<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
     return;
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (!last && cpu::winograd_backward_weight_wins(g)) {
+      cpu::winograd_backward_weight_nchw_f32(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
+      return;
+    }
+  }
   if (last)
     cpu::conv_backward_weight_channels_last<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
   else

@@ -86,6 +86,10 @@ constexpr i64 kTilePanels = 1;
 constexpr i64 kChannelBlocks = 16;
 // Reduction chunk of the GEMMs, in channels: also bounds the float32 error of the sums.
 constexpr i64 kReductionChunk = 64;
+// Weight gradient: tiles per chunk (the micro-kernel's reduction depth per call; partial sums
+// are added chunk after chunk in a fixed order) and the fewest tiles worth the transforms.
+constexpr i64 kWgradChunk = 256;
+constexpr i64 kWgradMinTiles = 96;
 
 // Sixteen floats in GCC's vector extension: the transforms are written once with it and compile to
 // one zmm register per value under AVX-512 (to pairs or quads of narrower registers elsewhere).
@@ -136,6 +140,28 @@ inline void weight_1d(const V* g, V* u) {
   u[5] = g[2] * (1.f / 36);
 }
 
+// The transposes of output_1d and weight_1d, for the weight gradient: grad_output tiles go
+// through A (4 -> 6: m = A y), the summed products back through G^T (6 -> 3).
+template <class V>
+inline void output_grad_1d(const V* y, V* m) {
+  const V e1 = y[0] * 8.f + y[2] * 18.f, o1 = y[1] * 12.f + y[3] * 27.f;
+  const V e3 = y[0] * 27.f + y[2] * 12.f, o3 = y[1] * 18.f + y[3] * 8.f;
+  m[0] = y[0];
+  m[1] = e1 + o1;
+  m[2] = e1 - o1;
+  m[3] = e3 + o3;
+  m[4] = e3 - o3;
+  m[5] = y[3];
+}
+
+template <class V>
+inline void weight_grad_1d(const V* u, V* g) {
+  const V s12 = u[1] + u[2], s34 = u[3] + u[4];
+  g[0] = u[0] * (1.f / 36) + s12 * (1.f / 1170) - s34 * (1.f / 520);
+  g[1] = (u[1] - u[2] - u[3] + u[4]) * (1.f / 780);
+  g[2] = s12 * (1.f / 520) - s34 * (1.f / 1170) + u[5] * (1.f / 36);
+}
+
 // The padded input split by phase: 16 planes (row phase rp, column phase sp) over the padded
 // tile grid of the whole batch, grid cell p = (n * GH + i) * GW + j holding padded[4 i + rp][4 j + sp]
 // of image n (padded row u = h + pad_top). GH = TH + 1, GW = TW + 1: tile (i, j) reads cells (i, j)
@@ -168,6 +194,11 @@ i64 odd_lines(i64 floats) { return (ceil_div(floats, 16) | 1) * 16; }
 // transforms that fill them (measured: 18 ms of a 30 ms resnet50.l4.3x3 call).
 struct Workspace {
   AlignedBuffer<float> u, xs, v, m;
+};
+
+// The weight gradient's: packed transforms of one tile chunk and the 36 summed products.
+struct GradWorkspace {
+  AlignedBuffer<float> vp, mp, du, stage;
 };
 
 float* reserve(AlignedBuffer<float>& b, i64 count) {
@@ -529,6 +560,211 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
         }
       }
     }
+    }
+  });
+}
+
+bool winograd_backward_weight_wins(const ConvGeometry& g) {
+  if (!winograd_eligible(g)) return false;
+  const char* env = std::getenv("CONVKERN_WINOGRAD");
+  if (env && env[0] == '0') return false;
+  if (env && env[0] == '1') return true;
+  const i64 tiles = g.N * ceil_div(g.out[1], kM) * ceil_div(g.out[2], kM);
+  return g.C >= kMinChannels && g.K >= kMinChannels && tiles >= kWgradMinTiles;
+}
+
+namespace {
+
+// Lanes [0, n) of v (channels c0 .. c0 + n) to row t of the packed panels of width P (panel p
+// holds channels p P .. p P + P - 1 as rows of P floats, panels pstride apart): one masked
+// store per panel touched.
+inline void store_channels(float* buf, i64 P, i64 pstride, i64 t, i64 c0, i64 n, vf v) {
+  for (i64 p = c0 / P; p * P < c0 + n; ++p) {
+    const i64 lo = std::max(c0, p * P) - c0, hi = std::min(c0 + n, (p + 1) * P) - c0;
+    const std::uint32_t mask = ((hi >= kL ? 0xFFFFu : (1u << hi) - 1) >> lo) << lo;
+    // Lane l lands on channel c0 + l; lanes outside this panel are masked off (never touched).
+    float* base = reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(buf + p * pstride + t * P) +
+                                           (c0 - p * P) * 4);
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(base, static_cast<__mmask16>(mask), (__m512)v);
+#else
+    for (int l = 0; l < kL; ++l)
+      if (mask >> l & 1) base[l] = v[l];
+#endif
+  }
+}
+
+}  // namespace
+
+void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw) {
+  const i64 N = g.N, C = g.C, K = g.K, IH = g.in[1], IW = g.in[2], OH = g.out[1], OW = g.out[2];
+  if (N == 0 || OH == 0 || OW == 0) {
+    std::fill(dw, dw + K * C * 9, 0.f);
+    return;
+  }
+  const MicroKernel<float>& mk = micro_kernel<float>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 pt = g.pad_before[1], pl = g.pad_before[2];
+  Grid grid;
+  grid.TH = ceil_div(OH, kM);
+  grid.TW = ceil_div(OW, kM);
+  grid.GH = grid.TH + 1;
+  grid.GW = grid.TW + 1;
+  grid.T = checked_mul(N, grid.TH * grid.TW, "winograd tiles");
+  const i64 T = grid.T, GH = grid.GH, GW = grid.GW;
+  const i64 TC = kWgradChunk;
+  const i64 mblocks = ceil_div(K, MR), cpanels = ceil_div(C, NR);
+  const i64 Kp = mblocks * MR, Cp = cpanels * NR;
+  const i64 cgroups = ceil_div(C, kL), kgroups = ceil_div(K, kL);
+
+  // Packed transforms of one chunk of TC tiles, per alpha point: V as the micro-kernel's B
+  // panels [c panel][tile][NR], M = A dY A^T as its A panels [k block][tile][MR]. The sums over
+  // tiles, dU[alpha][k][c], accumulate chunk after chunk in chunk order.
+  const i64 vp_as = odd_lines(Cp * TC), mp_as = odd_lines(Kp * TC), du_as = odd_lines(Kp * Cp);
+  thread_local GradWorkspace ws;
+  float* const Vp = reserve(ws.vp, checked_mul(kA2, vp_as, "winograd scratch"));
+  float* const Mp = reserve(ws.mp, checked_mul(kA2, mp_as, "winograd scratch"));
+  float* const dU = reserve(ws.du, checked_mul(kA2, du_as, "winograd scratch") + kL);
+  // Channels between the last group of 16 and the last panel's end are never written: zeros.
+  for (int a = 0; a < kA2; ++a) {
+    for (i64 c = cgroups * kL; c < Cp; ++c)
+      for (i64 t = 0; t < TC; ++t) Vp[a * vp_as + (c / NR) * TC * NR + t * NR + c % NR] = 0.f;
+    for (i64 k = kgroups * kL; k < Kp; ++k)
+      for (i64 t = 0; t < TC; ++t) Mp[a * mp_as + (k / MR) * TC * MR + t * MR + k % MR] = 0.f;
+  }
+
+  // Per transform item (16 channels of x or of dY): the phase planes of one channel and the
+  // transforms of 16 channels, [alpha][16][tile lane], before they are transposed into panels.
+  const int slots = scratch_slots(cgroups + kgroups);
+  const i64 sp_stride = TC + kL;
+  const i64 st_size = kA2 * kL * sp_stride;
+  float* const stage = reserve(ws.stage, checked_mul(slots, st_size, "winograd scratch"));
+  const i64 real_rows = ceil_div(TC, grid.TW) + 1, item_rows = real_rows + ceil_div(real_rows, grid.TH) + ceil_div(kL, GW) + 3;
+  const i64 lp_stride = odd_lines(item_rows * GW + GW + 2 * kL);
+  const i64 lp_size = 16 * lp_stride;
+  AlignedBuffer<float> lpbuf(slots * lp_size);
+  const i64 max_groups = ceil_div(TC * GH * GW, grid.TH * grid.TW * kL) + 2;
+  std::vector<InGroup> groups(static_cast<size_t>(max_groups));
+
+  for (i64 t0 = 0; t0 < T; t0 += TC) {
+    const i64 count = std::min(TC, T - t0);
+    // Vector groups of this chunk's tiles (one panel, lanes running over the chunk).
+    i64 ngroups = 0;
+    {
+      const i64 pa = grid.cell(t0), pb = grid.cell(t0 + count - 1) + 1;
+      i64 lane = 0;
+      for (i64 p = pa; p < pb; p += kL) {
+        std::uint32_t mask = 0;
+        for (int l = 0; l < kL && p + l < pb; ++l) {
+          const i64 cell = p + l, j = cell % GW, i = (cell / GW) % GH;
+          if (i < grid.TH && j < grid.TW) mask |= 1u << l;
+        }
+        if (mask) groups[ngroups++] = {p, 0, lane, mask};
+        lane += __builtin_popcount(mask);
+      }
+    }
+    const i64 R0 = groups[0].cell / GW, R1 = std::min((groups[ngroups - 1].cell + kL + GW) / GW + 1, N * GH);
+
+    // 1. Transforms: items 0 .. cgroups - 1 take 16 input channels, the rest 16 output channels.
+    parallel_for(cgroups + kgroups, [&](i64 item, int th_id) {
+      const bool is_x = item < cgroups;
+      const i64 ch0 = (is_x ? item : item - cgroups) * kL, nch = is_x ? C : K;
+      float* const st = stage + th_id * st_size;
+      float* const lp = lpbuf.data() + th_id * lp_size;
+      for (int ph = 0; ph < 16; ++ph)
+        std::fill(lp + ph * lp_stride + (R1 - R0) * GW, lp + (ph + 1) * lp_stride, 0.f);
+      for (i64 ci = 0; ci < kL; ++ci) {
+        const i64 ch = ch0 + ci;
+        if (ch >= nch) {  // past the last channel: zero rows
+          for (int a = 0; a < kA2; ++a) std::fill(st + (a * kL + ci) * sp_stride, st + (a * kL + ci + 1) * sp_stride, 0.f);
+          continue;
+        }
+        for (i64 R = R0; R < R1; ++R) {
+          const i64 n = R / GH, i = R % GH;
+          const float* plane = is_x ? x + (n * C + ch) * IH * IW : dy + (n * K + ch) * OH * OW;
+          const i64 rows = is_x ? IH : OH, cols = is_x ? IW : OW, top = is_x ? pt : 0, left = is_x ? pl : 0;
+          for (int rp = 0; rp < 4; ++rp) {
+            const i64 h = 4 * i + rp - top;
+            float* dst[4];
+            for (int sp = 0; sp < 4; ++sp) dst[sp] = lp + (rp * 4 + sp) * lp_stride + (R - R0) * GW;
+            split_row(h >= 0 && h < rows ? plane + h * cols : nullptr, left, cols, dst, GW);
+          }
+        }
+        for (i64 gi = 0; gi < ngroups; ++gi) {
+          const InGroup grp = groups[gi];
+          const float* base = lp + grp.cell - R0 * GW;
+          float* sc = st + ci * sp_stride + grp.lane;
+          if (is_x) {  // V = B^T d B
+            vf d[kA][kA], t[kA][kA];
+            for (int r = 0; r < kA; ++r)
+              for (int s = 0; s < kA; ++s) d[r][s] = load(base + ((r % 4) * 4 + s % 4) * lp_stride + (r / 4) * GW + s / 4);
+            for (int s = 0; s < kA; ++s) {
+              vf col[kA], o[kA];
+              for (int r = 0; r < kA; ++r) col[r] = d[r][s];
+              input_1d(col, o);
+              for (int i = 0; i < kA; ++i) t[i][s] = o[i];
+            }
+            for (int i = 0; i < kA; ++i) {
+              vf o[kA];
+              input_1d(t[i], o);
+              for (int j = 0; j < kA; ++j) compress_store(sc + (i * kA + j) * kL * sp_stride, grp.mask, o[j]);
+            }
+          } else {  // M = A dY A^T
+            vf d[kM][kM], t[kA][kM];
+            for (int r = 0; r < kM; ++r)
+              for (int s = 0; s < kM; ++s) d[r][s] = load(base + (r * 4 + s) * lp_stride);
+            for (int s = 0; s < kM; ++s) {
+              vf col[kM], o[kA];
+              for (int r = 0; r < kM; ++r) col[r] = d[r][s];
+              output_grad_1d(col, o);
+              for (int i = 0; i < kA; ++i) t[i][s] = o[i];
+            }
+            for (int i = 0; i < kA; ++i) {
+              vf o[kA];
+              output_grad_1d(t[i], o);
+              for (int j = 0; j < kA; ++j) compress_store(sc + (i * kA + j) * kL * sp_stride, grp.mask, o[j]);
+            }
+          }
+        }
+      }
+      // Transpose 16 channels x 16 tiles at a time into the packed panels.
+      float* const dst = is_x ? Vp : Mp;
+      const i64 P = is_x ? NR : MR, as = is_x ? vp_as : mp_as, nvalid = std::min<i64>(kL, (is_x ? Cp : Kp) - ch0);
+      for (int a = 0; a < kA2; ++a)
+        for (i64 tb = 0; tb < count; tb += kL) {
+          vf r[kL];
+          for (int ci = 0; ci < kL; ++ci) r[ci] = load(st + (a * kL + ci) * sp_stride + tb);
+          transpose16(r);  // r[l]: the 16 channels of tile tb + l
+          const i64 nt = std::min<i64>(kL, count - tb);
+          for (i64 l = 0; l < nt; ++l) store_channels(dst + a * as, P, TC * P, tb + l, ch0, nvalid, r[l]);
+        }
+    });
+
+    // 2. dU[alpha] (+)= M[alpha] . V[alpha]^T over the chunk's tiles, one item per alpha point.
+    parallel_for(kA2, [&](i64 a, int) {
+      for (i64 cp = 0; cp < cpanels; ++cp)
+        for (i64 mb = 0; mb < mblocks; ++mb)
+          mk.run(count, Mp + a * mp_as + mb * TC * MR, Vp + a * vp_as + cp * TC * NR,
+                 dU + a * du_as + mb * MR * Cp + cp * NR, Cp, t0 > 0);
+    });
+  }
+
+  // 3. dw[k][c] = G^T dU[k][c] G, 16 input channels per vector.
+  parallel_for(K, [&](i64 k, int) {
+    for (i64 c0 = 0; c0 < C; c0 += kL) {
+      vf u[kA][kA], h[kA][3], gg[3][3];
+      for (int a = 0; a < kA2; ++a) u[a / kA][a % kA] = load(dU + a * du_as + k * Cp + c0);
+      for (int i = 0; i < kA; ++i) weight_grad_1d(u[i], h[i]);
+      for (int s = 0; s < 3; ++s) {
+        vf col[kA], o[3];
+        for (int i = 0; i < kA; ++i) col[i] = h[i][s];
+        weight_grad_1d(col, o);
+        for (int r = 0; r < 3; ++r) gg[r][s] = o[r];
+      }
+      const i64 nc = std::min<i64>(kL, C - c0);
+      float* out = dw + (k * C + c0) * 9;
+      for (i64 l = 0; l < nc; ++l)
+        for (int tap = 0; tap < 9; ++tap) out[l * 9 + tap] = gg[tap / 3][tap % 3][l];
     }
   });
 }

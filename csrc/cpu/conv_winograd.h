@@ -21,4 +21,8 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
 bool winograd_backward_data_wins(const ConvGeometry& g);
 void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 
+// grad_weight (K, C, 3, 3) of an eligible geometry from grad_output and the input (overwrites dw).
+bool winograd_backward_weight_wins(const ConvGeometry& g);
+void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
+
 }  // namespace convkern::cpu
