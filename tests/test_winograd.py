@@ -195,8 +195,96 @@ def test_winograd_with_other_micro_kernels(isa):
         "gi = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=(True, False, False))[0]\n"
         "ri = ref.conv2d_backward(dy.astype(float), x.astype(float), w.astype(float), padding=1)[0]\n"
         "assert np.allclose(gi, ri, rtol=1e-4, atol=1e-5 * 270 ** 0.5), abs(gi - ri).max()\n"
+        "gw = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=(False, True, False))[1]\n"
+        "rw = ref.conv2d_backward(dy.astype(float), x.astype(float), w.astype(float), padding=1)[1]\n"
+        "assert np.allclose(gw, rw, rtol=1e-4, atol=1e-5 * (3 * 19 * 17) ** 0.5), abs(gw - rw).max()\n"
         "print('ok')\n"
     )
     env = dict(os.environ, CONVKERN_ISA=isa, CONVKERN_WINOGRAD="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+WGRAD_SHAPES = [
+    # n, c, k, (h, w), padding (backward weight runs on Winograd for any zero padding)
+    (1, 1, 1, (3, 3), 0),
+    (2, 3, 5, (7, 9), 1),
+    (1, 16, 20, (13, 11), (0, 2)),
+    (3, 17, 13, (17, 19), 2),
+    (2, 33, 70, (9, 10), "same"),
+    (1, 8, 40, (5, 33), ((2, 0), (1, 2))),   # asymmetric pairs
+    (4, 5, 7, (1, 1), 1),                    # 1x1 image: the border is all padding
+    (2, 64, 48, (15, 15), 1),
+    (1, 6, 9, (6, 6), 3),                    # padding wider than the kernel
+    (5, 2, 3, (4, 5), "valid"),
+    (-1, 7, 11, (12, 14), 1),                # unbatched
+    (3, 40, 29, (30, 26), 1),                # several chunks of tiles, chunks across images
+    (1, 130, 25, (8, 8), 1),                 # channels past several panels
+]
+
+
+@pytest.mark.parametrize("n,c,k,hw,padding", WGRAD_SHAPES)
+def test_winograd_backward_weight_matches_reference(winograd, n, c, k, hw, padding, rng):
+    x, w, _ = _arrays(rng, n, c, k, hw, bias=False)
+    dy_shape = ref.conv2d(x, w, padding=padding).shape
+    dy = rng.standard_normal(dy_shape).astype(np.float32)
+    gw = convkern.conv2d_backward(dy, x, w, padding=padding, output_mask=(False, True, False))[1]
+    rw = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                             padding=padding)[1]
+    positions = max(1, dy.size // k)
+    # A NaN left in an unwritten element fails assert_close (the reference has none).
+    assert_close(gw, rw, reduction=positions, what=f"n={n} c={c} k={k} hw={hw} padding={padding}")
+    full = convkern.conv2d_backward(dy, x, w, padding=padding)
+    np.testing.assert_array_equal(full[1], gw)
+
+
+def test_winograd_backward_weight_empty_batch(winograd):
+    x = np.zeros((0, 4, 8, 8), np.float32)
+    w = np.ones((5, 4, 3, 3), np.float32)
+    dy = np.zeros((0, 5, 8, 8), np.float32)
+    gw = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=(False, True, False))[1]
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+
+
+def test_winograd_backward_weight_is_chosen_and_deterministic(monkeypatch, rng):
+    """Large 3x3 layers take the Winograd weight gradient by default (its rounding differs from the
+    implicit GEMM's); the bits do not depend on the thread count; =0 turns it off."""
+    x, w, _ = _arrays(rng, 3, 40, 36, (30, 26), bias=False)
+    dy = rng.standard_normal((3, 36, 30, 26)).astype(np.float32)
+    mask = (False, True, False)
+    monkeypatch.delenv("CONVKERN_WINOGRAD", raising=False)
+    saved = convkern.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3, 1):
+            convkern.set_num_threads(threads)
+            results.append(convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[1])
+    finally:
+        convkern.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0].view(np.uint32), other.view(np.uint32))
+    monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
+    gemm = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[1]
+    assert not np.array_equal(results[0], gemm)
+    assert_close(results[0], gemm, reduction=3 * 30 * 26)
+    # Few tiles (resnet50.l4-sized planes) stay on the implicit GEMM.
+    xs, ws, _ = _arrays(rng, 2, 32, 32, (7, 7), bias=False)
+    dys = rng.standard_normal((2, 32, 7, 7)).astype(np.float32)
+    monkeypatch.delenv("CONVKERN_WINOGRAD")
+    auto = convkern.conv2d_backward(dys, xs, ws, padding=1, output_mask=mask)[1]
+    monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
+    np.testing.assert_array_equal(auto, convkern.conv2d_backward(dys, xs, ws, padding=1, output_mask=mask)[1])
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_winograd_backward_weight_writes_every_element(winograd, padding, rng):
+    """The kernel entry point itself, into a NaN-poisoned grad_weight: every element is written."""
+    from convkern import _C
+
+    x, w, _ = _arrays(rng, 2, 21, 26, (11, 13), bias=False)
+    dy = rng.standard_normal(ref.conv2d(x, w, padding=padding).shape).astype(np.float32)
+    dw = poisoned((26, 21, 1, 3, 3), np.float32)
+    args = _C.ConvArgs([1, 1, 1], [0, padding, padding], [0, padding, padding], [1, 1, 1], 1, 2, False)
+    _C.conv_backward_weight(dy[:, :, None], x[:, :, None], dw, args)
+    rw = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=padding)[1]
+    assert_close(dw[:, :, 0], rw, reduction=dy.size // 26)
