@@ -34,13 +34,22 @@
 // Backward data of the same layers is the forward convolution of grad_output with the kernel
 // rotated by 180 degrees and the channels swapped, padded by 2 - p (padding <= 2), on this kernel.
 //
+// Backward weight: dg = G^T [sum over tiles (B^T d B) . (A dY A^T)] G, with the forward's points.
+// Tiles run in fixed chunks of kWgradChunk; per chunk, items of 16 input (output) channels
+// transform the input (grad_output) tiles 16 at a time, stage them [alpha][channel][tile] and
+// transpose 16 x 16 blocks in registers into the micro-kernel's B (A) panels, [tile][NR] ([MR]);
+// then one item per alpha point adds M[alpha] . V[alpha]^T over the chunk (reduction depth: the
+// chunk) to dU[alpha][k][c], chunk after chunk; last, dw = G^T dU G, 16 channels per vector.
+// Error over the tests' shapes and resnet-sized layers: 0.2-0.7x the tolerance (rtol 1e-4, atol
+// 1e-5 sqrt(N H W)).
+//
 // Determinism. Each output is one fixed sequence of operations: its tile's transforms, lane-wise
 // GEMMs with a fixed channel chunking; tile blocks and channel splits only choose which thread
 // does it. The same bits with any thread count.
 //
 // Dispatch (bind_conv.cpp): float32, channels-first, 2-D 3x3, stride 1, dilation 1, groups 1, C
 // and K >= kMinChannels and at least kMinTiles output tiles in the batch (with fewer, the weight
-// transform outweighs the saving). CONVKERN_WINOGRAD=0 forces the implicit GEMM, =1 Winograd
+// transform outweighs the saving); backward weight likewise. CONVKERN_WINOGRAD=0 forces the implicit GEMM, =1 Winograd
 // wherever it applies (both read on every call; for tests and benchmarks).
 //
 // Versions (this machine: 2-core Xeon, AVX-512; ms per call, float32, NCHW, N = 8; rows of
@@ -55,6 +64,11 @@
 //       10.8), l3 5.8-6.1 (torch 8.8, GEMM 10.6), vgg16.conv3_2 68.6 (torch 165, GEMM 164);
 //       l4 (32 tiles) stays on the implicit GEMM: forced Winograd 12.7 vs GEMM 13.6, torch 8.9.
 //       Backward data, 1 thread: l1 5.3 (GEMM 15.4), l2 4.7 (13.6), l3 5.7 (14.0), vgg 68.8 (209).
+//   v4  backward weight on Winograd (chunks of 256 tiles, staged transforms transposed into the
+//       micro-kernel's panels), 1 thread CPU time, A/B against the implicit GEMM in alternating
+//       runs: l1 8.0 (GEMM 15.9), l2 5.3 (12.5), l3 6.0 (11.6), vgg16.conv3_2 67.4 (199); with
+//       the other core busy: l1 9.5 (17.9), l2 6.4 (14.0), l3 7.7 (12.3), vgg 90 (217). l4 (32
+//       tiles) stays on the GEMM (forced Winograd 22-24 vs 13): same kMinTiles threshold as forward.
 #include "conv_winograd.h"
 
 #include <immintrin.h>
@@ -89,7 +103,7 @@ constexpr i64 kReductionChunk = 64;
 // Weight gradient: tiles per chunk (the micro-kernel's reduction depth per call; partial sums
 // are added chunk after chunk in a fixed order) and the fewest tiles worth the transforms.
 constexpr i64 kWgradChunk = 256;
-constexpr i64 kWgradMinTiles = 96;
+constexpr i64 kWgradMinTiles = kMinTiles;
 
 // Sixteen floats in GCC's vector extension: the transforms are written once with it and compile to
 // one zmm register per value under AVX-512 (to pairs or quads of narrower registers elsewhere).
@@ -575,21 +589,34 @@ bool winograd_backward_weight_wins(const ConvGeometry& g) {
 
 namespace {
 
-// Lanes [0, n) of v (channels c0 .. c0 + n) to row t of the packed panels of width P (panel p
-// holds channels p P .. p P + P - 1 as rows of P floats, panels pstride apart): one masked
-// store per panel touched.
-inline void store_channels(float* buf, i64 P, i64 pstride, i64 t, i64 c0, i64 n, vf v) {
+// Where 16 consecutive channels c0 .. c0 + 15 go in packed panels of width P (panel p holds
+// channels p P .. p P + P - 1 as rows of P floats, panels pstride apart): one masked store per
+// panel touched, at an offset from the row of the tile in panel 0. Lanes n .. 15 are dropped.
+struct ChannelStores {
+  int count;
+  i64 offset[5];  // floats: lane l lands at offset + l (lanes outside the panel masked off)
+  std::uint32_t mask[5];  // 16 lanes span at most 5 panels of P >= 4 (the generic kernel's MR)
+};
+
+ChannelStores channel_stores(i64 P, i64 pstride, i64 c0, i64 n) {
+  ChannelStores cs{};
   for (i64 p = c0 / P; p * P < c0 + n; ++p) {
     const i64 lo = std::max(c0, p * P) - c0, hi = std::min(c0 + n, (p + 1) * P) - c0;
-    const std::uint32_t mask = ((hi >= kL ? 0xFFFFu : (1u << hi) - 1) >> lo) << lo;
-    // Lane l lands on channel c0 + l; lanes outside this panel are masked off (never touched).
-    float* base = reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(buf + p * pstride + t * P) +
-                                           (c0 - p * P) * 4);
+    cs.offset[cs.count] = p * pstride + c0 - p * P;
+    cs.mask[cs.count++] = ((hi >= kL ? 0xFFFFu : (1u << hi) - 1) >> lo) << lo;
+  }
+  return cs;
+}
+
+inline void store_channels(float* row, const ChannelStores& cs, vf v) {
+  for (int e = 0; e < cs.count; ++e) {
+    // The address of lane 0 may lie before the panel (or the buffer): those lanes are masked off.
+    float* base = reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(row) + cs.offset[e] * 4);
 #if defined(__AVX512F__)
-    _mm512_mask_storeu_ps(base, static_cast<__mmask16>(mask), (__m512)v);
+    _mm512_mask_storeu_ps(base, static_cast<__mmask16>(cs.mask[e]), (__m512)v);
 #else
     for (int l = 0; l < kL; ++l)
-      if (mask >> l & 1) base[l] = v[l];
+      if (cs.mask[e] >> l & 1) base[l] = v[l];
 #endif
   }
 }
@@ -730,13 +757,14 @@ void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, c
       // Transpose 16 channels x 16 tiles at a time into the packed panels.
       float* const dst = is_x ? Vp : Mp;
       const i64 P = is_x ? NR : MR, as = is_x ? vp_as : mp_as, nvalid = std::min<i64>(kL, (is_x ? Cp : Kp) - ch0);
+      const ChannelStores cs = channel_stores(P, TC * P, ch0, nvalid);
       for (int a = 0; a < kA2; ++a)
         for (i64 tb = 0; tb < count; tb += kL) {
           vf r[kL];
           for (int ci = 0; ci < kL; ++ci) r[ci] = load(st + (a * kL + ci) * sp_stride + tb);
           transpose16(r);  // r[l]: the 16 channels of tile tb + l
           const i64 nt = std::min<i64>(kL, count - tb);
-          for (i64 l = 0; l < nt; ++l) store_channels(dst + a * as, P, TC * P, tb + l, ch0, nvalid, r[l]);
+          for (i64 l = 0; l < nt; ++l) store_channels(dst + a * as + (tb + l) * P, cs, r[l]);
         }
     });
 
