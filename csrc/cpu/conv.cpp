@@ -369,9 +369,17 @@ void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const
     std::swap(t.C, t.K);
     const i64 Kg = g.K_per_group(), Cg = g.C_per_group();
     AlignedBuffer<T> wt(g.C * Kg);
-    for (i64 gi = 0; gi < g.groups; ++gi)
-      for (i64 k = 0; k < Kg; ++k)
-        for (i64 c = 0; c < Cg; ++c) wt.data()[(gi * Cg + c) * Kg + k] = w[(gi * Kg + k) * Cg + c];
+    // Per group, [Kg][Cg] -> [Cg][Kg] in 16 x 16 register-transposed blocks, blocks in parallel.
+    const i64 kblocks = ceil_div(Kg, 16), cblocks = ceil_div(Cg, 16);
+    parallel_for(g.groups * kblocks, [&](i64 item, int) {
+      const i64 gi = item / kblocks, k0 = (item % kblocks) * 16, nk = std::min<i64>(16, Kg - k0);
+      const T* rows[16];
+      for (i64 cb = 0; cb < cblocks; ++cb) {
+        const i64 c0 = cb * 16, nc = std::min<i64>(16, Cg - c0);
+        for (i64 j = 0; j < nk; ++j) rows[j] = w + (gi * Kg + k0 + j) * Cg + c0;
+        transpose_rows(rows, nk, nc, wt.data() + (gi * Cg + c0) * Kg + k0, Kg, nk);
+      }
+    });
     conv_forward_channels_first(t, dy, wt.data(), static_cast<const T*>(nullptr), dx);
     return;
   }
