@@ -60,6 +60,10 @@ void forward_typed(const ConvGeometry& g, bool last, const py::array& x, const p
       cpu::winograd_forward_nchw_f32(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
       return;
     }
+    if (!last && cpu::winograd_3d_forward_wins(g)) {
+      cpu::winograd_3d_forward_ncdhw_f32(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
+      return;
+    }
   }
   if (last)
     cpu::conv_forward_channels_last<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
@@ -98,6 +102,10 @@ void backward_data_typed(const ConvGeometry& g, bool last, const py::array& dy, 
       cpu::winograd_backward_data_nchw_f32(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
       return;
     }
+    if (!last && cpu::winograd_3d_backward_data_wins(g)) {
+      cpu::winograd_3d_backward_data_ncdhw_f32(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
+      return;
+    }
   }
   if (last)
     cpu::conv_backward_data_channels_last<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
@@ -133,6 +141,10 @@ void backward_weight_typed(const ConvGeometry& g, bool last, const py::array& dy
   if constexpr (std::is_same_v<T, float>) {
     if (!last && cpu::winograd_backward_weight_wins(g)) {
       cpu::winograd_backward_weight_nchw_f32(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
+      return;
+    }
+    if (!last && cpu::winograd_3d_backward_weight_wins(g)) {
+      cpu::winograd_3d_backward_weight_ncdhw_f32(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
       return;
     }
   }

@@ -288,3 +288,45 @@ def test_winograd_backward_weight_writes_every_element(winograd, padding, rng):
     _C.conv_backward_weight(dy[:, :, None], x[:, :, None], dw, args)
     rw = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=padding)[1]
     assert_close(dw[:, :, 0], rw, reduction=dy.size // 26)
+
+
+@pytest.mark.parametrize("shape", [
+    # n, c, k, (d, h, w), padding
+    (2, 5, 7, (5, 9, 11), 1),
+    (1, 20, 18, (4, 12, 13), 0),
+    (2, 3, 4, (3, 7, 6), (2, 1, 0)),        # depth padding wider than the taps: all-zero slices
+    (1, 6, 5, (6, 8, 9), ((0, 2), (1, 1), (2, 0))),
+    (-1, 4, 6, (4, 6, 7), "same"),          # unbatched
+], ids=str)
+def test_winograd_3d_through_depth_slices(shape, winograd, rng):
+    """3x3x3 (and 3x3 spatial) stride-1 3-D convolutions run as the 2-D kernels over depth slices."""
+    n, c, k, size, padding = shape
+    x = rng.standard_normal(((n,) if n >= 0 else ()) + (c,) + size).astype(np.float32)
+    w = rng.standard_normal((k, c, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    want = ref.conv3d(x, w, b, padding=padding)
+    out = poisoned(want.shape, np.float32)
+    assert convkern.conv3d(x, w, b, padding=padding, out=out) is out
+    assert_close(out, want, reduction=c * 27)
+    dy = rng.standard_normal(want.shape).astype(np.float32)
+    got = convkern.conv3d_backward(dy, x, w, padding=padding)
+    expected = ref.conv3d_backward(dy, x, w, padding=padding)
+    positions = max(1, dy.size // k)
+    for g, r, red in zip(got, expected, (k * 27, positions, positions)):
+        assert_close(g, r, reduction=red)
+
+
+def test_winograd_3d_is_deterministic_across_thread_counts(rng):
+    x = rng.standard_normal((2, 16, 4, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 16, 4, 24, 24)).astype(np.float32)
+    saved = convkern.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 3):
+            convkern.set_num_threads(threads)
+            runs.append([a.tobytes() for a in (convkern.conv3d(x, w, padding=1),)
+                         + convkern.conv3d_backward(dy, x, w, padding=1)])
+    finally:
+        convkern.set_num_threads(saved)
+    assert runs[0] == runs[1] == runs[2]

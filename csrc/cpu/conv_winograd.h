@@ -25,4 +25,15 @@ void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, con
 bool winograd_backward_weight_wins(const ConvGeometry& g);
 void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
 
+// 3-D convolutions with 3x3 spatial taps and unit stride, as the 2-D kernels over a batch of depth
+// slices (conv_winograd_3d.cpp); channels-first float32, same contracts as above.
+bool winograd_3d_eligible(const ConvGeometry& g);
+bool winograd_3d_forward_wins(const ConvGeometry& g);
+bool winograd_3d_backward_data_wins(const ConvGeometry& g);
+bool winograd_3d_backward_weight_wins(const ConvGeometry& g);
+void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias,
+                                   float* y);
+void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+void winograd_3d_backward_weight_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
+
 }  // namespace convkern::cpu
