@@ -324,16 +324,24 @@ bool winograd_eligible(const ConvGeometry& g) {
          g.dilation[1] == 1 && g.dilation[2] == 1;
 }
 
-bool winograd_forward_wins(const ConvGeometry& g) {
+namespace {
+
+// Eligible, and either forced by CONVKERN_WINOGRAD (0: never, 1: whenever eligible) or large
+// enough: each transformed weight serves T tiles, and with few tiles the weight transform (36
+// values per filter tap set, written once and streamed once) costs more than the
+// multiplications saved.
+bool winograd_wins(const ConvGeometry& g, i64 min_tiles) {
   if (!winograd_eligible(g)) return false;
   const char* env = std::getenv("CONVKERN_WINOGRAD");
   if (env && env[0] == '0') return false;
   if (env && env[0] == '1') return true;
-  // Each transformed weight serves T tiles: with few tiles the weight transform (36 values per
-  // filter tap set, written once and streamed once) costs more than the multiplications saved.
   const i64 tiles = g.N * ceil_div(g.out[1], kM) * ceil_div(g.out[2], kM);
-  return g.C >= kMinChannels && g.K >= kMinChannels && tiles >= kMinTiles;
+  return g.C >= kMinChannels && g.K >= kMinChannels && tiles >= min_tiles;
 }
+
+}  // namespace
+
+bool winograd_forward_wins(const ConvGeometry& g) { return winograd_wins(g, kMinTiles); }
 
 namespace {
 
@@ -578,14 +586,7 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
   });
 }
 
-bool winograd_backward_weight_wins(const ConvGeometry& g) {
-  if (!winograd_eligible(g)) return false;
-  const char* env = std::getenv("CONVKERN_WINOGRAD");
-  if (env && env[0] == '0') return false;
-  if (env && env[0] == '1') return true;
-  const i64 tiles = g.N * ceil_div(g.out[1], kM) * ceil_div(g.out[2], kM);
-  return g.C >= kMinChannels && g.K >= kMinChannels && tiles >= kWgradMinTiles;
-}
+bool winograd_backward_weight_wins(const ConvGeometry& g) { return winograd_wins(g, kWgradMinTiles); }
 
 namespace {
 
