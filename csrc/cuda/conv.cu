@@ -149,6 +149,32 @@ __device__ __forceinline__ void zero(T (&acc)[4][4]) {
     for (int j = 0; j < 4; ++j) acc[i][j] = T(0);
 }
 
+// Writes a thread's 4 x 4 accumulators of an activation tile (forward output or input gradient):
+// rows m = (image, position) of [0, rows), positions per image `plane`; columns = the group's
+// channels c of [0, per_group), `channels` in all; bias per channel (may be null); either layout.
+template <class T, bool kLast, class A>
+__device__ __forceinline__ void store_activation_tile(const A (&acc)[4][4], int m0, int n0, int tm, int tn,
+                                                      int rows, int plane, int per_group, int channels, int gi,
+                                                      const T* __restrict__ bias, T* __restrict__ out) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = m0 + tm + 16 * i;
+    if (m >= rows) continue;
+    const int n = m / plane, p = m - n * plane;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int c = n0 + tn + 16 * j;
+      if (c >= per_group) continue;
+      const int cc = gi * per_group + c;
+      const T v = from_acc<T>(acc[i][j] + (bias != nullptr ? to_acc(bias[cc]) : A(0)));
+      if constexpr (kLast)
+        out[i64(m) * channels + cc] = v;
+      else
+        out[(i64(n) * channels + cc) * plane + p] = v;
+    }
+  }
+}
+
 __device__ __forceinline__ bool inside(int v, int n) { return static_cast<unsigned>(v) < static_cast<unsigned>(n); }
 
 // --------------------------------------------------------------------------------------------
@@ -233,24 +259,7 @@ __global__ void __launch_bounds__(kThreads)
   A acc[4][4];
   zero(acc);
   gemm_mainloop<A, MapA, MapB>(0, d.R, load_a, load_b, tm, tn, acc);
-
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int m = m0 + tm + 16 * i;
-    if (m >= M) continue;
-    const int n = m / d.P, p = m - n * d.P;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int k = n0 + tn + 16 * j;
-      if (k >= d.Kg) continue;
-      const int kk = gi * d.Kg + k;
-      const T v = from_acc<T>(acc[i][j] + (bias != nullptr ? to_acc(bias[kk]) : A(0)));
-      if constexpr (kLast)
-        y[i64(m) * d.K + kk] = v;
-      else
-        y[(i64(n) * d.K + kk) * d.P + p] = v;
-    }
-  }
+  store_activation_tile<T, kLast>(acc, m0, n0, tm, tn, M, d.P, d.Kg, d.K, gi, bias, y);
 }
 
 // --------------------------------------------------------------------------------------------
@@ -346,24 +355,7 @@ __global__ void __launch_bounds__(kThreads)
   A acc[4][4];
   zero(acc);
   gemm_mainloop<A, MapA, MapB>(0, Rd, load_a, load_b, tm, tn, acc);
-
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int m = m0 + tm + 16 * i;
-    if (m >= M) continue;
-    const int n = m / d.Q, s = m - n * d.Q;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int c = n0 + tn + 16 * j;
-      if (c >= d.Cg) continue;
-      const int cc = gi * d.Cg + c;
-      const T v = from_acc<T>(acc[i][j] + (bias != nullptr ? to_acc(bias[cc]) : A(0)));
-      if constexpr (kLast)
-        dx[i64(m) * d.C + cc] = v;
-      else
-        dx[(i64(n) * d.C + cc) * d.Q + s] = v;
-    }
-  }
+  store_activation_tile<T, kLast>(acc, m0, n0, tm, tn, M, d.Q, d.Cg, d.C, gi, bias, dx);
 }
 
 // --------------------------------------------------------------------------------------------

@@ -108,18 +108,10 @@ class CudaBackend:
             return self.xp.empty(tuple(shape), dtype=dtype)
 
     def check_out(self, out: Any, shape: Tuple[int, ...], dtype, name: str = "out", inputs: Sequence[Any] = ()) -> None:
-        like = self.xp.empty(0) if self.device is None else _DeviceOnly(self.device)
-        _cuda_backend.check_out(out, shape, dtype, like, name, inputs)
+        _cuda_backend.check_out(out, shape, dtype, self.device.id, name, inputs)
 
     def scope(self) -> ContextManager[None]:
-        return self.device if self.device is not None else contextlib.nullcontext()
-
-
-class _DeviceOnly:
-    """Stands for an array in _cuda_backend.check_out, which only reads ``like.device``."""
-
-    def __init__(self, device) -> None:
-        self.device = device
+        return self.device  # set by the call's first as_float_array, which comes before any scope
 
 
 _HOST = HostBackend()

@@ -1,24 +1,18 @@
 """The CUDA side of convkern's operators: CUDA arrays in, convkern's own CUDA kernels, CuPy arrays out.
 
-This module is the GPU twin of ``convkern._C`` for the op layers (``_conv_ops``, ``_pool_ops``):
-its kernel entry points take the same arguments in the same order as ``_C``'s —
-
-    backend = _cuda_backend if on_cuda else _C
-    backend.conv_forward(x5, w5, b, y5, args)
-
-— with ``cupy.ndarray`` operands instead of NumPy ones, and they run on the operands' device and
-on CuPy's current stream for that device, without synchronising. Around them it provides what an
-op needs to decide where it runs (``on_cuda``: which also raises the errors SPEC §1 asks for),
+This module is the GPU twin of ``convkern._C`` for the op layers (``_conv_ops``, ``_pool_ops``,
+through ``_backend``): its kernel entry points take the same arguments in the same order as
+``_C``'s, with ``cupy.ndarray`` operands instead of NumPy ones, and they run on the operands' device
+and on CuPy's current stream for that device, without synchronising. Around them it provides what
+an op needs to decide where it runs (``on_cuda``: which also raises the errors SPEC §1 asks for),
 to bring any CUDA array (``__cuda_array_interface__`` or ``__dlpack__`` on a CUDA device, e.g. a
-PyTorch CUDA tensor) to CuPy without a copy (``as_float_array``), and to allocate results on the
-input's device (``empty``, ``full``).
+PyTorch CUDA tensor) to CuPy without a copy (``as_float_array``), and to check a caller's ``out=``.
 
 Importing it never imports CuPy; CuPy is imported the first time a CUDA array is actually handled.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 try:
     from . import _cuda as _ext
@@ -165,50 +159,10 @@ def as_float_array(a: Any, name: str):
     return x
 
 
-def same_device(**arrays: Any) -> None:
-    """Every given cupy array on one GPU; two GPUs in one call are a TypeError naming both."""
-    first: Optional[Tuple[str, int]] = None
-    for name, a in arrays.items():
-        if a is None:
-            continue
-        dev = a.device.id
-        if first is None:
-            first = (name, dev)
-        elif dev != first[1]:
-            raise TypeError(
-                f"{name} is on CUDA device {dev} but {first[0]} is on CUDA device {first[1]}: every array of "
-                "one call must be on the same device"
-            )
-
-
-@contextlib.contextmanager
-def device_of(a) -> Iterator[None]:
-    """Makes a's device current (allocations and CuPy's current stream follow it)."""
-    with a.device:
-        yield
-
-
-def empty(shape: Sequence[int], dtype, like):
-    """An uninitialised C-contiguous cupy array on like's device."""
-    cp = _cupy()
-    with like.device:
-        return cp.empty(tuple(shape), dtype=dtype)
-
-
-def full(shape: Sequence[int], value, dtype, like):
-    cp = _cupy()
-    with like.device:
-        return cp.full(tuple(shape), value, dtype=dtype)
-
-
-def ascontiguous(a):
-    """A C-contiguous cupy array with a's values (a itself when it already is one)."""
-    return _cupy().ascontiguousarray(a)
-
-
-def check_out(out: Any, shape: Tuple[int, ...], dtype, like, name: str = "out", inputs: Sequence[Any] = ()) -> None:
-    """SPEC §1's rules for a caller's CUDA `out=`: exact shape, dtype, device and C order, writeable,
-    sharing no memory with an input (ValueError; TypeError when it is not a CUDA array)."""
+def check_out(out: Any, shape: Tuple[int, ...], dtype, device_id: int, name: str = "out",
+              inputs: Sequence[Any] = ()) -> None:
+    """SPEC §1's rules for a caller's CUDA `out=`: exact shape, dtype, device (the inputs' one) and C
+    order, sharing no memory with an input (ValueError; TypeError when it is not a CUDA array)."""
     cp = _cupy()
     if not is_cuda_array(out):
         raise TypeError(f"{name} must be a CUDA array like the inputs, got {_describe(out)}")
@@ -217,8 +171,8 @@ def check_out(out: Any, shape: Tuple[int, ...], dtype, like, name: str = "out", 
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if out.dtype != dtype:
         raise ValueError(f"{name} must have dtype {dtype}, got {out.dtype}")
-    if out.device.id != like.device.id:
-        raise ValueError(f"{name} must be on CUDA device {like.device.id}, got device {out.device.id}")
+    if out.device.id != device_id:
+        raise ValueError(f"{name} must be on CUDA device {device_id}, got device {out.device.id}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
     for a in inputs:

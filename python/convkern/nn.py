@@ -572,11 +572,14 @@ class _PoolNd(Module):
 
     rank: int
     op_name: str
+    # Max/min layers keep each window's winner while training, so that backward sends the
+    # gradient straight there without searching the windows again.
+    keeps_indices = False
 
     def __init__(self, data_format: Optional[str]):
         super().__init__()
         self.data_format = data_format or CHANNELS_FIRST[self.rank]
-        self._input = None
+        self._input = self._indices = None
 
     def _arguments(self) -> dict:
         raise NotImplementedError
@@ -586,10 +589,15 @@ class _PoolNd(Module):
 
     def forward(self, x):
         self._input = x if self.training else None
-        return self._op()(x, **self._arguments())
+        if not (self.training and self.keeps_indices):
+            self._indices = None
+            return self._op()(x, **self._arguments())
+        y, self._indices = self._op()(x, **self._arguments(), return_indices=True)
+        return y
 
     def backward(self, grad_output):
-        return self._op("_backward")(grad_output, self._saved(self._input), **self._arguments())
+        saved = {"indices": self._indices} if self.keeps_indices else {}
+        return self._op("_backward")(grad_output, self._saved(self._input), **self._arguments(), **saved)
 
     def output_shape(self, input_shape):
         return output_shape(f"{self.op_name}{self.rank}d", input_shape, **self._arguments())
@@ -599,32 +607,19 @@ class _PoolNd(Module):
 
 
 class _ExtremumPoolNd(_PoolNd):
-    """Max (or min) over each window. Training keeps the index of each window's winner, so that
-    backward sends the gradient straight there without searching the windows again."""
+    """Max (or min) over each window; training keeps each window's winner (see _PoolNd)."""
+
+    keeps_indices = True
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
                  data_format: Optional[str] = None):
         super().__init__(data_format)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.ceil_mode = ceil_mode
-        self._indices = None
 
     def _arguments(self) -> dict:
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
                     ceil_mode=self.ceil_mode, data_format=self.data_format)
-
-    def forward(self, x):
-        if not self.training:
-            self._input = self._indices = None
-            return self._op()(x, **self._arguments())
-        y, self._indices = self._op()(x, **self._arguments(), return_indices=True)
-        self._input = x
-        return y
-
-    def backward(self, grad_output):
-        return self._op("_backward")(grad_output, self._saved(self._input), **self._arguments(),
-                                     indices=self._indices)
-
 
 class MaxPool1d(_ExtremumPoolNd):
     rank, op_name = 1, "max_pool"
@@ -761,22 +756,7 @@ class AdaptiveAvgPool3d(_AdaptivePoolNd):
 
 class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
     op_name = "adaptive_max_pool"
-
-    def __init__(self, output_size, data_format: Optional[str] = None):
-        super().__init__(output_size, data_format)
-        self._indices = None
-
-    def forward(self, x):
-        if not self.training:
-            self._input = self._indices = None
-            return self._op()(x, **self._arguments())
-        y, self._indices = self._op()(x, **self._arguments(), return_indices=True)
-        self._input = x
-        return y
-
-    def backward(self, grad_output):
-        return self._op("_backward")(grad_output, self._saved(self._input), **self._arguments(),
-                                     indices=self._indices)
+    keeps_indices = True
 
 
 class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
