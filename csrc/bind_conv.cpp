@@ -3,11 +3,8 @@
 // Arrays arrive 5-D: activations (N, C, D, H, W), or (N, D, H, W, C) when channels_last, and
 // weights (K, C/groups, kD, kH, kW). Lower ranks come with unit leading spatial axes.
 #include "bind_common.h"
-#include "cpu/conv.h"
-#include "cpu/conv_winograd.h"
+#include "cpu/kernel_table.h"
 #include "cpu/parallel.h"
-
-#include <type_traits>
 
 namespace convkern::bind {
 namespace {
@@ -44,33 +41,6 @@ bool small_conv(const ConvGeometry& g) {
   return 2.0 * g.N * g.K * g.out_plane() * g.reduction() < cpu::kSerialConvFlops;
 }
 
-template <class T>
-void forward_typed(const ConvGeometry& g, bool last, const py::array& x, const py::array& w,
-                   const std::optional<py::array>& bias, py::array& y) {
-  const T* b = bias ? cptr<T>(*bias) : nullptr;
-  if (cpu::conv_is_depthwise(g)) {
-    if (last)
-      cpu::depthwise_forward_channels_last<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
-    else
-      cpu::depthwise_forward_channels_first<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
-    return;
-  }
-  if constexpr (std::is_same_v<T, float>) {
-    if (!last && cpu::winograd_forward_wins(g)) {
-      cpu::winograd_forward_nchw_f32(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
-      return;
-    }
-    if (!last && cpu::winograd_3d_forward_wins(g)) {
-      cpu::winograd_3d_forward_ncdhw_f32(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
-      return;
-    }
-  }
-  if (last)
-    cpu::conv_forward_channels_last<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
-  else
-    cpu::conv_forward_channels_first<T>(g, cptr<T>(x), cptr<T>(w), b, mptr<T>(y));
-}
-
 void conv_forward(const py::array& x, const py::array& w, const std::optional<py::array>& bias, py::array& y,
                   const ConvArgs& a) {
   require_ndim(w, "weight", 5);
@@ -81,36 +51,13 @@ void conv_forward(const py::array& x, const py::array& w, const std::optional<py
   if (bias) require(*bias, "bias", dt, {g.K}, false);
   require(y, "out", dt, physical_shape(out_shape(g), a.channels_last), true);
   py::gil_scoped_release nogil;
-  cpu::SerialScope serial(small_conv(g));
+  const cpu::CallPlan plan(small_conv(g));
   if (dt == DType::kFloat32)
-    forward_typed<float>(g, a.channels_last, x, w, bias, y);
+    cpu::cpu_kernels().f32.conv_forward(g, a.channels_last, cptr<float>(x), cptr<float>(w),
+                                        bias ? cptr<float>(*bias) : nullptr, mptr<float>(y));
   else
-    forward_typed<double>(g, a.channels_last, x, w, bias, y);
-}
-
-template <class T>
-void backward_data_typed(const ConvGeometry& g, bool last, const py::array& dy, const py::array& w, py::array& dx) {
-  if (cpu::conv_is_depthwise(g)) {
-    if (last)
-      cpu::depthwise_backward_data_channels_last<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
-    else
-      cpu::depthwise_backward_data_channels_first<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
-    return;
-  }
-  if constexpr (std::is_same_v<T, float>) {
-    if (!last && cpu::winograd_backward_data_wins(g)) {
-      cpu::winograd_backward_data_nchw_f32(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
-      return;
-    }
-    if (!last && cpu::winograd_3d_backward_data_wins(g)) {
-      cpu::winograd_3d_backward_data_ncdhw_f32(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
-      return;
-    }
-  }
-  if (last)
-    cpu::conv_backward_data_channels_last<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
-  else
-    cpu::conv_backward_data_channels_first<T>(g, cptr<T>(dy), cptr<T>(w), mptr<T>(dx));
+    cpu::cpu_kernels().f64.conv_forward(g, a.channels_last, cptr<double>(x), cptr<double>(w),
+                                        bias ? cptr<double>(*bias) : nullptr, mptr<double>(y));
 }
 
 // grad_input of a convolution; the input's shape is read from grad_input itself.
@@ -122,36 +69,12 @@ void conv_backward_data(const py::array& dy, const py::array& w, py::array& dx, 
   require(dy, "grad_output", dt, physical_shape(out_shape(g), a.channels_last), false);
   require(dx, "grad_input", dt, shape_of(dx), true);
   py::gil_scoped_release nogil;
-  cpu::SerialScope serial(small_conv(g));
+  const cpu::CallPlan plan(small_conv(g));
   if (dt == DType::kFloat32)
-    backward_data_typed<float>(g, a.channels_last, dy, w, dx);
+    cpu::cpu_kernels().f32.conv_backward_data(g, a.channels_last, cptr<float>(dy), cptr<float>(w), mptr<float>(dx));
   else
-    backward_data_typed<double>(g, a.channels_last, dy, w, dx);
-}
-
-template <class T>
-void backward_weight_typed(const ConvGeometry& g, bool last, const py::array& dy, const py::array& x, py::array& dw) {
-  if (cpu::conv_is_depthwise(g)) {
-    if (last)
-      cpu::depthwise_backward_weight_channels_last<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
-    else
-      cpu::depthwise_backward_weight_channels_first<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
-    return;
-  }
-  if constexpr (std::is_same_v<T, float>) {
-    if (!last && cpu::winograd_backward_weight_wins(g)) {
-      cpu::winograd_backward_weight_nchw_f32(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
-      return;
-    }
-    if (!last && cpu::winograd_3d_backward_weight_wins(g)) {
-      cpu::winograd_3d_backward_weight_ncdhw_f32(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
-      return;
-    }
-  }
-  if (last)
-    cpu::conv_backward_weight_channels_last<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
-  else
-    cpu::conv_backward_weight_channels_first<T>(g, cptr<T>(dy), cptr<T>(x), mptr<T>(dw));
+    cpu::cpu_kernels().f64.conv_backward_data(g, a.channels_last, cptr<double>(dy), cptr<double>(w),
+                                              mptr<double>(dx));
 }
 
 void conv_backward_weight(const py::array& dy, const py::array& x, py::array& dw, const ConvArgs& a) {
@@ -162,11 +85,13 @@ void conv_backward_weight(const py::array& dy, const py::array& x, py::array& dw
   require(dy, "grad_output", dt, physical_shape(out_shape(g), a.channels_last), false);
   require(dw, "grad_weight", dt, shape_of(dw), true);
   py::gil_scoped_release nogil;
-  cpu::SerialScope serial(small_conv(g));
+  const cpu::CallPlan plan(small_conv(g));
   if (dt == DType::kFloat32)
-    backward_weight_typed<float>(g, a.channels_last, dy, x, dw);
+    cpu::cpu_kernels().f32.conv_backward_weight(g, a.channels_last, cptr<float>(dy), cptr<float>(x),
+                                                mptr<float>(dw));
   else
-    backward_weight_typed<double>(g, a.channels_last, dy, x, dw);
+    cpu::cpu_kernels().f64.conv_backward_weight(g, a.channels_last, cptr<double>(dy), cptr<double>(x),
+                                                mptr<double>(dw));
 }
 
 // grad_bias: the sum of grad_output over batch and positions, per channel.
@@ -181,13 +106,11 @@ void channel_sum(const py::array& dy, py::array& db, bool channels_last) {
   g.K = s[1];
   for (int i = 0; i < 3; ++i) g.out[i] = s[2 + i];
   py::gil_scoped_release nogil;
-  if (dt == DType::kFloat32) {
-    if (channels_last) cpu::conv_backward_bias_channels_last<float>(g, cptr<float>(dy), mptr<float>(db));
-    else cpu::conv_backward_bias_channels_first<float>(g, cptr<float>(dy), mptr<float>(db));
-  } else {
-    if (channels_last) cpu::conv_backward_bias_channels_last<double>(g, cptr<double>(dy), mptr<double>(db));
-    else cpu::conv_backward_bias_channels_first<double>(g, cptr<double>(dy), mptr<double>(db));
-  }
+  const cpu::CallPlan plan;
+  if (dt == DType::kFloat32)
+    cpu::cpu_kernels().f32.conv_backward_bias(g, channels_last, cptr<float>(dy), mptr<float>(db));
+  else
+    cpu::cpu_kernels().f64.conv_backward_bias(g, channels_last, cptr<double>(dy), mptr<double>(db));
 }
 
 py::tuple conv_transpose_plan(int rank, const Vec3& in, const Vec3& k, const Vec3& s, const Vec3& p,

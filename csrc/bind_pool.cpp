@@ -5,7 +5,8 @@
 // input (and, for adaptive pooling, the output) array and go through shape.h; every other array is
 // then checked against the shapes the geometry implies.
 #include "bind_common.h"
-#include "cpu/pool.h"
+#include "cpu/kernel_table.h"
+#include "cpu/parallel.h"
 
 namespace convkern::bind {
 namespace {
@@ -61,11 +62,14 @@ PoolGeometry pool_geometry_of(const Activation5& a, int rank, const Vec3& k, con
   return pool_geometry(rank, planes_of(a), a.spatial, k, s, pb, pa, d, ceil_mode, same_or_valid);
 }
 
-// Runs the float32 or float64 instance of a kernel with the GIL released.
+// Runs a kernel of the chosen set's float32 or float64 table with the GIL released, under the
+// call's plan. kernel(table) gets that KernelTable<T>.
 template <class F>
 auto run_typed(DType dt, F&& kernel) {
   py::gil_scoped_release nogil;
-  return dt == DType::kFloat32 ? kernel(float{}) : kernel(double{});
+  const cpu::CallPlan plan;
+  const cpu::CpuKernels& k = cpu::cpu_kernels();
+  return dt == DType::kFloat32 ? kernel(k.f32) : kernel(k.f64);
 }
 
 void extremum_pool_forward(const py::array& x, py::array& y, std::optional<py::array> idx, const Vec3& k,
@@ -79,9 +83,9 @@ void extremum_pool_forward(const py::array& x, py::array& y, std::optional<py::a
   if (idx) require_indices(*idx, shape5(a, g.out, channels_last), true);
   const auto which = is_min ? cpu::Extremum::kMin : cpu::Extremum::kMax;
   i64* ip = idx ? mptr<i64>(*idx) : nullptr;
-  run_typed(dt, [&](auto t) {
-    using T = decltype(t);
-    cpu::extremum_pool_forward<T>(g, layout_of(a, channels_last), which, cptr<T>(x), mptr<T>(y), ip);
+  run_typed(dt, [&](const auto& table) {
+    using T = typename std::decay_t<decltype(table)>::value_type;
+    table.extremum_pool_forward(g, layout_of(a, channels_last), which, cptr<T>(x), mptr<T>(y), ip);
   });
 }
 
@@ -89,9 +93,9 @@ void extremum_pool_forward(const py::array& x, py::array& y, std::optional<py::a
 void scatter_extremum_gradient(const Activation5& a, bool channels_last, i64 in_plane, i64 out_plane,
                                const py::array& dy, const py::array& idx, py::array& dx, DType dt) {
   const i64* ip = cptr<i64>(idx);
-  const i64 bad = run_typed(dt, [&](auto t) {
-    using T = decltype(t);
-    return cpu::extremum_pool_backward<T>(planes_of(a), in_plane, out_plane, layout_of(a, channels_last),
+  const i64 bad = run_typed(dt, [&](const auto& table) {
+    using T = typename std::decay_t<decltype(table)>::value_type;
+    return table.extremum_pool_backward(planes_of(a), in_plane, out_plane, layout_of(a, channels_last),
                                           cptr<T>(dy), ip, mptr<T>(dx));
   });
   if (bad >= 0)
@@ -129,9 +133,9 @@ void avg_pool_forward(const py::array& x, py::array& y, const Vec3& k, const Vec
   require(x, "input", dt, shape5(a, g.in, channels_last), false);
   require(y, "out", dt, shape5(a, g.out, channels_last), true);
   const auto opt = avg_options(count_include_pad, divisor_override);
-  run_typed(dt, [&](auto t) {
-    using T = decltype(t);
-    cpu::avg_pool_forward<T>(g, layout_of(a, channels_last), opt, cptr<T>(x), mptr<T>(y));
+  run_typed(dt, [&](const auto& table) {
+    using T = typename std::decay_t<decltype(table)>::value_type;
+    table.avg_pool_forward(g, layout_of(a, channels_last), opt, cptr<T>(x), mptr<T>(y));
   });
 }
 
@@ -145,9 +149,9 @@ void avg_pool_backward(const py::array& dy, py::array& dx, const Vec3& k, const 
   require(dy, "grad_output", dt, shape5(a, g.out, channels_last), false);
   require(dx, "grad_input", dt, shape5(a, g.in, channels_last), true);
   const auto opt = avg_options(count_include_pad, divisor_override);
-  run_typed(dt, [&](auto t) {
-    using T = decltype(t);
-    cpu::avg_pool_backward<T>(g, layout_of(a, channels_last), opt, cptr<T>(dy), mptr<T>(dx));
+  run_typed(dt, [&](const auto& table) {
+    using T = typename std::decay_t<decltype(table)>::value_type;
+    table.avg_pool_backward(g, layout_of(a, channels_last), opt, cptr<T>(dy), mptr<T>(dx));
   });
 }
 
@@ -172,9 +176,9 @@ void adaptive_avg_pool_forward(const py::array& x, py::array& y, int rank, bool 
   const DType dt = dtype_of(x, "input");
   require(x, "input", dt, shape5(a, g.in, channels_last), false);
   require(y, "out", dt, shape5(a, g.out, channels_last), true);
-  run_typed(dt, [&](auto t) {
-    using T = decltype(t);
-    cpu::adaptive_avg_pool_forward<T>(g, layout_of(a, channels_last), cptr<T>(x), mptr<T>(y));
+  run_typed(dt, [&](const auto& table) {
+    using T = typename std::decay_t<decltype(table)>::value_type;
+    table.adaptive_avg_pool_forward(g, layout_of(a, channels_last), cptr<T>(x), mptr<T>(y));
   });
 }
 
@@ -184,9 +188,9 @@ void adaptive_avg_pool_backward(const py::array& dy, py::array& dx, int rank, bo
   const DType dt = dtype_of(dy, "grad_output");
   require(dy, "grad_output", dt, shape5(a, g.out, channels_last), false);
   require(dx, "grad_input", dt, shape5(a, g.in, channels_last), true);
-  run_typed(dt, [&](auto t) {
-    using T = decltype(t);
-    cpu::adaptive_avg_pool_backward<T>(g, layout_of(a, channels_last), cptr<T>(dy), mptr<T>(dx));
+  run_typed(dt, [&](const auto& table) {
+    using T = typename std::decay_t<decltype(table)>::value_type;
+    table.adaptive_avg_pool_backward(g, layout_of(a, channels_last), cptr<T>(dy), mptr<T>(dx));
   });
 }
 
@@ -199,9 +203,9 @@ void adaptive_max_pool_forward(const py::array& x, py::array& y, std::optional<p
   require(y, "out", dt, shape5(a, g.out, channels_last), true);
   if (idx) require_indices(*idx, shape5(a, g.out, channels_last), true);
   i64* ip = idx ? mptr<i64>(*idx) : nullptr;
-  run_typed(dt, [&](auto t) {
-    using T = decltype(t);
-    cpu::adaptive_extremum_pool_forward<T>(g, layout_of(a, channels_last), cpu::Extremum::kMax, cptr<T>(x),
+  run_typed(dt, [&](const auto& table) {
+    using T = typename std::decay_t<decltype(table)>::value_type;
+    table.adaptive_extremum_pool_forward(g, layout_of(a, channels_last), cpu::Extremum::kMax, cptr<T>(x),
                                            mptr<T>(y), ip);
   });
 }

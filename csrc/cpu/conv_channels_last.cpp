@@ -166,7 +166,7 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
-  const i64 kvol = g.kernel_volume(), in_cells = g.in_plane() * g.C;
+  const i64 kvol = g.kernel_volume();
   const i64 nblocks = ceil_div(Kg, NR);
 
   // W^T packed once: [group][n-block][r = tap*Cg + c][NR], columns past K/g zero.

@@ -203,22 +203,19 @@ struct InGroup {
 // blocks, so that their streams never share one L1 set (multiples of 4 KiB would).
 i64 odd_lines(i64 floats) { return (ceil_div(floats, 16) | 1) * 16; }
 
-// Scratch of the calling thread, kept between calls: the buffers of a large layer (tens of MiB)
-// would otherwise be fresh pages on every call, and faulting them in cost as much as the
-// transforms that fill them (measured: 18 ms of a 30 ms resnet50.l4.3x3 call).
+// Scratch of one call, leased from the scratch cache (parallel.h): the buffers of a large layer
+// (tens of MiB) would otherwise be fresh pages on every call, and faulting them in cost as much
+// as the transforms that fill them (measured: 18 ms of a 30 ms resnet50.l4.3x3 call).
 struct Workspace {
-  AlignedBuffer<float> u, xs, v, m;
+  CachedBuffer<float> u, xs, v, m;
 };
 
 // The weight gradient's: packed transforms of one tile chunk and the 36 summed products.
 struct GradWorkspace {
-  AlignedBuffer<float> vp, mp, du, stage;
+  CachedBuffer<float> vp, mp, du, stage;
 };
 
-float* reserve(AlignedBuffer<float>& b, i64 count) {
-  if (b.size() < count) b.resize(count);
-  return b.data();
-}
+float* reserve(CachedBuffer<float>& b, i64 count) { return b.reserve(count); }
 
 // dst[0..popcount(mask)) = the lanes of v selected by mask, in order; dst[popcount(mask)..16)
 // is overwritten with zeros (the caller's layout leaves room: one unmasked store is cheaper).
@@ -397,7 +394,7 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
   // Every buffer indexed by alpha point gets a stride that is an odd number of cache lines: 36
   // streams whose addresses differ by multiples of 4 KiB would share one L1 set.
   const i64 u_as = odd_lines(checked_mul(mblocks * MR, C, "winograd weights"));
-  thread_local Workspace ws;
+  Workspace ws;
   float* const U = reserve(ws.u, checked_mul(kA2, u_as, "winograd weights"));
   parallel_for(mblocks, [&](i64 mb, int) {
     const i64 rows = std::min(MR, K - mb * MR);
@@ -649,7 +646,7 @@ void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, c
   // panels [c panel][tile][NR], M = A dY A^T as its A panels [k block][tile][MR]. The sums over
   // tiles, dU[alpha][k][c], accumulate chunk after chunk in chunk order.
   const i64 vp_as = odd_lines(Cp * TC), mp_as = odd_lines(Kp * TC), du_as = odd_lines(Kp * Cp);
-  thread_local GradWorkspace ws;
+  GradWorkspace ws;
   float* const Vp = reserve(ws.vp, checked_mul(kA2, vp_as, "winograd scratch"));
   float* const Mp = reserve(ws.mp, checked_mul(kA2, mp_as, "winograd scratch"));
   float* const dU = reserve(ws.du, checked_mul(kA2, du_as, "winograd scratch") + kL);

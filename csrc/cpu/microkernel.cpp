@@ -1,8 +1,5 @@
-// Portable micro-kernel and the run-time choice between instruction sets.
+// Portable micro-kernels, and the choice of the widest ones the kernel set is compiled for.
 #include "microkernel.h"
-
-#include <cstdlib>
-#include <cstring>
 
 namespace convkern::cpu {
 namespace {
@@ -38,38 +35,18 @@ void dot_2x4_generic(std::int64_t kc, const T* const* a, const T* const* b, T* C
     }
 }
 
-enum class Isa { kGeneric, kAvx2, kAvx512 };
-
-Isa detect_isa() {
-#if defined(CONVKERN_HAVE_X86_KERNELS)
-  __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  Isa best = avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kGeneric;
-  // An override may only lower the ISA: asking for AVX-512 on a CPU without it must not crash.
-  if (const char* want = std::getenv("CONVKERN_ISA")) {
-    if (std::strcmp(want, "generic") == 0) best = Isa::kGeneric;
-    else if (std::strcmp(want, "avx2") == 0 && avx2) best = Isa::kAvx2;
-  }
-  return best;
-#else
-  return Isa::kGeneric;
-#endif
-}
-
+// The widest kernels the set's flags allow (see microkernel.h).
 template <class T>
 MicroKernel<T> pick() {
-#if defined(CONVKERN_HAVE_X86_KERNELS)
-  const Isa kIsa = detect_isa();
-  if constexpr (sizeof(T) == 4) {
-    if (kIsa == Isa::kAvx512) return micro_kernel_f32_avx512();
-    if (kIsa == Isa::kAvx2) return micro_kernel_f32_avx2();
-  } else {
-    if (kIsa == Isa::kAvx512) return micro_kernel_f64_avx512();
-    if (kIsa == Isa::kAvx2) return micro_kernel_f64_avx2();
-  }
-#endif
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx512();
+  else return micro_kernel_f64_avx512();
+#elif defined(__AVX2__) && defined(__FMA__)
+  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx2();
+  else return micro_kernel_f64_avx2();
+#else
   return {4, 8, "generic", &gemm_4x8_generic<T>};
+#endif
 }
 
 }  // namespace
@@ -90,9 +67,8 @@ namespace {
 
 template <class T>
 MicroKernel<T> pick_eight_rows() {
-#if defined(CONVKERN_HAVE_X86_KERNELS)
-  if constexpr (sizeof(T) == 4)
-    if (detect_isa() == Isa::kAvx512) return micro_kernel_f32_avx512_8rows();
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx512_8rows();
 #endif
   return micro_kernel<T>();
 }
@@ -119,13 +95,12 @@ template const MicroKernel<double>& micro_kernel_for_rows<double>(std::int64_t);
 
 template <class T>
 DotKernel<T> pick_dot() {
-#if defined(CONVKERN_HAVE_X86_KERNELS)
-  if (detect_isa() == Isa::kAvx512) {
-    if constexpr (sizeof(T) == 4) return dot_kernel_f32_avx512();
-    else return dot_kernel_f64_avx512();
-  }
-#endif
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) return dot_kernel_f32_avx512();
+  else return dot_kernel_f64_avx512();
+#else
   return {2, 4, &dot_2x4_generic<T>};
+#endif
 }
 
 template <>
@@ -139,7 +114,5 @@ const DotKernel<double>& dot_kernel<double>() {
   static const DotKernel<double> k = pick_dot<double>();
   return k;
 }
-
-const char* micro_kernel_isa() { return micro_kernel<float>().isa; }
 
 }  // namespace convkern::cpu

@@ -4,9 +4,9 @@
 //
 // A is packed as kc rows of MR values (broadcast operand), B as kc rows of NR values (vector
 // operand); both are laid out by the caller's packers so that the kernel streams them with unit
-// stride. One implementation per instruction set lives in its own translation unit, compiled
-// with that ISA's flags and nothing else from the project, and the widest one the CPU supports
-// is picked at run time (CONVKERN_ISA=avx512|avx2|generic overrides, for testing every path).
+// stride. Each kernel set (see kernel_table.h) uses the widest implementation its own flags
+// allow: the AVX-512 set the AVX-512 kernels, the AVX2 set the AVX2 + FMA ones, the generic set
+// plain C++. The choice is made by the compiler, so nothing is decided at run time here.
 #pragma once
 
 #include <cstdint>
@@ -44,10 +44,7 @@ struct DotKernel {
 template <class T>
 const DotKernel<T>& dot_kernel();
 
-// Name of the instruction set the micro-kernels use ("avx512", "avx2" or "generic").
-const char* micro_kernel_isa();
-
-// Per-ISA tables, defined only where the compiler targets x86-64.
+// Per-ISA kernels, defined only in the kernel set compiled for that ISA.
 MicroKernel<float> micro_kernel_f32_avx512();
 MicroKernel<float> micro_kernel_f32_avx512_8rows();
 DotKernel<float> dot_kernel_f32_avx512();

@@ -1,5 +1,7 @@
 // AVX2 + FMA micro-kernels. 6 x 16 (float) / 6 x 8 (double): 12 ymm accumulators, 2 for the B
-// row and 1 broadcast of the 16 registers. Only intrinsics are included (see the AVX-512 file).
+// row and 1 broadcast of the 16 registers. Compiled into every kernel set, it holds code only in
+// the AVX2 one (the AVX-512 set has wider kernels).
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #include <immintrin.h>
 
 #include <cstdint>
@@ -67,3 +69,5 @@ MicroKernel<float> micro_kernel_f32_avx2() { return {kMR, 16, "avx2", &sgemm_6x1
 MicroKernel<double> micro_kernel_f64_avx2() { return {kMR, 8, "avx2", &dgemm_6x8_avx2}; }
 
 }  // namespace convkern::cpu
+
+#endif  // __AVX2__ && __FMA__ && !__AVX512F__

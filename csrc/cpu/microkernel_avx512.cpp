@@ -1,8 +1,8 @@
 // AVX-512 micro-kernels. 12 x 32 (float) / 12 x 16 (double): 24 zmm accumulators, 2 for the B
 // row and 1 broadcast leave 5 of the 32 registers free; per reduction step 2 vector loads and
 // 12 broadcasts feed 24 FMAs, enough to keep both FMA ports busy from L1.
-// This file must include nothing but intrinsics: anything inline it instantiated would be
-// compiled for AVX-512 and could be picked by the linker for callers on older CPUs.
+// Compiled into every kernel set, it holds code only in the AVX-512 one.
+#if defined(__AVX512F__)
 #include <immintrin.h>
 
 #include <cstdint>
@@ -119,3 +119,5 @@ MicroKernel<float> micro_kernel_f32_avx512_8rows() { return {8, 32, "avx512", &s
 MicroKernel<double> micro_kernel_f64_avx512() { return {kMR, 16, "avx512", &dgemm_12x16_avx512}; }
 
 }  // namespace convkern::cpu
+
+#endif  // __AVX512F__

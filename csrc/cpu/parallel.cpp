@@ -1,7 +1,11 @@
 #include "parallel.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 namespace convkern::cpu {
 namespace {
@@ -15,16 +19,37 @@ int default_threads() {
 }
 
 std::atomic<int> g_num_threads{default_threads()};
-thread_local bool t_serial = false;
+// The count of the plan open on this thread; 0 when none is.
+thread_local int t_plan_threads = 0;
 
 }  // namespace
 
-int get_num_threads() { return t_serial ? 1 : g_num_threads.load(std::memory_order_relaxed); }
+int num_threads_setting() { return g_num_threads.load(std::memory_order_relaxed); }
 
-SerialScope::SerialScope(bool serial) : previous_(t_serial) { t_serial = t_serial || serial; }
-SerialScope::~SerialScope() { t_serial = previous_; }
+int effective_num_threads() {
+  int n = num_threads_setting();
+#ifdef _OPENMP
+  n = std::min(n, omp_get_max_threads());
+#endif
+  return n < 1 ? 1 : n;
+}
+
+int get_num_threads() {
+  if (t_plan_threads > 0) return t_plan_threads;
+#ifdef _OPENMP
+  // A worker of an open region has no plan of its own; a loop it starts would run inline anyway.
+  if (omp_in_parallel()) return 1;
+#endif
+  return effective_num_threads();
+}
 
 void set_num_threads(int n) { g_num_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+
+CallPlan::CallPlan(bool serial) : previous_(t_plan_threads) {
+  threads_ = serial ? 1 : previous_ > 0 ? previous_ : effective_num_threads();
+  t_plan_threads = threads_;
+}
+CallPlan::~CallPlan() { t_plan_threads = previous_; }
 
 int max_hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
@@ -37,6 +62,137 @@ bool openmp_enabled() {
 #else
   return false;
 #endif
+}
+
+// ------------------------------------------------------------------------------------- scratch
+
+namespace {
+
+// Each block starts with a header holding its size, one alignment unit long so the caller's
+// part stays 64-byte aligned.
+constexpr std::size_t kHeader = 64;
+
+std::atomic<std::int64_t> g_live_bytes{0};
+std::atomic<std::int64_t> g_peak_bytes{0};
+
+void note_peak(std::int64_t live) {
+  std::int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
+  while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  }
+}
+
+// Idle blocks, least recently returned first. 256 MiB: the workspaces of the largest layers the
+// benchmarks run twice over, so two threads alternating on them both reuse warm pages.
+struct ScratchCache {
+  std::mutex mutex;
+  std::vector<std::pair<void*, std::size_t>> idle;
+  std::int64_t idle_bytes = 0;
+  std::int64_t limit = std::int64_t{256} << 20;
+};
+
+ScratchCache& cache() {
+  static ScratchCache* c = new ScratchCache;  // never destroyed: blocks may return during exit
+  return *c;
+}
+
+// Frees the oldest idle blocks until at most `keep` bytes stay; the caller holds the lock.
+void trim_locked(ScratchCache& c, std::int64_t keep, std::vector<void*>& to_free) {
+  std::size_t drop = 0;
+  while (drop < c.idle.size() && c.idle_bytes > keep) {
+    c.idle_bytes -= static_cast<std::int64_t>(c.idle[drop].second);
+    to_free.push_back(c.idle[drop].first);
+    ++drop;
+  }
+  c.idle.erase(c.idle.begin(), c.idle.begin() + static_cast<std::ptrdiff_t>(drop));
+}
+
+}  // namespace
+
+void* scratch_allocate(std::size_t bytes) noexcept {
+  if (bytes > static_cast<std::size_t>(INT64_MAX) - 2 * kHeader) return nullptr;
+  const std::size_t total = (bytes + kHeader + 63) / 64 * 64;
+  void* base = std::aligned_alloc(64, total);
+  if (!base) return nullptr;
+  *static_cast<std::size_t*>(base) = total;
+  note_peak(g_live_bytes.fetch_add(static_cast<std::int64_t>(total), std::memory_order_relaxed) +
+            static_cast<std::int64_t>(total));
+  return static_cast<char*>(base) + kHeader;
+}
+
+void scratch_free(void* p) noexcept {
+  if (!p) return;
+  void* base = static_cast<char*>(p) - kHeader;
+  g_live_bytes.fetch_sub(static_cast<std::int64_t>(*static_cast<std::size_t*>(base)), std::memory_order_relaxed);
+  std::free(base);
+}
+
+void* scratch_cache_take(std::size_t bytes, std::size_t* capacity) {
+  ScratchCache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    std::size_t best = c.idle.size();
+    for (std::size_t i = 0; i < c.idle.size(); ++i)
+      if (c.idle[i].second >= bytes && (best == c.idle.size() || c.idle[i].second < c.idle[best].second)) best = i;
+    if (best < c.idle.size()) {
+      void* block = c.idle[best].first;
+      *capacity = c.idle[best].second;
+      c.idle_bytes -= static_cast<std::int64_t>(*capacity);
+      c.idle.erase(c.idle.begin() + static_cast<std::ptrdiff_t>(best));
+      return block;
+    }
+  }
+  void* block = scratch_allocate(bytes);
+  if (!block) throw std::bad_alloc();
+  *capacity = bytes;
+  return block;
+}
+
+void scratch_cache_give(void* block, std::size_t capacity) noexcept {
+  ScratchCache& c = cache();
+  std::vector<void*> to_free;
+  try {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.idle.emplace_back(block, capacity);
+    c.idle_bytes += static_cast<std::int64_t>(capacity);
+    trim_locked(c, c.limit, to_free);
+  } catch (...) {  // no room to record it: free it instead
+    scratch_free(block);
+    return;
+  }
+  for (void* p : to_free) scratch_free(p);
+}
+
+ScratchStats scratch_stats() {
+  ScratchCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return {g_live_bytes.load(std::memory_order_relaxed), g_peak_bytes.load(std::memory_order_relaxed), c.idle_bytes,
+          c.limit};
+}
+
+void reset_scratch_peak() { g_peak_bytes.store(g_live_bytes.load(std::memory_order_relaxed)); }
+
+std::int64_t release_scratch() {
+  ScratchCache& c = cache();
+  std::vector<void*> to_free;
+  std::int64_t freed;
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    freed = c.idle_bytes;
+    trim_locked(c, 0, to_free);
+  }
+  for (void* p : to_free) scratch_free(p);
+  return freed;
+}
+
+void set_scratch_cache_limit(std::int64_t bytes) {
+  ScratchCache& c = cache();
+  std::vector<void*> to_free;
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.limit = bytes < 0 ? 0 : bytes;
+    trim_locked(c, c.limit, to_free);
+  }
+  for (void* p : to_free) scratch_free(p);
 }
 
 }  // namespace convkern::cpu
