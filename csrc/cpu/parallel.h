@@ -126,7 +126,9 @@ class CachedBuffer {
   CachedBuffer& operator=(const CachedBuffer&) = delete;
   // Storage for at least `count` elements (contents unspecified); earlier pointers are invalid.
   T* reserve(std::int64_t count) {
-    const std::size_t bytes = static_cast<std::size_t>(count > 0 ? count : 1) * sizeof(T);
+    std::size_t bytes = 0;
+    if (__builtin_mul_overflow(static_cast<std::size_t>(count > 0 ? count : 1), sizeof(T), &bytes))
+      throw std::bad_alloc();  // a wrapped size would lease a short block
     if (bytes > capacity_) {
       release();
       block_ = scratch_cache_take(bytes, &capacity_);
