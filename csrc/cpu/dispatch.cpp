@@ -18,10 +18,11 @@ Level cpu_level() {
 #if defined(CONVKERN_X86_SETS)
   __builtin_cpu_init();
 #if defined(__clang__) || __GNUC__ < 12
+  // Compilers that cannot name the levels: their distinctive features (every CPU with these has
+  // the rest of its level, e.g. MOVBE and LZCNT with AVX2 + BMI2).
   const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                   __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
-                  __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe") &&
-                  __builtin_cpu_supports("popcnt");
+                  __builtin_cpu_supports("f16c") && __builtin_cpu_supports("popcnt");
   const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512vl");
