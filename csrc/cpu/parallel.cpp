@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -81,11 +82,24 @@ void note_peak(std::int64_t live) {
   }
 }
 
+using Clock = std::chrono::steady_clock;
+
+// A block idle this long is freed at the next lease or return: a burst of calls keeps its warm
+// pages, a process that stopped calling gives them back once it calls again (release_scratch
+// frees them at once).
+constexpr auto kIdleLifetime = std::chrono::seconds(10);
+
+struct IdleBlock {
+  void* block;
+  std::size_t capacity;
+  Clock::time_point returned;
+};
+
 // Idle blocks, least recently returned first. 256 MiB: the workspaces of the largest layers the
 // benchmarks run twice over, so two threads alternating on them both reuse warm pages.
 struct ScratchCache {
   std::mutex mutex;
-  std::vector<std::pair<void*, std::size_t>> idle;
+  std::vector<IdleBlock> idle;
   std::int64_t idle_bytes = 0;
   std::int64_t limit = std::int64_t{256} << 20;
 };
@@ -95,12 +109,15 @@ ScratchCache& cache() {
   return *c;
 }
 
-// Frees the oldest idle blocks until at most `keep` bytes stay; the caller holds the lock.
+// Frees the oldest idle blocks until at most `keep` bytes stay and none is older than
+// kIdleLifetime; the caller holds the lock and frees `to_free` after releasing it.
 void trim_locked(ScratchCache& c, std::int64_t keep, std::vector<void*>& to_free) {
+  const Clock::time_point expired = Clock::now() - kIdleLifetime;
+  to_free.reserve(c.idle.size());  // may throw, before anything changes
   std::size_t drop = 0;
-  while (drop < c.idle.size() && c.idle_bytes > keep) {
-    c.idle_bytes -= static_cast<std::int64_t>(c.idle[drop].second);
-    to_free.push_back(c.idle[drop].first);
+  while (drop < c.idle.size() && (c.idle_bytes > keep || c.idle[drop].returned < expired)) {
+    c.idle_bytes -= static_cast<std::int64_t>(c.idle[drop].capacity);
+    to_free.push_back(c.idle[drop].block);
     ++drop;
   }
   c.idle.erase(c.idle.begin(), c.idle.begin() + static_cast<std::ptrdiff_t>(drop));
@@ -128,19 +145,24 @@ void scratch_free(void* p) noexcept {
 
 void* scratch_cache_take(std::size_t bytes, std::size_t* capacity) {
   ScratchCache& c = cache();
+  std::vector<void*> to_free;
+  void* found = nullptr;
   {
     std::lock_guard<std::mutex> lock(c.mutex);
+    trim_locked(c, c.limit, to_free);
     std::size_t best = c.idle.size();
     for (std::size_t i = 0; i < c.idle.size(); ++i)
-      if (c.idle[i].second >= bytes && (best == c.idle.size() || c.idle[i].second < c.idle[best].second)) best = i;
+      if (c.idle[i].capacity >= bytes && (best == c.idle.size() || c.idle[i].capacity < c.idle[best].capacity))
+        best = i;
     if (best < c.idle.size()) {
-      void* block = c.idle[best].first;
-      *capacity = c.idle[best].second;
+      found = c.idle[best].block;
+      *capacity = c.idle[best].capacity;
       c.idle_bytes -= static_cast<std::int64_t>(*capacity);
       c.idle.erase(c.idle.begin() + static_cast<std::ptrdiff_t>(best));
-      return block;
     }
   }
+  for (void* p : to_free) scratch_free(p);
+  if (found) return found;
   void* block = scratch_allocate(bytes);
   if (!block) throw std::bad_alloc();
   *capacity = bytes;
@@ -152,7 +174,7 @@ void scratch_cache_give(void* block, std::size_t capacity) noexcept {
   std::vector<void*> to_free;
   try {
     std::lock_guard<std::mutex> lock(c.mutex);
-    c.idle.emplace_back(block, capacity);
+    c.idle.push_back({block, capacity, Clock::now()});
     c.idle_bytes += static_cast<std::int64_t>(capacity);
     trim_locked(c, c.limit, to_free);
   } catch (...) {  // no room to record it: free it instead

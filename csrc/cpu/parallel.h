@@ -112,8 +112,8 @@ void set_scratch_cache_limit(std::int64_t bytes);
 // tens of MiB, where faulting cost as much as the transforms) are leased from a process-wide
 // cache instead: a lease takes the smallest idle block that fits (or allocates one) and gives it
 // back when it ends. The cache keeps idle blocks up to its limit in total, whatever the number
-// of threads, freeing the least recently returned ones first, so no thread keeps memory beyond
-// its calls.
+// of threads, freeing the least recently returned ones first, and none idle for more than 10 s
+// (freed at the next lease or return), so no thread keeps memory beyond its calls.
 void* scratch_cache_take(std::size_t bytes, std::size_t* capacity);
 void scratch_cache_give(void* block, std::size_t capacity) noexcept;
 
