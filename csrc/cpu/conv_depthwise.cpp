@@ -319,6 +319,7 @@ void stencil_plane(const PaddedPlane& pp, const i64* out, const i64* stride, con
 
 template <class T>
 void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, false, x, w, bias, y);
   const i64 Kg = g.K_per_group(), kvol = g.kernel_volume(), in_plane = g.in_plane(), out_plane = g.out_plane();
   const PaddedPlane pp = padded_plane(g.in, g.pad_before, g.pad_after, g.out, g.stride, g.dilation, g.kernel,
                                       vector_length<T>());
@@ -338,6 +339,7 @@ void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T
 
 template <class T>
 void depthwise_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+  if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, false, dy, w, dx);
   const i64 Kg = g.K_per_group(), OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const i64 ID = g.in[0], IH = g.in[1], IW = g.in[2], kvol = g.kernel_volume();
   const Taps t = taps_of(g);
@@ -402,6 +404,7 @@ void depthwise_backward_data_channels_first(const ConvGeometry& g, const T* dy, 
 
 template <class T>
 void depthwise_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, false, dy, x, dw);
   constexpr i64 VL = vector_length<T>();
   const i64 Kg = g.K_per_group(), kvol = g.kernel_volume(), in_plane = g.in_plane(), out_plane = g.out_plane();
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2];
@@ -586,6 +589,7 @@ NhwcStencil<T> nhwc_stencil(const ConvGeometry& g) {
 
 template <class T>
 void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g)) {
     const PlaneStencil s{g.N, g.C, g.in[1], g.in[2], g.out[1], g.out[2], g.stride[1], g.stride[2],
                          g.dilation[1], g.dilation[2], g.pad_before[1], g.pad_before[2]};
@@ -648,6 +652,7 @@ void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T*
 
 template <class T>
 void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+  if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, true, dy, w, dx);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g); stencil && g.stride[1] == 1 && g.stride[2] == 1) {
     // Unit stride: dx is the correlation of dy with the flipped kernel, padded by
     // (k - 1) * dilation - pad_before (any sign: the stencil checks every tap's bounds).
@@ -692,6 +697,7 @@ void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, c
 
 template <class T>
 void depthwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, true, dy, x, dw);
   const i64 Kg = g.K_per_group(), K = g.K, C = g.C, kvol = g.kernel_volume(), in_plane = g.in_plane();
   const i64 OH = g.out[1], OW = g.out[2], P = g.out_plane();
   const i64 kblocks = ceil_div(K, kChannelBlock);

@@ -2,7 +2,7 @@
 // channels-first (N, C, D, H, W) and channels-last (N, D, H, W, C) layouts.
 //
 // Semantics are PyTorch's (shape.h computes the sizes): padded cells are never selected by
-// max/min, NaN wins and the first NaN in row-major window order gives the index, ties go to the
+// max/min, NaN wins and the last NaN in row-major window order gives the index, ties go to the
 // first element, and the average divisor follows count_include_pad / divisor_override, or the
 // in-bounds count under TensorFlow-style "same"/"valid" padding and for adaptive windows.
 //
@@ -262,15 +262,16 @@ constexpr T empty_window_value() {
   return W == Extremum::kMax ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
 }
 
-// Whether candidate v replaces the current best: a NaN, once taken, stays (the first NaN wins); a
-// NaN candidate beats any number; otherwise only a strictly better value does, so ties keep the
-// first. Written as compares and ands so that it vectorises into masks.
+// Whether candidate v replaces the current best: a NaN candidate always does, so the last NaN in
+// window order wins, as in PyTorch (its CPU and CUDA kernels take `val > best || isnan(val)`);
+// otherwise only a strictly better number does, so ties keep the first. Written as compares and
+// ors so that it vectorises into masks.
 template <Extremum W, class T>
 inline bool replaces(T v, T best) {
   if constexpr (W == Extremum::kMax)
-    return best == best && !(v <= best);
+    return v > best || v != v;
   else
-    return best == best && !(v >= best);
+    return v < best || v != v;
 }
 
 // sum + p[0] + ... + p[n-1]. Short runs are added in order; long ones (a global pool's plane) in
@@ -306,10 +307,10 @@ bool is_global(const Windows& w) {
 }
 
 // Whether (v, at) beats the best so far (best, pos) where either may come first in window order:
-// the first NaN, else the largest (smallest) value, the first of equal ones.
+// the last NaN, else the largest (smallest) value, the first of equal ones.
 template <Extremum W, class T>
 inline bool beats(T v, i64 at, T best, i64 pos) {
-  if (best != best) return v != v && at < pos;
+  if (best != best) return v != v && at > pos;
   if (v != v) return true;
   return W == Extremum::kMax ? (v > best || (v == best && at < pos)) : (v < best || (v == best && at < pos));
 }
