@@ -123,10 +123,10 @@ inline PadPair same_padding(i64 in, i64 k, i64 stride, i64 dilation) {
   if (stride < 1) fail("stride must be >= 1, got " + std::to_string(stride));
   if (dilation < 1) fail("dilation must be >= 1, got " + std::to_string(dilation));
   const i64 out = ceil_div(in, stride);
-  const i64 span = checked_add(checked_mul(out - 1, stride, "same padding"), effective_kernel(k, dilation),
-                               "same padding");
-  const i64 total = span - in > 0 ? span - in : 0;
-  return {total / 2, total - total / 2};
+  // (out - 1) * stride < in, but the dilated kernel may leave int64: only the pads must fit.
+  const i128 span = i128(out - 1) * stride + effective_kernel128(k, dilation);
+  const i128 total = span - in > 0 ? span - in : 0;
+  return {narrow_size(total / 2, "'same' padding"), narrow_size(total - total / 2, "'same' padding")};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gemm_tile.h"
@@ -668,12 +669,15 @@ void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db
 // ============================================================== direct kernels (hostile geometry)
 
 bool conv_reach_is_compact(const ConvGeometry& g) {
-  // Per axis, a bound on the longest extent any fast kernel lays out: the padded input rounded up
-  // to whole stride phases and to whole vectors of output columns (up to 16 past the last one).
+  // Per axis, a bound on the longest extent any fast kernel lays out: the padded input, along W
+  // rounded up to whole stride phases and to whole vectors of output columns (up to 16 past the
+  // last one).
   double plane = 1;
-  for (int a = 0; a < kSpatial; ++a)
-    plane *= static_cast<double>(i128(g.in[a]) + g.pad_before[a] + g.pad_after[a] + i128(17) * g.stride[a] +
-                                 effective_kernel128(g.kernel[a], g.dilation[a]));
+  for (int a = 0; a < kSpatial; ++a) {
+    i128 extent = i128(g.in[a]) + g.pad_before[a] + g.pad_after[a];
+    if (a == kSpatial - 1) extent += i128(17) * g.stride[a] + effective_kernel128(g.kernel[a], g.dilation[a]);
+    plane *= static_cast<double>(extent);
+  }
   // What the call touches anyway: its input and every (position, tap) pair of its output. The
   // margin keeps small padded layers (a 1x1 input under a 7x7 kernel) on the fast kernels.
   const double touched = static_cast<double>(g.in_plane()) + static_cast<double>(g.out_plane()) * g.kernel_volume();
@@ -714,7 +718,11 @@ struct ActivationLayout {
 };
 
 // Calls f(output cell, tap, input cell) for every position of the output and every tap of its
-// window that lands in the input, in position-major, row-major tap order.
+// window that lands in the input, in position-major, row-major tap order. Padding cells are zeros
+// that take part in the products, as in PyTorch (and the padded fast kernels): they matter only
+// where the other factor is Inf or NaN (0 * Inf is NaN), so at positions where
+// wants_padding(output cell) holds, pad(output cell, tap) is also called for each tap that lands in
+// padding.
 struct DirectWindows {
   const ConvGeometry& g;
   std::vector<AxisTaps> axis[kSpatial];
@@ -723,7 +731,12 @@ struct DirectWindows {
   }
   template <class F>
   void for_each(F&& f) const {
-    const i64 KH = g.kernel[1], KW = g.kernel[2], IH = g.in[1], IW = g.in[2];
+    for_each(f, [](i64) { return false; }, [](i64, i64) {});
+  }
+  template <class F, class Wants, class Pad>
+  void for_each(F&& f, Wants&& wants_padding, Pad&& pad) const {
+    const i64 KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2], IH = g.in[1], IW = g.in[2];
+    auto inside = [](const AxisTaps& a, i64 r) { return r >= a.first && r < a.first + a.count; };
     i64 out_cell = 0;
     for (const AxisTaps& d : axis[0])
       for (const AxisTaps& h : axis[1])
@@ -735,10 +748,22 @@ struct DirectWindows {
               for (i64 rw = 0; rw < w.count; ++rw)
                 f(out_cell, tap_row + w.first + rw, row + w.cell + rw * g.dilation[2]);
             }
+          if (wants_padding(out_cell))
+            for (i64 kd = 0; kd < KD; ++kd)
+              for (i64 kh = 0; kh < KH; ++kh)
+                for (i64 kw = 0; kw < KW; ++kw)
+                  if (!(inside(d, kd) && inside(h, kh) && inside(w, kw))) pad(out_cell, (kd * KH + kh) * KW + kw);
           ++out_cell;
         }
   }
 };
+
+template <class T>
+bool all_finite(const T* p, i64 n) {
+  for (i64 i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
 
 }  // namespace
 
@@ -754,8 +779,13 @@ void conv_forward_direct(const ConvGeometry& g, bool channels_last, const T* x, 
     for (i64 p = 0; p < g.out_plane(); ++p) y[yl.at(n, k, p)] = init;
     // Channel outer: each pass walks the windows once; the sum per output is over channels, then
     // taps in row-major order.
-    for (i64 c = 0; c < Cg; ++c)
-      windows.for_each([&](i64 p, i64 tap, i64 cell) { y[yl.at(n, k, p)] += wk[c * kvol + tap] * x[xl.at(n, c0 + c, cell)]; });
+    for (i64 c = 0; c < Cg; ++c) {
+      const T* wkc = wk + c * kvol;
+      const bool finite_weights = all_finite(wkc, kvol);
+      windows.for_each([&](i64 p, i64 tap, i64 cell) { y[yl.at(n, k, p)] += wkc[tap] * x[xl.at(n, c0 + c, cell)]; },
+                       [&](i64) { return !finite_weights; },
+                       [&](i64 p, i64 tap) { y[yl.at(n, k, p)] += wkc[tap] * T(0); });
+    }
   });
 }
 
@@ -785,7 +815,9 @@ void conv_backward_weight_direct(const ConvGeometry& g, bool channels_last, cons
     T* dwk = dw + item * kvol;
     std::fill(dwk, dwk + kvol, T(0));
     for (i64 n = 0; n < g.N; ++n)
-      windows.for_each([&](i64 p, i64 tap, i64 cell) { dwk[tap] += dy[yl.at(n, k, p)] * x[xl.at(n, c, cell)]; });
+      windows.for_each([&](i64 p, i64 tap, i64 cell) { dwk[tap] += dy[yl.at(n, k, p)] * x[xl.at(n, c, cell)]; },
+                       [&](i64 p) { return !std::isfinite(dy[yl.at(n, k, p)]); },
+                       [&](i64 p, i64 tap) { dwk[tap] += dy[yl.at(n, k, p)] * T(0); });
   });
 }
 

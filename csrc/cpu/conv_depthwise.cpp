@@ -38,6 +38,8 @@
 #include <immintrin.h>
 #endif
 
+#include <cmath>
+
 #include "conv.h"
 #include "parallel.h"
 
@@ -63,6 +65,18 @@ constexpr i64 kChannelBlock = 64;
 }  // namespace
 
 bool conv_is_depthwise(const ConvGeometry& g) { return g.C_per_group() == 1 && g.groups > 1; }
+
+namespace {
+
+template <class T>
+bool weights_finite(const ConvGeometry& g, const T* w) {
+  const i64 n = g.K * g.kernel_volume();  // C/groups is 1
+  for (i64 i = 0; i < n; ++i)
+    if (!std::isfinite(w[i])) return false;
+  return true;
+}
+
+}  // namespace
 
 namespace {
 
@@ -339,7 +353,9 @@ void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T
 
 template <class T>
 void depthwise_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
-  if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, false, dy, w, dx);
+  // The unit-stride form correlates a zero-padded dy with the flipped kernel: with non-finite
+  // weights those zeros would add products (0 * Inf) that the gradient does not have.
+  if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_backward_data_direct(g, false, dy, w, dx);
   const i64 Kg = g.K_per_group(), OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const i64 ID = g.in[0], IH = g.in[1], IW = g.in[2], kvol = g.kernel_volume();
   const Taps t = taps_of(g);
@@ -589,7 +605,8 @@ NhwcStencil<T> nhwc_stencil(const ConvGeometry& g) {
 
 template <class T>
 void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
+  // These stencils skip padding; with non-finite weights its zeros matter (0 * Inf is NaN).
+  if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_forward_direct(g, true, x, w, bias, y);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g)) {
     const PlaneStencil s{g.N, g.C, g.in[1], g.in[2], g.out[1], g.out[2], g.stride[1], g.stride[2],
                          g.dilation[1], g.dilation[2], g.pad_before[1], g.pad_before[2]};
@@ -652,7 +669,9 @@ void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T*
 
 template <class T>
 void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
-  if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, true, dy, w, dx);
+  // The unit-stride form correlates a zero-padded dy with the flipped kernel: with non-finite
+  // weights those zeros would add products (0 * Inf) that the gradient does not have.
+  if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_backward_data_direct(g, true, dy, w, dx);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g); stencil && g.stride[1] == 1 && g.stride[2] == 1) {
     // Unit stride: dx is the correlation of dy with the flipped kernel, padded by
     // (k - 1) * dilation - pad_before (any sign: the stencil checks every tap's bounds).
@@ -715,7 +734,13 @@ void depthwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy,
         const T* dyp = dy + (n * P + p) * K + k0;
         for (i64 tap = 0; tap < kvol; ++tap) {
           const i64 cell = input_cell(g, offsets, od, oh, ow, tap);
-          if (cell < 0) continue;
+          if (cell < 0) {
+            // Padding is zeros that take part in the products, as in PyTorch: Inf or NaN in dy
+            // reaching padding makes the weight's gradient NaN.
+            T* a = acc + tap * kChannelBlock;
+            for (i64 k = 0; k < kw_; ++k) a[k] += dyp[k] * T(0);
+            continue;
+          }
           const T* xc = xn + cell * C;
           T* a = acc + tap * kChannelBlock;
           if (Kg == 1) {

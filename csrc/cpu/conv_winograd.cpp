@@ -425,23 +425,37 @@ bool winograd_backward_data_wins(const ConvGeometry& g) {
   return winograd_eligible(g) && transposed_geometry(g, t) && winograd_forward_wins(t);
 }
 
+namespace {
+void forward_transforms(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+}  // namespace
+
 void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   ConvGeometry t;
   if (!transposed_geometry(g, t)) fail("winograd_backward_data_nchw_f32: padding above 2");
   if (g.N == 0) return;
+  // Not the transposed forward on the implicit GEMM: its zero-padded dy would multiply non-finite
+  // weights (0 * Inf) in products the gradient does not have; col2im has exactly the gradient's.
+  if (!transforms_stay_finite(dy, g.N * g.K * g.out_plane(), w, g.K * g.C * 9, double(g.K)))
+    return conv_backward_data_channels_first(g, dy, w, dx);
   // wt[c][k][i][j] = w[k][c][2 - i][2 - j]
   AlignedBuffer<float> wt(checked_mul(g.C * g.K, 9, "winograd weights"));
   parallel_for(g.C, [&](i64 c, int) {
     for (i64 k = 0; k < g.K; ++k)
       for (int tap = 0; tap < 9; ++tap) wt.data()[(c * g.K + k) * 9 + tap] = w[(k * g.C + c) * 9 + 8 - tap];
   });
-  winograd_forward_nchw_f32(t, dy, wt.data(), nullptr, dx);
+  forward_transforms(t, dy, wt.data(), nullptr, dx);
 }
 
 void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   if (g.N == 0) return;
   if (!transforms_stay_finite(x, g.N * g.C * g.in_plane(), w, g.K * g.C * 9, double(g.C)))
     return conv_forward_channels_first(g, x, w, bias, y);
+  forward_transforms(g, x, w, bias, y);
+}
+
+namespace {
+
+void forward_transforms(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const MicroKernel<float>& mk = micro_kernel<float>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 N = g.N, C = g.C, K = g.K, IH = g.in[1], IW = g.in[2], OH = g.out[1], OW = g.out[2];
@@ -647,6 +661,8 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
     }
   });
 }
+
+}  // namespace
 
 bool winograd_backward_weight_wins(const ConvGeometry& g) { return winograd_wins(g, kWgradMinTiles); }
 
