@@ -35,6 +35,10 @@ cp "$build"/_C*.so "$pkg/convkern/"
 
 libasan="$(${CXX:-c++} -print-file-name=libasan.so)"
 [[ -f "$libasan" ]] || { echo "sanitize.sh: libasan.so not found (install the compiler's ASan runtime)" >&2; exit 2; }
+# libstdc++ is preloaded too: ASan intercepts __cxa_throw only if it is loaded when ASan starts, and
+# Python itself does not link it (a C++ exception would otherwise abort in the interceptor).
+libstdcxx="$(${CXX:-c++} -print-file-name=libstdc++.so.6)"
+preload="$libasan $libstdcxx"
 
 log="$build/pytest.log"
 if [[ $# -eq 0 ]]; then set -- "$root/tests" -q -p no:cacheprovider; fi
@@ -45,8 +49,8 @@ status=0
   export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
   # The sanitized module must be the one imported: fail early otherwise.
-  LD_PRELOAD="$libasan" "$python" -c "import convkern._C as m, sys; sys.exit(0 if m.__file__.startswith('$pkg') else 1)"
-  LD_PRELOAD="$libasan" "$python" -m pytest "$@"
+  LD_PRELOAD="$preload" "$python" -c "import convkern._C as m, sys; sys.exit(0 if m.__file__.startswith('$pkg') else 1)"
+  LD_PRELOAD="$preload" "$python" -m pytest "$@"
 ) 2>&1 | tee "$log" || status=$?  # pipefail: the tests' status, not tee's
 
 if grep -qE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$log"; then

@@ -115,7 +115,8 @@ AxisWindows sliding_axis(const PoolGeometry& g, int a) {
     Span& s = w.span[o];
     s.count = std::max<i64>(0, k_hi - k_lo + 1);
     s.begin = start + k_lo * w.step;
-    s.padded = std::min(w.taps, w.in + g.pad_after[a] - start);
+    // In 128 bits: with a kernel near 2**63 the padding on both sides can be as large as 2**62.
+    s.padded = static_cast<i64>(std::min<i128>(w.taps, i128(w.in) + g.pad_after[a] - start));
   }
   return w;
 }
@@ -854,9 +855,12 @@ void avg_windows_backward_nchw(const Windows& w, const AvgDivisor& rule, const T
 // in-bounds cells instead of padding a copy to their size.
 bool bands_fit(const Windows& w) {
   if (w.axis[0].stride == 0) return false;  // adaptive
-  const Bands b = bands_of(w);
-  const i64 ekh = (w.axis[1].taps - 1) * w.axis[1].step + 1;
-  return b.pitch <= 2 * w.axis[2].in + 64 && ekh <= 2 * w.axis[1].in + 64;
+  // In 128 bits: with kernels, strides or dilations near 2**63 these extents leave int64 (and then
+  // bands do not fit).
+  const AxisWindows &ah = w.axis[1], &aw = w.axis[2];
+  const i128 ekh = i128(ah.taps - 1) * ah.step + 1, ekw = i128(aw.taps - 1) * aw.step + 1;
+  const i128 pitch = i128(aw.out() - 1) * aw.stride + ekw;
+  return pitch <= 2 * i128(aw.in) + 64 && ekh <= 2 * i128(ah.in) + 64;
 }
 
 // Whether every candidate index of a band (which may point a little outside the plane, into the
