@@ -103,7 +103,9 @@ AxisWindows sliding_axis(const PoolGeometry& g, int a) {
   AxisWindows w;
   w.in = g.in[a];
   w.step = g.dilation[a];
-  w.stride = g.stride[a];
+  // With one output the stride is never applied; as 1 it cannot overflow the band arithmetic
+  // (a stride near 2**63 is valid there) and the unit-stride kernels serve it.
+  w.stride = g.out[a] == 1 ? 1 : g.stride[a];
   w.offset = -g.pad_before[a];
   w.taps = g.kernel[a];
   w.span.resize(g.out[a]);
