@@ -76,10 +76,6 @@ bool weights_finite(const ConvGeometry& g, const T* w) {
   return true;
 }
 
-}  // namespace
-
-namespace {
-
 // One (n, c) plane zero-padded into a private buffer whose rows are wide enough that every
 // vector-length chunk of output columns reads whole vectors for every tap: the stencil then has
 // no border code and accumulates each chunk in registers across all taps (accumulating in
