@@ -111,6 +111,11 @@ def test_sizes_beyond_int64_are_printed_exactly():
         convkern.conv1d(np.ones((1, 1, 8)), np.ones((1, 1, 3)), padding=INT64_MAX)
 
 
+def test_replicate_padding_beyond_int64_is_refused():
+    with pytest.raises(ValueError, match=r"padded input size \(9223372036854775816,\) does not fit"):
+        convkern.conv1d(np.ones((1, 1, 8)), np.ones((1, 1, 3)), padding=2**62, padding_mode="replicate")
+
+
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_ceil_mode_with_stride_near_int64_max(kind):
     x = np.arange(8, dtype="f4").reshape(1, 1, 8)
