@@ -244,3 +244,15 @@ def test_pooling_picks_the_last_nan_as_pytorch(kind, data_format, rng):
     xt = t(x).requires_grad_()
     (sign * F.adaptive_max_pool2d(sign * xt, 1)).reshape(2, 3).backward(t(dy))
     np.testing.assert_array_equal(dx, xt.grad.numpy())
+
+
+def test_depthwise_channels_last_one_input_slice_padded_depth(rng):
+    """One input slice padded on D gives several output slices; each must be written."""
+    x = rng.standard_normal((2, 1, 6, 8, 3)).astype(np.float32)  # NDHWC
+    w = rng.standard_normal((3, 1, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    kw = dict(stride=(2, 2, 1), dilation=(3, 1, 2), padding=(1, 1, 2), groups=3)
+    out = np.full((2, 2, 3, 8, 3), np.nan, np.float32)
+    y = convkern.conv3d(x, w, b, **kw, data_format="NDHWC", out=out)
+    want = F.conv3d(t(x).permute(0, 4, 1, 2, 3), t(w), t(b), **kw).permute(0, 2, 3, 4, 1)
+    np.testing.assert_allclose(y, want.numpy(), rtol=1e-5, atol=1e-5)

@@ -589,7 +589,10 @@ using NhwcStencil = void (*)(const PlaneStencil&, const T*, const T*, bool, cons
 // The compile-time stencil for a 2-D layer with one output channel per input channel, or nullptr.
 template <class T>
 NhwcStencil<T> nhwc_stencil(const ConvGeometry& g) {
-  if (g.K_per_group() != 1 || g.kernel[0] != 1 || g.in[0] != 1 || g.kernel[1] != g.kernel[2]) return nullptr;
+  // 2-D only: a single input slice can still give several output slices (padding on D), which
+  // these per-plane stencils would not write.
+  if (g.K_per_group() != 1 || g.kernel[0] != 1 || g.in[0] != 1 || g.out[0] != 1 || g.kernel[1] != g.kernel[2])
+    return nullptr;
   switch (g.kernel[1]) {
     case 3: return &stencil_nhwc_2d<T, 3, 3>;
     case 5: return &stencil_nhwc_2d<T, 5, 5>;
