@@ -12,7 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <sstream>
+#include <climits>
 #include <stdexcept>
 #include <string>
 
@@ -47,16 +47,46 @@ inline i64 floor_div(i64 a, i64 b) {
 
 inline i64 ceil_div(i64 a, i64 b) { return -floor_div(-a, b); }
 
+// Output sizes are sums and products of values that are each within int64 but whose sum need not
+// be (an input plus two paddings of 2**62, a stride of 2**63-1 times a kernel): they are computed
+// in 128 bits, where no valid combination of int64 arguments can overflow, and only the final size
+// must fit int64.
+using i128 = __int128;
+
+inline i128 floor_div128(i128 a, i128 b) {
+  i128 q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+inline std::string to_string128(i128 v) {
+  if (v >= INT64_MIN && v <= INT64_MAX) return std::to_string(static_cast<i64>(v));
+  const bool negative = v < 0;
+  unsigned __int128 u = negative ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), static_cast<char>('0' + static_cast<int>(u % 10)));
+    u /= 10;
+  } while (u != 0);
+  return negative ? "-" + digits : digits;
+}
+
+// A size computed in 128 bits as an int64, or an error naming it.
+inline i64 narrow_size(i128 v, const char* what) {
+  if (v > INT64_MAX || v < INT64_MIN)
+    throw std::invalid_argument(std::string(what) + " " + to_string128(v) + " does not fit a 64-bit integer");
+  return static_cast<i64>(v);
+}
+
 // Formats the last `rank` entries of a 3-vector as a Python tuple, e.g. "(3, 3)".
-inline std::string tuple_str(const i64* v, int rank) {
-  std::ostringstream s;
-  s << "(";
+template <class Int>
+inline std::string tuple_str(const Int* v, int rank) {
+  std::string s = "(";
   for (int i = kSpatial - rank; i < kSpatial; ++i) {
-    s << v[i];
-    if (i + 1 < kSpatial || rank == 1) s << (rank == 1 ? "," : ", ");
+    s += to_string128(v[i]);
+    if (i + 1 < kSpatial || rank == 1) s += rank == 1 ? "," : ", ";
   }
-  s << ")";
-  return s.str();
+  return s + ")";
 }
 
 inline void check_rank(int rank) {
@@ -78,6 +108,9 @@ inline i64 effective_kernel(i64 k, i64 dilation) {
   return checked_add(checked_mul(dilation, k - 1, "dilation*(kernel_size-1)"), 1, "effective kernel size");
 }
 
+// The same in 128 bits, exact for any int64 k >= 1 and dilation >= 1.
+inline i128 effective_kernel128(i64 k, i64 dilation) { return i128(dilation) * (k - 1) + 1; }
+
 // TensorFlow "same" padding at any stride and dilation: out = ceil(in / stride),
 // total = max((out-1)*stride + (k-1)*dilation + 1 - in, 0), before = total // 2.
 struct PadPair {
@@ -90,10 +123,10 @@ inline PadPair same_padding(i64 in, i64 k, i64 stride, i64 dilation) {
   if (stride < 1) fail("stride must be >= 1, got " + std::to_string(stride));
   if (dilation < 1) fail("dilation must be >= 1, got " + std::to_string(dilation));
   const i64 out = ceil_div(in, stride);
-  const i64 span = checked_add(checked_mul(out - 1, stride, "same padding"), effective_kernel(k, dilation),
-                               "same padding");
-  const i64 total = span - in > 0 ? span - in : 0;
-  return {total / 2, total - total / 2};
+  // (out - 1) * stride < in, but the dilated kernel may leave int64: only the pads must fit.
+  const i128 span = i128(out - 1) * stride + effective_kernel128(k, dilation);
+  const i128 total = span - in > 0 ? span - in : 0;
+  return {narrow_size(total / 2, "'same' padding"), narrow_size(total - total / 2, "'same' padding")};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,19 +206,20 @@ inline ConvGeometry make_conv_geometry(int rank, i64 N, i64 C, const i64* in, i6
   set_window_axes(g, rank, in, kernel, stride, dilation, pad_before, pad_after);
   for (int i = 0; i < kSpatial; ++i) {
     if (g.in[i] < 1) fail("input spatial size must be >= 1 on every axis, got " + tuple_str(in, rank));
-    const i64 padded = checked_add(checked_add(g.in[i], g.pad_before[i], "padded input"), g.pad_after[i],
-                                   "padded input");
-    const i64 ek = effective_kernel(g.kernel[i], g.dilation[i]);
+    // The padded extent and the dilated kernel may each exceed int64 (paddings or dilations near
+    // 2**62); only the output size has to fit.
+    const i128 padded = i128(g.in[i]) + g.pad_before[i] + g.pad_after[i];
+    const i128 ek = effective_kernel128(g.kernel[i], g.dilation[i]);
     if (ek > padded) {
-      i64 eks[kSpatial], padded_all[kSpatial];
+      i128 eks[kSpatial], padded_all[kSpatial];
       for (int j = 0; j < kSpatial; ++j) {
-        eks[j] = j >= kSpatial - rank ? effective_kernel(kernel[j], dilation[j]) : 1;
-        padded_all[j] = j >= kSpatial - rank ? in[j] + pad_before[j] + pad_after[j] : 1;
+        eks[j] = effective_kernel128(g.kernel[j], g.dilation[j]);
+        padded_all[j] = i128(g.in[j]) + g.pad_before[j] + g.pad_after[j];
       }
       fail("kernel is larger than the padded input: dilated kernel size " + tuple_str(eks, rank) +
            ", padded input size " + tuple_str(padded_all, rank) + " (output size would be < 1)");
     }
-    g.out[i] = (padded - ek) / g.stride[i] + 1;
+    g.out[i] = narrow_size((padded - ek) / g.stride[i] + 1, "convolution output size");
   }
   // Every tensor's element count must fit in int64 (indexing is 64-bit throughout).
   checked_mul(checked_mul(N, C, "input size"), checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2],
@@ -232,17 +266,19 @@ inline ConvTransposePlan make_conv_transpose_plan(int rank, const i64* in, const
       fail("output_padding must be smaller than max(stride, dilation) on every axis, got output_padding=" +
            tuple_str(output_padding, rank) + ", stride=" + tuple_str(stride, rank) + ", dilation=" +
            tuple_str(dilation, rank));
-    const i64 span = checked_mul(in[i] - 1, stride[i], "transposed convolution output size");
-    i64 out = checked_add(span, effective_kernel(kernel[i], dilation[i]), "transposed convolution output size");
-    out = checked_add(out, output_padding[i], "transposed convolution output size") - 2 * padding[i];
-    if (padding[i] > (i64(1) << 61) || out < 1) {
-      i64 outs[kSpatial];
-      for (int j = 0; j < kSpatial; ++j)
-        outs[j] = (in[j] - 1) * stride[j] - 2 * padding[j] + dilation[j] * (kernel[j] - 1) + output_padding[j] + 1;
+    // In 128 bits: every term fits int64 but the sum need not, and the output may still be valid.
+    auto transposed_size = [&](int j) {
+      return i128(in[j] - 1) * stride[j] - 2 * i128(padding[j]) + effective_kernel128(kernel[j], dilation[j]) +
+             output_padding[j];
+    };
+    const i128 out = transposed_size(i);
+    if (out < 1) {
+      i128 outs[kSpatial] = {1, 1, 1};
+      for (int j = kSpatial - rank; j < kSpatial; ++j) outs[j] = transposed_size(j);
       fail("output size is too small: input size " + tuple_str(in, rank) + " gives transposed output size " +
            tuple_str(outs, rank) + "; reduce padding");
     }
-    plan.out[i] = out;
+    plan.out[i] = narrow_size(out, "transposed convolution output size");
     plan.pad_after[i] = std::max<i64>(0, padding[i] - output_padding[i]);
     plan.in_extended[i] = in[i] + std::max<i64>(0, output_padding[i] - padding[i]) / stride[i];
   }
@@ -277,11 +313,13 @@ struct PoolGeometry {
 
 // PyTorch's pooling_output_shape: floor or ceil division, and with ceil_mode the last window
 // must start inside the input or the left padding.
-inline i64 pool_output_size(i64 in, i64 k, i64 pad_before, i64 pad_after, i64 stride, i64 dilation, bool ceil_mode) {
-  const i64 ek = effective_kernel(k, dilation);
-  const i64 span = checked_add(checked_add(in, pad_before, "pool output size"), pad_after, "pool output size") - ek;
-  i64 out = floor_div(span + (ceil_mode ? stride - 1 : 0), stride) + 1;
-  if (ceil_mode && (out - 1) * stride >= in + pad_before) --out;
+// Computed in 128 bits: with strides near 2**63 the rounding term stride - 1 and (out - 1) * stride
+// leave int64 although the result is a small valid size.
+inline i128 pool_output_size(i64 in, i64 k, i64 pad_before, i64 pad_after, i64 stride, i64 dilation,
+                             bool ceil_mode) {
+  const i128 span = i128(in) + pad_before + pad_after - effective_kernel128(k, dilation);
+  i128 out = floor_div128(span + (ceil_mode ? i128(stride) - 1 : 0), stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= i128(in) + pad_before) --out;
   return out;
 }
 
@@ -311,7 +349,7 @@ inline PoolGeometry make_pool_geometry(int rank, i64 planes, const i64* in, cons
              " and kernel_size=" + tuple_str(kernel, rank));
     }
   }
-  i64 out[kSpatial] = {1, 1, 1};
+  i128 out[kSpatial] = {1, 1, 1};
   set_window_axes(g, rank, in, kernel, stride, dilation, pad_before, pad_after);
   for (int i = 0; i < kSpatial; ++i) {
     out[i] = pool_output_size(g.in[i], g.kernel[i], g.pad_before[i], g.pad_after[i], g.stride[i], g.dilation[i],
@@ -322,7 +360,7 @@ inline PoolGeometry make_pool_geometry(int rank, i64 planes, const i64* in, cons
       fail("output size is too small: input size " + tuple_str(in, rank) + ", kernel_size " +
            tuple_str(kernel, rank) + ", stride " + tuple_str(stride, rank) + ", dilation " +
            tuple_str(dilation, rank) + " give output size " + tuple_str(out, rank));
-  for (int i = 0; i < kSpatial; ++i) g.out[i] = out[i];
+  for (int i = 0; i < kSpatial; ++i) g.out[i] = narrow_size(out[i], "pooling output size");
   checked_mul(planes, checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2], "input size"), "input size");
   checked_mul(planes, checked_mul(checked_mul(g.out[0], g.out[1], "output size"), g.out[2], "output size"),
               "output size");

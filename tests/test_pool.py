@@ -115,7 +115,7 @@ def check_pool(rank, seed, kind, dtype, last, rng, on=HOST):
     dict(kernel_size=3, stride=1, padding="same"),
 ], ids=("k3s1p1", "k3s2p1", "dilated", "ceil", "same"))
 def test_extremum_nan_inf_and_ties_pick_the_reference_index(kind, case, last, rng):
-    """NaN anywhere in a window wins with the first NaN's index; -inf/+inf inputs beat padding;
+    """NaN anywhere in a window wins with the last NaN's index; -inf/+inf inputs beat padding;
     ties keep the first cell. Rows and columns of +-inf put whole windows at the padding value."""
     extreme = -np.inf if kind == "max" else np.inf
     x = rng.integers(-2, 3, size=(2, 3, 13, 11)).astype(np.float64)  # many ties
@@ -138,7 +138,7 @@ def test_extremum_nan_inf_and_ties_pick_the_reference_index(kind, case, last, rn
 @pytest.mark.parametrize("kind", ["max", "min"])
 def test_global_extremum_long_planes(kind, last, rng):
     """Planes long enough for the interleaved-lane reduction: NaNs, ties and +-0 in different lanes
-    must still give the first NaN / first extreme of the plane, as the reference does."""
+    must still give the last NaN / first extreme of the plane, as the reference does."""
     x = rng.integers(-3, 4, size=(4, 5, 11, 9)).astype(np.float32)
     x[0, 0] = 0.0
     x[0, 0, 3, 2] = -0.0
@@ -189,13 +189,14 @@ def check_global_pool(rank, kind, keepdims, dtype, last, rng, on=HOST):
     assert getattr(convkern, name)(on.put(x[0]), data_format=kw["data_format"]).shape == (5,)
 
 
-def test_max_pool_nan_propagates_to_first_nan():
+def test_max_pool_nan_propagates_to_last_nan():
+    # PyTorch's rule: a NaN replaces anything, so the last NaN of a window gives the index.
     x = np.array([[[[1.0, np.nan, 3.0, np.nan], [5.0, 2.0, np.nan, 0.0]]]], np.float32)
     y, idx = convkern.max_pool2d(x, (2, 2), return_indices=True)
     assert np.isnan(y).all()
-    np.testing.assert_array_equal(idx, [[[[1, 3]]]])
+    np.testing.assert_array_equal(idx, [[[[1, 6]]]])
     y, idx = convkern.min_pool2d(x, (2, 2), return_indices=True)
-    np.testing.assert_array_equal(idx, [[[[1, 3]]]])
+    np.testing.assert_array_equal(idx, [[[[1, 6]]]])
 
 
 def test_padding_never_selected():

@@ -459,22 +459,22 @@ def test_same_pool_matches_brute_force(kind, n, kernel, stride, dilation):
 
 # ===================================================== pooling: the fine print
 
-def test_nan_propagates_and_points_to_first_nan():
+def test_nan_propagates_and_points_to_last_nan():
     nan = np.nan
     x = np.array([[1.0, nan, 3.0, nan, 0.0]])
     for kind in ("max", "min"):
         y, i = getattr(ref, f"{kind}_pool1d")(x, 5, return_indices=True)
-        assert np.isnan(y[0, 0]) and i[0, 0] == 1
+        assert np.isnan(y[0, 0]) and i[0, 0] == 3
         grad = getattr(ref, f"{kind}_pool1d_backward")(np.ones((1, 1)), x, 5)
-        np.testing.assert_array_equal(grad, [[0, 1, 0, 0, 0]])
-    # Row-major window order: (0, 1) comes before (1, 0).
+        np.testing.assert_array_equal(grad, [[0, 0, 0, 1, 0]])
+    # Row-major window order: (1, 0) comes after (0, 1).
     x2 = np.array([[[0.0, nan, 1.0], [nan, 5.0, 2.0]]])
     _, i = ref.max_pool2d(x2, (2, 2), 1, return_indices=True)
-    np.testing.assert_array_equal(i, [[[1, 1]]])
+    np.testing.assert_array_equal(i, [[[3, 1]]])
     y = ref.global_max_pool2d(x2)
     assert np.isnan(y[0])
     np.testing.assert_array_equal(ref.global_max_pool2d_backward(np.array([2.0]), x2),
-                                  [[[0, 2, 0], [0, 0, 0]]])
+                                  [[[0, 0, 0], [2, 0, 0]]])
     y, i = ref.adaptive_max_pool1d(x, 2, return_indices=True)
     assert np.isnan(y).all() and i.tolist() == [[1, 3]]
 

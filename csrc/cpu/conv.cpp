@@ -50,6 +50,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gemm_tile.h"
@@ -258,6 +259,7 @@ void scatter_columns(const PaddedLayout& L, const i64* tap_off, i64 kvol, T* xpb
 
 template <class T>
 void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, false, x, w, bias, y);
   if (g.N == 0) return;
   const MicroKernel<T>& mk = micro_kernel_for_rows<T>(g.K_per_group());
   const i64 MR = mk.mr, NR = mk.nr;
@@ -360,6 +362,7 @@ bool conv_is_pointwise(const ConvGeometry& g) {
 
 template <class T>
 void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+  if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, false, dy, w, dx);
   if (g.N == 0) return;
   if (conv_is_pointwise(g)) {
     // dX = W^T dY per group is the forward pass of the 1x1 convolution with the weights
@@ -637,6 +640,7 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
     std::fill(dw, dw + g.K * g.reduction(), T(0));
     return;
   }
+  if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, false, dy, x, dw);
   const PaddedLayout L = padded_layout(g);
   AlignedBuffer<T> xpad_storage;
   const T* xpad = padded_input(g, L, x, xpad_storage);
@@ -662,7 +666,165 @@ void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db
   });
 }
 
+// ============================================================== direct kernels (hostile geometry)
+
+bool conv_reach_is_compact(const ConvGeometry& g) {
+  // Per axis, a bound on the longest extent any fast kernel lays out: the padded input, along W
+  // rounded up to whole stride phases and to whole vectors of output columns (up to 16 past the
+  // last one).
+  double plane = 1;
+  for (int a = 0; a < kSpatial; ++a) {
+    i128 extent = i128(g.in[a]) + g.pad_before[a] + g.pad_after[a];
+    if (a == kSpatial - 1) extent += i128(17) * g.stride[a] + effective_kernel128(g.kernel[a], g.dilation[a]);
+    plane *= static_cast<double>(extent);
+  }
+  // What the call touches anyway: its input and every (position, tap) pair of its output. The
+  // margin keeps small padded layers (a 1x1 input under a 7x7 kernel) on the fast kernels.
+  const double touched = static_cast<double>(g.in_plane()) + static_cast<double>(g.out_plane()) * g.kernel_volume();
+  const double planes = std::max(1.0, static_cast<double>(g.N) * static_cast<double>(std::max(g.C, g.K)));
+  return plane <= 8.0 * touched + 65536.0 && plane * planes < 0x1p62;
+}
+
+namespace {
+
+// The taps of one axis that land in the input for one output index: taps [first, first + count),
+// tap `first` reading input cell `cell`, each next tap `dilation` cells further.
+struct AxisTaps {
+  i64 first, count, cell;
+};
+
+// For every output index of axis a. Window origins o*stride - pad_before reach far outside int64's
+// comfort with hostile arguments, so they are formed in 128 bits; what is kept lies in the input.
+std::vector<AxisTaps> axis_taps(const ConvGeometry& g, int a) {
+  std::vector<AxisTaps> taps(static_cast<size_t>(g.out[a]));
+  const i128 in = g.in[a], k = g.kernel[a], d = g.dilation[a];
+  for (i64 o = 0; o < g.out[a]; ++o) {
+    const i128 origin = i128(o) * g.stride[a] - g.pad_before[a];  // cell of tap 0
+    const i128 lo = origin >= 0 ? 0 : (-origin + d - 1) / d;
+    const i128 hi = origin > in - 1 ? -1 : std::min<i128>(k - 1, (in - 1 - origin) / d);
+    taps[o] = lo <= hi ? AxisTaps{static_cast<i64>(lo), static_cast<i64>(hi - lo + 1), static_cast<i64>(origin + lo * d)}
+                       : AxisTaps{0, 0, 0};
+  }
+  return taps;
+}
+
+// Offsets of (image, channel, spatial cell) in either activation layout.
+struct ActivationLayout {
+  bool channels_last;
+  i64 channels, plane;
+  i64 at(i64 n, i64 c, i64 cell) const {
+    return channels_last ? (n * plane + cell) * channels + c : (n * channels + c) * plane + cell;
+  }
+};
+
+// Calls f(output cell, tap, input cell) for every position of the output and every tap of its
+// window that lands in the input, in position-major, row-major tap order. Padding cells are zeros
+// that take part in the products, as in PyTorch (and the padded fast kernels): they matter only
+// where the other factor is Inf or NaN (0 * Inf is NaN), so at positions where
+// wants_padding(output cell) holds, pad(output cell, tap) is also called for each tap that lands in
+// padding.
+struct DirectWindows {
+  const ConvGeometry& g;
+  std::vector<AxisTaps> axis[kSpatial];
+  explicit DirectWindows(const ConvGeometry& geometry) : g(geometry) {
+    for (int a = 0; a < kSpatial; ++a) axis[a] = axis_taps(g, a);
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    for_each(f, [](i64) { return false; }, [](i64, i64) {});
+  }
+  template <class F, class Wants, class Pad>
+  void for_each(F&& f, Wants&& wants_padding, Pad&& pad) const {
+    const i64 KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2], IH = g.in[1], IW = g.in[2];
+    auto inside = [](const AxisTaps& a, i64 r) { return r >= a.first && r < a.first + a.count; };
+    i64 out_cell = 0;
+    for (const AxisTaps& d : axis[0])
+      for (const AxisTaps& h : axis[1])
+        for (const AxisTaps& w : axis[2]) {
+          for (i64 rd = 0; rd < d.count; ++rd)
+            for (i64 rh = 0; rh < h.count; ++rh) {
+              const i64 row = ((d.cell + rd * g.dilation[0]) * IH + h.cell + rh * g.dilation[1]) * IW;
+              const i64 tap_row = ((d.first + rd) * KH + h.first + rh) * KW;
+              for (i64 rw = 0; rw < w.count; ++rw)
+                f(out_cell, tap_row + w.first + rw, row + w.cell + rw * g.dilation[2]);
+            }
+          if (wants_padding(out_cell))
+            for (i64 kd = 0; kd < KD; ++kd)
+              for (i64 kh = 0; kh < KH; ++kh)
+                for (i64 kw = 0; kw < KW; ++kw)
+                  if (!(inside(d, kd) && inside(h, kh) && inside(w, kw))) pad(out_cell, (kd * KH + kh) * KW + kw);
+          ++out_cell;
+        }
+  }
+};
+
+template <class T>
+bool all_finite(const T* p, i64 n) {
+  for (i64 i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
+
+}  // namespace
+
+template <class T>
+void conv_forward_direct(const ConvGeometry& g, bool channels_last, const T* x, const T* w, const T* bias, T* y) {
+  const DirectWindows windows(g);
+  const ActivationLayout xl{channels_last, g.C, g.in_plane()}, yl{channels_last, g.K, g.out_plane()};
+  const i64 Cg = g.C_per_group(), Kg = g.K_per_group(), kvol = g.kernel_volume();
+  parallel_for(g.N * g.K, [&](i64 item, int) {
+    const i64 n = item / g.K, k = item % g.K, c0 = k / Kg * Cg;
+    const T* wk = w + k * Cg * kvol;
+    const T init = bias ? bias[k] : T(0);
+    for (i64 p = 0; p < g.out_plane(); ++p) y[yl.at(n, k, p)] = init;
+    // Channel outer: each pass walks the windows once; the sum per output is over channels, then
+    // taps in row-major order.
+    for (i64 c = 0; c < Cg; ++c) {
+      const T* wkc = wk + c * kvol;
+      const bool finite_weights = all_finite(wkc, kvol);
+      windows.for_each([&](i64 p, i64 tap, i64 cell) { y[yl.at(n, k, p)] += wkc[tap] * x[xl.at(n, c0 + c, cell)]; },
+                       [&](i64) { return !finite_weights; },
+                       [&](i64 p, i64 tap) { y[yl.at(n, k, p)] += wkc[tap] * T(0); });
+    }
+  });
+}
+
+template <class T>
+void conv_backward_data_direct(const ConvGeometry& g, bool channels_last, const T* dy, const T* w, T* dx) {
+  const DirectWindows windows(g);
+  const ActivationLayout xl{channels_last, g.C, g.in_plane()}, yl{channels_last, g.K, g.out_plane()};
+  const i64 Cg = g.C_per_group(), Kg = g.K_per_group(), kvol = g.kernel_volume();
+  // Items own input-gradient channels: no two write the same cell.
+  parallel_for(g.N * g.C, [&](i64 item, int) {
+    const i64 n = item / g.C, c = item % g.C, k0 = c / Cg * Kg, ci = c % Cg;
+    for (i64 cell = 0; cell < g.in_plane(); ++cell) dx[xl.at(n, c, cell)] = T(0);
+    for (i64 k = k0; k < k0 + Kg; ++k) {
+      const T* wk = w + (k * Cg + ci) * kvol;
+      windows.for_each([&](i64 p, i64 tap, i64 cell) { dx[xl.at(n, c, cell)] += dy[yl.at(n, k, p)] * wk[tap]; });
+    }
+  });
+}
+
+template <class T>
+void conv_backward_weight_direct(const ConvGeometry& g, bool channels_last, const T* dy, const T* x, T* dw) {
+  const DirectWindows windows(g);
+  const ActivationLayout xl{channels_last, g.C, g.in_plane()}, yl{channels_last, g.K, g.out_plane()};
+  const i64 Cg = g.C_per_group(), Kg = g.K_per_group(), kvol = g.kernel_volume();
+  parallel_for(g.K * Cg, [&](i64 item, int) {
+    const i64 k = item / Cg, c = k / Kg * Cg + item % Cg;
+    T* dwk = dw + item * kvol;
+    std::fill(dwk, dwk + kvol, T(0));
+    for (i64 n = 0; n < g.N; ++n)
+      windows.for_each([&](i64 p, i64 tap, i64 cell) { dwk[tap] += dy[yl.at(n, k, p)] * x[xl.at(n, c, cell)]; },
+                       [&](i64 p) { return !std::isfinite(dy[yl.at(n, k, p)]); },
+                       [&](i64 p, i64 tap) { dwk[tap] += dy[yl.at(n, k, p)] * T(0); });
+  });
+}
+
 #define CONVKERN_INSTANTIATE(T)                                                            \
+  template void conv_forward_direct<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*);    \
+  template void conv_backward_data_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);        \
+  template void conv_backward_weight_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);      \
   template void conv_forward_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
   template void conv_backward_data_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);      \
   template void conv_backward_weight_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);    \

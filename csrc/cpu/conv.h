@@ -32,6 +32,23 @@ void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db
 template <class T>
 void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db);
 
+// Whether the fast kernels' padded copies and scratch stay proportional to the tensors and the
+// work: every padded extent they allocate is bounded by the input plus what the windows reach.
+// Strides, dilations or paddings far beyond the input (up to 2**63-1 are valid) make the padded
+// layouts grow with the argument rather than the work, and can leave int64; such geometries go to
+// the direct kernels below instead, which every entry point above checks first.
+bool conv_reach_is_compact(const ConvGeometry& g);
+
+// Direct convolution in either layout: per output position only the taps that land in the input,
+// found per axis in 128-bit arithmetic, so the cost is the work of the valid taps and the scratch is
+// none, whatever the stride, dilation or padding. Same contracts as the kernels above.
+template <class T>
+void conv_forward_direct(const ConvGeometry& g, bool channels_last, const T* x, const T* w, const T* bias, T* y);
+template <class T>
+void conv_backward_data_direct(const ConvGeometry& g, bool channels_last, const T* dy, const T* w, T* dx);
+template <class T>
+void conv_backward_weight_direct(const ConvGeometry& g, bool channels_last, const T* dy, const T* x, T* dw);
+
 // Depthwise convolution (one input channel per group): direct stencil kernels, same contracts
 // as the general ones above.
 bool conv_is_depthwise(const ConvGeometry& g);

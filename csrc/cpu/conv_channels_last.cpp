@@ -156,6 +156,7 @@ const T* channels_first_view(const T* a, i64 N, i64 P, i64 C, AlignedBuffer<T>& 
 
 template <class T>
 void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
   if (g.N == 0) return;
   if (runs_channels_first(g)) {
     AlignedBuffer<T> xt, yt(g.N * g.K * g.out_plane());
@@ -246,6 +247,7 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
 
 template <class T>
 void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+  if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, true, dy, w, dx);
   if (g.N == 0) return;
   if (runs_channels_first(g)) {
     AlignedBuffer<T> dyt, dxt;
@@ -339,6 +341,7 @@ void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const 
 
 template <class T>
 void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, true, dy, x, dw);
   if (g.N > 0 && runs_channels_first(g)) {
     AlignedBuffer<T> dyt, xt;
     conv_backward_weight_channels_first(g, channels_first_view(dy, g.N, g.out_plane(), g.K, dyt),

@@ -38,6 +38,8 @@
 #include <immintrin.h>
 #endif
 
+#include <cmath>
+
 #include "conv.h"
 #include "parallel.h"
 
@@ -65,6 +67,14 @@ constexpr i64 kChannelBlock = 64;
 bool conv_is_depthwise(const ConvGeometry& g) { return g.C_per_group() == 1 && g.groups > 1; }
 
 namespace {
+
+template <class T>
+bool weights_finite(const ConvGeometry& g, const T* w) {
+  const i64 n = g.K * g.kernel_volume();  // C/groups is 1
+  for (i64 i = 0; i < n; ++i)
+    if (!std::isfinite(w[i])) return false;
+  return true;
+}
 
 // One (n, c) plane zero-padded into a private buffer whose rows are wide enough that every
 // vector-length chunk of output columns reads whole vectors for every tap: the stencil then has
@@ -319,6 +329,7 @@ void stencil_plane(const PaddedPlane& pp, const i64* out, const i64* stride, con
 
 template <class T>
 void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, false, x, w, bias, y);
   const i64 Kg = g.K_per_group(), kvol = g.kernel_volume(), in_plane = g.in_plane(), out_plane = g.out_plane();
   const PaddedPlane pp = padded_plane(g.in, g.pad_before, g.pad_after, g.out, g.stride, g.dilation, g.kernel,
                                       vector_length<T>());
@@ -338,6 +349,9 @@ void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T
 
 template <class T>
 void depthwise_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+  // The unit-stride form correlates a zero-padded dy with the flipped kernel: with non-finite
+  // weights those zeros would add products (0 * Inf) that the gradient does not have.
+  if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_backward_data_direct(g, false, dy, w, dx);
   const i64 Kg = g.K_per_group(), OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const i64 ID = g.in[0], IH = g.in[1], IW = g.in[2], kvol = g.kernel_volume();
   const Taps t = taps_of(g);
@@ -402,6 +416,7 @@ void depthwise_backward_data_channels_first(const ConvGeometry& g, const T* dy, 
 
 template <class T>
 void depthwise_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, false, dy, x, dw);
   constexpr i64 VL = vector_length<T>();
   const i64 Kg = g.K_per_group(), kvol = g.kernel_volume(), in_plane = g.in_plane(), out_plane = g.out_plane();
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2];
@@ -574,7 +589,10 @@ using NhwcStencil = void (*)(const PlaneStencil&, const T*, const T*, bool, cons
 // The compile-time stencil for a 2-D layer with one output channel per input channel, or nullptr.
 template <class T>
 NhwcStencil<T> nhwc_stencil(const ConvGeometry& g) {
-  if (g.K_per_group() != 1 || g.kernel[0] != 1 || g.in[0] != 1 || g.kernel[1] != g.kernel[2]) return nullptr;
+  // 2-D only: a single input slice can still give several output slices (padding on D), which
+  // these per-plane stencils would not write.
+  if (g.K_per_group() != 1 || g.kernel[0] != 1 || g.in[0] != 1 || g.out[0] != 1 || g.kernel[1] != g.kernel[2])
+    return nullptr;
   switch (g.kernel[1]) {
     case 3: return &stencil_nhwc_2d<T, 3, 3>;
     case 5: return &stencil_nhwc_2d<T, 5, 5>;
@@ -586,6 +604,8 @@ NhwcStencil<T> nhwc_stencil(const ConvGeometry& g) {
 
 template <class T>
 void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  // These stencils skip padding; with non-finite weights its zeros matter (0 * Inf is NaN).
+  if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_forward_direct(g, true, x, w, bias, y);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g)) {
     const PlaneStencil s{g.N, g.C, g.in[1], g.in[2], g.out[1], g.out[2], g.stride[1], g.stride[2],
                          g.dilation[1], g.dilation[2], g.pad_before[1], g.pad_before[2]};
@@ -648,6 +668,9 @@ void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T*
 
 template <class T>
 void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
+  // The unit-stride form correlates a zero-padded dy with the flipped kernel: with non-finite
+  // weights those zeros would add products (0 * Inf) that the gradient does not have.
+  if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_backward_data_direct(g, true, dy, w, dx);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g); stencil && g.stride[1] == 1 && g.stride[2] == 1) {
     // Unit stride: dx is the correlation of dy with the flipped kernel, padded by
     // (k - 1) * dilation - pad_before (any sign: the stencil checks every tap's bounds).
@@ -692,6 +715,7 @@ void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, c
 
 template <class T>
 void depthwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, true, dy, x, dw);
   const i64 Kg = g.K_per_group(), K = g.K, C = g.C, kvol = g.kernel_volume(), in_plane = g.in_plane();
   const i64 OH = g.out[1], OW = g.out[2], P = g.out_plane();
   const i64 kblocks = ceil_div(K, kChannelBlock);
@@ -709,7 +733,13 @@ void depthwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy,
         const T* dyp = dy + (n * P + p) * K + k0;
         for (i64 tap = 0; tap < kvol; ++tap) {
           const i64 cell = input_cell(g, offsets, od, oh, ow, tap);
-          if (cell < 0) continue;
+          if (cell < 0) {
+            // Padding is zeros that take part in the products, as in PyTorch: Inf or NaN in dy
+            // reaching padding makes the weight's gradient NaN.
+            T* a = acc + tap * kChannelBlock;
+            for (i64 k = 0; k < kw_; ++k) a[k] += dyp[k] * T(0);
+            continue;
+          }
           const T* xc = xn + cell * C;
           T* a = acc + tap * kChannelBlock;
           if (Kg == 1) {

@@ -76,8 +76,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
+#include "conv.h"
 #include "gemm_tile.h"
 #include "microkernel.h"
 #include "parallel.h"
@@ -313,6 +315,64 @@ inline void store_tile_row(float* dst, vf v, int r, int n) {
 #endif
 }
 
+// ---- non-finite and large values
+//
+// The transforms mix every value of a tile into every transformed value, so one Inf or NaN in the
+// input would spread over its whole 4x4 output tile (and Inf - Inf would turn it into NaN), and
+// values near the float range overflow in B^T d B where the direct sum does not. A call runs on
+// the transforms only when all of its values are finite and bounded so that no intermediate can
+// overflow; otherwise it takes the implicit GEMM, whose non-finite outputs are exactly those of the
+// direct convolution. The check is one read of each operand, a max over magnitude bits.
+
+// Growth of a magnitude through each 2-D transform: the largest row sum of |B^T| (36 + 97 + 36)
+// and of |A^T| (1 + 8 + 8 + 27 + 27), squared; G's rows sum to at most 1/36, so |U| <= max|w|;
+// A dY A^T (backward weight) grows by at most |A|'s 65^2, below A^T's bound.
+constexpr double kInputGrowth = 169.0 * 169.0;
+constexpr double kOutputGrowth = 71.0 * 71.0;
+// Below FLT_MAX (3.4e38) with room for the bias and the rounding of the bound itself.
+constexpr double kSafeMagnitude = 1e38;
+
+// The largest |p[i]| of p[0, n) as float bits without the sign: for non-negative floats the
+// integer order is the numeric order, with Inf and NaN above every finite value, so one integer
+// max (which vectorises) finds both the magnitude and any non-finite value.
+std::uint32_t magnitude_bits(const float* p, i64 n) {
+  constexpr i64 kChunk = i64(1) << 16;
+  const i64 chunks = ceil_div(n, kChunk);
+  std::vector<std::uint32_t> part(static_cast<size_t>(chunks), 0);
+  parallel_for(chunks, [&](i64 c, int) {
+    const float* q = p + c * kChunk;
+    const i64 m = std::min(kChunk, n - c * kChunk);
+    std::uint32_t best = 0;
+    for (i64 i = 0; i < m; ++i) {
+      std::uint32_t bits;
+      std::memcpy(&bits, q + i, sizeof bits);
+      bits &= 0x7fffffffu;
+      best = bits > best ? bits : best;
+    }
+    part[c] = best;
+  });
+  std::uint32_t best = 0;
+  for (std::uint32_t b : part) best = std::max(best, b);
+  return best;
+}
+
+// max|p[i]| of p[0, n), or +inf when any value is Inf or NaN.
+double max_magnitude(const float* p, i64 n) {
+  const std::uint32_t bits = magnitude_bits(p, n);
+  if (bits >= 0x7f800000u) return std::numeric_limits<double>::infinity();
+  float v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+// Whether sums of `terms` products a*b, each operand transformed as above, stay finite in float.
+bool transforms_stay_finite(const float* a, i64 na, const float* b, i64 nb, double terms) {
+  const double ma = max_magnitude(a, na);
+  if (!(ma * kInputGrowth < kSafeMagnitude)) return false;
+  const double mb = max_magnitude(b, nb);
+  return mb * kInputGrowth < kSafeMagnitude && ma * mb * kInputGrowth * kOutputGrowth * std::max(terms, 1.0) < kSafeMagnitude;
+}
+
 }  // namespace
 
 bool winograd_eligible(const ConvGeometry& g) {
@@ -362,21 +422,37 @@ bool winograd_backward_data_wins(const ConvGeometry& g) {
   return winograd_eligible(g) && transposed_geometry(g, t) && winograd_forward_wins(t);
 }
 
+namespace {
+void forward_transforms(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+}  // namespace
+
 void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   ConvGeometry t;
   if (!transposed_geometry(g, t)) fail("winograd_backward_data_nchw_f32: padding above 2");
   if (g.N == 0) return;
+  // Not the transposed forward on the implicit GEMM: its zero-padded dy would multiply non-finite
+  // weights (0 * Inf) in products the gradient does not have; col2im has exactly the gradient's.
+  if (!transforms_stay_finite(dy, g.N * g.K * g.out_plane(), w, g.K * g.C * 9, double(g.K)))
+    return conv_backward_data_channels_first(g, dy, w, dx);
   // wt[c][k][i][j] = w[k][c][2 - i][2 - j]
   AlignedBuffer<float> wt(checked_mul(g.C * g.K, 9, "winograd weights"));
   parallel_for(g.C, [&](i64 c, int) {
     for (i64 k = 0; k < g.K; ++k)
       for (int tap = 0; tap < 9; ++tap) wt.data()[(c * g.K + k) * 9 + tap] = w[(k * g.C + c) * 9 + 8 - tap];
   });
-  winograd_forward_nchw_f32(t, dy, wt.data(), nullptr, dx);
+  forward_transforms(t, dy, wt.data(), nullptr, dx);
 }
 
 void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   if (g.N == 0) return;
+  if (!transforms_stay_finite(x, g.N * g.C * g.in_plane(), w, g.K * g.C * 9, double(g.C)))
+    return conv_forward_channels_first(g, x, w, bias, y);
+  forward_transforms(g, x, w, bias, y);
+}
+
+namespace {
+
+void forward_transforms(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const MicroKernel<float>& mk = micro_kernel<float>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 N = g.N, C = g.C, K = g.K, IH = g.in[1], IW = g.in[2], OH = g.out[1], OW = g.out[2];
@@ -583,6 +659,8 @@ void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const floa
   });
 }
 
+}  // namespace
+
 bool winograd_backward_weight_wins(const ConvGeometry& g) { return winograd_wins(g, kWgradMinTiles); }
 
 namespace {
@@ -627,6 +705,10 @@ void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, c
     std::fill(dw, dw + K * C * 9, 0.f);
     return;
   }
+  // Each dU sums one product per tile; the tiles of the whole batch add up.
+  const double tiles = double(N) * double(ceil_div(OH, kM)) * double(ceil_div(OW, kM));
+  if (!transforms_stay_finite(x, N * C * g.in_plane(), dy, N * K * g.out_plane(), tiles))
+    return conv_backward_weight_channels_first(g, dy, x, dw);
   const MicroKernel<float>& mk = micro_kernel<float>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 pt = g.pad_before[1], pl = g.pad_before[2];

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <stdexcept>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -152,9 +153,15 @@ class AlignedBuffer {
  public:
   AlignedBuffer() = default;
   explicit AlignedBuffer(std::int64_t count) { resize(count); }
+  // The byte count is checked: a count that would wrap it (a size computed from hostile
+  // arguments) must fail here, not allocate a short buffer that the kernel then overruns.
   void resize(std::int64_t count) {
-    std::size_t bytes = static_cast<std::size_t>(count > 0 ? count : 1) * sizeof(T);
-    bytes = (bytes + 63) / 64 * 64;
+    if (count < 0) throw std::length_error("scratch size computation overflows 64-bit integers");
+    std::size_t bytes = 0;
+    if (__builtin_mul_overflow(static_cast<std::size_t>(count > 0 ? count : 1), sizeof(T), &bytes) ||
+        __builtin_add_overflow(bytes, std::size_t{63}, &bytes))
+      throw std::bad_alloc();
+    bytes = bytes / 64 * 64;
     void* p = scratch_allocate(bytes);
     if (!p) throw std::bad_alloc();
     data_.reset(static_cast<T*>(p));

@@ -2,7 +2,7 @@
 // channels-first (N, C, D, H, W) and channels-last (N, D, H, W, C) layouts.
 //
 // Semantics are PyTorch's (shape.h computes the sizes): padded cells are never selected by
-// max/min, NaN wins and the first NaN in row-major window order gives the index, ties go to the
+// max/min, NaN wins and the last NaN in row-major window order gives the index, ties go to the
 // first element, and the average divisor follows count_include_pad / divisor_override, or the
 // in-bounds count under TensorFlow-style "same"/"valid" padding and for adaptive windows.
 //
@@ -103,7 +103,9 @@ AxisWindows sliding_axis(const PoolGeometry& g, int a) {
   AxisWindows w;
   w.in = g.in[a];
   w.step = g.dilation[a];
-  w.stride = g.stride[a];
+  // With one output the stride is never applied; as 1 it cannot overflow the band arithmetic
+  // (a stride near 2**63 is valid there) and the unit-stride kernels serve it.
+  w.stride = g.out[a] == 1 ? 1 : g.stride[a];
   w.offset = -g.pad_before[a];
   w.taps = g.kernel[a];
   w.span.resize(g.out[a]);
@@ -115,7 +117,8 @@ AxisWindows sliding_axis(const PoolGeometry& g, int a) {
     Span& s = w.span[o];
     s.count = std::max<i64>(0, k_hi - k_lo + 1);
     s.begin = start + k_lo * w.step;
-    s.padded = std::min(w.taps, w.in + g.pad_after[a] - start);
+    // In 128 bits: with a kernel near 2**63 the padding on both sides can be as large as 2**62.
+    s.padded = static_cast<i64>(std::min<i128>(w.taps, i128(w.in) + g.pad_after[a] - start));
   }
   return w;
 }
@@ -262,15 +265,16 @@ constexpr T empty_window_value() {
   return W == Extremum::kMax ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
 }
 
-// Whether candidate v replaces the current best: a NaN, once taken, stays (the first NaN wins); a
-// NaN candidate beats any number; otherwise only a strictly better value does, so ties keep the
-// first. Written as compares and ands so that it vectorises into masks.
+// Whether candidate v replaces the current best: a NaN candidate always does, so the last NaN in
+// window order wins, as in PyTorch (its CPU and CUDA kernels take `val > best || isnan(val)`);
+// otherwise only a strictly better number does, so ties keep the first. Written as compares and
+// ors so that it vectorises into masks.
 template <Extremum W, class T>
 inline bool replaces(T v, T best) {
   if constexpr (W == Extremum::kMax)
-    return best == best && !(v <= best);
+    return v > best || v != v;
   else
-    return best == best && !(v >= best);
+    return v < best || v != v;
 }
 
 // sum + p[0] + ... + p[n-1]. Short runs are added in order; long ones (a global pool's plane) in
@@ -306,10 +310,10 @@ bool is_global(const Windows& w) {
 }
 
 // Whether (v, at) beats the best so far (best, pos) where either may come first in window order:
-// the first NaN, else the largest (smallest) value, the first of equal ones.
+// the last NaN, else the largest (smallest) value, the first of equal ones.
 template <Extremum W, class T>
 inline bool beats(T v, i64 at, T best, i64 pos) {
-  if (best != best) return v != v && at < pos;
+  if (best != best) return v != v && at > pos;
   if (v != v) return true;
   return W == Extremum::kMax ? (v > best || (v == best && at < pos)) : (v < best || (v == best && at < pos));
 }
@@ -853,9 +857,12 @@ void avg_windows_backward_nchw(const Windows& w, const AvgDivisor& rule, const T
 // in-bounds cells instead of padding a copy to their size.
 bool bands_fit(const Windows& w) {
   if (w.axis[0].stride == 0) return false;  // adaptive
-  const Bands b = bands_of(w);
-  const i64 ekh = (w.axis[1].taps - 1) * w.axis[1].step + 1;
-  return b.pitch <= 2 * w.axis[2].in + 64 && ekh <= 2 * w.axis[1].in + 64;
+  // In 128 bits: with kernels, strides or dilations near 2**63 these extents leave int64 (and then
+  // bands do not fit).
+  const AxisWindows &ah = w.axis[1], &aw = w.axis[2];
+  const i128 ekh = i128(ah.taps - 1) * ah.step + 1, ekw = i128(aw.taps - 1) * aw.step + 1;
+  const i128 pitch = i128(aw.out() - 1) * aw.stride + ekw;
+  return pitch <= 2 * i128(aw.in) + 64 && ekh <= 2 * i128(ah.in) + 64;
 }
 
 // Whether every candidate index of a band (which may point a little outside the plane, into the

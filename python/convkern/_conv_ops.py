@@ -159,6 +159,9 @@ class _ConvCall:
             _check_mode_padding(padding_mode, shape[2:], before, after)
             self.mode_pads = (before, after)
             shape = tuple(shape[:2]) + tuple(n + b_ + a_ for n, b_, a_ in zip(shape[2:], before, after))
+            if max(shape[2:]) > 2**63 - 1:
+                raise ValueError(f"padding_mode={padding_mode!r}: the padded input size {tuple(shape[2:])} "
+                                 f"does not fit a 64-bit integer")
             before = after = [0] * rank
         self.kernel_shape = tuple(shape)
         self.args = _C.ConvArgs(stride, pad3(before, rank, 0), pad3(after, rank, 0), dilation, groups, rank,

@@ -483,14 +483,17 @@ def _extreme_position(values, index, largest):
     """Position along the last axis of the cell that max (min) pooling picks, and whether any.
 
     Padding (index -1) never counts, so even -inf (+inf) inputs win over it; a NaN wins
-    over any number, the first NaN over later ones; among equal extremes the first wins."""
+    over any number, the last NaN over earlier ones (as in PyTorch); among equal extremes the
+    first wins."""
     inside = np.broadcast_to(index >= 0, values.shape)
     nan = np.isnan(values) & inside
     number = inside & ~nan
     key = values if largest else -values
     best = np.max(key, axis=-1, where=number, initial=-np.inf, keepdims=True)
-    chosen = np.where(nan.any(axis=-1, keepdims=True), nan, number & (key == best))
-    return chosen.argmax(axis=-1), chosen.any(axis=-1)     # argmax of booleans: first True
+    extreme = number & (key == best)
+    last_nan = nan.shape[-1] - 1 - nan[..., ::-1].argmax(axis=-1)  # argmax of booleans: first True
+    has_nan = nan.any(axis=-1)
+    return np.where(has_nan, last_nan, extreme.argmax(axis=-1)), has_nan | extreme.any(axis=-1)
 
 
 def _select(values, index, largest):
@@ -639,7 +642,7 @@ def _global_pool_backward(rank, kind, grad_output, input, keepdims, data_format)
     if kind == "avg":
         grad = np.broadcast_to(g / planes.shape[-1], planes.shape).reshape(x.shape)
     else:
-        # The whole gradient goes to the first extreme element (the first NaN, if any).
+        # The whole gradient goes to the first extreme element (the last NaN, if any).
         _, selected = _select(planes, index, kind == "max")
         grad = _scatter_to_plane(g, selected[..., np.newaxis], x.shape[2:])
     return _from_ncx(grad, batched, channels_last)
