@@ -51,6 +51,8 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an int, got {n!r}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if n > 2**31 - 1:  # the kernels keep the count in a C int
+        raise ValueError(f"n must be at most {2**31 - 1}, got {n}")
     _C.set_num_threads(n)
 
 

@@ -8,7 +8,7 @@ kernels, CUDA arrays on the CUDA kernels, with the same code here.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ._args import (
     data_format_is_last,
     int_tuple,
     ncs_shape,
+    weight_from_channels_first,
+    weight_is_spatial_first,
+    weight_to_channels_first,
     pad3,
     physical_shape,
     same_dtype,
@@ -39,6 +42,8 @@ def _conv_padding(padding: Any, rank: int, in_sizes, kernel, stride, dilation) -
             return [p[0] for p in pairs], [p[1] for p in pairs]
         raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
     if isinstance(padding, (list, tuple)):
+        if len(padding) == 1:
+            padding = tuple(padding) * rank  # one entry for every axis, as PyTorch reads (1,)
         if len(padding) != rank:
             raise ValueError(
                 f"padding must be an int, {rank} ints or {rank} (before, after) pairs, got {tuple(padding)!r}"
@@ -116,13 +121,18 @@ def _unpad_by_mode(g, axes: Sequence[int], before, after, mode: str, xp=np):
 # Convolution
 # --------------------------------------------------------------------------------------------
 
-def _parse_arrays(call, rank, input, weight, bias, data_format, device_arrays):
+def _parse_arrays(call: Any, rank: int, input: Any, weight: Any, bias: Any, data_format: Any, weight_format: Any,
+                  device_arrays: Dict[str, Any]) -> Tuple[Any, Any, Any, bool, Tuple[int, ...], bool]:
     """Sets call.be (where it runs, from every array of the call: device_arrays names the others, e.g.
-    grad_output and out) and returns the arrays of a (transposed) convolution, checked for dtype and
-    layout: (input, weight, bias, channels_last, (N, C, *spatial) of the input, unbatched)."""
+    grad_output and out) and call.spatial_first_weight, and returns the arrays of a (transposed)
+    convolution, checked for dtype and layout: (input, weight as (a, b, *kernel), bias, channels_last,
+    (N, C, *spatial) of the input, unbatched)."""
     be = call.be = backend_for(input=input, weight=weight, bias=bias, **device_arrays)
+    call.spatial_first_weight = weight_is_spatial_first(weight_format, rank)
     x = be.as_float_array(input, "input")
     w = be.as_float_array(weight, "weight")
+    if call.spatial_first_weight:
+        w = weight_to_channels_first(w, rank)
     b = None if bias is None else be.as_float_array(bias, "bias")
     same_dtype(x, "input", weight=w, bias=b)
     last = data_format_is_last(data_format, rank)
@@ -133,17 +143,17 @@ def _parse_arrays(call, rank, input, weight, bias, data_format, device_arrays):
 class _ConvCall:
     """A parsed, validated convolution call: the geometry and the arrays in kernel form."""
 
-    def __init__(self, rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
-                 **device_arrays):
+    def __init__(self, rank: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
+                 groups: Any, padding_mode: Any, data_format: Any, weight_format: Any = None,
+                 **device_arrays: Any) -> None:
         x, w, b, self.last, shape, self.unbatched = _parse_arrays(self, rank, input, weight, bias, data_format,
-                                                                  device_arrays)
+                                                                  weight_format, device_arrays)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         if w.ndim != rank + 2:
-            raise ValueError(
-                f"weight must have {rank + 2} dimensions (out_channels, in_channels/groups, *kernel), "
-                f"got shape {w.shape}"
-            )
+            layout = "(*kernel, in_channels/groups, out_channels)" if self.spatial_first_weight else \
+                "(out_channels, in_channels/groups, *kernel)"
+            raise ValueError(f"weight must have {rank + 2} dimensions {layout}, got shape {w.shape}")
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"bias must have shape ({w.shape[0]},) (one per output channel), got {b.shape}")
         self.rank, self.mode, self.shape = rank, padding_mode, shape
@@ -164,7 +174,14 @@ class _ConvCall:
         self.args = _C.ConvArgs(stride, pad3(before, rank, 0), pad3(after, rank, 0), dilation, groups, rank,
                                 self.last)
         self.w_shape5 = tuple(w.shape[:2]) + tuple(pad3(w.shape[2:], rank, 1))
-        y5 = _C.conv_output_shape(list(shape[:2]) + pad3(shape[2:], rank, 1), list(self.w_shape5), self.args)
+        try:
+            y5 = _C.conv_output_shape(list(shape[:2]) + pad3(shape[2:], rank, 1), list(self.w_shape5), self.args)
+        except ValueError as exc:
+            if not self.spatial_first_weight:
+                raise
+            # The checks see the weight as (out_channels, in_channels/groups, *kernel): say so.
+            raise ValueError(f"{exc} (the weight of shape {tuple(weight.shape)} given as {weight_format!r} "
+                             f"reads as {tuple(w.shape)})") from None
         self.y_shape = tuple(y5[:2]) + tuple(y5[5 - rank:])
         self.x, self.w, self.b, self.dtype = x, w, b, x.dtype
 
@@ -197,9 +214,11 @@ def _result_buffer(call, out):
     return call.be.xp.asarray(out)  # a CUDA out= that is not a CuPy array is written through a view
 
 
-def _conv(rank, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-          data_format=None, *, out=None):
-    c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format, out=out)
+def _conv(rank: int, input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+          groups: Any = 1, padding_mode: Any = "zeros", data_format: Any = None, *, weight_format: Any = None,
+          out: Any = None) -> Any:
+    c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
+                  weight_format, out=out)
     with c.be.scope():
         y = _result_buffer(c, out)
         b = None if c.b is None else c.be.xp.ascontiguousarray(c.b)
@@ -224,11 +243,12 @@ def _output_mask(output_mask) -> Tuple[bool, bool, bool]:
     return tuple(bool(m) for m in output_mask)
 
 
-def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
-                   padding_mode="zeros", data_format=None, *, output_mask=(True, True, True)):
+def _conv_backward(rank: int, grad_output: Any, input: Any, weight: Any, stride: Any = 1, padding: Any = 0,
+                   dilation: Any = 1, groups: Any = 1, padding_mode: Any = "zeros", data_format: Any = None, *,
+                   weight_format: Any = None, output_mask: Any = (True, True, True)) -> Tuple[Any, Any, Any]:
     want_dx, want_dw, want_db = _output_mask(output_mask)
     c = _ConvCall(rank, input, weight, None, stride, padding, dilation, groups, padding_mode, data_format,
-                  grad_output=grad_output)
+                  weight_format, grad_output=grad_output)
     dy = _grad_output(c, grad_output, c.user_shape(c.y_shape)).reshape(c.phys(c.y_shape))
     be = c.be
     dx = dw = db = None
@@ -244,6 +264,8 @@ def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilati
             dw = be.empty(c.w_shape5, c.dtype)
             be.kernels.conv_backward_weight(dy, c.x5(), dw, c.args)
             dw = dw.reshape(c.w.shape)
+            if c.spatial_first_weight:
+                dw = weight_from_channels_first(dw, rank, be.xp)
         if want_db:
             db = be.empty((c.w.shape[0],), c.dtype)
             be.kernels.channel_sum(dy, db, c.last)
@@ -256,22 +278,24 @@ def _conv_backward(rank, grad_output, input, weight, stride=1, padding=0, dilati
 # --------------------------------------------------------------------------------------------
 
 class _ConvTransposeCall:
-    def __init__(self, rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
-                 **device_arrays):
+    def __init__(self, rank: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+                 output_padding: Any, groups: Any, dilation: Any, data_format: Any, weight_format: Any = None,
+                 **device_arrays: Any) -> None:
         x, w, b, self.last, shape, self.unbatched = _parse_arrays(self, rank, input, weight, bias, data_format,
-                                                                  device_arrays)
+                                                                  weight_format, device_arrays)
         if w.ndim != rank + 2:
-            raise ValueError(
-                f"weight must have {rank + 2} dimensions (in_channels, out_channels/groups, *kernel), "
-                f"got shape {w.shape}"
-            )
+            layout = "(*kernel, out_channels/groups, in_channels)" if self.spatial_first_weight else \
+                "(in_channels, out_channels/groups, *kernel)"
+            raise ValueError(f"weight must have {rank + 2} dimensions {layout}, got shape {w.shape}")
         groups = as_int(groups, "groups")
         if groups < 1:
             raise ValueError(f"groups must be >= 1, got {groups}")
         if w.shape[0] != shape[1]:
+            layout = "(*kernel, out_channels/groups, in_channels)" if self.spatial_first_weight else \
+                "(in_channels, out_channels/groups, *kernel)"
+            given = weight_from_channels_first(w, rank).shape if self.spatial_first_weight else w.shape
             raise ValueError(
-                f"weight must have shape (in_channels, out_channels/groups, *kernel) with in_channels="
-                f"{shape[1]} (the input's channels), got {w.shape}"
+                f"weight must have shape {layout} with in_channels={shape[1]} (the input's channels), got {given}"
             )
         if shape[1] % groups:
             raise ValueError(f"groups must divide the input channels: input has {shape[1]}, groups={groups}")
@@ -317,10 +341,11 @@ class _ConvTransposeCall:
         return user_shape(ncs, self.unbatched, self.last)
 
 
-def _conv_transpose(rank, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                    data_format=None, *, out=None):
+def _conv_transpose(rank: int, input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+                    output_padding: Any = 0, groups: Any = 1, dilation: Any = 1, data_format: Any = None, *,
+                    weight_format: Any = None, out: Any = None) -> Any:
     t = _ConvTransposeCall(rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
-                           out=out)
+                           weight_format, out=out)
     with t.be.scope():
         y = _result_buffer(t, out)
         y5 = y.reshape(t.phys(t.y_shape))
@@ -329,11 +354,13 @@ def _conv_transpose(rank, input, weight, bias=None, stride=1, padding=0, output_
     return y if out is None else out
 
 
-def _conv_transpose_backward(rank, grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
-                             dilation=1, data_format=None, *, output_mask=(True, True, True)):
+def _conv_transpose_backward(rank: int, grad_output: Any, input: Any, weight: Any, stride: Any = 1,
+                             padding: Any = 0, output_padding: Any = 0, groups: Any = 1, dilation: Any = 1,
+                             data_format: Any = None, *, weight_format: Any = None,
+                             output_mask: Any = (True, True, True)) -> Tuple[Any, Any, Any]:
     want_dx, want_dw, want_db = _output_mask(output_mask)
     t = _ConvTransposeCall(rank, input, weight, None, stride, padding, output_padding, groups, dilation, data_format,
-                           grad_output=grad_output)
+                           weight_format, grad_output=grad_output)
     dy = _grad_output(t, grad_output, t.user_shape(t.y_shape)).reshape(t.phys(t.y_shape))
     be = t.be
     gx = gw = gb = None
@@ -352,6 +379,8 @@ def _conv_transpose_backward(rank, grad_output, input, weight, stride=1, padding
             gw = be.empty(t.w_shape5, t.dtype)
             be.kernels.conv_backward_weight(t.x_extended(), dy, gw, t.args)
             gw = gw.reshape(t.w.shape)
+            if t.spatial_first_weight:
+                gw = weight_from_channels_first(gw, rank, be.xp)
         if want_db:
             gb = be.empty((t.y_shape[1],), t.dtype)
             be.kernels.channel_sum(dy, gb, t.last)

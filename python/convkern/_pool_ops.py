@@ -8,7 +8,7 @@ on the CUDA kernels.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -110,7 +110,9 @@ class _PoolCall(_Activations):
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
         k = int_tuple(kernel_size, rank, "kernel_size")
-        s = k if stride is None else int_tuple(stride, rank, "stride")
+        # An empty stride means the default (the kernel size), as in PyTorch's pooling.
+        empty_stride = isinstance(stride, (list, tuple)) and len(stride) == 0
+        s = k if stride is None or empty_stride else int_tuple(stride, rank, "stride")
         d = int_tuple(dilation, rank, "dilation")
         self.same_or_valid = isinstance(padding, str)
         if self.same_or_valid:
@@ -134,8 +136,16 @@ class _PoolCall(_Activations):
         return k, s, pb, pa, ceil, sov
 
 
-def _extremum_pool(is_min, rank, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                   return_indices=False, data_format=None, *, out=None):
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _extremum_pool(is_min: bool, rank: int, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                   dilation: Any = 1, ceil_mode: Any = False, return_indices: Any = False, data_format: Any = None, *,
+                   out: Any = None) -> Any:
+    return_indices = _check_bool(return_indices, "return_indices")
     p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format, out=out)
     with p.be.scope():
         y = p.output(out)
@@ -198,9 +208,13 @@ def _avg_pool_backward(rank, grad_output, input, kernel_size, stride=None, paddi
 
 # Global pooling is pooling with one window that covers the whole input plane.
 
-def _global_call(rank, input, data_format, **device_arrays) -> _PoolCall:
+def _global_call(rank: int, input: Any, data_format: Any, **device_arrays: Any) -> _PoolCall:
     x = backend_for(input=input, **device_arrays).as_float_array(input, "input")
     shape, _ = ncs_shape(x, rank, "input", data_format_is_last(data_format, rank))
+    if min(shape[2:]) == 0:
+        # Checked here: the window is the whole plane, so the kernel-size message would name an
+        # argument the caller never gave.
+        raise ValueError(f"global pooling needs a non-empty spatial extent, got input of shape {tuple(x.shape)}")
     return _PoolCall(rank, x, tuple(shape[2:]), None, 0, 1, False, data_format, **device_arrays)
 
 
@@ -274,7 +288,9 @@ def _adaptive_avg_pool_backward(rank, grad_output, input, output_size, data_form
     return a.finish_grad(dx)
 
 
-def _adaptive_max_pool(rank, input, output_size, return_indices=False, data_format=None, *, out=None):
+def _adaptive_max_pool(rank: int, input: Any, output_size: Any, return_indices: Any = False, data_format: Any = None,
+                       *, out: Any = None) -> Any:
+    return_indices = _check_bool(return_indices, "return_indices")
     a = _AdaptiveCall(rank, input, output_size, data_format, out=out)
     with a.be.scope():
         y = a.output(out)

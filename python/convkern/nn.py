@@ -21,7 +21,8 @@ kernels; what is left here is the bookkeeping, in plain NumPy that you can read.
 
 Constructor arguments, parameter shapes, ``parameters()`` order, ``state_dict`` keys and the
 default initialisation are PyTorch's, so weights can be copied between the two one to one.
-Layers also take a ``data_format`` ("NCHW", PyTorch's default, or "NHWC", Keras's).
+Layers also take a ``data_format`` ("NCHW", PyTorch's default, or "NHWC", Keras's), and convolutions a
+``weight_format`` ("OIHW", PyTorch's, or "HWIO", the layout of a Keras kernel, which then loads as is).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import functional as F
-from ._args import CHANNELS_FIRST, int_tuple
+from ._args import CHANNELS_FIRST, WEIGHT_CHANNELS_FIRST, int_tuple, weight_from_channels_first, \
+    weight_is_spatial_first
 from .shapes import output_shape
 
 __all__ = [
@@ -425,16 +427,26 @@ def _conv_repr(layer, optional) -> str:
         s += ", bias=False"
     if layer.data_format != CHANNELS_FIRST[layer.rank]:
         s += f", data_format={layer.data_format!r}"
+    if layer.weight_format != WEIGHT_CHANNELS_FIRST[layer.rank]:
+        s += f", weight_format={layer.weight_format!r}"
     return s
 
 
+def _initial_weight(shape: Tuple[int, ...], fan_in: int, weight_format: str, rank: int) -> np.ndarray:
+    """PyTorch's initial weight, in the layer's weight_format (the same numbers, only laid out differently)."""
+    w = _kaiming_uniform(shape, fan_in)
+    return weight_from_channels_first(w, rank) if weight_is_spatial_first(weight_format, rank) else w
+
+
 class _ConvNd(Module):
-    """y = conv(x, weight) + bias. Weight (out_channels, in_channels/groups, *kernel_size)."""
+    """y = conv(x, weight) + bias. Weight (out_channels, in_channels/groups, *kernel_size), or
+    (*kernel_size, in_channels/groups, out_channels) with the spatial-first weight_format (Keras's)."""
 
     rank: int
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", data_format: Optional[str] = None):
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", data_format: Optional[str] = None,
+                 weight_format: Optional[str] = None):
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
@@ -444,15 +456,17 @@ class _ConvNd(Module):
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.padding_mode = padding_mode
         self.data_format = data_format or CHANNELS_FIRST[self.rank]
+        self.weight_format = weight_format or WEIGHT_CHANNELS_FIRST[self.rank]
         # Each output sums in_channels/groups * kernel_volume products: that is the fan-in.
         fan_in = in_channels // groups * math.prod(self.kernel_size)
-        self.weight = Parameter(_kaiming_uniform((out_channels, in_channels // groups) + self.kernel_size, fan_in))
+        self.weight = Parameter(_initial_weight((out_channels, in_channels // groups) + self.kernel_size, fan_in,
+                                                self.weight_format, self.rank))
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
     def _geometry(self) -> dict:
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.padding_mode, data_format=self.data_format)
+                    padding_mode=self.padding_mode, data_format=self.data_format, weight_format=self.weight_format)
 
     def forward(self, x):
         self._input = x if self.training else None
@@ -498,14 +512,16 @@ class Conv3d(_ConvNd):
 class _ConvTransposeNd(Module):
     """The transpose (adjoint) of a convolution: it maps a conv's output size back to its input size.
 
-    Weight (in_channels, out_channels/groups, *kernel_size), as in PyTorch. Used to upsample,
+    Weight (in_channels, out_channels/groups, *kernel_size), as in PyTorch, or (*kernel_size,
+    out_channels/groups, in_channels) with the spatial-first weight_format (Keras's). Used to upsample,
     e.g. in decoders: stride 2 doubles the size.
     """
 
     rank: int
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, data_format: Optional[str] = None):
+                 groups: int = 1, bias: bool = True, dilation=1, data_format: Optional[str] = None,
+                 weight_format: Optional[str] = None):
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
@@ -514,15 +530,18 @@ class _ConvTransposeNd(Module):
         self.kernel_size = int_tuple(kernel_size, self.rank, "kernel_size")
         self.stride, self.padding, self.output_padding, self.dilation = stride, padding, output_padding, dilation
         self.data_format = data_format or CHANNELS_FIRST[self.rank]
+        self.weight_format = weight_format or WEIGHT_CHANNELS_FIRST[self.rank]
         # PyTorch computes the fan-in from the weight's second axis: out_channels/groups * kernel volume.
         fan_in = out_channels // groups * math.prod(self.kernel_size)
-        self.weight = Parameter(_kaiming_uniform((in_channels, out_channels // groups) + self.kernel_size, fan_in))
+        self.weight = Parameter(_initial_weight((in_channels, out_channels // groups) + self.kernel_size, fan_in,
+                                                self.weight_format, self.rank))
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
     def _geometry(self) -> dict:
         return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
-                    groups=self.groups, dilation=self.dilation, data_format=self.data_format)
+                    groups=self.groups, dilation=self.dilation, data_format=self.data_format,
+                    weight_format=self.weight_format)
 
     def forward(self, x):
         self._input = x if self.training else None

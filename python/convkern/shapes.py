@@ -78,11 +78,11 @@ def output_shape(op: Union[str, Callable], input_shape: Sequence[int], *args: An
 
     if family == "conv":
         c = _ConvCall(rank, x, _stand_in(a["weight"]), None, a["stride"], a["padding"], a["dilation"],
-                      a["groups"], a["padding_mode"], a["data_format"])
+                      a["groups"], a["padding_mode"], a["data_format"], a["weight_format"])
         return c.user_shape(c.y_shape)
     if family == "conv_transpose":
         t = _ConvTransposeCall(rank, x, _stand_in(a["weight"]), None, a["stride"], a["padding"],
-                               a["output_padding"], a["groups"], a["dilation"], a["data_format"])
+                               a["output_padding"], a["groups"], a["dilation"], a["data_format"], a["weight_format"])
         return t.user_shape(t.y_shape)
     if family.startswith("global_"):
         g = _global_call(rank, x, a["data_format"])
