@@ -326,13 +326,9 @@ def signature(op: Op, r: int, return_indices: Optional[str] = None) -> Tuple[str
         else:
             lines.append(f"{name}: {annotation} = {'...' if stub else default}")
     if return_indices == "true_kw":
-        # Literal[True] without a default must follow the defaulted parameters: keyword-only.
+        # Literal[True] has no default, so it and every parameter after it become keyword-only.
         i = lines.index(next(entry for entry in lines if entry.startswith("return_indices")))
-        entry = lines.pop(i)
-        star = lines.index("*") if "*" in lines else len(lines)
-        if "*" not in lines:
-            lines.append("*")
-        lines.insert(star + 1, entry)
+        lines = lines[:i] + ["*"] + [entry for entry in lines[i:] if entry != "*"]
     if op.name.endswith("_backward") and op.name.startswith("conv"):
         ret = "tuple[Array | None, Array | None, Array | None]"
     elif return_indices == "false":
@@ -364,14 +360,15 @@ def docstring(op: Op, r: int) -> str:
     return textwrap.indent("\n\n".join(parts), "    ").lstrip()
 
 
-def call(op: Op) -> str:
+def call(op: Op, ret: str) -> str:
+    """The body: the implementation's result (typed Any, as it may be a CuPy array) cast to the annotation."""
     args = []
     for key in op.params:
         if key == "*":
             continue
         name = PUBLIC.get(key, key)
         args.append(f"{name}={name}" if name in op.keyword_impl else name)
-    return f"return {op.impl}, " + ", ".join(args) + ")"
+    return f'return cast("{ret}", {op.impl}, ' + ", ".join(args) + "))"
 
 
 def render_op(op: Op, r: int) -> str:
@@ -381,7 +378,7 @@ def render_op(op: Op, r: int) -> str:
             params, ret = signature(op, r, variant)
             out.append(f"@overload\ndef {op.name}(\n    {params},\n) -> {ret}: ...\n")
     params, ret = signature(op, r)
-    body = textwrap.fill(call(op), 112, subsequent_indent="        ", break_long_words=False,
+    body = textwrap.fill(call(op, ret), 112, subsequent_indent="        ", break_long_words=False,
                          break_on_hyphens=False)
     out.append(f'def {op.name}(\n    {params},\n) -> {ret}:\n    """{docstring(op, r)}\n    """\n    {body}\n')
     return "\n\n".join(out)
@@ -407,7 +404,7 @@ This file is written by ``tools/gen_functional.py``; edit that, then run it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Optional, Union, overload
+from typing import Any, Literal, Optional, Union, cast, overload
 
 from numpy.typing import ArrayLike, NDArray
 

@@ -11,13 +11,15 @@ The hot paths are hand-written C++ (OpenMP, AVX-512/AVX2 micro-kernels picked at
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
 
 from . import _C, _cuda_backend, functional
 from .functional import *  # noqa: F401,F403  (the operators; the list is functional.__all__)
-from .functional import __all__ as _ops
 from . import filters, nn, optim
 from .shapes import conv_parameter_count, linear_parameter_count, output_shape
+
+if TYPE_CHECKING:  # imported on first use at run time (see __getattr__)
+    from . import reference
 
 try:
     from importlib.metadata import version as _version
@@ -56,11 +58,12 @@ def set_num_threads(n: int) -> None:
     _C.set_num_threads(n)
 
 
-__all__ = list(_ops) + ["info", "get_num_threads", "set_num_threads", "functional", "reference"]
+__all__ = ["info", "get_num_threads", "set_num_threads", "functional", "reference"]
 __all__ += ["nn", "optim", "filters", "output_shape", "conv_parameter_count", "linear_parameter_count"]
+__all__ += functional.__all__
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # The NumPy reference is imported on first use: it is the tests' oracle, not a hot path.
     if name == "reference":
         import importlib

@@ -7,7 +7,7 @@ reached through ``convkern._C`` so that there is one source of truth for every b
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -21,7 +21,7 @@ CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 
 
-def as_float_array(a: Any, name: str) -> np.ndarray:
+def as_float_array(a: Any, name: str) -> Any:
     """Returns ``a`` as an ndarray of float32 or float64; anything else is a TypeError."""
     if isinstance(a, np.ma.MaskedArray):
         # The kernels read every element: a mask would be silently ignored, so it is refused.
@@ -64,10 +64,10 @@ def same_dtype(ref: np.ndarray, ref_name: str, **others: Optional[np.ndarray]) -
 def as_int(v: Any, name: str) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}")
-    v = int(v)
-    if abs(v) > _INT64_MAX:
-        raise ValueError(f"{name} is too large: {v} does not fit in a 64-bit integer")
-    return v
+    value = int(v)
+    if abs(value) > _INT64_MAX:
+        raise ValueError(f"{name} is too large: {value} does not fit in a 64-bit integer")
+    return value
 
 
 def int_tuple(v: Any, rank: int, name: str) -> Tuple[int, ...]:
@@ -82,7 +82,7 @@ def int_tuple(v: Any, rank: int, name: str) -> Tuple[int, ...]:
     return (as_int(v, name),) * rank
 
 
-def pad3(t: Sequence[int], rank: int, fill: int) -> list:
+def pad3(t: Sequence[int], rank: int, fill: int) -> List[int]:
     """Spatial tuple of `rank` entries -> the 3 entries the kernels use (leading axes unused)."""
     return [fill] * (3 - rank) + list(t)
 
@@ -142,7 +142,7 @@ def ncs_shape(x: np.ndarray, rank: int, name: str, channels_last: bool) -> Tuple
             f"got shape {x.shape}"
         )
     unbatched = x.ndim == rank + 1
-    s = ((1,) if unbatched else ()) + tuple(x.shape)
+    s = tuple(([1] if unbatched else []) + [int(n) for n in x.shape])
     if channels_last:
         s = (s[0], s[-1]) + s[1:-1]
     return s, unbatched
@@ -180,7 +180,7 @@ def physical_shape(shape_ncs: Sequence[int], rank: int, channels_last: bool) -> 
     return tuple([n] + spatial + [c]) if channels_last else tuple([n, c] + spatial)
 
 
-def batched_contiguous(x, unbatched: bool, xp=np):
+def batched_contiguous(x: Any, unbatched: bool, xp: Any = np) -> Any:
     """The array in its own layout, with an N axis, C-contiguous (a view when it already is);
     xp is the array's module (numpy or cupy)."""
     return xp.ascontiguousarray(x[None] if unbatched else x)

@@ -8,7 +8,7 @@ kernels, CUDA arrays on the CUDA kernels, with the same code here.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from ._args import (
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _conv_padding(padding: Any, rank: int, in_sizes, kernel, stride, dilation) -> Tuple[list, list]:
+def _conv_padding(padding: Any, rank: int, in_sizes: Any, kernel: Any, stride: Any, dilation: Any) -> Tuple[List[int], List[int]]:
     """Per-axis (before, after) padding from an int, per-axis ints or pairs, "valid" or "same"."""
     if isinstance(padding, str):
         if padding == "valid":
@@ -93,7 +93,7 @@ def _check_mode_padding(mode: str, sizes: Sequence[int], before: Sequence[int], 
             )
 
 
-def _pad_by_mode(x, axes: Sequence[int], before, after, mode: str, xp=np):
+def _pad_by_mode(x: Any, axes: Sequence[int], before: Any, after: Any, mode: str, xp: Any = np) -> Any:
     """x padded by `mode` (a copy); xp is x's array module (numpy or cupy)."""
     for axis, b, a in zip(axes, before, after):
         if b or a:
@@ -101,7 +101,7 @@ def _pad_by_mode(x, axes: Sequence[int], before, after, mode: str, xp=np):
     return xp.ascontiguousarray(x)
 
 
-def _unpad_by_mode(g, axes: Sequence[int], before, after, mode: str, xp=np):
+def _unpad_by_mode(g: Any, axes: Sequence[int], before: Any, after: Any, mode: str, xp: Any = np) -> Any:
     """Adjoint of _pad_by_mode: every padded cell's gradient goes back to the cell it copied,
     in a fixed order (deterministic)."""
     for axis, b, a in reversed(list(zip(axes, before, after))):
@@ -142,6 +142,9 @@ def _parse_arrays(call: Any, rank: int, input: Any, weight: Any, bias: Any, data
 
 class _ConvCall:
     """A parsed, validated convolution call: the geometry and the arrays in kernel form."""
+
+    be: Any  # where it runs (set by _parse_arrays)
+    spatial_first_weight: bool
 
     def __init__(self, rank: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
                  groups: Any, padding_mode: Any, data_format: Any, weight_format: Any = None,
@@ -185,27 +188,27 @@ class _ConvCall:
         self.y_shape = tuple(y5[:2]) + tuple(y5[5 - rank:])
         self.x, self.w, self.b, self.dtype = x, w, b, x.dtype
 
-    def spatial_axes(self) -> list:
+    def spatial_axes(self) -> List[int]:
         return list(range(1, 1 + self.rank)) if self.last else list(range(2, 2 + self.rank))
 
-    def x5(self):
+    def x5(self) -> Any:
         """The input as the kernels read it: batched, C-contiguous, padded by mode if needed."""
         x = batched_contiguous(self.x, self.unbatched, self.be.xp)
         if self.mode != "zeros":
             x = _pad_by_mode(x, self.spatial_axes(), *self.mode_pads, self.mode, self.be.xp)
         return x.reshape(physical_shape(self.kernel_shape, self.rank, self.last))
 
-    def w5(self):
+    def w5(self) -> Any:
         return self.be.xp.ascontiguousarray(self.w).reshape(self.w_shape5)
 
-    def user_shape(self, ncs) -> tuple:
+    def user_shape(self, ncs: Any) -> Tuple[int, ...]:
         return user_shape(ncs, self.unbatched, self.last)
 
-    def phys(self, ncs) -> tuple:
+    def phys(self, ncs: Any) -> Tuple[int, ...]:
         return physical_shape(ncs, self.rank, self.last)
 
 
-def _result_buffer(call, out):
+def _result_buffer(call: Any, out: Any) -> Any:
     """The caller's out= (checked: shape, dtype, layout, device, no aliasing) or a new result array."""
     shape = call.user_shape(call.y_shape)
     if out is None:
@@ -226,7 +229,7 @@ def _conv(rank: int, input: Any, weight: Any, bias: Any = None, stride: Any = 1,
     return y if out is None else out
 
 
-def _grad_output(call, grad_output, expected: tuple):
+def _grad_output(call: Any, grad_output: Any, expected: Tuple[int, ...]) -> Any:
     """grad_output checked against the forward's output shape, batched and C-contiguous."""
     dy = call.be.as_float_array(grad_output, "grad_output")
     same_dtype(call.x, "input", grad_output=dy)
@@ -235,12 +238,12 @@ def _grad_output(call, grad_output, expected: tuple):
     return batched_contiguous(dy, call.unbatched, call.be.xp)
 
 
-def _output_mask(output_mask) -> Tuple[bool, bool, bool]:
+def _output_mask(output_mask: Any) -> Tuple[bool, bool, bool]:
     """Which of (grad_input, grad_weight, grad_bias) to compute, as aten's convolution_backward takes it."""
     if not isinstance(output_mask, (list, tuple)) or len(output_mask) != 3 or not all(
             isinstance(m, (bool, np.bool_)) for m in output_mask):
         raise TypeError(f"output_mask must be 3 bools (grad_input, grad_weight, grad_bias), got {output_mask!r}")
-    return tuple(bool(m) for m in output_mask)
+    return bool(output_mask[0]), bool(output_mask[1]), bool(output_mask[2])
 
 
 def _conv_backward(rank: int, grad_output: Any, input: Any, weight: Any, stride: Any = 1, padding: Any = 0,
@@ -278,6 +281,9 @@ def _conv_backward(rank: int, grad_output: Any, input: Any, weight: Any, stride:
 # --------------------------------------------------------------------------------------------
 
 class _ConvTransposeCall:
+    be: Any  # where it runs (set by _parse_arrays)
+    spatial_first_weight: bool
+
     def __init__(self, rank: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
                  output_padding: Any, groups: Any, dilation: Any, data_format: Any, weight_format: Any = None,
                  **device_arrays: Any) -> None:
@@ -318,13 +324,13 @@ class _ConvTransposeCall:
                                         list(self.w_shape5), self.args)
         assert tuple(conv_out[2:]) == tuple(pad3(self.ext_shape[2:], rank, 1)), (conv_out, self.ext_shape)
 
-    def phys(self, ncs) -> tuple:
+    def phys(self, ncs: Any) -> Tuple[int, ...]:
         return physical_shape(ncs, self.rank, self.last)
 
-    def spatial_axes(self) -> list:
+    def spatial_axes(self) -> List[int]:
         return list(range(1, 1 + self.rank)) if self.last else list(range(2, 2 + self.rank))
 
-    def x_extended(self):
+    def x_extended(self) -> Any:
         """The input (batched, in its layout) zero-extended to ext_shape when the plan needs it."""
         a = batched_contiguous(self.x, self.unbatched, self.be.xp)
         if self.ext_shape != self.shape:
@@ -334,10 +340,10 @@ class _ConvTransposeCall:
             a = self.be.xp.pad(a, widths)
         return a.reshape(self.phys(self.ext_shape))
 
-    def w5(self):
+    def w5(self) -> Any:
         return self.be.xp.ascontiguousarray(self.w).reshape(self.w_shape5)
 
-    def user_shape(self, ncs) -> tuple:
+    def user_shape(self, ncs: Any) -> Tuple[int, ...]:
         return user_shape(ncs, self.unbatched, self.last)
 
 

@@ -18,7 +18,7 @@ This file is written by ``tools/gen_functional.py``; edit that, then run it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Optional, Union, overload
+from typing import Any, Literal, Optional, Union, cast, overload
 
 from numpy.typing import ArrayLike, NDArray
 
@@ -198,8 +198,8 @@ def conv1d(
     >>> float(y[0, 0, 2])  # 2 channels x 3 cells
     6.0
     """
-    return _conv(1, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
-        weight_format=weight_format, out=out)
+    return cast("Array", _conv(1, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
+        weight_format=weight_format, out=out))
 
 
 def conv1d_backward(
@@ -287,8 +287,9 @@ def conv1d_backward(
     >>> dx.shape, dw.shape, db.shape
     ((1, 2, 5), (3, 2, 3), (3,))
     """
-    return _conv_backward(1, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
-        data_format, weight_format=weight_format, output_mask=output_mask)
+    return cast("tuple[Array | None, Array | None, Array | None]", _conv_backward(1, grad_output, input, weight,
+        stride, padding, dilation, groups, padding_mode, data_format, weight_format=weight_format,
+        output_mask=output_mask))
 
 
 def conv_transpose1d(
@@ -375,8 +376,8 @@ def conv_transpose1d(
     >>> float(y.max())
     2.0
     """
-    return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
-        weight_format=weight_format, out=out)
+    return cast("Array", _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation,
+        data_format, weight_format=weight_format, out=out))
 
 
 def conv_transpose1d_backward(
@@ -462,8 +463,9 @@ def conv_transpose1d_backward(
     >>> dx.shape, dw.shape, db.shape
     ((1, 2, 3), (2, 4, 2), (4,))
     """
-    return _conv_transpose_backward(1, grad_output, input, weight, stride, padding, output_padding, groups,
-        dilation, data_format, weight_format=weight_format, output_mask=output_mask)
+    return cast("tuple[Array | None, Array | None, Array | None]", _conv_transpose_backward(1, grad_output, input,
+        weight, stride, padding, output_padding, groups, dilation, data_format, weight_format=weight_format,
+        output_mask=output_mask))
 
 
 @overload
@@ -489,9 +491,9 @@ def max_pool1d(
     padding: PoolPadding = ...,
     dilation: IntOrTuple = ...,
     ceil_mode: bool = ...,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -582,8 +584,8 @@ def max_pool1d(
     >>> convkern.max_pool1d(x, 2).ravel().tolist()
     [1.0, 3.0]
     """
-    return _extremum_pool(False, 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _extremum_pool(False, 1, input, kernel_size, stride, padding,
+        dilation, ceil_mode, return_indices, data_format, out=out))
 
 
 def max_pool1d_backward(
@@ -653,8 +655,8 @@ def max_pool1d_backward(
     >>> float(dx.sum())
     2.0
     """
-    return _extremum_pool_backward(False, 1, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
-        data_format, indices)
+    return cast("Array", _extremum_pool_backward(False, 1, grad_output, input, kernel_size, stride, padding,
+        dilation, ceil_mode, data_format, indices))
 
 
 @overload
@@ -680,9 +682,9 @@ def min_pool1d(
     padding: PoolPadding = ...,
     dilation: IntOrTuple = ...,
     ceil_mode: bool = ...,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -773,8 +775,8 @@ def min_pool1d(
     >>> convkern.min_pool1d(x, 2).ravel().tolist()
     [0.0, 2.0]
     """
-    return _extremum_pool(True, 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _extremum_pool(True, 1, input, kernel_size, stride, padding,
+        dilation, ceil_mode, return_indices, data_format, out=out))
 
 
 def min_pool1d_backward(
@@ -844,8 +846,8 @@ def min_pool1d_backward(
     >>> float(dx.sum())
     2.0
     """
-    return _extremum_pool_backward(True, 1, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
-        data_format, indices)
+    return cast("Array", _extremum_pool_backward(True, 1, grad_output, input, kernel_size, stride, padding,
+        dilation, ceil_mode, data_format, indices))
 
 
 def avg_pool1d(
@@ -916,8 +918,8 @@ def avg_pool1d(
     >>> convkern.avg_pool1d(x, 2).ravel().tolist()
     [0.5, 2.5]
     """
-    return _avg_pool(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-        data_format, out=out)
+    return cast("Array", _avg_pool(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override, data_format, out=out))
 
 
 def avg_pool1d_backward(
@@ -987,8 +989,8 @@ def avg_pool1d_backward(
     >>> float(dx.sum())
     2.0
     """
-    return _avg_pool_backward(1, grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-        divisor_override, data_format)
+    return cast("Array", _avg_pool_backward(1, grad_output, input, kernel_size, stride, padding, ceil_mode,
+        count_include_pad, divisor_override, data_format))
 
 
 def global_max_pool1d(
@@ -1038,7 +1040,7 @@ def global_max_pool1d(
     >>> convkern.global_max_pool1d(x).tolist()
     [[3.0]]
     """
-    return _global_pool('max', 1, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('max', 1, input, keepdims, data_format, out=out))
 
 
 def global_max_pool1d_backward(
@@ -1090,7 +1092,7 @@ def global_max_pool1d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('max', 1, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('max', 1, grad_output, input, keepdims, data_format))
 
 
 def global_avg_pool1d(
@@ -1140,7 +1142,7 @@ def global_avg_pool1d(
     >>> convkern.global_avg_pool1d(x).tolist()
     [[1.5]]
     """
-    return _global_pool('avg', 1, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('avg', 1, input, keepdims, data_format, out=out))
 
 
 def global_avg_pool1d_backward(
@@ -1190,7 +1192,7 @@ def global_avg_pool1d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('avg', 1, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('avg', 1, grad_output, input, keepdims, data_format))
 
 
 def global_min_pool1d(
@@ -1240,7 +1242,7 @@ def global_min_pool1d(
     >>> convkern.global_min_pool1d(x).tolist()
     [[0.0]]
     """
-    return _global_pool('min', 1, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('min', 1, input, keepdims, data_format, out=out))
 
 
 def global_min_pool1d_backward(
@@ -1292,7 +1294,7 @@ def global_min_pool1d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('min', 1, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('min', 1, grad_output, input, keepdims, data_format))
 
 
 def adaptive_avg_pool1d(
@@ -1344,7 +1346,7 @@ def adaptive_avg_pool1d(
     >>> convkern.adaptive_avg_pool1d(x, 2).ravel().tolist()
     [0.5, 2.5]
     """
-    return _adaptive_avg_pool(1, input, output_size, data_format, out=out)
+    return cast("Array", _adaptive_avg_pool(1, input, output_size, data_format, out=out))
 
 
 def adaptive_avg_pool1d_backward(
@@ -1394,7 +1396,7 @@ def adaptive_avg_pool1d_backward(
     >>> float(dx.sum())
     2.0
     """
-    return _adaptive_avg_pool_backward(1, grad_output, input, output_size, data_format)
+    return cast("Array", _adaptive_avg_pool_backward(1, grad_output, input, output_size, data_format))
 
 
 @overload
@@ -1412,9 +1414,9 @@ def adaptive_max_pool1d(
 def adaptive_max_pool1d(
     input: ArrayLike,
     output_size: OutputSize,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -1486,7 +1488,8 @@ def adaptive_max_pool1d(
     >>> idx.ravel().tolist()
     [1, 3]
     """
-    return _adaptive_max_pool(1, input, output_size, return_indices, data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _adaptive_max_pool(1, input, output_size, return_indices,
+        data_format, out=out))
 
 
 def adaptive_max_pool1d_backward(
@@ -1541,7 +1544,7 @@ def adaptive_max_pool1d_backward(
     >>> float(dx.sum())
     2.0
     """
-    return _adaptive_max_pool_backward(1, grad_output, input, output_size, data_format, indices)
+    return cast("Array", _adaptive_max_pool_backward(1, grad_output, input, output_size, data_format, indices))
 
 
 # ---------------------------------------- 2-D
@@ -1631,8 +1634,8 @@ def conv2d(
     >>> float(y[0, 0, 2, 2])  # 2 channels x 9 cells
     18.0
     """
-    return _conv(2, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
-        weight_format=weight_format, out=out)
+    return cast("Array", _conv(2, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
+        weight_format=weight_format, out=out))
 
 
 def conv2d_backward(
@@ -1720,8 +1723,9 @@ def conv2d_backward(
     >>> dx.shape, dw.shape, db.shape
     ((1, 2, 5, 5), (3, 2, 3, 3), (3,))
     """
-    return _conv_backward(2, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
-        data_format, weight_format=weight_format, output_mask=output_mask)
+    return cast("tuple[Array | None, Array | None, Array | None]", _conv_backward(2, grad_output, input, weight,
+        stride, padding, dilation, groups, padding_mode, data_format, weight_format=weight_format,
+        output_mask=output_mask))
 
 
 def conv_transpose2d(
@@ -1809,8 +1813,8 @@ def conv_transpose2d(
     >>> float(y.max())
     2.0
     """
-    return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
-        weight_format=weight_format, out=out)
+    return cast("Array", _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation,
+        data_format, weight_format=weight_format, out=out))
 
 
 def conv_transpose2d_backward(
@@ -1897,8 +1901,9 @@ def conv_transpose2d_backward(
     >>> dx.shape, dw.shape, db.shape
     ((1, 2, 3, 3), (2, 4, 2, 2), (4,))
     """
-    return _conv_transpose_backward(2, grad_output, input, weight, stride, padding, output_padding, groups,
-        dilation, data_format, weight_format=weight_format, output_mask=output_mask)
+    return cast("tuple[Array | None, Array | None, Array | None]", _conv_transpose_backward(2, grad_output, input,
+        weight, stride, padding, output_padding, groups, dilation, data_format, weight_format=weight_format,
+        output_mask=output_mask))
 
 
 @overload
@@ -1924,9 +1929,9 @@ def max_pool2d(
     padding: PoolPadding = ...,
     dilation: IntOrTuple = ...,
     ceil_mode: bool = ...,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -2017,8 +2022,8 @@ def max_pool2d(
     >>> convkern.max_pool2d(x, 2).ravel().tolist()
     [5.0, 7.0, 13.0, 15.0]
     """
-    return _extremum_pool(False, 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _extremum_pool(False, 2, input, kernel_size, stride, padding,
+        dilation, ceil_mode, return_indices, data_format, out=out))
 
 
 def max_pool2d_backward(
@@ -2088,8 +2093,8 @@ def max_pool2d_backward(
     >>> float(dx.sum())
     4.0
     """
-    return _extremum_pool_backward(False, 2, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
-        data_format, indices)
+    return cast("Array", _extremum_pool_backward(False, 2, grad_output, input, kernel_size, stride, padding,
+        dilation, ceil_mode, data_format, indices))
 
 
 @overload
@@ -2115,9 +2120,9 @@ def min_pool2d(
     padding: PoolPadding = ...,
     dilation: IntOrTuple = ...,
     ceil_mode: bool = ...,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -2208,8 +2213,8 @@ def min_pool2d(
     >>> convkern.min_pool2d(x, 2).ravel().tolist()
     [0.0, 2.0, 8.0, 10.0]
     """
-    return _extremum_pool(True, 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _extremum_pool(True, 2, input, kernel_size, stride, padding,
+        dilation, ceil_mode, return_indices, data_format, out=out))
 
 
 def min_pool2d_backward(
@@ -2279,8 +2284,8 @@ def min_pool2d_backward(
     >>> float(dx.sum())
     4.0
     """
-    return _extremum_pool_backward(True, 2, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
-        data_format, indices)
+    return cast("Array", _extremum_pool_backward(True, 2, grad_output, input, kernel_size, stride, padding,
+        dilation, ceil_mode, data_format, indices))
 
 
 def avg_pool2d(
@@ -2351,8 +2356,8 @@ def avg_pool2d(
     >>> convkern.avg_pool2d(x, 2).ravel().tolist()
     [2.5, 4.5, 10.5, 12.5]
     """
-    return _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-        data_format, out=out)
+    return cast("Array", _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override, data_format, out=out))
 
 
 def avg_pool2d_backward(
@@ -2422,8 +2427,8 @@ def avg_pool2d_backward(
     >>> float(dx.sum())
     4.0
     """
-    return _avg_pool_backward(2, grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-        divisor_override, data_format)
+    return cast("Array", _avg_pool_backward(2, grad_output, input, kernel_size, stride, padding, ceil_mode,
+        count_include_pad, divisor_override, data_format))
 
 
 def global_max_pool2d(
@@ -2473,7 +2478,7 @@ def global_max_pool2d(
     >>> convkern.global_max_pool2d(x).tolist()
     [[15.0]]
     """
-    return _global_pool('max', 2, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('max', 2, input, keepdims, data_format, out=out))
 
 
 def global_max_pool2d_backward(
@@ -2525,7 +2530,7 @@ def global_max_pool2d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('max', 2, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('max', 2, grad_output, input, keepdims, data_format))
 
 
 def global_avg_pool2d(
@@ -2575,7 +2580,7 @@ def global_avg_pool2d(
     >>> convkern.global_avg_pool2d(x).tolist()
     [[7.5]]
     """
-    return _global_pool('avg', 2, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('avg', 2, input, keepdims, data_format, out=out))
 
 
 def global_avg_pool2d_backward(
@@ -2625,7 +2630,7 @@ def global_avg_pool2d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('avg', 2, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('avg', 2, grad_output, input, keepdims, data_format))
 
 
 def global_min_pool2d(
@@ -2675,7 +2680,7 @@ def global_min_pool2d(
     >>> convkern.global_min_pool2d(x).tolist()
     [[0.0]]
     """
-    return _global_pool('min', 2, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('min', 2, input, keepdims, data_format, out=out))
 
 
 def global_min_pool2d_backward(
@@ -2727,7 +2732,7 @@ def global_min_pool2d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('min', 2, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('min', 2, grad_output, input, keepdims, data_format))
 
 
 def adaptive_avg_pool2d(
@@ -2779,7 +2784,7 @@ def adaptive_avg_pool2d(
     >>> convkern.adaptive_avg_pool2d(x, 2).ravel().tolist()
     [2.5, 4.5, 10.5, 12.5]
     """
-    return _adaptive_avg_pool(2, input, output_size, data_format, out=out)
+    return cast("Array", _adaptive_avg_pool(2, input, output_size, data_format, out=out))
 
 
 def adaptive_avg_pool2d_backward(
@@ -2829,7 +2834,7 @@ def adaptive_avg_pool2d_backward(
     >>> float(dx.sum())
     4.0
     """
-    return _adaptive_avg_pool_backward(2, grad_output, input, output_size, data_format)
+    return cast("Array", _adaptive_avg_pool_backward(2, grad_output, input, output_size, data_format))
 
 
 @overload
@@ -2847,9 +2852,9 @@ def adaptive_max_pool2d(
 def adaptive_max_pool2d(
     input: ArrayLike,
     output_size: OutputSize,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -2921,7 +2926,8 @@ def adaptive_max_pool2d(
     >>> idx.ravel().tolist()
     [5, 7, 13, 15]
     """
-    return _adaptive_max_pool(2, input, output_size, return_indices, data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _adaptive_max_pool(2, input, output_size, return_indices,
+        data_format, out=out))
 
 
 def adaptive_max_pool2d_backward(
@@ -2976,7 +2982,7 @@ def adaptive_max_pool2d_backward(
     >>> float(dx.sum())
     4.0
     """
-    return _adaptive_max_pool_backward(2, grad_output, input, output_size, data_format, indices)
+    return cast("Array", _adaptive_max_pool_backward(2, grad_output, input, output_size, data_format, indices))
 
 
 # ---------------------------------------- 3-D
@@ -3066,8 +3072,8 @@ def conv3d(
     >>> float(y[0, 0, 2, 2, 2])  # 2 channels x 27 cells
     54.0
     """
-    return _conv(3, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
-        weight_format=weight_format, out=out)
+    return cast("Array", _conv(3, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
+        weight_format=weight_format, out=out))
 
 
 def conv3d_backward(
@@ -3155,8 +3161,9 @@ def conv3d_backward(
     >>> dx.shape, dw.shape, db.shape
     ((1, 2, 5, 5, 5), (3, 2, 3, 3, 3), (3,))
     """
-    return _conv_backward(3, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
-        data_format, weight_format=weight_format, output_mask=output_mask)
+    return cast("tuple[Array | None, Array | None, Array | None]", _conv_backward(3, grad_output, input, weight,
+        stride, padding, dilation, groups, padding_mode, data_format, weight_format=weight_format,
+        output_mask=output_mask))
 
 
 def conv_transpose3d(
@@ -3244,8 +3251,8 @@ def conv_transpose3d(
     >>> float(y.max())
     2.0
     """
-    return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
-        weight_format=weight_format, out=out)
+    return cast("Array", _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation,
+        data_format, weight_format=weight_format, out=out))
 
 
 def conv_transpose3d_backward(
@@ -3332,8 +3339,9 @@ def conv_transpose3d_backward(
     >>> dx.shape, dw.shape, db.shape
     ((1, 2, 3, 3, 3), (2, 4, 2, 2, 2), (4,))
     """
-    return _conv_transpose_backward(3, grad_output, input, weight, stride, padding, output_padding, groups,
-        dilation, data_format, weight_format=weight_format, output_mask=output_mask)
+    return cast("tuple[Array | None, Array | None, Array | None]", _conv_transpose_backward(3, grad_output, input,
+        weight, stride, padding, output_padding, groups, dilation, data_format, weight_format=weight_format,
+        output_mask=output_mask))
 
 
 @overload
@@ -3359,9 +3367,9 @@ def max_pool3d(
     padding: PoolPadding = ...,
     dilation: IntOrTuple = ...,
     ceil_mode: bool = ...,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -3452,8 +3460,8 @@ def max_pool3d(
     >>> convkern.max_pool3d(x, 2).ravel().tolist()
     [21.0, 23.0, 29.0, 31.0, 53.0, 55.0, 61.0, 63.0]
     """
-    return _extremum_pool(False, 3, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _extremum_pool(False, 3, input, kernel_size, stride, padding,
+        dilation, ceil_mode, return_indices, data_format, out=out))
 
 
 def max_pool3d_backward(
@@ -3523,8 +3531,8 @@ def max_pool3d_backward(
     >>> float(dx.sum())
     8.0
     """
-    return _extremum_pool_backward(False, 3, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
-        data_format, indices)
+    return cast("Array", _extremum_pool_backward(False, 3, grad_output, input, kernel_size, stride, padding,
+        dilation, ceil_mode, data_format, indices))
 
 
 @overload
@@ -3550,9 +3558,9 @@ def min_pool3d(
     padding: PoolPadding = ...,
     dilation: IntOrTuple = ...,
     ceil_mode: bool = ...,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -3643,8 +3651,8 @@ def min_pool3d(
     >>> convkern.min_pool3d(x, 2).ravel().tolist()
     [0.0, 2.0, 8.0, 10.0, 32.0, 34.0, 40.0, 42.0]
     """
-    return _extremum_pool(True, 3, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-        data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _extremum_pool(True, 3, input, kernel_size, stride, padding,
+        dilation, ceil_mode, return_indices, data_format, out=out))
 
 
 def min_pool3d_backward(
@@ -3714,8 +3722,8 @@ def min_pool3d_backward(
     >>> float(dx.sum())
     8.0
     """
-    return _extremum_pool_backward(True, 3, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
-        data_format, indices)
+    return cast("Array", _extremum_pool_backward(True, 3, grad_output, input, kernel_size, stride, padding,
+        dilation, ceil_mode, data_format, indices))
 
 
 def avg_pool3d(
@@ -3786,8 +3794,8 @@ def avg_pool3d(
     >>> convkern.avg_pool3d(x, 2).ravel().tolist()
     [10.5, 12.5, 18.5, 20.5, 42.5, 44.5, 50.5, 52.5]
     """
-    return _avg_pool(3, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-        data_format, out=out)
+    return cast("Array", _avg_pool(3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override, data_format, out=out))
 
 
 def avg_pool3d_backward(
@@ -3857,8 +3865,8 @@ def avg_pool3d_backward(
     >>> float(dx.sum())
     8.0
     """
-    return _avg_pool_backward(3, grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-        divisor_override, data_format)
+    return cast("Array", _avg_pool_backward(3, grad_output, input, kernel_size, stride, padding, ceil_mode,
+        count_include_pad, divisor_override, data_format))
 
 
 def global_max_pool3d(
@@ -3908,7 +3916,7 @@ def global_max_pool3d(
     >>> convkern.global_max_pool3d(x).tolist()
     [[63.0]]
     """
-    return _global_pool('max', 3, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('max', 3, input, keepdims, data_format, out=out))
 
 
 def global_max_pool3d_backward(
@@ -3960,7 +3968,7 @@ def global_max_pool3d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('max', 3, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('max', 3, grad_output, input, keepdims, data_format))
 
 
 def global_avg_pool3d(
@@ -4010,7 +4018,7 @@ def global_avg_pool3d(
     >>> convkern.global_avg_pool3d(x).tolist()
     [[31.5]]
     """
-    return _global_pool('avg', 3, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('avg', 3, input, keepdims, data_format, out=out))
 
 
 def global_avg_pool3d_backward(
@@ -4060,7 +4068,7 @@ def global_avg_pool3d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('avg', 3, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('avg', 3, grad_output, input, keepdims, data_format))
 
 
 def global_min_pool3d(
@@ -4110,7 +4118,7 @@ def global_min_pool3d(
     >>> convkern.global_min_pool3d(x).tolist()
     [[0.0]]
     """
-    return _global_pool('min', 3, input, keepdims, data_format, out=out)
+    return cast("Array", _global_pool('min', 3, input, keepdims, data_format, out=out))
 
 
 def global_min_pool3d_backward(
@@ -4162,7 +4170,7 @@ def global_min_pool3d_backward(
     >>> float(dx.sum())
     1.0
     """
-    return _global_pool_backward('min', 3, grad_output, input, keepdims, data_format)
+    return cast("Array", _global_pool_backward('min', 3, grad_output, input, keepdims, data_format))
 
 
 def adaptive_avg_pool3d(
@@ -4214,7 +4222,7 @@ def adaptive_avg_pool3d(
     >>> convkern.adaptive_avg_pool3d(x, 2).ravel().tolist()
     [10.5, 12.5, 18.5, 20.5, 42.5, 44.5, 50.5, 52.5]
     """
-    return _adaptive_avg_pool(3, input, output_size, data_format, out=out)
+    return cast("Array", _adaptive_avg_pool(3, input, output_size, data_format, out=out))
 
 
 def adaptive_avg_pool3d_backward(
@@ -4264,7 +4272,7 @@ def adaptive_avg_pool3d_backward(
     >>> float(dx.sum())
     8.0
     """
-    return _adaptive_avg_pool_backward(3, grad_output, input, output_size, data_format)
+    return cast("Array", _adaptive_avg_pool_backward(3, grad_output, input, output_size, data_format))
 
 
 @overload
@@ -4282,9 +4290,9 @@ def adaptive_max_pool3d(
 def adaptive_max_pool3d(
     input: ArrayLike,
     output_size: OutputSize,
-    data_format: str | None = ...,
     *,
     return_indices: Literal[True],
+    data_format: str | None = ...,
     out: Array | None = ...,
 ) -> tuple[Array, Array]: ...
 
@@ -4356,7 +4364,8 @@ def adaptive_max_pool3d(
     >>> idx.ravel().tolist()
     [21, 23, 29, 31, 53, 55, 61, 63]
     """
-    return _adaptive_max_pool(3, input, output_size, return_indices, data_format, out=out)
+    return cast("Array | tuple[Array, Array]", _adaptive_max_pool(3, input, output_size, return_indices,
+        data_format, out=out))
 
 
 def adaptive_max_pool3d_backward(
@@ -4411,4 +4420,4 @@ def adaptive_max_pool3d_backward(
     >>> float(dx.sum())
     8.0
     """
-    return _adaptive_max_pool_backward(3, grad_output, input, output_size, data_format, indices)
+    return cast("Array", _adaptive_max_pool_backward(3, grad_output, input, output_size, data_format, indices))

@@ -277,7 +277,7 @@ class Module:
 
     def save(self, path) -> None:
         """Writes ``state_dict()`` to an .npz file (``numpy.load`` reads it back as a dict)."""
-        np.savez(path, **self.state_dict())
+        np.savez(path, **self.state_dict())  # pyright: ignore[reportArgumentType]  # keys are names, not options
 
     def load(self, path) -> "Module":
         """Loads parameters saved by ``save`` into this model, which must have the same layers."""
@@ -971,7 +971,7 @@ class CrossEntropyLoss(Module):
     def backward(self, grad_output: float = 1.0):
         """dLoss/dLogits, times ``grad_output`` (the derivative of whatever is built on the loss)."""
         grad = self._saved(self._probabilities).copy()
-        target = self._target
+        target: Any = self._target
         if target.dtype.kind in "iu":
             grad[array_module(grad).arange(len(target)), target] -= 1
         else:

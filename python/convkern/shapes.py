@@ -52,7 +52,7 @@ def _stand_in(shape: Sequence[int]) -> np.ndarray:
     return np.broadcast_to(np.zeros((), np.float32), tuple(as_int(s, "shape") for s in shape))
 
 
-def output_shape(op: Union[str, Callable], input_shape: Sequence[int], *args: Any, **kwargs: Any) -> Shape:
+def output_shape(op: Union[str, Callable[..., Any]], input_shape: Sequence[int], *args: Any, **kwargs: Any) -> Shape:
     """The shape ``op(input, *args, **kwargs)`` would return, given shapes in place of arrays.
 
     ``op`` is an operator of convkern or its name ("conv2d", "max_pool2d", "conv_transpose2d",
@@ -88,8 +88,8 @@ def output_shape(op: Union[str, Callable], input_shape: Sequence[int], *args: An
         g = _global_call(rank, x, a["data_format"])
         return _global_shape(g, a["keepdims"])
     if family.startswith("adaptive_"):
-        c = _AdaptiveCall(rank, x, a["output_size"], a["data_format"])
-        return c.user_shape(c.y_shape)
+        adaptive = _AdaptiveCall(rank, x, a["output_size"], a["data_format"])
+        return adaptive.user_shape(adaptive.y_shape)
     dilation = a.get("dilation", 1)  # average pooling has none
     p = _PoolCall(rank, x, a["kernel_size"], a["stride"], a["padding"], dilation, a["ceil_mode"], a["data_format"])
     return p.user_shape(p.y_shape)
