@@ -59,7 +59,7 @@ __all__ = [
 # CUDA kernels). The few NumPy functions a layer calls itself go through `array_module(x)`, which
 # answers numpy or cupy, so that the same layer code serves both.
 
-def array_module(a: Any):
+def array_module(a: Any) -> Any:
     """``numpy`` for host arrays, ``cupy`` for CuPy arrays."""
     cupy = sys.modules.get("cupy")  # if `a` is a CuPy array, CuPy has been imported already
     if cupy is not None and isinstance(a, cupy.ndarray):
@@ -67,7 +67,7 @@ def array_module(a: Any):
     return np
 
 
-def _to_device(a, device: str):
+def _to_device(a: Any, device: str) -> Any:
     """The array `a` on `device` ("cpu", "cuda" or "cuda:<index>"); `a` itself if it is there."""
     kind, _, index = device.partition(":")
     if kind == "cpu" and not index:
@@ -83,7 +83,7 @@ def _to_device(a, device: str):
         ordinal = int(index) if index else 0
         if ordinal >= _cuda_backend.device_count():
             raise RuntimeError(f"cannot move to {device!r}: {_cuda_backend.device_count()} CUDA device(s) are visible")
-        cupy = _cuda_backend._cupy()  # a RuntimeError saying how to install CuPy when it is missing
+        cupy = _cuda_backend._cupy()  # type: ignore[no-untyped-call]  # a RuntimeError saying how to install CuPy when it is missing
         with cupy.cuda.Device(ordinal):
             return cupy.asarray(a)
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
@@ -110,20 +110,20 @@ class Parameter:
     optimisers skip it.
     """
 
-    def __init__(self, data, requires_grad: bool = True):
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
         self.data = data
         self.grad = None
         self.requires_grad = requires_grad
 
     @property
     def shape(self) -> Tuple[int, ...]:
-        return self.data.shape
+        return tuple(self.data.shape)
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return int(self.data.size)
 
-    def accumulate_grad(self, grad) -> None:
+    def accumulate_grad(self, grad: Any) -> None:
         if not self.requires_grad:
             return
         if self.grad is None:
@@ -168,23 +168,23 @@ class Module:
     sub-layers, like PyTorch.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.training = True
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
     def output_shape(self, input_shape: Sequence[int]) -> Tuple[int, ...]:
         """The shape ``forward`` returns for an input of ``input_shape`` (batch axis included)."""
         raise NotImplementedError(f"{type(self).__name__} does not define output_shape")
 
-    def _saved(self, value):
+    def _saved(self, value: Any) -> Any:
         """What forward kept for backward, or a clear error if it kept nothing."""
         if value is None:
             raise RuntimeError(
@@ -234,21 +234,21 @@ class Module:
         """Inference mode: forward keeps nothing, Dropout passes its input through. Returns self."""
         return self.train(False)
 
-    def to(self, target) -> "Module":
+    def to(self, target: Any) -> "Module":
         """Moves the parameters to a device ("cpu", "cuda", "cuda:1") or converts them to a float dtype.
 
         ``model.to(numpy.float64)`` is what gradient checks use. Create the optimiser after
         moving or converting: it holds state shaped like the parameters. Returns self.
         """
         if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
-            def convert(a):
+            def convert(a: Any) -> Any:
                 return _to_device(a, target)
         else:
             dtype = np.dtype(target)
             if dtype not in (np.float32, np.float64):
                 raise TypeError(f"parameters can be float32 or float64, got {dtype}")
 
-            def convert(a):
+            def convert(a: Any) -> Any:
                 return a.astype(dtype, copy=False)
         for p in self.parameters():
             p.data = convert(p.data)
@@ -275,11 +275,11 @@ class Module:
             xp = array_module(p.data)
             p.data[...] = xp.asarray(value, dtype=p.data.dtype)
 
-    def save(self, path) -> None:
+    def save(self, path: Any) -> None:
         """Writes ``state_dict()`` to an .npz file (``numpy.load`` reads it back as a dict)."""
-        np.savez(path, **self.state_dict())  # pyright: ignore[reportArgumentType]  # keys are names, not options
+        np.savez(path, **self.state_dict())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
-    def load(self, path) -> "Module":
+    def load(self, path: Any) -> "Module":
         """Loads parameters saved by ``save`` into this model, which must have the same layers."""
         with np.load(path) as saved:
             self.load_state_dict({name: saved[name] for name in saved.files})
@@ -299,7 +299,8 @@ class Module:
         computed on arrays: each layer reports its output shape from its arguments.
         """
         shape = (1,) + tuple(input_shape)  # a batch of one, shown as None, as Keras does
-        rows, seen = [], Counter()
+        rows: List[Tuple[Any, ...]] = []
+        seen: Counter[str] = Counter()
         for layer in self._summary_layers():
             shape = tuple(layer.output_shape(shape))
             kind = type(layer).__name__
@@ -329,8 +330,8 @@ class ModelSummary:
     ``str(summary)`` is the Keras-style table.
     """
 
-    def __init__(self, name: str, rows: List[tuple], total_params: int, trainable_params: int,
-                 total_bytes: int):
+    def __init__(self, name: str, rows: List[Tuple[Any, ...]], total_params: int, trainable_params: int,
+                 total_bytes: int) -> None:
         self.name, self.rows = name, rows
         self.total_params, self.trainable_params = total_params, trainable_params
         self.total_bytes = total_bytes
@@ -340,7 +341,7 @@ class ModelSummary:
         cells = [(f"{name} ({kind})", str(shape), f"{count:,}") for name, kind, shape, count in self.rows]
         widths = [max(len(r[i]) for r in [header] + cells) + 4 for i in range(3)]
 
-        def line(r):
+        def line(r: Any) -> Any:
             return " " + "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
 
         rule = sum(widths) + 1
@@ -366,7 +367,7 @@ class Sequential(Module):
         model[0]          # the Conv2d; parameters are named "0.weight", "0.bias"
     """
 
-    def __init__(self, *layers: Module):
+    def __init__(self, *layers: Module) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
@@ -376,17 +377,17 @@ class Sequential(Module):
     def named_children(self) -> Iterator[Tuple[str, Module]]:
         return ((str(i), layer) for i, layer in enumerate(self.layers))
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         for layer in reversed(self.layers):
             grad_output = layer.backward(grad_output)
         return grad_output
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         for layer in self.layers:
             shape = layer.output_shape(shape)
@@ -399,7 +400,7 @@ class Sequential(Module):
         self.layers.append(layer)
         return self
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return Sequential(*self.layers[index])
         return self.layers[index]
@@ -417,7 +418,7 @@ class Sequential(Module):
 
 # ================================================================================ convolutions
 
-def _conv_repr(layer, optional) -> str:
+def _conv_repr(layer: Any, optional: Any) -> str:
     """PyTorch-style repr of a (transposed) convolution: arguments shown only when not default."""
     s = f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}"
     for name, default in optional:
@@ -444,9 +445,9 @@ class _ConvNd(Module):
 
     rank: int
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", data_format: Optional[str] = None,
-                 weight_format: Optional[str] = None):
+                 weight_format: Optional[str] = None) -> None:
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
@@ -464,17 +465,17 @@ class _ConvNd(Module):
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
-    def _geometry(self) -> dict:
+    def _geometry(self) -> Dict[str, Any]:
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
                     padding_mode=self.padding_mode, data_format=self.data_format, weight_format=self.weight_format)
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
         conv = getattr(F, f"conv{self.rank}d")
         bias = None if self.bias is None else self.bias.data
         return conv(x, self.weight.data, bias, **self._geometry())
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         conv_backward = getattr(F, f"conv{self.rank}d_backward")
         grad_input, grad_weight, grad_bias = conv_backward(grad_output, self._saved(self._input), self.weight.data,
                                                            **self._geometry())
@@ -483,7 +484,7 @@ class _ConvNd(Module):
             self.bias.accumulate_grad(grad_bias)
         return grad_input
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return output_shape(f"conv{self.rank}d", input_shape, self.weight.shape, **self._geometry())
 
     def extra_repr(self) -> str:
@@ -519,9 +520,9 @@ class _ConvTransposeNd(Module):
 
     rank: int
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, data_format: Optional[str] = None,
-                 weight_format: Optional[str] = None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+                 groups: int = 1, bias: bool = True, dilation: Any = 1, data_format: Optional[str] = None,
+                 weight_format: Optional[str] = None) -> None:
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
@@ -538,18 +539,18 @@ class _ConvTransposeNd(Module):
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
-    def _geometry(self) -> dict:
+    def _geometry(self) -> Dict[str, Any]:
         return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
                     groups=self.groups, dilation=self.dilation, data_format=self.data_format,
                     weight_format=self.weight_format)
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
         conv_transpose = getattr(F, f"conv_transpose{self.rank}d")
         bias = None if self.bias is None else self.bias.data
         return conv_transpose(x, self.weight.data, bias, **self._geometry())
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         conv_transpose_backward = getattr(F, f"conv_transpose{self.rank}d_backward")
         grad_input, grad_weight, grad_bias = conv_transpose_backward(
             grad_output, self._saved(self._input), self.weight.data, **self._geometry())
@@ -558,7 +559,7 @@ class _ConvTransposeNd(Module):
             self.bias.accumulate_grad(grad_bias)
         return grad_input
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return output_shape(f"conv_transpose{self.rank}d", input_shape, self.weight.shape, **self._geometry())
 
     def extra_repr(self) -> str:
@@ -595,18 +596,18 @@ class _PoolNd(Module):
     # gradient straight there without searching the windows again.
     keeps_indices = False
 
-    def __init__(self, data_format: Optional[str]):
+    def __init__(self, data_format: Optional[str]) -> None:
         super().__init__()
         self.data_format = data_format or CHANNELS_FIRST[self.rank]
         self._input = self._indices = None
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         raise NotImplementedError
 
-    def _op(self, suffix: str = ""):
+    def _op(self, suffix: str = "") -> Any:
         return getattr(F, f"{self.op_name}{self.rank}d{suffix}")
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
         if not (self.training and self.keeps_indices):
             self._indices = None
@@ -614,11 +615,11 @@ class _PoolNd(Module):
         y, self._indices = self._op()(x, **self._arguments(), return_indices=True)
         return y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         saved = {"indices": self._indices} if self.keeps_indices else {}
         return self._op("_backward")(grad_output, self._saved(self._input), **self._arguments(), **saved)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return output_shape(f"{self.op_name}{self.rank}d", input_shape, **self._arguments())
 
     def extra_repr(self) -> str:
@@ -630,13 +631,13 @@ class _ExtremumPoolNd(_PoolNd):
 
     keeps_indices = True
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
-                 data_format: Optional[str] = None):
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
+                 data_format: Optional[str] = None) -> None:
         super().__init__(data_format)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.ceil_mode = ceil_mode
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
                     ceil_mode=self.ceil_mode, data_format=self.data_format)
 
@@ -670,13 +671,13 @@ class MinPool3d(_ExtremumPoolNd):
 class _AvgPoolNd(_PoolNd):
     op_name = "avg_pool"
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: Optional[int] = None, data_format: Optional[str] = None):
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: Optional[int] = None, data_format: Optional[str] = None) -> None:
         super().__init__(data_format)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
                     count_include_pad=self.count_include_pad, divisor_override=self.divisor_override,
                     data_format=self.data_format)
@@ -703,11 +704,11 @@ class _GlobalPoolNd(_PoolNd):
     keepdims=True keeps size-1 spatial axes instead.
     """
 
-    def __init__(self, keepdims: bool = False, data_format: Optional[str] = None):
+    def __init__(self, keepdims: bool = False, data_format: Optional[str] = None) -> None:
         super().__init__(data_format)
         self.keepdims = keepdims
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         return dict(keepdims=self.keepdims, data_format=self.data_format)
 
 
@@ -751,11 +752,11 @@ class _AdaptivePoolNd(_PoolNd):
     """Pools to a fixed output size whatever the input size: window i spans
     [floor(i*in/out), ceil((i+1)*in/out)). None in output_size keeps that axis's size."""
 
-    def __init__(self, output_size, data_format: Optional[str] = None):
+    def __init__(self, output_size: Any, data_format: Optional[str] = None) -> None:
         super().__init__(data_format)
         self.output_size = output_size
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         return dict(output_size=self.output_size, data_format=self.data_format)
 
 
@@ -796,18 +797,18 @@ class ReLU(Module):
     """ReLU(x) = max(0, x). Its derivative is 1 where x > 0 and 0 elsewhere (0 at x = 0, as in PyTorch),
     so backward lets the gradient through exactly where the input was positive."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._positive = None
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._positive = (x > 0) if self.training else None
         return array_module(x).maximum(x, 0)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         return grad_output * self._saved(self._positive)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return tuple(input_shape)
 
 
@@ -818,14 +819,14 @@ class Dropout(Module):
     Dropping random units keeps the network from relying on any single one (a regulariser).
     """
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability p must be between 0 and 1, got {p}")
         self.p = p
         self._scale = None
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         if not self.training:
             self._scale = None
             return x
@@ -836,13 +837,13 @@ class Dropout(Module):
         self._scale = keep.astype(x.dtype) * (1.0 / (1.0 - self.p)) if self.p < 1 else xp.zeros_like(x)
         return x * self._scale
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         # The output is the input times a fixed mask, so the gradient is the upstream one times it.
         if not self.training:
             return grad_output
         return grad_output * self._saved(self._scale)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return tuple(input_shape)
 
     def extra_repr(self) -> str:
@@ -856,21 +857,21 @@ class Flatten(Module):
     channels fastest (like Keras) and an NCHW model flattens width fastest (like PyTorch).
     """
 
-    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
         self._input_shape = None
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         start, end = self.start_dim % len(shape), self.end_dim % len(shape)
         return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input_shape = x.shape
         return x.reshape(self.output_shape(x.shape))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         return grad_output.reshape(self._saved(self._input_shape))
 
     def extra_repr(self) -> str:
@@ -884,14 +885,14 @@ class Linear(Module):
     the last must have in_features elements.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(_kaiming_uniform((out_features, in_features), in_features))
         self.bias = Parameter(_default_bias(out_features, in_features)) if bias else None
         self._input = None
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects inputs whose last axis has "
                              f"{self.in_features} elements, got shape {x.shape}")
@@ -902,7 +903,7 @@ class Linear(Module):
         y = x @ self.weight.data.T
         return y if self.bias is None else y + self.bias.data
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         x = self._saved(self._input)
         # Every leading axis is a batch axis: fold them into one to get two matrix products.
         x2 = x.reshape(-1, self.in_features)
@@ -912,7 +913,7 @@ class Linear(Module):
             self.bias.accumulate_grad(g2.sum(axis=0))
         return (g2 @ self.weight.data).reshape(x.shape)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         if shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) cannot follow an output of shape "
@@ -937,14 +938,14 @@ class CrossEntropyLoss(Module):
     are fused.
     """
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
         self._probabilities = self._target = None
 
-    def forward(self, logits, target):
+    def forward(self, logits: Any, target: Any) -> Any:
         xp = array_module(logits)
         if logits.ndim != 2:
             raise ValueError(f"logits must have shape (batch, classes), got {logits.shape}")
@@ -968,7 +969,7 @@ class CrossEntropyLoss(Module):
         self._probabilities, self._target = xp.exp(log_probabilities), target
         return float(losses.mean() if self.reduction == "mean" else losses.sum())
 
-    def backward(self, grad_output: float = 1.0):
+    def backward(self, grad_output: float = 1.0) -> Any:
         """dLoss/dLogits, times ``grad_output`` (the derivative of whatever is built on the loss)."""
         grad = self._saved(self._probabilities).copy()
         target: Any = self._target

