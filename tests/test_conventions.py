@@ -9,12 +9,12 @@
 
 Keras itself is exercised in test_keras.py.
 """
+
 from __future__ import annotations
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 from convkern import filters, nn
 
 torch = pytest.importorskip("torch")
@@ -44,6 +44,7 @@ def _torch_conv(rank: int):
 
 # ------------------------------------------------------------------ 1-element per-axis tuples
 
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("container", [tuple, list])
 def test_one_element_tuple_applies_to_every_axis_conv(rank, container):
@@ -62,8 +63,9 @@ def test_one_element_tuple_applies_to_every_axis_transposed_and_pooling(rank):
     x = rng.standard_normal((2, 3) + (6,) * rank)
     w = rng.standard_normal((3, 2) + (3,) * rank)
     got = getattr(convkern, f"conv_transpose{rank}d")(x, w, stride=(2,), padding=(1,), output_padding=(1,))
-    want = getattr(F, f"conv_transpose{rank}d")(torch.from_numpy(x), torch.from_numpy(w), stride=(2,), padding=(1,),
-                                                 output_padding=(1,))
+    want = getattr(F, f"conv_transpose{rank}d")(
+        torch.from_numpy(x), torch.from_numpy(w), stride=(2,), padding=(1,), output_padding=(1,)
+    )
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
     got = getattr(convkern, f"max_pool{rank}d")(x, (3,), stride=(2,), padding=(1,))
     want = getattr(F, f"max_pool{rank}d")(torch.from_numpy(x), (3,), stride=(2,), padding=(1,))
@@ -81,6 +83,7 @@ def test_wrong_length_tuple_still_refused():
 
 # ------------------------------------------------------------------ empty pooling stride
 
+
 @pytest.mark.parametrize("empty", [(), []])
 @pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d", "min_pool2d"])
 def test_empty_stride_means_kernel_size(empty, op):
@@ -96,6 +99,7 @@ def test_empty_stride_means_kernel_size(empty, op):
 
 # ------------------------------------------------------------------ data_format names
 
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_channels_first_and_last_names(rank):
     x = _rng(4).standard_normal((2, 3) + (5,) * rank)
@@ -107,8 +111,10 @@ def test_channels_first_and_last_names(rank):
     assert np.array_equal(got, conv(x_last, w, padding=1, data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank]))
     pool = getattr(convkern, f"max_pool{rank}d")
     np.testing.assert_array_equal(_channels_last(pool(x, 2)), pool(x_last, 2, data_format="channels_last"))
-    assert convkern.output_shape(f"conv{rank}d", x_last.shape, w.shape, padding=1,
-                                 data_format="channels_last") == got.shape
+    assert (
+        convkern.output_shape(f"conv{rank}d", x_last.shape, w.shape, padding=1, data_format="channels_last")
+        == got.shape
+    )
 
 
 def test_bad_data_format_names_both_spellings():
@@ -117,6 +123,7 @@ def test_bad_data_format_names_both_spellings():
 
 
 # ------------------------------------------------------------------ weight_format
+
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -141,16 +148,16 @@ def test_weight_format_conv_forward_and_gradients(rank, layout):
     y = getattr(convkern, f"conv{rank}d")(xin, w_sf, b, data_format=layout, weight_format=fmt, **kw)
     want = _channels_last(yt.detach().numpy()) if last else yt.detach().numpy()
     np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10)
-    dx, dw, db = getattr(convkern, f"conv{rank}d_backward")(dyin, xin, w_sf, data_format=layout, weight_format=fmt,
-                                                             **kw)
+    dx, dw, db = getattr(convkern, f"conv{rank}d_backward")(
+        dyin, xin, w_sf, data_format=layout, weight_format=fmt, **kw
+    )
     assert dw.shape == w_sf.shape and dw.flags.c_contiguous
     np.testing.assert_allclose(dw, _to_spatial_first(wt.grad.numpy()), rtol=1e-9, atol=1e-9)
     want_dx = _channels_last(xt.grad.numpy()) if last else xt.grad.numpy()
     np.testing.assert_allclose(dx, want_dx, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-9)
     # The default spelling of the channels-first format is accepted too.
-    y_default = getattr(convkern, f"conv{rank}d")(x, w, b, weight_format={1: "OIW", 2: "OIHW", 3: "OIDHW"}[rank],
-                                                  **kw)
+    y_default = getattr(convkern, f"conv{rank}d")(x, w, b, weight_format={1: "OIW", 2: "OIHW", 3: "OIDHW"}[rank], **kw)
     np.testing.assert_allclose(y_default, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
 
 
@@ -171,8 +178,9 @@ def test_weight_format_conv_transpose_is_kernel_cout_cin(rank):
     fmt = WEIGHT_SPATIAL_FIRST[rank]
     y = getattr(convkern, f"conv_transpose{rank}d")(x, w_keras, stride=2, padding=1, weight_format=fmt)
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
-    dx, dw, db = getattr(convkern, f"conv_transpose{rank}d_backward")(dy, x, w_keras, stride=2, padding=1,
-                                                                       weight_format=fmt)
+    dx, dw, db = getattr(convkern, f"conv_transpose{rank}d_backward")(
+        dy, x, w_keras, stride=2, padding=1, weight_format=fmt
+    )
     np.testing.assert_allclose(dw, _to_spatial_first(wt.grad.numpy()), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-9, atol=1e-9)
     assert db.shape == (c_out,)
@@ -190,8 +198,12 @@ def test_weight_format_errors_and_shapes():
     with pytest.raises(ValueError, match=r"\(\*kernel, in_channels/groups, out_channels\)"):
         convkern.conv2d(x, np.ones((3, 3, 4), np.float32), weight_format="HWIO")
     assert convkern.output_shape("conv2d", x.shape, (3, 3, 3, 8), weight_format="HWIO", padding="same") == (1, 8, 6, 6)
-    assert convkern.output_shape("conv_transpose2d", x.shape, (2, 2, 5, 3), weight_format="HWIO", stride=2) == \
-        (1, 5, 12, 12)
+    assert convkern.output_shape("conv_transpose2d", x.shape, (2, 2, 5, 3), weight_format="HWIO", stride=2) == (
+        1,
+        5,
+        12,
+        12,
+    )
 
 
 @pytest.mark.parametrize("layer", ["Conv2d", "ConvTranspose2d"])
@@ -216,6 +228,7 @@ def test_nn_layers_keep_the_weight_format(layer):
 
 # ------------------------------------------------------------------ filter2d and scipy's modes
 
+
 @pytest.mark.parametrize("mode", ["constant", "mirror", "nearest", "wrap", "reflect"])
 @pytest.mark.parametrize("kernel_shape", [(3, 3), (3, 4), (5, 2)])
 def test_filter2d_scipy_modes(mode, kernel_shape):
@@ -223,8 +236,9 @@ def test_filter2d_scipy_modes(mode, kernel_shape):
     rng = _rng(9)
     image = rng.random((7, 9))
     k = rng.random(kernel_shape)
-    np.testing.assert_allclose(filters.filter2d(image, k, mode=mode), ndimage.correlate(image, k, mode=mode),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        filters.filter2d(image, k, mode=mode), ndimage.correlate(image, k, mode=mode), rtol=1e-12, atol=1e-12
+    )
     if mode != "reflect":  # the four that are boundaries under another name
         np.testing.assert_array_equal(filters.filter2d(image, k, boundary=mode), filters.filter2d(image, k, mode=mode))
     colour = rng.random((6, 5, 3))
@@ -241,6 +255,7 @@ def test_filter2d_mode_errors():
 
 
 # ------------------------------------------------------------------ wrong calls name the public function
+
 
 def test_wrong_calls_name_the_public_function():
     x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))

@@ -5,15 +5,15 @@ module is skipped where Keras is not installed. Keras's kernels are ``(*kernel, 
 ``ConvND`` and ``(*kernel, C_out, C_in)`` for ``ConvNDTranspose``: both are ``weight_format="HWIO"``
 (``"WIO"``, ``"DHWIO"``), with ``data_format="channels_last"``.
 """
+
 from __future__ import annotations
 
 import os
 import warnings
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 from convkern import nn
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -47,8 +47,9 @@ def test_conv_matches_keras(rank, padding, strides):
     want = _numpy(layer(x))
     kernel, bias = (_numpy(v) for v in layer.weights)
     assert kernel.shape == (3,) * rank + (4, 5)
-    got = getattr(convkern, f"conv{rank}d")(x, kernel, bias, stride=strides, padding=padding,
-                                             data_format="channels_last", weight_format=LAYOUT_WEIGHT[rank])
+    got = getattr(convkern, f"conv{rank}d")(
+        x, kernel, bias, stride=strides, padding=padding, data_format="channels_last", weight_format=LAYOUT_WEIGHT[rank]
+    )
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -56,14 +57,16 @@ def test_conv_matches_keras(rank, padding, strides):
 @pytest.mark.parametrize("strides", [1, 2])
 def test_conv_transpose_matches_keras(rank, strides):
     """Conv{rank}DTranspose's kernel is (*kernel, C_out, C_in); padding="valid" is PyTorch's padding 0."""
-    layer = getattr(keras.layers, f"Conv{rank}DTranspose")(3, 2 if strides == 2 else 3, strides=strides,
-                                                            padding="valid")
+    layer = getattr(keras.layers, f"Conv{rank}DTranspose")(
+        3, 2 if strides == 2 else 3, strides=strides, padding="valid"
+    )
     x = _input(rank, 4, 5, seed=10 + rank)
     want = _numpy(layer(x))
     kernel, bias = (_numpy(v) for v in layer.weights)
     assert kernel.shape[-2:] == (3, 4)  # (C_out, C_in)
-    got = getattr(convkern, f"conv_transpose{rank}d")(x, kernel, bias, stride=strides, data_format="channels_last",
-                                                       weight_format=LAYOUT_WEIGHT[rank])
+    got = getattr(convkern, f"conv_transpose{rank}d")(
+        x, kernel, bias, stride=strides, data_format="channels_last", weight_format=LAYOUT_WEIGHT[rank]
+    )
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -72,21 +75,26 @@ def test_depthwise_and_grouped_conv_match_keras():
     x = _input(2, 6, 7, seed=21)
     want = _numpy(layer(x))
     kernel, bias = (_numpy(v) for v in layer.weights)
-    got = convkern.conv2d(x, kernel, bias, padding="same", groups=3, data_format="channels_last",
-                          weight_format="HWIO")
+    got = convkern.conv2d(x, kernel, bias, padding="same", groups=3, data_format="channels_last", weight_format="HWIO")
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_pooling_matches_keras(padding):
     x = _input(2, 3, 7, seed=30)
-    for keras_layer, op in ((keras.layers.MaxPooling2D, convkern.max_pool2d),
-                            (keras.layers.AveragePooling2D, convkern.avg_pool2d)):
+    for keras_layer, op in (
+        (keras.layers.MaxPooling2D, convkern.max_pool2d),
+        (keras.layers.AveragePooling2D, convkern.avg_pool2d),
+    ):
         want = _numpy(keras_layer(pool_size=3, strides=2, padding=padding)(x))
         got = op(x, 3, 2, padding, data_format="channels_last")
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(convkern.global_avg_pool2d(x, data_format="channels_last"),
-                               _numpy(keras.layers.GlobalAveragePooling2D()(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        convkern.global_avg_pool2d(x, data_format="channels_last"),
+        _numpy(keras.layers.GlobalAveragePooling2D()(x)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_nn_layer_loads_a_keras_kernel_as_is():

@@ -5,6 +5,7 @@ Each check is skipped where its tool is not installed; the package checks also w
 tree is not present (e.g. when the tests run against an installed wheel: the user-script checks
 then check the wheel's own annotations, ``py.typed`` and stubs).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import convkern
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "python" / "convkern"
@@ -71,8 +71,14 @@ def _env() -> dict[str, str]:
 
 def _mypy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     pytest.importorskip("mypy")
-    return subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", os.devnull, *args],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", os.devnull, *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _pyright(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -85,8 +91,14 @@ def _pyright(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def _write_scripts(tmp_path: Path) -> None:
     (tmp_path / "user_script.py").write_text(USER_SCRIPT)
     (tmp_path / "bad_script.py").write_text(BAD_SCRIPT)
-    config = {"pythonVersion": "3.10", "typeCheckingMode": "strict", "reportUnknownMemberType": False,
-              "reportMissingTypeStubs": False, "reportUnknownVariableType": False, "reportUnknownArgumentType": False}
+    config = {
+        "pythonVersion": "3.10",
+        "typeCheckingMode": "strict",
+        "reportUnknownMemberType": False,
+        "reportMissingTypeStubs": False,
+        "reportUnknownVariableType": False,
+        "reportUnknownArgumentType": False,
+    }
     if FROM_SOURCE_TREE:
         config["extraPaths"] = [str(IMPORTED_FROM)]
     (tmp_path / "pyrightconfig.json").write_text(json.dumps(config))
@@ -111,8 +123,14 @@ def test_mypy_strict_on_a_user_script(tmp_path):
     done = _mypy("--strict", "--follow-imports=silent", "user_script.py", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     revealed = next(line for line in done.stdout.splitlines() if "Revealed type" in line)
-    for parameter in ("(input: ", "weight: ", "padding: int | str", "padding_mode: str", "*, weight_format: str | None",
-                      "out: "):
+    for parameter in (
+        "(input: ",
+        "weight: ",
+        "padding: int | str",
+        "padding_mode: str",
+        "*, weight_format: str | None",
+        "out: ",
+    ):
         assert parameter in revealed, revealed
     bad = _mypy("--strict", "--follow-imports=silent", "bad_script.py", cwd=tmp_path)
     assert bad.returncode == 1 and 'Unexpected keyword argument "paddin" for "conv2d"' in bad.stdout, bad.stdout
@@ -124,10 +142,18 @@ def test_pyright_on_a_user_script(tmp_path):
     report = json.loads(done.stdout)
     errors = [d for d in report["generalDiagnostics"] if d["severity"] == "error"]
     assert not errors, textwrap.indent(json.dumps(errors, indent=1), "  ")
-    revealed = next(d["message"] for d in report["generalDiagnostics"] if "reveal_type" in d.get("rule", "") or
-                    d["message"].startswith("Type of"))
-    for parameter in ("(input: ", "weight: ", "padding: int | str", 'padding_mode: str = "zeros"',
-                      "*, weight_format: str | None = None"):
+    revealed = next(
+        d["message"]
+        for d in report["generalDiagnostics"]
+        if "reveal_type" in d.get("rule", "") or d["message"].startswith("Type of")
+    )
+    for parameter in (
+        "(input: ",
+        "weight: ",
+        "padding: int | str",
+        'padding_mode: str = "zeros"',
+        "*, weight_format: str | None = None",
+    ):
         assert parameter in revealed, revealed
     bad = json.loads(_pyright("--outputjson", "bad_script.py", cwd=tmp_path).stdout)
     messages = [d["message"] for d in bad["generalDiagnostics"] if d["severity"] == "error"]

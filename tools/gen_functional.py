@@ -9,6 +9,7 @@ in, so they are what the package really answers (the test suite runs them again 
     python tools/gen_functional.py          # rewrite functional.py
     python tools/gen_functional.py --check  # exit 1 if functional.py is not what this writes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,99 +34,272 @@ KERNEL = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}
 # name -> (annotation, numpydoc type, description). {r} is the rank; {cf}/{cl} the activation
 # layouts, {wf}/{wl} the weight formats, {sp} the spatial axes, {k} the kernel axes.
 PARAMS: Dict[str, Tuple[str, str, str]] = {
-    "input": ("ArrayLike", "array_like",
-              "The activations, ({cf}) or ({cl}) as ``data_format`` says, or unbatched without N; float32 or "
-              "float64. A CUDA array (CuPy, or anything with ``__cuda_array_interface__`` or ``__dlpack__``) "
-              "runs on the CUDA kernels and may also be float16."),
-    "grad_output": ("ArrayLike", "array_like",
-                    "Gradient of the loss with respect to the forward's output; the forward output's shape "
-                    "and the input's dtype."),
-    "conv_weight": ("ArrayLike", "array_like",
-                    "The filters: (C_out, C_in/groups, {k}) with ``weight_format={wf!r}`` (the default), "
-                    "({k}, C_in/groups, C_out) with ``weight_format={wl!r}`` (a Keras/TensorFlow kernel)."),
-    "convt_weight": ("ArrayLike", "array_like",
-                     "The filters: (C_in, C_out/groups, {k}) with ``weight_format={wf!r}`` (the default, "
-                     "PyTorch's), ({k}, C_out/groups, C_in) with ``weight_format={wl!r}`` (a Keras "
-                     "``Conv{r}DTranspose`` kernel)."),
-    "bias": ("ArrayLike | None", "array_like or None", "One value per output channel, added to every output; "
-             "None for no bias."),
-    "conv_stride": ("IntOrTuple", "int or sequence of int",
-                    "Step of the window on each spatial axis ({sp}); one int, or one per axis (a 1-element "
-                    "sequence applies to every axis)."),
-    "pool_stride": ("IntOrTuple | None", "int, sequence of int or None",
-                    "Step of the window on each spatial axis ({sp}); None or an empty sequence means "
-                    "``kernel_size``; a 1-element sequence applies to every axis."),
-    "conv_padding": ("ConvPadding", "int, str or sequence",
-                     "Implicit padding: an int for every side, one int per axis, one ``(before, after)`` "
-                     "pair per axis, ``\"valid\"`` (none) or ``\"same\"`` (output size ``ceil(in / stride)`` "
-                     "at any stride, the extra cell after, as TensorFlow pads)."),
-    "convt_padding": ("IntOrTuple", "int or sequence of int",
-                      "Cells removed from both ends of each output axis, as in PyTorch (``dilation * "
-                      "(kernel - 1) - padding`` zeros pad the equivalent convolution's input)."),
-    "pool_padding": ("PoolPadding", "int, str or sequence of int",
-                     "Implicit padding on both sides of each axis (padded cells are never selected and, "
-                     "unless ``count_include_pad``, not counted), or ``\"same\"``/``\"valid\"``."),
-    "output_padding": ("IntOrTuple", "int or sequence of int",
-                       "Extra cells added after each output axis to pick among the input sizes a strided "
-                       "convolution maps to the same output size; each must be below ``max(stride, dilation)``."),
+    "input": (
+        "ArrayLike",
+        "array_like",
+        "The activations, ({cf}) or ({cl}) as ``data_format`` says, or unbatched without N; float32 or "
+        "float64. A CUDA array (CuPy, or anything with ``__cuda_array_interface__`` or ``__dlpack__``) "
+        "runs on the CUDA kernels and may also be float16.",
+    ),
+    "grad_output": (
+        "ArrayLike",
+        "array_like",
+        "Gradient of the loss with respect to the forward's output; the forward output's shape and the input's dtype.",
+    ),
+    "conv_weight": (
+        "ArrayLike",
+        "array_like",
+        "The filters: (C_out, C_in/groups, {k}) with ``weight_format={wf!r}`` (the default), "
+        "({k}, C_in/groups, C_out) with ``weight_format={wl!r}`` (a Keras/TensorFlow kernel).",
+    ),
+    "convt_weight": (
+        "ArrayLike",
+        "array_like",
+        "The filters: (C_in, C_out/groups, {k}) with ``weight_format={wf!r}`` (the default, "
+        "PyTorch's), ({k}, C_out/groups, C_in) with ``weight_format={wl!r}`` (a Keras "
+        "``Conv{r}DTranspose`` kernel).",
+    ),
+    "bias": (
+        "ArrayLike | None",
+        "array_like or None",
+        "One value per output channel, added to every output; None for no bias.",
+    ),
+    "conv_stride": (
+        "IntOrTuple",
+        "int or sequence of int",
+        "Step of the window on each spatial axis ({sp}); one int, or one per axis (a 1-element "
+        "sequence applies to every axis).",
+    ),
+    "pool_stride": (
+        "IntOrTuple | None",
+        "int, sequence of int or None",
+        "Step of the window on each spatial axis ({sp}); None or an empty sequence means "
+        "``kernel_size``; a 1-element sequence applies to every axis.",
+    ),
+    "conv_padding": (
+        "ConvPadding",
+        "int, str or sequence",
+        "Implicit padding: an int for every side, one int per axis, one ``(before, after)`` "
+        'pair per axis, ``"valid"`` (none) or ``"same"`` (output size ``ceil(in / stride)`` '
+        "at any stride, the extra cell after, as TensorFlow pads).",
+    ),
+    "convt_padding": (
+        "IntOrTuple",
+        "int or sequence of int",
+        "Cells removed from both ends of each output axis, as in PyTorch (``dilation * "
+        "(kernel - 1) - padding`` zeros pad the equivalent convolution's input).",
+    ),
+    "pool_padding": (
+        "PoolPadding",
+        "int, str or sequence of int",
+        "Implicit padding on both sides of each axis (padded cells are never selected and, "
+        'unless ``count_include_pad``, not counted), or ``"same"``/``"valid"``.',
+    ),
+    "output_padding": (
+        "IntOrTuple",
+        "int or sequence of int",
+        "Extra cells added after each output axis to pick among the input sizes a strided "
+        "convolution maps to the same output size; each must be below ``max(stride, dilation)``.",
+    ),
     "dilation": ("IntOrTuple", "int or sequence of int", "Spacing between the window's cells on each axis."),
-    "groups": ("int", "int", "Channel groups: input and output channels are split into ``groups`` independent "
-               "convolutions (``groups == C_in`` is a depthwise convolution)."),
-    "padding_mode": ("str", "str", "How padded cells are filled: ``\"zeros\"``, ``\"reflect\"`` (mirrored about "
-                     "the edge cell), ``\"replicate\"`` (the edge cell repeated) or ``\"circular\"`` (wrapped)."),
-    "data_format": ("str | None", "str or None",
-                    "Layout of the activations: ``{cf!r}`` (the default, also ``\"channels_first\"``) or "
-                    "``{cl!r}`` (also ``\"channels_last\"``, Keras's). Results come in the same layout."),
-    "weight_format": ("str | None", "str or None",
-                      "Layout of the weight: ``{wf!r}`` (the default) or ``{wl!r}`` (Keras/TensorFlow). The "
-                      "weight gradient comes back in the same format."),
-    "out": ("Array | None", "ndarray or None",
-            "Optional C-contiguous array of the result's shape and dtype to write the result into (and "
-            "return); it must not overlap an input."),
-    "output_mask": ("tuple[bool, bool, bool]", "tuple of 3 bool",
-                    "Which of (grad_input, grad_weight, grad_bias) to compute; the others are returned as None."),
+    "groups": (
+        "int",
+        "int",
+        "Channel groups: input and output channels are split into ``groups`` independent "
+        "convolutions (``groups == C_in`` is a depthwise convolution).",
+    ),
+    "padding_mode": (
+        "str",
+        "str",
+        'How padded cells are filled: ``"zeros"``, ``"reflect"`` (mirrored about '
+        'the edge cell), ``"replicate"`` (the edge cell repeated) or ``"circular"`` (wrapped).',
+    ),
+    "data_format": (
+        "str | None",
+        "str or None",
+        'Layout of the activations: ``{cf!r}`` (the default, also ``"channels_first"``) or '
+        '``{cl!r}`` (also ``"channels_last"``, Keras\'s). Results come in the same layout.',
+    ),
+    "weight_format": (
+        "str | None",
+        "str or None",
+        "Layout of the weight: ``{wf!r}`` (the default) or ``{wl!r}`` (Keras/TensorFlow). The "
+        "weight gradient comes back in the same format.",
+    ),
+    "out": (
+        "Array | None",
+        "ndarray or None",
+        "Optional C-contiguous array of the result's shape and dtype to write the result into (and "
+        "return); it must not overlap an input.",
+    ),
+    "output_mask": (
+        "tuple[bool, bool, bool]",
+        "tuple of 3 bool",
+        "Which of (grad_input, grad_weight, grad_bias) to compute; the others are returned as None.",
+    ),
     "kernel_size": ("IntOrTuple", "int or sequence of int", "Size of the window on each spatial axis ({sp})."),
-    "ceil_mode": ("bool", "bool", "Round the output size up rather than down, as long as the last window "
-                  "starts inside the input or its leading padding."),
-    "return_indices": ("bool", "bool", "Also return, for each output, the flat index of the selected cell in "
-                       "its (n, c) plane of the input, as int64."),
+    "ceil_mode": (
+        "bool",
+        "bool",
+        "Round the output size up rather than down, as long as the last window "
+        "starts inside the input or its leading padding.",
+    ),
+    "return_indices": (
+        "bool",
+        "bool",
+        "Also return, for each output, the flat index of the selected cell in its (n, c) plane of the input, as int64.",
+    ),
     "count_include_pad": ("bool", "bool", "Count padded cells in the divisor (with integer padding)."),
     "divisor_override": ("int | None", "int or None", "Divide every window's sum by this instead."),
     "keepdims": ("bool", "bool", "Keep the spatial axes, with size 1."),
-    "output_size": ("OutputSize", "int, None or sequence of int or None",
-                    "Output size on each spatial axis ({sp}); None keeps that axis's input size."),
-    "indices": ("ArrayLike | None", "array_like or None",
-                "The forward's ``return_indices`` result, to skip recomputing it; every index is checked."),
+    "output_size": (
+        "OutputSize",
+        "int, None or sequence of int or None",
+        "Output size on each spatial axis ({sp}); None keeps that axis's input size.",
+    ),
+    "indices": (
+        "ArrayLike | None",
+        "array_like or None",
+        "The forward's ``return_indices`` result, to skip recomputing it; every index is checked.",
+    ),
 }
 
 DEFAULTS = {
-    "bias": "None", "conv_stride": "1", "pool_stride": "None", "conv_padding": "0", "convt_padding": "0",
-    "pool_padding": "0", "output_padding": "0", "dilation": "1", "groups": "1", "padding_mode": '"zeros"',
-    "data_format": "None", "weight_format": "None", "out": "None", "output_mask": "(True, True, True)",
-    "ceil_mode": "False", "return_indices": "False", "count_include_pad": "True", "divisor_override": "None",
-    "keepdims": "False", "indices": "None",
+    "bias": "None",
+    "conv_stride": "1",
+    "pool_stride": "None",
+    "conv_padding": "0",
+    "convt_padding": "0",
+    "pool_padding": "0",
+    "output_padding": "0",
+    "dilation": "1",
+    "groups": "1",
+    "padding_mode": '"zeros"',
+    "data_format": "None",
+    "weight_format": "None",
+    "out": "None",
+    "output_mask": "(True, True, True)",
+    "ceil_mode": "False",
+    "return_indices": "False",
+    "count_include_pad": "True",
+    "divisor_override": "None",
+    "keepdims": "False",
+    "indices": "None",
 }
 
 # The public name of a parameter key ("conv_stride" -> "stride").
-PUBLIC = {"conv_weight": "weight", "convt_weight": "weight", "conv_stride": "stride", "pool_stride": "stride",
-          "conv_padding": "padding", "convt_padding": "padding", "pool_padding": "padding"}
+PUBLIC = {
+    "conv_weight": "weight",
+    "convt_weight": "weight",
+    "conv_stride": "stride",
+    "pool_stride": "stride",
+    "conv_padding": "padding",
+    "convt_padding": "padding",
+    "pool_padding": "padding",
+}
 
-CONV = ["input", "conv_weight", "bias", "conv_stride", "conv_padding", "dilation", "groups", "padding_mode",
-        "data_format", "*", "weight_format", "out"]
-CONV_BWD = ["grad_output", "input", "conv_weight", "conv_stride", "conv_padding", "dilation", "groups",
-            "padding_mode", "data_format", "*", "weight_format", "output_mask"]
-CONVT = ["input", "convt_weight", "bias", "conv_stride", "convt_padding", "output_padding", "groups", "dilation",
-         "data_format", "*", "weight_format", "out"]
-CONVT_BWD = ["grad_output", "input", "convt_weight", "conv_stride", "convt_padding", "output_padding", "groups",
-             "dilation", "data_format", "*", "weight_format", "output_mask"]
-EXT = ["input", "kernel_size", "pool_stride", "pool_padding", "dilation", "ceil_mode", "return_indices",
-       "data_format", "*", "out"]
-EXT_BWD = ["grad_output", "input", "kernel_size", "pool_stride", "pool_padding", "dilation", "ceil_mode",
-           "data_format", "indices"]
-AVG = ["input", "kernel_size", "pool_stride", "pool_padding", "ceil_mode", "count_include_pad", "divisor_override",
-       "data_format", "*", "out"]
-AVG_BWD = ["grad_output", "input", "kernel_size", "pool_stride", "pool_padding", "ceil_mode", "count_include_pad",
-           "divisor_override", "data_format"]
+CONV = [
+    "input",
+    "conv_weight",
+    "bias",
+    "conv_stride",
+    "conv_padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+    "data_format",
+    "*",
+    "weight_format",
+    "out",
+]
+CONV_BWD = [
+    "grad_output",
+    "input",
+    "conv_weight",
+    "conv_stride",
+    "conv_padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+    "data_format",
+    "*",
+    "weight_format",
+    "output_mask",
+]
+CONVT = [
+    "input",
+    "convt_weight",
+    "bias",
+    "conv_stride",
+    "convt_padding",
+    "output_padding",
+    "groups",
+    "dilation",
+    "data_format",
+    "*",
+    "weight_format",
+    "out",
+]
+CONVT_BWD = [
+    "grad_output",
+    "input",
+    "convt_weight",
+    "conv_stride",
+    "convt_padding",
+    "output_padding",
+    "groups",
+    "dilation",
+    "data_format",
+    "*",
+    "weight_format",
+    "output_mask",
+]
+EXT = [
+    "input",
+    "kernel_size",
+    "pool_stride",
+    "pool_padding",
+    "dilation",
+    "ceil_mode",
+    "return_indices",
+    "data_format",
+    "*",
+    "out",
+]
+EXT_BWD = [
+    "grad_output",
+    "input",
+    "kernel_size",
+    "pool_stride",
+    "pool_padding",
+    "dilation",
+    "ceil_mode",
+    "data_format",
+    "indices",
+]
+AVG = [
+    "input",
+    "kernel_size",
+    "pool_stride",
+    "pool_padding",
+    "ceil_mode",
+    "count_include_pad",
+    "divisor_override",
+    "data_format",
+    "*",
+    "out",
+]
+AVG_BWD = [
+    "grad_output",
+    "input",
+    "kernel_size",
+    "pool_stride",
+    "pool_padding",
+    "ceil_mode",
+    "count_include_pad",
+    "divisor_override",
+    "data_format",
+]
 GLOBAL = ["input", "keepdims", "data_format", "*", "out"]
 GLOBAL_BWD = ["grad_output", "input", "keepdims", "data_format"]
 ADAPTIVE_AVG = ["input", "output_size", "data_format", "*", "out"]
@@ -166,8 +340,15 @@ class Op:
 
 
 def fmt(text: str, r: int) -> str:
-    return text.format(r=r, cf=CHANNELS_FIRST[r], cl=CHANNELS_LAST[r], wf=WEIGHT_FIRST[r], wl=WEIGHT_LAST[r],
-                       sp=SPATIAL[r], k=KERNEL[r])
+    return text.format(
+        r=r,
+        cf=CHANNELS_FIRST[r],
+        cl=CHANNELS_LAST[r],
+        wf=WEIGHT_FIRST[r],
+        wl=WEIGHT_LAST[r],
+        sp=SPATIAL[r],
+        k=KERNEL[r],
+    )
 
 
 def ones(shape: str) -> str:
@@ -176,121 +357,230 @@ def ones(shape: str) -> str:
 
 def ops_for_rank(r: int) -> List[Op]:
     cube = lambda lead, n: "(" + lead + ", " + ", ".join([str(n)] * r) + ")"  # noqa: E731
-    grid = f"np.arange({4 ** r}, dtype=np.float32).reshape({cube('1, 1', 4)})"
-    conv_ex = [f"x = {ones(cube('1, 2', 5))}", f"w = {ones(cube('3, 2', 3))}",
-               f"y = convkern.conv{r}d(x, w, padding=\"same\")", "y.shape",
-               f"float(y[{', '.join(['0', '0'] + ['2'] * r)}])  # 2 channels x {3 ** r} cells"]
-    convt_ex = [f"x = {ones(cube('1, 2', 3))}", f"w = {ones(cube('2, 4', 2))}",
-                f"y = convkern.conv_transpose{r}d(x, w, stride=2)", "y.shape", "float(y.max())"]
+    grid = f"np.arange({4**r}, dtype=np.float32).reshape({cube('1, 1', 4)})"
+    conv_ex = [
+        f"x = {ones(cube('1, 2', 5))}",
+        f"w = {ones(cube('3, 2', 3))}",
+        f'y = convkern.conv{r}d(x, w, padding="same")',
+        "y.shape",
+        f"float(y[{', '.join(['0', '0'] + ['2'] * r)}])  # 2 channels x {3**r} cells",
+    ]
+    convt_ex = [
+        f"x = {ones(cube('1, 2', 3))}",
+        f"w = {ones(cube('2, 4', 2))}",
+        f"y = convkern.conv_transpose{r}d(x, w, stride=2)",
+        "y.shape",
+        "float(y.max())",
+    ]
     ops = [
-        Op(f"conv{r}d", CONV, f"_conv({r}", f"{r}-D convolution (cross-correlation, as in every deep-learning "
-           "framework).",
-           f"""y[n, k, o] = bias[k] + sum over the channels c of k's group and the kernel offsets j of
+        Op(
+            f"conv{r}d",
+            CONV,
+            f"_conv({r}",
+            f"{r}-D convolution (cross-correlation, as in every deep-learning framework).",
+            f"""y[n, k, o] = bias[k] + sum over the channels c of k's group and the kernel offsets j of
 x[n, c, o * stride - pad_before + j * dilation] * weight[k, c, j], on every spatial axis
 ({SPATIAL[r]}); the output size of an axis is
 ``floor((in + pad_before + pad_after - dilation * (kernel - 1) - 1) / stride) + 1``.""",
-           f"y : ndarray\n    The output, (N, C_out, {SPATIAL[r]}) in the input's layout (``out`` if given).",
-           conv_ex, keyword_impl=("weight_format", "out")),
-        Op(f"conv{r}d_backward", CONV_BWD, f"_conv_backward({r}", f"Gradients of :func:`conv{r}d`.",
-           """Takes the forward's arrays and arguments. The results are bitwise reproducible, whatever
+            f"y : ndarray\n    The output, (N, C_out, {SPATIAL[r]}) in the input's layout (``out`` if given).",
+            conv_ex,
+            keyword_impl=("weight_format", "out"),
+        ),
+        Op(
+            f"conv{r}d_backward",
+            CONV_BWD,
+            f"_conv_backward({r}",
+            f"Gradients of :func:`conv{r}d`.",
+            """Takes the forward's arrays and arguments. The results are bitwise reproducible, whatever
 the thread count. A first layer's input needs no gradient: ``output_mask=(False, True, True)``.""",
-           GRADS, conv_ex[:3] + [f"dx, dw, db = convkern.conv{r}d_backward(np.ones_like(y), x, w, padding=\"same\")",
-                                 "dx.shape, dw.shape, db.shape"], keyword_impl=("weight_format", "output_mask")),
-        Op(f"conv_transpose{r}d", CONVT, f"_conv_transpose({r}", f"{r}-D transposed convolution: the gradient of "
-           f":func:`conv{r}d` with respect to its input, used to upsample.",
-           """The output size of an axis is
+            GRADS,
+            conv_ex[:3]
+            + [
+                f'dx, dw, db = convkern.conv{r}d_backward(np.ones_like(y), x, w, padding="same")',
+                "dx.shape, dw.shape, db.shape",
+            ],
+            keyword_impl=("weight_format", "output_mask"),
+        ),
+        Op(
+            f"conv_transpose{r}d",
+            CONVT,
+            f"_conv_transpose({r}",
+            f"{r}-D transposed convolution: the gradient of "
+            f":func:`conv{r}d` with respect to its input, used to upsample.",
+            """The output size of an axis is
 ``(in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``. The weight is
 PyTorch's ``ConvTranspose`` weight, or with the spatial-first ``weight_format`` a Keras
 ``ConvTranspose`` kernel, whose last two axes are (C_out, C_in): the reverse of a Keras ``Conv``
 kernel's.""",
-           f"y : ndarray\n    The output, (N, C_out, {SPATIAL[r]}) in the input's layout (``out`` if given).",
-           convt_ex, keyword_impl=("weight_format", "out")),
-        Op(f"conv_transpose{r}d_backward", CONVT_BWD, f"_conv_transpose_backward({r}",
-           f"Gradients of :func:`conv_transpose{r}d`.", "Takes the forward's arrays and arguments.",
-           GRADS, convt_ex[:3] + [f"dx, dw, db = convkern.conv_transpose{r}d_backward(np.ones_like(y), x, w, stride=2)",
-                                  "dx.shape, dw.shape, db.shape"], keyword_impl=("weight_format", "output_mask")),
+            f"y : ndarray\n    The output, (N, C_out, {SPATIAL[r]}) in the input's layout (``out`` if given).",
+            convt_ex,
+            keyword_impl=("weight_format", "out"),
+        ),
+        Op(
+            f"conv_transpose{r}d_backward",
+            CONVT_BWD,
+            f"_conv_transpose_backward({r}",
+            f"Gradients of :func:`conv_transpose{r}d`.",
+            "Takes the forward's arrays and arguments.",
+            GRADS,
+            convt_ex[:3]
+            + [
+                f"dx, dw, db = convkern.conv_transpose{r}d_backward(np.ones_like(y), x, w, stride=2)",
+                "dx.shape, dw.shape, db.shape",
+            ],
+            keyword_impl=("weight_format", "output_mask"),
+        ),
     ]
     for kind, is_min in (("max", False), ("min", True)):
         word = "minimum" if is_min else "maximum"
-        ops.append(Op(
-            f"{kind}_pool{r}d", EXT, f"_extremum_pool({is_min}, {r}", f"{r}-D {kind} pooling: the {word} of each window.",
-            """Padded cells are never selected; NaN propagates; ties go to the first cell in window
+        ops.append(
+            Op(
+                f"{kind}_pool{r}d",
+                EXT,
+                f"_extremum_pool({is_min}, {r}",
+                f"{r}-D {kind} pooling: the {word} of each window.",
+                """Padded cells are never selected; NaN propagates; ties go to the first cell in window
 order. Sizes follow PyTorch's rules, ``ceil_mode`` included.""",
-            f"y : ndarray\n    The pooled values, (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).\n"
-            "indices : ndarray\n    Only with ``return_indices=True``: int64, the output's shape.",
-            [f"x = {grid}", f"convkern.{kind}_pool{r}d(x, 2).ravel().tolist()"], overload=True,
-            keyword_impl=("out",)))
-        ops.append(Op(
-            f"{kind}_pool{r}d_backward", EXT_BWD, f"_extremum_pool_backward({is_min}, {r}",
-            f"Gradient of :func:`{kind}_pool{r}d` with respect to its input.",
-            "Each output's gradient goes to the cell its window selected.",
-            "grad_input : ndarray\n    The input's shape and layout.",
-            [f"x = {grid}", f"dx = convkern.{kind}_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
-             "float(dx.sum())"]))
+                f"y : ndarray\n    The pooled values, (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).\n"
+                "indices : ndarray\n    Only with ``return_indices=True``: int64, the output's shape.",
+                [f"x = {grid}", f"convkern.{kind}_pool{r}d(x, 2).ravel().tolist()"],
+                overload=True,
+                keyword_impl=("out",),
+            )
+        )
+        ops.append(
+            Op(
+                f"{kind}_pool{r}d_backward",
+                EXT_BWD,
+                f"_extremum_pool_backward({is_min}, {r}",
+                f"Gradient of :func:`{kind}_pool{r}d` with respect to its input.",
+                "Each output's gradient goes to the cell its window selected.",
+                "grad_input : ndarray\n    The input's shape and layout.",
+                [
+                    f"x = {grid}",
+                    f"dx = convkern.{kind}_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
+                    "float(dx.sum())",
+                ],
+            )
+        )
     ops += [
-        Op(f"avg_pool{r}d", AVG, f"_avg_pool({r}", f"{r}-D average pooling: the mean of each window.",
-           """``count_include_pad``, ``divisor_override`` and ``ceil_mode`` follow PyTorch; with
+        Op(
+            f"avg_pool{r}d",
+            AVG,
+            f"_avg_pool({r}",
+            f"{r}-D average pooling: the mean of each window.",
+            """``count_include_pad``, ``divisor_override`` and ``ceil_mode`` follow PyTorch; with
 ``padding="same"`` or ``"valid"`` the divisor is the number of cells inside the input.""",
-           f"y : ndarray\n    The pooled values, (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).",
-           [f"x = {grid}", f"convkern.avg_pool{r}d(x, 2).ravel().tolist()"], keyword_impl=("out",)),
-        Op(f"avg_pool{r}d_backward", AVG_BWD, f"_avg_pool_backward({r}",
-           f"Gradient of :func:`avg_pool{r}d` with respect to its input.",
-           "Each output's gradient is shared equally by the cells its divisor counted.",
-           "grad_input : ndarray\n    The input's shape and layout.",
-           [f"x = {grid}", f"dx = convkern.avg_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
-            "float(dx.sum())"]),
+            f"y : ndarray\n    The pooled values, (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).",
+            [f"x = {grid}", f"convkern.avg_pool{r}d(x, 2).ravel().tolist()"],
+            keyword_impl=("out",),
+        ),
+        Op(
+            f"avg_pool{r}d_backward",
+            AVG_BWD,
+            f"_avg_pool_backward({r}",
+            f"Gradient of :func:`avg_pool{r}d` with respect to its input.",
+            "Each output's gradient is shared equally by the cells its divisor counted.",
+            "grad_input : ndarray\n    The input's shape and layout.",
+            [
+                f"x = {grid}",
+                f"dx = convkern.avg_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
+                "float(dx.sum())",
+            ],
+        ),
     ]
     for kind in ("max", "avg", "min"):
         what = {"max": "maximum", "avg": "mean", "min": "minimum"}[kind]
-        ops.append(Op(
-            f"global_{kind}_pool{r}d", GLOBAL, f"_global_pool({kind!r}, {r}",
-            f"Global {r}-D {kind} pooling: the {what} over all spatial cells of each (n, c).", "",
-            "y : ndarray\n    (N, C), or with ``keepdims`` the input's layout with unit spatial axes.",
-            [f"x = {grid}", f"convkern.global_{kind}_pool{r}d(x).tolist()"], keyword_impl=("out",)))
-        ops.append(Op(
-            f"global_{kind}_pool{r}d_backward", GLOBAL_BWD, f"_global_pool_backward({kind!r}, {r}",
-            f"Gradient of :func:`global_{kind}_pool{r}d` with respect to its input.",
-            "" if kind == "avg" else "The gradient goes to the first extreme cell.",
-            "grad_input : ndarray\n    The input's shape and layout.",
-            [f"x = {grid}", f"dx = convkern.global_{kind}_pool{r}d_backward(np.ones((1, 1), np.float32), x)",
-             "float(dx.sum())"]))
+        ops.append(
+            Op(
+                f"global_{kind}_pool{r}d",
+                GLOBAL,
+                f"_global_pool({kind!r}, {r}",
+                f"Global {r}-D {kind} pooling: the {what} over all spatial cells of each (n, c).",
+                "",
+                "y : ndarray\n    (N, C), or with ``keepdims`` the input's layout with unit spatial axes.",
+                [f"x = {grid}", f"convkern.global_{kind}_pool{r}d(x).tolist()"],
+                keyword_impl=("out",),
+            )
+        )
+        ops.append(
+            Op(
+                f"global_{kind}_pool{r}d_backward",
+                GLOBAL_BWD,
+                f"_global_pool_backward({kind!r}, {r}",
+                f"Gradient of :func:`global_{kind}_pool{r}d` with respect to its input.",
+                "" if kind == "avg" else "The gradient goes to the first extreme cell.",
+                "grad_input : ndarray\n    The input's shape and layout.",
+                [
+                    f"x = {grid}",
+                    f"dx = convkern.global_{kind}_pool{r}d_backward(np.ones((1, 1), np.float32), x)",
+                    "float(dx.sum())",
+                ],
+            )
+        )
     ops += [
-        Op(f"adaptive_avg_pool{r}d", ADAPTIVE_AVG, f"_adaptive_avg_pool({r}",
-           f"Adaptive {r}-D average pooling: the output size is given, the windows follow from it.",
-           "Output cell i of an axis averages input cells ``floor(i * in / out)`` to "
-           "``ceil((i + 1) * in / out) - 1``.",
-           f"y : ndarray\n    (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).",
-           [f"x = {grid}", f"convkern.adaptive_avg_pool{r}d(x, 2).ravel().tolist()"], keyword_impl=("out",)),
-        Op(f"adaptive_avg_pool{r}d_backward", ADAPTIVE_AVG_BWD, f"_adaptive_avg_pool_backward({r}",
-           f"Gradient of :func:`adaptive_avg_pool{r}d` with respect to its input.", "",
-           "grad_input : ndarray\n    The input's shape and layout.",
-           [f"x = {grid}",
-            f"dx = convkern.adaptive_avg_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
-            "float(dx.sum())"]),
-        Op(f"adaptive_max_pool{r}d", ADAPTIVE_MAX, f"_adaptive_max_pool({r}",
-           f"Adaptive {r}-D max pooling: the output size is given, the windows follow from it.",
-           "Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to "
-           "``ceil((i + 1) * in / out) - 1``; NaN propagates, ties go to the first cell.",
-           f"y : ndarray\n    (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).\n"
-           "indices : ndarray\n    Only with ``return_indices=True``: int64, the output's shape.",
-           [f"x = {grid}", f"y, idx = convkern.adaptive_max_pool{r}d(x, 2, return_indices=True)",
-            "idx.ravel().tolist()"], overload=True, keyword_impl=("out",)),
-        Op(f"adaptive_max_pool{r}d_backward", ADAPTIVE_MAX_BWD, f"_adaptive_max_pool_backward({r}",
-           f"Gradient of :func:`adaptive_max_pool{r}d` with respect to its input.",
-           "Each output's gradient goes to the cell its window selected.",
-           "grad_input : ndarray\n    The input's shape and layout.",
-           [f"x = {grid}",
-            f"dx = convkern.adaptive_max_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
-            "float(dx.sum())"]),
+        Op(
+            f"adaptive_avg_pool{r}d",
+            ADAPTIVE_AVG,
+            f"_adaptive_avg_pool({r}",
+            f"Adaptive {r}-D average pooling: the output size is given, the windows follow from it.",
+            "Output cell i of an axis averages input cells ``floor(i * in / out)`` to "
+            "``ceil((i + 1) * in / out) - 1``.",
+            f"y : ndarray\n    (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).",
+            [f"x = {grid}", f"convkern.adaptive_avg_pool{r}d(x, 2).ravel().tolist()"],
+            keyword_impl=("out",),
+        ),
+        Op(
+            f"adaptive_avg_pool{r}d_backward",
+            ADAPTIVE_AVG_BWD,
+            f"_adaptive_avg_pool_backward({r}",
+            f"Gradient of :func:`adaptive_avg_pool{r}d` with respect to its input.",
+            "",
+            "grad_input : ndarray\n    The input's shape and layout.",
+            [
+                f"x = {grid}",
+                f"dx = convkern.adaptive_avg_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
+                "float(dx.sum())",
+            ],
+        ),
+        Op(
+            f"adaptive_max_pool{r}d",
+            ADAPTIVE_MAX,
+            f"_adaptive_max_pool({r}",
+            f"Adaptive {r}-D max pooling: the output size is given, the windows follow from it.",
+            "Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to "
+            "``ceil((i + 1) * in / out) - 1``; NaN propagates, ties go to the first cell.",
+            f"y : ndarray\n    (N, C, {SPATIAL[r]}) in the input's layout (``out`` if given).\n"
+            "indices : ndarray\n    Only with ``return_indices=True``: int64, the output's shape.",
+            [
+                f"x = {grid}",
+                f"y, idx = convkern.adaptive_max_pool{r}d(x, 2, return_indices=True)",
+                "idx.ravel().tolist()",
+            ],
+            overload=True,
+            keyword_impl=("out",),
+        ),
+        Op(
+            f"adaptive_max_pool{r}d_backward",
+            ADAPTIVE_MAX_BWD,
+            f"_adaptive_max_pool_backward({r}",
+            f"Gradient of :func:`adaptive_max_pool{r}d` with respect to its input.",
+            "Each output's gradient goes to the cell its window selected.",
+            "grad_input : ndarray\n    The input's shape and layout.",
+            [
+                f"x = {grid}",
+                f"dx = convkern.adaptive_max_pool{r}d_backward(np.ones({cube('1, 1', 2)}, np.float32), x, 2)",
+                "float(dx.sum())",
+            ],
+        ),
     ]
     return ops
 
 
 def run_example(lines: List[str]) -> List[str]:
     """The doctest text of an example: each line run, and each expression's repr printed after it."""
-    import numpy as np
-
     import convkern
+    import numpy as np
 
     namespace = {"np": np, "convkern": convkern}
     text = []
@@ -345,7 +635,8 @@ def signature(op: Op, r: int, return_indices: Optional[str] = None) -> Tuple[str
 def docstring(op: Op, r: int) -> str:
     parts = [op.summary]
     if op.body:
-        parts.append(op.body)
+        # Docstring lines stay within the line length: long prose lines are wrapped.
+        parts.append("\n".join(textwrap.fill(line, 100) if len(line) > 100 else line for line in op.body.splitlines()))
     params = []
     for key in op.params:
         if key == "*":
@@ -378,8 +669,9 @@ def render_op(op: Op, r: int) -> str:
             params, ret = signature(op, r, variant)
             out.append(f"@overload\ndef {op.name}(\n    {params},\n) -> {ret}: ...\n")
     params, ret = signature(op, r)
-    body = textwrap.fill(call(op, ret), 112, subsequent_indent="        ", break_long_words=False,
-                         break_on_hyphens=False)
+    body = textwrap.fill(
+        call(op, ret), 112, subsequent_indent="        ", break_long_words=False, break_on_hyphens=False
+    )
     out.append(f'def {op.name}(\n    {params},\n) -> {ret}:\n    """{docstring(op, r)}\n    """\n    {body}\n')
     return "\n\n".join(out)
 

@@ -3,9 +3,11 @@ convkern's compiled kernels (private: use the convkern package)
 """
 
 from __future__ import annotations
+
 import collections.abc
-import numpy
 import typing
+
+import numpy
 
 __all__: list[str] = [
     "ConvArgs",

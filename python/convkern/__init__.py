@@ -9,13 +9,13 @@
 The hot paths are hand-written C++ (OpenMP, AVX-512/AVX2 micro-kernels picked at run time);
 ``convkern.reference`` holds the plain-NumPy definition of every operator.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
-from . import _C, _cuda_backend, functional
+from . import _C, _cuda_backend, filters, functional, nn, optim
 from .functional import *  # noqa: F401,F403  (the operators; the list is functional.__all__)
-from . import filters, nn, optim
 from .shapes import conv_parameter_count, linear_parameter_count, output_shape
 
 if TYPE_CHECKING:  # imported on first use at run time (see __getattr__)

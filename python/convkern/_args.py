@@ -4,6 +4,7 @@ Everything here only *parses* what the caller wrote (an int or a tuple, ``"same"
 name); the numeric rules — positivity, output sizes, overflow — live in ``csrc/shape.h`` and are
 reached through ``convkern._C`` so that there is one source of truth for every backend.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -49,8 +50,10 @@ def as_float_array(a: Any, name: str) -> Any:
             hint = f"; convert it with {fix}"
         elif a.dtype == np.float16:
             # The CPU kernels are float32/float64 only; the CUDA kernels take float16 too.
-            hint = (f"; float16 is supported on CUDA arrays only (e.g. cupy.asarray({name})): on the host, "
-                    f"convert it with {fix}")
+            hint = (
+                f"; float16 is supported on CUDA arrays only (e.g. cupy.asarray({name})): on the host, "
+                f"convert it with {fix}"
+            )
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}{hint}")
     return a
 
@@ -138,8 +141,7 @@ def ncs_shape(x: np.ndarray, rank: int, name: str, channels_last: bool) -> Tuple
     if x.ndim not in (rank + 1, rank + 2):
         layout = (CHANNELS_LAST if channels_last else CHANNELS_FIRST)[rank]
         raise ValueError(
-            f"{name} must have {rank + 2} dimensions ({layout}) or {rank + 1} (unbatched), "
-            f"got shape {x.shape}"
+            f"{name} must have {rank + 2} dimensions ({layout}) or {rank + 1} (unbatched), got shape {x.shape}"
         )
     unbatched = x.ndim == rank + 1
     s = tuple(([1] if unbatched else []) + [int(n) for n in x.shape])
@@ -155,8 +157,9 @@ def user_shape(shape_ncs: Sequence[int], unbatched: bool, channels_last: bool) -
     return tuple(s[1:] if unbatched else s)
 
 
-def check_out(out: Any, shape: Tuple[int, ...], dtype: np.dtype, name: str = "out",
-              inputs: Sequence[np.ndarray] = ()) -> None:
+def check_out(
+    out: Any, shape: Tuple[int, ...], dtype: np.dtype, name: str = "out", inputs: Sequence[np.ndarray] = ()
+) -> None:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):

@@ -13,6 +13,7 @@ two places, so that the op layers (``_conv_ops``, ``_pool_ops``) are written onc
 Sizes, output shapes and argument checks are not here: they come from ``csrc/shape.h`` through
 ``convkern._C`` for both backends.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,7 @@ from typing import Any, ContextManager, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
-from . import _C, _cuda_backend
-from . import _args
+from . import _C, _args, _cuda_backend
 
 
 class _HostKernels:
@@ -67,7 +67,9 @@ class HostBackend:
     def empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
         return np.empty(tuple(shape), dtype)
 
-    def check_out(self, out: Any, shape: Tuple[int, ...], dtype: Any, name: str = "out", inputs: Sequence[Any] = ()) -> None:
+    def check_out(
+        self, out: Any, shape: Tuple[int, ...], dtype: Any, name: str = "out", inputs: Sequence[Any] = ()
+    ) -> None:
         _args.check_out(out, shape, dtype, name, inputs)
 
     def scope(self) -> ContextManager[None]:
@@ -107,11 +109,15 @@ class CudaBackend:
         with self.device:
             return self.xp.empty(tuple(shape), dtype=dtype)
 
-    def check_out(self, out: Any, shape: Tuple[int, ...], dtype: Any, name: str = "out", inputs: Sequence[Any] = ()) -> None:
+    def check_out(
+        self, out: Any, shape: Tuple[int, ...], dtype: Any, name: str = "out", inputs: Sequence[Any] = ()
+    ) -> None:
         _cuda_backend.check_out(out, shape, dtype, self.device.id, name, inputs)
 
     def scope(self) -> ContextManager[None]:
-        return cast(ContextManager[None], self.device)  # set by the call's first as_float_array, which comes before any scope
+        return cast(
+            ContextManager[None], self.device
+        )  # set by the call's first as_float_array, which comes before any scope
 
 
 _HOST = HostBackend()

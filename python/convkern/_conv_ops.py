@@ -6,33 +6,36 @@ channels-last kernels exist for both); only non-zero padding modes make a padded
 PyTorch's modules do. Every call runs where its arrays are (``_backend``): NumPy arrays on the CPU
 kernels, CUDA arrays on the CUDA kernels, with the same code here.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple, cast
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from . import _C
-from ._backend import backend_for
 from ._args import (
     as_int,
     batched_contiguous,
     data_format_is_last,
     int_tuple,
     ncs_shape,
-    weight_from_channels_first,
-    weight_is_spatial_first,
-    weight_to_channels_first,
     pad3,
     physical_shape,
     same_dtype,
     user_shape,
+    weight_from_channels_first,
+    weight_is_spatial_first,
+    weight_to_channels_first,
 )
+from ._backend import backend_for
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _conv_padding(padding: Any, rank: int, in_sizes: Any, kernel: Any, stride: Any, dilation: Any) -> Tuple[List[int], List[int]]:
+def _conv_padding(
+    padding: Any, rank: int, in_sizes: Any, kernel: Any, stride: Any, dilation: Any
+) -> Tuple[List[int], List[int]]:
     """Per-axis (before, after) padding from an int, per-axis ints or pairs, "valid" or "same"."""
     if isinstance(padding, str):
         if padding == "valid":
@@ -66,6 +69,7 @@ def _conv_padding(padding: Any, rank: int, in_sizes: Any, kernel: Any, stride: A
 # --------------------------------------------------------------------------------------------
 # Padding modes: reflect / replicate / circular as an explicit padded copy and its adjoint
 # --------------------------------------------------------------------------------------------
+
 
 def _source_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
     """For each cell of a padded axis, the input cell it copies (PyTorch's F.pad rules)."""
@@ -110,7 +114,7 @@ def _unpad_by_mode(g: Any, axes: Sequence[int], before: Any, after: Any, mode: s
         gm = xp.moveaxis(g, axis, 0)
         n = gm.shape[0] - b - a
         src = _source_index(n, b, a, mode)
-        folded = gm[b:b + n].copy()
+        folded = gm[b : b + n].copy()
         for j in list(range(b)) + list(range(b + n, b + n + a)):
             folded[int(src[j])] += gm[j]
         g = xp.moveaxis(folded, 0, axis)
@@ -121,8 +125,17 @@ def _unpad_by_mode(g: Any, axes: Sequence[int], before: Any, after: Any, mode: s
 # Convolution
 # --------------------------------------------------------------------------------------------
 
-def _parse_arrays(call: Any, rank: int, input: Any, weight: Any, bias: Any, data_format: Any, weight_format: Any,
-                  device_arrays: Dict[str, Any]) -> Tuple[Any, Any, Any, bool, Tuple[int, ...], bool]:
+
+def _parse_arrays(
+    call: Any,
+    rank: int,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    data_format: Any,
+    weight_format: Any,
+    device_arrays: Dict[str, Any],
+) -> Tuple[Any, Any, Any, bool, Tuple[int, ...], bool]:
     """Sets call.be (where it runs, from every array of the call: device_arrays names the others, e.g.
     grad_output and out) and call.spatial_first_weight, and returns the arrays of a (transposed)
     convolution, checked for dtype and layout: (input, weight as (a, b, *kernel), bias, channels_last,
@@ -146,23 +159,39 @@ class _ConvCall:
     be: Any  # where it runs (set by _parse_arrays)
     spatial_first_weight: bool
 
-    def __init__(self, rank: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
-                 groups: Any, padding_mode: Any, data_format: Any, weight_format: Any = None,
-                 **device_arrays: Any) -> None:
-        x, w, b, self.last, shape, self.unbatched = _parse_arrays(self, rank, input, weight, bias, data_format,
-                                                                  weight_format, device_arrays)
+    def __init__(
+        self,
+        rank: int,
+        input: Any,
+        weight: Any,
+        bias: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: Any,
+        padding_mode: Any,
+        data_format: Any,
+        weight_format: Any = None,
+        **device_arrays: Any,
+    ) -> None:
+        x, w, b, self.last, shape, self.unbatched = _parse_arrays(
+            self, rank, input, weight, bias, data_format, weight_format, device_arrays
+        )
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         if w.ndim != rank + 2:
-            layout = "(*kernel, in_channels/groups, out_channels)" if self.spatial_first_weight else \
-                "(out_channels, in_channels/groups, *kernel)"
+            layout = (
+                "(*kernel, in_channels/groups, out_channels)"
+                if self.spatial_first_weight
+                else "(out_channels, in_channels/groups, *kernel)"
+            )
             raise ValueError(f"weight must have {rank + 2} dimensions {layout}, got shape {w.shape}")
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"bias must have shape ({w.shape[0]},) (one per output channel), got {b.shape}")
         self.rank, self.mode, self.shape = rank, padding_mode, shape
         stride = pad3(int_tuple(stride, rank, "stride"), rank, 1)
         dilation = pad3(int_tuple(dilation, rank, "dilation"), rank, 1)
-        before, after = _conv_padding(padding, rank, shape[2:], w.shape[2:], stride[3 - rank:], dilation[3 - rank:])
+        before, after = _conv_padding(padding, rank, shape[2:], w.shape[2:], stride[3 - rank :], dilation[3 - rank :])
         groups = as_int(groups, "groups")
         if padding_mode != "zeros":
             # The padded copy is the kernels' input; they then pad nothing.
@@ -174,8 +203,7 @@ class _ConvCall:
             shape = tuple(shape[:2]) + tuple(n + b_ + a_ for n, b_, a_ in zip(shape[2:], before, after))
             before = after = [0] * rank
         self.kernel_shape = tuple(shape)
-        self.args = _C.ConvArgs(stride, pad3(before, rank, 0), pad3(after, rank, 0), dilation, groups, rank,
-                                self.last)
+        self.args = _C.ConvArgs(stride, pad3(before, rank, 0), pad3(after, rank, 0), dilation, groups, rank, self.last)
         self.w_shape5 = tuple(w.shape[:2]) + tuple(pad3(w.shape[2:], rank, 1))
         try:
             y5 = _C.conv_output_shape(list(shape[:2]) + pad3(shape[2:], rank, 1), list(self.w_shape5), self.args)
@@ -183,9 +211,11 @@ class _ConvCall:
             if not self.spatial_first_weight:
                 raise
             # The checks see the weight as (out_channels, in_channels/groups, *kernel): say so.
-            raise ValueError(f"{exc} (the weight of shape {tuple(weight.shape)} given as {weight_format!r} "
-                             f"reads as {tuple(w.shape)})") from None
-        self.y_shape = tuple(y5[:2]) + tuple(y5[5 - rank:])
+            raise ValueError(
+                f"{exc} (the weight of shape {tuple(weight.shape)} given as {weight_format!r} "
+                f"reads as {tuple(w.shape)})"
+            ) from None
+        self.y_shape = tuple(y5[:2]) + tuple(y5[5 - rank :])
         self.x, self.w, self.b, self.dtype = x, w, b, x.dtype
 
     def spatial_axes(self) -> List[int]:
@@ -217,11 +247,24 @@ def _result_buffer(call: Any, out: Any) -> Any:
     return call.be.xp.asarray(out)  # a CUDA out= that is not a CuPy array is written through a view
 
 
-def _conv(rank: int, input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-          groups: Any = 1, padding_mode: Any = "zeros", data_format: Any = None, *, weight_format: Any = None,
-          out: Any = None) -> Any:
-    c = _ConvCall(rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format,
-                  weight_format, out=out)
+def _conv(
+    rank: int,
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    padding_mode: Any = "zeros",
+    data_format: Any = None,
+    *,
+    weight_format: Any = None,
+    out: Any = None,
+) -> Any:
+    c = _ConvCall(
+        rank, input, weight, bias, stride, padding, dilation, groups, padding_mode, data_format, weight_format, out=out
+    )
     with c.be.scope():
         y = _result_buffer(c, out)
         b = None if c.b is None else c.be.xp.ascontiguousarray(c.b)
@@ -240,18 +283,45 @@ def _grad_output(call: Any, grad_output: Any, expected: Tuple[int, ...]) -> Any:
 
 def _output_mask(output_mask: Any) -> Tuple[bool, bool, bool]:
     """Which of (grad_input, grad_weight, grad_bias) to compute, as aten's convolution_backward takes it."""
-    if not isinstance(output_mask, (list, tuple)) or len(output_mask) != 3 or not all(
-            isinstance(m, (bool, np.bool_)) for m in output_mask):
+    if (
+        not isinstance(output_mask, (list, tuple))
+        or len(output_mask) != 3
+        or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)
+    ):
         raise TypeError(f"output_mask must be 3 bools (grad_input, grad_weight, grad_bias), got {output_mask!r}")
     return bool(output_mask[0]), bool(output_mask[1]), bool(output_mask[2])
 
 
-def _conv_backward(rank: int, grad_output: Any, input: Any, weight: Any, stride: Any = 1, padding: Any = 0,
-                   dilation: Any = 1, groups: Any = 1, padding_mode: Any = "zeros", data_format: Any = None, *,
-                   weight_format: Any = None, output_mask: Any = (True, True, True)) -> Tuple[Any, Any, Any]:
+def _conv_backward(
+    rank: int,
+    grad_output: Any,
+    input: Any,
+    weight: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    padding_mode: Any = "zeros",
+    data_format: Any = None,
+    *,
+    weight_format: Any = None,
+    output_mask: Any = (True, True, True),
+) -> Tuple[Any, Any, Any]:
     want_dx, want_dw, want_db = _output_mask(output_mask)
-    c = _ConvCall(rank, input, weight, None, stride, padding, dilation, groups, padding_mode, data_format,
-                  weight_format, grad_output=grad_output)
+    c = _ConvCall(
+        rank,
+        input,
+        weight,
+        None,
+        stride,
+        padding,
+        dilation,
+        groups,
+        padding_mode,
+        data_format,
+        weight_format,
+        grad_output=grad_output,
+    )
     dy = _grad_output(c, grad_output, c.user_shape(c.y_shape)).reshape(c.phys(c.y_shape))
     be = c.be
     dx = dw = db = None
@@ -280,25 +350,45 @@ def _conv_backward(rank: int, grad_output: Any, input: Any, weight: Any, stride:
 # to its input (and its gradients are that convolution's forward and backward-weight passes)
 # --------------------------------------------------------------------------------------------
 
+
 class _ConvTransposeCall:
     be: Any  # where it runs (set by _parse_arrays)
     spatial_first_weight: bool
 
-    def __init__(self, rank: int, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
-                 output_padding: Any, groups: Any, dilation: Any, data_format: Any, weight_format: Any = None,
-                 **device_arrays: Any) -> None:
-        x, w, b, self.last, shape, self.unbatched = _parse_arrays(self, rank, input, weight, bias, data_format,
-                                                                  weight_format, device_arrays)
+    def __init__(
+        self,
+        rank: int,
+        input: Any,
+        weight: Any,
+        bias: Any,
+        stride: Any,
+        padding: Any,
+        output_padding: Any,
+        groups: Any,
+        dilation: Any,
+        data_format: Any,
+        weight_format: Any = None,
+        **device_arrays: Any,
+    ) -> None:
+        x, w, b, self.last, shape, self.unbatched = _parse_arrays(
+            self, rank, input, weight, bias, data_format, weight_format, device_arrays
+        )
         if w.ndim != rank + 2:
-            layout = "(*kernel, out_channels/groups, in_channels)" if self.spatial_first_weight else \
-                "(in_channels, out_channels/groups, *kernel)"
+            layout = (
+                "(*kernel, out_channels/groups, in_channels)"
+                if self.spatial_first_weight
+                else "(in_channels, out_channels/groups, *kernel)"
+            )
             raise ValueError(f"weight must have {rank + 2} dimensions {layout}, got shape {w.shape}")
         groups = as_int(groups, "groups")
         if groups < 1:
             raise ValueError(f"groups must be >= 1, got {groups}")
         if w.shape[0] != shape[1]:
-            layout = "(*kernel, out_channels/groups, in_channels)" if self.spatial_first_weight else \
-                "(in_channels, out_channels/groups, *kernel)"
+            layout = (
+                "(*kernel, out_channels/groups, in_channels)"
+                if self.spatial_first_weight
+                else "(in_channels, out_channels/groups, *kernel)"
+            )
             given = weight_from_channels_first(w, rank).shape if self.spatial_first_weight else w.shape
             raise ValueError(
                 f"weight must have shape {layout} with in_channels={shape[1]} (the input's channels), got {given}"
@@ -312,16 +402,18 @@ class _ConvTransposeCall:
         dilation = pad3(int_tuple(dilation, rank, "dilation"), rank, 1)
         padding = pad3(int_tuple(padding, rank, "padding"), rank, 0)
         output_padding = pad3(int_tuple(output_padding, rank, "output_padding"), rank, 0)
-        out3, pad_after, in_ext = _C.conv_transpose_plan(rank, pad3(shape[2:], rank, 1), pad3(w.shape[2:], rank, 1),
-                                                         stride, padding, output_padding, dilation)
+        out3, pad_after, in_ext = _C.conv_transpose_plan(
+            rank, pad3(shape[2:], rank, 1), pad3(w.shape[2:], rank, 1), stride, padding, output_padding, dilation
+        )
         self.rank, self.shape, self.x, self.w, self.b, self.dtype = rank, shape, x, w, b, x.dtype
-        self.y_shape = (shape[0], c_out) + tuple(out3[3 - rank:])
-        self.ext_shape = tuple(shape[:2]) + tuple(in_ext[3 - rank:])
+        self.y_shape = (shape[0], c_out) + tuple(out3[3 - rank :])
+        self.ext_shape = tuple(shape[:2]) + tuple(in_ext[3 - rank :])
         self.args = _C.ConvArgs(stride, padding, list(pad_after), dilation, groups, rank, self.last)
         self.w_shape5 = tuple(w.shape[:2]) + tuple(pad3(w.shape[2:], rank, 1))
         # The equivalent convolution maps y_shape to ext_shape; shape.h checks it once more.
-        conv_out = _C.conv_output_shape(list(self.y_shape[:2]) + pad3(self.y_shape[2:], rank, 1),
-                                        list(self.w_shape5), self.args)
+        conv_out = _C.conv_output_shape(
+            list(self.y_shape[:2]) + pad3(self.y_shape[2:], rank, 1), list(self.w_shape5), self.args
+        )
         assert tuple(conv_out[2:]) == tuple(pad3(self.ext_shape[2:], rank, 1)), (conv_out, self.ext_shape)
 
     def phys(self, ncs: Any) -> Tuple[int, ...]:
@@ -347,11 +439,35 @@ class _ConvTransposeCall:
         return user_shape(ncs, self.unbatched, self.last)
 
 
-def _conv_transpose(rank: int, input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                    output_padding: Any = 0, groups: Any = 1, dilation: Any = 1, data_format: Any = None, *,
-                    weight_format: Any = None, out: Any = None) -> Any:
-    t = _ConvTransposeCall(rank, input, weight, bias, stride, padding, output_padding, groups, dilation, data_format,
-                           weight_format, out=out)
+def _conv_transpose(
+    rank: int,
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: Any = 1,
+    dilation: Any = 1,
+    data_format: Any = None,
+    *,
+    weight_format: Any = None,
+    out: Any = None,
+) -> Any:
+    t = _ConvTransposeCall(
+        rank,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        data_format,
+        weight_format,
+        out=out,
+    )
     with t.be.scope():
         y = _result_buffer(t, out)
         y5 = y.reshape(t.phys(t.y_shape))
@@ -360,13 +476,36 @@ def _conv_transpose(rank: int, input: Any, weight: Any, bias: Any = None, stride
     return y if out is None else out
 
 
-def _conv_transpose_backward(rank: int, grad_output: Any, input: Any, weight: Any, stride: Any = 1,
-                             padding: Any = 0, output_padding: Any = 0, groups: Any = 1, dilation: Any = 1,
-                             data_format: Any = None, *, weight_format: Any = None,
-                             output_mask: Any = (True, True, True)) -> Tuple[Any, Any, Any]:
+def _conv_transpose_backward(
+    rank: int,
+    grad_output: Any,
+    input: Any,
+    weight: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: Any = 1,
+    dilation: Any = 1,
+    data_format: Any = None,
+    *,
+    weight_format: Any = None,
+    output_mask: Any = (True, True, True),
+) -> Tuple[Any, Any, Any]:
     want_dx, want_dw, want_db = _output_mask(output_mask)
-    t = _ConvTransposeCall(rank, input, weight, None, stride, padding, output_padding, groups, dilation, data_format,
-                           weight_format, grad_output=grad_output)
+    t = _ConvTransposeCall(
+        rank,
+        input,
+        weight,
+        None,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        data_format,
+        weight_format,
+        grad_output=grad_output,
+    )
     dy = _grad_output(t, grad_output, t.user_shape(t.y_shape)).reshape(t.phys(t.y_shape))
     be = t.be
     gx = gw = gb = None

@@ -3,6 +3,7 @@ convkern's CUDA kernels (private: use the convkern package)
 """
 
 from __future__ import annotations
+
 import collections.abc
 import typing
 
@@ -200,9 +201,7 @@ def conv_backward_weight(
     args: typing.Any,
     stream: typing.SupportsInt | typing.SupportsIndex = 0,
 ) -> None: ...
-def conv_backward_weight_workspace(
-    input: typing.Any, grad_weight: typing.Any, args: typing.Any
-) -> int:
+def conv_backward_weight_workspace(input: typing.Any, grad_weight: typing.Any, args: typing.Any) -> int:
     """
     Bytes of device scratch conv_backward_weight needs (0: pass None).
     """

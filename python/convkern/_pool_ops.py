@@ -6,14 +6,14 @@ Arrays reach the kernels C-contiguous and 5-D in the op's own layout, (N, C, D, 
 Every call runs where its arrays are (``_backend``): NumPy arrays on the CPU kernels, CUDA arrays
 on the CUDA kernels.
 """
+
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
 from . import _C
-from ._backend import backend_for
 from ._args import (
     as_int,
     data_format_is_last,
@@ -23,6 +23,7 @@ from ._args import (
     same_dtype,
     user_shape,
 )
+from ._backend import backend_for
 
 
 def _shape5(shape_ncs: Any, rank: int, last: bool) -> Tuple[int, ...]:
@@ -45,7 +46,7 @@ class _Activations:
         self.in5 = _shape5(self.shape, rank, self.last)
 
     def _set_output(self, out3: Any) -> None:
-        self.y_shape = tuple(self.shape[:2]) + tuple(out3[3 - self.rank:])
+        self.y_shape = tuple(self.shape[:2]) + tuple(out3[3 - self.rank :])
         self.out5 = _shape5(self.y_shape, self.rank, self.last)
 
     def _as5(self, a: Any, shape5: Tuple[int, ...]) -> Any:
@@ -63,8 +64,7 @@ class _Activations:
         """Where the kernel writes: the caller's `out` itself (checked), else a new array."""
         if out is None:
             return self.be.empty(self.out5, self.dtype)
-        self.be.check_out(out, self.user_shape(self.y_shape) if shape is None else shape, self.dtype, "out",
-                          (self.x,))
+        self.be.check_out(out, self.user_shape(self.y_shape) if shape is None else shape, self.dtype, "out", (self.x,))
         return self.be.xp.asarray(out).reshape(self.out5)
 
     def finish(self, y5: Any, out: Any) -> Any:
@@ -104,8 +104,19 @@ class _Activations:
 class _PoolCall(_Activations):
     """A parsed, validated sliding-window pooling call."""
 
-    def __init__(self, rank: Any, input: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any, data_format: Any,
-                 name: Any = "input", **device_arrays: Any) -> None:
+    def __init__(
+        self,
+        rank: Any,
+        input: Any,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        ceil_mode: Any,
+        data_format: Any,
+        name: Any = "input",
+        **device_arrays: Any,
+    ) -> None:
         super().__init__(rank, input, data_format, name, **device_arrays)
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
@@ -125,10 +136,18 @@ class _PoolCall(_Activations):
                 raise ValueError(f"padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}")
         else:
             before = after = list(int_tuple(padding, rank, "padding"))
-        self.args = (pad3(k, rank, 1), pad3(s, rank, 1), pad3(before, rank, 0), pad3(after, rank, 0),
-                     pad3(d, rank, 1), bool(ceil_mode), self.same_or_valid)
-        self._set_output(_C.pool_output_shape(rank, self.shape[0], self.shape[1], pad3(self.shape[2:], rank, 1),
-                                              *self.args))
+        self.args = (
+            pad3(k, rank, 1),
+            pad3(s, rank, 1),
+            pad3(before, rank, 0),
+            pad3(after, rank, 0),
+            pad3(d, rank, 1),
+            bool(ceil_mode),
+            self.same_or_valid,
+        )
+        self._set_output(
+            _C.pool_output_shape(rank, self.shape[0], self.shape[1], pad3(self.shape[2:], rank, 1), *self.args)
+        )
 
     def avg_args(self) -> Tuple[Any, ...]:
         """The arguments of the average-pooling kernels (no dilation)."""
@@ -142,9 +161,20 @@ def _check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def _extremum_pool(is_min: bool, rank: int, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                   dilation: Any = 1, ceil_mode: Any = False, return_indices: Any = False, data_format: Any = None, *,
-                   out: Any = None) -> Any:
+def _extremum_pool(
+    is_min: bool,
+    rank: int,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: Any = False,
+    return_indices: Any = False,
+    data_format: Any = None,
+    *,
+    out: Any = None,
+) -> Any:
     return_indices = _check_bool(return_indices, "return_indices")
     p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format, out=out)
     with p.be.scope():
@@ -158,16 +188,36 @@ def _extremum_pool(is_min: bool, rank: int, input: Any, kernel_size: Any, stride
     return values
 
 
-def _extremum_pool_backward(is_min: Any, rank: Any, grad_output: Any, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-                            ceil_mode: Any = False, data_format: Any = None, indices: Any = None) -> Any:
-    p = _PoolCall(rank, input, kernel_size, stride, padding, dilation, ceil_mode, data_format,
-                  grad_output=grad_output, indices=indices)
+def _extremum_pool_backward(
+    is_min: Any,
+    rank: Any,
+    grad_output: Any,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: Any = False,
+    data_format: Any = None,
+    indices: Any = None,
+) -> Any:
+    p = _PoolCall(
+        rank,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        data_format,
+        grad_output=grad_output,
+        indices=indices,
+    )
     dy = p.check_grad_output(grad_output)
     with p.be.scope():
         if indices is None:
             idx = p.new_indices()
-            p.be.kernels.extremum_pool_forward(p.x5(), p.be.empty(p.out5, p.dtype), idx, *p.args, is_min, rank,
-                                               p.last)
+            p.be.kernels.extremum_pool_forward(p.x5(), p.be.empty(p.out5, p.dtype), idx, *p.args, is_min, rank, p.last)
         else:
             idx = p.check_indices(indices)
         dx = p.grad_input()
@@ -186,8 +236,19 @@ def _avg_options(count_include_pad: Any, divisor_override: Any) -> Tuple[bool, i
     return bool(count_include_pad), d
 
 
-def _avg_pool(rank: Any, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: Any = False, count_include_pad: Any = True,
-              divisor_override: Any = None, data_format: Any = None, *, out: Any = None) -> Any:
+def _avg_pool(
+    rank: Any,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: Any = False,
+    count_include_pad: Any = True,
+    divisor_override: Any = None,
+    data_format: Any = None,
+    *,
+    out: Any = None,
+) -> Any:
     p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format, out=out)
     opts = _avg_options(count_include_pad, divisor_override)
     with p.be.scope():
@@ -196,8 +257,18 @@ def _avg_pool(rank: Any, input: Any, kernel_size: Any, stride: Any = None, paddi
     return p.finish(y, out)
 
 
-def _avg_pool_backward(rank: Any, grad_output: Any, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: Any = False,
-                       count_include_pad: Any = True, divisor_override: Any = None, data_format: Any = None) -> Any:
+def _avg_pool_backward(
+    rank: Any,
+    grad_output: Any,
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: Any = False,
+    count_include_pad: Any = True,
+    divisor_override: Any = None,
+    data_format: Any = None,
+) -> Any:
     p = _PoolCall(rank, input, kernel_size, stride, padding, 1, ceil_mode, data_format, grad_output=grad_output)
     opts = _avg_options(count_include_pad, divisor_override)
     dy = p.check_grad_output(grad_output)
@@ -208,6 +279,7 @@ def _avg_pool_backward(rank: Any, grad_output: Any, input: Any, kernel_size: Any
 
 
 # Global pooling is pooling with one window that covers the whole input plane.
+
 
 def _global_call(rank: int, input: Any, data_format: Any, **device_arrays: Any) -> _PoolCall:
     x = backend_for(input=input, **device_arrays).as_float_array(input, "input")
@@ -227,7 +299,9 @@ def _global_shape(p: _PoolCall, keepdims: bool) -> Tuple[int, ...]:
     return tuple(p.shape[1:2] if p.unbatched else p.shape[:2])  # (N, C) whatever the layout
 
 
-def _global_pool(kind: Any, rank: Any, input: Any, keepdims: Any = False, data_format: Any = None, *, out: Any = None) -> Any:
+def _global_pool(
+    kind: Any, rank: Any, input: Any, keepdims: Any = False, data_format: Any = None, *, out: Any = None
+) -> Any:
     p = _global_call(rank, input, data_format, out=out)
     shape = _global_shape(p, keepdims)
     # (N, C) and (N, 1, .., C) or (N, C, 1, ..) are the same memory: out is written in place.
@@ -240,7 +314,9 @@ def _global_pool(kind: Any, rank: Any, input: Any, keepdims: Any = False, data_f
     return y.reshape(shape) if out is None else out
 
 
-def _global_pool_backward(kind: Any, rank: Any, grad_output: Any, input: Any, keepdims: Any = False, data_format: Any = None) -> Any:
+def _global_pool_backward(
+    kind: Any, rank: Any, grad_output: Any, input: Any, keepdims: Any = False, data_format: Any = None
+) -> Any:
     p = _global_call(rank, input, data_format, grad_output=grad_output)
     dy = p.check_grad_output(grad_output, _global_shape(p, keepdims))
     k = p.be.kernels
@@ -257,10 +333,13 @@ def _global_pool_backward(kind: Any, rank: Any, grad_output: Any, input: Any, ke
 
 # Adaptive pooling: output cell i of an axis pools input cells [floor(i*in/out), ceil((i+1)*in/out)).
 
+
 class _AdaptiveCall(_Activations):
     """A parsed, validated adaptive pooling call."""
 
-    def __init__(self, rank: Any, input: Any, output_size: Any, data_format: Any, name: Any = "input", **device_arrays: Any) -> None:
+    def __init__(
+        self, rank: Any, input: Any, output_size: Any, data_format: Any, name: Any = "input", **device_arrays: Any
+    ) -> None:
         super().__init__(rank, input, data_format, name, **device_arrays)
         if output_size is None or not isinstance(output_size, (list, tuple)):
             output_size = (output_size,) * rank
@@ -268,8 +347,11 @@ class _AdaptiveCall(_Activations):
             raise ValueError(f"output_size must be an int or a tuple of {rank} ints or Nones, got {output_size!r}")
         # None keeps that axis's input size (PyTorch).
         sizes = [n if o is None else as_int(o, "output_size") for o, n in zip(output_size, self.shape[2:])]
-        self._set_output(_C.adaptive_pool_output_shape(rank, self.shape[0], self.shape[1],
-                                                       pad3(self.shape[2:], rank, 1), pad3(sizes, rank, 1)))
+        self._set_output(
+            _C.adaptive_pool_output_shape(
+                rank, self.shape[0], self.shape[1], pad3(self.shape[2:], rank, 1), pad3(sizes, rank, 1)
+            )
+        )
 
 
 def _adaptive_avg_pool(rank: Any, input: Any, output_size: Any, data_format: Any = None, *, out: Any = None) -> Any:
@@ -280,7 +362,9 @@ def _adaptive_avg_pool(rank: Any, input: Any, output_size: Any, data_format: Any
     return a.finish(y, out)
 
 
-def _adaptive_avg_pool_backward(rank: Any, grad_output: Any, input: Any, output_size: Any, data_format: Any = None) -> Any:
+def _adaptive_avg_pool_backward(
+    rank: Any, grad_output: Any, input: Any, output_size: Any, data_format: Any = None
+) -> Any:
     a = _AdaptiveCall(rank, input, output_size, data_format, grad_output=grad_output)
     dy = a.check_grad_output(grad_output)
     with a.be.scope():
@@ -289,8 +373,9 @@ def _adaptive_avg_pool_backward(rank: Any, grad_output: Any, input: Any, output_
     return a.finish_grad(dx)
 
 
-def _adaptive_max_pool(rank: int, input: Any, output_size: Any, return_indices: Any = False, data_format: Any = None,
-                       *, out: Any = None) -> Any:
+def _adaptive_max_pool(
+    rank: int, input: Any, output_size: Any, return_indices: Any = False, data_format: Any = None, *, out: Any = None
+) -> Any:
     return_indices = _check_bool(return_indices, "return_indices")
     a = _AdaptiveCall(rank, input, output_size, data_format, out=out)
     with a.be.scope():
@@ -304,7 +389,9 @@ def _adaptive_max_pool(rank: int, input: Any, output_size: Any, return_indices: 
     return values
 
 
-def _adaptive_max_pool_backward(rank: Any, grad_output: Any, input: Any, output_size: Any, data_format: Any = None, indices: Any = None) -> Any:
+def _adaptive_max_pool_backward(
+    rank: Any, grad_output: Any, input: Any, output_size: Any, data_format: Any = None, indices: Any = None
+) -> Any:
     a = _AdaptiveCall(rank, input, output_size, data_format, grad_output=grad_output, indices=indices)
     dy = a.check_grad_output(grad_output)
     k = a.be.kernels

@@ -25,6 +25,7 @@ Which kernel does what (the first layer of a trained CNN learns kernels much lik
 * vertical_line, horizontal_line: a bright one-pixel line on a dark background, in that direction.
 * corner: a bright corner opening to the bottom right.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Union
@@ -65,8 +66,13 @@ BOUNDARIES = {"zeros": "constant", "reflect": "mirror", "replicate": "nearest", 
 #: filter2d's ``mode``: scipy.ndimage's names, with scipy's meanings. Four are the boundaries above
 #: under another name; scipy's "reflect" (d c b a | a b c d | d c b a, the edge pixel repeated) has
 #: no padding_mode and is an explicit padded copy.
-SCIPY_MODES = {"constant": "zeros", "mirror": "reflect", "nearest": "replicate", "wrap": "circular",
-               "reflect": "symmetric"}
+SCIPY_MODES = {
+    "constant": "zeros",
+    "mirror": "reflect",
+    "nearest": "replicate",
+    "wrap": "circular",
+    "reflect": "symmetric",
+}
 
 
 def kernel(name: str) -> np.ndarray:
@@ -77,8 +83,9 @@ def kernel(name: str) -> np.ndarray:
         raise KeyError(f"no kernel named {name!r}; the kernels are {sorted(KERNELS)}") from None
 
 
-def filter2d(image: Any, kernel_or_name: Union[str, np.ndarray], boundary: str = "zeros", *,
-             mode: Optional[str] = None) -> np.ndarray:
+def filter2d(
+    image: Any, kernel_or_name: Union[str, np.ndarray], boundary: str = "zeros", *, mode: Optional[str] = None
+) -> np.ndarray:
     """Filters an H×W or H×W×C image with a 2-D kernel; the result has the image's size.
 
     ``kernel_or_name``: a 2-D array or the name of one of ``KERNELS``. A colour image is filtered

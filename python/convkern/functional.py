@@ -1306,7 +1306,8 @@ def adaptive_avg_pool1d(
 ) -> Array:
     """Adaptive 1-D average pooling: the output size is given, the windows follow from it.
 
-    Output cell i of an axis averages input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out) - 1``.
+    Output cell i of an axis averages input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out)
+    - 1``.
 
     Parameters
     ----------
@@ -1442,7 +1443,8 @@ def adaptive_max_pool1d(
 ) -> Array | tuple[Array, Array]:
     """Adaptive 1-D max pooling: the output size is given, the windows follow from it.
 
-    Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out) - 1``; NaN propagates, ties go to the first cell.
+    Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to ``ceil((i + 1) *
+    in / out) - 1``; NaN propagates, ties go to the first cell.
 
     Parameters
     ----------
@@ -2744,7 +2746,8 @@ def adaptive_avg_pool2d(
 ) -> Array:
     """Adaptive 2-D average pooling: the output size is given, the windows follow from it.
 
-    Output cell i of an axis averages input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out) - 1``.
+    Output cell i of an axis averages input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out)
+    - 1``.
 
     Parameters
     ----------
@@ -2880,7 +2883,8 @@ def adaptive_max_pool2d(
 ) -> Array | tuple[Array, Array]:
     """Adaptive 2-D max pooling: the output size is given, the windows follow from it.
 
-    Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out) - 1``; NaN propagates, ties go to the first cell.
+    Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to ``ceil((i + 1) *
+    in / out) - 1``; NaN propagates, ties go to the first cell.
 
     Parameters
     ----------
@@ -4182,7 +4186,8 @@ def adaptive_avg_pool3d(
 ) -> Array:
     """Adaptive 3-D average pooling: the output size is given, the windows follow from it.
 
-    Output cell i of an axis averages input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out) - 1``.
+    Output cell i of an axis averages input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out)
+    - 1``.
 
     Parameters
     ----------
@@ -4318,7 +4323,8 @@ def adaptive_max_pool3d(
 ) -> Array | tuple[Array, Array]:
     """Adaptive 3-D max pooling: the output size is given, the windows follow from it.
 
-    Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to ``ceil((i + 1) * in / out) - 1``; NaN propagates, ties go to the first cell.
+    Output cell i of an axis is the maximum of input cells ``floor(i * in / out)`` to ``ceil((i + 1) *
+    in / out) - 1``; NaN propagates, ties go to the first cell.
 
     Parameters
     ----------

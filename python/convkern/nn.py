@@ -24,6 +24,7 @@ default initialisation are PyTorch's, so weights can be copied between the two o
 Layers also take a ``data_format`` ("NCHW", PyTorch's default, or "NHWC", Keras's), and convolutions a
 ``weight_format`` ("OIHW", PyTorch's, or "HWIO", the layout of a Keras kernel, which then loads as is).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,21 +36,50 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import functional as F
-from ._args import CHANNELS_FIRST, WEIGHT_CHANNELS_FIRST, int_tuple, weight_from_channels_first, \
-    weight_is_spatial_first
+from ._args import CHANNELS_FIRST, WEIGHT_CHANNELS_FIRST, int_tuple, weight_from_channels_first, weight_is_spatial_first
 from .shapes import output_shape
 
 __all__ = [
-    "Parameter", "Module", "Sequential", "manual_seed", "ModelSummary",
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-    "MaxPool1d", "MaxPool2d", "MaxPool3d", "MinPool1d", "MinPool2d", "MinPool3d",
-    "AvgPool1d", "AvgPool2d", "AvgPool3d",
-    "GlobalMaxPool1d", "GlobalMaxPool2d", "GlobalMaxPool3d",
-    "GlobalAvgPool1d", "GlobalAvgPool2d", "GlobalAvgPool3d",
-    "GlobalMinPool1d", "GlobalMinPool2d", "GlobalMinPool3d",
-    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "ReLU", "Flatten", "Linear", "Dropout", "CrossEntropyLoss",
+    "Parameter",
+    "Module",
+    "Sequential",
+    "manual_seed",
+    "ModelSummary",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "MinPool1d",
+    "MinPool2d",
+    "MinPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "GlobalMaxPool1d",
+    "GlobalMaxPool2d",
+    "GlobalMaxPool3d",
+    "GlobalAvgPool1d",
+    "GlobalAvgPool2d",
+    "GlobalAvgPool3d",
+    "GlobalMinPool1d",
+    "GlobalMinPool2d",
+    "GlobalMinPool3d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "ReLU",
+    "Flatten",
+    "Linear",
+    "Dropout",
+    "CrossEntropyLoss",
 ]
 
 
@@ -58,6 +88,7 @@ __all__ = [
 # Parameters live on a device: "cpu" (NumPy arrays) or "cuda" (CuPy arrays, computed by convkern's
 # CUDA kernels). The few NumPy functions a layer calls itself go through `array_module(x)`, which
 # answers numpy or cupy, so that the same layer code serves both.
+
 
 def array_module(a: Any) -> Any:
     """``numpy`` for host arrays, ``cupy`` for CuPy arrays."""
@@ -100,6 +131,7 @@ def manual_seed(seed: int) -> None:
 
 
 # ==================================================================================== parameters
+
 
 class Parameter:
     """A trainable array (``.data``) and the gradient of the loss with respect to it (``.grad``).
@@ -155,8 +187,9 @@ def _default_bias(size: int, fan_in: int) -> np.ndarray:
 
 # ====================================================================================== Module
 
+
 def _snake_case(name: str) -> str:
-    """"MaxPool2d" -> "max_pool2d", "ReLU" -> "relu": layer names in the summary, Keras-style."""
+    """ "MaxPool2d" -> "max_pool2d", "ReLU" -> "relu": layer names in the summary, Keras-style."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", name).lower()
 
 
@@ -195,12 +228,12 @@ class Module:
 
     # --- the tree of layers and their parameters ---------------------------------------------
 
-    def named_children(self) -> Iterator[Tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[Tuple[str, Module]]:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         """This module and every module inside it, depth first."""
         yield self
         for _, child in self.named_children():
@@ -224,23 +257,24 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Training mode: forward keeps what backward needs, Dropout drops. Returns self."""
         for m in self.modules():
             m.training = mode
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """Inference mode: forward keeps nothing, Dropout passes its input through. Returns self."""
         return self.train(False)
 
-    def to(self, target: Any) -> "Module":
+    def to(self, target: Any) -> Module:
         """Moves the parameters to a device ("cpu", "cuda", "cuda:1") or converts them to a float dtype.
 
         ``model.to(numpy.float64)`` is what gradient checks use. Create the optimiser after
         moving or converting: it holds state shaped like the parameters. Returns self.
         """
         if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
+
             def convert(a: Any) -> Any:
                 return _to_device(a, target)
         else:
@@ -250,6 +284,7 @@ class Module:
 
             def convert(a: Any) -> Any:
                 return a.astype(dtype, copy=False)
+
         for p in self.parameters():
             p.data = convert(p.data)
             p.grad = None if p.grad is None else convert(p.grad)
@@ -266,8 +301,9 @@ class Module:
         params = dict(self.named_parameters())
         missing, unexpected = params.keys() - state.keys(), state.keys() - params.keys()
         if missing or unexpected:
-            raise KeyError(f"state_dict does not match the model: missing {sorted(missing)}, "
-                           f"unexpected {sorted(unexpected)}")
+            raise KeyError(
+                f"state_dict does not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
         for name, p in params.items():
             value = np.asarray(state[name])
             if value.shape != p.shape:
@@ -279,7 +315,7 @@ class Module:
         """Writes ``state_dict()`` to an .npz file (``numpy.load`` reads it back as a dict)."""
         np.savez(path, **self.state_dict())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
-    def load(self, path: Any) -> "Module":
+    def load(self, path: Any) -> Module:
         """Loads parameters saved by ``save`` into this model, which must have the same layers."""
         with np.load(path) as saved:
             self.load_state_dict({name: saved[name] for name in saved.files})
@@ -287,10 +323,10 @@ class Module:
 
     # --- description --------------------------------------------------------------------------
 
-    def _summary_layers(self) -> List["Module"]:
+    def _summary_layers(self) -> List[Module]:
         return [self]
 
-    def summary(self, input_shape: Sequence[int], print_fn: Optional[Callable[[str], Any]] = print) -> "ModelSummary":
+    def summary(self, input_shape: Sequence[int], print_fn: Optional[Callable[[str], Any]] = print) -> ModelSummary:
         """A Keras-style table of the layers: output shape and parameter count of each, and totals.
 
         ``input_shape`` is the shape of one example, without the batch axis (Keras's
@@ -330,8 +366,9 @@ class ModelSummary:
     ``str(summary)`` is the Keras-style table.
     """
 
-    def __init__(self, name: str, rows: List[Tuple[Any, ...]], total_params: int, trainable_params: int,
-                 total_bytes: int) -> None:
+    def __init__(
+        self, name: str, rows: List[Tuple[Any, ...]], total_params: int, trainable_params: int, total_bytes: int
+    ) -> None:
         self.name, self.rows = name, rows
         self.total_params, self.trainable_params = total_params, trainable_params
         self.total_bytes = total_bytes
@@ -349,11 +386,13 @@ class ModelSummary:
         return "\n".join(
             [f'Model: "{self.name}"', "_" * rule, line(header), "=" * rule]
             + [line(c) for c in cells]
-            + ["=" * rule,
-               f"Total params: {self.total_params:,} ({mib:.2f} MB)",
-               f"Trainable params: {self.trainable_params:,}",
-               f"Non-trainable params: {self.total_params - self.trainable_params:,}",
-               "_" * rule]
+            + [
+                "=" * rule,
+                f"Total params: {self.total_params:,} ({mib:.2f} MB)",
+                f"Trainable params: {self.trainable_params:,}",
+                f"Non-trainable params: {self.total_params - self.trainable_params:,}",
+                "_" * rule,
+            ]
         )
 
     def __repr__(self) -> str:
@@ -363,8 +402,8 @@ class ModelSummary:
 class Sequential(Module):
     """Layers applied one after the other; backward runs them in reverse.
 
-        model = Sequential(Conv2d(1, 6, 5), ReLU(), MaxPool2d(2))
-        model[0]          # the Conv2d; parameters are named "0.weight", "0.bias"
+    model = Sequential(Conv2d(1, 6, 5), ReLU(), MaxPool2d(2))
+    model[0]          # the Conv2d; parameters are named "0.weight", "0.bias"
     """
 
     def __init__(self, *layers: Module) -> None:
@@ -396,7 +435,7 @@ class Sequential(Module):
     def _summary_layers(self) -> List[Module]:
         return list(self.layers)
 
-    def append(self, layer: Module) -> "Sequential":
+    def append(self, layer: Module) -> Sequential:
         self.layers.append(layer)
         return self
 
@@ -417,6 +456,7 @@ class Sequential(Module):
 
 
 # ================================================================================ convolutions
+
 
 def _conv_repr(layer: Any, optional: Any) -> str:
     """PyTorch-style repr of a (transposed) convolution: arguments shown only when not default."""
@@ -445,13 +485,23 @@ class _ConvNd(Module):
 
     rank: int
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", data_format: Optional[str] = None,
-                 weight_format: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        data_format: Optional[str] = None,
+        weight_format: Optional[str] = None,
+    ) -> None:
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = int_tuple(kernel_size, self.rank, "kernel_size")
         self.stride, self.padding, self.dilation = stride, padding, dilation
@@ -460,14 +510,24 @@ class _ConvNd(Module):
         self.weight_format = weight_format or WEIGHT_CHANNELS_FIRST[self.rank]
         # Each output sums in_channels/groups * kernel_volume products: that is the fan-in.
         fan_in = in_channels // groups * math.prod(self.kernel_size)
-        self.weight = Parameter(_initial_weight((out_channels, in_channels // groups) + self.kernel_size, fan_in,
-                                                self.weight_format, self.rank))
+        self.weight = Parameter(
+            _initial_weight(
+                (out_channels, in_channels // groups) + self.kernel_size, fan_in, self.weight_format, self.rank
+            )
+        )
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
     def _geometry(self) -> Dict[str, Any]:
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.padding_mode, data_format=self.data_format, weight_format=self.weight_format)
+        return dict(
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            data_format=self.data_format,
+            weight_format=self.weight_format,
+        )
 
     def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
@@ -477,8 +537,9 @@ class _ConvNd(Module):
 
     def backward(self, grad_output: Any) -> Any:
         conv_backward = getattr(F, f"conv{self.rank}d_backward")
-        grad_input, grad_weight, grad_bias = conv_backward(grad_output, self._saved(self._input), self.weight.data,
-                                                           **self._geometry())
+        grad_input, grad_weight, grad_bias = conv_backward(
+            grad_output, self._saved(self._input), self.weight.data, **self._geometry()
+        )
         self.weight.accumulate_grad(grad_weight)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_bias)
@@ -493,6 +554,7 @@ class _ConvNd(Module):
 
 class Conv1d(_ConvNd):
     """1-D convolution over (N, C, W) inputs (or (N, W, C) with data_format="NWC")."""
+
     rank = 1
 
 
@@ -502,11 +564,13 @@ class Conv2d(_ConvNd):
     ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
     bias=True, padding_mode="zeros", data_format="NCHW")``; padding may also be "same" or "valid".
     """
+
     rank = 2
 
 
 class Conv3d(_ConvNd):
     """3-D convolution over (N, C, D, H, W) inputs (or (N, D, H, W, C) with data_format="NDHWC")."""
+
     rank = 3
 
 
@@ -520,13 +584,23 @@ class _ConvTransposeNd(Module):
 
     rank: int
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
-                 groups: int = 1, bias: bool = True, dilation: Any = 1, data_format: Optional[str] = None,
-                 weight_format: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        data_format: Optional[str] = None,
+        weight_format: Optional[str] = None,
+    ) -> None:
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = int_tuple(kernel_size, self.rank, "kernel_size")
         self.stride, self.padding, self.output_padding, self.dilation = stride, padding, output_padding, dilation
@@ -534,15 +608,24 @@ class _ConvTransposeNd(Module):
         self.weight_format = weight_format or WEIGHT_CHANNELS_FIRST[self.rank]
         # PyTorch computes the fan-in from the weight's second axis: out_channels/groups * kernel volume.
         fan_in = out_channels // groups * math.prod(self.kernel_size)
-        self.weight = Parameter(_initial_weight((in_channels, out_channels // groups) + self.kernel_size, fan_in,
-                                                self.weight_format, self.rank))
+        self.weight = Parameter(
+            _initial_weight(
+                (in_channels, out_channels // groups) + self.kernel_size, fan_in, self.weight_format, self.rank
+            )
+        )
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
     def _geometry(self) -> Dict[str, Any]:
-        return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
-                    groups=self.groups, dilation=self.dilation, data_format=self.data_format,
-                    weight_format=self.weight_format)
+        return dict(
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            groups=self.groups,
+            dilation=self.dilation,
+            data_format=self.data_format,
+            weight_format=self.weight_format,
+        )
 
     def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
@@ -553,7 +636,8 @@ class _ConvTransposeNd(Module):
     def backward(self, grad_output: Any) -> Any:
         conv_transpose_backward = getattr(F, f"conv_transpose{self.rank}d_backward")
         grad_input, grad_weight, grad_bias = conv_transpose_backward(
-            grad_output, self._saved(self._input), self.weight.data, **self._geometry())
+            grad_output, self._saved(self._input), self.weight.data, **self._geometry()
+        )
         self.weight.accumulate_grad(grad_weight)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_bias)
@@ -574,6 +658,7 @@ class ConvTranspose2d(_ConvTransposeNd):
     """``ConvTranspose2d(in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
     groups=1, bias=True, dilation=1, data_format="NCHW")``; out = (in-1)*stride - 2*padding +
     dilation*(kernel_size-1) + output_padding + 1."""
+
     rank = 2
 
 
@@ -586,6 +671,7 @@ class ConvTranspose3d(_ConvTransposeNd):
 # Pooling layers have no parameters. Their backward routes each output's gradient back to the
 # input cells its window read: all of it to the winning cell for max/min pooling, an equal share
 # to every cell for average pooling.
+
 
 class _PoolNd(Module):
     """Shared by the pooling layers: the op is F.<op_name>{rank}d, its arguments are `_arguments()`."""
@@ -631,15 +717,29 @@ class _ExtremumPoolNd(_PoolNd):
 
     keeps_indices = True
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
-                 data_format: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+        data_format: Optional[str] = None,
+    ) -> None:
         super().__init__(data_format)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.ceil_mode = ceil_mode
 
     def _arguments(self) -> Dict[str, Any]:
-        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    ceil_mode=self.ceil_mode, data_format=self.data_format)
+        return dict(
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+            data_format=self.data_format,
+        )
+
 
 class MaxPool1d(_ExtremumPoolNd):
     rank, op_name = 1, "max_pool"
@@ -648,6 +748,7 @@ class MaxPool1d(_ExtremumPoolNd):
 class MaxPool2d(_ExtremumPoolNd):
     """``MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, data_format="NCHW")``;
     stride defaults to kernel_size, so MaxPool2d(2) halves the height and width."""
+
     rank, op_name = 2, "max_pool"
 
 
@@ -661,6 +762,7 @@ class MinPool1d(_ExtremumPoolNd):
 
 class MinPool2d(_ExtremumPoolNd):
     """Like MaxPool2d, keeping each window's smallest value."""
+
     rank, op_name = 2, "min_pool"
 
 
@@ -671,16 +773,30 @@ class MinPool3d(_ExtremumPoolNd):
 class _AvgPoolNd(_PoolNd):
     op_name = "avg_pool"
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: Optional[int] = None, data_format: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Optional[int] = None,
+        data_format: Optional[str] = None,
+    ) -> None:
         super().__init__(data_format)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
     def _arguments(self) -> Dict[str, Any]:
-        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
-                    count_include_pad=self.count_include_pad, divisor_override=self.divisor_override,
-                    data_format=self.data_format)
+        return dict(
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+            divisor_override=self.divisor_override,
+            data_format=self.data_format,
+        )
 
 
 class AvgPool1d(_AvgPoolNd):
@@ -690,6 +806,7 @@ class AvgPool1d(_AvgPoolNd):
 class AvgPool2d(_AvgPoolNd):
     """``AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
     divisor_override=None, data_format="NCHW")``."""
+
     rank = 2
 
 
@@ -767,6 +884,7 @@ class AdaptiveAvgPool1d(_AdaptivePoolNd):
 class AdaptiveAvgPool2d(_AdaptivePoolNd):
     """``AdaptiveAvgPool2d(output_size, data_format="NCHW")``; AdaptiveAvgPool2d(1) is global average pooling
     with the spatial axes kept."""
+
     rank, op_name = 2, "adaptive_avg_pool"
 
 
@@ -792,6 +910,7 @@ class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
 
 
 # ============================================================================ element-wise layers
+
 
 class ReLU(Module):
     """ReLU(x) = max(0, x). Its derivative is 1 where x > 0 and 0 elsewhere (0 at x = 0, as in PyTorch),
@@ -865,7 +984,7 @@ class Flatten(Module):
     def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         start, end = self.start_dim % len(shape), self.end_dim % len(shape)
-        return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+        return shape[:start] + (math.prod(shape[start : end + 1]),) + shape[end + 1 :]
 
     def forward(self, x: Any) -> Any:
         self._input_shape = x.shape
@@ -894,11 +1013,15 @@ class Linear(Module):
 
     def forward(self, x: Any) -> Any:
         if x.shape[-1:] != (self.in_features,):
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects inputs whose last axis has "
-                             f"{self.in_features} elements, got shape {x.shape}")
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) expects inputs whose last axis has "
+                f"{self.in_features} elements, got shape {x.shape}"
+            )
         if x.dtype != self.weight.data.dtype:
-            raise TypeError(f"input has dtype {x.dtype} but the weight has {self.weight.data.dtype}; convert the "
-                            f"input with .astype(numpy.{self.weight.data.dtype}) or the model with .to()")
+            raise TypeError(
+                f"input has dtype {x.dtype} but the weight has {self.weight.data.dtype}; convert the "
+                f"input with .astype(numpy.{self.weight.data.dtype}) or the model with .to()"
+            )
         self._input = x if self.training else None
         y = x @ self.weight.data.T
         return y if self.bias is None else y + self.bias.data
@@ -908,7 +1031,7 @@ class Linear(Module):
         # Every leading axis is a batch axis: fold them into one to get two matrix products.
         x2 = x.reshape(-1, self.in_features)
         g2 = grad_output.reshape(-1, self.out_features)
-        self.weight.accumulate_grad(g2.T @ x2)   # dL/dW[o, i] = sum over the batch of g[o] * x[i]
+        self.weight.accumulate_grad(g2.T @ x2)  # dL/dW[o, i] = sum over the batch of g[o] * x[i]
         if self.bias is not None:
             self.bias.accumulate_grad(g2.sum(axis=0))
         return (g2 @ self.weight.data).reshape(x.shape)
@@ -916,8 +1039,10 @@ class Linear(Module):
     def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         if shape[-1:] != (self.in_features,):
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}) cannot follow an output of shape "
-                             f"{shape}: its last axis must have {self.in_features} elements")
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) cannot follow an output of shape "
+                f"{shape}: its last axis must have {self.in_features} elements"
+            )
         return shape[:-1] + (self.out_features,)
 
     def extra_repr(self) -> str:
@@ -925,6 +1050,7 @@ class Linear(Module):
 
 
 # ======================================================================================== loss
+
 
 class CrossEntropyLoss(Module):
     """Softmax and negative log-likelihood in one step, averaged over the batch (like PyTorch's).
@@ -959,8 +1085,10 @@ class CrossEntropyLoss(Module):
             if target.shape != (n,):
                 raise ValueError(f"class-index targets must have shape ({n},), got {target.shape}")
             if n and (int(target.min()) < 0 or int(target.max()) >= logits.shape[1]):
-                raise ValueError(f"class indices must be in [0, {logits.shape[1]}), got values from "
-                                 f"{int(target.min())} to {int(target.max())}")
+                raise ValueError(
+                    f"class indices must be in [0, {logits.shape[1]}), got values from "
+                    f"{int(target.min())} to {int(target.max())}"
+                )
             losses = -log_probabilities[xp.arange(n), target]
         else:
             if target.shape != logits.shape:

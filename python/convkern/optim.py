@@ -8,6 +8,7 @@
 Parameters whose ``.grad`` is None (no backward reached them, or they are frozen) are skipped,
 as in PyTorch. Updates happen in place on ``.data``, so the model sees them at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,15 @@ class SGD(Optimizer):
     and cancel across oscillating ones.
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         super().__init__(params, lr)
         if momentum < 0 or weight_decay < 0:
             raise ValueError(f"momentum and weight_decay must be >= 0, got {momentum} and {weight_decay}")
@@ -96,8 +104,14 @@ class Adam(Optimizer):
     start in the first steps.
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(params, lr)
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
