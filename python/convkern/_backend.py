@@ -7,7 +7,7 @@ two places, so that the op layers (``_conv_ops``, ``_pool_ops``) are written onc
   (padding-mode copies, making an operand C-contiguous);
 - ``kernels``: ``convkern._C`` or ``convkern._cuda_backend`` — the same entry points, the same
   arguments in the same order;
-- array intake and result allocation with SPEC §1's rules (dtype, ``out=``), and ``scope()``, which makes
+- array intake and result allocation (dtype rules, ``out=`` checks), and ``scope()``, which makes
   the operands' GPU current so that everything allocated or launched in it lands on that device.
 
 Sizes, output shapes and argument checks are not here: they come from ``csrc/shape.h`` through
