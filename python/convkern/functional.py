@@ -216,7 +216,7 @@ def conv1d_backward(
     weight_format: str | None = None,
     output_mask: tuple[bool, bool, bool] = (True, True, True),
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Gradients of :func:`conv1d`.
+    """Gradients of ``conv1d``.
 
     Takes the forward's arrays and arguments. The results are bitwise reproducible, whatever
     the thread count. A first layer's input needs no gradient: ``output_mask=(False, True, True)``.
@@ -306,7 +306,7 @@ def conv_transpose1d(
     weight_format: str | None = None,
     out: Array | None = None,
 ) -> Array:
-    """1-D transposed convolution: the gradient of :func:`conv1d` with respect to its input, used to upsample.
+    """1-D transposed convolution: the gradient of ``conv1d`` with respect to its input, used to upsample.
 
     The output size of an axis is
     ``(in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``. The weight is
@@ -394,7 +394,7 @@ def conv_transpose1d_backward(
     weight_format: str | None = None,
     output_mask: tuple[bool, bool, bool] = (True, True, True),
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Gradients of :func:`conv_transpose1d`.
+    """Gradients of ``conv_transpose1d``.
 
     Takes the forward's arrays and arguments.
 
@@ -599,7 +599,7 @@ def max_pool1d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`max_pool1d` with respect to its input.
+    """Gradient of ``max_pool1d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -790,7 +790,7 @@ def min_pool1d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`min_pool1d` with respect to its input.
+    """Gradient of ``min_pool1d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -933,7 +933,7 @@ def avg_pool1d_backward(
     divisor_override: int | None = None,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`avg_pool1d` with respect to its input.
+    """Gradient of ``avg_pool1d`` with respect to its input.
 
     Each output's gradient is shared equally by the cells its divisor counted.
 
@@ -1049,7 +1049,7 @@ def global_max_pool1d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_max_pool1d` with respect to its input.
+    """Gradient of ``global_max_pool1d`` with respect to its input.
 
     The gradient goes to the first extreme cell.
 
@@ -1151,7 +1151,7 @@ def global_avg_pool1d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_avg_pool1d` with respect to its input.
+    """Gradient of ``global_avg_pool1d`` with respect to its input.
 
     Parameters
     ----------
@@ -1251,7 +1251,7 @@ def global_min_pool1d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_min_pool1d` with respect to its input.
+    """Gradient of ``global_min_pool1d`` with respect to its input.
 
     The gradient goes to the first extreme cell.
 
@@ -1356,7 +1356,7 @@ def adaptive_avg_pool1d_backward(
     output_size: OutputSize,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`adaptive_avg_pool1d` with respect to its input.
+    """Gradient of ``adaptive_avg_pool1d`` with respect to its input.
 
     Parameters
     ----------
@@ -1501,7 +1501,7 @@ def adaptive_max_pool1d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`adaptive_max_pool1d` with respect to its input.
+    """Gradient of ``adaptive_max_pool1d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -1654,7 +1654,7 @@ def conv2d_backward(
     weight_format: str | None = None,
     output_mask: tuple[bool, bool, bool] = (True, True, True),
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Gradients of :func:`conv2d`.
+    """Gradients of ``conv2d``.
 
     Takes the forward's arrays and arguments. The results are bitwise reproducible, whatever
     the thread count. A first layer's input needs no gradient: ``output_mask=(False, True, True)``.
@@ -1744,7 +1744,7 @@ def conv_transpose2d(
     weight_format: str | None = None,
     out: Array | None = None,
 ) -> Array:
-    """2-D transposed convolution: the gradient of :func:`conv2d` with respect to its input, used to upsample.
+    """2-D transposed convolution: the gradient of ``conv2d`` with respect to its input, used to upsample.
 
     The output size of an axis is
     ``(in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``. The weight is
@@ -1833,7 +1833,7 @@ def conv_transpose2d_backward(
     weight_format: str | None = None,
     output_mask: tuple[bool, bool, bool] = (True, True, True),
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Gradients of :func:`conv_transpose2d`.
+    """Gradients of ``conv_transpose2d``.
 
     Takes the forward's arrays and arguments.
 
@@ -2039,7 +2039,7 @@ def max_pool2d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`max_pool2d` with respect to its input.
+    """Gradient of ``max_pool2d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -2230,7 +2230,7 @@ def min_pool2d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`min_pool2d` with respect to its input.
+    """Gradient of ``min_pool2d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -2373,7 +2373,7 @@ def avg_pool2d_backward(
     divisor_override: int | None = None,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`avg_pool2d` with respect to its input.
+    """Gradient of ``avg_pool2d`` with respect to its input.
 
     Each output's gradient is shared equally by the cells its divisor counted.
 
@@ -2489,7 +2489,7 @@ def global_max_pool2d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_max_pool2d` with respect to its input.
+    """Gradient of ``global_max_pool2d`` with respect to its input.
 
     The gradient goes to the first extreme cell.
 
@@ -2591,7 +2591,7 @@ def global_avg_pool2d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_avg_pool2d` with respect to its input.
+    """Gradient of ``global_avg_pool2d`` with respect to its input.
 
     Parameters
     ----------
@@ -2691,7 +2691,7 @@ def global_min_pool2d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_min_pool2d` with respect to its input.
+    """Gradient of ``global_min_pool2d`` with respect to its input.
 
     The gradient goes to the first extreme cell.
 
@@ -2796,7 +2796,7 @@ def adaptive_avg_pool2d_backward(
     output_size: OutputSize,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`adaptive_avg_pool2d` with respect to its input.
+    """Gradient of ``adaptive_avg_pool2d`` with respect to its input.
 
     Parameters
     ----------
@@ -2941,7 +2941,7 @@ def adaptive_max_pool2d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`adaptive_max_pool2d` with respect to its input.
+    """Gradient of ``adaptive_max_pool2d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -3094,7 +3094,7 @@ def conv3d_backward(
     weight_format: str | None = None,
     output_mask: tuple[bool, bool, bool] = (True, True, True),
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Gradients of :func:`conv3d`.
+    """Gradients of ``conv3d``.
 
     Takes the forward's arrays and arguments. The results are bitwise reproducible, whatever
     the thread count. A first layer's input needs no gradient: ``output_mask=(False, True, True)``.
@@ -3184,7 +3184,7 @@ def conv_transpose3d(
     weight_format: str | None = None,
     out: Array | None = None,
 ) -> Array:
-    """3-D transposed convolution: the gradient of :func:`conv3d` with respect to its input, used to upsample.
+    """3-D transposed convolution: the gradient of ``conv3d`` with respect to its input, used to upsample.
 
     The output size of an axis is
     ``(in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``. The weight is
@@ -3273,7 +3273,7 @@ def conv_transpose3d_backward(
     weight_format: str | None = None,
     output_mask: tuple[bool, bool, bool] = (True, True, True),
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Gradients of :func:`conv_transpose3d`.
+    """Gradients of ``conv_transpose3d``.
 
     Takes the forward's arrays and arguments.
 
@@ -3479,7 +3479,7 @@ def max_pool3d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`max_pool3d` with respect to its input.
+    """Gradient of ``max_pool3d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -3670,7 +3670,7 @@ def min_pool3d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`min_pool3d` with respect to its input.
+    """Gradient of ``min_pool3d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
@@ -3813,7 +3813,7 @@ def avg_pool3d_backward(
     divisor_override: int | None = None,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`avg_pool3d` with respect to its input.
+    """Gradient of ``avg_pool3d`` with respect to its input.
 
     Each output's gradient is shared equally by the cells its divisor counted.
 
@@ -3929,7 +3929,7 @@ def global_max_pool3d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_max_pool3d` with respect to its input.
+    """Gradient of ``global_max_pool3d`` with respect to its input.
 
     The gradient goes to the first extreme cell.
 
@@ -4031,7 +4031,7 @@ def global_avg_pool3d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_avg_pool3d` with respect to its input.
+    """Gradient of ``global_avg_pool3d`` with respect to its input.
 
     Parameters
     ----------
@@ -4131,7 +4131,7 @@ def global_min_pool3d_backward(
     keepdims: bool = False,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`global_min_pool3d` with respect to its input.
+    """Gradient of ``global_min_pool3d`` with respect to its input.
 
     The gradient goes to the first extreme cell.
 
@@ -4236,7 +4236,7 @@ def adaptive_avg_pool3d_backward(
     output_size: OutputSize,
     data_format: str | None = None,
 ) -> Array:
-    """Gradient of :func:`adaptive_avg_pool3d` with respect to its input.
+    """Gradient of ``adaptive_avg_pool3d`` with respect to its input.
 
     Parameters
     ----------
@@ -4381,7 +4381,7 @@ def adaptive_max_pool3d_backward(
     data_format: str | None = None,
     indices: ArrayLike | None = None,
 ) -> Array:
-    """Gradient of :func:`adaptive_max_pool3d` with respect to its input.
+    """Gradient of ``adaptive_max_pool3d`` with respect to its input.
 
     Each output's gradient goes to the cell its window selected.
 
