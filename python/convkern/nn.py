@@ -562,7 +562,8 @@ class Conv2d(_ConvNd):
     """2-D convolution over (N, C, H, W) inputs (or (N, H, W, C) with data_format="NHWC").
 
     ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-    bias=True, padding_mode="zeros", data_format="NCHW")``; padding may also be "same" or "valid".
+    bias=True, padding_mode="zeros", data_format="NCHW", weight_format="OIHW")``; padding may also
+    be "same" or "valid"; weight_format="HWIO" keeps the weight as a Keras kernel, (kH, kW, C_in, C_out).
     """
 
     rank = 2
@@ -656,8 +657,9 @@ class ConvTranspose1d(_ConvTransposeNd):
 
 class ConvTranspose2d(_ConvTransposeNd):
     """``ConvTranspose2d(in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-    groups=1, bias=True, dilation=1, data_format="NCHW")``; out = (in-1)*stride - 2*padding +
-    dilation*(kernel_size-1) + output_padding + 1."""
+    groups=1, bias=True, dilation=1, data_format="NCHW", weight_format="OIHW")``; out = (in-1)*stride -
+    2*padding + dilation*(kernel_size-1) + output_padding + 1. weight_format="HWIO" keeps the weight as
+    a Keras Conv2DTranspose kernel, (kH, kW, C_out, C_in)."""
 
     rank = 2
 
