@@ -1,23 +1,31 @@
-"""The seed material's worked examples (SPEC §7), determinism, threads and convkern.info()."""
+"""The seed material's worked examples, determinism, threads and convkern.info()."""
+
 from __future__ import annotations
 
 import threading
 
+import convkern
 import numpy as np
 import pytest
 
-import convkern
-
-IMAGE_7X7 = np.array([
-    [130, 136, 53, 44, 231, 67, 108], [130, 89, 77, 58, 250, 154, 130], [208, 239, 120, 111, 112, 181, 22],
-    [203, 223, 59, 79, 28, 57, 67], [164, 140, 215, 235, 66, 30, 204], [97, 159, 50, 110, 104, 76, 7],
-    [207, 150, 58, 47, 152, 81, 237]], np.float64)
+IMAGE_7X7 = np.array(
+    [
+        [130, 136, 53, 44, 231, 67, 108],
+        [130, 89, 77, 58, 250, 154, 130],
+        [208, 239, 120, 111, 112, 181, 22],
+        [203, 223, 59, 79, 28, 57, 67],
+        [164, 140, 215, 235, 66, 30, 204],
+        [97, 159, 50, 110, 104, 76, 7],
+        [207, 150, 58, 47, 152, 81, 237],
+    ],
+    np.float64,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seed_conv1d(dtype):
     signal = np.array([[0, 0, 0, 0, 1, 2, 3, 3]], dtype)  # (C=1, W=8), unbatched
-    kernel = np.array([[[-1, 1]]], dtype)                 # (K=1, C=1, 2)
+    kernel = np.array([[[-1, 1]]], dtype)  # (K=1, C=1, 2)
     np.testing.assert_array_equal(convkern.conv1d(signal, kernel)[0], [0, 0, 0, 1, 1, 1, 0])
 
 
@@ -67,11 +75,15 @@ def test_gradients_bitwise_deterministic_across_thread_counts(dtype):
         results = []
         for threads in (1, 2, 3, 1):
             convkern.set_num_threads(threads)
-            results.append(convkern.conv2d_backward(dy, x, w, **kw)
-                           + convkern.conv2d_backward(dy_long, x_long, w_long, padding=1)
-                           + (convkern.conv2d(x, w, **kw),
-                              convkern.max_pool2d_backward(x, x, 3, 1, 1),
-                              convkern.avg_pool2d_backward(x[:, :, :11, :10], x, 3, 2, 1)))
+            results.append(
+                convkern.conv2d_backward(dy, x, w, **kw)
+                + convkern.conv2d_backward(dy_long, x_long, w_long, padding=1)
+                + (
+                    convkern.conv2d(x, w, **kw),
+                    convkern.max_pool2d_backward(x, x, 3, 1, 1),
+                    convkern.avg_pool2d_backward(x[:, :, :11, :10], x, 3, 2, 1),
+                )
+            )
     finally:
         convkern.set_num_threads(saved)
     for other in results[1:]:
@@ -86,8 +98,11 @@ def test_many_python_threads_match_serial_results():
     dy = rng.standard_normal((2, 12, 17, 17)).astype(np.float32)
 
     def work():
-        return (convkern.conv2d(x, w, padding=1),) + convkern.conv2d_backward(dy, x, w, padding=1) + (
-            convkern.max_pool2d(x, 3, 2, 1),)
+        return (
+            (convkern.conv2d(x, w, padding=1),)
+            + convkern.conv2d_backward(dy, x, w, padding=1)
+            + (convkern.max_pool2d(x, 3, 2, 1),)
+        )
 
     serial = work()
     results = [None] * 8
@@ -138,3 +153,74 @@ def test_public_signatures_read_like_pytorch():
     assert "NCHW" in convkern.conv2d.__doc__
     sig = inspect.signature(convkern.max_pool2d_backward)
     assert list(sig.parameters)[-1] == "indices"
+
+
+# ------------------------------------------------------------------ the documented examples and API
+
+
+@pytest.mark.parametrize("module", ["convkern", "convkern.functional", "convkern.filters", "convkern.shapes"])
+def test_docstring_examples_run(module):
+    """Every Examples section is a doctest: the documentation cannot drift from what the code does."""
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE, report=True)
+    assert result.attempted > 0 and result.failed == 0, result
+    if module == "convkern.functional":
+        # One example per operator, at least.
+        assert result.attempted >= 3 * len(convkern.functional.__all__)
+
+
+def test_generated_functional_is_current():
+    """functional.py is written by tools/gen_functional.py: a change to one without the other fails here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    generator = root / "tools" / "gen_functional.py"
+    if not generator.is_file() or Path(convkern.__file__).resolve().parent != root / "python" / "convkern":
+        pytest.skip("needs the source tree (tools/ and python/convkern imported from it)")
+    done = subprocess.run([sys.executable, str(generator), "--check"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_operator_is_a_documented_function():
+    import inspect
+
+    for name in convkern.functional.__all__:
+        op = getattr(convkern, name)
+        assert inspect.isfunction(op) and op.__module__ == "convkern.functional", name
+        assert op.__code__.co_filename.endswith("functional.py"), name  # go-to-definition lands here
+        doc = inspect.getdoc(op) or ""
+        for section in ("Parameters\n----------", "Returns\n-------", "Raises\n------", "Examples\n--------"):
+            assert section in doc, (name, section)
+        for parameter in inspect.signature(op).parameters:
+            assert f"\n{parameter} : " in doc, (name, parameter)
+        hints = inspect.get_annotations(op)
+        assert set(hints) == set(inspect.signature(op).parameters) | {"return"}, name
+
+
+def test_docs_build_without_warnings(tmp_path):
+    """The documentation site (docs/ and every docstring) builds offline, warnings being errors."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "mkdocs.yml").is_file():
+        pytest.skip("needs the source tree (mkdocs.yml, docs/)")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    api = (tmp_path / "site" / "api" / "functional" / "index.html").read_text()
+    for name in convkern.functional.__all__:
+        assert f'id="convkern.functional.{name}"' in api, name

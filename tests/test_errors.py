@@ -1,11 +1,11 @@
-"""SPEC §5: every bad argument is a ValueError or TypeError naming the argument, raised before any
+"""Every bad argument is a ValueError or TypeError naming the argument, raised before any
 memory is touched (out= buffers stay poisoned), and nothing crashes the interpreter."""
+
 from __future__ import annotations
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 
 X = np.ones((2, 4, 8, 8), np.float32)
 W = np.ones((6, 4, 3, 3), np.float32)
@@ -85,12 +85,15 @@ def test_conv_grad_output_shape_is_named():
         convkern.conv2d_backward(np.ones((2, 6, 5, 6), np.float32), X, W)
 
 
-@pytest.mark.parametrize("out,exc,fragment", [
-    (np.empty((2, 6, 6, 5), np.float32), ValueError, "shape"),
-    (np.empty((2, 6, 6, 6), np.float64), ValueError, "dtype"),
-    (np.empty((2, 6, 6, 12), np.float32)[..., ::2], ValueError, "contiguous"),
-    ([0.0], TypeError, "out"),
-])
+@pytest.mark.parametrize(
+    "out,exc,fragment",
+    [
+        (np.empty((2, 6, 6, 5), np.float32), ValueError, "shape"),
+        (np.empty((2, 6, 6, 6), np.float64), TypeError, "dtype"),
+        (np.empty((2, 6, 6, 12), np.float32)[..., ::2], ValueError, "contiguous"),
+        ([0.0], TypeError, "out"),
+    ],
+)
 def test_out_is_checked(out, exc, fragment):
     with pytest.raises(exc, match=fragment):
         convkern.conv2d(X, W, out=out)
@@ -131,8 +134,9 @@ POOL_ERRORS = [
 ]
 
 
-POOL_CASES = [(kind,) + c for kind in ("max", "min", "avg") for c in POOL_ERRORS
-              if not (kind == "avg" and "dilation" in c[0])]  # average pooling has no dilation
+POOL_CASES = [
+    (kind,) + c for kind in ("max", "min", "avg") for c in POOL_ERRORS if not (kind == "avg" and "dilation" in c[0])
+]  # average pooling has no dilation
 
 
 @pytest.mark.parametrize("kind,kw,exc,fragment", POOL_CASES, ids=[f"{c[0]}-{c[1]}" for c in POOL_CASES])
@@ -224,3 +228,68 @@ def test_tensors_past_2_31_elements_are_indexed_with_64_bits():
     del y
     g = convkern.avg_pool1d(x, 8)
     assert g[0, 0, -1] == np.float32(5.0 / 8) and g[0, 0, 0] == np.float32(2.0 / 8)
+
+
+# ------------------------------------------------------------------ consistent messages
+
+
+def test_return_indices_must_be_a_bool():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    for op in (convkern.max_pool2d, convkern.min_pool2d):
+        with pytest.raises(TypeError, match="return_indices must be a bool, got 'no'"):
+            op(x, 2, return_indices="no")
+    with pytest.raises(TypeError, match="return_indices must be a bool, got 1"):
+        convkern.adaptive_max_pool2d(x, 2, return_indices=1)
+
+
+def test_big_endian_input_gets_a_conversion_hint():
+    x = np.ones((1, 1, 4, 4), ">f4")
+    with pytest.raises(
+        TypeError, match=r"native byte order, got dtype >f4; convert it with input.astype\(numpy.float32\)"
+    ):
+        convkern.max_pool2d(x, 2)
+    with pytest.raises(TypeError, match=r"weight.astype\(numpy.float64\)"):
+        convkern.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3), ">f8"))
+
+
+def test_list_input_gets_a_hint_lists_can_follow():
+    with pytest.raises(TypeError, match=r"convert it with numpy.asarray\(input, dtype=numpy.float32\)"):
+        convkern.max_pool1d([[[1, 2, 3, 4]]], 2)
+    # Float lists are accepted as they are.
+    assert convkern.max_pool1d([[[1.0, 2.0, 3.0, 4.0]]], 2).tolist() == [[[2.0, 4.0]]]
+
+
+def test_masked_arrays_are_refused():
+    x = np.ma.masked_array(np.ones((1, 1, 4, 4)), mask=np.eye(4, dtype=bool)[None, None])
+    with pytest.raises(TypeError, match=r"input is a numpy.ma.MaskedArray.*input.filled\(fill_value\)"):
+        convkern.avg_pool2d(x, 2)
+    with pytest.raises(TypeError, match="weight is a numpy.ma.MaskedArray"):
+        convkern.conv2d(np.ones((1, 1, 4, 4)), np.ma.ones((1, 1, 3, 3)))
+
+
+@pytest.mark.parametrize("kind", ["max", "avg", "min"])
+def test_global_pooling_of_an_empty_plane_names_no_kernel_size(kind):
+    op = getattr(convkern, f"global_{kind}_pool2d")
+    with pytest.raises(
+        ValueError, match=r"global pooling needs a non-empty spatial extent, got input of shape \(1, 2, 0, 3\)"
+    ) as info:
+        op(np.ones((1, 2, 0, 3), np.float32))
+    assert "kernel_size" not in str(info.value)
+    with pytest.raises(ValueError, match="non-empty spatial extent"):
+        getattr(convkern, f"global_{kind}_pool2d_backward")(
+            np.ones((1, 2), np.float32), np.ones((1, 2, 3, 0), np.float32)
+        )
+
+
+def test_out_dtype_mismatch_is_a_type_error_like_every_dtype_mismatch():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    with pytest.raises(TypeError, match="out must have dtype float32, got float64"):
+        convkern.max_pool2d(x, 2, out=np.empty((1, 1, 2, 2), np.float64))
+    with pytest.raises(TypeError, match="out must have dtype float32, got float64"):
+        convkern.conv2d(x, np.ones((1, 1, 3, 3), np.float32), out=np.empty((1, 1, 2, 2), np.float64))
+
+
+def test_set_num_threads_range_is_checked_in_python():
+    for n in (2**31, 2**64):
+        with pytest.raises(ValueError, match=f"n must be at most 2147483647, got {n}"):
+            convkern.set_num_threads(n)

@@ -104,7 +104,7 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="dtype"):
         filters.filter2d(np.zeros((4, 4), np.complex64), "identity")
     with pytest.raises(ValueError, match="boundary"):
-        filters.filter2d(np.zeros((4, 4)), "identity", boundary="mirror")
+        filters.filter2d(np.zeros((4, 4)), "identity", boundary="symmetric")
     with pytest.raises(ValueError, match="2-D"):
         filters.filter2d(np.zeros((4, 4)), np.ones((3, 3, 3)))
     with pytest.raises(KeyError, match="no kernel named"):

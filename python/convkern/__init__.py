@@ -10,16 +10,18 @@ The hot paths are hand-written C++ (OpenMP; every kernel compiled for generic x8
 AVX-512, the widest the CPU runs picked at import, ``CONVKERN_ISA`` may lower it);
 ``convkern.reference`` holds the plain-NumPy definition of every operator.
 """
+
 from __future__ import annotations
 
 import warnings as _warnings
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
 
-from . import _C, _cuda_backend, functional
+from . import _C, _cuda_backend, filters, functional, nn, optim
 from .functional import *  # noqa: F401,F403  (the operators; the list is functional.__all__)
-from .functional import __all__ as _ops
-from . import filters, nn, optim
 from .shapes import conv_parameter_count, linear_parameter_count, output_shape
+
+if TYPE_CHECKING:  # imported on first use at run time (see __getattr__)
+    from . import reference
 
 try:
     from importlib.metadata import version as _version
@@ -75,14 +77,17 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an int, got {n!r}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if n > 2**31 - 1:  # the kernels keep the count in a C int
+        raise ValueError(f"n must be at most {2**31 - 1}, got {n}")
     _C.set_num_threads(n)
 
 
-__all__ = list(_ops) + ["info", "get_num_threads", "set_num_threads", "functional", "reference"]
+__all__ = ["info", "get_num_threads", "set_num_threads", "functional", "reference"]
 __all__ += ["nn", "optim", "filters", "output_shape", "conv_parameter_count", "linear_parameter_count"]
+__all__ += functional.__all__
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # The NumPy reference is imported on first use: it is the tests' oracle, not a hot path.
     if name == "reference":
         import importlib

@@ -7,21 +7,21 @@ two places, so that the op layers (``_conv_ops``, ``_pool_ops``) are written onc
   (padding-mode copies, making an operand C-contiguous);
 - ``kernels``: ``convkern._C`` or ``convkern._cuda_backend`` — the same entry points, the same
   arguments in the same order;
-- array intake and result allocation with SPEC §1's rules (dtype, ``out=``), and ``scope()``, which makes
+- array intake and result allocation (dtype rules, ``out=`` checks), and ``scope()``, which makes
   the operands' GPU current so that everything allocated or launched in it lands on that device.
 
 Sizes, output shapes and argument checks are not here: they come from ``csrc/shape.h`` through
 ``convkern._C`` for both backends.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
-from . import _C, _cuda_backend
-from . import _args
+from . import _C, _args, _cuda_backend
 
 
 class _HostKernels:
@@ -30,21 +30,21 @@ class _HostKernels:
     the ``bias`` of ``conv_backward_data`` (added here; the CUDA kernel adds it before rounding, which
     matters for float16 only, a dtype the host does not take)."""
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(_C, name)
 
     @staticmethod
-    def conv_backward_data(dy5, w5, dx5, args, bias=None) -> None:
+    def conv_backward_data(dy5: Any, w5: Any, dx5: Any, args: Any, bias: Any = None) -> None:
         _C.conv_backward_data(dy5, w5, dx5, args)
         if bias is not None:
             dx5 += bias if args.channels_last else bias.reshape(-1, 1, 1, 1)
 
     @staticmethod
-    def extremum_pool_backward(*args, validate: bool = True) -> None:
+    def extremum_pool_backward(*args: Any, validate: bool = True) -> None:
         _C.extremum_pool_backward(*args)
 
     @staticmethod
-    def adaptive_max_pool_backward(*args, validate: bool = True) -> None:
+    def adaptive_max_pool_backward(*args: Any, validate: bool = True) -> None:
         _C.adaptive_max_pool_backward(*args)
 
 
@@ -55,7 +55,7 @@ class HostBackend:
     xp = np
     kernels = _HostKernels()
 
-    def as_float_array(self, a: Any, name: str) -> np.ndarray:
+    def as_float_array(self, a: Any, name: str) -> Any:
         return _args.as_float_array(a, name)
 
     def is_array(self, a: Any) -> bool:
@@ -64,10 +64,12 @@ class HostBackend:
     def array_type(self) -> str:
         return "numpy.ndarray"
 
-    def empty(self, shape: Sequence[int], dtype) -> np.ndarray:
+    def empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
         return np.empty(tuple(shape), dtype)
 
-    def check_out(self, out: Any, shape: Tuple[int, ...], dtype, name: str = "out", inputs: Sequence[Any] = ()) -> None:
+    def check_out(
+        self, out: Any, shape: Tuple[int, ...], dtype: Any, name: str = "out", inputs: Sequence[Any] = ()
+    ) -> None:
         _args.check_out(out, shape, dtype, name, inputs)
 
     def scope(self) -> ContextManager[None]:
@@ -83,10 +85,10 @@ class CudaBackend:
     kernels = _cuda_backend
 
     def __init__(self) -> None:
-        self.xp = _cuda_backend._cupy()
-        self.device = None  # the first operand's device, set by as_float_array
+        self.xp: Any = _cuda_backend._cupy()  # type: ignore[no-untyped-call]  # CuPy has no type information
+        self.device: Any = None  # the first operand's device, set by as_float_array
 
-    def as_float_array(self, a: Any, name: str):
+    def as_float_array(self, a: Any, name: str) -> Any:
         x = _cuda_backend.as_float_array(a, name)
         if self.device is None:
             self.device = x.device
@@ -103,21 +105,25 @@ class CudaBackend:
     def array_type(self) -> str:
         return "CUDA array (e.g. cupy.ndarray)"
 
-    def empty(self, shape: Sequence[int], dtype):
+    def empty(self, shape: Sequence[int], dtype: Any) -> Any:
         with self.device:
             return self.xp.empty(tuple(shape), dtype=dtype)
 
-    def check_out(self, out: Any, shape: Tuple[int, ...], dtype, name: str = "out", inputs: Sequence[Any] = ()) -> None:
+    def check_out(
+        self, out: Any, shape: Tuple[int, ...], dtype: Any, name: str = "out", inputs: Sequence[Any] = ()
+    ) -> None:
         _cuda_backend.check_out(out, shape, dtype, self.device.id, name, inputs)
 
     def scope(self) -> ContextManager[None]:
-        return self.device  # set by the call's first as_float_array, which comes before any scope
+        return cast(
+            ContextManager[None], self.device
+        )  # set by the call's first as_float_array, which comes before any scope
 
 
 _HOST = HostBackend()
 
 
-def backend_for(**arrays: Optional[Any]):
+def backend_for(**arrays: Optional[Any]) -> Any:
     """The backend of a call, from all its array arguments (None for absent ones). A CUDA array when
     this build or machine cannot serve it is a RuntimeError; host and CUDA arrays mixed in one call are
     a TypeError naming both — both raised before anything else about the call is looked at."""

@@ -9,7 +9,7 @@ framework: the kernel is not flipped)::
     >>> import numpy as np
     >>> from convkern import filters
     >>> image = np.arange(25, dtype=np.uint8).reshape(5, 5)
-    >>> float(filters.filter2d(image, "box_blur", boundary="replicate")[2, 2])   # mean of 6..8, 11..13, 16..18
+    >>> round(float(filters.filter2d(image, "box_blur", boundary="replicate")[2, 2]), 4)  # mean of 6..8, 11..13, 16..18
     12.0
     >>> sorted(filters.KERNELS)[:3]
     ['box_blur', 'corner', 'edge_detection']
@@ -25,18 +25,19 @@ Which kernel does what (the first layer of a trained CNN learns kernels much lik
 * vertical_line, horizontal_line: a bright one-pixel line on a dark background, in that direction.
 * corner: a bright corner opening to the bottom right.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
 from . import functional as F
 
-__all__ = ["KERNELS", "kernel", "filter2d", "BOUNDARIES"]
+__all__ = ["KERNELS", "kernel", "filter2d", "BOUNDARIES", "SCIPY_MODES"]
 
 
-def _frozen(rows, scale: float = 1.0) -> np.ndarray:
+def _frozen(rows: Any, scale: float = 1.0) -> np.ndarray:
     k = np.array(rows, dtype=np.float64) * scale
     k.flags.writeable = False  # shared by every caller: nobody may change the library's kernels
     return k
@@ -62,16 +63,29 @@ KERNELS: Dict[str, np.ndarray] = {
 #: padding_mode), and the scipy.ndimage mode that means the same.
 BOUNDARIES = {"zeros": "constant", "reflect": "mirror", "replicate": "nearest", "circular": "wrap"}
 
+#: filter2d's ``mode``: scipy.ndimage's names, with scipy's meanings. Four are the boundaries above
+#: under another name; scipy's "reflect" (d c b a | a b c d | d c b a, the edge pixel repeated) has
+#: no padding_mode and is an explicit padded copy.
+SCIPY_MODES = {
+    "constant": "zeros",
+    "mirror": "reflect",
+    "nearest": "replicate",
+    "wrap": "circular",
+    "reflect": "symmetric",
+}
+
 
 def kernel(name: str) -> np.ndarray:
     """A writable float64 copy of the kernel called ``name`` (one of ``KERNELS``)."""
     try:
-        return KERNELS[name].copy()
+        return np.array(KERNELS[name])  # np.array copies: a writable copy
     except KeyError:
         raise KeyError(f"no kernel named {name!r}; the kernels are {sorted(KERNELS)}") from None
 
 
-def filter2d(image, kernel_or_name: Union[str, np.ndarray], boundary: str = "zeros") -> np.ndarray:
+def filter2d(
+    image: Any, kernel_or_name: Union[str, np.ndarray], boundary: str = "zeros", *, mode: Optional[str] = None
+) -> np.ndarray:
     """Filters an H×W or H×W×C image with a 2-D kernel; the result has the image's size.
 
     ``kernel_or_name``: a 2-D array or the name of one of ``KERNELS``. A colour image is filtered
@@ -84,6 +98,19 @@ def filter2d(image, kernel_or_name: Union[str, np.ndarray], boundary: str = "zer
     * "replicate": the edge pixel repeated, a a a | a b c d | d d d (scipy's "nearest");
     * "circular": the image wraps around, b c d | a b c d | a b c (scipy's "wrap").
 
+    ``boundary`` also takes those four scipy names. ``mode=`` takes scipy.ndimage's own names with
+    scipy's meanings, as ``scipy.ndimage.correlate(image, kernel, mode=...)`` does: "constant",
+    "mirror", "nearest", "wrap", and "reflect", which in scipy repeats the edge pixel
+    (d c b a | a b c d | d c b a) — unlike the boundary "reflect" above, which is scipy's "mirror".
+
+    >>> import numpy as np
+    >>> from convkern import filters
+    >>> row = np.array([[1.0, 2.0, 3.0]])
+    >>> filters.filter2d(row, np.array([[1.0, 0.0, 0.0]]), mode="reflect").tolist()  # left neighbour
+    [[1.0, 1.0, 2.0]]
+    >>> filters.filter2d(row, np.array([[1.0, 0.0, 0.0]]), mode="mirror").tolist()
+    [[2.0, 1.0, 2.0]]
+
     Any real dtype is accepted; the result is floating point (float32 for images of up to 16-bit
     integers or float32, float64 otherwise: NumPy's promotion with float32), so negative edge
     responses and fractional blurs survive. Clip and cast for display.
@@ -93,8 +120,19 @@ def filter2d(image, kernel_or_name: Union[str, np.ndarray], boundary: str = "zer
         raise ValueError(f"image must be H×W or H×W×C, got shape {image.shape}")
     if image.dtype.kind not in "biuf":
         raise TypeError(f"image must have a real numeric dtype, got {image.dtype}")
-    if boundary not in BOUNDARIES:
-        raise ValueError(f"boundary must be one of {sorted(BOUNDARIES)}, got {boundary!r}")
+    symmetric = False  # scipy's "reflect": no padding_mode has it, so it is an explicit copy below
+    if mode is not None:
+        if boundary != "zeros":
+            raise ValueError(f"give boundary or mode, not both: got boundary={boundary!r} and mode={mode!r}")
+        if mode not in SCIPY_MODES:
+            raise ValueError(f"mode must be one of scipy.ndimage's {sorted(SCIPY_MODES)}, got {mode!r}")
+        symmetric = mode == "reflect"
+        boundary = "zeros" if symmetric else SCIPY_MODES[mode]
+    elif boundary in SCIPY_MODES and boundary not in BOUNDARIES:
+        boundary = SCIPY_MODES[boundary]  # scipy's name for one of the boundaries
+    elif boundary not in BOUNDARIES:
+        names = sorted(BOUNDARIES) + sorted(set(SCIPY_MODES) - set(BOUNDARIES))
+        raise ValueError(f"boundary must be one of {names} (or mode= one of scipy.ndimage's), got {boundary!r}")
     k = kernel(kernel_or_name) if isinstance(kernel_or_name, str) else np.asarray(kernel_or_name)
     if k.ndim != 2 or k.size == 0:
         raise ValueError(f"kernel must be a non-empty 2-D array, got shape {k.shape}")
@@ -109,5 +147,9 @@ def filter2d(image, kernel_or_name: Union[str, np.ndarray], boundary: str = "zer
     weight = k.astype(dtype)[None, None]
     # Same-size output: kh - 1 extra rows in all, kh//2 of them above (the kernel's centre row).
     padding = [(n // 2, n - 1 - n // 2) for n in k.shape]
-    y = F.conv2d(x, weight, padding=padding, padding_mode=boundary)[:, 0]
+    if symmetric:
+        x = np.pad(x, [(0, 0), (0, 0)] + padding, mode="symmetric")
+        y = F.conv2d(x, weight)[:, 0]
+    else:
+        y = F.conv2d(x, weight, padding=padding, padding_mode=boundary)[:, 0]
     return y[0] if image.ndim == 2 else np.ascontiguousarray(np.moveaxis(y, 0, -1))

@@ -21,8 +21,10 @@ kernels; what is left here is the bookkeeping, in plain NumPy that you can read.
 
 Constructor arguments, parameter shapes, ``parameters()`` order, ``state_dict`` keys and the
 default initialisation are PyTorch's, so weights can be copied between the two one to one.
-Layers also take a ``data_format`` ("NCHW", PyTorch's default, or "NHWC", Keras's).
+Layers also take a ``data_format`` ("NCHW", PyTorch's default, or "NHWC", Keras's), and convolutions a
+``weight_format`` ("OIHW", PyTorch's, or "HWIO", the layout of a Keras kernel, which then loads as is).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,20 +36,50 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import functional as F
-from ._args import CHANNELS_FIRST, int_tuple
+from ._args import CHANNELS_FIRST, WEIGHT_CHANNELS_FIRST, int_tuple, weight_from_channels_first, weight_is_spatial_first
 from .shapes import output_shape
 
 __all__ = [
-    "Parameter", "Module", "Sequential", "manual_seed", "ModelSummary",
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-    "MaxPool1d", "MaxPool2d", "MaxPool3d", "MinPool1d", "MinPool2d", "MinPool3d",
-    "AvgPool1d", "AvgPool2d", "AvgPool3d",
-    "GlobalMaxPool1d", "GlobalMaxPool2d", "GlobalMaxPool3d",
-    "GlobalAvgPool1d", "GlobalAvgPool2d", "GlobalAvgPool3d",
-    "GlobalMinPool1d", "GlobalMinPool2d", "GlobalMinPool3d",
-    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "ReLU", "Flatten", "Linear", "Dropout", "CrossEntropyLoss",
+    "Parameter",
+    "Module",
+    "Sequential",
+    "manual_seed",
+    "ModelSummary",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "MinPool1d",
+    "MinPool2d",
+    "MinPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "GlobalMaxPool1d",
+    "GlobalMaxPool2d",
+    "GlobalMaxPool3d",
+    "GlobalAvgPool1d",
+    "GlobalAvgPool2d",
+    "GlobalAvgPool3d",
+    "GlobalMinPool1d",
+    "GlobalMinPool2d",
+    "GlobalMinPool3d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "ReLU",
+    "Flatten",
+    "Linear",
+    "Dropout",
+    "CrossEntropyLoss",
 ]
 
 
@@ -57,7 +89,8 @@ __all__ = [
 # CUDA kernels). The few NumPy functions a layer calls itself go through `array_module(x)`, which
 # answers numpy or cupy, so that the same layer code serves both.
 
-def array_module(a: Any):
+
+def array_module(a: Any) -> Any:
     """``numpy`` for host arrays, ``cupy`` for CuPy arrays."""
     cupy = sys.modules.get("cupy")  # if `a` is a CuPy array, CuPy has been imported already
     if cupy is not None and isinstance(a, cupy.ndarray):
@@ -65,7 +98,7 @@ def array_module(a: Any):
     return np
 
 
-def _to_device(a, device: str):
+def _to_device(a: Any, device: str) -> Any:
     """The array `a` on `device` ("cpu", "cuda" or "cuda:<index>"); `a` itself if it is there."""
     kind, _, index = device.partition(":")
     if kind == "cpu" and not index:
@@ -81,7 +114,7 @@ def _to_device(a, device: str):
         ordinal = int(index) if index else 0
         if ordinal >= _cuda_backend.device_count():
             raise RuntimeError(f"cannot move to {device!r}: {_cuda_backend.device_count()} CUDA device(s) are visible")
-        cupy = _cuda_backend._cupy()  # a RuntimeError saying how to install CuPy when it is missing
+        cupy = _cuda_backend._cupy()  # type: ignore[no-untyped-call]  # a RuntimeError saying how to install CuPy when it is missing
         with cupy.cuda.Device(ordinal):
             return cupy.asarray(a)
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
@@ -99,6 +132,7 @@ def manual_seed(seed: int) -> None:
 
 # ==================================================================================== parameters
 
+
 class Parameter:
     """A trainable array (``.data``) and the gradient of the loss with respect to it (``.grad``).
 
@@ -108,20 +142,20 @@ class Parameter:
     optimisers skip it.
     """
 
-    def __init__(self, data, requires_grad: bool = True):
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
         self.data = data
         self.grad = None
         self.requires_grad = requires_grad
 
     @property
     def shape(self) -> Tuple[int, ...]:
-        return self.data.shape
+        return tuple(self.data.shape)
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return int(self.data.size)
 
-    def accumulate_grad(self, grad) -> None:
+    def accumulate_grad(self, grad: Any) -> None:
         if not self.requires_grad:
             return
         if self.grad is None:
@@ -153,8 +187,9 @@ def _default_bias(size: int, fan_in: int) -> np.ndarray:
 
 # ====================================================================================== Module
 
+
 def _snake_case(name: str) -> str:
-    """"MaxPool2d" -> "max_pool2d", "ReLU" -> "relu": layer names in the summary, Keras-style."""
+    """ "MaxPool2d" -> "max_pool2d", "ReLU" -> "relu": layer names in the summary, Keras-style."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", name).lower()
 
 
@@ -166,23 +201,23 @@ class Module:
     sub-layers, like PyTorch.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.training = True
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
     def output_shape(self, input_shape: Sequence[int]) -> Tuple[int, ...]:
         """The shape ``forward`` returns for an input of ``input_shape`` (batch axis included)."""
         raise NotImplementedError(f"{type(self).__name__} does not define output_shape")
 
-    def _saved(self, value):
+    def _saved(self, value: Any) -> Any:
         """What forward kept for backward, or a clear error if it kept nothing."""
         if value is None:
             raise RuntimeError(
@@ -193,12 +228,12 @@ class Module:
 
     # --- the tree of layers and their parameters ---------------------------------------------
 
-    def named_children(self) -> Iterator[Tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[Tuple[str, Module]]:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         """This module and every module inside it, depth first."""
         yield self
         for _, child in self.named_children():
@@ -222,32 +257,34 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Training mode: forward keeps what backward needs, Dropout drops. Returns self."""
         for m in self.modules():
             m.training = mode
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """Inference mode: forward keeps nothing, Dropout passes its input through. Returns self."""
         return self.train(False)
 
-    def to(self, target) -> "Module":
+    def to(self, target: Any) -> Module:
         """Moves the parameters to a device ("cpu", "cuda", "cuda:1") or converts them to a float dtype.
 
         ``model.to(numpy.float64)`` is what gradient checks use. Create the optimiser after
         moving or converting: it holds state shaped like the parameters. Returns self.
         """
         if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
-            def convert(a):
+
+            def convert(a: Any) -> Any:
                 return _to_device(a, target)
         else:
             dtype = np.dtype(target)
             if dtype not in (np.float32, np.float64):
                 raise TypeError(f"parameters can be float32 or float64, got {dtype}")
 
-            def convert(a):
+            def convert(a: Any) -> Any:
                 return a.astype(dtype, copy=False)
+
         for p in self.parameters():
             p.data = convert(p.data)
             p.grad = None if p.grad is None else convert(p.grad)
@@ -264,8 +301,9 @@ class Module:
         params = dict(self.named_parameters())
         missing, unexpected = params.keys() - state.keys(), state.keys() - params.keys()
         if missing or unexpected:
-            raise KeyError(f"state_dict does not match the model: missing {sorted(missing)}, "
-                           f"unexpected {sorted(unexpected)}")
+            raise KeyError(
+                f"state_dict does not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
         for name, p in params.items():
             value = np.asarray(state[name])
             if value.shape != p.shape:
@@ -273,11 +311,11 @@ class Module:
             xp = array_module(p.data)
             p.data[...] = xp.asarray(value, dtype=p.data.dtype)
 
-    def save(self, path) -> None:
+    def save(self, path: Any) -> None:
         """Writes ``state_dict()`` to an .npz file (``numpy.load`` reads it back as a dict)."""
-        np.savez(path, **self.state_dict())
+        np.savez(path, **self.state_dict())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
-    def load(self, path) -> "Module":
+    def load(self, path: Any) -> Module:
         """Loads parameters saved by ``save`` into this model, which must have the same layers."""
         with np.load(path) as saved:
             self.load_state_dict({name: saved[name] for name in saved.files})
@@ -285,10 +323,10 @@ class Module:
 
     # --- description --------------------------------------------------------------------------
 
-    def _summary_layers(self) -> List["Module"]:
+    def _summary_layers(self) -> List[Module]:
         return [self]
 
-    def summary(self, input_shape: Sequence[int], print_fn: Optional[Callable[[str], Any]] = print) -> "ModelSummary":
+    def summary(self, input_shape: Sequence[int], print_fn: Optional[Callable[[str], Any]] = print) -> ModelSummary:
         """A Keras-style table of the layers: output shape and parameter count of each, and totals.
 
         ``input_shape`` is the shape of one example, without the batch axis (Keras's
@@ -297,7 +335,8 @@ class Module:
         computed on arrays: each layer reports its output shape from its arguments.
         """
         shape = (1,) + tuple(input_shape)  # a batch of one, shown as None, as Keras does
-        rows, seen = [], Counter()
+        rows: List[Tuple[Any, ...]] = []
+        seen: Counter[str] = Counter()
         for layer in self._summary_layers():
             shape = tuple(layer.output_shape(shape))
             kind = type(layer).__name__
@@ -327,8 +366,9 @@ class ModelSummary:
     ``str(summary)`` is the Keras-style table.
     """
 
-    def __init__(self, name: str, rows: List[tuple], total_params: int, trainable_params: int,
-                 total_bytes: int):
+    def __init__(
+        self, name: str, rows: List[Tuple[Any, ...]], total_params: int, trainable_params: int, total_bytes: int
+    ) -> None:
         self.name, self.rows = name, rows
         self.total_params, self.trainable_params = total_params, trainable_params
         self.total_bytes = total_bytes
@@ -338,7 +378,7 @@ class ModelSummary:
         cells = [(f"{name} ({kind})", str(shape), f"{count:,}") for name, kind, shape, count in self.rows]
         widths = [max(len(r[i]) for r in [header] + cells) + 4 for i in range(3)]
 
-        def line(r):
+        def line(r: Any) -> Any:
             return " " + "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
 
         rule = sum(widths) + 1
@@ -346,11 +386,13 @@ class ModelSummary:
         return "\n".join(
             [f'Model: "{self.name}"', "_" * rule, line(header), "=" * rule]
             + [line(c) for c in cells]
-            + ["=" * rule,
-               f"Total params: {self.total_params:,} ({mib:.2f} MB)",
-               f"Trainable params: {self.trainable_params:,}",
-               f"Non-trainable params: {self.total_params - self.trainable_params:,}",
-               "_" * rule]
+            + [
+                "=" * rule,
+                f"Total params: {self.total_params:,} ({mib:.2f} MB)",
+                f"Trainable params: {self.trainable_params:,}",
+                f"Non-trainable params: {self.total_params - self.trainable_params:,}",
+                "_" * rule,
+            ]
         )
 
     def __repr__(self) -> str:
@@ -360,11 +402,11 @@ class ModelSummary:
 class Sequential(Module):
     """Layers applied one after the other; backward runs them in reverse.
 
-        model = Sequential(Conv2d(1, 6, 5), ReLU(), MaxPool2d(2))
-        model[0]          # the Conv2d; parameters are named "0.weight", "0.bias"
+    model = Sequential(Conv2d(1, 6, 5), ReLU(), MaxPool2d(2))
+    model[0]          # the Conv2d; parameters are named "0.weight", "0.bias"
     """
 
-    def __init__(self, *layers: Module):
+    def __init__(self, *layers: Module) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
@@ -374,17 +416,17 @@ class Sequential(Module):
     def named_children(self) -> Iterator[Tuple[str, Module]]:
         return ((str(i), layer) for i, layer in enumerate(self.layers))
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         for layer in reversed(self.layers):
             grad_output = layer.backward(grad_output)
         return grad_output
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         for layer in self.layers:
             shape = layer.output_shape(shape)
@@ -393,11 +435,11 @@ class Sequential(Module):
     def _summary_layers(self) -> List[Module]:
         return list(self.layers)
 
-    def append(self, layer: Module) -> "Sequential":
+    def append(self, layer: Module) -> Sequential:
         self.layers.append(layer)
         return self
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return Sequential(*self.layers[index])
         return self.layers[index]
@@ -415,7 +457,8 @@ class Sequential(Module):
 
 # ================================================================================ convolutions
 
-def _conv_repr(layer, optional) -> str:
+
+def _conv_repr(layer: Any, optional: Any) -> str:
     """PyTorch-style repr of a (transposed) convolution: arguments shown only when not default."""
     s = f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}"
     for name, default in optional:
@@ -425,51 +468,84 @@ def _conv_repr(layer, optional) -> str:
         s += ", bias=False"
     if layer.data_format != CHANNELS_FIRST[layer.rank]:
         s += f", data_format={layer.data_format!r}"
+    if layer.weight_format != WEIGHT_CHANNELS_FIRST[layer.rank]:
+        s += f", weight_format={layer.weight_format!r}"
     return s
 
 
+def _initial_weight(shape: Tuple[int, ...], fan_in: int, weight_format: str, rank: int) -> np.ndarray:
+    """PyTorch's initial weight, in the layer's weight_format (the same numbers, only laid out differently)."""
+    w = _kaiming_uniform(shape, fan_in)
+    return weight_from_channels_first(w, rank) if weight_is_spatial_first(weight_format, rank) else w
+
+
 class _ConvNd(Module):
-    """y = conv(x, weight) + bias. Weight (out_channels, in_channels/groups, *kernel_size)."""
+    """y = conv(x, weight) + bias. Weight (out_channels, in_channels/groups, *kernel_size), or
+    (*kernel_size, in_channels/groups, out_channels) with the spatial-first weight_format (Keras's)."""
 
     rank: int
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", data_format: Optional[str] = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        data_format: Optional[str] = None,
+        weight_format: Optional[str] = None,
+    ) -> None:
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = int_tuple(kernel_size, self.rank, "kernel_size")
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.padding_mode = padding_mode
         self.data_format = data_format or CHANNELS_FIRST[self.rank]
+        self.weight_format = weight_format or WEIGHT_CHANNELS_FIRST[self.rank]
         # Each output sums in_channels/groups * kernel_volume products: that is the fan-in.
         fan_in = in_channels // groups * math.prod(self.kernel_size)
-        self.weight = Parameter(_kaiming_uniform((out_channels, in_channels // groups) + self.kernel_size, fan_in))
+        self.weight = Parameter(
+            _initial_weight(
+                (out_channels, in_channels // groups) + self.kernel_size, fan_in, self.weight_format, self.rank
+            )
+        )
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
-    def _geometry(self) -> dict:
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.padding_mode, data_format=self.data_format)
+    def _geometry(self) -> Dict[str, Any]:
+        return dict(
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            data_format=self.data_format,
+            weight_format=self.weight_format,
+        )
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
         conv = getattr(F, f"conv{self.rank}d")
         bias = None if self.bias is None else self.bias.data
         return conv(x, self.weight.data, bias, **self._geometry())
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         conv_backward = getattr(F, f"conv{self.rank}d_backward")
-        grad_input, grad_weight, grad_bias = conv_backward(grad_output, self._saved(self._input), self.weight.data,
-                                                           **self._geometry())
+        grad_input, grad_weight, grad_bias = conv_backward(
+            grad_output, self._saved(self._input), self.weight.data, **self._geometry()
+        )
         self.weight.accumulate_grad(grad_weight)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_bias)
         return grad_input
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return output_shape(f"conv{self.rank}d", input_shape, self.weight.shape, **self._geometry())
 
     def extra_repr(self) -> str:
@@ -478,6 +554,7 @@ class _ConvNd(Module):
 
 class Conv1d(_ConvNd):
     """1-D convolution over (N, C, W) inputs (or (N, W, C) with data_format="NWC")."""
+
     rank = 1
 
 
@@ -485,61 +562,89 @@ class Conv2d(_ConvNd):
     """2-D convolution over (N, C, H, W) inputs (or (N, H, W, C) with data_format="NHWC").
 
     ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-    bias=True, padding_mode="zeros", data_format="NCHW")``; padding may also be "same" or "valid".
+    bias=True, padding_mode="zeros", data_format="NCHW", weight_format="OIHW")``; padding may also
+    be "same" or "valid"; weight_format="HWIO" keeps the weight as a Keras kernel, (kH, kW, C_in, C_out).
     """
+
     rank = 2
 
 
 class Conv3d(_ConvNd):
     """3-D convolution over (N, C, D, H, W) inputs (or (N, D, H, W, C) with data_format="NDHWC")."""
+
     rank = 3
 
 
 class _ConvTransposeNd(Module):
     """The transpose (adjoint) of a convolution: it maps a conv's output size back to its input size.
 
-    Weight (in_channels, out_channels/groups, *kernel_size), as in PyTorch. Used to upsample,
+    Weight (in_channels, out_channels/groups, *kernel_size), as in PyTorch, or (*kernel_size,
+    out_channels/groups, in_channels) with the spatial-first weight_format (Keras's). Used to upsample,
     e.g. in decoders: stride 2 doubles the size.
     """
 
     rank: int
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, data_format: Optional[str] = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        data_format: Optional[str] = None,
+        weight_format: Optional[str] = None,
+    ) -> None:
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = int_tuple(kernel_size, self.rank, "kernel_size")
         self.stride, self.padding, self.output_padding, self.dilation = stride, padding, output_padding, dilation
         self.data_format = data_format or CHANNELS_FIRST[self.rank]
+        self.weight_format = weight_format or WEIGHT_CHANNELS_FIRST[self.rank]
         # PyTorch computes the fan-in from the weight's second axis: out_channels/groups * kernel volume.
         fan_in = out_channels // groups * math.prod(self.kernel_size)
-        self.weight = Parameter(_kaiming_uniform((in_channels, out_channels // groups) + self.kernel_size, fan_in))
+        self.weight = Parameter(
+            _initial_weight(
+                (in_channels, out_channels // groups) + self.kernel_size, fan_in, self.weight_format, self.rank
+            )
+        )
         self.bias = Parameter(_default_bias(out_channels, fan_in)) if bias else None
         self._input = None
 
-    def _geometry(self) -> dict:
-        return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
-                    groups=self.groups, dilation=self.dilation, data_format=self.data_format)
+    def _geometry(self) -> Dict[str, Any]:
+        return dict(
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            groups=self.groups,
+            dilation=self.dilation,
+            data_format=self.data_format,
+            weight_format=self.weight_format,
+        )
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
         conv_transpose = getattr(F, f"conv_transpose{self.rank}d")
         bias = None if self.bias is None else self.bias.data
         return conv_transpose(x, self.weight.data, bias, **self._geometry())
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         conv_transpose_backward = getattr(F, f"conv_transpose{self.rank}d_backward")
         grad_input, grad_weight, grad_bias = conv_transpose_backward(
-            grad_output, self._saved(self._input), self.weight.data, **self._geometry())
+            grad_output, self._saved(self._input), self.weight.data, **self._geometry()
+        )
         self.weight.accumulate_grad(grad_weight)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_bias)
         return grad_input
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return output_shape(f"conv_transpose{self.rank}d", input_shape, self.weight.shape, **self._geometry())
 
     def extra_repr(self) -> str:
@@ -552,8 +657,10 @@ class ConvTranspose1d(_ConvTransposeNd):
 
 class ConvTranspose2d(_ConvTransposeNd):
     """``ConvTranspose2d(in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-    groups=1, bias=True, dilation=1, data_format="NCHW")``; out = (in-1)*stride - 2*padding +
-    dilation*(kernel_size-1) + output_padding + 1."""
+    groups=1, bias=True, dilation=1, data_format="NCHW", weight_format="OIHW")``; out = (in-1)*stride -
+    2*padding + dilation*(kernel_size-1) + output_padding + 1. weight_format="HWIO" keeps the weight as
+    a Keras Conv2DTranspose kernel, (kH, kW, C_out, C_in)."""
+
     rank = 2
 
 
@@ -567,6 +674,7 @@ class ConvTranspose3d(_ConvTransposeNd):
 # input cells its window read: all of it to the winning cell for max/min pooling, an equal share
 # to every cell for average pooling.
 
+
 class _PoolNd(Module):
     """Shared by the pooling layers: the op is F.<op_name>{rank}d, its arguments are `_arguments()`."""
 
@@ -576,18 +684,18 @@ class _PoolNd(Module):
     # gradient straight there without searching the windows again.
     keeps_indices = False
 
-    def __init__(self, data_format: Optional[str]):
+    def __init__(self, data_format: Optional[str]) -> None:
         super().__init__()
         self.data_format = data_format or CHANNELS_FIRST[self.rank]
         self._input = self._indices = None
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         raise NotImplementedError
 
-    def _op(self, suffix: str = ""):
+    def _op(self, suffix: str = "") -> Any:
         return getattr(F, f"{self.op_name}{self.rank}d{suffix}")
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input = x if self.training else None
         if not (self.training and self.keeps_indices):
             self._indices = None
@@ -595,11 +703,11 @@ class _PoolNd(Module):
         y, self._indices = self._op()(x, **self._arguments(), return_indices=True)
         return y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         saved = {"indices": self._indices} if self.keeps_indices else {}
         return self._op("_backward")(grad_output, self._saved(self._input), **self._arguments(), **saved)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return output_shape(f"{self.op_name}{self.rank}d", input_shape, **self._arguments())
 
     def extra_repr(self) -> str:
@@ -611,15 +719,29 @@ class _ExtremumPoolNd(_PoolNd):
 
     keeps_indices = True
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
-                 data_format: Optional[str] = None):
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+        data_format: Optional[str] = None,
+    ) -> None:
         super().__init__(data_format)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.ceil_mode = ceil_mode
 
-    def _arguments(self) -> dict:
-        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    ceil_mode=self.ceil_mode, data_format=self.data_format)
+    def _arguments(self) -> Dict[str, Any]:
+        return dict(
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+            data_format=self.data_format,
+        )
+
 
 class MaxPool1d(_ExtremumPoolNd):
     rank, op_name = 1, "max_pool"
@@ -628,6 +750,7 @@ class MaxPool1d(_ExtremumPoolNd):
 class MaxPool2d(_ExtremumPoolNd):
     """``MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, data_format="NCHW")``;
     stride defaults to kernel_size, so MaxPool2d(2) halves the height and width."""
+
     rank, op_name = 2, "max_pool"
 
 
@@ -641,6 +764,7 @@ class MinPool1d(_ExtremumPoolNd):
 
 class MinPool2d(_ExtremumPoolNd):
     """Like MaxPool2d, keeping each window's smallest value."""
+
     rank, op_name = 2, "min_pool"
 
 
@@ -651,16 +775,30 @@ class MinPool3d(_ExtremumPoolNd):
 class _AvgPoolNd(_PoolNd):
     op_name = "avg_pool"
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: Optional[int] = None, data_format: Optional[str] = None):
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Optional[int] = None,
+        data_format: Optional[str] = None,
+    ) -> None:
         super().__init__(data_format)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
-    def _arguments(self) -> dict:
-        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
-                    count_include_pad=self.count_include_pad, divisor_override=self.divisor_override,
-                    data_format=self.data_format)
+    def _arguments(self) -> Dict[str, Any]:
+        return dict(
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+            divisor_override=self.divisor_override,
+            data_format=self.data_format,
+        )
 
 
 class AvgPool1d(_AvgPoolNd):
@@ -670,6 +808,7 @@ class AvgPool1d(_AvgPoolNd):
 class AvgPool2d(_AvgPoolNd):
     """``AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
     divisor_override=None, data_format="NCHW")``."""
+
     rank = 2
 
 
@@ -684,11 +823,11 @@ class _GlobalPoolNd(_PoolNd):
     keepdims=True keeps size-1 spatial axes instead.
     """
 
-    def __init__(self, keepdims: bool = False, data_format: Optional[str] = None):
+    def __init__(self, keepdims: bool = False, data_format: Optional[str] = None) -> None:
         super().__init__(data_format)
         self.keepdims = keepdims
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         return dict(keepdims=self.keepdims, data_format=self.data_format)
 
 
@@ -732,11 +871,11 @@ class _AdaptivePoolNd(_PoolNd):
     """Pools to a fixed output size whatever the input size: window i spans
     [floor(i*in/out), ceil((i+1)*in/out)). None in output_size keeps that axis's size."""
 
-    def __init__(self, output_size, data_format: Optional[str] = None):
+    def __init__(self, output_size: Any, data_format: Optional[str] = None) -> None:
         super().__init__(data_format)
         self.output_size = output_size
 
-    def _arguments(self) -> dict:
+    def _arguments(self) -> Dict[str, Any]:
         return dict(output_size=self.output_size, data_format=self.data_format)
 
 
@@ -747,6 +886,7 @@ class AdaptiveAvgPool1d(_AdaptivePoolNd):
 class AdaptiveAvgPool2d(_AdaptivePoolNd):
     """``AdaptiveAvgPool2d(output_size, data_format="NCHW")``; AdaptiveAvgPool2d(1) is global average pooling
     with the spatial axes kept."""
+
     rank, op_name = 2, "adaptive_avg_pool"
 
 
@@ -773,22 +913,23 @@ class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
 
 # ============================================================================ element-wise layers
 
+
 class ReLU(Module):
     """ReLU(x) = max(0, x). Its derivative is 1 where x > 0 and 0 elsewhere (0 at x = 0, as in PyTorch),
     so backward lets the gradient through exactly where the input was positive."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._positive = None
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._positive = (x > 0) if self.training else None
         return array_module(x).maximum(x, 0)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         return grad_output * self._saved(self._positive)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return tuple(input_shape)
 
 
@@ -799,14 +940,14 @@ class Dropout(Module):
     Dropping random units keeps the network from relying on any single one (a regulariser).
     """
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability p must be between 0 and 1, got {p}")
         self.p = p
         self._scale = None
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         if not self.training:
             self._scale = None
             return x
@@ -817,13 +958,13 @@ class Dropout(Module):
         self._scale = keep.astype(x.dtype) * (1.0 / (1.0 - self.p)) if self.p < 1 else xp.zeros_like(x)
         return x * self._scale
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         # The output is the input times a fixed mask, so the gradient is the upstream one times it.
         if not self.training:
             return grad_output
         return grad_output * self._saved(self._scale)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         return tuple(input_shape)
 
     def extra_repr(self) -> str:
@@ -837,21 +978,21 @@ class Flatten(Module):
     channels fastest (like Keras) and an NCHW model flattens width fastest (like PyTorch).
     """
 
-    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
         self._input_shape = None
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         start, end = self.start_dim % len(shape), self.end_dim % len(shape)
-        return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+        return shape[:start] + (math.prod(shape[start : end + 1]),) + shape[end + 1 :]
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self._input_shape = x.shape
         return x.reshape(self.output_shape(x.shape))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         return grad_output.reshape(self._saved(self._input_shape))
 
     def extra_repr(self) -> str:
@@ -865,39 +1006,45 @@ class Linear(Module):
     the last must have in_features elements.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(_kaiming_uniform((out_features, in_features), in_features))
         self.bias = Parameter(_default_bias(out_features, in_features)) if bias else None
         self._input = None
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         if x.shape[-1:] != (self.in_features,):
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects inputs whose last axis has "
-                             f"{self.in_features} elements, got shape {x.shape}")
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) expects inputs whose last axis has "
+                f"{self.in_features} elements, got shape {x.shape}"
+            )
         if x.dtype != self.weight.data.dtype:
-            raise TypeError(f"input has dtype {x.dtype} but the weight has {self.weight.data.dtype}; convert the "
-                            f"input with .astype(numpy.{self.weight.data.dtype}) or the model with .to()")
+            raise TypeError(
+                f"input has dtype {x.dtype} but the weight has {self.weight.data.dtype}; convert the "
+                f"input with .astype(numpy.{self.weight.data.dtype}) or the model with .to()"
+            )
         self._input = x if self.training else None
         y = x @ self.weight.data.T
         return y if self.bias is None else y + self.bias.data
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         x = self._saved(self._input)
         # Every leading axis is a batch axis: fold them into one to get two matrix products.
         x2 = x.reshape(-1, self.in_features)
         g2 = grad_output.reshape(-1, self.out_features)
-        self.weight.accumulate_grad(g2.T @ x2)   # dL/dW[o, i] = sum over the batch of g[o] * x[i]
+        self.weight.accumulate_grad(g2.T @ x2)  # dL/dW[o, i] = sum over the batch of g[o] * x[i]
         if self.bias is not None:
             self.bias.accumulate_grad(g2.sum(axis=0))
         return (g2 @ self.weight.data).reshape(x.shape)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
         if shape[-1:] != (self.in_features,):
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}) cannot follow an output of shape "
-                             f"{shape}: its last axis must have {self.in_features} elements")
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) cannot follow an output of shape "
+                f"{shape}: its last axis must have {self.in_features} elements"
+            )
         return shape[:-1] + (self.out_features,)
 
     def extra_repr(self) -> str:
@@ -905,6 +1052,7 @@ class Linear(Module):
 
 
 # ======================================================================================== loss
+
 
 class CrossEntropyLoss(Module):
     """Softmax and negative log-likelihood in one step, averaged over the batch (like PyTorch's).
@@ -918,14 +1066,14 @@ class CrossEntropyLoss(Module):
     are fused.
     """
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
         self._probabilities = self._target = None
 
-    def forward(self, logits, target):
+    def forward(self, logits: Any, target: Any) -> Any:
         xp = array_module(logits)
         if logits.ndim != 2:
             raise ValueError(f"logits must have shape (batch, classes), got {logits.shape}")
@@ -939,8 +1087,10 @@ class CrossEntropyLoss(Module):
             if target.shape != (n,):
                 raise ValueError(f"class-index targets must have shape ({n},), got {target.shape}")
             if n and (int(target.min()) < 0 or int(target.max()) >= logits.shape[1]):
-                raise ValueError(f"class indices must be in [0, {logits.shape[1]}), got values from "
-                                 f"{int(target.min())} to {int(target.max())}")
+                raise ValueError(
+                    f"class indices must be in [0, {logits.shape[1]}), got values from "
+                    f"{int(target.min())} to {int(target.max())}"
+                )
             losses = -log_probabilities[xp.arange(n), target]
         else:
             if target.shape != logits.shape:
@@ -949,10 +1099,10 @@ class CrossEntropyLoss(Module):
         self._probabilities, self._target = xp.exp(log_probabilities), target
         return float(losses.mean() if self.reduction == "mean" else losses.sum())
 
-    def backward(self, grad_output: float = 1.0):
+    def backward(self, grad_output: float = 1.0) -> Any:
         """dLoss/dLogits, times ``grad_output`` (the derivative of whatever is built on the loss)."""
         grad = self._saved(self._probabilities).copy()
-        target = self._target
+        target: Any = self._target
         if target.dtype.kind in "iu":
             grad[array_module(grad).arange(len(target)), target] -= 1
         else:

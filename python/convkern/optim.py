@@ -8,10 +8,11 @@
 Parameters whose ``.grad`` is None (no backward reached them, or they are frozen) are skipped,
 as in PyTorch. Updates happen in place on ``.data``, so the model sees them at once.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 
 from .nn import Parameter, array_module
 
@@ -21,7 +22,7 @@ __all__ = ["Optimizer", "SGD", "Adam"]
 class Optimizer:
     """Holds the parameters to update and, per parameter, whatever state the rule keeps."""
 
-    def __init__(self, params: Iterable[Parameter], lr: float):
+    def __init__(self, params: Iterable[Parameter], lr: float) -> None:
         self.params: List[Parameter] = list(params)
         if not self.params:
             raise ValueError("the optimiser got an empty parameter list")
@@ -31,7 +32,7 @@ class Optimizer:
         if lr < 0:
             raise ValueError(f"learning rate lr must be >= 0, got {lr}")
         self.lr = lr  # may be changed between steps, e.g. by a schedule
-        self.state: Dict[Parameter, dict] = {p: {} for p in self.params}
+        self.state: Dict[Parameter, Dict[str, Any]] = {p: {} for p in self.params}
 
     def zero_grad(self) -> None:
         """Forgets the gradients (sets them to None, as PyTorch does by default)."""
@@ -43,7 +44,7 @@ class Optimizer:
             if p.grad is not None and p.requires_grad:
                 self._update(p, p.grad, self.state[p])
 
-    def _update(self, p: Parameter, grad, state: dict) -> None:
+    def _update(self, p: Parameter, grad: Any, state: Dict[str, Any]) -> None:
         raise NotImplementedError
 
 
@@ -59,8 +60,15 @@ class SGD(Optimizer):
     and cancel across oscillating ones.
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         super().__init__(params, lr)
         if momentum < 0 or weight_decay < 0:
             raise ValueError(f"momentum and weight_decay must be >= 0, got {momentum} and {weight_decay}")
@@ -69,7 +77,7 @@ class SGD(Optimizer):
         self.momentum, self.dampening = momentum, dampening
         self.weight_decay, self.nesterov = weight_decay, nesterov
 
-    def _update(self, p: Parameter, grad, state: dict) -> None:
+    def _update(self, p: Parameter, grad: Any, state: Dict[str, Any]) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * p.data
         if self.momentum:
@@ -96,8 +104,14 @@ class Adam(Optimizer):
     start in the first steps.
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(params, lr)
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
@@ -105,7 +119,7 @@ class Adam(Optimizer):
             raise ValueError(f"eps and weight_decay must be >= 0, got {eps} and {weight_decay}")
         self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
 
-    def _update(self, p: Parameter, grad, state: dict) -> None:
+    def _update(self, p: Parameter, grad: Any, state: Dict[str, Any]) -> None:
         xp = array_module(p.data)
         beta1, beta2 = self.betas
         if not state:

@@ -19,6 +19,7 @@ operators use, which size the result through ``csrc/shape.h`` (``convkern._C``),
 exactly what the operator would return, and rejects what the operator would reject, with the
 same message.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -52,7 +53,7 @@ def _stand_in(shape: Sequence[int]) -> np.ndarray:
     return np.broadcast_to(np.zeros((), np.float32), tuple(as_int(s, "shape") for s in shape))
 
 
-def output_shape(op: Union[str, Callable], input_shape: Sequence[int], *args: Any, **kwargs: Any) -> Shape:
+def output_shape(op: Union[str, Callable[..., Any]], input_shape: Sequence[int], *args: Any, **kwargs: Any) -> Shape:
     """The shape ``op(input, *args, **kwargs)`` would return, given shapes in place of arrays.
 
     ``op`` is an operator of convkern or its name ("conv2d", "max_pool2d", "conv_transpose2d",
@@ -77,26 +78,55 @@ def output_shape(op: Union[str, Callable], input_shape: Sequence[int], *args: An
     x = _stand_in(a["input"])
 
     if family == "conv":
-        c = _ConvCall(rank, x, _stand_in(a["weight"]), None, a["stride"], a["padding"], a["dilation"],
-                      a["groups"], a["padding_mode"], a["data_format"])
+        c = _ConvCall(
+            rank,
+            x,
+            _stand_in(a["weight"]),
+            None,
+            a["stride"],
+            a["padding"],
+            a["dilation"],
+            a["groups"],
+            a["padding_mode"],
+            a["data_format"],
+            a["weight_format"],
+        )
         return c.user_shape(c.y_shape)
     if family == "conv_transpose":
-        t = _ConvTransposeCall(rank, x, _stand_in(a["weight"]), None, a["stride"], a["padding"],
-                               a["output_padding"], a["groups"], a["dilation"], a["data_format"])
+        t = _ConvTransposeCall(
+            rank,
+            x,
+            _stand_in(a["weight"]),
+            None,
+            a["stride"],
+            a["padding"],
+            a["output_padding"],
+            a["groups"],
+            a["dilation"],
+            a["data_format"],
+            a["weight_format"],
+        )
         return t.user_shape(t.y_shape)
     if family.startswith("global_"):
         g = _global_call(rank, x, a["data_format"])
         return _global_shape(g, a["keepdims"])
     if family.startswith("adaptive_"):
-        c = _AdaptiveCall(rank, x, a["output_size"], a["data_format"])
-        return c.user_shape(c.y_shape)
+        adaptive = _AdaptiveCall(rank, x, a["output_size"], a["data_format"])
+        return adaptive.user_shape(adaptive.y_shape)
     dilation = a.get("dilation", 1)  # average pooling has none
     p = _PoolCall(rank, x, a["kernel_size"], a["stride"], a["padding"], dilation, a["ceil_mode"], a["data_format"])
     return p.user_shape(p.y_shape)
 
 
-def conv_parameter_count(in_channels: int, out_channels: int, kernel_size: Union[int, Sequence[int]], *,
-                         groups: int = 1, bias: bool = True, rank: int = 2) -> int:
+def conv_parameter_count(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: Union[int, Sequence[int]],
+    *,
+    groups: int = 1,
+    bias: bool = True,
+    rank: int = 2,
+) -> int:
     """Trainable numbers in a convolution layer: ``(kernel_volume * in_channels/groups + 1) * out_channels``.
 
     Each of the ``out_channels`` filters has one weight per kernel cell and input channel of its
@@ -105,18 +135,15 @@ def conv_parameter_count(in_channels: int, out_channels: int, kernel_size: Union
 
         conv_parameter_count(1, 16, 3)   -> 160    (Conv2D(16, 3x3) on a grey image)
     """
-    kernel = int_tuple(kernel_size, len(kernel_size) if isinstance(kernel_size, (list, tuple)) else rank,
-                       "kernel_size")
+    kernel = int_tuple(kernel_size, len(kernel_size) if isinstance(kernel_size, (list, tuple)) else rank, "kernel_size")
     if in_channels % groups or out_channels % groups:
-        raise ValueError(
-            f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-        )
+        raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
     return (math.prod(kernel) * (in_channels // groups) + int(bool(bias))) * out_channels
 
 
 def linear_parameter_count(in_features: int, out_features: int, *, bias: bool = True) -> int:
     """Trainable numbers in a dense (fully connected) layer: ``(in_features + 1) * out_features``.
 
-        linear_parameter_count(32 * 32 * 16, 512)   -> 8389120
+    linear_parameter_count(32 * 32 * 16, 512)   -> 8389120
     """
     return (in_features + int(bool(bias))) * out_features
