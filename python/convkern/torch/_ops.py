@@ -161,6 +161,18 @@ def _no_context(ctx, inputs, output) -> None:
     pass
 
 
+def _kernels(name: str) -> Tuple[Callable, Callable]:
+    """convkern's forward and backward function for an op, looked up on each call (so that what
+    ``convkern.<name>`` is at the time of the call is what runs)."""
+    def forward(**kwargs):
+        return getattr(convkern, name)(**kwargs)
+
+    def backward(**kwargs):
+        return getattr(convkern, f"{name}_backward")(**kwargs)
+
+    return forward, backward
+
+
 def _op(name: str, fn: Callable):
     return torch.library.custom_op(f"convkern::{name}", fn, mutates_args=())
 
@@ -171,8 +183,7 @@ def _op(name: str, fn: Callable):
 
 def _define_conv(rank: int) -> None:
     name = f"conv{rank}d"
-    forward_kernel = getattr(convkern, name)
-    backward_kernel = getattr(convkern, f"{name}_backward")
+    forward_kernel, backward_kernel = _kernels(name)
 
     def output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, groups) -> List[int]:
         _check_rank(input, rank, "input", name)
@@ -241,8 +252,7 @@ def _define_conv(rank: int) -> None:
 
 def _define_conv_transpose(rank: int) -> None:
     name = f"conv_transpose{rank}d"
-    forward_kernel = getattr(convkern, name)
-    backward_kernel = getattr(convkern, f"{name}_backward")
+    forward_kernel, backward_kernel = _kernels(name)
 
     def output_shape(input, weight, stride, padding, output_padding, groups, dilation) -> List[int]:
         _check_rank(input, rank, "input", name)
@@ -318,8 +328,7 @@ def _define_conv_transpose(rank: int) -> None:
 def _define_extremum_pool(kind: str, rank: int) -> None:
     """max_pool{rank}d / min_pool{rank}d: (values, int64 indices into each (n, c) plane)."""
     name = f"{kind}_pool{rank}d"
-    forward_kernel = getattr(convkern, name)
-    backward_kernel = getattr(convkern, f"{name}_backward")
+    forward_kernel, backward_kernel = _kernels(name)
 
     def output_shape(input, kernel_size, stride, padding, dilation, ceil_mode) -> List[int]:
         _check_rank(input, rank, "input", name)
@@ -362,8 +371,7 @@ def _define_extremum_pool(kind: str, rank: int) -> None:
 
 def _define_avg_pool(rank: int) -> None:
     name = f"avg_pool{rank}d"
-    forward_kernel = getattr(convkern, name)
-    backward_kernel = getattr(convkern, f"{name}_backward")
+    forward_kernel, backward_kernel = _kernels(name)
 
     def output_shape(input, kernel_size, stride, padding, ceil_mode) -> List[int]:
         _check_rank(input, rank, "input", name)
@@ -407,8 +415,7 @@ def _define_avg_pool(rank: int) -> None:
 def _define_global_pool(kind: str, rank: int) -> None:
     """global_{max,avg,min}_pool{rank}d: (N, C, *spatial) -> (N, C), one number per plane."""
     name = f"global_{kind}_pool{rank}d"
-    forward_kernel = getattr(convkern, name)
-    backward_kernel = getattr(convkern, f"{name}_backward")
+    forward_kernel, backward_kernel = _kernels(name)
 
     def pool(input: Tensor) -> Tensor:
         _check_rank(input, rank, "input", name)
@@ -439,8 +446,7 @@ def _define_global_pool(kind: str, rank: int) -> None:
 def _define_adaptive_pool(kind: str, rank: int) -> None:
     """adaptive_avg_pool{rank}d -> values; adaptive_max_pool{rank}d -> (values, indices)."""
     name = f"adaptive_{kind}_pool{rank}d"
-    forward_kernel = getattr(convkern, name)
-    backward_kernel = getattr(convkern, f"{name}_backward")
+    forward_kernel, backward_kernel = _kernels(name)
     with_indices = kind == "max"
 
     def output_shape(input, output_size) -> List[int]:
