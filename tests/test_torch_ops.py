@@ -383,6 +383,10 @@ def test_compile_fullgraph_aot_eager():
     _graph_breaks_and_train_step("aot_eager")
 
 
+# Inductor's own imports use an API that PyTorch itself deprecates. Slow: inductor compiles C++
+# with the system compiler (about a minute on 2 cores).
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_fullgraph_inductor():
     pytest.importorskip("torch._inductor")
     _graph_breaks_and_train_step("inductor")
