@@ -338,6 +338,9 @@ def _opcheck_samples():
     x_last = _randn(1, 4, 6, 5).to(memory_format=torch.channels_last).detach().requires_grad_()
     samples.append(("conv2d", (x_last, _randn(3, 4, 3, 3), None, [1, 1], [1, 1], [1, 1], 1)))
     samples.append(("max_pool2d", (x_last, [2, 2], [2, 2], [0, 0], [1, 1], False)))
+    # A channels-last weight makes a convolution channels-last whatever its input's layout.
+    w_last = _randn(3, 4, 3, 3).to(memory_format=torch.channels_last).detach().requires_grad_()
+    samples.append(("conv2d", (_randn(1, 4, 6, 5), w_last, None, [1, 1], [1, 1], [1, 1], 1)))
     return samples
 
 

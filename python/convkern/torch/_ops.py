@@ -59,6 +59,13 @@ def is_channels_last(t: Tensor) -> bool:
     return t.permute(_to_last(t.dim())).is_contiguous()
 
 
+def _conv_is_channels_last(input: Tensor, weight: Tensor) -> bool:
+    """A convolution runs channels-last when its input or its weight is laid out so (PyTorch's rule:
+    a model converted with .to(memory_format=torch.channels_last) stays channels-last even where
+    an op hands it a contiguous activation)."""
+    return is_channels_last(input) or is_channels_last(weight)
+
+
 def _kernel_view(t: Tensor, channels_last: bool) -> Tensor:
     """The C-contiguous view of t in the kernels' layout (a copy only when t's memory is neither)."""
     return (t.permute(_to_last(t.dim())) if channels_last else t).contiguous()
@@ -193,7 +200,7 @@ def _define_conv(rank: int) -> None:
 
     def conv(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
              dilation: List[int], groups: int) -> Tensor:
-        last = is_channels_last(input)
+        last = _conv_is_channels_last(input, weight)
         y, y_kernel = _new_activation(output_shape(input, weight, stride, padding, dilation, groups), input, last)
         with _on_current_stream(input.device):
             forward_kernel(input=_array(_kernel_view(input, last)), weight=_array(weight), bias=_array(bias),
@@ -203,11 +210,11 @@ def _define_conv(rank: int) -> None:
 
     def conv_fake(input, weight, bias, stride, padding, dilation, groups):
         return _new_activation(output_shape(input, weight, stride, padding, dilation, groups), input,
-                               is_channels_last(input))[0]
+                               _conv_is_channels_last(input, weight))[0]
 
     def conv_backward(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int], padding: List[int],
                       dilation: List[int], groups: int, output_mask: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
-        last = is_channels_last(input)
+        last = _conv_is_channels_last(input, weight)
         mask = tuple(bool(m) for m in output_mask)
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
@@ -219,7 +226,7 @@ def _define_conv(rank: int) -> None:
                 _tensor(gb) if mask[2] else _unused_grad(weight))
 
     def conv_backward_fake(grad_output, input, weight, stride, padding, dilation, groups, output_mask):
-        return (_new_activation(input.shape, input, is_channels_last(input))[0] if output_mask[0]
+        return (_new_activation(input.shape, input, _conv_is_channels_last(input, weight))[0] if output_mask[0]
                 else _unused_grad(input),
                 weight.new_empty(weight.shape) if output_mask[1] else _unused_grad(weight),
                 weight.new_empty(weight.shape[0]) if output_mask[2] else _unused_grad(weight))
@@ -262,7 +269,7 @@ def _define_conv_transpose(rank: int) -> None:
 
     def conv_transpose(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
                        output_padding: List[int], groups: int, dilation: List[int]) -> Tensor:
-        last = is_channels_last(input)
+        last = _conv_is_channels_last(input, weight)
         shape = output_shape(input, weight, stride, padding, output_padding, groups, dilation)
         y, y_kernel = _new_activation(shape, input, last)
         with _on_current_stream(input.device):
@@ -274,12 +281,12 @@ def _define_conv_transpose(rank: int) -> None:
 
     def conv_transpose_fake(input, weight, bias, stride, padding, output_padding, groups, dilation):
         shape = output_shape(input, weight, stride, padding, output_padding, groups, dilation)
-        return _new_activation(shape, input, is_channels_last(input))[0]
+        return _new_activation(shape, input, _conv_is_channels_last(input, weight))[0]
 
     def conv_transpose_backward(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int],
                                 padding: List[int], output_padding: List[int], groups: int, dilation: List[int],
                                 output_mask: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
-        last = is_channels_last(input)
+        last = _conv_is_channels_last(input, weight)
         mask = tuple(bool(m) for m in output_mask)
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
@@ -294,7 +301,7 @@ def _define_conv_transpose(rank: int) -> None:
     def conv_transpose_backward_fake(grad_output, input, weight, stride, padding, output_padding, groups, dilation,
                                      output_mask):
         c_out = weight.shape[1] * groups
-        return (_new_activation(input.shape, input, is_channels_last(input))[0] if output_mask[0]
+        return (_new_activation(input.shape, input, _conv_is_channels_last(input, weight))[0] if output_mask[0]
                 else _unused_grad(input),
                 weight.new_empty(weight.shape) if output_mask[1] else _unused_grad(weight),
                 weight.new_empty(c_out) if output_mask[2] else _unused_grad(weight))
