@@ -98,7 +98,10 @@ def _tensor(a) -> Tensor:
     """A tensor sharing the memory of an array convkern returned (NumPy or CuPy)."""
     if isinstance(a, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(a))
-    return torch.from_dlpack(a)
+    # A CuPy array the kernels wrote on PyTorch's current stream: handed over with CuPy's current
+    # stream set to that same stream, DLPack's exchange needs no synchronisation.
+    with _on_current_stream(torch.device("cuda", a.device.id)):
+        return torch.from_dlpack(a)
 
 
 def _activation_tensor(a, channels_last: bool) -> Tensor:
