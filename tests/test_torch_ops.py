@@ -3,6 +3,9 @@ and backward, gradcheck in float64, torch.library.opcheck on every operator, out
 torch.compile(fullgraph=True) and torch.export."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -266,6 +269,12 @@ def test_unbatched_input():
     _same_forward_and_grads(lambda x, w: ckf.conv2d(x, w, padding=1), lambda x, w: F.conv2d(x, w, padding=1),
                             (x, w), torch.float64)
     _same_forward_and_grads(lambda x: ckf.max_pool2d(x, 2), lambda x: F.max_pool2d(x, 2), (x,), torch.float64)
+
+
+def test_import_convkern_alone_does_not_import_torch():
+    code = "import sys, convkern; convkern.conv2d; assert 'torch' not in sys.modules, 'torch was imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_empty_batch():
