@@ -16,8 +16,10 @@ Each operator is registered with ``torch.library.custom_op`` and has three parts
 
 Layouts. An activation is logically (N, C, *spatial), as in PyTorch. When its memory is laid out
 channels last (``torch.channels_last``, or the same permutation in 1-D and 3-D), the kernels run
-in that layout (data_format "NHWC" etc.) and the result keeps it, as PyTorch's own layers do;
-any other non-contiguous input is made contiguous first.
+in that layout (data_format "NHWC" etc.) and the result keeps it, as PyTorch's own layers do
+(a convolution also runs channels-last when its weight is, PyTorch's rule); any other
+non-contiguous input is made contiguous first. Weights are read in PyTorch's default layout
+(C_out, C_in/groups, *kernel), made contiguous when they are not.
 
 Sizes are taken as Python ints when a model is traced with symbolic shapes (a guard that
 specialises them): the shape rules live in C++ and cannot reason about symbols.
@@ -206,7 +208,7 @@ def _define_conv(rank: int) -> None:
         last = _conv_is_channels_last(input, weight)
         y, y_kernel = _new_activation(output_shape(input, weight, stride, padding, dilation, groups), input, last)
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), weight=_array(weight), bias=_array(bias),
+            forward_kernel(input=_array(_kernel_view(input, last)), weight=_array(weight.contiguous()), bias=_array(None if bias is None else bias.contiguous()),
                            stride=list(stride), padding=_padding_pairs(padding, rank), dilation=list(dilation),
                            groups=groups, data_format=_data_format(rank, last), out=_array(y_kernel))
         return y
@@ -222,7 +224,7 @@ def _define_conv(rank: int) -> None:
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
                 grad_output=_array(_kernel_view(grad_output, last)), input=_array(_kernel_view(input, last)),
-                weight=_array(weight), stride=list(stride), padding=_padding_pairs(padding, rank),
+                weight=_array(weight.contiguous()), stride=list(stride), padding=_padding_pairs(padding, rank),
                 dilation=list(dilation), groups=groups, data_format=_data_format(rank, last), output_mask=mask)
         return (_activation_tensor(gi, last) if mask[0] else _unused_grad(input),
                 _tensor(gw) if mask[1] else _unused_grad(weight),
@@ -276,7 +278,7 @@ def _define_conv_transpose(rank: int) -> None:
         shape = output_shape(input, weight, stride, padding, output_padding, groups, dilation)
         y, y_kernel = _new_activation(shape, input, last)
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), weight=_array(weight), bias=_array(bias),
+            forward_kernel(input=_array(_kernel_view(input, last)), weight=_array(weight.contiguous()), bias=_array(None if bias is None else bias.contiguous()),
                            stride=list(stride), padding=list(padding), output_padding=list(output_padding),
                            groups=groups, dilation=list(dilation), data_format=_data_format(rank, last),
                            out=_array(y_kernel))
@@ -294,7 +296,7 @@ def _define_conv_transpose(rank: int) -> None:
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
                 grad_output=_array(_kernel_view(grad_output, last)), input=_array(_kernel_view(input, last)),
-                weight=_array(weight), stride=list(stride), padding=list(padding),
+                weight=_array(weight.contiguous()), stride=list(stride), padding=list(padding),
                 output_padding=list(output_padding), groups=groups, dilation=list(dilation),
                 data_format=_data_format(rank, last), output_mask=mask)
         return (_activation_tensor(gi, last) if mask[0] else _unused_grad(input),
