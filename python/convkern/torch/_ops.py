@@ -21,8 +21,9 @@ in that layout (data_format "NHWC" etc.) and the result keeps it, as PyTorch's o
 non-contiguous input is made contiguous first. Weights are read in PyTorch's default layout
 (C_out, C_in/groups, *kernel), made contiguous when they are not.
 
-Sizes are taken as Python ints when a model is traced with symbolic shapes (a guard that
-specialises them): the shape rules live in C++ and cannot reason about symbols.
+Symbolic shapes (torch.compile(dynamic=True), torch.export with Dim): the batch size stays
+symbolic; the other sizes are specialised (a guard on each), because the shape rules are C++
+functions of integers.
 
 Double backward (differentiating a gradient) is not supported: it raises a RuntimeError.
 """
@@ -96,6 +97,11 @@ def _array(t: Optional[Tensor]):
     raise TypeError(f"convkern runs on CPU and CUDA tensors, got a tensor on {t.device}")
 
 
+def _contiguous_array(t: Optional[Tensor]):
+    """_array of t in C order (weights and biases: the kernels read them so)."""
+    return None if t is None else _array(t.contiguous())
+
+
 def _tensor(a) -> Tensor:
     """A tensor sharing the memory of an array convkern returned (NumPy or CuPy)."""
     if isinstance(a, np.ndarray):
@@ -129,6 +135,17 @@ def _on_current_stream(device: torch.device) -> Iterator[None]:
 def _ints(values: Sequence) -> List[int]:
     # Shape rules run in C++ on ints: a symbolic size is specialised here (a guard), see above.
     return [int(v) for v in values]
+
+
+def _one_sample(input: Tensor) -> List[int]:
+    """input's shape with a batch of 1: what the shape rules need (they do not depend on N)."""
+    return [1] + _ints(input.shape[1:])
+
+
+def _with_batch_of(input: Tensor, shape: Sequence[int]) -> List:
+    """A result shape computed for one sample, with input's batch size: a symbolic batch size
+    (a model traced with a dynamic batch) stays symbolic."""
+    return [input.shape[0]] + list(shape[1:])
 
 
 def _data_format(rank: int, channels_last: bool) -> str:
@@ -199,16 +216,17 @@ def _define_conv(rank: int) -> None:
 
     def output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, groups) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return list(convkern.output_shape(name, _ints(input.shape), _ints(weight.shape), stride=_ints(stride),
-                                          padding=_padding_pairs(padding, rank), dilation=_ints(dilation),
-                                          groups=int(groups)))
+        return _with_batch_of(input, convkern.output_shape(
+            name, _one_sample(input), _ints(weight.shape), stride=_ints(stride),
+            padding=_padding_pairs(padding, rank), dilation=_ints(dilation), groups=int(groups)))
 
     def conv(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
              dilation: List[int], groups: int) -> Tensor:
         last = _conv_is_channels_last(input, weight)
         y, y_kernel = _new_activation(output_shape(input, weight, stride, padding, dilation, groups), input, last)
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), weight=_array(weight.contiguous()), bias=_array(None if bias is None else bias.contiguous()),
+            forward_kernel(input=_array(_kernel_view(input, last)), weight=_contiguous_array(weight),
+                           bias=_contiguous_array(bias),
                            stride=list(stride), padding=_padding_pairs(padding, rank), dilation=list(dilation),
                            groups=groups, data_format=_data_format(rank, last), out=_array(y_kernel))
         return y
@@ -224,7 +242,7 @@ def _define_conv(rank: int) -> None:
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
                 grad_output=_array(_kernel_view(grad_output, last)), input=_array(_kernel_view(input, last)),
-                weight=_array(weight.contiguous()), stride=list(stride), padding=_padding_pairs(padding, rank),
+                weight=_contiguous_array(weight), stride=list(stride), padding=_padding_pairs(padding, rank),
                 dilation=list(dilation), groups=groups, data_format=_data_format(rank, last), output_mask=mask)
         return (_activation_tensor(gi, last) if mask[0] else _unused_grad(input),
                 _tensor(gw) if mask[1] else _unused_grad(weight),
@@ -268,9 +286,9 @@ def _define_conv_transpose(rank: int) -> None:
 
     def output_shape(input, weight, stride, padding, output_padding, groups, dilation) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return list(convkern.output_shape(name, _ints(input.shape), _ints(weight.shape), stride=_ints(stride),
-                                          padding=_ints(padding), output_padding=_ints(output_padding),
-                                          groups=int(groups), dilation=_ints(dilation)))
+        return _with_batch_of(input, convkern.output_shape(
+            name, _one_sample(input), _ints(weight.shape), stride=_ints(stride), padding=_ints(padding),
+            output_padding=_ints(output_padding), groups=int(groups), dilation=_ints(dilation)))
 
     def conv_transpose(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
                        output_padding: List[int], groups: int, dilation: List[int]) -> Tensor:
@@ -278,7 +296,8 @@ def _define_conv_transpose(rank: int) -> None:
         shape = output_shape(input, weight, stride, padding, output_padding, groups, dilation)
         y, y_kernel = _new_activation(shape, input, last)
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), weight=_array(weight.contiguous()), bias=_array(None if bias is None else bias.contiguous()),
+            forward_kernel(input=_array(_kernel_view(input, last)), weight=_contiguous_array(weight),
+                           bias=_contiguous_array(bias),
                            stride=list(stride), padding=list(padding), output_padding=list(output_padding),
                            groups=groups, dilation=list(dilation), data_format=_data_format(rank, last),
                            out=_array(y_kernel))
@@ -296,7 +315,7 @@ def _define_conv_transpose(rank: int) -> None:
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
                 grad_output=_array(_kernel_view(grad_output, last)), input=_array(_kernel_view(input, last)),
-                weight=_array(weight.contiguous()), stride=list(stride), padding=list(padding),
+                weight=_contiguous_array(weight), stride=list(stride), padding=list(padding),
                 output_padding=list(output_padding), groups=groups, dilation=list(dilation),
                 data_format=_data_format(rank, last), output_mask=mask)
         return (_activation_tensor(gi, last) if mask[0] else _unused_grad(input),
@@ -344,8 +363,9 @@ def _define_extremum_pool(kind: str, rank: int) -> None:
 
     def output_shape(input, kernel_size, stride, padding, dilation, ceil_mode) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return list(convkern.output_shape(name, _ints(input.shape), _ints(kernel_size), stride=_ints(stride),
-                                          padding=_ints(padding), dilation=_ints(dilation), ceil_mode=bool(ceil_mode)))
+        return _with_batch_of(input, convkern.output_shape(
+            name, _one_sample(input), _ints(kernel_size), stride=_ints(stride), padding=_ints(padding),
+            dilation=_ints(dilation), ceil_mode=bool(ceil_mode)))
 
     def pool(input: Tensor, kernel_size: List[int], stride: List[int], padding: List[int], dilation: List[int],
              ceil_mode: bool) -> Tuple[Tensor, Tensor]:
@@ -387,8 +407,9 @@ def _define_avg_pool(rank: int) -> None:
 
     def output_shape(input, kernel_size, stride, padding, ceil_mode) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return list(convkern.output_shape(name, _ints(input.shape), _ints(kernel_size), stride=_ints(stride),
-                                          padding=_ints(padding), ceil_mode=bool(ceil_mode)))
+        return _with_batch_of(input, convkern.output_shape(
+            name, _one_sample(input), _ints(kernel_size), stride=_ints(stride), padding=_ints(padding),
+            ceil_mode=bool(ceil_mode)))
 
     def pool(input: Tensor, kernel_size: List[int], stride: List[int], padding: List[int], ceil_mode: bool,
              count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
@@ -432,7 +453,7 @@ def _define_global_pool(kind: str, rank: int) -> None:
     def pool(input: Tensor) -> Tensor:
         _check_rank(input, rank, "input", name)
         last = is_channels_last(input)
-        y = input.new_empty(_ints(input.shape[:2]))
+        y = input.new_empty(input.shape[:2])
         with _on_current_stream(input.device):
             forward_kernel(input=_array(_kernel_view(input, last)), keepdims=False,
                            data_format=_data_format(rank, last), out=_array(y))
@@ -440,7 +461,7 @@ def _define_global_pool(kind: str, rank: int) -> None:
 
     def pool_fake(input):
         _check_rank(input, rank, "input", name)
-        return input.new_empty(_ints(input.shape[:2]))
+        return input.new_empty(input.shape[:2])
 
     def pool_backward(grad_output: Tensor, input: Tensor) -> Tensor:
         last = is_channels_last(input)
@@ -463,7 +484,7 @@ def _define_adaptive_pool(kind: str, rank: int) -> None:
 
     def output_shape(input, output_size) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return list(convkern.output_shape(name, _ints(input.shape), _ints(output_size)))
+        return _with_batch_of(input, convkern.output_shape(name, _one_sample(input), _ints(output_size)))
 
     def run_forward(input, output_size):
         last = is_channels_last(input)
