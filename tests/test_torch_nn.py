@@ -12,6 +12,17 @@ ckt = pytest.importorskip("convkern.torch")
 pytestmark = pytest.mark.torch
 tnn, cnn = torch.nn, ckt.nn
 
+@pytest.fixture(autouse=True)
+def poisoned_results():
+    """Every tensor the operators allocate (torch.empty) starts as NaN (int64: its maximum), so an
+    element the kernels leave unwritten fails the comparisons: PyTorch's deterministic mode fills
+    uninitialised memory."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
 # (class name, constructor arguments, input shape): one or more configurations of every layer.
 LAYERS = [
     ("Conv1d", (3, 4, 3), dict(stride=2, padding=1), (2, 3, 11)),
