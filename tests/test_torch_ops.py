@@ -14,7 +14,8 @@ import convkern  # noqa: E402
 
 F = torch.nn.functional
 ckf = ckt.functional
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch,
+              pytest.mark.filterwarnings("ignore:.*does not have a deterministic implementation")]
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available() or not ckt.nn._cuda_usable(),
@@ -26,10 +27,20 @@ def poisoned_results():
     """Every tensor the operators allocate (torch.empty) starts as NaN (int64: its maximum), so an
     element the kernels leave unwritten fails the comparisons: PyTorch's deterministic mode fills
     uninitialised memory."""
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    # warn_only: on a GPU some of PyTorch's reference backward kernels have no deterministic version.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     yield
-    torch.use_deterministic_algorithms(before)
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    """On a GPU, PyTorch's float32 reference must not round its operands to TF32."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def _tol(dtype):
