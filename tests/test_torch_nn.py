@@ -205,3 +205,14 @@ def test_replace_modules_on_a_single_layer_and_bad_argument():
     assert type(replaced) is cnn.Conv2d and replaced.weight is conv.weight
     with pytest.raises(TypeError, match="torch.nn.Module"):
         ckt.replace_modules("model")
+
+
+def test_the_cuda_check_traces_without_a_graph_break():
+    # A CUDA input asks whether convkern can serve it; inside torch.compile that must stay one graph.
+    torch._dynamo.reset()
+
+    @torch.compile(backend="aot_eager", fullgraph=True)
+    def doubled_if_cuda_usable(x):
+        return x * 2 if cnn._cuda_usable() else x + 1
+
+    assert float(doubled_if_cuda_usable(torch.ones(1))) == 2.0  # 1 * 2 and 1 + 1 alike: it ran

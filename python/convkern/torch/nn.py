@@ -16,7 +16,6 @@ Beyond ``torch.nn``: ``MinPool1d/2d/3d`` (max pooling's arguments) and ``GlobalA
 ``GlobalMaxPool``, ``GlobalMinPool`` in 1-D, 2-D and 3-D (``(N, C, *spatial) -> (N, C)``, or with
 unit spatial axes when ``keepdims=True``).
 """
-import functools
 from typing import Optional
 
 import torch
@@ -37,18 +36,22 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+_CUDA_USABLE: Optional[bool] = None  # _cuda_usable's answer, once known
+
+
+@torch.compiler.assume_constant_result  # torch.compile calls it and keeps the answer: no graph break
 def _cuda_usable() -> bool:
     """Whether convkern can run CUDA tensors here: a CUDA build of convkern, and CuPy to hand them over."""
-    import convkern
+    global _CUDA_USABLE
+    if _CUDA_USABLE is None:
+        import convkern
 
-    if not convkern.info().get("cuda"):
-        return False
-    try:
-        import cupy  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        try:
+            import cupy  # noqa: F401
+            _CUDA_USABLE = bool(convkern.info().get("cuda"))
+        except ImportError:
+            _CUDA_USABLE = False
+    return _CUDA_USABLE
 
 
 def runs_on_convkern(input: Tensor) -> bool:
