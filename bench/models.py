@@ -2,7 +2,7 @@
 """End-to-end model rows of the benchmark: a whole PyTorch model with torch's own layers beside the
 same model after ``convkern.torch.replace_modules`` — the speed a PyTorch user sees, not one layer's.
 
-    python bench/models.py --quick                 # both rows, both layouts (about 30 s on 2 cores)
+    python bench/models.py --quick                 # both rows, both layouts
     python bench/models.py --json out.json         # the figures as JSON (bench/run.py reads this)
 
 Rows (float32; the model is examples/classic_cnns.py's ResNet-18, 11.7 M parameters, 224x224 RGB):

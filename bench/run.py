@@ -41,8 +41,8 @@ What it does, in order:
    only them): ResNet-18's forward and training step, the same torch model with PyTorch's own
    layers and after convkern.torch.replace_modules, validated against each other first; a table
    of medians and the ratio torch / convkern per row and layout, also in results.json ("models").
-   They add about 40 s to --quick on a quiet 2-core machine (2 min 20 s measured with the cores
-   busy with other jobs, load average 8).
+   They add 2 min 20 s to --quick measured with the 2 cores busy with other jobs (load average
+   8); a quiet machine should need well under a minute (not measured yet).
 
 CPU: each library runs in its own child process (`run.py --worker LIB`, JSON lines over
 stdin/stdout), because two OpenMP runtimes (convkern's, PyTorch's) must not share a process; all
