@@ -216,3 +216,40 @@ def test_the_cuda_check_traces_without_a_graph_break():
         return x * 2 if cnn._cuda_usable() else x + 1
 
     assert float(doubled_if_cuda_usable(torch.ones(1))) == 2.0  # 1 * 2 and 1 + 1 alike: it ran
+
+
+def test_channels_last_weights_follow_every_update():
+    # A channels-last model's weights are read through a cached C-order copy: every kind of
+    # update must be seen, and the cache must not keep a dropped layer's weight alive.
+    ours, theirs = _pair("Conv2d", (3, 4, 3), dict(padding=1))
+    ours.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64).to(memory_format=torch.channels_last)
+
+    def same():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-10, atol=1e-11)
+
+    same()
+    optimizer = torch.optim.SGD(ours.parameters(), lr=0.5)
+    ours(x).square().sum().backward()
+    theirs(x).square().sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        theirs.weight -= 0.5 * theirs.weight.grad
+        theirs.bias -= 0.5 * theirs.bias.grad
+    same()  # in-place optimizer update (version counter)
+    with torch.no_grad():
+        ours.weight.mul_(2)
+        theirs.weight.mul_(2)
+    same()
+    fresh = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    ours.weight.data = fresh.to(memory_format=torch.channels_last)  # new storage, no version bump
+    theirs.weight.data = fresh.clone()
+    same()
+    copies = ckt._ops._c_order_weight._copies
+    assert any(entry[0]() is ours.weight for entry in copies.values())
+    weight_id = id(ours.weight)
+    del ours, optimizer
+    import gc
+
+    gc.collect()
+    assert weight_id not in copies
