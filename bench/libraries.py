@@ -164,7 +164,7 @@ class TorchLibrary:
             if not torch.cuda.is_available():
                 raise LibraryUnavailable(f"torch {torch.__version__} sees no CUDA device (a CPU-only build?)")
             # cuDNN picks its fastest algorithm per shape (during the warm-up); float32 stays
-            # float32: no TF32 tensor-core shortcut in the baseline, as SPEC §8 asks.
+            # float32: no TF32 tensor-core shortcut in the baseline (the suite compares like with like).
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False

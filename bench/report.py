@@ -1,8 +1,8 @@
-"""Figures from timings: statistics, ratios, geometric means, SPEC §9 checks, the table, the plot.
+"""Figures from timings: statistics, ratios, geometric means, the performance-target checks, the table, the plot.
 
 A case is one (row, layout, phase) that was timed, or the derived "backward (data + weight)" of a
 convolution row (derived: true): per library, the sum of its backward-data and backward-weight
-medians, the figure SPEC §9's backward target is about. Ratios are time_baseline / time_convkern:
+medians, the figure the backward target is about. Ratios are time_baseline / time_convkern:
 above 1, convkern is faster.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 from suite import (BACKWARD, BACKWARD_DATA, BACKWARD_DATA_WEIGHT, BACKWARD_WEIGHT, CHANNELS_FIRST, FORWARD,
                    LAYOUTS)
 
-# SPEC §9: the targets per device, checked on the channels-first (NCHW) cases: the SPEC's layout.
+# The performance targets per device, checked on the channels-first (NCHW) cases, the layout they are set for.
 TARGETS = {
     "cpu": {"conv_forward": 1.3, "conv_backward": 1.3, "conv_row_floor": 0.8, "conv3x3_forward_peak": 0.85,
             "pool_ratio": 3.0, "pool_bandwidth": 0.5},
@@ -92,7 +92,7 @@ def geomeans(cases: List[dict], baselines: List[str]) -> Dict[str, Dict[str, Dic
 
 
 def target_checks(cases: List[dict], means: dict, device: str) -> List[Dict[str, object]]:
-    """SPEC §9 for `device`, on the channels-first rows that ran (a --filter run checks what it measured)."""
+    """The performance targets for `device`, on the channels-first rows that ran (a --filter run checks what it measured)."""
     targets, checks = TARGETS[device], []
     nchw = [c for c in cases if c["layout"] == CHANNELS_FIRST]
     nchw_means = means.get(CHANNELS_FIRST, {})
@@ -201,7 +201,7 @@ def format_geomeans(means: dict) -> str:
 def format_checks(checks: List[dict], device: str) -> str:
     if not checks:
         return ""
-    lines = [f"SPEC §9 {'GPU' if device == 'cuda' else 'CPU'} targets (NCHW, on the rows measured):"]
+    lines = [f"Performance targets, {'GPU' if device == 'cuda' else 'CPU'} (NCHW, on the rows measured):"]
     for c in checks:
         value = c["value"]
         shown = "-" if value is None else (f"{value:.1%}" if "%" in c["target"] else f"{value:.2f}x")

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""convkern's benchmark: the suite of SPEC.md §8 beside PyTorch and an im2col + GEMM baseline.
+"""convkern's benchmark: the benchmark suite (bench/suite.py) beside PyTorch and an im2col + GEMM baseline.
 
     python bench/run.py --quick              # every row, phase and layout, fewer repetitions
     python bench/run.py                      # the full run: more repetitions, longer warm-up
     python bench/run.py --filter resnet50.l4,maxpool --layout NCHW --out /tmp/bench
     python bench/run.py --device cuda --quick    # on a GPU: cuDNN and CuPy beside convkern's CUDA kernels
 
-Wall time on the 2-core AVX-512 development machine (SPEC §8 CPU batch sizes, 14 convolution rows ×
+Wall time on the 2-core AVX-512 development machine (the suite's CPU batch sizes, 14 convolution rows ×
 3 phases + 4 pooling rows × 2 phases, each in NCHW and NHWC: 100 timed cases; validation included):
 --quick 5 minutes (4 min 45 s measured with the 2 cores half busy with other jobs; 7 minutes when
 they were 70-90% busy), the full run about 15 (measured 70-90% busy); less on a quiet machine. On a GPU (H100/H200, "N gpu" batch sizes) --quick is expected to take
@@ -27,19 +27,26 @@ What it does, in order:
    (grad_weight only, no bias gradient: output_mask (False, True, False)) as separate calls;
    pooling forward and backward — for every library: warm-up first, then repetitions in groups,
    libraries taking turns group by group (rotating who goes first) so that drift in clocks or
-   temperature hits all alike; medians reported. "bwd data+weight" (SPEC §9's backward) is
+   temperature hits all alike; medians reported. "bwd data+weight" (the backward the targets speak of) is
    derived per row: the sum of a library's backward-data and backward-weight medians. On the CPU,
    /proc tells how much CPU other processes took meanwhile: over 10%, the case is flagged ('busy'
    column): on 2 cores a busy neighbour distorts OpenMP libraries' timings badly.
 4. Prints a table (median ms per library; convkern's GFLOP/s and % of FMA peak, or GB/s and % of
    copy bandwidth for pooling; time_baseline / time_convkern, >1 meaning convkern is faster),
-   geometric means per layout and phase against each baseline, and the SPEC §9 targets (checked
-   on NCHW, the SPEC's layout); writes results.json (every figure, every repetition, the machine)
+   geometric means per layout and phase against each baseline, and the performance targets (checked
+   on NCHW, the layout they are set for); writes results.json (every figure, every repetition, the machine)
    and ratios.png (convkern vs PyTorch per row and phase, one panel per layout) to --out.
+
+5. Runs the end-to-end model rows (models.py; --no-models leaves them out, --filter resnet18 runs
+   only them): ResNet-18's forward and training step, the same torch model with PyTorch's own
+   layers and after convkern.torch.replace_modules, validated against each other first; a table
+   of medians and the ratio torch / convkern per row and layout, also in results.json ("models").
+   They add 2 min 20 s to --quick measured with the 2 cores busy with other jobs (load average
+   8); a quiet machine should need well under a minute (not measured yet).
 
 CPU: each library runs in its own child process (`run.py --worker LIB`, JSON lines over
 stdin/stdout), because two OpenMP runtimes (convkern's, PyTorch's) must not share a process; all
-use --threads threads. GPU: the libraries share this process and its device (SPEC §8), PyTorch
+use --threads threads. GPU: the libraries share this process and its device, PyTorch
 with torch.backends.cudnn.benchmark = True and TF32 off; each call is timed with CUDA events.
 Napkin math in suite.py.
 """
@@ -65,6 +72,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[0] = str(BENCH_DIR)  # run as a script: the bench modules sit beside it
 
 import machine  # noqa: E402
+import models  # noqa: E402
 import report  # noqa: E402
 import suite  # noqa: E402
 from libraries import DEVICE_LIBRARIES, LIBRARIES, OUTPUT_MASKS  # noqa: E402
@@ -450,6 +458,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads for every library (default: the CPUs this process may use)")
     parser.add_argument("--no-baselines", action="store_true", help="time convkern only")
+    parser.add_argument("--no-models", action="store_true",
+                        help="leave out the end-to-end model rows (bench/models.py: ResNet-18 forward and training "
+                             "step, torch's layers vs convkern.torch.replace_modules)")
     parser.add_argument("--time-limit", type=float, metavar="S",
                         help="start timing no new row after S seconds from the start; the cases not timed are "
                              "listed (and the exit status is 1), the report covers the rest (for a lent GPU's "
@@ -476,10 +487,23 @@ def main(argv: Optional[List[str]] = None) -> int:
                   "CuPy and a CUDA build of PyTorch, or use --device cpu.", file=sys.stderr)
             return 2
     rows = suite.select_rows(args.filter)
-    if not rows:
+    model_rows = [] if args.no_models else [name for name in models.ROWS if suite.name_selected(name, args.filter)]
+    if not rows and not model_rows:
         print(f"--filter {args.filter!r} matches no row; rows are: "
-              + ", ".join(r.name for r in suite.ROWS), file=sys.stderr)
+              + ", ".join([r.name for r in suite.ROWS] + list(models.ROWS)), file=sys.stderr)
         return 2
+    if not rows:  # only model rows selected: no layer workers, no machine limits
+        started = time.perf_counter()
+        model_results = run_model_rows(model_rows, args, threads, device)
+        document = {"command": [sys.executable] + sys.argv, "device": device,
+                    "mode": "quick" if args.quick else "full", "threads": threads,
+                    "duration_s": time.perf_counter() - started, "models": model_results,
+                    "problems": model_results.get("problems", [])}
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(document, indent=1, default=str))
+        print(f"Wrote {out_dir / 'results.json'}")
+        return 1 if document["problems"] else 0
     layouts = list(suite.LAYOUTS) if args.layout == "both" else [args.layout]
     plan = QUICK_PLAN if args.quick else FULL_PLAN
     wanted = ["convkern"] if args.no_baselines else list(DEVICE_LIBRARIES[device])
@@ -557,6 +581,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if checks:
         print()
         print(report.format_checks(checks, device))
+    model_results = run_model_rows(model_rows, args, threads, device) if model_rows else None
     timed_cases = [c for c in cases if not c.get("derived")]
     busy = [c for c in timed_cases if c.get("load_during_timing", {}).get("other_processes_pct", 0.0) > BUSY_PCT]
     if busy:
@@ -577,6 +602,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         f"{not_timed[0]}")
     if "convkern" not in workers:
         problems.append("convkern could not be started: no convkern timings, no ratios")
+    if model_results:
+        problems += model_results.get("problems", [])
     if problems:
         print()
         print("PROBLEMS:\n  " + "\n  ".join(problems))
@@ -600,6 +627,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "geomeans": means,
         "targets": checks,
         "not_timed": not_timed,
+        "models": model_results,
         "problems": problems,
     }
     (out_dir / "results.json").write_text(json.dumps(document, indent=1, default=str))
@@ -611,6 +639,26 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                  else f" (no plot: {why_no_plot})"))
     print(f"Total time {duration:.0f} s")
     return 1 if problems else 0
+
+
+def run_model_rows(names: List[str], args: argparse.Namespace, threads: int, device: str) -> Dict[str, object]:
+    """The end-to-end model rows (models.py), in a child process of their own (PyTorch and convkern
+    together, one OpenMP runtime); their table is printed as they finish. Without PyTorch they
+    are skipped, which is not a problem."""
+    print(flush=True)
+    env = dict(os.environ)
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[variable] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="convkern-models-") as scratch:
+        out = Path(scratch) / "models.json"
+        command = [sys.executable, str(BENCH_DIR / "models.py"), "--threads", str(threads), "--device", device,
+                   "--layout", args.layout, "--json", str(out)] + [f"--row={name}" for name in names]
+        done = subprocess.run(command + (["--quick"] if args.quick else []), env=env, check=False)
+        if done.returncode == models.EXIT_NO_TORCH:
+            return {"skipped": "PyTorch is not installed", "cases": [], "problems": []}
+        if not out.exists():
+            return {"cases": [], "problems": [f"the model rows failed (exit status {done.returncode}; see above)"]}
+        return json.loads(out.read_text())
 
 
 def time_all(rows, layouts, workers, invalid, plan: TimingPlan, progress: Progress, device: str,

@@ -1,4 +1,4 @@
-"""The benchmark suite of SPEC.md §8: its rows, their shapes, their napkin math, their inputs.
+"""The benchmark suite: its rows, their shapes, their napkin math, their inputs.
 
 Only NumPy and the standard library are imported here, because every worker process (convkern,
 PyTorch, NumPy) imports this module and no two OpenMP runtimes may share a process.
@@ -6,7 +6,7 @@ PyTorch, NumPy) imports this module and no two OpenMP runtimes may share a proce
 Phases: a convolution is timed as three separate calls — forward (y), backward-data (grad_input
 only) and backward-weight (grad_weight only; no bias: the suite's layers have none, they are
 followed by batch norm) — so each kernel is measured on its own; "backward (data + weight)", the
-pass SPEC §9 sets a target for, is derived from them (report.py). Pooling: forward and backward.
+pass the backward target is set for, is derived from them (report.py). Pooling: forward and backward.
 
 Layouts: every case runs channels-first ("NCHW": NCW / NCHW / NCDHW by rank) and channels-last
 ("NHWC": NWC / NHWC / NDHWC). Both get the same values (the inputs of a case do not depend on
@@ -70,7 +70,7 @@ def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
 
 @dataclass(frozen=True)
 class ConvRow:
-    """One convolution layer of SPEC §8 (dilation 1, symmetric zero padding, NC + spatial layout)."""
+    """One convolution layer of the suite (dilation 1, symmetric zero padding, NC + spatial layout)."""
 
     name: str
     batch_cpu: int
@@ -123,7 +123,7 @@ class ConvRow:
 
 @dataclass(frozen=True)
 class PoolRow:
-    """One pooling layer of SPEC §8: op is "max", "avg" or "global_avg" (2-D, NCHW)."""
+    """One pooling layer of the suite: op is "max", "avg" or "global_avg" (2-D, NCHW)."""
 
     name: str
     batch_cpu: int
@@ -197,15 +197,16 @@ def select_rows(filter_text: str | None) -> list:
     """Rows matching any of the comma-separated patterns (all rows if none). A pattern matches a
     name that contains it starting at one of its dot-separated parts: "lenet" selects lenet5.*
     but not mobilenet.*, "maxpool" selects resnet50.maxpool and vgg.maxpool."""
+    return [row for row in ROWS if name_selected(row.name, filter_text)]
+
+
+def name_selected(name: str, filter_text: str | None) -> bool:
+    """Whether a row name matches the --filter text (select_rows's rule; True without a filter)."""
     if not filter_text:
-        return list(ROWS)
+        return True
+    parts = name.split(".")
     patterns = [p.strip() for p in filter_text.split(",") if p.strip()]
-
-    def matches(name: str, pattern: str) -> bool:
-        parts = name.split(".")
-        return any(".".join(parts[i:]).startswith(pattern) for i in range(len(parts)))
-
-    return [row for row in ROWS if any(matches(row.name, p) for p in patterns)]
+    return any(".".join(parts[i:]).startswith(p) for p in patterns for i in range(len(parts)))
 
 
 def make_inputs(row, phase: str, batch: int, layout: str = CHANNELS_FIRST) -> Dict[str, np.ndarray]:

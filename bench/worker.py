@@ -4,8 +4,8 @@ On the CPU each library runs in its own process, `python bench/run.py --worker L
 because two OpenMP runtimes (convkern's, PyTorch's) must not share one: it answers requests read
 from stdin, one JSON object per line, with one JSON object per line on its original stdout (the
 library's own output to fd 1 — oneDNN verbose mode, OpenMP warnings — goes to stderr so it
-cannot corrupt the replies). On the GPU the libraries share run.py's process (SPEC §8: cuDNN
-"in the same process"), and run.py calls the same Worker methods directly.
+cannot corrupt the replies). On the GPU the libraries share run.py's process (cuDNN is
+compared in the same process), and run.py calls the same Worker methods directly.
 
 Requests ({"cmd": ..., ...}) and replies:
 
