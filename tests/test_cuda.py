@@ -61,12 +61,11 @@ class Device:
             self.xp.cuda.get_current_stream().synchronize()
 
     def put(self, a):
-        a = np.ascontiguousarray(a)
-        return a.copy() if self.emulated else self.xp.asarray(a)
+        return self.xp.asarray(np.ascontiguousarray(a))
 
     def get(self, a) -> np.ndarray:
         self.sync()
-        return np.array(a) if self.emulated else self.xp.asnumpy(a)
+        return self.xp.asnumpy(a)
 
     def poisoned(self, shape, dtype):
         return self.xp.full(tuple(shape), np.nan, dtype=dtype)
@@ -89,7 +88,7 @@ def _emulated_module():
     spec = importlib.util.spec_from_file_location("_cuda", paths[0])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.emulated
+    assert mod.architectures() == ["emulated"], f"{paths[0]} is not an emulated build"
     return mod
 
 
@@ -108,7 +107,9 @@ def _cupy_or_skip():
 def dev() -> Device:
     mod = _emulated_module()
     if mod is not None:
-        return Device(mod, np, emulated=True)
+        import emulated_cupy
+
+        return Device(mod, emulated_cupy, emulated=True)
     cupy = _cupy_or_skip()
     from convkern import _cuda
 
@@ -306,7 +307,7 @@ def test_conv_errors(dev, rng):
         dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3))), None, y, args, dev.stream)
     with pytest.raises(TypeError, match="weight must have dtype float32"):
         dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3), np.float16)), None, y, args, dev.stream)
-    bf16 = _FakeArray(x, (1, 2, 1, 5, 5), "__array_interface__" if dev.emulated else "__cuda_array_interface__",
+    bf16 = _FakeArray(x, (1, 2, 1, 5, 5), "__cuda_array_interface__",
                       typestr="<V2")  # bfloat16 as PyTorch exports it: not a dtype the kernels take
     with pytest.raises(TypeError, match="float16, float32 or float64"):
         dev.mod.conv_forward(bf16, w, None, y, args, dev.stream)
@@ -320,9 +321,8 @@ def test_conv_errors(dev, rng):
         dev.mod.conv_forward(x, w, None, y, bad, dev.stream)
     with pytest.raises(TypeError, match="ConvArgs"):
         dev.mod.conv_forward(x, w, None, y, None, dev.stream)
-    if not dev.emulated:
-        with pytest.raises(TypeError, match="CUDA array"):
-            dev.mod.conv_forward(np.zeros((1, 2, 1, 5, 5), np.float32), w, None, y, args, dev.stream)
+    with pytest.raises(TypeError, match="CUDA array"):
+        dev.mod.conv_forward(np.zeros((1, 2, 1, 5, 5), np.float32), w, None, y, args, dev.stream)
 
 
 class _FakeArray:
@@ -338,7 +338,7 @@ class _FakeArray:
 
 
 def test_conv_refuses_sizes_past_32_bit_indexing(dev):
-    iface = "__array_interface__" if dev.emulated else "__cuda_array_interface__"
+    iface = "__cuda_array_interface__"
     buf = dev.poisoned((16,), np.float32)
     big = 2**31 + 16
     x = _FakeArray(buf, (1, 1, 1, 1, big), iface)
@@ -537,19 +537,57 @@ def test_max_pool_backward_rejects_hostile_indices(dev, bad, rng):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 def test_pool_nan_and_infinity_semantics(dev, dtype):
-    # NaN wins, first NaN gives the index; -inf in the input beats padding.
+    # NaN wins and the last NaN of the window gives the index (PyTorch's order); -inf in the input
+    # beats padding.
     x = np.array([[[[1.0, np.nan, 3.0, np.nan], [5.0, 2.0, np.nan, 0.0]]]], dtype)
     p = _PoolCall(2, _for_parsing(x), 2, None, 0, 1, False, "NCHW")
     y, idx = dev.poisoned((1, 1, 1, 1, 2), dtype), dev.indices((1, 1, 1, 1, 2))
     dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 2, 4)), y, idx, *p.args, False, 2, False, dev.stream)
     assert np.isnan(dev.get(y)).all()
-    np.testing.assert_array_equal(dev.get(idx).ravel(), [1, 3])
+    np.testing.assert_array_equal(dev.get(idx).ravel(), [1, 6])
     x = np.full((1, 1, 3, 3), -np.inf, dtype)
     p = _PoolCall(2, _for_parsing(x), 3, 1, 1, 1, False, "NCHW")
     y, idx = dev.poisoned((1, 1, 1, 3, 3), dtype), dev.indices((1, 1, 1, 3, 3))
     dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 3, 3)), y, idx, *p.args, False, 2, False, dev.stream)
     assert (dev.get(y) == -np.inf).all()
     np.testing.assert_array_equal(dev.get(idx).reshape(3, 3), [[0, 0, 1], [0, 0, 1], [3, 3, 4]])
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min", "adaptive", "global"])
+def test_pool_nan_order_matches_torch(dev, kind, last, rng):
+    # Windows holding several NaNs: the value is NaN and the index (so the gradient) goes to the
+    # window's last NaN, as PyTorch's kernels do. "global" is one window of 460 cells (the warp
+    # path channels-first, lanes combined across NaNs).
+    torch = pytest.importorskip("torch")
+    size = (20, 23) if kind == "global" else (9, 10)
+    x = rng.standard_normal((2, 3) + size).astype(np.float32)
+    x[rng.random(x.shape) < (0.02 if kind == "global" else 0.2)] = np.nan
+    t = torch.from_numpy(-x if kind == "min" else x)
+    if kind == "adaptive":
+        want_y, want_i = torch.nn.functional.adaptive_max_pool2d(t, (4, 3), return_indices=True)
+    else:
+        k, s, pad = (size, size, 0) if kind == "global" else (3, 2, 1)
+        want_y, want_i = torch.nn.functional.max_pool2d(t, k, s, pad, return_indices=True)
+    want_y, want_i = want_y.numpy(), want_i.numpy()
+    if kind == "min":
+        want_y = -want_y
+    assert (np.isnan(want_y).sum(axis=(2, 3)) > 0).all()  # the case does exercise NaN windows
+    xk = np.moveaxis(x, 1, -1)[:, None] if last else x[:, :, None]
+    yshape = (2, 1) + want_y.shape[2:] + (3,) if last else (2, 3, 1) + want_y.shape[2:]
+    y, idx = dev.poisoned(yshape, np.float32), dev.indices(yshape)
+    if kind == "adaptive":
+        dev.mod.adaptive_max_pool_forward(dev.put(xk), y, idx, (1, 4, 3), 2, last, dev.stream)
+    else:
+        p = _PoolCall(2, x, k, s, pad, 1, False, "NCHW")
+        dev.mod.extremum_pool_forward(dev.put(xk), y, idx, *p.args, kind == "min", 2, last, dev.stream)
+    got_y, got_i = dev.get(y), dev.get(idx)
+    if last:
+        got_y, got_i = np.moveaxis(got_y[:, 0], -1, 1), np.moveaxis(got_i[:, 0], -1, 1)
+    else:
+        got_y, got_i = got_y[:, :, 0], got_i[:, :, 0]
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_array_equal(got_y, want_y)  # NaN == NaN here
 
 
 def test_pool_backward_is_deterministic(dev, rng):

@@ -35,11 +35,7 @@ namespace ckc = convkern::cuda;
 
 namespace {
 
-#ifdef CONVKERN_CUDA_EMULATION
-constexpr const char* kInterface = "__array_interface__";  // host arrays stand in for device arrays
-#else
 constexpr const char* kInterface = "__cuda_array_interface__";
-#endif
 
 using Vec3 = std::array<i64, 3>;
 
@@ -187,7 +183,6 @@ void require(const DevArray& a, DType dt, const std::vector<i64>& shape, bool wr
 class DeviceScope {
  public:
   explicit DeviceScope(std::initializer_list<const DevArray*> arrays) {
-#ifndef CONVKERN_CUDA_EMULATION
     int device = -1;
     std::string first;
     for (const DevArray* a : arrays) {
@@ -213,14 +208,9 @@ class DeviceScope {
       if (previous_ != device) ckc::check_cuda(cudaSetDevice(device), "cudaSetDevice");
       else previous_ = -1;
     }
-#else
-    (void)arrays;
-#endif
   }
   ~DeviceScope() {
-#ifndef CONVKERN_CUDA_EMULATION
     if (previous_ >= 0) (void)cudaSetDevice(previous_);
-#endif
   }
   DeviceScope(const DeviceScope&) = delete;
   DeviceScope& operator=(const DeviceScope&) = delete;
@@ -715,9 +705,4 @@ PYBIND11_MODULE(_cuda, m) {
     py::gil_scoped_release nogil;
     ckc::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   }, "Waits for all work on the current device (tests and benchmarks).");
-#ifdef CONVKERN_CUDA_EMULATION
-  m.attr("emulated") = true;
-#else
-  m.attr("emulated") = false;
-#endif
 }

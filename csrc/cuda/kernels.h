@@ -15,12 +15,8 @@
 // (d*H + h)*W + w inside each (n, c) plane of the input, -1 for a window without input cells.
 #pragma once
 
-#ifdef CONVKERN_CUDA_EMULATION
-#include "emulation.h"
-#else
 #include <cuda_fp16.h>  // __half; usable from host C++ too (bind_cuda.cpp)
 #include <cuda_runtime_api.h>
-#endif
 
 #include <cstddef>
 #include <stdexcept>

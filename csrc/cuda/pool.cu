@@ -4,8 +4,8 @@
 // elements themselves, exactly).
 //
 // Semantics are the CPU kernels' (csrc/cpu/pool.cpp) and PyTorch's: padded cells are never
-// selected by max/min; a NaN wins and the first NaN in row-major window order gives the index;
-// ties go to the first element; the average divisor follows count_include_pad/divisor_override,
+// selected by max/min; a NaN wins and the last NaN in row-major window order gives the index
+// (PyTorch's order); ties between numbers go to the first element; the average divisor follows count_include_pad/divisor_override,
 // or the in-bounds count under "same"/"valid" padding; adaptive window i of an axis spans
 // [floor(i*in/out), ceil((i+1)*in/out)).
 //
@@ -112,24 +112,25 @@ __device__ __forceinline__ bool is_nan(T v) {
   return v != v;
 }
 
-// The sequential max/min rule of the CPU kernel: the first cell takes the window; after that a
-// NaN sticks (the first NaN wins) and only a strictly better number replaces the best.
+// The sequential max/min rule (PyTorch's): the first cell takes the window; after that every
+// NaN replaces the best (so the last NaN of the window gives the index), a number never replaces
+// a NaN, and only a strictly better number replaces a number (ties keep the first).
 template <class T, bool kMin>
 __device__ __forceinline__ bool takes(T v, T best, i64 best_i) {
-  if (best_i < 0) return true;
+  if (best_i < 0 || is_nan(v)) return true;
   if (is_nan(best)) return false;
-  return is_nan(v) || (kMin ? v < best : v > best);
+  return kMin ? v < best : v > best;
 }
 
 // The same rule between two partial results (v1 at i1, v2 at i2) of disjoint parts of a window:
 // true when (v1, i1) is the one the sequential rule would end with. Indices increase in window
-// order, so "first" is "smaller index".
+// order, so "first" is "smaller index" and "last" is "larger index".
 template <class T, bool kMin>
 __device__ __forceinline__ bool prefer(T v1, i64 i1, T v2, i64 i2) {
   if (i1 < 0) return false;
   if (i2 < 0) return true;
   const bool n1 = is_nan(v1), n2 = is_nan(v2);
-  if (n1 || n2) return n1 && (!n2 || i1 < i2);
+  if (n1 || n2) return n1 && (!n2 || i1 > i2);
   if (v1 == v2) return i1 < i2;
   return kMin ? v1 < v2 : v1 > v2;
 }
@@ -427,10 +428,6 @@ struct PoolCall {
   // Whether every intermediate of the kernels' index math fits in 32 bits, with room for a
   // grid-stride step (at most 2^28) past the last element.
   bool fits_int32() const {
-    // CONVKERN_CUDA_FORCE_INDEX64=1 takes the 64-bit kernels whatever the size, so that tests
-    // can check them on small inputs.
-    static const bool force64 = std::getenv("CONVKERN_CUDA_FORCE_INDEX64") != nullptr;
-    if (force64) return false;
     const i64 lim = i64(1) << 30, part = i64(1) << 28;
     if (total_in() > lim || total_out() > lim) return false;
     for (int a = 0; a < 3; ++a) {
