@@ -429,6 +429,17 @@ def test_pool(dev, rank, seed, kind, last, dtype, rng):
     _check_pool(dev, rank, kind, pool_case(seed, rank, kind), last, dtype, rng, planes4=not last and seed % 2 == 0)
 
 
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_pool_with_64_bit_index_math(dev, kind, last, rng):
+    # A stride past 2^28 makes window starts (o * stride) leave the range the 32-bit kernels
+    # allow, so these small calls run the 64-bit-index kernels, forward and backward.
+    case = ((2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(2**29, 2**30 + 3), padding=(1, 0), ceil_mode=True,
+                                **({"count_include_pad": False, "divisor_override": None} if kind == "avg" else {})),
+            "contiguous")
+    _check_pool(dev, 2, kind, case, last, np.float32, rng, planes4=False)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
