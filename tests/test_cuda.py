@@ -208,6 +208,40 @@ def test_conv_padding_modes(dev, rank, seed, rng):
     _check_conv(dev, rank, mode_case(seed, rank), np.float64, rng)
 
 
+@pytest.fixture(params=[1, 2], ids=("v1", "v2"))
+def kernel_version(request, dev):
+    """Runs a test with each generation of the convolution GEMM kernels (process-wide setting),
+    restoring the default afterwards."""
+    before = dev.mod.conv_kernel_version()
+    dev.mod.set_conv_kernel_version(request.param)
+    try:
+        yield request.param
+    finally:
+        dev.mod.set_conv_kernel_version(before)
+
+
+def test_conv_kernel_version_is_checked(dev):
+    assert dev.mod.conv_kernel_version() == dev.mod.conv_kernel_version_latest == 2
+    with pytest.raises(ValueError, match="version must be 1 to 2, got 3"):
+        dev.mod.set_conv_kernel_version(3)
+    assert dev.mod.conv_kernel_version() == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(16)] + [(r, s) for r in (1, 3) for s in range(4)])
+def test_conv_v1(dev, rank, seed, last, dtype, rng):
+    # The previous GEMM generation stays runnable (and benchmarked) beside the default one.
+    dev.mod.set_conv_kernel_version(1)
+    try:
+        case = conv_case(seed, rank)
+        if last:
+            case["data_format"] = LAST[rank]
+        _check_conv(dev, rank, case, dtype, rng)
+    finally:
+        dev.mod.set_conv_kernel_version(2)
+
+
 @pytest.mark.parametrize("shape", [
     # (N, C, H, W, K, kernel, stride, padding, groups): several tiles in every GEMM dimension,
     # reductions over many 16-deep steps, split-K backward weight, ragged edges.
@@ -217,10 +251,14 @@ def test_conv_padding_modes(dev, rank, seed, rng):
     (4, 16, 30, 30, 16, 3, 1, 1, 16),   # depthwise (direct kernels)
     (2, 8, 21, 19, 24, 3, 2, 0, 8),     # depthwise multiplier 3, stride 2
     (2, 1, 32, 32, 6, 5, 1, 0, 1),      # one input channel: direct kernels
+    # v2's 128x128 tiles: forward and backward data with over 264 large tiles (input-channel
+    # chunks ragged: 12 = 8 + 4), backward weight with more than 64 output channels.
+    (1, 12, 186, 186, 16, 3, 1, 0, 1),
+    (2, 8, 20, 20, 72, 3, 1, 1, 1),
 ], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-def test_conv_tiling(dev, shape, last, dtype, rng):
+def test_conv_tiling(dev, shape, last, dtype, rng, kernel_version):
     n, c, h, w, k, ks, s, p, g = shape
     case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(s, s), dilation=(1, 1),
                 padding=p, size=(h, w), layout="contiguous", bias=True)

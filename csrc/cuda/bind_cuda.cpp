@@ -701,6 +701,11 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("runtime_version", &runtime_version, "CUDA runtime version, e.g. 13000 for 13.0.");
   m.def("driver_version", &driver_version, "Highest CUDA version the driver supports (0: no driver).");
   m.def("device_properties", &device_properties, "device"_a);
+  m.def("set_conv_kernel_version", &ckc::set_conv_kernel_version, "version"_a,
+        "Selects the generation of the convolution GEMM kernels for the whole process: 1, or 2 (the "
+        "default; float and float16, float64 stays on 1). For tests and benchmarks that compare them.");
+  m.def("conv_kernel_version", &ckc::conv_kernel_version, "The convolution GEMM kernel generation in use.");
+  m.attr("conv_kernel_version_latest") = ckc::kConvKernelVersionLatest;
   m.def("synchronize", [] {
     py::gil_scoped_release nogil;
     ckc::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");

@@ -24,9 +24,13 @@
 // Depthwise-like convolutions (one input channel per group, C/groups == 1) take direct kernels
 // instead: one thread per output element, and one block per weight element for its gradient.
 //
-// Versions (measure with `bash bench/gpu_check.sh` on a GPU machine):
+// Versions (set_conv_kernel_version; measure with `bash bench/gpu_check.sh` on a GPU machine):
 //   v1  64x64x16 implicit GEMM, 4x4 per thread, split-K backward weight; direct depthwise.
+//   v2  (default) for float and float16: 128x128x8 / 64x64x8 implicit GEMM, 8x8 per thread read
+//       with 128-bit shared loads, no division in the main loop (conv_igemm.cuh); float64 and the
+//       depthwise kernels stay on v1.
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <type_traits>
 
@@ -696,11 +700,71 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+#include "conv_igemm.cuh"
+
 // --------------------------------------------------------------------------------------------
 // Launch helpers
 // --------------------------------------------------------------------------------------------
 
 bool use_direct(const ConvGeometry& g) { return g.C_per_group() == 1; }
+
+std::atomic<int> g_kernel_version{kConvKernelVersionLatest};
+
+// Whether the GEMM passes of this call run version 2 (float and float16 only).
+template <class T>
+bool use_v2() {
+  return !std::is_same_v<T, double> && g_kernel_version.load(std::memory_order_relaxed) >= 2;
+}
+
+// Below this many 128x128 tiles the v2 launchers take 64x64 tiles: about one wave of the large
+// variant on a 132-SM GPU at 2 blocks per SM. A property of the problem, not of the device.
+constexpr i64 kV2LargeTileMinBlocks = 264;
+
+v2::Dims make_v2_dims(const ConvDims& d, i64 plane, i64 chunks) {
+  v2::Dims dm;
+  dm.c = d;
+  require_int32(i64(d.kvol) * chunks, "the reduction steps (kernel volume * channel chunks)");
+  dm.chunks = v2::FastDiv(chunks);
+  dm.khw = v2::FastDiv(d.khw), dm.kw = v2::FastDiv(d.KW);
+  dm.plane = v2::FastDiv(plane);
+  dm.ohw = v2::FastDiv(d.ohw), dm.ow = v2::FastDiv(d.OW);
+  dm.sd = v2::FastDiv(d.sd), dm.sh = v2::FastDiv(d.sh), dm.sw = v2::FastDiv(d.sw);
+  return dm;
+}
+
+// Launches the v2 forward (kDgrad false) or backward-data kernel over rows x cols per group.
+template <class T, bool kDgrad>
+void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims& d, const T* a, const T* w,
+                               const T* bias, T* out, cudaStream_t s) {
+  const i64 rows = g.N * (kDgrad ? g.in_plane() : g.out_plane());
+  const i64 cols = kDgrad ? g.C_per_group() : g.K_per_group();
+  const i64 red = kDgrad ? g.K_per_group() : g.C_per_group();
+  const v2::Dims dm = make_v2_dims(d, kDgrad ? g.in_plane() : g.out_plane(), div_up(red, v2::kBK));
+  const bool large = div_up(rows, 128) * div_up(cols, 128) * g.groups >= kV2LargeTileMinBlocks;
+  auto run = [&](auto bm_tag, auto last_tag) {
+    constexpr int BM = decltype(bm_tag)::value;
+    constexpr bool L = decltype(last_tag)::value;
+    const unsigned mt = grid_x(div_up(rows, BM));
+    const unsigned nt = grid_yz(div_up(cols, BM), "channel tiles per group");
+    for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
+      const dim3 grid(mt, nt, unsigned(count));
+      const dim3 block(v2::Tile<BM, BM>::kThreads);
+      if constexpr (kDgrad)
+        launch("igemm_dgrad_simt", v2::igemm_dgrad_simt<T, L, BM, BM>, grid, block, s, dm, a, w, bias, out, g0);
+      else
+        launch("igemm_fprop_simt", v2::igemm_fprop_simt<T, L, BM, BM>, grid, block, s, dm, a, w, bias, out, g0);
+    });
+  };
+  using Large = std::integral_constant<int, 128>;
+  using Small = std::integral_constant<int, 64>;
+  if (last) {
+    if (large) run(Large{}, std::true_type{});
+    else run(Small{}, std::true_type{});
+  } else {
+    if (large) run(Large{}, std::false_type{});
+    else run(Small{}, std::false_type{});
+  }
+}
 
 // Launches `per_groups(group0, count)` over the groups in chunks that keep grid.z <= 65535.
 template <class F>
@@ -713,9 +777,17 @@ struct WgradSplit {
   i64 splits, chunk;
 };
 
+// The v2 backward-weight tile edge: 128 unless the group's output channels fit in 64.
+template <class T>
+int wgrad_tile(const ConvGeometry& g) {
+  return use_v2<T>() ? (g.K_per_group() > 64 ? 128 : 64) : kBM;
+}
+
+template <class T>
 WgradSplit wgrad_split(const ConvGeometry& g) {
   const i64 M = g.N * g.out_plane();
-  const i64 tiles = div_up(g.reduction(), kBN) * div_up(g.K_per_group(), kBM) * g.groups;
+  const i64 tile = wgrad_tile<T>(g);
+  const i64 tiles = div_up(g.reduction(), tile) * div_up(g.K_per_group(), tile) * g.groups;
   i64 splits = std::min({div_up(kWgradTargetBlocks, tiles), kWgradMaxSplits, div_up(M, kWgradMinChunk)});
   splits = std::max<i64>(splits, 1);
   const i64 chunk = div_up(div_up(M, splits), kBK) * kBK;
@@ -739,6 +811,12 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
     else
       launch("conv_forward_depthwise", conv_forward_depthwise<T, false>, grid, kThreads, s, d, x, w, bias, y);
     return;
+  }
+  if constexpr (!std::is_same_v<T, double>) {
+    if (use_v2<T>()) {
+      launch_v2_activation_gemm<T, false>(g, last, d, x, w, bias, y, s);
+      return;
+    }
   }
   const unsigned mt = grid_x(div_up(g.N * g.out_plane(), kBM));
   const unsigned nt = grid_yz(div_up(g.K_per_group(), kBN), "output channel tiles per group");
@@ -766,6 +844,12 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
              dx);
     return;
   }
+  if constexpr (!std::is_same_v<T, double>) {
+    if (use_v2<T>()) {
+      launch_v2_activation_gemm<T, true>(g, last, d, dy, w, bias, dx, s);
+      return;
+    }
+  }
   const unsigned mt = grid_x(div_up(g.N * g.in_plane(), kBM));
   const unsigned nt = grid_yz(div_up(g.C_per_group(), kBN), "input channel tiles per group");
   for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
@@ -788,7 +872,7 @@ bool wgrad_uses_workspace(const ConvGeometry& g, const WgradSplit& sp) {
 template <class T>
 std::size_t conv_backward_weight_workspace(const ConvGeometry& g) {
   if (g.N == 0 || use_direct(g)) return 0;
-  const WgradSplit sp = wgrad_split(g);
+  const WgradSplit sp = wgrad_split<T>(g);
   if (!wgrad_uses_workspace<T>(g, sp)) return 0;
   return std::size_t(sp.splits) * std::size_t(g.K * g.reduction()) * sizeof(acc_t<T>);
 }
@@ -812,7 +896,7 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     }
     return;
   }
-  const WgradSplit sp = wgrad_split(g);
+  const WgradSplit sp = wgrad_split<T>(g);
   const std::size_t need = conv_backward_weight_workspace<T>(g);
   if (workspace_bytes < need)
     throw std::invalid_argument("conv_backward_weight: the workspace holds " + std::to_string(workspace_bytes) +
@@ -821,6 +905,37 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
   acc_t<T>* dst = static_cast<acc_t<T>*>(workspace);
   if constexpr (std::is_same_v<acc_t<T>, T>) {
     if (!partial) dst = dw;
+  }
+  if constexpr (!std::is_same_v<T, double>) {
+    if (use_v2<T>()) {
+      const v2::Dims dm = make_v2_dims(d, g.out_plane(), 1);
+      auto run = [&](auto tile_tag, auto last_tag) {
+        constexpr int BM = decltype(tile_tag)::value;
+        constexpr bool L = decltype(last_tag)::value;
+        const unsigned rt = grid_x(div_up(g.reduction(), BM));
+        const unsigned kt = grid_yz(div_up(g.K_per_group(), BM), "output channel tiles per group");
+        for_group_chunks(g.groups, sp.splits, [&](int g0, i64 count) {
+          const dim3 grid(rt, kt, unsigned(count * sp.splits));
+          launch("igemm_wgrad_simt", v2::igemm_wgrad_simt<T, L, BM, BM>, grid, dim3(v2::Tile<BM, BM>::kThreads), s,
+                 dm, dy, x, dst, g0, int(sp.splits), int(sp.chunk));
+        });
+      };
+      using Large = std::integral_constant<int, 128>;
+      using Small = std::integral_constant<int, 64>;
+      const bool large = wgrad_tile<T>(g) == 128;
+      if (last) {
+        if (large) run(Large{}, std::true_type{});
+        else run(Small{}, std::true_type{});
+      } else {
+        if (large) run(Large{}, std::false_type{});
+        else run(Small{}, std::false_type{});
+      }
+      if (partial) {
+        const i64 blocks = std::min<i64>(div_up(wcount, kThreads), 65536);
+        launch("wgrad_reduce", wgrad_reduce<T>, dim3(unsigned(blocks)), kThreads, s, dst, dw, wcount, int(sp.splits));
+      }
+      return;
+    }
   }
   const unsigned rt = grid_x(div_up(g.reduction(), kBN));
   const unsigned kt = grid_yz(div_up(g.K_per_group(), kBM), "output channel tiles per group");
@@ -851,6 +966,15 @@ void channel_sum(i64 N, i64 K, i64 P, bool last, const T* dy, T* db, cudaStream_
   else
     launch("channel_sum", channel_sum_cf<T>, dim3(grid_x(K)), kThreads, s, N, K, P, dy, db);
 }
+
+void set_conv_kernel_version(int version) {
+  if (version < 1 || version > kConvKernelVersionLatest)
+    throw std::invalid_argument("conv kernel version must be 1 to " + std::to_string(kConvKernelVersionLatest) +
+                                ", got " + std::to_string(version));
+  g_kernel_version.store(version, std::memory_order_relaxed);
+}
+
+int conv_kernel_version() { return g_kernel_version.load(std::memory_order_relaxed); }
 
 #define CONVKERN_INSTANTIATE(T)                                                                                    \
   template std::size_t conv_backward_weight_workspace<T>(const ConvGeometry&);                                     \

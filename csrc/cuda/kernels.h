@@ -38,6 +38,15 @@ inline void check_cuda(cudaError_t e, const char* what) {
 
 // ------------------------------------------------------------------------------ convolution
 
+// The generation of the GEMM kernels the convolution launchers use, process-wide: 1 (64x64
+// tiles, 4x4 per thread) or 2 (the default: 128x128 / 64x64 tiles, 8x8 per thread, no division in
+// the main loop; float and float16, float64 stays on 1). Kept selectable so that every version
+// can be tested and benchmarked beside the newest. Set it before launching work that depends on
+// it (the backward-weight workspace size does).
+constexpr int kConvKernelVersionLatest = 2;
+void set_conv_kernel_version(int version);
+int conv_kernel_version();
+
 // y = conv(x, w) + bias (bias may be null).
 template <class T>
 void conv_forward(const ConvGeometry& g, bool channels_last, const T* x, const T* w, const T* bias, T* y,

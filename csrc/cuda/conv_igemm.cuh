@@ -1,0 +1,391 @@
+// conv_igemm.cuh — version 2 of the CUDA convolution GEMM kernels (included by conv.cu only):
+// implicit GEMM in the style of CUTLASS's SIMT convolutions, for float and float16 (float tiles
+// and accumulators).
+//
+// Tiles. A block computes a BM x BN tile of the GEMM with (BM/8) x (BN/8) threads, each holding an
+// 8 x 8 register block of accumulators: rows {4tm..4tm+3} and {BM/2+4tm..}, columns likewise, so
+// every reduction step of one thread reads its 8 + 8 operands with four 128-bit shared loads and
+// does 64 FFMA (one shared load per 16 FFMA). Variants: 128 x 128 (256 threads) and, for grids that
+// would leave SMs idle, 64 x 64 (64 threads). The reduction advances 8 deep per step; operand tiles
+// are double-buffered in shared memory and the next step's global loads are in flight in registers
+// during the current step's arithmetic.
+//
+// Gathers without division. The reduction of forward and backward data runs over (filter position
+// q, channel chunk of 8): all elements a thread loads in one step share q, so the im2col position
+// of its (fixed) row is one add per axis from coordinates decoded once before the loop. The few
+// divisions that remain per step (step -> q -> kd, kh, kw; backward data's output = input / stride;
+// backward weight's position -> n, od, oh, ow) are by divisors fixed for the launch, done with a
+// precomputed multiply-high and shift (FastDiv), never with the hardware-less integer division.
+// A channel count that is not a multiple of 8 pads its last chunk with zeros.
+//
+// Results. The reduction order of every output element is the same as version 1's up to the
+// grouping of the reduction index (each output sums its terms sequentially, step after step), and
+// does not depend on the tile variant, so both variants give identical bits. Backward weight splits
+// the positions into the same device-independent chunks as version 1 and reduces them in order.
+#pragma once
+
+namespace v2 {
+
+// n / d and n % d for 0 <= n < 2^31 and a divisor d >= 1 fixed for the launch: the
+// round-up-reciprocal method (Granlund & Montgomery), as CUTLASS's FastDivmod.
+struct FastDiv {
+  int d = 1;
+  unsigned mul = 0, shr = 0;
+  FastDiv() = default;
+  explicit FastDiv(i64 divisor) : d(int(divisor)) {
+    if (d != 1) {
+      unsigned log2 = 0;
+      while ((1u << log2) < unsigned(d)) ++log2;  // ceil(log2(d))
+      const unsigned p = 31 + log2;
+      mul = unsigned(((1ull << p) + unsigned(d) - 1) / unsigned(d));
+      shr = p - 32;
+    }
+  }
+  __host__ __device__ __forceinline__ int div(int n) const {
+    return d == 1 ? n : int(unsigned((static_cast<unsigned long long>(unsigned(n)) * mul) >> 32) >> shr);
+  }
+};
+
+struct Dims {
+  ConvDims c;
+  FastDiv chunks;        // reduction steps per filter position (channel chunks of 8)
+  FastDiv khw, kw;       // filter position -> kd, kh, kw
+  FastDiv plane;         // positions per image of the GEMM rows: P (forward, backward weight), Q (backward data)
+  FastDiv ohw, ow;       // output position -> od, oh, ow
+  FastDiv sd, sh, sw;    // backward data: output coordinate from input coordinate + padding
+};
+
+constexpr int kBK = 8;
+
+template <int BM, int BN>
+struct Tile {
+  static constexpr int kThreads = (BM / 8) * (BN / 8);
+  static constexpr int kRowsPerThreadA = 1;
+  static constexpr int kPerThreadA = BM * kBK / kThreads;  // elements of the A tile a thread loads
+  static constexpr int kPerThreadB = BN * kBK / kThreads;
+  static_assert(kThreads >= BM && kThreads >= BN && kThreads % BM == 0 && kThreads % BN == 0,
+                "one operand row (column) per thread");
+  static constexpr int kMinBlocks = kThreads >= 256 ? 2 : 8;  // 2 x 256 or 8 x 64 threads per SM
+};
+
+// How a thread's share of an operand tile (rows x kBK) is laid out. KContig: a thread's elements
+// are consecutive reduction indices of one row (row = tid / per_row); RowFast: consecutive
+// threads take consecutive rows (row = tid % rows) and a thread's elements are per_row apart.
+// Loaders pick the one whose consecutive threads read consecutive addresses.
+template <int kRows, int kThreadsN, bool kContig>
+struct Map {
+  static constexpr int kPerRow = kThreadsN / kRows;  // threads per row
+  static constexpr int kPer = kBK / kPerRow;         // elements per thread
+  static __device__ __forceinline__ int row(int tid) { return kContig ? tid / kPerRow : tid % kRows; }
+  static __device__ __forceinline__ int k(int tid, int e) {
+    return kContig ? (tid % kPerRow) * kPer + e : tid / kRows + kPerRow * e;
+  }
+};
+
+template <int BM, int BN, bool kRowsFast>
+struct ThreadTile {
+  static constexpr int kTM = BM / 8, kTN = BN / 8;
+  static __device__ __forceinline__ int tm(int tid) { return kRowsFast ? tid % kTM : tid / kTN; }
+  static __device__ __forceinline__ int tn(int tid) { return kRowsFast ? tid / kTM : tid % kTN; }
+  // Row (column) of accumulator i (j) of thread tm (tn): two groups of 4, half a tile apart.
+  static __device__ __forceinline__ int row(int tm, int i) { return (i < 4 ? 0 : BM / 2) + 4 * tm + (i & 3); }
+  static __device__ __forceinline__ int col(int tn, int j) { return (j < 4 ? 0 : BN / 2) + 4 * tn + (j & 3); }
+};
+
+// acc += A(steps x kBK slices) * B: load_a(t, ra) / load_b(t, rb) fetch the thread's elements of
+// step t (zeros outside the operands), MapA / MapB place them in the tiles.
+template <int BM, int BN, class MapA, class MapB, class TT, class LoadA, class LoadB>
+__device__ __forceinline__ void mainloop(int steps, const LoadA& load_a, const LoadB& load_b, int tm, int tn,
+                                         float (&acc)[8][8]) {
+  alignas(16) __shared__ float As[2][kBK][BM];
+  alignas(16) __shared__ float Bs[2][kBK][BN];
+  const int tid = threadIdx.x;
+  float ra[MapA::kPer], rb[MapB::kPer];
+  const int row_a = MapA::row(tid), row_b = MapB::row(tid);
+  if (steps > 0) {
+    load_a(0, ra);
+    load_b(0, rb);
+  }
+  int buf = 0;
+  for (int t = 0; t < steps; ++t) {
+#pragma unroll
+    for (int e = 0; e < MapA::kPer; ++e) As[buf][MapA::k(tid, e)][row_a] = ra[e];
+#pragma unroll
+    for (int e = 0; e < MapB::kPer; ++e) Bs[buf][MapB::k(tid, e)][row_b] = rb[e];
+    __syncthreads();
+    // The other buffer was last read in step t-1, which every thread finished before the
+    // barrier above, so step t+1's loads may proceed and land there next iteration.
+    if (t + 1 < steps) {
+      load_a(t + 1, ra);
+      load_b(t + 1, rb);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBK; ++kk) {
+      const float4 a0 = *reinterpret_cast<const float4*>(&As[buf][kk][4 * tm]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&As[buf][kk][BM / 2 + 4 * tm]);
+      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[buf][kk][4 * tn]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[buf][kk][BN / 2 + 4 * tn]);
+      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    buf ^= 1;
+  }
+}
+
+__device__ __forceinline__ void zero(float (&acc)[8][8]) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+}
+
+// Writes an activation tile (forward output / input gradient): rows m = (n, position) of
+// [0, rows) with `plane` positions per image, columns = channels of the group [0, per_group),
+// `channels` in all, bias per channel (may be null).
+template <class T, bool kLast, class TT>
+__device__ __forceinline__ void store_activations(const float (&acc)[8][8], int m0, int n0, int tm, int tn, int rows,
+                                                  const FastDiv& plane, int per_group, int channels, int gi,
+                                                  const T* __restrict__ bias, T* __restrict__ out) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + TT::row(tm, i);
+    if (m >= rows) continue;
+    const int n = plane.div(m), p = m - n * plane.d;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = n0 + TT::col(tn, j);
+      if (c >= per_group) continue;
+      const int cc = gi * per_group + c;
+      const T v = from_acc<T>(acc[i][j] + (bias != nullptr ? to_acc(bias[cc]) : 0.f));
+      if constexpr (kLast)
+        out[i64(m) * channels + cc] = v;
+      else
+        out[(i64(n) * channels + cc) * plane.d + p] = v;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------ forward
+// Rows m = (n, output position), columns k of the group, reduction (q, channel chunk).
+// Grid (M tiles, Kg tiles, groups).
+template <class T, bool kLast, int BM, int BN>
+__global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
+    igemm_fprop_simt(Dims dm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                     T* __restrict__ y, int group0) {
+  const ConvDims& d = dm.c;
+  constexpr int NT = Tile<BM, BN>::kThreads;
+  using MapA = Map<BM, NT, kLast>;  // channels-last: a thread's channels are adjacent in memory
+  using MapB = Map<BN, NT, true>;
+  using TT = ThreadTile<BM, BN, !kLast>;
+  const int tid = threadIdx.x;
+  const int gi = group0 + int(blockIdx.z);
+  const int m0 = int(blockIdx.x) * BM, n0 = int(blockIdx.y) * BN;
+  const int M = d.N * d.P;
+
+  // A: this thread's row, decoded once.
+  const int m = m0 + MapA::row(tid);
+  const bool m_ok = m < M;
+  int d0, h0, w0;
+  const T* a_base;
+  {
+    const int mm = m_ok ? m : 0;
+    const int n = dm.plane.div(mm), p = mm - n * d.P;
+    const int od = dm.ohw.div(p), rem = p - od * d.ohw, oh = dm.ow.div(rem), ow = rem - oh * d.OW;
+    d0 = od * d.sd - d.pd, h0 = oh * d.sh - d.ph, w0 = ow * d.sw - d.pw;
+    a_base = kLast ? x + i64(n) * d.Q * d.C + i64(gi) * d.Cg : x + (i64(n) * d.C + i64(gi) * d.Cg) * d.Q;
+  }
+  auto load_a = [&](int t, float(&v)[MapA::kPer]) {
+    const int q = dm.chunks.div(t), c0 = (t - q * dm.chunks.d) * kBK;
+    const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
+    const int id = d0 + kd * d.dd, ih = h0 + kh * d.dh, iw = w0 + kw * d.dw;
+    const bool ok = m_ok && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
+    const int cell = (id * d.IH + ih) * d.IW + iw;
+#pragma unroll
+    for (int e = 0; e < MapA::kPer; ++e) {
+      const int c = c0 + MapA::k(tid, e);
+      if constexpr (kLast)
+        v[e] = (ok && c < d.Cg) ? to_acc(a_base[i64(cell) * d.C + c]) : 0.f;
+      else
+        v[e] = (ok && c < d.Cg) ? to_acc(a_base[i64(c) * d.Q + cell]) : 0.f;
+    }
+  };
+  // B: W^T; this thread's output channel.
+  const int k = n0 + MapB::row(tid);
+  const bool k_ok = k < d.Kg;
+  const T* b_row = w + i64(gi * d.Kg + (k_ok ? k : 0)) * d.R;
+  auto load_b = [&](int t, float(&v)[MapB::kPer]) {
+    const int q = dm.chunks.div(t), c0 = (t - q * dm.chunks.d) * kBK;
+#pragma unroll
+    for (int e = 0; e < MapB::kPer; ++e) {
+      const int c = c0 + MapB::k(tid, e);
+      v[e] = (k_ok && c < d.Cg) ? to_acc(b_row[c * d.kvol + q]) : 0.f;
+    }
+  };
+
+  const int tm = TT::tm(tid), tn = TT::tn(tid);
+  float acc[8][8];
+  zero(acc);
+  mainloop<BM, BN, MapA, MapB, TT>(d.kvol * dm.chunks.d, load_a, load_b, tm, tn, acc);
+  store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Kg, d.K, gi, bias, y);
+}
+
+// ------------------------------------------------------------------------------ backward data
+// Rows i = (n, input position), columns c of the group, reduction (q, chunk of the group's output
+// channels). Grid (rows tiles, Cg tiles, groups).
+template <class T, bool kLast, int BM, int BN>
+__global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
+    igemm_dgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ w, const T* __restrict__ bias,
+                     T* __restrict__ dx, int group0) {
+  const ConvDims& d = dm.c;
+  constexpr int NT = Tile<BM, BN>::kThreads;
+  using MapA = Map<BM, NT, kLast>;
+  using MapB = Map<BN, NT, true>;
+  using TT = ThreadTile<BM, BN, !kLast>;
+  const int tid = threadIdx.x;
+  const int gi = group0 + int(blockIdx.z);
+  const int m0 = int(blockIdx.x) * BM, n0 = int(blockIdx.y) * BN;
+  const int M = d.N * d.Q;
+
+  // A: dY_col[i][(q, k)]: the output whose window puts offset q on input cell i, when the stride
+  // lands on it. Per row: the input cell plus the padding, decoded once.
+  const int i_row = m0 + MapA::row(tid);
+  const bool i_ok = i_row < M;
+  int td, th, tw;
+  const T* a_base;
+  {
+    const int ii = i_ok ? i_row : 0;
+    const int n = ii / d.Q, s = ii - n * d.Q;  // once per thread, before the loop
+    const int id = s / d.ihw, rem = s - id * d.ihw, ih = rem / d.IW, iw = rem - ih * d.IW;
+    td = id + d.pd, th = ih + d.ph, tw = iw + d.pw;
+    a_base = kLast ? dy + i64(n) * d.P * d.K + i64(gi) * d.Kg : dy + (i64(n) * d.K + i64(gi) * d.Kg) * d.P;
+  }
+  auto load_a = [&](int t, float(&v)[MapA::kPer]) {
+    const int q = dm.chunks.div(t), k0 = (t - q * dm.chunks.d) * kBK;
+    const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
+    const int ud = td - kd * d.dd, uh = th - kh * d.dh, uw = tw - kw * d.dw;
+    bool ok = i_ok && ud >= 0 && uh >= 0 && uw >= 0;
+    const int od = dm.sd.div(ok ? ud : 0), oh = dm.sh.div(ok ? uh : 0), ow = dm.sw.div(ok ? uw : 0);
+    ok = ok && od * d.sd == ud && oh * d.sh == uh && ow * d.sw == uw && od < d.OD && oh < d.OH && ow < d.OW;
+    const int o = (od * d.OH + oh) * d.OW + ow;
+#pragma unroll
+    for (int e = 0; e < MapA::kPer; ++e) {
+      const int k = k0 + MapA::k(tid, e);
+      if constexpr (kLast)
+        v[e] = (ok && k < d.Kg) ? to_acc(a_base[i64(o) * d.K + k]) : 0.f;
+      else
+        v[e] = (ok && k < d.Kg) ? to_acc(a_base[i64(k) * d.P + o]) : 0.f;
+    }
+  };
+  // B: B[(q, k)][c] = w[group's k][c][q]; this thread's input channel c.
+  const int c = n0 + MapB::row(tid);
+  const bool c_ok = c < d.Cg;
+  const T* b_col = w + i64(gi) * d.Kg * d.R + (c_ok ? c : 0) * d.kvol;
+  auto load_b = [&](int t, float(&v)[MapB::kPer]) {
+    const int q = dm.chunks.div(t), k0 = (t - q * dm.chunks.d) * kBK;
+#pragma unroll
+    for (int e = 0; e < MapB::kPer; ++e) {
+      const int k = k0 + MapB::k(tid, e);
+      v[e] = (c_ok && k < d.Kg) ? to_acc(b_col[i64(k) * d.R + q]) : 0.f;
+    }
+  };
+
+  const int tm = TT::tm(tid), tn = TT::tn(tid);
+  float acc[8][8];
+  zero(acc);
+  mainloop<BM, BN, MapA, MapB, TT>(d.kvol * dm.chunks.d, load_a, load_b, tm, tn, acc);
+  store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Cg, d.C, gi, bias, dx);
+}
+
+// ---------------------------------------------------------------------------- backward weight
+// Rows k of the group, columns r = q*Cg + c, reduction over the positions m of chunk `split`.
+// Writes float partial sums: to dst + split*K*R (weight order) of the workspace, or to dW itself
+// when T is float and there is one chunk. Grid (R tiles, Kg tiles, groups * splits).
+template <class T, bool kLast, int BM, int BN>
+__global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
+    igemm_wgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ x, float* __restrict__ dst,
+                     int group0, int splits, int chunk) {
+  const ConvDims& d = dm.c;
+  constexpr int NT = Tile<BM, BN>::kThreads;
+  using MapA = Map<BM, NT, !kLast>;  // channels-first: a thread's positions are adjacent in memory
+  using MapB = Map<BN, NT, !kLast>;
+  using TT = ThreadTile<BM, BN, false>;
+  const int tid = threadIdx.x;
+  const int split = int(blockIdx.z) % splits, gi = group0 + int(blockIdx.z) / splits;
+  const int n0 = int(blockIdx.x) * BN, m0 = int(blockIdx.y) * BM;
+  const int M = d.N * d.P;
+  const int k_begin = split * chunk;
+  const int k_end = int(i64(k_begin) + chunk < i64(M) ? i64(k_begin) + chunk : i64(M));
+
+  // A: A[k][m] = dY[m][group's k]; this thread's k.
+  const int k = m0 + MapA::row(tid);
+  const bool k_ok = k < d.Kg;
+  const int kk = gi * d.Kg + (k_ok ? k : 0);
+  auto load_a = [&](int t, float(&v)[MapA::kPer]) {
+#pragma unroll
+    for (int e = 0; e < MapA::kPer; ++e) {
+      const int mi = k_begin + t * kBK + MapA::k(tid, e);
+      const bool ok = k_ok && mi < k_end;
+      if constexpr (kLast) {
+        v[e] = ok ? to_acc(dy[i64(mi) * d.K + kk]) : 0.f;
+      } else {
+        const int mm = ok ? mi : 0;
+        const int n = dm.plane.div(mm), p = mm - n * d.P;
+        v[e] = ok ? to_acc(dy[(i64(n) * d.K + kk) * d.P + p]) : 0.f;
+      }
+    }
+  };
+  // B: B[m][r] = X_col[m][r]; this thread's column r = q*Cg + c, decoded once.
+  const int r = n0 + MapB::row(tid);
+  const bool r_ok = r < d.R;
+  int off_d, off_h, off_w, cc;
+  {
+    const int rr = r_ok ? r : 0;
+    const int q = rr / d.Cg, c = rr - q * d.Cg;  // once per thread, before the loop
+    const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
+    off_d = kd * d.dd - d.pd, off_h = kh * d.dh - d.ph, off_w = kw * d.dw - d.pw;
+    cc = gi * d.Cg + c;
+  }
+  auto load_b = [&](int t, float(&v)[MapB::kPer]) {
+#pragma unroll
+    for (int e = 0; e < MapB::kPer; ++e) {
+      const int mi = k_begin + t * kBK + MapB::k(tid, e);
+      const bool m_ok = r_ok && mi < k_end;
+      const int mm = m_ok ? mi : 0;
+      const int n = dm.plane.div(mm), p = mm - n * d.P;
+      const int od = dm.ohw.div(p), rem = p - od * d.ohw, oh = dm.ow.div(rem), ow = rem - oh * d.OW;
+      const int id = od * d.sd + off_d, ih = oh * d.sh + off_h, iw = ow * d.sw + off_w;
+      const bool ok = m_ok && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
+      const int cell = (id * d.IH + ih) * d.IW + iw;
+      if constexpr (kLast)
+        v[e] = ok ? to_acc(x[(i64(n) * d.Q + cell) * d.C + cc]) : 0.f;
+      else
+        v[e] = ok ? to_acc(x[(i64(n) * d.C + cc) * d.Q + cell]) : 0.f;
+    }
+  };
+
+  const int tm = TT::tm(tid), tn = TT::tn(tid);
+  float acc[8][8];
+  zero(acc);
+  const int steps = k_end > k_begin ? (k_end - k_begin + kBK - 1) / kBK : 0;
+  mainloop<BM, BN, MapA, MapB, TT>(steps, load_a, load_b, tm, tn, acc);
+
+  float* out = dst + i64(split) * d.K * d.R;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int kr = m0 + TT::row(tm, i);
+    if (kr >= d.Kg) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int rc = n0 + TT::col(tn, j);
+      if (rc >= d.R) continue;
+      const int q = rc / d.Cg, c = rc - q * d.Cg;  // epilogue only
+      out[i64(gi * d.Kg + kr) * d.R + c * d.kvol + q] = acc[i][j];
+    }
+  }
+}
+
+}  // namespace v2
