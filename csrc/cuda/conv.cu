@@ -739,11 +739,11 @@ void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims&
   const i64 rows = g.N * (kDgrad ? g.in_plane() : g.out_plane());
   const i64 cols = kDgrad ? g.C_per_group() : g.K_per_group();
   const i64 red = kDgrad ? g.K_per_group() : g.C_per_group();
-  const v2::Dims dm = make_v2_dims(d, kDgrad ? g.in_plane() : g.out_plane(), div_up(red, v2::kBK));
   const bool large = div_up(rows, 128) * div_up(cols, 128) * g.groups >= kV2LargeTileMinBlocks;
   auto run = [&](auto bm_tag, auto last_tag) {
     constexpr int BM = decltype(bm_tag)::value;
     constexpr bool L = decltype(last_tag)::value;
+    const v2::Dims dm = make_v2_dims(d, kDgrad ? g.in_plane() : g.out_plane(), div_up(red, v2::Tile<BM, BM>::kBK));
     const unsigned mt = grid_x(div_up(rows, BM));
     const unsigned nt = grid_yz(div_up(cols, BM), "channel tiles per group");
     for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
@@ -908,16 +908,21 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
   }
   if constexpr (!std::is_same_v<T, double>) {
     if (use_v2<T>()) {
-      const v2::Dims dm = make_v2_dims(d, g.out_plane(), 1);
       auto run = [&](auto tile_tag, auto last_tag) {
         constexpr int BM = decltype(tile_tag)::value;
         constexpr bool L = decltype(last_tag)::value;
+        constexpr int BK = v2::Tile<BM, BM>::kBK;
+        v2::Dims dm = make_v2_dims(d, g.out_plane(), 1);
+        const i64 wchunks = div_up(g.out[2], BK), rows = g.N * g.out[0] * g.out[1];
+        require_int32(rows * wchunks, "the backward-weight reduction steps (N*oD*oH*ceil(oW/8))");
+        dm.wchunks = v2::FastDiv(wchunks), dm.odh = v2::FastDiv(g.out[0] * g.out[1]), dm.oh = v2::FastDiv(g.out[1]);
+        const i64 steps = rows * wchunks, chunk = std::max<i64>(1, div_up(steps, sp.splits));
         const unsigned rt = grid_x(div_up(g.reduction(), BM));
         const unsigned kt = grid_yz(div_up(g.K_per_group(), BM), "output channel tiles per group");
         for_group_chunks(g.groups, sp.splits, [&](int g0, i64 count) {
           const dim3 grid(rt, kt, unsigned(count * sp.splits));
           launch("igemm_wgrad_simt", v2::igemm_wgrad_simt<T, L, BM, BM>, grid, dim3(v2::Tile<BM, BM>::kThreads), s,
-                 dm, dy, x, dst, g0, int(sp.splits), int(sp.chunk));
+                 dm, dy, x, dst, g0, int(sp.splits), int(chunk), int(steps));
         });
       };
       using Large = std::integral_constant<int, 128>;

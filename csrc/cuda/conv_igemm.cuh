@@ -52,30 +52,34 @@ struct Dims {
   FastDiv khw, kw;       // filter position -> kd, kh, kw
   FastDiv plane;         // positions per image of the GEMM rows: P (forward, backward weight), Q (backward data)
   FastDiv ohw, ow;       // output position -> od, oh, ow
+  FastDiv wchunks, odh, oh;  // backward weight: step -> (output row, ow chunk); row -> n, od, oh
   FastDiv sd, sh, sw;    // backward data: output coordinate from input coordinate + padding
 };
-
-constexpr int kBK = 8;
 
 template <int BM, int BN>
 struct Tile {
   static constexpr int kThreads = (BM / 8) * (BN / 8);
+  // Reduction depth per step: 8 for the large tiles; 16 for the small ones, whose threads load
+  // twice as many elements per FFMA, to halve the per-step work (decode, barrier) per FFMA.
+  static constexpr int kBK = BM >= 128 ? 8 : 16;
   static constexpr int kRowsPerThreadA = 1;
   static constexpr int kPerThreadA = BM * kBK / kThreads;  // elements of the A tile a thread loads
   static constexpr int kPerThreadB = BN * kBK / kThreads;
   static_assert(kThreads >= BM && kThreads >= BN && kThreads % BM == 0 && kThreads % BN == 0,
                 "one operand row (column) per thread");
-  static constexpr int kMinBlocks = kThreads >= 256 ? 2 : 8;  // 2 x 256 or 8 x 64 threads per SM
+  // 2 x 256 threads per SM (128 registers each), or 4 x 64 (up to 255 registers: no spills).
+  static constexpr int kMinBlocks = kThreads >= 256 ? 2 : 4;
 };
 
 // How a thread's share of an operand tile (rows x kBK) is laid out. KContig: a thread's elements
 // are consecutive reduction indices of one row (row = tid / per_row); RowFast: consecutive
 // threads take consecutive rows (row = tid % rows) and a thread's elements are per_row apart.
 // Loaders pick the one whose consecutive threads read consecutive addresses.
-template <int kRows, int kThreadsN, bool kContig>
+template <int kRows, int kThreadsN, int kBK, bool kContig>
 struct Map {
   static constexpr int kPerRow = kThreadsN / kRows;  // threads per row
   static constexpr int kPer = kBK / kPerRow;         // elements per thread
+  static constexpr int kStep = kContig ? 1 : kPerRow;  // between a thread's consecutive elements
   static __device__ __forceinline__ int row(int tid) { return kContig ? tid / kPerRow : tid % kRows; }
   static __device__ __forceinline__ int k(int tid, int e) {
     return kContig ? (tid % kPerRow) * kPer + e : tid / kRows + kPerRow * e;
@@ -97,6 +101,7 @@ struct ThreadTile {
 template <int BM, int BN, class MapA, class MapB, class TT, class LoadA, class LoadB>
 __device__ __forceinline__ void mainloop(int steps, const LoadA& load_a, const LoadB& load_b, int tm, int tn,
                                          float (&acc)[8][8]) {
+  constexpr int kBK = Tile<BM, BN>::kBK;
   alignas(16) __shared__ float As[2][kBK][BM];
   alignas(16) __shared__ float Bs[2][kBK][BN];
   const int tid = threadIdx.x;
@@ -177,9 +182,9 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     igemm_fprop_simt(Dims dm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                      T* __restrict__ y, int group0) {
   const ConvDims& d = dm.c;
-  constexpr int NT = Tile<BM, BN>::kThreads;
-  using MapA = Map<BM, NT, kLast>;  // channels-last: a thread's channels are adjacent in memory
-  using MapB = Map<BN, NT, true>;
+  constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
+  using MapA = Map<BM, NT, kBK, kLast>;  // channels-last: a thread's channels are adjacent in memory
+  using MapB = Map<BN, NT, kBK, true>;
   using TT = ThreadTile<BM, BN, !kLast>;
   const int tid = threadIdx.x;
   const int gi = group0 + int(blockIdx.z);
@@ -241,9 +246,9 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     igemm_dgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ w, const T* __restrict__ bias,
                      T* __restrict__ dx, int group0) {
   const ConvDims& d = dm.c;
-  constexpr int NT = Tile<BM, BN>::kThreads;
-  using MapA = Map<BM, NT, kLast>;
-  using MapB = Map<BN, NT, true>;
+  constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
+  using MapA = Map<BM, NT, kBK, kLast>;
+  using MapB = Map<BN, NT, kBK, true>;
   using TT = ThreadTile<BM, BN, !kLast>;
   const int tid = threadIdx.x;
   const int gi = group0 + int(blockIdx.z);
@@ -301,41 +306,53 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
 }
 
 // ---------------------------------------------------------------------------- backward weight
-// Rows k of the group, columns r = q*Cg + c, reduction over the positions m of chunk `split`.
-// Writes float partial sums: to dst + split*K*R (weight order) of the workspace, or to dW itself
-// when T is float and there is one chunk. Grid (R tiles, Kg tiles, groups * splits).
+// Rows k of the group, columns r = q*Cg + c, reduction over the output positions. The positions
+// are walked as (n, od, oh, chunk of kBK along ow), the last chunk of a row zero-padded, so that
+// all positions a thread loads in one step share n, od and oh: one decode per step, and per
+// element only the ow offset. Steps [split*chunk, (split+1)*chunk) of the `steps` in all belong to
+// chunk `split`, whose float partial sums go to dst + split*K*R (weight order) of the workspace,
+// or to dW itself when T is float and there is one chunk. Grid (R tiles, Kg tiles, groups * splits).
 template <class T, bool kLast, int BM, int BN>
 __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
     igemm_wgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ x, float* __restrict__ dst,
-                     int group0, int splits, int chunk) {
+                     int group0, int splits, int chunk, int steps_total) {
   const ConvDims& d = dm.c;
-  constexpr int NT = Tile<BM, BN>::kThreads;
-  using MapA = Map<BM, NT, !kLast>;  // channels-first: a thread's positions are adjacent in memory
-  using MapB = Map<BN, NT, !kLast>;
+  constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
+  using MapA = Map<BM, NT, kBK, !kLast>;  // channels-first: a thread's positions are adjacent in memory
+  using MapB = Map<BN, NT, kBK, !kLast>;
   using TT = ThreadTile<BM, BN, false>;
   const int tid = threadIdx.x;
   const int split = int(blockIdx.z) % splits, gi = group0 + int(blockIdx.z) / splits;
   const int n0 = int(blockIdx.x) * BN, m0 = int(blockIdx.y) * BM;
-  const int M = d.N * d.P;
-  const int k_begin = split * chunk;
-  const int k_end = int(i64(k_begin) + chunk < i64(M) ? i64(k_begin) + chunk : i64(M));
+  const int s_begin = split * chunk;
+  const int s_end = int(i64(s_begin) + chunk < i64(steps_total) ? i64(s_begin) + chunk : i64(steps_total));
+
+  // The output row (n, od, oh) and first ow of step t of this chunk.
+  struct Row {
+    int n, od, oh, ow0;
+  };
+  auto row_of = [&](int t) -> Row {
+    const int st = s_begin + t;
+    const int row = dm.wchunks.div(st), ow0 = (st - row * dm.wchunks.d) * kBK;
+    const int n = dm.odh.div(row), rem = row - n * dm.odh.d, od = dm.oh.div(rem);
+    return {n, od, rem - od * d.OH, ow0};
+  };
 
   // A: A[k][m] = dY[m][group's k]; this thread's k.
   const int k = m0 + MapA::row(tid);
   const bool k_ok = k < d.Kg;
   const int kk = gi * d.Kg + (k_ok ? k : 0);
   auto load_a = [&](int t, float(&v)[MapA::kPer]) {
+    const Row w = row_of(t);
+    const int p_row = (w.od * d.OH + w.oh) * d.OW;
 #pragma unroll
     for (int e = 0; e < MapA::kPer; ++e) {
-      const int mi = k_begin + t * kBK + MapA::k(tid, e);
-      const bool ok = k_ok && mi < k_end;
-      if constexpr (kLast) {
-        v[e] = ok ? to_acc(dy[i64(mi) * d.K + kk]) : 0.f;
-      } else {
-        const int mm = ok ? mi : 0;
-        const int n = dm.plane.div(mm), p = mm - n * d.P;
-        v[e] = ok ? to_acc(dy[(i64(n) * d.K + kk) * d.P + p]) : 0.f;
-      }
+      const int ow = w.ow0 + MapA::k(tid, e);
+      const bool ok = k_ok && ow < d.OW;
+      if constexpr (kLast)
+        v[e] = ok ? to_acc(dy[(i64(w.n) * d.P + p_row + ow) * d.K + kk]) : 0.f;
+      else
+        v[e] = ok ? to_acc(dy[(i64(w.n) * d.K + kk) * d.P + p_row + ow]) : 0.f;
     }
   };
   // B: B[m][r] = X_col[m][r]; this thread's column r = q*Cg + c, decoded once.
@@ -350,28 +367,26 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     cc = gi * d.Cg + c;
   }
   auto load_b = [&](int t, float(&v)[MapB::kPer]) {
+    const Row w = row_of(t);
+    const int id = w.od * d.sd + off_d, ih = w.oh * d.sh + off_h;
+    const bool row_ok = r_ok && inside(id, d.ID) && inside(ih, d.IH);
+    const int cell_row = (id * d.IH + ih) * d.IW;
 #pragma unroll
     for (int e = 0; e < MapB::kPer; ++e) {
-      const int mi = k_begin + t * kBK + MapB::k(tid, e);
-      const bool m_ok = r_ok && mi < k_end;
-      const int mm = m_ok ? mi : 0;
-      const int n = dm.plane.div(mm), p = mm - n * d.P;
-      const int od = dm.ohw.div(p), rem = p - od * d.ohw, oh = dm.ow.div(rem), ow = rem - oh * d.OW;
-      const int id = od * d.sd + off_d, ih = oh * d.sh + off_h, iw = ow * d.sw + off_w;
-      const bool ok = m_ok && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
-      const int cell = (id * d.IH + ih) * d.IW + iw;
+      const int ow = w.ow0 + MapB::k(tid, e);
+      const int iw = ow * d.sw + off_w;
+      const bool ok = row_ok && ow < d.OW && inside(iw, d.IW);
       if constexpr (kLast)
-        v[e] = ok ? to_acc(x[(i64(n) * d.Q + cell) * d.C + cc]) : 0.f;
+        v[e] = ok ? to_acc(x[(i64(w.n) * d.Q + cell_row + iw) * d.C + cc]) : 0.f;
       else
-        v[e] = ok ? to_acc(x[(i64(n) * d.C + cc) * d.Q + cell]) : 0.f;
+        v[e] = ok ? to_acc(x[(i64(w.n) * d.C + cc) * d.Q + cell_row + iw]) : 0.f;
     }
   };
 
   const int tm = TT::tm(tid), tn = TT::tn(tid);
   float acc[8][8];
   zero(acc);
-  const int steps = k_end > k_begin ? (k_end - k_begin + kBK - 1) / kBK : 0;
-  mainloop<BM, BN, MapA, MapB, TT>(steps, load_a, load_b, tm, tn, acc);
+  mainloop<BM, BN, MapA, MapB, TT>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tm, tn, acc);
 
   float* out = dst + i64(split) * d.K * d.R;
 #pragma unroll
