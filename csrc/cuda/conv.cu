@@ -716,9 +716,13 @@ bool use_v2() {
   return !std::is_same_v<T, double> && g_kernel_version.load(std::memory_order_relaxed) >= 2;
 }
 
-// Below this many 128x128 tiles the v2 launchers take 64x64 tiles: about one wave of the large
-// variant on a 132-SM GPU at 2 blocks per SM. A property of the problem, not of the device.
-constexpr i64 kV2LargeTileMinBlocks = 264;
+// The v2 forward and backward-data launchers split the reduction when their grid has fewer
+// blocks than this (two waves of 128x128 blocks at 2 per SM on a 132-SM GPU), into at most
+// kV2MaxSplits parts of at least kV2MinStepsPerSplit steps each. A property of the problem, not of
+// the device, so the result bits do not depend on the device either.
+constexpr i64 kV2TargetBlocks = 528;
+constexpr i64 kV2MaxSplits = 16;
+constexpr i64 kV2MinStepsPerSplit = 32;
 
 v2::Dims make_v2_dims(const ConvDims& d, i64 plane, i64 chunks) {
   v2::Dims dm;
@@ -732,38 +736,56 @@ v2::Dims make_v2_dims(const ConvDims& d, i64 plane, i64 chunks) {
   return dm;
 }
 
-// Launches the v2 forward (kDgrad false) or backward-data kernel over rows x cols per group.
+// Launches the v2 forward (kDgrad false) or backward-data kernel over rows x cols per group;
+// with a split reduction, through a stream-ordered float workspace and split_reduce_activations.
 template <class T, bool kDgrad>
 void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims& d, const T* a, const T* w,
                                const T* bias, T* out, cudaStream_t s) {
-  const i64 rows = g.N * (kDgrad ? g.in_plane() : g.out_plane());
+  constexpr int BM = 128;
+  using Tile = v2::Tile<BM, BM>;
+  const i64 plane = kDgrad ? g.in_plane() : g.out_plane();
+  const i64 rows = g.N * plane;
   const i64 cols = kDgrad ? g.C_per_group() : g.K_per_group();
   const i64 red = kDgrad ? g.K_per_group() : g.C_per_group();
-  const bool large = div_up(rows, 128) * div_up(cols, 128) * g.groups >= kV2LargeTileMinBlocks;
-  auto run = [&](auto bm_tag, auto last_tag) {
-    constexpr int BM = decltype(bm_tag)::value;
-    constexpr bool L = decltype(last_tag)::value;
-    const v2::Dims dm = make_v2_dims(d, kDgrad ? g.in_plane() : g.out_plane(), div_up(red, v2::Tile<BM, BM>::kBK));
-    const unsigned mt = grid_x(div_up(rows, BM));
-    const unsigned nt = grid_yz(div_up(cols, BM), "channel tiles per group");
-    for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
-      const dim3 grid(mt, nt, unsigned(count));
-      const dim3 block(v2::Tile<BM, BM>::kThreads);
-      if constexpr (kDgrad)
-        launch("igemm_dgrad_simt", v2::igemm_dgrad_simt<T, L, BM, BM>, grid, block, s, dm, a, w, bias, out, g0);
-      else
-        launch("igemm_fprop_simt", v2::igemm_fprop_simt<T, L, BM, BM>, grid, block, s, dm, a, w, bias, out, g0);
-    });
-  };
-  using Large = std::integral_constant<int, 128>;
-  using Small = std::integral_constant<int, 64>;
-  if (last) {
-    if (large) run(Large{}, std::true_type{});
-    else run(Small{}, std::true_type{});
-  } else {
-    if (large) run(Large{}, std::false_type{});
-    else run(Small{}, std::false_type{});
+  const v2::Dims dm = make_v2_dims(d, plane, div_up(red, Tile::kBK));
+  const i64 steps = g.kernel_volume() * div_up(red, Tile::kBK);
+  const i64 tiles = div_up(rows, BM) * div_up(cols, BM) * g.groups;
+  i64 splits = 1;
+  if (tiles < kV2TargetBlocks)
+    splits = std::max<i64>(1, std::min({div_up(kV2TargetBlocks, tiles), kV2MaxSplits, steps / kV2MinStepsPerSplit}));
+  const i64 chunk = div_up(steps, splits);
+  splits = div_up(steps, chunk);  // no empty split
+  float* partial = nullptr;
+  if (splits > 1) {
+    const i64 count = splits * rows * cols * g.groups;
+    require_int32(rows * cols, "the split-reduction rows x channels per group");
+    check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&partial), std::size_t(count) * sizeof(float), s),
+               "cudaMallocAsync (split-reduction workspace)");
   }
+  const unsigned mt = grid_x(div_up(rows, BM));
+  const unsigned nt = grid_yz(div_up(cols, BM), "channel tiles per group");
+  auto run = [&](auto last_tag) {
+    constexpr bool L = decltype(last_tag)::value;
+    for_group_chunks(g.groups, splits, [&](int g0, i64 count) {
+      const dim3 grid(mt, nt, unsigned(count * splits));
+      if constexpr (kDgrad)
+        launch("igemm_dgrad_simt", v2::igemm_dgrad_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
+               out, g0, partial, int(splits), int(chunk));
+      else
+        launch("igemm_fprop_simt", v2::igemm_fprop_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
+               out, g0, partial, int(splits), int(chunk));
+    });
+    if (partial != nullptr) {
+      const i64 blocks = std::min<i64>(div_up(rows * cols * g.groups, 256), 65536);
+      launch("split_reduce_activations", v2::split_reduce_activations<T, L>, dim3(unsigned(blocks)), dim3(256), s,
+             partial, int(splits), int(g.groups), int(rows), int(plane), int(cols), bias, out);
+    }
+  };
+  if (last)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
+  if (partial != nullptr) check_cuda(cudaFreeAsync(partial, s), "cudaFreeAsync (split-reduction workspace)");
 }
 
 // Launches `per_groups(group0, count)` over the groups in chunks that keep grid.z <= 65535.
@@ -777,10 +799,10 @@ struct WgradSplit {
   i64 splits, chunk;
 };
 
-// The v2 backward-weight tile edge: 128 unless the group's output channels fit in 64.
+// The backward-weight tile edge of the kernel generation in use.
 template <class T>
-int wgrad_tile(const ConvGeometry& g) {
-  return use_v2<T>() ? (g.K_per_group() > 64 ? 128 : 64) : kBM;
+int wgrad_tile(const ConvGeometry&) {
+  return use_v2<T>() ? 128 : kBM;
 }
 
 template <class T>
@@ -926,15 +948,10 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
         });
       };
       using Large = std::integral_constant<int, 128>;
-      using Small = std::integral_constant<int, 64>;
-      const bool large = wgrad_tile<T>(g) == 128;
-      if (last) {
-        if (large) run(Large{}, std::true_type{});
-        else run(Small{}, std::true_type{});
-      } else {
-        if (large) run(Large{}, std::false_type{});
-        else run(Small{}, std::false_type{});
-      }
+      if (last)
+        run(Large{}, std::true_type{});
+      else
+        run(Large{}, std::false_type{});
       if (partial) {
         const i64 blocks = std::min<i64>(div_up(wcount, kThreads), 65536);
         launch("wgrad_reduce", wgrad_reduce<T>, dim3(unsigned(blocks)), kThreads, s, dst, dw, wcount, int(sp.splits));

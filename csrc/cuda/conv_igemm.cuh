@@ -174,21 +174,68 @@ __device__ __forceinline__ void store_activations(const float (&acc)[8][8], int 
   }
 }
 
+// Split reduction (forward, backward data): the float partial sums of split `split` of a
+// rows x per_group tile of group gi, at partial[((split * groups + gi) * rows + m) * per_group + c].
+template <class TT>
+__device__ __forceinline__ void store_partial(const float (&acc)[8][8], int m0, int n0, int tm, int tn, int rows,
+                                              int per_group, int groups, int split, int gi, float* __restrict__ partial) {
+  float* base = partial + (i64(split) * groups + gi) * rows * per_group;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + TT::row(tm, i);
+    if (m >= rows) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = n0 + TT::col(tn, j);
+      if (c < per_group) base[i64(m) * per_group + c] = acc[i][j];
+    }
+  }
+}
+
+// out = sum over splits s = 0, 1, ... (in that order) of the partial sums, plus bias, rounded once
+// to T; one thread per output element in output memory order. Deterministic.
+template <class T, bool kLast>
+__global__ void __launch_bounds__(256)
+    split_reduce_activations(const float* __restrict__ partial, int splits, int groups, int rows, int plane,
+                             int per_group, const T* __restrict__ bias, T* __restrict__ out) {
+  const int channels = groups * per_group;
+  const i64 total = i64(rows) * channels;
+  for (i64 o = i64(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += i64(gridDim.x) * blockDim.x) {
+    i64 m;
+    int cc;
+    if constexpr (kLast) {
+      m = o / channels, cc = int(o - m * channels);
+    } else {
+      const i64 n = o / (i64(channels) * plane), rem = o - n * channels * i64(plane);
+      cc = int(rem / plane);
+      m = n * plane + (rem - i64(cc) * plane);
+    }
+    const int gi = cc / per_group, c = cc - gi * per_group;
+    float sum = 0.f;
+    for (int sp = 0; sp < splits; ++sp) sum += partial[((i64(sp) * groups + gi) * rows + m) * per_group + c];
+    if (bias != nullptr) sum += to_acc(bias[cc]);
+    out[o] = from_acc<T>(sum);
+  }
+}
+
 // ------------------------------------------------------------------------------------ forward
 // Rows m = (n, output position), columns k of the group, reduction (q, channel chunk).
 // Grid (M tiles, Kg tiles, groups).
 template <class T, bool kLast, int BM, int BN>
 __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
     igemm_fprop_simt(Dims dm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                     T* __restrict__ y, int group0) {
+                     T* __restrict__ y, int group0, float* __restrict__ partial, int splits, int chunk) {
   const ConvDims& d = dm.c;
   constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
   using MapA = Map<BM, NT, kBK, kLast>;  // channels-last: a thread's channels are adjacent in memory
   using MapB = Map<BN, NT, kBK, true>;
   using TT = ThreadTile<BM, BN, !kLast>;
   const int tid = threadIdx.x;
-  const int gi = group0 + int(blockIdx.z);
+  const int split = int(blockIdx.z) % splits, gi = group0 + int(blockIdx.z) / splits;
   const int m0 = int(blockIdx.x) * BM, n0 = int(blockIdx.y) * BN;
+  const int steps_total = d.kvol * dm.chunks.d;
+  const int s_begin = split * chunk;
+  const int s_end = int(i64(s_begin) + chunk < i64(steps_total) ? i64(s_begin) + chunk : i64(steps_total));
   const int M = d.N * d.P;
 
   // A: this thread's row, decoded once.
@@ -204,7 +251,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     a_base = kLast ? x + i64(n) * d.Q * d.C + i64(gi) * d.Cg : x + (i64(n) * d.C + i64(gi) * d.Cg) * d.Q;
   }
   auto load_a = [&](int t, float(&v)[MapA::kPer]) {
-    const int q = dm.chunks.div(t), c0 = (t - q * dm.chunks.d) * kBK;
+    const int st = s_begin + t, q = dm.chunks.div(st), c0 = (st - q * dm.chunks.d) * kBK;
     const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
     const int id = d0 + kd * d.dd, ih = h0 + kh * d.dh, iw = w0 + kw * d.dw;
     const bool ok = m_ok && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
@@ -223,7 +270,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const bool k_ok = k < d.Kg;
   const T* b_row = w + i64(gi * d.Kg + (k_ok ? k : 0)) * d.R;
   auto load_b = [&](int t, float(&v)[MapB::kPer]) {
-    const int q = dm.chunks.div(t), c0 = (t - q * dm.chunks.d) * kBK;
+    const int st = s_begin + t, q = dm.chunks.div(st), c0 = (st - q * dm.chunks.d) * kBK;
 #pragma unroll
     for (int e = 0; e < MapB::kPer; ++e) {
       const int c = c0 + MapB::k(tid, e);
@@ -234,8 +281,11 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const int tm = TT::tm(tid), tn = TT::tn(tid);
   float acc[8][8];
   zero(acc);
-  mainloop<BM, BN, MapA, MapB, TT>(d.kvol * dm.chunks.d, load_a, load_b, tm, tn, acc);
-  store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Kg, d.K, gi, bias, y);
+  mainloop<BM, BN, MapA, MapB, TT>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tm, tn, acc);
+  if (partial != nullptr)
+    store_partial<TT>(acc, m0, n0, tm, tn, M, d.Kg, d.K / d.Kg, split, gi, partial);
+  else
+    store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Kg, d.K, gi, bias, y);
 }
 
 // ------------------------------------------------------------------------------ backward data
@@ -244,15 +294,18 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
 template <class T, bool kLast, int BM, int BN>
 __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
     igemm_dgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ w, const T* __restrict__ bias,
-                     T* __restrict__ dx, int group0) {
+                     T* __restrict__ dx, int group0, float* __restrict__ partial, int splits, int chunk) {
   const ConvDims& d = dm.c;
   constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
   using MapA = Map<BM, NT, kBK, kLast>;
   using MapB = Map<BN, NT, kBK, true>;
   using TT = ThreadTile<BM, BN, !kLast>;
   const int tid = threadIdx.x;
-  const int gi = group0 + int(blockIdx.z);
+  const int split = int(blockIdx.z) % splits, gi = group0 + int(blockIdx.z) / splits;
   const int m0 = int(blockIdx.x) * BM, n0 = int(blockIdx.y) * BN;
+  const int steps_total = d.kvol * dm.chunks.d;
+  const int s_begin = split * chunk;
+  const int s_end = int(i64(s_begin) + chunk < i64(steps_total) ? i64(s_begin) + chunk : i64(steps_total));
   const int M = d.N * d.Q;
 
   // A: dY_col[i][(q, k)]: the output whose window puts offset q on input cell i, when the stride
@@ -269,7 +322,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     a_base = kLast ? dy + i64(n) * d.P * d.K + i64(gi) * d.Kg : dy + (i64(n) * d.K + i64(gi) * d.Kg) * d.P;
   }
   auto load_a = [&](int t, float(&v)[MapA::kPer]) {
-    const int q = dm.chunks.div(t), k0 = (t - q * dm.chunks.d) * kBK;
+    const int st = s_begin + t, q = dm.chunks.div(st), k0 = (st - q * dm.chunks.d) * kBK;
     const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
     const int ud = td - kd * d.dd, uh = th - kh * d.dh, uw = tw - kw * d.dw;
     bool ok = i_ok && ud >= 0 && uh >= 0 && uw >= 0;
@@ -290,7 +343,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const bool c_ok = c < d.Cg;
   const T* b_col = w + i64(gi) * d.Kg * d.R + (c_ok ? c : 0) * d.kvol;
   auto load_b = [&](int t, float(&v)[MapB::kPer]) {
-    const int q = dm.chunks.div(t), k0 = (t - q * dm.chunks.d) * kBK;
+    const int st = s_begin + t, q = dm.chunks.div(st), k0 = (st - q * dm.chunks.d) * kBK;
 #pragma unroll
     for (int e = 0; e < MapB::kPer; ++e) {
       const int k = k0 + MapB::k(tid, e);
@@ -301,8 +354,11 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const int tm = TT::tm(tid), tn = TT::tn(tid);
   float acc[8][8];
   zero(acc);
-  mainloop<BM, BN, MapA, MapB, TT>(d.kvol * dm.chunks.d, load_a, load_b, tm, tn, acc);
-  store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Cg, d.C, gi, bias, dx);
+  mainloop<BM, BN, MapA, MapB, TT>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tm, tn, acc);
+  if (partial != nullptr)
+    store_partial<TT>(acc, m0, n0, tm, tn, M, d.Cg, d.C / d.Cg, split, gi, partial);
+  else
+    store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Cg, d.C, gi, bias, dx);
 }
 
 // ---------------------------------------------------------------------------- backward weight
