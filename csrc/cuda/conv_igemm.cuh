@@ -46,6 +46,9 @@ struct FastDiv {
   }
 };
 
+// A coordinate that no window reaches: -2^30 (im2col coordinates stay far above it).
+constexpr int kFarOutside = -(1 << 30);
+
 struct Dims {
   ConvDims c;
   FastDiv chunks;        // reduction steps per filter position (channel chunks of 8)
@@ -247,35 +250,36 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     const int mm = m_ok ? m : 0;
     const int n = dm.plane.div(mm), p = mm - n * d.P;
     const int od = dm.ohw.div(p), rem = p - od * d.ohw, oh = dm.ow.div(rem), ow = rem - oh * d.OW;
-    d0 = od * d.sd - d.pd, h0 = oh * d.sh - d.ph, w0 = ow * d.sw - d.pw;
+    // A row past the GEMM's end gets a depth coordinate no window reaches (one register instead
+    // of a live predicate across the loop).
+    d0 = m_ok ? od * d.sd - d.pd : kFarOutside, h0 = oh * d.sh - d.ph, w0 = ow * d.sw - d.pw;
     a_base = kLast ? x + i64(n) * d.Q * d.C + i64(gi) * d.Cg : x + (i64(n) * d.C + i64(gi) * d.Cg) * d.Q;
   }
   auto load_a = [&](int t, float(&v)[MapA::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), c0 = (st - q * dm.chunks.d) * kBK;
     const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
     const int id = d0 + kd * d.dd, ih = h0 + kh * d.dh, iw = w0 + kw * d.dw;
-    const bool ok = m_ok && inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
+    const bool ok = inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW);
     const int cell = (id * d.IH + ih) * d.IW + iw;
+    const int c_first = c0 + MapA::k(tid, 0);
+    // The step's first element, then a fixed 32-bit stride: one multiply-add per element.
+    const T* first = kLast ? a_base + i64(cell) * d.C + c_first : a_base + i64(c_first) * d.Q + cell;
+    const int stride = kLast ? MapA::kStep : MapA::kStep * d.Q;
 #pragma unroll
-    for (int e = 0; e < MapA::kPer; ++e) {
-      const int c = c0 + MapA::k(tid, e);
-      if constexpr (kLast)
-        v[e] = (ok && c < d.Cg) ? to_acc(a_base[i64(cell) * d.C + c]) : 0.f;
-      else
-        v[e] = (ok && c < d.Cg) ? to_acc(a_base[i64(c) * d.Q + cell]) : 0.f;
-    }
+    for (int e = 0; e < MapA::kPer; ++e)
+      v[e] = (ok && c_first + e * MapA::kStep < d.Cg) ? to_acc(first[e * stride]) : 0.f;
   };
   // B: W^T; this thread's output channel.
   const int k = n0 + MapB::row(tid);
-  const bool k_ok = k < d.Kg;
-  const T* b_row = w + i64(gi * d.Kg + (k_ok ? k : 0)) * d.R;
+  const int cg_limit = k < d.Kg ? d.Cg : 0;  // no channel of a column past the GEMM's end is read
+  const T* b_row = w + i64(gi * d.Kg + (k < d.Kg ? k : 0)) * d.R;
   auto load_b = [&](int t, float(&v)[MapB::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), c0 = (st - q * dm.chunks.d) * kBK;
+    const int c_first = c0 + MapB::k(tid, 0);
+    const T* first = b_row + c_first * d.kvol + q;
 #pragma unroll
-    for (int e = 0; e < MapB::kPer; ++e) {
-      const int c = c0 + MapB::k(tid, e);
-      v[e] = (k_ok && c < d.Cg) ? to_acc(b_row[c * d.kvol + q]) : 0.f;
-    }
+    for (int e = 0; e < MapB::kPer; ++e)
+      v[e] = (c_first + e * MapB::kStep < cg_limit) ? to_acc(first[e * MapB::kStep * d.kvol]) : 0.f;
   };
 
   const int tm = TT::tm(tid), tn = TT::tn(tid);
@@ -318,37 +322,35 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     const int ii = i_ok ? i_row : 0;
     const int n = ii / d.Q, s = ii - n * d.Q;  // once per thread, before the loop
     const int id = s / d.ihw, rem = s - id * d.ihw, ih = rem / d.IW, iw = rem - ih * d.IW;
-    td = id + d.pd, th = ih + d.ph, tw = iw + d.pw;
+    td = i_ok ? id + d.pd : -1, th = ih + d.ph, tw = iw + d.pw;  // -1: no output reaches a row past the end
     a_base = kLast ? dy + i64(n) * d.P * d.K + i64(gi) * d.Kg : dy + (i64(n) * d.K + i64(gi) * d.Kg) * d.P;
   }
   auto load_a = [&](int t, float(&v)[MapA::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), k0 = (st - q * dm.chunks.d) * kBK;
     const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
     const int ud = td - kd * d.dd, uh = th - kh * d.dh, uw = tw - kw * d.dw;
-    bool ok = i_ok && ud >= 0 && uh >= 0 && uw >= 0;
+    bool ok = ud >= 0 && uh >= 0 && uw >= 0;
     const int od = dm.sd.div(ok ? ud : 0), oh = dm.sh.div(ok ? uh : 0), ow = dm.sw.div(ok ? uw : 0);
     ok = ok && od * d.sd == ud && oh * d.sh == uh && ow * d.sw == uw && od < d.OD && oh < d.OH && ow < d.OW;
     const int o = (od * d.OH + oh) * d.OW + ow;
+    const int k_first = k0 + MapA::k(tid, 0);
+    const T* first = kLast ? a_base + i64(o) * d.K + k_first : a_base + i64(k_first) * d.P + o;
+    const int stride = kLast ? MapA::kStep : MapA::kStep * d.P;
 #pragma unroll
-    for (int e = 0; e < MapA::kPer; ++e) {
-      const int k = k0 + MapA::k(tid, e);
-      if constexpr (kLast)
-        v[e] = (ok && k < d.Kg) ? to_acc(a_base[i64(o) * d.K + k]) : 0.f;
-      else
-        v[e] = (ok && k < d.Kg) ? to_acc(a_base[i64(k) * d.P + o]) : 0.f;
-    }
+    for (int e = 0; e < MapA::kPer; ++e)
+      v[e] = (ok && k_first + e * MapA::kStep < d.Kg) ? to_acc(first[e * stride]) : 0.f;
   };
   // B: B[(q, k)][c] = w[group's k][c][q]; this thread's input channel c.
   const int c = n0 + MapB::row(tid);
-  const bool c_ok = c < d.Cg;
-  const T* b_col = w + i64(gi) * d.Kg * d.R + (c_ok ? c : 0) * d.kvol;
+  const int kg_limit = c < d.Cg ? d.Kg : 0;  // nothing is read for a column past the GEMM's end
+  const T* b_col = w + i64(gi) * d.Kg * d.R + (c < d.Cg ? c : 0) * d.kvol;
   auto load_b = [&](int t, float(&v)[MapB::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), k0 = (st - q * dm.chunks.d) * kBK;
+    const int k_first = k0 + MapB::k(tid, 0);
+    const T* first = b_col + i64(k_first) * d.R + q;
 #pragma unroll
-    for (int e = 0; e < MapB::kPer; ++e) {
-      const int k = k0 + MapB::k(tid, e);
-      v[e] = (c_ok && k < d.Kg) ? to_acc(b_col[i64(k) * d.R + q]) : 0.f;
-    }
+    for (int e = 0; e < MapB::kPer; ++e)
+      v[e] = (k_first + e * MapB::kStep < kg_limit) ? to_acc(first[e * MapB::kStep * d.R]) : 0.f;
   };
 
   const int tm = TT::tm(tid), tn = TT::tn(tid);
@@ -400,16 +402,14 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const int kk = gi * d.Kg + (k_ok ? k : 0);
   auto load_a = [&](int t, float(&v)[MapA::kPer]) {
     const Row w = row_of(t);
-    const int p_row = (w.od * d.OH + w.oh) * d.OW;
+    const int ow_first = w.ow0 + MapA::k(tid, 0);
+    const int p_first = (w.od * d.OH + w.oh) * d.OW + ow_first;
+    // The step's first element, then fixed 32-bit strides: one multiply-add per element.
+    const T* first = kLast ? dy + (i64(w.n) * d.P + p_first) * d.K + kk : dy + (i64(w.n) * d.K + kk) * d.P + p_first;
+    const int stride = kLast ? MapA::kStep * d.K : MapA::kStep;
 #pragma unroll
-    for (int e = 0; e < MapA::kPer; ++e) {
-      const int ow = w.ow0 + MapA::k(tid, e);
-      const bool ok = k_ok && ow < d.OW;
-      if constexpr (kLast)
-        v[e] = ok ? to_acc(dy[(i64(w.n) * d.P + p_row + ow) * d.K + kk]) : 0.f;
-      else
-        v[e] = ok ? to_acc(dy[(i64(w.n) * d.K + kk) * d.P + p_row + ow]) : 0.f;
-    }
+    for (int e = 0; e < MapA::kPer; ++e)
+      v[e] = (k_ok && ow_first + e * MapA::kStep < d.OW) ? to_acc(first[e * stride]) : 0.f;
   };
   // B: B[m][r] = X_col[m][r]; this thread's column r = q*Cg + c, decoded once.
   const int r = n0 + MapB::row(tid);
@@ -426,16 +426,18 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     const Row w = row_of(t);
     const int id = w.od * d.sd + off_d, ih = w.oh * d.sh + off_h;
     const bool row_ok = r_ok && inside(id, d.ID) && inside(ih, d.IH);
-    const int cell_row = (id * d.IH + ih) * d.IW;
+    const int ow_first = w.ow0 + MapB::k(tid, 0);
+    const int iw_first = ow_first * d.sw + off_w;
+    // Cell (id, ih, iw_first) may lie outside the input (then only its offset is formed, never
+    // dereferenced); element e is iw_first + e*step*sw, one multiply-add away.
+    const int cell_first = (id * d.IH + ih) * d.IW + iw_first;
+    const T* first = kLast ? x + (i64(w.n) * d.Q + cell_first) * d.C + cc : x + (i64(w.n) * d.C + cc) * d.Q + cell_first;
+    const int iw_step = MapB::kStep * d.sw;
+    const int stride = kLast ? iw_step * d.C : iw_step;
 #pragma unroll
     for (int e = 0; e < MapB::kPer; ++e) {
-      const int ow = w.ow0 + MapB::k(tid, e);
-      const int iw = ow * d.sw + off_w;
-      const bool ok = row_ok && ow < d.OW && inside(iw, d.IW);
-      if constexpr (kLast)
-        v[e] = ok ? to_acc(x[(i64(w.n) * d.Q + cell_row + iw) * d.C + cc]) : 0.f;
-      else
-        v[e] = ok ? to_acc(x[(i64(w.n) * d.C + cc) * d.Q + cell_row + iw]) : 0.f;
+      const bool ok = row_ok && ow_first + e * MapB::kStep < d.OW && inside(iw_first + e * iw_step, d.IW);
+      v[e] = ok ? to_acc(first[e * stride]) : 0.f;
     }
   };
 
