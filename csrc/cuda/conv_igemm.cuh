@@ -100,8 +100,11 @@ struct ThreadTile {
 };
 
 // acc += A(steps x kBK slices) * B: load_a(t, ra) / load_b(t, rb) fetch the thread's elements of
-// step t (zeros outside the operands), MapA / MapB place them in the tiles.
-template <int BM, int BN, class MapA, class MapB, class TT, class LoadA, class LoadB>
+// step t (zeros outside the operands), MapA / MapB place them in the tiles. kPrefetchB: B's next
+// step is loaded during the arithmetic, like A's; without it B is loaded at the top of its step
+// (backward data: its weight operand is cache-resident, and the registers a prefetch holds across
+// the arithmetic would spill).
+template <int BM, int BN, class MapA, class MapB, class TT, bool kPrefetchB = true, class LoadA, class LoadB>
 __device__ __forceinline__ void mainloop(int steps, const LoadA& load_a, const LoadB& load_b, int tm, int tn,
                                          float (&acc)[8][8]) {
   constexpr int kBK = Tile<BM, BN>::kBK;
@@ -112,10 +115,11 @@ __device__ __forceinline__ void mainloop(int steps, const LoadA& load_a, const L
   const int row_a = MapA::row(tid), row_b = MapB::row(tid);
   if (steps > 0) {
     load_a(0, ra);
-    load_b(0, rb);
+    if constexpr (kPrefetchB) load_b(0, rb);
   }
   int buf = 0;
   for (int t = 0; t < steps; ++t) {
+    if constexpr (!kPrefetchB) load_b(t, rb);
 #pragma unroll
     for (int e = 0; e < MapA::kPer; ++e) As[buf][MapA::k(tid, e)][row_a] = ra[e];
 #pragma unroll
@@ -125,7 +129,7 @@ __device__ __forceinline__ void mainloop(int steps, const LoadA& load_a, const L
     // barrier above, so step t+1's loads may proceed and land there next iteration.
     if (t + 1 < steps) {
       load_a(t + 1, ra);
-      load_b(t + 1, rb);
+      if constexpr (kPrefetchB) load_b(t + 1, rb);
     }
 #pragma unroll
     for (int kk = 0; kk < kBK; ++kk) {
@@ -329,9 +333,10 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     const int st = s_begin + t, q = dm.chunks.div(st), k0 = (st - q * dm.chunks.d) * kBK;
     const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
     const int ud = td - kd * d.dd, uh = th - kh * d.dh, uw = tw - kw * d.dw;
-    bool ok = ud >= 0 && uh >= 0 && uw >= 0;
-    const int od = dm.sd.div(ok ? ud : 0), oh = dm.sh.div(ok ? uh : 0), ow = dm.sw.div(ok ? uw : 0);
-    ok = ok && od * d.sd == ud && oh * d.sh == uh && ow * d.sw == uw && od < d.OD && oh < d.OH && ow < d.OW;
+    // A negative u divides to garbage that the sign test masks (FastDiv reads it as unsigned).
+    const int od = dm.sd.div(ud), oh = dm.sh.div(uh), ow = dm.sw.div(uw);
+    const bool ok = ud >= 0 && uh >= 0 && uw >= 0 && od * d.sd == ud && oh * d.sh == uh && ow * d.sw == uw &&
+                    od < d.OD && oh < d.OH && ow < d.OW;
     const int o = (od * d.OH + oh) * d.OW + ow;
     const int k_first = k0 + MapA::k(tid, 0);
     const T* first = kLast ? a_base + i64(o) * d.K + k_first : a_base + i64(k_first) * d.P + o;
@@ -356,7 +361,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const int tm = TT::tm(tid), tn = TT::tn(tid);
   float acc[8][8];
   zero(acc);
-  mainloop<BM, BN, MapA, MapB, TT>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tm, tn, acc);
+  mainloop<BM, BN, MapA, MapB, TT, false>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tm, tn, acc);
   if (partial != nullptr)
     store_partial<TT>(acc, m0, n0, tm, tn, M, d.Cg, d.C / d.Cg, split, gi, partial);
   else
