@@ -747,8 +747,9 @@ void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims&
   const i64 rows = g.N * plane;
   const i64 cols = kDgrad ? g.C_per_group() : g.K_per_group();
   const i64 red = kDgrad ? g.K_per_group() : g.C_per_group();
-  const v2::Dims dm = make_v2_dims(d, plane, div_up(red, Tile::kBK));
-  const i64 steps = g.kernel_volume() * div_up(red, Tile::kBK);
+  constexpr int BK = kDgrad ? v2::kDgradBK : Tile::kBK;
+  const v2::Dims dm = make_v2_dims(d, plane, div_up(red, BK));
+  const i64 steps = g.kernel_volume() * div_up(red, BK);
   const i64 tiles = div_up(rows, BM) * div_up(cols, BM) * g.groups;
   i64 splits = 1;
   if (tiles < kV2TargetBlocks)

@@ -59,12 +59,10 @@ struct Dims {
   FastDiv sd, sh, sw;    // backward data: output coordinate from input coordinate + padding
 };
 
-template <int BM, int BN>
+template <int BM, int BN, int BK = 8>
 struct Tile {
   static constexpr int kThreads = (BM / 8) * (BN / 8);
-  // Reduction depth per step: 8 for the large tiles; 16 for the small ones, whose threads load
-  // twice as many elements per FFMA, to halve the per-step work (decode, barrier) per FFMA.
-  static constexpr int kBK = BM >= 128 ? 8 : 16;
+  static constexpr int kBK = BK;  // reduction depth per step
   static constexpr int kRowsPerThreadA = 1;
   static constexpr int kPerThreadA = BM * kBK / kThreads;  // elements of the A tile a thread loads
   static constexpr int kPerThreadB = BN * kBK / kThreads;
@@ -82,6 +80,7 @@ template <int kRows, int kThreadsN, int kBK, bool kContig>
 struct Map {
   static constexpr int kPerRow = kThreadsN / kRows;  // threads per row
   static constexpr int kPer = kBK / kPerRow;         // elements per thread
+  static constexpr int kDepth = kBK;
   static constexpr int kStep = kContig ? 1 : kPerRow;  // between a thread's consecutive elements
   static __device__ __forceinline__ int row(int tid) { return kContig ? tid / kPerRow : tid % kRows; }
   static __device__ __forceinline__ int k(int tid, int e) {
@@ -107,7 +106,8 @@ struct ThreadTile {
 template <int BM, int BN, class MapA, class MapB, class TT, bool kPrefetchB = true, class LoadA, class LoadB>
 __device__ __forceinline__ void mainloop(int steps, const LoadA& load_a, const LoadB& load_b, int tm, int tn,
                                          float (&acc)[8][8]) {
-  constexpr int kBK = Tile<BM, BN>::kBK;
+  constexpr int kBK = MapA::kDepth;
+  static_assert(MapB::kDepth == kBK, "one reduction depth for both operands");
   alignas(16) __shared__ float As[2][kBK][BM];
   alignas(16) __shared__ float Bs[2][kBK][BN];
   const int tid = threadIdx.x;
@@ -299,12 +299,16 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
 // ------------------------------------------------------------------------------ backward data
 // Rows i = (n, input position), columns c of the group, reduction (q, chunk of the group's output
 // channels). Grid (rows tiles, Cg tiles, groups).
+// Backward data steps 12 deep: its gather does more per step than the forward's (the stride
+// test on three axes), which 12 steps' FFMA amortise; 16 would need registers that spill.
+constexpr int kDgradBK = 12;
+
 template <class T, bool kLast, int BM, int BN>
 __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
     igemm_dgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ w, const T* __restrict__ bias,
                      T* __restrict__ dx, int group0, float* __restrict__ partial, int splits, int chunk) {
   const ConvDims& d = dm.c;
-  constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
+  constexpr int NT = Tile<BM, BN>::kThreads, kBK = kDgradBK;
   using MapA = Map<BM, NT, kBK, kLast>;
   using MapB = Map<BN, NT, kBK, true>;
   using TT = ThreadTile<BM, BN, !kLast>;
