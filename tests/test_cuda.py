@@ -5,7 +5,8 @@ Skipped where CuPy, a CUDA build of convkern or a visible GPU is missing. Three 
   _pool_ops) build, so they check exactly the contract the routing relies on;
 - the CuPy-facing backend (_cuda_backend): device rules, torch CUDA tensors;
 - the public API: the host tests' own bodies (test_conv.check_forward, test_pool.check_pool ...) run
-  with CUDA arrays in and out, plus SPEC §1's device rules and an nn model moved with .to("cuda").
+  with CUDA arrays in and out, plus the device rules (mixed host/CUDA calls, out= on the inputs'
+  device) and an nn model moved with .to("cuda").
 
 Without a GPU, the kernel-level and public-API tests can also run on the CPU through an emulated
 build of the same CUDA sources (tools/cuda_emulation/build.sh): point CONVKERN_CUDA_EMULATION_MODULE
@@ -936,7 +937,7 @@ def test_api_float16_dtype_rules(cuda_api, rng):
 
 
 def test_api_device_rules(cuda_api):
-    """SPEC §1: host and CUDA arrays in one call are a TypeError naming both, checked first; a
+    """Host and CUDA arrays in one call are a TypeError naming both, checked first; a
     caller's out= and indices= must be CUDA arrays like the inputs."""
     put = cuda_api.put
     x, w = np.ones((1, 2, 8, 8), np.float32), np.ones((3, 2, 3, 3), np.float32)
