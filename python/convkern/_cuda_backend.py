@@ -6,7 +6,8 @@ through ``_backend``): its kernel entry points take the same arguments in the sa
 and on CuPy's current stream for that device, without synchronising. Around them it provides what
 an op needs to decide where it runs (``on_cuda``, which also raises the errors for CUDA arrays it
 cannot serve and for host and CUDA arrays mixed in one call), to bring any CUDA array
-(``__cuda_array_interface__`` or ``__dlpack__`` on a CUDA device, e.g. a PyTorch CUDA tensor) to CuPy without a copy (``as_float_array``), and to check a caller's ``out=``.
+(``__cuda_array_interface__`` or ``__dlpack__`` on a CUDA device, e.g. a PyTorch CUDA tensor) to CuPy
+without a copy (``as_float_array``), and to check a caller's ``out=``.
 
 Importing it never imports CuPy; CuPy is imported the first time a CUDA array is actually handled.
 """
