@@ -10,9 +10,10 @@
 // [floor(i*in/out), ceil((i+1)*in/out)).
 //
 // Forward: one thread per output element, in output memory order (coalesced stores; in
-// channels-last the threads of a warp read consecutive channels). Channels-first windows of 64
-// cells or more (global pooling of large planes) take one warp per output instead, the lanes
-// splitting the window and combining in a fixed order.
+// channels-last the threads of a warp read consecutive channels). Channels-first windows of 32
+// cells or more (global pooling among them) take one warp per output instead, the lanes splitting
+// the window (a contiguous run of cells when it is whole rows) and combining with a warp-shuffle
+// tree in a fixed order.
 //
 // Backward is a gather: one thread per input cell sums, in increasing output order, the
 // gradients of the outputs whose windows cover it (for max/min: whose index names it). Every
@@ -24,8 +25,11 @@
 // Index width: kernels are instantiated for 32-bit and 64-bit element indices; the launcher
 // takes 32 bits whenever every extent of the call fits.
 //
-// Versions (measure with `bash bench/gpu_check.sh` on a GPU machine):
-//   v1  thread per output / warp per large window; gather backward.
+// History (measure with `bash bench/gpu_check.sh` on a GPU machine; only the latest is built):
+//   v1  thread per output / warp per window of 64+ cells (lanes combined in shared memory);
+//       gather backward.
+//   v2  (current) warp per window of 32+ cells, contiguous runs read without decoding, shuffle
+//       combine.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -39,7 +43,9 @@
 namespace convkern::cuda {
 namespace {
 
-constexpr int kWarpWindowCells = 64;  // channels-first windows at least this large: one warp per output
+// Channels-first windows at least this large take one warp per output (e.g. 7x7 global pooling):
+// one thread per output would read a whole plane alone, uncoalesced.
+constexpr int kWarpWindowCells = 32;
 
 template <class I>
 struct PoolDims {
@@ -209,14 +215,61 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Channels-first, large windows: one warp per output, 8 outputs per block. Each lane walks its
-// share of the window in window order; lane 0 combines the 32 partial results in lane order.
+// Combines the 32 lanes' partial results (sum, or extreme value and index) into lane 0's. On a GPU
+// a shuffle tree (lane l takes lane l + off for off = 16, 8, 4, 2, 1); elsewhere (host builds of
+// these sources, which have no warps) through shared memory, lane 0 adding the lanes in order.
+// Both are deterministic; for max/min both give the same element, since `prefer` picks by value
+// and index, not by order.
+template <class A, int kOp>
+__device__ __forceinline__ void warp_combine(A& v, i64& vi, A* part_v, i64* part_i) {
+#ifdef __CUDA_ARCH__
+  (void)part_v, (void)part_i;
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    const A w = __shfl_down_sync(0xffffffffu, v, off);
+    const i64 wi = __shfl_down_sync(0xffffffffu, vi, off);
+    if constexpr (kOp == 2) {
+      v += w;
+    } else if (prefer<A, kOp == 1>(w, wi, v, vi)) {
+      v = w;
+      vi = wi;
+    }
+  }
+#else
+  part_v[threadIdx.x] = v;
+  part_i[threadIdx.x] = vi;
+  __syncthreads();
+  if (threadIdx.x % 32 == 0) {
+    for (int l = 1; l < 32; ++l) {
+      const A w = part_v[threadIdx.x + l];
+      const i64 wi = part_i[threadIdx.x + l];
+      if constexpr (kOp == 2) {
+        v += w;
+      } else if (prefer<A, kOp == 1>(w, wi, v, vi)) {
+        v = w;
+        vi = wi;
+      }
+    }
+  }
+  __syncthreads();
+#endif
+}
+
+// Channels-first, large windows (global pooling among them): one warp per output, 8 outputs per
+// block, so that the lanes read consecutive cells of a window row (coalesced) instead of one
+// thread walking a whole plane. Each lane walks its share of the window in window order;
+// warp_combine merges the lanes.
 template <class T, class I, int kOp>
 __global__ void __launch_bounds__(kThreads)
     pool_forward_warp(PoolDims<I> p, const T* __restrict__ x, T* __restrict__ y, i64* __restrict__ idx) {
   using A = acc_t<T>;
+#ifdef __CUDA_ARCH__
+  A* part_v = nullptr;  // the shuffles need no scratch
+  i64* part_i = nullptr;
+#else
   __shared__ A part_v[kThreads];
   __shared__ i64 part_i[kThreads];
+#endif
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (I first = I(blockIdx.x) * 8; first < p.total_out; first += I(gridDim.x) * 8) {
     const I lin = first + warp;
@@ -231,10 +284,20 @@ __global__ void __launch_bounds__(kThreads)
       for (int a = 0; a < 3; ++a) sp[a] = window(p, a, o[a]);
       const I cols = sp[2].count, plane_cells = sp[1].count * cols;
       const I cells = sp[0].count * plane_cells;
+      // A window of whole rows (global pooling among them) is one contiguous run of cells: the
+      // lanes read it without decoding a cell number.
+      const bool contiguous = sp[2].count == p.in[2] && (sp[1].step == 1 || sp[1].count == 1) &&
+                              (sp[0].count == 1 || (sp[1].count == p.in[1] && (sp[0].step == 1)));
+      const I run_first = (sp[0].lo * p.in[1] + sp[1].lo) * p.in[2] + sp[2].lo;
       for (I e = lane; e < cells; e += 32) {
-        const I a = e / plane_cells, rem = e - a * plane_cells, b = rem / cols, c = rem - b * cols;
-        const I cell = ((sp[0].lo + a * sp[0].step) * p.in[1] + sp[1].lo + b * sp[1].step) * p.in[2] + sp[2].lo +
-                       c * sp[2].step;
+        I cell;
+        if (contiguous) {
+          cell = run_first + e;
+        } else {
+          const I a = e / plane_cells, rem = e - a * plane_cells, b = rem / cols, c = rem - b * cols;
+          cell = ((sp[0].lo + a * sp[0].step) * p.in[1] + sp[1].lo + b * sp[1].step) * p.in[2] + sp[2].lo +
+                 c * sp[2].step;
+        }
         const A v = to_acc(x[at.in_base + cell]);
         if constexpr (kOp == 2) {
           acc += v;
@@ -244,22 +307,10 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     }
-    part_v[threadIdx.x] = acc;
-    part_i[threadIdx.x] = best_i;
-    __syncthreads();
+    A v = acc;
+    i64 vi = best_i;
+    warp_combine<A, kOp>(v, vi, part_v, part_i);
     if (lane == 0 && lin < p.total_out) {
-      A v = part_v[threadIdx.x];
-      i64 vi = part_i[threadIdx.x];
-      for (int l = 1; l < 32; ++l) {
-        const A w = part_v[threadIdx.x + l];
-        const i64 wi = part_i[threadIdx.x + l];
-        if constexpr (kOp == 2) {
-          v += w;
-        } else if (prefer<A, kOp == 1>(w, wi, v, vi)) {
-          v = w;
-          vi = wi;
-        }
-      }
       if constexpr (kOp == 2) {
         const double div = avg_divisor(p, o, sp);
         y[lin] = from_acc<T>(div != 0 ? v / A(div) : quiet_nan<A>());
@@ -268,7 +319,6 @@ __global__ void __launch_bounds__(kThreads)
         if (idx != nullptr) idx[lin] = vi;
       }
     }
-    __syncthreads();
   }
 }
 
