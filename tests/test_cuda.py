@@ -209,7 +209,7 @@ def test_conv_padding_modes(dev, rank, seed, rng):
     _check_conv(dev, rank, mode_case(seed, rank), np.float64, rng)
 
 
-@pytest.fixture(params=[1, 2], ids=("v1", "v2"))
+@pytest.fixture(params=[1, 2, 3], ids=("v1", "v2", "v3"))
 def kernel_version(request, dev):
     """Runs a test with each generation of the convolution GEMM kernels (process-wide setting),
     restoring the default afterwards."""
@@ -222,10 +222,46 @@ def kernel_version(request, dev):
 
 
 def test_conv_kernel_version_is_checked(dev):
-    assert dev.mod.conv_kernel_version() == dev.mod.conv_kernel_version_latest == 2
-    with pytest.raises(ValueError, match="version must be 1 to 2, got 3"):
-        dev.mod.set_conv_kernel_version(3)
+    assert dev.mod.conv_kernel_version() == dev.mod.conv_kernel_version_default == 2
+    assert dev.mod.conv_kernel_version_latest == 3 and not dev.mod.conv_allow_tf32()
+    with pytest.raises(ValueError, match="version must be 1 to 3, got 4"):
+        dev.mod.set_conv_kernel_version(4)
     assert dev.mod.conv_kernel_version() == 2
+
+
+def _round_tf32(a):
+    """float32 values rounded to TF32's 10 mantissa bits, to nearest with ties away from zero
+    (cvt.rna.tf32.f32)."""
+    u = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    finite = (u & 0x7F800000) != 0x7F800000
+    u = np.where(finite, (u + 0x1000) & 0xFFFFE000, u).astype(np.uint32)
+    return u.view(np.float32)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("shape", [(2, 70, 9, 11, 67, 3, 1, 1, 1), (1, 256, 6, 6, 24, 3, 1, 1, 1),
+                                   (2, 12, 10, 10, 36, 3, 2, 1, 2)], ids=lambda s: "x".join(map(str, s)))
+def test_conv_forward_tf32(dev, shape, last, rng):
+    # Version 3 with TF32 allowed: the forward rounds both operands to TF32 and accumulates in
+    # float32, so it matches the float32 reference of the rounded operands.
+    n, c, h, w, k, ks, st, p, g = shape
+    case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(st, st), dilation=(1, 1),
+                padding=p, size=(h, w), layout="contiguous", bias=True)
+    if last:
+        case["data_format"] = "NHWC"
+    x, wt, b = make_arrays(case, np.float32, rng)
+    cc = _conv_call(2, case, x, wt, b)
+    dev.mod.set_conv_kernel_version(3)
+    dev.mod.set_conv_allow_tf32(True)
+    try:
+        y = _conv_forward(dev, cc, cc.x5().astype(np.float32), cc.w5().astype(np.float32), b)
+    finally:
+        dev.mod.set_conv_allow_tf32(False)
+        dev.mod.set_conv_kernel_version(2)
+    want = ref.conv2d(_round_tf32(x), _round_tf32(wt), b, **kwargs_of(case))
+    assert_close(y, want, reduction=reduction(case), dtype=np.float32, what=f"tf32 forward {case}")
+    exact = ref.conv2d(x, wt, b, **kwargs_of(case))
+    assert np.abs(y - exact).max() > 0  # TF32 did round (the inputs are not TF32 values)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))

@@ -702,10 +702,15 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("driver_version", &driver_version, "Highest CUDA version the driver supports (0: no driver).");
   m.def("device_properties", &device_properties, "device"_a);
   m.def("set_conv_kernel_version", &ckc::set_conv_kernel_version, "version"_a,
-        "Selects the generation of the convolution GEMM kernels for the whole process: 1, or 2 (the "
-        "default; float and float16, float64 stays on 1). For tests and benchmarks that compare them.");
+        "Selects the generation of the convolution GEMM kernels for the whole process: 1, 2 (the "
+        "default; float and float16, float64 stays on 1) or 3 (2 with the forward on tensor cores). For "
+        "tests and benchmarks that compare them.");
   m.def("conv_kernel_version", &ckc::conv_kernel_version, "The convolution GEMM kernel generation in use.");
   m.attr("conv_kernel_version_latest") = ckc::kConvKernelVersionLatest;
+  m.attr("conv_kernel_version_default") = ckc::kConvKernelVersionDefault;
+  m.def("set_conv_allow_tf32", &ckc::set_conv_allow_tf32, "allow"_a,
+        "Whether kernel version 3 may compute float32 convolutions as TF32 on tensor cores (default False).");
+  m.def("conv_allow_tf32", &ckc::conv_allow_tf32, "Whether TF32 is allowed for float32 convolutions.");
   m.def("synchronize", [] {
     py::gil_scoped_release nogil;
     ckc::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");

@@ -26,12 +26,15 @@
 //
 // Versions (set_conv_kernel_version; measure with `bash bench/gpu_check.sh` on a GPU machine):
 //   v1  64x64x16 implicit GEMM, 4x4 per thread, split-K backward weight; direct depthwise.
-//   v2  (default) for float and float16: 128x128x8 / 64x64x8 implicit GEMM, 8x8 per thread read
-//       with 128-bit shared loads, no division in the main loop (conv_igemm.cuh); float64 and the
-//       depthwise kernels stay on v1.
+//   v2  (default) for float and float16: 128x128x8 implicit GEMM (backward data x12), 8x8 per
+//       thread read with 128-bit shared loads, no division in the main loop, split reduction on
+//       small grids (conv_igemm.cuh); float64 and the depthwise kernels stay on v1.
+//   v3  v2 with the forward on tensor cores (mma.sync): float16 always, float32 as TF32 when
+//       allowed (set_conv_allow_tf32). Not yet measured on a GPU, hence not the default.
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstring>
 #include <type_traits>
 
 #include "common.cuh"
@@ -708,7 +711,16 @@ __global__ void __launch_bounds__(kThreads)
 
 bool use_direct(const ConvGeometry& g) { return g.C_per_group() == 1; }
 
-std::atomic<int> g_kernel_version{kConvKernelVersionLatest};
+std::atomic<int> g_kernel_version{kConvKernelVersionDefault};
+std::atomic<bool> g_allow_tf32{false};
+
+// Whether this call's forward runs on tensor cores (version 3: float16 always, float32 when TF32
+// is allowed).
+template <class T>
+bool use_tensorop() {
+  if (g_kernel_version.load(std::memory_order_relaxed) < 3) return false;
+  return std::is_same_v<T, __half> || g_allow_tf32.load(std::memory_order_relaxed);
+}
 
 // Whether the GEMM passes of this call run version 2 (float and float16 only).
 template <class T>
@@ -772,6 +784,9 @@ void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims&
       if constexpr (kDgrad)
         launch("igemm_dgrad_simt", v2::igemm_dgrad_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
                out, g0, partial, int(splits), int(chunk));
+      else if (use_tensorop<T>())
+        launch("igemm_fprop_tensorop", v2::igemm_fprop_tensorop<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a,
+               w, bias, out, g0, partial, int(splits), int(chunk));
       else
         launch("igemm_fprop_simt", v2::igemm_fprop_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
                out, g0, partial, int(splits), int(chunk));
@@ -998,6 +1013,10 @@ void set_conv_kernel_version(int version) {
 }
 
 int conv_kernel_version() { return g_kernel_version.load(std::memory_order_relaxed); }
+
+void set_conv_allow_tf32(bool allow) { g_allow_tf32.store(allow, std::memory_order_relaxed); }
+
+bool conv_allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
 
 #define CONVKERN_INSTANTIATE(T)                                                                                    \
   template std::size_t conv_backward_weight_workspace<T>(const ConvGeometry&);                                     \

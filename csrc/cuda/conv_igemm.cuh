@@ -225,13 +225,125 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+// ------------------------------------------------------------------------------ tensor cores
+// Block tile 128 x 128, 8 warps as 2 (rows) x 4 (columns), each warp 64 x 32 = 4 x 4 tiles of
+// m16n8, one m16n8k8 multiply-add per tile and 8-deep step: mma.sync.m16n8k8 with TF32 operands
+// (float) or f16 operands (float16), float32 accumulators. Fragment layouts (PTX ISA, per lane:
+// gid = lane / 4, tig = lane % 4): C/D element r at row gid + 8*(r/2), column 2*tig + r%2;
+// TF32 A: (gid, tig), (gid+8, tig), (gid, tig+4), (gid+8, tig+4); TF32 B: (k tig, n gid),
+// (k tig+4, n gid); f16 A: rows gid and gid+8, columns 2*tig and 2*tig+1 packed; f16 B: k 2*tig,
+// 2*tig+1 at column gid packed. Shared rows are padded by 8 floats so that the 32 lanes' scalar
+// fragment loads fall in 32 different banks.
+// Host builds of these sources (no __CUDA_ARCH__) compute each lane's C elements from the same
+// shared tiles with the same operand rounding, which checks the tiling and the C layout.
+__device__ __forceinline__ float round_tf32(float v) {
+#ifdef __CUDA_ARCH__
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+  return __uint_as_float(r);
+#else
+  unsigned u;
+  std::memcpy(&u, &v, sizeof u);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;  // nearest, ties away
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+#endif
+}
+
+template <class T, int BM, int BN, class MapA, class MapB, class LoadA, class LoadB>
+__device__ __forceinline__ void tensorop_mainloop(int steps, const LoadA& load_a, const LoadB& load_b,
+                                                  float (&acc)[16][4]) {
+  static_assert(BM == 128 && BN == 128 && MapA::kDepth == 8, "the warp layout assumes 128x128x8 tiles");
+  constexpr int kBK = 8, kPad = 8;
+  constexpr bool kHalf = !std::is_same_v<T, float>;
+  __shared__ float As[2][kBK][BM + kPad];
+  __shared__ float Bs[2][kBK][BN + kPad];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, gid = lane / 4, tig = lane % 4;
+  const int wm = (warp % 2) * 64, wn = (warp / 2) * 32;
+  float ra[MapA::kPer], rb[MapB::kPer];
+  const int row_a = MapA::row(tid), row_b = MapB::row(tid);
+  if (steps > 0) {
+    load_a(0, ra);
+    load_b(0, rb);
+  }
+  int buf = 0;
+  for (int t = 0; t < steps; ++t) {
+    // Operands are rounded once, on their way to shared memory (float16 values are exact).
+#pragma unroll
+    for (int e = 0; e < MapA::kPer; ++e) As[buf][MapA::k(tid, e)][row_a] = kHalf ? ra[e] : round_tf32(ra[e]);
+#pragma unroll
+    for (int e = 0; e < MapB::kPer; ++e) Bs[buf][MapB::k(tid, e)][row_b] = kHalf ? rb[e] : round_tf32(rb[e]);
+    __syncthreads();
+    if (t + 1 < steps) {
+      load_a(t + 1, ra);
+      load_b(t + 1, rb);
+    }
+#ifdef __CUDA_ARCH__
+    unsigned b[4][2];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int n = wn + 8 * j + gid;
+      if constexpr (kHalf) {
+        const __half2 h = __floats2half2_rn(Bs[buf][2 * tig][n], Bs[buf][2 * tig + 1][n]);
+        b[j][0] = *reinterpret_cast<const unsigned*>(&h);
+      } else {
+        b[j][0] = __float_as_uint(Bs[buf][tig][n]), b[j][1] = __float_as_uint(Bs[buf][tig + 4][n]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int m = wm + 16 * i + gid;
+      unsigned a[4];
+      if constexpr (kHalf) {
+        const __half2 lo = __floats2half2_rn(As[buf][2 * tig][m], As[buf][2 * tig + 1][m]);
+        const __half2 hi = __floats2half2_rn(As[buf][2 * tig][m + 8], As[buf][2 * tig + 1][m + 8]);
+        a[0] = *reinterpret_cast<const unsigned*>(&lo), a[1] = *reinterpret_cast<const unsigned*>(&hi);
+      } else {
+        a[0] = __float_as_uint(As[buf][tig][m]), a[1] = __float_as_uint(As[buf][tig][m + 8]);
+        a[2] = __float_as_uint(As[buf][tig + 4][m]), a[3] = __float_as_uint(As[buf][tig + 4][m + 8]);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float(&c)[4] = acc[4 * i + j];
+        if constexpr (kHalf)
+          asm volatile(
+              "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+              : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+              : "r"(a[0]), "r"(a[1]), "r"(b[j][0]));
+        else
+          asm volatile(
+              "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+              "{%0,%1,%2,%3};"
+              : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+              : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[j][0]), "r"(b[j][1]));
+      }
+    }
+#else
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int m = wm + 16 * i + gid + 8 * (r / 2), n = wn + 8 * j + 2 * tig + r % 2;
+          float sum = acc[4 * i + j][r];
+          for (int kk = 0; kk < kBK; ++kk) sum = fmaf(As[buf][kk][m], Bs[buf][kk][n], sum);
+          acc[4 * i + j][r] = sum;
+        }
+#endif
+    buf ^= 1;
+  }
+}
+
 // ------------------------------------------------------------------------------------ forward
 // Rows m = (n, output position), columns k of the group, reduction (q, channel chunk).
 // Grid (M tiles, Kg tiles, groups).
-template <class T, bool kLast, int BM, int BN>
-__global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
-    igemm_fprop_simt(Dims dm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                     T* __restrict__ y, int group0, float* __restrict__ partial, int splits, int chunk) {
+// kTensorOp: the arithmetic on tensor cores (tensorop_mainloop) instead of FFMA, same operand
+// gathers and the same reduction split.
+template <class T, bool kLast, int BM, int BN, bool kTensorOp>
+__device__ __forceinline__ void fprop_body(const Dims& dm, const T* __restrict__ x, const T* __restrict__ w,
+                                           const T* __restrict__ bias, T* __restrict__ y, int group0,
+                                           float* __restrict__ partial, int splits, int chunk) {
   const ConvDims& d = dm.c;
   constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
   using MapA = Map<BM, NT, kBK, kLast>;  // channels-last: a thread's channels are adjacent in memory
@@ -286,14 +398,58 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
       v[e] = (c_first + e * MapB::kStep < cg_limit) ? to_acc(first[e * MapB::kStep * d.kvol]) : 0.f;
   };
 
-  const int tm = TT::tm(tid), tn = TT::tn(tid);
   float acc[8][8];
   zero(acc);
-  mainloop<BM, BN, MapA, MapB, TT>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tm, tn, acc);
-  if (partial != nullptr)
-    store_partial<TT>(acc, m0, n0, tm, tn, M, d.Kg, d.K / d.Kg, split, gi, partial);
-  else
-    store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Kg, d.K, gi, bias, y);
+  if constexpr (kTensorOp) {
+    float(&tc)[16][4] = reinterpret_cast<float(&)[16][4]>(acc);  // same 64 registers, tile order
+    tensorop_mainloop<T, BM, BN, MapA, MapB>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tc);
+    // acc[4i + j][r]: m16n8 tile (i, j) of the warp, C fragment element r.
+    const int lane = tid % 32, warp = tid / 32, gid = lane / 4, tig = lane % 4;
+    const int wm = (warp % 2) * 64, wn = (warp / 2) * 32;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int mm = m0 + wm + 16 * i + gid + 8 * (r / 2), c = n0 + wn + 8 * j + 2 * tig + r % 2;
+          if (mm >= M || c >= d.Kg) continue;
+          const float v = tc[4 * i + j][r];
+          if (partial != nullptr) {
+            partial[((i64(split) * (d.K / d.Kg) + gi) * M + mm) * d.Kg + c] = v;
+          } else {
+            const int n = dm.plane.div(mm), p = mm - n * dm.plane.d, cc = gi * d.Kg + c;
+            const T out = from_acc<T>(v + (bias != nullptr ? to_acc(bias[cc]) : 0.f));
+            if constexpr (kLast)
+              y[i64(mm) * d.K + cc] = out;
+            else
+              y[(i64(n) * d.K + cc) * dm.plane.d + p] = out;
+          }
+        }
+  } else {
+    const int tm = TT::tm(tid), tn = TT::tn(tid);
+    mainloop<BM, BN, MapA, MapB, TT>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tm, tn, acc);
+    if (partial != nullptr)
+      store_partial<TT>(acc, m0, n0, tm, tn, M, d.Kg, d.K / d.Kg, split, gi, partial);
+    else
+      store_activations<T, kLast, TT>(acc, m0, n0, tm, tn, M, dm.plane, d.Kg, d.K, gi, bias, y);
+  }
+}
+
+template <class T, bool kLast, int BM, int BN>
+__global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
+    igemm_fprop_simt(Dims dm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                     T* __restrict__ y, int group0, float* __restrict__ partial, int splits, int chunk) {
+  fprop_body<T, kLast, BM, BN, false>(dm, x, w, bias, y, group0, partial, splits, chunk);
+}
+
+// Version 3: the forward on tensor cores, float16 with mma.sync f16 (float32 accumulate), float32
+// with TF32 (inputs rounded to 10-bit mantissas, float32 accumulate; only when allowed).
+template <class T, bool kLast, int BM, int BN>
+__global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
+    igemm_fprop_tensorop(Dims dm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                         T* __restrict__ y, int group0, float* __restrict__ partial, int splits, int chunk) {
+  fprop_body<T, kLast, BM, BN, true>(dm, x, w, bias, y, group0, partial, splits, chunk);
 }
 
 // ------------------------------------------------------------------------------ backward data
