@@ -519,7 +519,7 @@ __device__ __forceinline__ Position input_position(const ConvDims& d, int s) {
 
 // One thread per output element; grid (ceil(K*P / 256), min(N, 65535)).
 template <class T, bool kLast>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     conv_forward_depthwise(ConvDims d, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                            T* __restrict__ y) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;
@@ -555,7 +555,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // One thread per input element; grid (ceil(C*Q / 256), min(N, 65535)).
 template <class T, bool kLast>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
                                  const T* __restrict__ bias, T* __restrict__ dx) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;

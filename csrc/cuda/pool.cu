@@ -260,7 +260,7 @@ __device__ __forceinline__ void warp_combine(A& v, i64& vi, A* part_v, i64* part
 // thread walking a whole plane. Each lane walks its share of the window in window order;
 // warp_combine merges the lanes.
 template <class T, class I, int kOp>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     pool_forward_warp(PoolDims<I> p, const T* __restrict__ x, T* __restrict__ y, i64* __restrict__ idx) {
   using A = acc_t<T>;
 #ifdef __CUDA_ARCH__
@@ -354,9 +354,10 @@ __device__ __forceinline__ bool covers(const PoolDims<I>& p, int a, I o, I v) {
 }
 
 // One thread per input cell. kAvg: average pooling (each covering output's share), else max/min
-// (the covering outputs whose index names this cell).
+// (the covering outputs whose index names this cell). The minimum of 2 blocks per SM in the
+// launch bounds lets ptxas use up to 128 registers; without it, it chose 40 and spilled.
 template <class T, class I, bool kAvg, bool kLast>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     pool_backward_gather(PoolDims<I> p, const T* __restrict__ dy, const i64* __restrict__ idx, T* __restrict__ dx) {
   using A = acc_t<T>;
   for (I lin = I(blockIdx.x) * kThreads + threadIdx.x; lin < p.total_in; lin += I(gridDim.x) * kThreads) {
