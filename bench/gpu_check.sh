@@ -17,7 +17,8 @@
 #      isolation, no dependencies                                      (cap BUILD_CAP_S, 240)
 #      -> HARD FAILURE (exit 2) when the build fails, the CUDA module is missing, or no GPU is seen
 #   3. tests: tests/test_cuda.py, junit XML to $OUT/pytest.xml         (cap TESTS_CAP_S, 150)
-#   4. cuDNN TF32 off/on and convkern v1/v2 on a few convolutions: $OUT/tf32_versions.json
+#   4. cuDNN TF32 off/on and convkern's kernel versions (v3 with TF32 too) on a few forward
+#      convolutions, with their errors against cuDNN float32: $OUT/tf32_versions.json
 #                                                                      (cap PROBE_CAP_S, 60)
 #   5. benchmark: bench/run.py --device cuda --quick, convkern beside cuDNN (fp32) and a CuPy
 #      im2col baseline, pooling beside copy bandwidth; $OUT/results.json (the rest of the budget)
@@ -138,7 +139,7 @@ except Exception as exc:
     print(f"tests: no junit report ({exc})")
 EOF
 
-echo "== cuDNN with TF32 off and on; convkern conv kernels v1 and v2"
+echo "== cuDNN with TF32 off and on; convkern conv kernel versions (v3 also with TF32)"
 limit=$(allot "${PROBE_CAP_S:-60}" 90)
 timeout "$limit" "$PY" - "$OUT/tf32_versions.json" <<'EOF' | tee -a "$summary"
 # Forward convolutions in float32 (NCHW and NHWC), median of timed repeats after a warm-up.
@@ -181,17 +182,23 @@ for n, c, h, w, k, ks, s, p in rows:
         y5 = torch.empty((n, 1, ho, wo, k) if last else (n, k, 1, ho, wo), device="cuda")
         args = _C.ConvArgs([1, s, s], [0, p, p], [0, p, p], [1, 1, 1], 1, 2, last)  # groups 1, rank 2
         stream = torch.cuda.current_stream().cuda_stream
-        for v in range(1, _cuda.conv_kernel_version_latest + 1):
-            _cuda.set_conv_kernel_version(v)
-            r[f"convkern_v{v}"] = timed(lambda: _cuda.conv_forward(x5, w5, None, y5, args, stream))
-        _cuda.set_conv_kernel_version(_cuda.conv_kernel_version_latest)
         ref = torch.nn.functional.conv2d(x, wt, None, s, p)
         got = y5.squeeze(1).permute(0, 3, 1, 2) if last else y5.squeeze(2)
-        r["max_abs_err_vs_cudnn_fp32"] = float((got - ref).abs().max())
+        # float32 through each kernel version (version 3 is version 2 for float32 unless TF32 is
+        # allowed), then version 3 with TF32; the error of each against cuDNN float32.
+        runs = [(v, False) for v in range(1, _cuda.conv_kernel_version_latest + 1)] + [(3, True)]
+        for v, tf32 in runs:
+            _cuda.set_conv_kernel_version(v)
+            _cuda.set_conv_allow_tf32(tf32)
+            name = f"convkern_v{v}" + ("_tf32" if tf32 else "")
+            r[name] = timed(lambda: _cuda.conv_forward(x5, w5, None, y5, args, stream))
+            r[name + "_max_abs_err"] = float((got - ref).abs().max())
+        _cuda.set_conv_kernel_version(_cuda.conv_kernel_version_default)
+        _cuda.set_conv_allow_tf32(False)
         out.append(r)
         print(f"{r['layout']} {r['shape']}: ms cudnn fp32 {r['cudnn_fp32']:.3f} tf32 {r['cudnn_tf32']:.3f} | "
-              + " ".join(f"v{v} {r[f'convkern_v{v}']:.3f}" for v in range(1, _cuda.conv_kernel_version_latest + 1))
-              + f" | err {r['max_abs_err_vs_cudnn_fp32']:.2e}")
+              + " ".join(f"{n[9:]} {r[n]:.3f} (err {r[n + '_max_abs_err']:.1e})"
+                         for n in r if n.startswith("convkern_") and not n.endswith("_err")))
         json.dump(out, open(sys.argv[1], "w"), indent=1)
 EOF
 (( PIPESTATUS[0] != 0 )) && note "WARN: the TF32/version probe did not finish"
