@@ -19,7 +19,7 @@
 #     HIP_CPU=... bash tools/cuda_emulation/build.sh OUTDIR
 #   ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(gcc -print-file-name=libasan.so) \
 #     CONVKERN_CUDA_EMULATION_MODULE=OUTDIR python -m pytest tests/test_cuda.py -k "not errors and \
-#     not refuses and not hostile"
+#     not refuses and not hostile and not version_is_checked and not rejects"
 set -euo pipefail
 out=${1:?usage: HIP_CPU=... build.sh OUTDIR}
 : "${HIP_CPU:?set HIP_CPU to a checkout of github.com/ROCm/HIP-CPU}"
