@@ -5,7 +5,8 @@ Skipped where CuPy, a CUDA build of convkern or a visible GPU is missing. Three 
   _pool_ops) build, so they check exactly the contract the routing relies on;
 - the CuPy-facing backend (_cuda_backend): device rules, torch CUDA tensors;
 - the public API: the host tests' own bodies (test_conv.check_forward, test_pool.check_pool ...) run
-  with CUDA arrays in and out, plus SPEC §1's device rules and an nn model moved with .to("cuda").
+  with CUDA arrays in and out, plus the device rules (mixed host/CUDA calls, out= on the inputs'
+  device) and an nn model moved with .to("cuda").
 
 Without a GPU, the kernel-level and public-API tests can also run on the CPU through an emulated
 build of the same CUDA sources (tools/cuda_emulation/build.sh): point CONVKERN_CUDA_EMULATION_MODULE
@@ -61,12 +62,11 @@ class Device:
             self.xp.cuda.get_current_stream().synchronize()
 
     def put(self, a):
-        a = np.ascontiguousarray(a)
-        return a.copy() if self.emulated else self.xp.asarray(a)
+        return self.xp.asarray(np.ascontiguousarray(a))
 
     def get(self, a) -> np.ndarray:
         self.sync()
-        return np.array(a) if self.emulated else self.xp.asnumpy(a)
+        return self.xp.asnumpy(a)
 
     def poisoned(self, shape, dtype):
         return self.xp.full(tuple(shape), np.nan, dtype=dtype)
@@ -89,7 +89,7 @@ def _emulated_module():
     spec = importlib.util.spec_from_file_location("_cuda", paths[0])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.emulated
+    assert mod.architectures() == ["emulated"], f"{paths[0]} is not an emulated build"
     return mod
 
 
@@ -108,7 +108,9 @@ def _cupy_or_skip():
 def dev() -> Device:
     mod = _emulated_module()
     if mod is not None:
-        return Device(mod, np, emulated=True)
+        import emulated_cupy
+
+        return Device(mod, emulated_cupy, emulated=True)
     cupy = _cupy_or_skip()
     from convkern import _cuda
 
@@ -207,6 +209,76 @@ def test_conv_padding_modes(dev, rank, seed, rng):
     _check_conv(dev, rank, mode_case(seed, rank), np.float64, rng)
 
 
+@pytest.fixture(params=[1, 2, 3], ids=("v1", "v2", "v3"))
+def kernel_version(request, dev):
+    """Runs a test with each generation of the convolution GEMM kernels (process-wide setting),
+    restoring the default afterwards."""
+    before = dev.mod.conv_kernel_version()
+    dev.mod.set_conv_kernel_version(request.param)
+    try:
+        yield request.param
+    finally:
+        dev.mod.set_conv_kernel_version(before)
+
+
+def test_conv_kernel_version_is_checked(dev):
+    assert dev.mod.conv_kernel_version() == dev.mod.conv_kernel_version_default == 2
+    assert dev.mod.conv_kernel_version_latest == 3 and not dev.mod.conv_allow_tf32()
+    with pytest.raises(ValueError, match="version must be 1 to 3, got 4"):
+        dev.mod.set_conv_kernel_version(4)
+    assert dev.mod.conv_kernel_version() == 2
+
+
+def _round_tf32(a):
+    """float32 values rounded to TF32's 10 mantissa bits, to nearest with ties away from zero
+    (cvt.rna.tf32.f32)."""
+    u = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    finite = (u & 0x7F800000) != 0x7F800000
+    u = np.where(finite, (u + 0x1000) & 0xFFFFE000, u).astype(np.uint32)
+    return u.view(np.float32)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("shape", [(2, 70, 9, 11, 67, 3, 1, 1, 1), (1, 256, 6, 6, 24, 3, 1, 1, 1),
+                                   (2, 12, 10, 10, 36, 3, 2, 1, 2)], ids=lambda s: "x".join(map(str, s)))
+def test_conv_forward_tf32(dev, shape, last, rng):
+    # Version 3 with TF32 allowed: the forward rounds both operands to TF32 and accumulates in
+    # float32, so it matches the float32 reference of the rounded operands.
+    n, c, h, w, k, ks, st, p, g = shape
+    case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(st, st), dilation=(1, 1),
+                padding=p, size=(h, w), layout="contiguous", bias=True)
+    if last:
+        case["data_format"] = "NHWC"
+    x, wt, b = make_arrays(case, np.float32, rng)
+    cc = _conv_call(2, case, x, wt, b)
+    dev.mod.set_conv_kernel_version(3)
+    dev.mod.set_conv_allow_tf32(True)
+    try:
+        y = _conv_forward(dev, cc, cc.x5().astype(np.float32), cc.w5().astype(np.float32), b)
+    finally:
+        dev.mod.set_conv_allow_tf32(False)
+        dev.mod.set_conv_kernel_version(2)
+    want = ref.conv2d(_round_tf32(x), _round_tf32(wt), b, **kwargs_of(case))
+    assert_close(y, want, reduction=reduction(case), dtype=np.float32, what=f"tf32 forward {case}")
+    exact = ref.conv2d(x, wt, b, **kwargs_of(case))
+    assert np.abs(y - exact).max() > 0  # TF32 did round (the inputs are not TF32 values)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(16)] + [(r, s) for r in (1, 3) for s in range(4)])
+def test_conv_v1(dev, rank, seed, last, dtype, rng):
+    # The previous GEMM generation stays runnable (and benchmarked) beside the default one.
+    dev.mod.set_conv_kernel_version(1)
+    try:
+        case = conv_case(seed, rank)
+        if last:
+            case["data_format"] = LAST[rank]
+        _check_conv(dev, rank, case, dtype, rng)
+    finally:
+        dev.mod.set_conv_kernel_version(2)
+
+
 @pytest.mark.parametrize("shape", [
     # (N, C, H, W, K, kernel, stride, padding, groups): several tiles in every GEMM dimension,
     # reductions over many 16-deep steps, split-K backward weight, ragged edges.
@@ -216,10 +288,14 @@ def test_conv_padding_modes(dev, rank, seed, rng):
     (4, 16, 30, 30, 16, 3, 1, 1, 16),   # depthwise (direct kernels)
     (2, 8, 21, 19, 24, 3, 2, 0, 8),     # depthwise multiplier 3, stride 2
     (2, 1, 32, 32, 6, 5, 1, 0, 1),      # one input channel: direct kernels
+    # Small grids over long reductions: v2 splits the forward (first case) and backward-data
+    # (second case, two groups) reductions into 9 and 4 parts and adds them in order.
+    (1, 256, 6, 6, 24, 3, 1, 1, 1),
+    (1, 24, 6, 5, 256, 3, 1, 1, 2),
 ], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-def test_conv_tiling(dev, shape, last, dtype, rng):
+def test_conv_tiling(dev, shape, last, dtype, rng, kernel_version):
     n, c, h, w, k, ks, s, p, g = shape
     case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(s, s), dilation=(1, 1),
                 padding=p, size=(h, w), layout="contiguous", bias=True)
@@ -306,7 +382,7 @@ def test_conv_errors(dev, rng):
         dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3))), None, y, args, dev.stream)
     with pytest.raises(TypeError, match="weight must have dtype float32"):
         dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3), np.float16)), None, y, args, dev.stream)
-    bf16 = _FakeArray(x, (1, 2, 1, 5, 5), "__array_interface__" if dev.emulated else "__cuda_array_interface__",
+    bf16 = _FakeArray(x, (1, 2, 1, 5, 5), "__cuda_array_interface__",
                       typestr="<V2")  # bfloat16 as PyTorch exports it: not a dtype the kernels take
     with pytest.raises(TypeError, match="float16, float32 or float64"):
         dev.mod.conv_forward(bf16, w, None, y, args, dev.stream)
@@ -320,9 +396,8 @@ def test_conv_errors(dev, rng):
         dev.mod.conv_forward(x, w, None, y, bad, dev.stream)
     with pytest.raises(TypeError, match="ConvArgs"):
         dev.mod.conv_forward(x, w, None, y, None, dev.stream)
-    if not dev.emulated:
-        with pytest.raises(TypeError, match="CUDA array"):
-            dev.mod.conv_forward(np.zeros((1, 2, 1, 5, 5), np.float32), w, None, y, args, dev.stream)
+    with pytest.raises(TypeError, match="CUDA array"):
+        dev.mod.conv_forward(np.zeros((1, 2, 1, 5, 5), np.float32), w, None, y, args, dev.stream)
 
 
 class _FakeArray:
@@ -338,7 +413,7 @@ class _FakeArray:
 
 
 def test_conv_refuses_sizes_past_32_bit_indexing(dev):
-    iface = "__array_interface__" if dev.emulated else "__cuda_array_interface__"
+    iface = "__cuda_array_interface__"
     buf = dev.poisoned((16,), np.float32)
     big = 2**31 + 16
     x = _FakeArray(buf, (1, 1, 1, 1, big), iface)
@@ -427,6 +502,17 @@ POOL_CASES = [(2, s) for s in range(20)] + [(r, s) for r in (1, 3) for s in rang
 @pytest.mark.parametrize("rank,seed", POOL_CASES)
 def test_pool(dev, rank, seed, kind, last, dtype, rng):
     _check_pool(dev, rank, kind, pool_case(seed, rank, kind), last, dtype, rng, planes4=not last and seed % 2 == 0)
+
+
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_pool_with_64_bit_index_math(dev, kind, last, rng):
+    # A stride past 2^28 makes window starts (o * stride) leave the range the 32-bit kernels
+    # allow, so these small calls run the 64-bit-index kernels, forward and backward.
+    case = ((2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(2**29, 2**30 + 3), padding=(1, 0), ceil_mode=True,
+                                **({"count_include_pad": False, "divisor_override": None} if kind == "avg" else {})),
+            "contiguous")
+    _check_pool(dev, 2, kind, case, last, np.float32, rng, planes4=False)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
@@ -537,19 +623,57 @@ def test_max_pool_backward_rejects_hostile_indices(dev, bad, rng):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 def test_pool_nan_and_infinity_semantics(dev, dtype):
-    # NaN wins, first NaN gives the index; -inf in the input beats padding.
+    # NaN wins and the last NaN of the window gives the index (PyTorch's order); -inf in the input
+    # beats padding.
     x = np.array([[[[1.0, np.nan, 3.0, np.nan], [5.0, 2.0, np.nan, 0.0]]]], dtype)
     p = _PoolCall(2, _for_parsing(x), 2, None, 0, 1, False, "NCHW")
     y, idx = dev.poisoned((1, 1, 1, 1, 2), dtype), dev.indices((1, 1, 1, 1, 2))
     dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 2, 4)), y, idx, *p.args, False, 2, False, dev.stream)
     assert np.isnan(dev.get(y)).all()
-    np.testing.assert_array_equal(dev.get(idx).ravel(), [1, 3])
+    np.testing.assert_array_equal(dev.get(idx).ravel(), [1, 6])
     x = np.full((1, 1, 3, 3), -np.inf, dtype)
     p = _PoolCall(2, _for_parsing(x), 3, 1, 1, 1, False, "NCHW")
     y, idx = dev.poisoned((1, 1, 1, 3, 3), dtype), dev.indices((1, 1, 1, 3, 3))
     dev.mod.extremum_pool_forward(dev.put(x.reshape(1, 1, 1, 3, 3)), y, idx, *p.args, False, 2, False, dev.stream)
     assert (dev.get(y) == -np.inf).all()
     np.testing.assert_array_equal(dev.get(idx).reshape(3, 3), [[0, 0, 1], [0, 0, 1], [3, 3, 4]])
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+@pytest.mark.parametrize("kind", ["max", "min", "adaptive", "global"])
+def test_pool_nan_order_matches_torch(dev, kind, last, rng):
+    # Windows holding several NaNs: the value is NaN and the index (so the gradient) goes to the
+    # window's last NaN, as PyTorch's kernels do. "global" is one window of 460 cells (the warp
+    # path channels-first, lanes combined across NaNs).
+    torch = pytest.importorskip("torch")
+    size = (20, 23) if kind == "global" else (9, 10)
+    x = rng.standard_normal((2, 3) + size).astype(np.float32)
+    x[rng.random(x.shape) < (0.02 if kind == "global" else 0.2)] = np.nan
+    t = torch.from_numpy(-x if kind == "min" else x)
+    if kind == "adaptive":
+        want_y, want_i = torch.nn.functional.adaptive_max_pool2d(t, (4, 3), return_indices=True)
+    else:
+        k, s, pad = (size, size, 0) if kind == "global" else (3, 2, 1)
+        want_y, want_i = torch.nn.functional.max_pool2d(t, k, s, pad, return_indices=True)
+    want_y, want_i = want_y.numpy(), want_i.numpy()
+    if kind == "min":
+        want_y = -want_y
+    assert (np.isnan(want_y).sum(axis=(2, 3)) > 0).all()  # the case does exercise NaN windows
+    xk = np.moveaxis(x, 1, -1)[:, None] if last else x[:, :, None]
+    yshape = (2, 1) + want_y.shape[2:] + (3,) if last else (2, 3, 1) + want_y.shape[2:]
+    y, idx = dev.poisoned(yshape, np.float32), dev.indices(yshape)
+    if kind == "adaptive":
+        dev.mod.adaptive_max_pool_forward(dev.put(xk), y, idx, (1, 4, 3), 2, last, dev.stream)
+    else:
+        p = _PoolCall(2, x, k, s, pad, 1, False, "NCHW")
+        dev.mod.extremum_pool_forward(dev.put(xk), y, idx, *p.args, kind == "min", 2, last, dev.stream)
+    got_y, got_i = dev.get(y), dev.get(idx)
+    if last:
+        got_y, got_i = np.moveaxis(got_y[:, 0], -1, 1), np.moveaxis(got_i[:, 0], -1, 1)
+    else:
+        got_y, got_i = got_y[:, :, 0], got_i[:, :, 0]
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_array_equal(got_y, want_y)  # NaN == NaN here
 
 
 def test_pool_backward_is_deterministic(dev, rng):
@@ -849,7 +973,7 @@ def test_api_float16_dtype_rules(cuda_api, rng):
 
 
 def test_api_device_rules(cuda_api):
-    """SPEC §1: host and CUDA arrays in one call are a TypeError naming both, checked first; a
+    """Host and CUDA arrays in one call are a TypeError naming both, checked first; a
     caller's out= and indices= must be CUDA arrays like the inputs."""
     put = cuda_api.put
     x, w = np.ones((1, 2, 8, 8), np.float32), np.ones((3, 2, 3, 3), np.float32)

@@ -35,11 +35,7 @@ namespace ckc = convkern::cuda;
 
 namespace {
 
-#ifdef CONVKERN_CUDA_EMULATION
-constexpr const char* kInterface = "__array_interface__";  // host arrays stand in for device arrays
-#else
 constexpr const char* kInterface = "__cuda_array_interface__";
-#endif
 
 using Vec3 = std::array<i64, 3>;
 
@@ -187,7 +183,6 @@ void require(const DevArray& a, DType dt, const std::vector<i64>& shape, bool wr
 class DeviceScope {
  public:
   explicit DeviceScope(std::initializer_list<const DevArray*> arrays) {
-#ifndef CONVKERN_CUDA_EMULATION
     int device = -1;
     std::string first;
     for (const DevArray* a : arrays) {
@@ -213,14 +208,9 @@ class DeviceScope {
       if (previous_ != device) ckc::check_cuda(cudaSetDevice(device), "cudaSetDevice");
       else previous_ = -1;
     }
-#else
-    (void)arrays;
-#endif
   }
   ~DeviceScope() {
-#ifndef CONVKERN_CUDA_EMULATION
     if (previous_ >= 0) (void)cudaSetDevice(previous_);
-#endif
   }
   DeviceScope(const DeviceScope&) = delete;
   DeviceScope& operator=(const DeviceScope&) = delete;
@@ -711,13 +701,18 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("runtime_version", &runtime_version, "CUDA runtime version, e.g. 13000 for 13.0.");
   m.def("driver_version", &driver_version, "Highest CUDA version the driver supports (0: no driver).");
   m.def("device_properties", &device_properties, "device"_a);
+  m.def("set_conv_kernel_version", &ckc::set_conv_kernel_version, "version"_a,
+        "Selects the generation of the convolution GEMM kernels for the whole process: 1, 2 (the "
+        "default; float and float16, float64 stays on 1) or 3 (2 with the forward on tensor cores). For "
+        "tests and benchmarks that compare them.");
+  m.def("conv_kernel_version", &ckc::conv_kernel_version, "The convolution GEMM kernel generation in use.");
+  m.attr("conv_kernel_version_latest") = ckc::kConvKernelVersionLatest;
+  m.attr("conv_kernel_version_default") = ckc::kConvKernelVersionDefault;
+  m.def("set_conv_allow_tf32", &ckc::set_conv_allow_tf32, "allow"_a,
+        "Whether kernel version 3 may compute float32 convolutions as TF32 on tensor cores (default False).");
+  m.def("conv_allow_tf32", &ckc::conv_allow_tf32, "Whether TF32 is allowed for float32 convolutions.");
   m.def("synchronize", [] {
     py::gil_scoped_release nogil;
     ckc::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   }, "Waits for all work on the current device (tests and benchmarks).");
-#ifdef CONVKERN_CUDA_EMULATION
-  m.attr("emulated") = true;
-#else
-  m.attr("emulated") = false;
-#endif
 }

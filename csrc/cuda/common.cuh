@@ -6,18 +6,13 @@
 // 64 bits, so a batch of more than 2^31 elements is still addressed correctly; a single sample or
 // GEMM dimension beyond 2^31 is refused with a ValueError before anything is launched.
 //
-// Building for host emulation. With CONVKERN_CUDA_EMULATION defined, the same sources compile as
-// ordinary C++ against a HIP-on-CPU runtime (fibers for threads, thread_local for __shared__),
-// which lets the index math be checked on a machine without a GPU. Kernels therefore use only the
-// portable subset: no warp shuffles, no reliance on warp-synchronous execution, and launches go
-// through launch() rather than the <<<...>>> syntax.
+// Portability. Launches go through launch() (the runtime's typed cudaLaunchKernelEx, plain C++),
+// and code that needs a GPU instruction (warp shuffles, cp.async, mma.sync) sits behind
+// __CUDA_ARCH__ with a portable fallback beside it, so these sources also compile as ordinary
+// host C++ against any implementation of the CUDA runtime API.
 #pragma once
 
-#ifdef CONVKERN_CUDA_EMULATION
-#include "emulation.h"  // provided by the emulation harness, not part of the build
-#else
 #include <cuda_runtime.h>
-#endif
 
 #include <cstdint>
 #include <limits>
@@ -67,15 +62,12 @@ template <class... KArgs, class... Args>
 void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
   static_assert(sizeof...(KArgs) == sizeof...(Args), "launch: wrong number of kernel arguments");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
-#ifdef CONVKERN_CUDA_EMULATION
-  // Emulated launches finish before returning: host arrays stand in for device memory there,
-  // and nothing like a stream-ordered allocator keeps a temporary alive until the kernel runs.
-  hipLaunchKernelGGL(kernel, grid, block, 0, stream, static_cast<KArgs>(args)...);
-  check_cuda(hipStreamSynchronize(stream), name);
-#else
-  kernel<<<grid, block, 0, stream>>>(static_cast<KArgs>(args)...);
-#endif
-  check_cuda(cudaGetLastError(), name);
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  check_cuda(cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...), name);
 }
 
 // Element types. Kernels are templated on the element type T of the arrays they read and write:
@@ -84,8 +76,6 @@ void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, c
 // accumulation in acc_t<T> (float for __half and float, double for double) and rounds once, at
 // the store, with from_acc<T>(). So float16 results carry one rounding to half on top of a
 // float32 computation, and float and double kernels are unchanged.
-// (Member functions, defined in their classes, are inline in every build: the emulated one
-// defines __forceinline__ away.)
 template <class T>
 struct Element {
   using Acc = T;

@@ -24,10 +24,17 @@
 // Depthwise-like convolutions (one input channel per group, C/groups == 1) take direct kernels
 // instead: one thread per output element, and one block per weight element for its gradient.
 //
-// Versions (measure with `bash bench/gpu_check.sh` on a GPU machine):
+// Versions (set_conv_kernel_version; measure with `bash bench/gpu_check.sh` on a GPU machine):
 //   v1  64x64x16 implicit GEMM, 4x4 per thread, split-K backward weight; direct depthwise.
+//   v2  (default) for float and float16: 128x128x8 implicit GEMM (backward data x12), 8x8 per
+//       thread read with 128-bit shared loads, no division in the main loop, split reduction on
+//       small grids (conv_igemm.cuh); float64 and the depthwise kernels stay on v1.
+//   v3  v2 with the forward on tensor cores (mma.sync): float16 always, float32 as TF32 when
+//       allowed (set_conv_allow_tf32). Not yet measured on a GPU, hence not the default.
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <cstring>
 #include <type_traits>
 
 #include "common.cuh"
@@ -512,7 +519,7 @@ __device__ __forceinline__ Position input_position(const ConvDims& d, int s) {
 
 // One thread per output element; grid (ceil(K*P / 256), min(N, 65535)).
 template <class T, bool kLast>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     conv_forward_depthwise(ConvDims d, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                            T* __restrict__ y) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;
@@ -548,7 +555,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // One thread per input element; grid (ceil(C*Q / 256), min(N, 65535)).
 template <class T, bool kLast>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
                                  const T* __restrict__ bias, T* __restrict__ dx) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;
@@ -696,11 +703,106 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+#include "conv_igemm.cuh"
+
 // --------------------------------------------------------------------------------------------
 // Launch helpers
 // --------------------------------------------------------------------------------------------
 
 bool use_direct(const ConvGeometry& g) { return g.C_per_group() == 1; }
+
+std::atomic<int> g_kernel_version{kConvKernelVersionDefault};
+std::atomic<bool> g_allow_tf32{false};
+
+// Whether this call's forward runs on tensor cores (version 3: float16 always, float32 when TF32
+// is allowed).
+template <class T>
+bool use_tensorop() {
+  if (g_kernel_version.load(std::memory_order_relaxed) < 3) return false;
+  return std::is_same_v<T, __half> || g_allow_tf32.load(std::memory_order_relaxed);
+}
+
+// Whether the GEMM passes of this call run version 2 (float and float16 only).
+template <class T>
+bool use_v2() {
+  return !std::is_same_v<T, double> && g_kernel_version.load(std::memory_order_relaxed) >= 2;
+}
+
+// The v2 forward and backward-data launchers split the reduction when their grid has fewer
+// blocks than this (two waves of 128x128 blocks at 2 per SM on a 132-SM GPU), into at most
+// kV2MaxSplits parts of at least kV2MinStepsPerSplit steps each. A property of the problem, not of
+// the device, so the result bits do not depend on the device either.
+constexpr i64 kV2TargetBlocks = 528;
+constexpr i64 kV2MaxSplits = 16;
+constexpr i64 kV2MinStepsPerSplit = 32;
+
+v2::Dims make_v2_dims(const ConvDims& d, i64 plane, i64 chunks) {
+  v2::Dims dm;
+  dm.c = d;
+  require_int32(i64(d.kvol) * chunks, "the reduction steps (kernel volume * channel chunks)");
+  dm.chunks = v2::FastDiv(chunks);
+  dm.khw = v2::FastDiv(d.khw), dm.kw = v2::FastDiv(d.KW);
+  dm.plane = v2::FastDiv(plane);
+  dm.ohw = v2::FastDiv(d.ohw), dm.ow = v2::FastDiv(d.OW);
+  dm.sd = v2::FastDiv(d.sd), dm.sh = v2::FastDiv(d.sh), dm.sw = v2::FastDiv(d.sw);
+  return dm;
+}
+
+// Launches the v2 forward (kDgrad false) or backward-data kernel over rows x cols per group;
+// with a split reduction, through a stream-ordered float workspace and split_reduce_activations.
+template <class T, bool kDgrad>
+void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims& d, const T* a, const T* w,
+                               const T* bias, T* out, cudaStream_t s) {
+  constexpr int BM = 128;
+  using Tile = v2::Tile<BM, BM>;
+  const i64 plane = kDgrad ? g.in_plane() : g.out_plane();
+  const i64 rows = g.N * plane;
+  const i64 cols = kDgrad ? g.C_per_group() : g.K_per_group();
+  const i64 red = kDgrad ? g.K_per_group() : g.C_per_group();
+  constexpr int BK = kDgrad ? v2::kDgradBK : Tile::kBK;
+  const v2::Dims dm = make_v2_dims(d, plane, div_up(red, BK));
+  const i64 steps = g.kernel_volume() * div_up(red, BK);
+  const i64 tiles = div_up(rows, BM) * div_up(cols, BM) * g.groups;
+  i64 splits = 1;
+  if (tiles < kV2TargetBlocks)
+    splits = std::max<i64>(1, std::min({div_up(kV2TargetBlocks, tiles), kV2MaxSplits, steps / kV2MinStepsPerSplit}));
+  const i64 chunk = div_up(steps, splits);
+  splits = div_up(steps, chunk);  // no empty split
+  float* partial = nullptr;
+  if (splits > 1) {
+    const i64 count = splits * rows * cols * g.groups;
+    require_int32(rows * cols, "the split-reduction rows x channels per group");
+    check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&partial), std::size_t(count) * sizeof(float), s),
+               "cudaMallocAsync (split-reduction workspace)");
+  }
+  const unsigned mt = grid_x(div_up(rows, BM));
+  const unsigned nt = grid_yz(div_up(cols, BM), "channel tiles per group");
+  auto run = [&](auto last_tag) {
+    constexpr bool L = decltype(last_tag)::value;
+    for_group_chunks(g.groups, splits, [&](int g0, i64 count) {
+      const dim3 grid(mt, nt, unsigned(count * splits));
+      if constexpr (kDgrad)
+        launch("igemm_dgrad_simt", v2::igemm_dgrad_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
+               out, g0, partial, int(splits), int(chunk));
+      else if (use_tensorop<T>())
+        launch("igemm_fprop_tensorop", v2::igemm_fprop_tensorop<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a,
+               w, bias, out, g0, partial, int(splits), int(chunk));
+      else
+        launch("igemm_fprop_simt", v2::igemm_fprop_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
+               out, g0, partial, int(splits), int(chunk));
+    });
+    if (partial != nullptr) {
+      const i64 blocks = std::min<i64>(div_up(rows * cols * g.groups, 256), 65536);
+      launch("split_reduce_activations", v2::split_reduce_activations<T, L>, dim3(unsigned(blocks)), dim3(256), s,
+             partial, int(splits), int(g.groups), int(rows), int(plane), int(cols), bias, out);
+    }
+  };
+  if (last)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
+  if (partial != nullptr) check_cuda(cudaFreeAsync(partial, s), "cudaFreeAsync (split-reduction workspace)");
+}
 
 // Launches `per_groups(group0, count)` over the groups in chunks that keep grid.z <= 65535.
 template <class F>
@@ -713,9 +815,17 @@ struct WgradSplit {
   i64 splits, chunk;
 };
 
+// The backward-weight tile edge of the kernel generation in use.
+template <class T>
+int wgrad_tile(const ConvGeometry&) {
+  return use_v2<T>() ? 128 : kBM;
+}
+
+template <class T>
 WgradSplit wgrad_split(const ConvGeometry& g) {
   const i64 M = g.N * g.out_plane();
-  const i64 tiles = div_up(g.reduction(), kBN) * div_up(g.K_per_group(), kBM) * g.groups;
+  const i64 tile = wgrad_tile<T>(g);
+  const i64 tiles = div_up(g.reduction(), tile) * div_up(g.K_per_group(), tile) * g.groups;
   i64 splits = std::min({div_up(kWgradTargetBlocks, tiles), kWgradMaxSplits, div_up(M, kWgradMinChunk)});
   splits = std::max<i64>(splits, 1);
   const i64 chunk = div_up(div_up(M, splits), kBK) * kBK;
@@ -739,6 +849,12 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
     else
       launch("conv_forward_depthwise", conv_forward_depthwise<T, false>, grid, kThreads, s, d, x, w, bias, y);
     return;
+  }
+  if constexpr (!std::is_same_v<T, double>) {
+    if (use_v2<T>()) {
+      launch_v2_activation_gemm<T, false>(g, last, d, x, w, bias, y, s);
+      return;
+    }
   }
   const unsigned mt = grid_x(div_up(g.N * g.out_plane(), kBM));
   const unsigned nt = grid_yz(div_up(g.K_per_group(), kBN), "output channel tiles per group");
@@ -766,6 +882,12 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
              dx);
     return;
   }
+  if constexpr (!std::is_same_v<T, double>) {
+    if (use_v2<T>()) {
+      launch_v2_activation_gemm<T, true>(g, last, d, dy, w, bias, dx, s);
+      return;
+    }
+  }
   const unsigned mt = grid_x(div_up(g.N * g.in_plane(), kBM));
   const unsigned nt = grid_yz(div_up(g.C_per_group(), kBN), "input channel tiles per group");
   for_group_chunks(g.groups, 1, [&](int g0, i64 count) {
@@ -788,7 +910,7 @@ bool wgrad_uses_workspace(const ConvGeometry& g, const WgradSplit& sp) {
 template <class T>
 std::size_t conv_backward_weight_workspace(const ConvGeometry& g) {
   if (g.N == 0 || use_direct(g)) return 0;
-  const WgradSplit sp = wgrad_split(g);
+  const WgradSplit sp = wgrad_split<T>(g);
   if (!wgrad_uses_workspace<T>(g, sp)) return 0;
   return std::size_t(sp.splits) * std::size_t(g.K * g.reduction()) * sizeof(acc_t<T>);
 }
@@ -812,7 +934,7 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     }
     return;
   }
-  const WgradSplit sp = wgrad_split(g);
+  const WgradSplit sp = wgrad_split<T>(g);
   const std::size_t need = conv_backward_weight_workspace<T>(g);
   if (workspace_bytes < need)
     throw std::invalid_argument("conv_backward_weight: the workspace holds " + std::to_string(workspace_bytes) +
@@ -821,6 +943,37 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
   acc_t<T>* dst = static_cast<acc_t<T>*>(workspace);
   if constexpr (std::is_same_v<acc_t<T>, T>) {
     if (!partial) dst = dw;
+  }
+  if constexpr (!std::is_same_v<T, double>) {
+    if (use_v2<T>()) {
+      auto run = [&](auto tile_tag, auto last_tag) {
+        constexpr int BM = decltype(tile_tag)::value;
+        constexpr bool L = decltype(last_tag)::value;
+        constexpr int BK = v2::Tile<BM, BM>::kBK;
+        v2::Dims dm = make_v2_dims(d, g.out_plane(), 1);
+        const i64 wchunks = div_up(g.out[2], BK), rows = g.N * g.out[0] * g.out[1];
+        require_int32(rows * wchunks, "the backward-weight reduction steps (N*oD*oH*ceil(oW/8))");
+        dm.wchunks = v2::FastDiv(wchunks), dm.odh = v2::FastDiv(g.out[0] * g.out[1]), dm.oh = v2::FastDiv(g.out[1]);
+        const i64 steps = rows * wchunks, chunk = std::max<i64>(1, div_up(steps, sp.splits));
+        const unsigned rt = grid_x(div_up(g.reduction(), BM));
+        const unsigned kt = grid_yz(div_up(g.K_per_group(), BM), "output channel tiles per group");
+        for_group_chunks(g.groups, sp.splits, [&](int g0, i64 count) {
+          const dim3 grid(rt, kt, unsigned(count * sp.splits));
+          launch("igemm_wgrad_simt", v2::igemm_wgrad_simt<T, L, BM, BM>, grid, dim3(v2::Tile<BM, BM>::kThreads), s,
+                 dm, dy, x, dst, g0, int(sp.splits), int(chunk), int(steps));
+        });
+      };
+      using Large = std::integral_constant<int, 128>;
+      if (last)
+        run(Large{}, std::true_type{});
+      else
+        run(Large{}, std::false_type{});
+      if (partial) {
+        const i64 blocks = std::min<i64>(div_up(wcount, kThreads), 65536);
+        launch("wgrad_reduce", wgrad_reduce<T>, dim3(unsigned(blocks)), kThreads, s, dst, dw, wcount, int(sp.splits));
+      }
+      return;
+    }
   }
   const unsigned rt = grid_x(div_up(g.reduction(), kBN));
   const unsigned kt = grid_yz(div_up(g.K_per_group(), kBM), "output channel tiles per group");
@@ -851,6 +1004,19 @@ void channel_sum(i64 N, i64 K, i64 P, bool last, const T* dy, T* db, cudaStream_
   else
     launch("channel_sum", channel_sum_cf<T>, dim3(grid_x(K)), kThreads, s, N, K, P, dy, db);
 }
+
+void set_conv_kernel_version(int version) {
+  if (version < 1 || version > kConvKernelVersionLatest)
+    throw std::invalid_argument("conv kernel version must be 1 to " + std::to_string(kConvKernelVersionLatest) +
+                                ", got " + std::to_string(version));
+  g_kernel_version.store(version, std::memory_order_relaxed);
+}
+
+int conv_kernel_version() { return g_kernel_version.load(std::memory_order_relaxed); }
+
+void set_conv_allow_tf32(bool allow) { g_allow_tf32.store(allow, std::memory_order_relaxed); }
+
+bool conv_allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
 
 #define CONVKERN_INSTANTIATE(T)                                                                                    \
   template std::size_t conv_backward_weight_workspace<T>(const ConvGeometry&);                                     \

@@ -15,12 +15,8 @@
 // (d*H + h)*W + w inside each (n, c) plane of the input, -1 for a window without input cells.
 #pragma once
 
-#ifdef CONVKERN_CUDA_EMULATION
-#include "emulation.h"
-#else
 #include <cuda_fp16.h>  // __half; usable from host C++ too (bind_cuda.cpp)
 #include <cuda_runtime_api.h>
-#endif
 
 #include <cstddef>
 #include <stdexcept>
@@ -41,6 +37,21 @@ inline void check_cuda(cudaError_t e, const char* what) {
 }
 
 // ------------------------------------------------------------------------------ convolution
+
+// The generation of the GEMM kernels the convolution launchers use, process-wide: 1 (64x64
+// tiles, 4x4 per thread), 2 (the default: 128x128 tiles, 8x8 per thread, no division in the main
+// loop, split reduction on small grids; float and float16, float64 stays on 1) or 3 (2 with the
+// forward on tensor cores: float16, and float32 as TF32 when allowed below). Kept selectable so
+// that every version can be tested and benchmarked beside the newest. Set it before launching
+// work that depends on it (the backward-weight workspace size does).
+constexpr int kConvKernelVersionLatest = 3;
+constexpr int kConvKernelVersionDefault = 2;
+void set_conv_kernel_version(int version);
+int conv_kernel_version();
+// Whether version 3 may run float32 convolutions on tensor cores as TF32 (inputs rounded to 10
+// mantissa bits, float32 accumulation), like torch.backends.cudnn.allow_tf32. Default false.
+void set_conv_allow_tf32(bool allow);
+bool conv_allow_tf32();
 
 // y = conv(x, w) + bias (bias may be null).
 template <class T>

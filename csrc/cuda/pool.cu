@@ -4,15 +4,16 @@
 // elements themselves, exactly).
 //
 // Semantics are the CPU kernels' (csrc/cpu/pool.cpp) and PyTorch's: padded cells are never
-// selected by max/min; a NaN wins and the first NaN in row-major window order gives the index;
-// ties go to the first element; the average divisor follows count_include_pad/divisor_override,
+// selected by max/min; a NaN wins and the last NaN in row-major window order gives the index
+// (PyTorch's order); ties between numbers go to the first element; the average divisor follows count_include_pad/divisor_override,
 // or the in-bounds count under "same"/"valid" padding; adaptive window i of an axis spans
 // [floor(i*in/out), ceil((i+1)*in/out)).
 //
 // Forward: one thread per output element, in output memory order (coalesced stores; in
-// channels-last the threads of a warp read consecutive channels). Channels-first windows of 64
-// cells or more (global pooling of large planes) take one warp per output instead, the lanes
-// splitting the window and combining in a fixed order.
+// channels-last the threads of a warp read consecutive channels). Channels-first windows of 32
+// cells or more (global pooling among them) take one warp per output instead, the lanes splitting
+// the window (a contiguous run of cells when it is whole rows) and combining with a warp-shuffle
+// tree in a fixed order.
 //
 // Backward is a gather: one thread per input cell sums, in increasing output order, the
 // gradients of the outputs whose windows cover it (for max/min: whose index names it). Every
@@ -24,8 +25,11 @@
 // Index width: kernels are instantiated for 32-bit and 64-bit element indices; the launcher
 // takes 32 bits whenever every extent of the call fits.
 //
-// Versions (measure with `bash bench/gpu_check.sh` on a GPU machine):
-//   v1  thread per output / warp per large window; gather backward.
+// History (measure with `bash bench/gpu_check.sh` on a GPU machine; only the latest is built):
+//   v1  thread per output / warp per window of 64+ cells (lanes combined in shared memory);
+//       gather backward.
+//   v2  (current) warp per window of 32+ cells, contiguous runs read without decoding, shuffle
+//       combine.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -39,7 +43,9 @@
 namespace convkern::cuda {
 namespace {
 
-constexpr int kWarpWindowCells = 64;  // channels-first windows at least this large: one warp per output
+// Channels-first windows at least this large take one warp per output (e.g. 7x7 global pooling):
+// one thread per output would read a whole plane alone, uncoalesced.
+constexpr int kWarpWindowCells = 32;
 
 template <class I>
 struct PoolDims {
@@ -112,24 +118,25 @@ __device__ __forceinline__ bool is_nan(T v) {
   return v != v;
 }
 
-// The sequential max/min rule of the CPU kernel: the first cell takes the window; after that a
-// NaN sticks (the first NaN wins) and only a strictly better number replaces the best.
+// The sequential max/min rule (PyTorch's): the first cell takes the window; after that every
+// NaN replaces the best (so the last NaN of the window gives the index), a number never replaces
+// a NaN, and only a strictly better number replaces a number (ties keep the first).
 template <class T, bool kMin>
 __device__ __forceinline__ bool takes(T v, T best, i64 best_i) {
-  if (best_i < 0) return true;
+  if (best_i < 0 || is_nan(v)) return true;
   if (is_nan(best)) return false;
-  return is_nan(v) || (kMin ? v < best : v > best);
+  return kMin ? v < best : v > best;
 }
 
 // The same rule between two partial results (v1 at i1, v2 at i2) of disjoint parts of a window:
 // true when (v1, i1) is the one the sequential rule would end with. Indices increase in window
-// order, so "first" is "smaller index".
+// order, so "first" is "smaller index" and "last" is "larger index".
 template <class T, bool kMin>
 __device__ __forceinline__ bool prefer(T v1, i64 i1, T v2, i64 i2) {
   if (i1 < 0) return false;
   if (i2 < 0) return true;
   const bool n1 = is_nan(v1), n2 = is_nan(v2);
-  if (n1 || n2) return n1 && (!n2 || i1 < i2);
+  if (n1 || n2) return n1 && (!n2 || i1 > i2);
   if (v1 == v2) return i1 < i2;
   return kMin ? v1 < v2 : v1 > v2;
 }
@@ -208,14 +215,61 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Channels-first, large windows: one warp per output, 8 outputs per block. Each lane walks its
-// share of the window in window order; lane 0 combines the 32 partial results in lane order.
+// Combines the 32 lanes' partial results (sum, or extreme value and index) into lane 0's. On a GPU
+// a shuffle tree (lane l takes lane l + off for off = 16, 8, 4, 2, 1); elsewhere (host builds of
+// these sources, which have no warps) through shared memory, lane 0 adding the lanes in order.
+// Both are deterministic; for max/min both give the same element, since `prefer` picks by value
+// and index, not by order.
+template <class A, int kOp>
+__device__ __forceinline__ void warp_combine(A& v, i64& vi, A* part_v, i64* part_i) {
+#ifdef __CUDA_ARCH__
+  (void)part_v, (void)part_i;
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    const A w = __shfl_down_sync(0xffffffffu, v, off);
+    const i64 wi = __shfl_down_sync(0xffffffffu, vi, off);
+    if constexpr (kOp == 2) {
+      v += w;
+    } else if (prefer<A, kOp == 1>(w, wi, v, vi)) {
+      v = w;
+      vi = wi;
+    }
+  }
+#else
+  part_v[threadIdx.x] = v;
+  part_i[threadIdx.x] = vi;
+  __syncthreads();
+  if (threadIdx.x % 32 == 0) {
+    for (int l = 1; l < 32; ++l) {
+      const A w = part_v[threadIdx.x + l];
+      const i64 wi = part_i[threadIdx.x + l];
+      if constexpr (kOp == 2) {
+        v += w;
+      } else if (prefer<A, kOp == 1>(w, wi, v, vi)) {
+        v = w;
+        vi = wi;
+      }
+    }
+  }
+  __syncthreads();
+#endif
+}
+
+// Channels-first, large windows (global pooling among them): one warp per output, 8 outputs per
+// block, so that the lanes read consecutive cells of a window row (coalesced) instead of one
+// thread walking a whole plane. Each lane walks its share of the window in window order;
+// warp_combine merges the lanes.
 template <class T, class I, int kOp>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     pool_forward_warp(PoolDims<I> p, const T* __restrict__ x, T* __restrict__ y, i64* __restrict__ idx) {
   using A = acc_t<T>;
+#ifdef __CUDA_ARCH__
+  A* part_v = nullptr;  // the shuffles need no scratch
+  i64* part_i = nullptr;
+#else
   __shared__ A part_v[kThreads];
   __shared__ i64 part_i[kThreads];
+#endif
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (I first = I(blockIdx.x) * 8; first < p.total_out; first += I(gridDim.x) * 8) {
     const I lin = first + warp;
@@ -230,10 +284,20 @@ __global__ void __launch_bounds__(kThreads)
       for (int a = 0; a < 3; ++a) sp[a] = window(p, a, o[a]);
       const I cols = sp[2].count, plane_cells = sp[1].count * cols;
       const I cells = sp[0].count * plane_cells;
+      // A window of whole rows (global pooling among them) is one contiguous run of cells: the
+      // lanes read it without decoding a cell number.
+      const bool contiguous = sp[2].count == p.in[2] && (sp[1].step == 1 || sp[1].count == 1) &&
+                              (sp[0].count == 1 || (sp[1].count == p.in[1] && (sp[0].step == 1)));
+      const I run_first = (sp[0].lo * p.in[1] + sp[1].lo) * p.in[2] + sp[2].lo;
       for (I e = lane; e < cells; e += 32) {
-        const I a = e / plane_cells, rem = e - a * plane_cells, b = rem / cols, c = rem - b * cols;
-        const I cell = ((sp[0].lo + a * sp[0].step) * p.in[1] + sp[1].lo + b * sp[1].step) * p.in[2] + sp[2].lo +
-                       c * sp[2].step;
+        I cell;
+        if (contiguous) {
+          cell = run_first + e;
+        } else {
+          const I a = e / plane_cells, rem = e - a * plane_cells, b = rem / cols, c = rem - b * cols;
+          cell = ((sp[0].lo + a * sp[0].step) * p.in[1] + sp[1].lo + b * sp[1].step) * p.in[2] + sp[2].lo +
+                 c * sp[2].step;
+        }
         const A v = to_acc(x[at.in_base + cell]);
         if constexpr (kOp == 2) {
           acc += v;
@@ -243,22 +307,10 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     }
-    part_v[threadIdx.x] = acc;
-    part_i[threadIdx.x] = best_i;
-    __syncthreads();
+    A v = acc;
+    i64 vi = best_i;
+    warp_combine<A, kOp>(v, vi, part_v, part_i);
     if (lane == 0 && lin < p.total_out) {
-      A v = part_v[threadIdx.x];
-      i64 vi = part_i[threadIdx.x];
-      for (int l = 1; l < 32; ++l) {
-        const A w = part_v[threadIdx.x + l];
-        const i64 wi = part_i[threadIdx.x + l];
-        if constexpr (kOp == 2) {
-          v += w;
-        } else if (prefer<A, kOp == 1>(w, wi, v, vi)) {
-          v = w;
-          vi = wi;
-        }
-      }
       if constexpr (kOp == 2) {
         const double div = avg_divisor(p, o, sp);
         y[lin] = from_acc<T>(div != 0 ? v / A(div) : quiet_nan<A>());
@@ -267,7 +319,6 @@ __global__ void __launch_bounds__(kThreads)
         if (idx != nullptr) idx[lin] = vi;
       }
     }
-    __syncthreads();
   }
 }
 
@@ -303,9 +354,10 @@ __device__ __forceinline__ bool covers(const PoolDims<I>& p, int a, I o, I v) {
 }
 
 // One thread per input cell. kAvg: average pooling (each covering output's share), else max/min
-// (the covering outputs whose index names this cell).
+// (the covering outputs whose index names this cell). The minimum of 2 blocks per SM in the
+// launch bounds lets ptxas use up to 128 registers; without it, it chose 40 and spilled.
 template <class T, class I, bool kAvg, bool kLast>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     pool_backward_gather(PoolDims<I> p, const T* __restrict__ dy, const i64* __restrict__ idx, T* __restrict__ dx) {
   using A = acc_t<T>;
   for (I lin = I(blockIdx.x) * kThreads + threadIdx.x; lin < p.total_in; lin += I(gridDim.x) * kThreads) {
@@ -427,10 +479,6 @@ struct PoolCall {
   // Whether every intermediate of the kernels' index math fits in 32 bits, with room for a
   // grid-stride step (at most 2^28) past the last element.
   bool fits_int32() const {
-    // CONVKERN_CUDA_FORCE_INDEX64=1 takes the 64-bit kernels whatever the size, so that tests
-    // can check them on small inputs.
-    static const bool force64 = std::getenv("CONVKERN_CUDA_FORCE_INDEX64") != nullptr;
-    if (force64) return false;
     const i64 lim = i64(1) << 30, part = i64(1) << 28;
     if (total_in() > lim || total_out() > lim) return false;
     for (int a = 0; a < 3; ++a) {

@@ -4,9 +4,10 @@ This module is the GPU twin of ``convkern._C`` for the op layers (``_conv_ops``,
 through ``_backend``): its kernel entry points take the same arguments in the same order as
 ``_C``'s, with ``cupy.ndarray`` operands instead of NumPy ones, and they run on the operands' device
 and on CuPy's current stream for that device, without synchronising. Around them it provides what
-an op needs to decide where it runs (``on_cuda``: which also raises the errors SPEC §1 asks for),
-to bring any CUDA array (``__cuda_array_interface__`` or ``__dlpack__`` on a CUDA device, e.g. a
-PyTorch CUDA tensor) to CuPy without a copy (``as_float_array``), and to check a caller's ``out=``.
+an op needs to decide where it runs (``on_cuda``, which also raises the errors for CUDA arrays it
+cannot serve and for host and CUDA arrays mixed in one call), to bring any CUDA array
+(``__cuda_array_interface__`` or ``__dlpack__`` on a CUDA device, e.g. a PyTorch CUDA tensor) to CuPy
+without a copy (``as_float_array``), and to check a caller's ``out=``.
 
 Importing it never imports CuPy; CuPy is imported the first time a CUDA array is actually handled.
 """
@@ -92,7 +93,8 @@ def _describe(a: Any) -> str:
 
 
 def require_available(name: str) -> None:
-    """The RuntimeError of SPEC §1 for a CUDA array that cannot be served, saying which reason."""
+    """A RuntimeError for a CUDA array that cannot be served (no CUDA build, no device, no CuPy),
+    saying which reason."""
     if _ext is None:
         raise RuntimeError(
             f"{name} is a CUDA array, but this build of convkern has no CUDA backend (it was installed "
@@ -161,7 +163,7 @@ def as_float_array(a: Any, name: str):
 
 def check_out(out: Any, shape: Tuple[int, ...], dtype, device_id: int, name: str = "out",
               inputs: Sequence[Any] = ()) -> None:
-    """SPEC §1's rules for a caller's CUDA `out=`: exact shape, dtype, device (the inputs' one) and C
+    """The rules for a caller's CUDA `out=`: exact shape, dtype, device (the inputs' one) and C
     order, sharing no memory with an input (ValueError; TypeError when it is not a CUDA array)."""
     cp = _cupy()
     if not is_cuda_array(out):

@@ -1,0 +1,3 @@
+// cuda_runtime_api.h (emulation): see cuda_runtime.h beside it.
+#pragma once
+#include "cuda_runtime.h"
