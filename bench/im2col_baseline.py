@@ -20,6 +20,7 @@ budget on the GPU, where one small GEMM per image would leave most of the device
 A 1×1, stride-1, unpadded convolution needs no im2col: its columns are the image itself.
 Every result is written into a fresh array of the layout the caller asked for.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,8 +37,17 @@ def _tap_slices(offset: Sequence[int], out: Sequence[int], stride: int) -> Tuple
 class Im2colConv:
     """Convolution by im2col + GEMM for fixed shapes (one instance per benchmark case)."""
 
-    def __init__(self, xp, x_shape, w_shape, stride: int, padding: int, groups: int, channels_last: bool,
-                 images_per_step: int = 1):
+    def __init__(
+        self,
+        xp,
+        x_shape,
+        w_shape,
+        stride: int,
+        padding: int,
+        groups: int,
+        channels_last: bool,
+        images_per_step: int = 1,
+    ):
         self.xp, self.channels_last = xp, channels_last
         self.batch = x_shape[0]
         self.in_channels = x_shape[-1] if channels_last else x_shape[1]
@@ -117,7 +127,8 @@ class Im2colConv:
         cols = xp.empty((n, self.in_channels) + self.kernel + self.out, images.dtype)  # (n, C, *k, *out)
         for offset in itertools.product(*(range(k) for k in self.kernel)):
             cols[(slice(None), slice(None)) + offset] = padded[
-                (slice(None), slice(None)) + _tap_slices(offset, self.out, self.stride)]
+                (slice(None), slice(None)) + _tap_slices(offset, self.out, self.stride)
+            ]
         return cols.reshape(n, self.groups, self.group_in * self.kernel_volume, self.out_volume)
 
     def _col2im(self, grad_cols, n: int):
@@ -132,12 +143,14 @@ class Im2colConv:
             target = padded.reshape(padded.shape[:-1] + (self.groups, self.group_in))
             for offset in itertools.product(*(range(k) for k in self.kernel)):
                 target[(slice(None),) + _tap_slices(offset, self.out, self.stride)] += taps[
-                    (slice(None),) * (1 + self.rank + 1) + offset]
+                    (slice(None),) * (1 + self.rank + 1) + offset
+                ]
         else:
             taps = grad_cols.reshape((n, self.in_channels) + self.kernel + self.out)
             for offset in itertools.product(*(range(k) for k in self.kernel)):
                 padded[(slice(None), slice(None)) + _tap_slices(offset, self.out, self.stride)] += taps[
-                    (slice(None), slice(None)) + offset]
+                    (slice(None), slice(None)) + offset
+                ]
         return padded[self._spatial_index(tuple(slice(p, p + s) for s in self.spatial))]
 
     # -- the three passes ----------------------------------------------------------------------
@@ -207,7 +220,7 @@ class TapPool2d:
         if p == 0:
             return x
         shape = list(x.shape)
-        for axis in ((1, 2) if self.channels_last else (2, 3)):
+        for axis in (1, 2) if self.channels_last else (2, 3):
             shape[axis] += 2 * p
         padded = self.xp.full(shape, fill, x.dtype)
         padded[self._index(tuple(slice(p, p + s) for s in self.spatial))] = x
@@ -245,7 +258,7 @@ class TapPool2d:
     def backward(self, dy, argmax_taps: Optional[object] = None):
         xp, p = self.xp, self.padding
         shape = list(self.x_shape)
-        for axis in ((1, 2) if self.channels_last else (2, 3)):
+        for axis in (1, 2) if self.channels_last else (2, 3):
             shape[axis] += 2 * p
         padded = xp.zeros(shape, dy.dtype)
         share = dy * dy.dtype.type(1.0 / len(self.taps)) if self.op == "avg" else None

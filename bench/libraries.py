@@ -27,12 +27,12 @@ Semantics that must match across libraries (the same work, each library's own fa
 * average pooling: zero padding counts in the divisor (PyTorch's default, convkern's default).
 * global average pooling: PyTorch's `adaptive_avg_pool2d(x, 1)`, as torchvision's ResNet calls it.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict
 
 import numpy as np
-
 import suite
 from suite import BACKWARD_DATA, BACKWARD_WEIGHT, FORWARD
 
@@ -65,8 +65,10 @@ class ConvkernLibrary:
         if device == "cuda":
             info = convkern.info()
             if not info.get("cuda"):
-                raise LibraryUnavailable("this build of convkern has no CUDA backend (convkern._cuda was not "
-                                         "built: no nvcc when it was installed?)")
+                raise LibraryUnavailable(
+                    "this build of convkern has no CUDA backend (convkern._cuda was not "
+                    "built: no nvcc when it was installed?)"
+                )
             if not info.get("gpus"):
                 raise LibraryUnavailable("convkern's CUDA backend sees no GPU")
             try:
@@ -99,8 +101,11 @@ class ConvkernLibrary:
         compiled = self.ck._C.__file__
         with open(compiled, "rb") as module_file:
             digest = hashlib.sha256(module_file.read()).hexdigest()[:16]
-        return {"convkern": self.ck.info(), "convkern_output_mask": self.has_output_mask,
-                "convkern_module": {"path": compiled, "sha256_16": digest, "mtime": os.path.getmtime(compiled)}}
+        return {
+            "convkern": self.ck.info(),
+            "convkern_output_mask": self.has_output_mask,
+            "convkern_module": {"path": compiled, "sha256_16": digest, "mtime": os.path.getmtime(compiled)},
+        }
 
     def _on_device(self, array: np.ndarray):
         return self.cupy.asarray(array) if self.device == "cuda" else array
@@ -176,13 +181,18 @@ class TorchLibrary:
         torch = self.torch
         description = {"torch_version": torch.__version__}
         if self.device == "cuda":
-            description.update(torch_cuda=torch.version.cuda, cudnn_version=torch.backends.cudnn.version(),
-                               cudnn_benchmark=torch.backends.cudnn.benchmark,
-                               cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
-                               matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
+            description.update(
+                torch_cuda=torch.version.cuda,
+                cudnn_version=torch.backends.cudnn.version(),
+                cudnn_benchmark=torch.backends.cudnn.benchmark,
+                cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+            )
         else:
-            description.update(torch_mkldnn=bool(torch.backends.mkldnn.is_available()),
-                               torch_parallel_info=torch.__config__.parallel_info())
+            description.update(
+                torch_mkldnn=bool(torch.backends.mkldnn.is_available()),
+                torch_parallel_info=torch.__config__.parallel_info(),
+            )
         return description
 
     def _tensor(self, array: np.ndarray, layout: str, rank: int):
@@ -210,8 +220,16 @@ class TorchLibrary:
                 return lambda: conv(x, w, None, row.stride, row.padding, 1, row.groups)
             dy = self._tensor(arrays["dy"], layout, rank)
             wanted = 0 if phase == BACKWARD_DATA else 1
-            args = ([row.out_channels], [row.stride] * rank, [row.padding] * rank, [1] * rank, False,
-                    [0] * rank, row.groups, list(OUTPUT_MASKS[phase]))
+            args = (
+                [row.out_channels],
+                [row.stride] * rank,
+                [row.padding] * rank,
+                [1] * rank,
+                False,
+                [0] * rank,
+                row.groups,
+                list(OUTPUT_MASKS[phase]),
+            )
             return lambda: aten.convolution_backward(dy, x, w, *args)[wanted]
         if row.op == "global_avg":
             if phase == FORWARD:
@@ -283,8 +301,16 @@ class Im2colLibrary:
         dy = xp.asarray(arrays["dy"]) if "dy" in arrays else None
         if row.kind == "conv":
             w = xp.asarray(arrays["w"])
-            conv = impl.Im2colConv(xp, x.shape, w.shape, row.stride, row.padding, row.groups, channels_last,
-                                   self._images_per_step(row, x.shape[0]))
+            conv = impl.Im2colConv(
+                xp,
+                x.shape,
+                w.shape,
+                row.stride,
+                row.padding,
+                row.groups,
+                channels_last,
+                self._images_per_step(row, x.shape[0]),
+            )
             if phase == FORWARD:
                 return lambda: conv.forward(x, w)
             if phase == BACKWARD_DATA:

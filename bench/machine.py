@@ -22,6 +22,7 @@ On the GPU (cuda_limits):
   fmaf over 8 blocks of 256 threads per SM (2048 threads: every FP32 lane busy, the FMA latency
   hidden), best of 5; without CuPy the peak is not measured and "% of peak" is left out.
 """
+
 from __future__ import annotations
 
 import os
@@ -155,8 +156,9 @@ class NativeProbe:
         source.write_text(PROBE_SOURCE)
         for isa, flags in (("avx512", ["-mavx512f", "-mfma"]), ("avx2", ["-mavx2", "-mfma"])):
             binary = Path(self._dir.name) / f"probe_{isa}"
-            build = subprocess.run([compiler, "-O2", *flags, "-fopenmp", str(source), "-o", str(binary)],
-                                   capture_output=True, text=True)
+            build = subprocess.run(
+                [compiler, "-O2", *flags, "-fopenmp", str(source), "-o", str(binary)], capture_output=True, text=True
+            )
             if build.returncode == 0 and self._runs(binary):
                 self.binary, self.isa = binary, isa
                 return
@@ -171,8 +173,9 @@ class NativeProbe:
 
     def _run(self, threads: int, *args: str) -> str:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_PROC_BIND="false")
-        return subprocess.run([str(self.binary), *args], capture_output=True, text=True, check=True,
-                              env=env, timeout=120).stdout
+        return subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, check=True, env=env, timeout=120
+        ).stdout
 
     def fma_gflops(self, threads: int, iterations: int = 40_000_000) -> float:
         return float(self._run(threads, "fma", str(iterations)).split()[0])
@@ -188,6 +191,7 @@ class NativeProbe:
 # ---------------------------------------------------------------------------------------------
 # Library ceilings (run inside the library's own worker)
 # ---------------------------------------------------------------------------------------------
+
 
 def _best_seconds(call, repetitions: int = 3) -> float:
     call()  # warm-up
@@ -206,8 +210,10 @@ def numpy_limits(matmul_size: int = 3072) -> Dict[str, float]:
     src = np.ones(COPY_BYTES // 4, np.float32)
     dst = np.zeros_like(src)
     copy_seconds = _best_seconds(lambda: np.copyto(dst, src), repetitions=5)
-    return {"numpy_matmul_gflops": 2.0 * matmul_size ** 3 / matmul_seconds / 1e9,
-            "numpy_copyto_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9}
+    return {
+        "numpy_matmul_gflops": 2.0 * matmul_size**3 / matmul_seconds / 1e9,
+        "numpy_copyto_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9,
+    }
 
 
 def torch_limits(torch, matmul_size: int = 3072) -> Dict[str, float]:
@@ -217,8 +223,10 @@ def torch_limits(torch, matmul_size: int = 3072) -> Dict[str, float]:
     src = torch.ones(COPY_BYTES // 4)
     dst = torch.zeros_like(src)
     copy_seconds = _best_seconds(lambda: dst.copy_(src), repetitions=5)
-    return {"torch_mm_gflops": 2.0 * matmul_size ** 3 / matmul_seconds / 1e9,
-            "torch_copy_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9}
+    return {
+        "torch_mm_gflops": 2.0 * matmul_size**3 / matmul_seconds / 1e9,
+        "torch_copy_gbs": 2.0 * COPY_BYTES / copy_seconds / 1e9,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,12 +281,17 @@ def cuda_limits(torch=None) -> Dict[str, object]:
         floats = GPU_COPY_BYTES // 4
         src = cp.ones(floats, cp.float32)
         dst = cp.empty_like(src)
-        memcpy = lambda: cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, GPU_COPY_BYTES,  # noqa: E731
-                                                      cp.cuda.runtime.memcpyDeviceToDevice,
-                                                      cp.cuda.get_current_stream().ptr)
+        memcpy = lambda: cp.cuda.runtime.memcpyAsync(
+            dst.data.ptr,
+            src.data.ptr,
+            GPU_COPY_BYTES,  # noqa: E731
+            cp.cuda.runtime.memcpyDeviceToDevice,
+            cp.cuda.get_current_stream().ptr,
+        )
         limits["cuda_memcpy_gbs"] = 2.0 * GPU_COPY_BYTES / _best_event_seconds(cp, memcpy, 10) / 1e9
-        limits["cupy_copy_kernel_gbs"] = 2.0 * GPU_COPY_BYTES / _best_event_seconds(
-            cp, lambda: cp.copyto(dst, src), 10) / 1e9
+        limits["cupy_copy_kernel_gbs"] = (
+            2.0 * GPU_COPY_BYTES / _best_event_seconds(cp, lambda: cp.copyto(dst, src), 10) / 1e9
+        )
         del src, dst
         cp.get_default_memory_pool().free_all_blocks()
 
@@ -287,13 +300,18 @@ def cuda_limits(torch=None) -> Dict[str, object]:
         blocks = sms * GPU_FMA_BLOCKS_PER_SM
         sink = cp.zeros(blocks * GPU_FMA_BLOCK, cp.float32)
         iterations = 1 << 16
-        launch = lambda: kernel((blocks,), (GPU_FMA_BLOCK,),  # noqa: E731
-                                (sink, cp.int64(iterations), cp.float32(0.999999), cp.float32(1e-7)))
+        launch = lambda: kernel(
+            (blocks,),
+            (GPU_FMA_BLOCK,),  # noqa: E731
+            (sink, cp.int64(iterations), cp.float32(0.999999), cp.float32(1e-7)),
+        )
         seconds = _best_event_seconds(cp, launch, 5)
         flops = 2.0 * GPU_FMA_CHAINS * iterations * blocks * GPU_FMA_BLOCK
         limits["fma_peak_gflops"] = flops / seconds / 1e9
-        limits["fma_peak_source"] = (f"CuPy RawKernel: {GPU_FMA_CHAINS} fmaf chains per thread, {blocks} blocks of "
-                                     f"{GPU_FMA_BLOCK} threads ({sms} SMs)")
+        limits["fma_peak_source"] = (
+            f"CuPy RawKernel: {GPU_FMA_CHAINS} fmaf chains per thread, {blocks} blocks of "
+            f"{GPU_FMA_BLOCK} threads ({sms} SMs)"
+        )
     elif torch is not None:
         src = torch.ones(GPU_COPY_BYTES // 4, device="cuda")
         dst = torch.empty_like(src)
@@ -326,20 +344,26 @@ def describe_cuda() -> Dict[str, object]:
         device = cp.cuda.Device()
         properties = cp.cuda.runtime.getDeviceProperties(device.id)
         name = properties["name"]
-        return {"gpu": name.decode() if isinstance(name, bytes) else name,
-                "gpu_sms": properties["multiProcessorCount"],
-                "gpu_memory_gib": properties["totalGlobalMem"] / 2 ** 30,
-                "gpu_compute_capability": f"{properties['major']}.{properties['minor']}",
-                "gpu_clock_mhz": properties.get("clockRate", 0) / 1e3,
-                "gpu_memory_clock_mhz": properties.get("memoryClockRate", 0) / 1e3,
-                "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
-                "cuda_driver": cp.cuda.runtime.driverGetVersion()}
+        return {
+            "gpu": name.decode() if isinstance(name, bytes) else name,
+            "gpu_sms": properties["multiProcessorCount"],
+            "gpu_memory_gib": properties["totalGlobalMem"] / 2**30,
+            "gpu_compute_capability": f"{properties['major']}.{properties['minor']}",
+            "gpu_clock_mhz": properties.get("clockRate", 0) / 1e3,
+            "gpu_memory_clock_mhz": properties.get("memoryClockRate", 0) / 1e3,
+            "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
+            "cuda_driver": cp.cuda.runtime.driverGetVersion(),
+        }
     except ImportError:
         import torch
 
         p = torch.cuda.get_device_properties(0)
-        return {"gpu": p.name, "gpu_sms": p.multi_processor_count, "gpu_memory_gib": p.total_memory / 2 ** 30,
-                "gpu_compute_capability": f"{p.major}.{p.minor}"}
+        return {
+            "gpu": p.name,
+            "gpu_sms": p.multi_processor_count,
+            "gpu_memory_gib": p.total_memory / 2**30,
+            "gpu_compute_capability": f"{p.major}.{p.minor}",
+        }
 
 
 def cuda_device_problem() -> Optional[str]:
@@ -372,6 +396,7 @@ def cuda_device_problem() -> Optional[str]:
 # Interference: CPU time that other processes took while a case ran
 # ---------------------------------------------------------------------------------------------
 
+
 class CpuAccounting:
     """Snapshots of /proc: the whole machine's busy and stolen CPU time, and the CPU time of the
     benchmark's own processes. Their difference over a case is what other processes (another
@@ -394,12 +419,16 @@ class CpuAccounting:
         for pid in self.pids:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
-                after_name = stat[stat.rindex(")") + 2:].split()
+                after_name = stat[stat.rindex(")") + 2 :].split()
                 ours += int(after_name[11]) + int(after_name[12])  # utime, stime
             except (OSError, ValueError, IndexError):
                 pass
-        return {"wall_s": time.perf_counter(), "busy_s": (user + nice + system + irq + softirq) * self.TICK_S,
-                "steal_s": steal * self.TICK_S, "ours_s": ours * self.TICK_S}
+        return {
+            "wall_s": time.perf_counter(),
+            "busy_s": (user + nice + system + irq + softirq) * self.TICK_S,
+            "steal_s": steal * self.TICK_S,
+            "ours_s": ours * self.TICK_S,
+        }
 
     def other_load(self, before: Dict[str, float], after: Dict[str, float]) -> Dict[str, float]:
         """Share of all CPUs' time taken by other processes (and stolen by the hypervisor), in %."""
@@ -407,13 +436,16 @@ class CpuAccounting:
             return {}
         capacity = (after["wall_s"] - before["wall_s"]) * self.cpus
         others = (after["busy_s"] - before["busy_s"]) - (after["ours_s"] - before["ours_s"])
-        return {"other_processes_pct": max(0.0, 100.0 * others / capacity),
-                "steal_pct": 100.0 * (after["steal_s"] - before["steal_s"]) / capacity}
+        return {
+            "other_processes_pct": max(0.0, 100.0 * others / capacity),
+            "steal_pct": 100.0 * (after["steal_s"] - before["steal_s"]) / capacity,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
 # Description
 # ---------------------------------------------------------------------------------------------
+
 
 def cpu_model() -> str:
     try:

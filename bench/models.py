@@ -28,6 +28,7 @@ time_torch / time_convkern (> 1: the model runs faster with convkern's layers).
 This runs in its own process: PyTorch and convkern then share one OpenMP runtime (torch's
 libgomp is loaded first and convkern's module binds to it), with --threads threads for both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,9 +63,8 @@ def _classic_cnns():
 
 
 def _models(layout: str, device: str, dtype=None):
-    import torch
-
     import convkern.torch as ckt
+    import torch
 
     torch.manual_seed(0)
     reference = _classic_cnns().resnet18(layers=torch.nn).to(device, dtype or torch.float32)
@@ -95,6 +95,7 @@ def _step_function(row: str, model, images, labels) -> Callable[[], object]:
         def forward():
             with torch.no_grad():
                 return model(images)
+
         return forward
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -105,6 +106,7 @@ def _step_function(row: str, model, images, labels) -> Callable[[], object]:
         loss.backward()
         optimizer.step()
         return loss
+
     return train_step
 
 
@@ -142,26 +144,38 @@ def time_row(row: str, layout: str, device: str, repetitions: int, warmup: int) 
     times: Dict[str, List[float]] = {name: [] for name in calls}
     order = list(calls)
     for rep in range(repetitions):
-        for name in (order if rep % 2 == 0 else order[::-1]):
+        for name in order if rep % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             calls[name]()
             sync()
             times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    return {"row": row, "layout": layout, "batch": BATCH[device], "device": device,
-            "median_s": medians, "times_s": times, "ratio_torch_over_convkern": medians["torch"] / medians["convkern"]}
+    return {
+        "row": row,
+        "layout": layout,
+        "batch": BATCH[device],
+        "device": device,
+        "median_s": medians,
+        "times_s": times,
+        "ratio_torch_over_convkern": medians["torch"] / medians["convkern"],
+    }
 
 
 def run(threads: int, quick: bool, device: str = "cpu", layouts=LAYOUTS, rows=ROWS) -> Dict[str, object]:
-    import torch
-
     import convkern
+    import torch
 
     torch.set_num_threads(threads)
     convkern.set_num_threads(threads)
     repetitions, warmup = (3, 1) if quick else (7, 2)
-    results: Dict[str, object] = {"threads": threads, "repetitions": repetitions, "warmup": warmup,
-                                  "torch": torch.__version__, "cases": [], "problems": []}
+    results: Dict[str, object] = {
+        "threads": threads,
+        "repetitions": repetitions,
+        "warmup": warmup,
+        "torch": torch.__version__,
+        "cases": [],
+        "problems": [],
+    }
     for layout in layouts:
         problem = validate(layout, device)
         if problem:
@@ -173,14 +187,18 @@ def run(threads: int, quick: bool, device: str = "cpu", layouts=LAYOUTS, rows=RO
 
 
 def format_table(results: Dict[str, object]) -> str:
-    lines = [f"End-to-end models: the same PyTorch model with torch's layers and after "
-             f"convkern.torch.replace_modules (median of {results['repetitions']} interleaved calls, "
-             f"{results['threads']} threads)",
-             f"{'row':<22}{'layout':<8}{'N':>4}{'torch ms':>12}{'convkern ms':>13}{'torch/convkern':>16}"]
+    lines = [
+        f"End-to-end models: the same PyTorch model with torch's layers and after "
+        f"convkern.torch.replace_modules (median of {results['repetitions']} interleaved calls, "
+        f"{results['threads']} threads)",
+        f"{'row':<22}{'layout':<8}{'N':>4}{'torch ms':>12}{'convkern ms':>13}{'torch/convkern':>16}",
+    ]
     for c in results["cases"]:
         m = c["median_s"]
-        lines.append(f"{c['row']:<22}{c['layout']:<8}{c['batch']:>4}{1e3 * m['torch']:>12.1f}"
-                     f"{1e3 * m['convkern']:>13.1f}{c['ratio_torch_over_convkern']:>15.2f}x")
+        lines.append(
+            f"{c['row']:<22}{c['layout']:<8}{c['batch']:>4}{1e3 * m['torch']:>12.1f}"
+            f"{1e3 * m['convkern']:>13.1f}{c['ratio_torch_over_convkern']:>15.2f}x"
+        )
     for p in results["problems"]:
         lines.append(f"PROBLEM: {p}")
     return "\n".join(lines)
@@ -196,9 +214,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     try:
-        import torch  # noqa: F401
-
         import convkern.torch  # noqa: F401
+        import torch  # noqa: F401
     except ImportError as exc:
         print(f"the model rows need PyTorch: {exc}", file=sys.stderr)
         return EXIT_NO_TORCH

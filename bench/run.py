@@ -50,6 +50,7 @@ use --threads threads. GPU: the libraries share this process and its device, PyT
 with torch.backends.cudnn.benchmark = True and TF32 off; each call is timed with CUDA events.
 Napkin math in suite.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,10 +106,24 @@ class TimingPlan:
         return self.long_call_groups if slowest_call_s > self.long_call_s else self.groups
 
 
-FULL_PLAN = TimingPlan(warmup_s=0.4, groups=5, group_s=0.3, min_reps_per_group=2, max_reps_per_group=200,
-                       long_call_s=0.25, long_call_groups=3)
-QUICK_PLAN = TimingPlan(warmup_s=0.1, groups=3, group_s=0.08, min_reps_per_group=1, max_reps_per_group=50,
-                        long_call_s=0.15, long_call_groups=2)
+FULL_PLAN = TimingPlan(
+    warmup_s=0.4,
+    groups=5,
+    group_s=0.3,
+    min_reps_per_group=2,
+    max_reps_per_group=200,
+    long_call_s=0.25,
+    long_call_groups=3,
+)
+QUICK_PLAN = TimingPlan(
+    warmup_s=0.1,
+    groups=3,
+    group_s=0.08,
+    min_reps_per_group=1,
+    max_reps_per_group=50,
+    long_call_s=0.15,
+    long_call_groups=2,
+)
 
 
 class BenchmarkFailure(RuntimeError):
@@ -123,6 +138,7 @@ class LibraryUnavailable(BenchmarkFailure):
 # Workers: a child process per library on the CPU, the same Worker objects in-process on the GPU
 # ---------------------------------------------------------------------------------------------
 
+
 class WorkerProcess:
     """One library in its own process; `ask` sends one request and waits for its answer."""
 
@@ -133,7 +149,11 @@ class WorkerProcess:
             env[variable] = str(threads)
         self.process = subprocess.Popen(
             [sys.executable, str(BENCH_DIR / "run.py"), "--worker", library, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         ready = self._read(starting=True)  # {"ready": true}, or why it cannot run
         if "unavailable" in ready:
             self.close()
@@ -182,8 +202,9 @@ class InProcessWorker:
         try:
             return getattr(self.worker, cmd)(dict(cmd=cmd, **fields))
         except Exception as exc:
-            raise BenchmarkFailure(f"{self.library}: {type(exc).__name__}: {exc}\n"
-                                   + self._traceback.format_exc()) from exc
+            raise BenchmarkFailure(
+                f"{self.library}: {type(exc).__name__}: {exc}\n" + self._traceback.format_exc()
+            ) from exc
 
     def close(self) -> None:
         pass
@@ -195,8 +216,9 @@ def start_workers(libraries: List[str], threads: int, device: str, progress) -> 
     for library in libraries:
         progress.show(f"starting {library}")
         try:
-            workers[library] = (InProcessWorker(library, threads, device) if device == "cuda"
-                                else WorkerProcess(library, threads))
+            workers[library] = (
+                InProcessWorker(library, threads, device) if device == "cuda" else WorkerProcess(library, threads)
+            )
         except LibraryUnavailable as exc:
             progress.clear()
             print(f"{library}: not available, its timings are skipped: {exc}", flush=True)
@@ -206,6 +228,7 @@ def start_workers(libraries: List[str], threads: int, device: str, progress) -> 
 # ---------------------------------------------------------------------------------------------
 # Progress
 # ---------------------------------------------------------------------------------------------
+
 
 class Progress:
     """A progress bar on stderr, rewritten in place: stage, [####....] done/total, the step, the
@@ -236,8 +259,10 @@ class Progress:
             left = ""
             if self.done:
                 left = f", ~{(now - self.stage_start) / self.done * (self.total - self.done):.0f} s left"
-            text = (f"{self.stage} [{'#' * filled}{'.' * (self.BAR - filled)}] {self.done}/{self.total}  {step}"
-                    f"  [{now - self.start:.0f} s{left}]")
+            text = (
+                f"{self.stage} [{'#' * filled}{'.' * (self.BAR - filled)}] {self.done}/{self.total}  {step}"
+                f"  [{now - self.start:.0f} s{left}]"
+            )
         if self.interactive:
             sys.stderr.write("\r" + text[:200].ljust(self.width))
             sys.stderr.flush()
@@ -257,6 +282,7 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # The three stages
 # ---------------------------------------------------------------------------------------------
+
 
 def measure_cpu_limits(workers: Dict[str, object], threads: int) -> Dict[str, object]:
     limits: Dict[str, object] = {}
@@ -279,9 +305,9 @@ def measure_cpu_limits(workers: Dict[str, object], threads: int) -> Dict[str, ob
         by_threads = limits["fma_peak_gflops_by_threads"]
         scaled_single = threads * by_threads["1"]
         limits["fma_peak_gflops"] = max(by_threads[str(threads)], scaled_single)
-        limits["fma_peak_source"] = (f"C FMA loop ({probe.isa}), "
-                                     + (f"{threads} threads" if by_threads[str(threads)] >= scaled_single
-                                        else f"{threads} x the 1-thread rate"))
+        limits["fma_peak_source"] = f"C FMA loop ({probe.isa}), " + (
+            f"{threads} threads" if by_threads[str(threads)] >= scaled_single else f"{threads} x the 1-thread rate"
+        )
     else:
         ceilings = {k: v for k, v in limits.items() if k.endswith("mm_gflops") or k.endswith("matmul_gflops")}
         if not ceilings:
@@ -306,24 +332,33 @@ def measure_cuda_limits() -> Dict[str, object]:
 
 def print_limits(limits: Dict[str, object], description: Dict[str, object], device: str, threads: int) -> None:
     if device == "cuda":
-        print(f"Device: {description.get('gpu')}, {description.get('gpu_sms')} SMs, "
-              f"{description.get('gpu_memory_gib', 0):.0f} GiB (host: {description['cpu_model']})")
+        print(
+            f"Device: {description.get('gpu')}, {description.get('gpu_sms')} SMs, "
+            f"{description.get('gpu_memory_gib', 0):.0f} GiB (host: {description['cpu_model']})"
+        )
     else:
-        print(f"Machine: {description['cpu_model']}, {description['usable_cpus']} CPUs; "
-              f"{threads} threads per library")
+        print(f"Machine: {description['cpu_model']}, {description['usable_cpus']} CPUs; {threads} threads per library")
     if "fma_peak_gflops" in limits:
-        print(f"  FMA peak {limits['fma_peak_gflops']:.1f} GFLOP/s ({limits['fma_peak_source']})"
-              + (f"; 1 thread {limits['fma_peak_gflops_by_threads']['1']:.1f}"
-                 if "fma_peak_gflops_by_threads" in limits else ""))
+        print(
+            f"  FMA peak {limits['fma_peak_gflops']:.1f} GFLOP/s ({limits['fma_peak_source']})"
+            + (
+                f"; 1 thread {limits['fma_peak_gflops_by_threads']['1']:.1f}"
+                if "fma_peak_gflops_by_threads" in limits
+                else ""
+            )
+        )
     else:
         print(f"  FMA peak not measured: {limits.get('fma_peak_unavailable', '?')}")
     ceilings = [f"{k} {v:.1f}" for k, v in limits.items() if k.endswith("_gflops") and k != "fma_peak_gflops"]
     if ceilings:
         print("  matmul ceilings (GFLOP/s): " + ", ".join(ceilings))
     if "copy_gbs" in limits:
-        print(f"  copy bandwidth {limits['copy_gbs']:.1f} GB/s, read + write (best of "
-              + ", ".join(f"{k} {v:.1f}" for k, v in limits.items() if k.endswith("_gbs") and k != "copy_gbs")
-              + ")", flush=True)
+        print(
+            f"  copy bandwidth {limits['copy_gbs']:.1f} GB/s, read + write (best of "
+            + ", ".join(f"{k} {v:.1f}" for k, v in limits.items() if k.endswith("_gbs") and k != "copy_gbs")
+            + ")",
+            flush=True,
+        )
 
 
 def load_reference():
@@ -348,13 +383,19 @@ def validate(rows, layouts, workers: Dict[str, object], scratch: Path, progress:
     reference, why_not = load_reference()
     if reference is None:
         if "torch" not in workers:
-            raise BenchmarkFailure(f"convkern.reference does not import ({why_not}) and PyTorch is off "
-                                   "(--no-baselines): nothing to validate against")
-        print(f"WARNING: convkern.reference does not import ({why_not}); validating against PyTorch "
-              "(CPU, float64) instead", flush=True)
+            raise BenchmarkFailure(
+                f"convkern.reference does not import ({why_not}) and PyTorch is off "
+                "(--no-baselines): nothing to validate against"
+            )
+        print(
+            f"WARNING: convkern.reference does not import ({why_not}); validating against PyTorch "
+            "(CPU, float64) instead",
+            flush=True,
+        )
     oracle = "convkern.reference" if reference is not None else "PyTorch float64"
-    print(f"Validating against {oracle} at batch <= {VALIDATION_BATCH} (max error / tolerance; <= 1 passes):",
-          flush=True)
+    print(
+        f"Validating against {oracle} at batch <= {VALIDATION_BATCH} (max error / tolerance; <= 1 passes):", flush=True
+    )
     records, invalid = [], {}
     progress.begin("validating", sum(len(row.phases) for row in rows))
     for row in rows:
@@ -371,26 +412,39 @@ def validate(rows, layouts, workers: Dict[str, object], scratch: Path, progress:
                 for library, worker in workers.items():
                     progress.show(f"{row.name} {report.PHASE_LABELS[phase]}: {library} {layout}")
                     try:
-                        answer = worker.ask("validate", row=row.name, phase=phase, layout=layout, batch=batch,
-                                            path=str(path))
+                        answer = worker.ask(
+                            "validate", row=row.name, phase=phase, layout=layout, batch=batch, path=str(path)
+                        )
                     except BenchmarkFailure as exc:
                         answer = {"error_over_tolerance": math.inf, "where": str(exc).strip().splitlines()[-1]}
                     ok = answer["error_over_tolerance"] <= 1.0
-                    records.append(dict(answer, row=row.name, phase=phase, layout=layout, batch=batch,
-                                        library=library, ok=ok))
+                    records.append(
+                        dict(answer, row=row.name, phase=phase, layout=layout, batch=batch, library=library, ok=ok)
+                    )
                     line.append(f"{library} {answer['error_over_tolerance']:.2g}" + ("" if ok else " FAIL"))
                     if not ok:
                         invalid.setdefault((row.name, layout, phase), {})[library] = answer.get("where", "")
                 line[-1] += " |" if layout != layouts[-1] else ""
             progress.advance()
             progress.clear()
-            print(f"  {row.name:<19} {report.PHASE_LABELS[phase]:<11} {' / '.join(layouts)}: " + "  ".join(line),
-                  flush=True)
+            print(
+                f"  {row.name:<19} {report.PHASE_LABELS[phase]:<11} {' / '.join(layouts)}: " + "  ".join(line),
+                flush=True,
+            )
     return records, invalid
 
 
-def time_case(row, layout: str, phase: str, batch: int, workers: Dict[str, object], plan: TimingPlan,
-              progress: Progress, device: str, accounting: machine.CpuAccounting):
+def time_case(
+    row,
+    layout: str,
+    phase: str,
+    batch: int,
+    workers: Dict[str, object],
+    plan: TimingPlan,
+    progress: Progress,
+    device: str,
+    accounting: machine.CpuAccounting,
+):
     """Times one case for every given library; returns ({library: statistics}, {library: error},
     other load)."""
     label = f"{row.name} {suite.data_format(row, layout)} {report.PHASE_LABELS[phase]}"
@@ -399,8 +453,9 @@ def time_case(row, layout: str, phase: str, batch: int, workers: Dict[str, objec
     for library, worker in workers.items():
         progress.show(f"{label}: warming up {library}")
         try:
-            estimates[library] = worker.ask("setup", row=row.name, phase=phase, layout=layout, batch=batch,
-                                            warmup_s=plan.warmup_s)["estimate_s"]
+            estimates[library] = worker.ask(
+                "setup", row=row.name, phase=phase, layout=layout, batch=batch, warmup_s=plan.warmup_s
+            )["estimate_s"]
         except BenchmarkFailure as exc:
             errors[library] = str(exc)
         time.sleep(settle_s)
@@ -411,14 +466,15 @@ def time_case(row, layout: str, phase: str, batch: int, workers: Dict[str, objec
     times: Dict[str, List[float]] = {library: [] for library in libraries}
     before = accounting.snapshot()
     for group in range(groups):
-        order = libraries[group % len(libraries):] + libraries[:group % len(libraries)]
+        order = libraries[group % len(libraries) :] + libraries[: group % len(libraries)]
         for library in order:
             if library in errors:
                 continue
             progress.show(f"{label}: {library} group {group + 1}/{groups}")
             try:
                 times[library] += workers[library].ask("measure", reps=plan.reps_per_group(estimates[library]))[
-                    "times_s"]
+                    "times_s"
+                ]
             except BenchmarkFailure as exc:
                 errors[library] = str(exc)
             time.sleep(settle_s)
@@ -436,35 +492,67 @@ def time_case(row, layout: str, phase: str, batch: int, workers: Dict[str, objec
 # Main
 # ---------------------------------------------------------------------------------------------
 
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repetitions (3 groups of ~0.08 s; 2 for calls over 0.15 s), same rows, "
-                             "phases, layouts and batch sizes: about 5 minutes on the 2-core machine, 7 when "
-                             "it is busy (the full run: about 15)")
-    parser.add_argument("--filter", metavar="SUBSTR",
-                        help="only rows whose name contains SUBSTR from the start of a dotted part "
-                             "('lenet': lenet5.*, not mobilenet.*); comma-separated: any of them")
-    parser.add_argument("--layout", choices=("NCHW", "NHWC", "both"), default="both",
-                        help="channels-first (NCHW: NCW, NCHW, NCDHW by rank), channels-last (NHWC: NWC, "
-                             "NHWC, NDHWC) or both (default)")
-    parser.add_argument("--out", metavar="DIR", default=str(BENCH_DIR / "results"),
-                        help="where results.json and ratios.png go (default: bench/results/)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cpu (default), or cuda: convkern's CUDA kernels on CuPy arrays beside cuDNN "
-                             "(PyTorch) and CuPy im2col, GPU batch sizes; exits with 2 where no GPU is visible")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads for every library (default: the CPUs this process may use)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repetitions (3 groups of ~0.08 s; 2 for calls over 0.15 s), same rows, "
+        "phases, layouts and batch sizes: about 5 minutes on the 2-core machine, 7 when "
+        "it is busy (the full run: about 15)",
+    )
+    parser.add_argument(
+        "--filter",
+        metavar="SUBSTR",
+        help="only rows whose name contains SUBSTR from the start of a dotted part "
+        "('lenet': lenet5.*, not mobilenet.*); comma-separated: any of them",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=("NCHW", "NHWC", "both"),
+        default="both",
+        help="channels-first (NCHW: NCW, NCHW, NCDHW by rank), channels-last (NHWC: NWC, "
+        "NHWC, NDHWC) or both (default)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=str(BENCH_DIR / "results"),
+        help="where results.json and ratios.png go (default: bench/results/)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cpu (default), or cuda: convkern's CUDA kernels on CuPy arrays beside cuDNN "
+        "(PyTorch) and CuPy im2col, GPU batch sizes; exits with 2 where no GPU is visible",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for every library (default: the CPUs this process may use)",
+    )
     parser.add_argument("--no-baselines", action="store_true", help="time convkern only")
-    parser.add_argument("--no-models", action="store_true",
-                        help="leave out the end-to-end model rows (bench/models.py: ResNet-18 forward and training "
-                             "step, torch's layers vs convkern.torch.replace_modules)")
-    parser.add_argument("--time-limit", type=float, metavar="S",
-                        help="start timing no new row after S seconds from the start; the cases not timed are "
-                             "listed (and the exit status is 1), the report covers the rest (for a lent GPU's "
-                             "fixed time)")
+    parser.add_argument(
+        "--no-models",
+        action="store_true",
+        help="leave out the end-to-end model rows (bench/models.py: ResNet-18 forward and training "
+        "step, torch's layers vs convkern.torch.replace_modules)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="S",
+        help="start timing no new row after S seconds from the start; the cases not timed are "
+        "listed (and the exit status is 1), the report covers the rest (for a lent GPU's "
+        "fixed time)",
+    )
     parser.add_argument("--worker", choices=tuple(LIBRARIES), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -483,22 +571,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     if device == "cuda":
         problem = machine.cuda_device_problem()
         if problem:
-            print(f"--device cuda: no GPU to benchmark on ({problem}). Run on a machine with an NVIDIA GPU, "
-                  "CuPy and a CUDA build of PyTorch, or use --device cpu.", file=sys.stderr)
+            print(
+                f"--device cuda: no GPU to benchmark on ({problem}). Run on a machine with an NVIDIA GPU, "
+                "CuPy and a CUDA build of PyTorch, or use --device cpu.",
+                file=sys.stderr,
+            )
             return 2
     rows = suite.select_rows(args.filter)
     model_rows = [] if args.no_models else [name for name in models.ROWS if suite.name_selected(name, args.filter)]
     if not rows and not model_rows:
-        print(f"--filter {args.filter!r} matches no row; rows are: "
-              + ", ".join([r.name for r in suite.ROWS] + list(models.ROWS)), file=sys.stderr)
+        print(
+            f"--filter {args.filter!r} matches no row; rows are: "
+            + ", ".join([r.name for r in suite.ROWS] + list(models.ROWS)),
+            file=sys.stderr,
+        )
         return 2
     if not rows:  # only model rows selected: no layer workers, no machine limits
         started = time.perf_counter()
         model_results = run_model_rows(model_rows, args, threads, device)
-        document = {"command": [sys.executable] + sys.argv, "device": device,
-                    "mode": "quick" if args.quick else "full", "threads": threads,
-                    "duration_s": time.perf_counter() - started, "models": model_results,
-                    "problems": model_results.get("problems", [])}
+        document = {
+            "command": [sys.executable] + sys.argv,
+            "device": device,
+            "mode": "quick" if args.quick else "full",
+            "threads": threads,
+            "duration_s": time.perf_counter() - started,
+            "models": model_results,
+            "problems": model_results.get("problems", []),
+        }
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(document, indent=1, default=str))
@@ -523,12 +622,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                     print(f"WARNING: {library} runs {hello['threads']} threads, not {threads}", flush=True)
         if "convkern" in hellos:
             convkern_description = hellos["convkern"]["description"]
-            print(f"convkern {convkern_description['convkern']['version']} from "
-                  f"{convkern_description['convkern_module']['path']}", flush=True)
+            print(
+                f"convkern {convkern_description['convkern']['version']} from "
+                f"{convkern_description['convkern_module']['path']}",
+                flush=True,
+            )
             if not convkern_description["convkern_output_mask"]:
-                print("WARNING: this convkern's convNd_backward has no output_mask: its backward-data and "
-                      "backward-weight timings are each of the whole backward (both gradients and the bias's)",
-                      flush=True)
+                print(
+                    "WARNING: this convkern's convNd_backward has no output_mask: its backward-data and "
+                    "backward-weight timings are each of the whole backward (both gradients and the bias's)",
+                    flush=True,
+                )
         description = dict(machine.describe_host(), device=device)
         if device == "cuda":
             description.update(machine.describe_cuda())
@@ -539,8 +643,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         time.sleep(1.0)
         load_at_start = accounting.other_load(idle_check, accounting.snapshot())
         if load_at_start.get("other_processes_pct", 0.0) > BUSY_PCT:
-            print(f"WARNING: other processes are using {load_at_start['other_processes_pct']:.0f}% of the "
-                  "CPUs: the machine's limits and the timings will be off (see the 'busy' column)", flush=True)
+            print(
+                f"WARNING: other processes are using {load_at_start['other_processes_pct']:.0f}% of the "
+                "CPUs: the machine's limits and the timings will be off (see the 'busy' column)",
+                flush=True,
+            )
 
         progress.show("measuring the machine's limits")
         limits = measure_cuda_limits() if device == "cuda" else measure_cpu_limits(workers, threads)
@@ -549,13 +656,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="convkern-bench-") as scratch:
             validation, invalid = validate(rows, layouts, workers, Path(scratch), progress)
-        print("All results match. Starting benchmarks." if not invalid else
-              f"{sum(map(len, invalid.values()))} results differ from the reference (FAIL above): those are "
-              "not timed. Starting benchmarks.", flush=True)
+        print(
+            "All results match. Starting benchmarks."
+            if not invalid
+            else f"{sum(map(len, invalid.values()))} results differ from the reference (FAIL above): those are "
+            "not timed. Starting benchmarks.",
+            flush=True,
+        )
 
         deadline = started + args.time_limit if args.time_limit else math.inf
-        cases, not_timed = time_all(rows, layouts, workers, invalid, plan, progress, device, limits, accounting,
-                                    deadline)
+        cases, not_timed = time_all(
+            rows, layouts, workers, invalid, plan, progress, device, limits, accounting, deadline
+        )
         progress.clear()
     except BenchmarkFailure as failure:
         progress.clear()
@@ -572,8 +684,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode = "quick" if args.quick else "full"
     where = description.get("gpu") if device == "cuda" else f"{threads} threads"
     print()
-    print(f"convkern benchmark ({device}, {where}, {mode}: medians of {plan.groups} interleaved groups, "
-          f"{plan.long_call_groups} for calls over {plan.long_call_s:g} s; ms per call)")
+    print(
+        f"convkern benchmark ({device}, {where}, {mode}: medians of {plan.groups} interleaved groups, "
+        f"{plan.long_call_groups} for calls over {plan.long_call_s:g} s; ms per call)"
+    )
     print(report.format_table(cases, libraries, BUSY_PCT))
     if means:
         print()
@@ -586,20 +700,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     busy = [c for c in timed_cases if c.get("load_during_timing", {}).get("other_processes_pct", 0.0) > BUSY_PCT]
     if busy:
         print()
-        print(f"Note: during {len(busy)} of {len(timed_cases)} cases other processes used over {BUSY_PCT:.0f}% of "
-              "the CPUs ('busy' column): rerun those rows on a quiet machine before trusting them.")
+        print(
+            f"Note: during {len(busy)} of {len(timed_cases)} cases other processes used over {BUSY_PCT:.0f}% of "
+            "the CPUs ('busy' column): rerun those rows on a quiet machine before trusting them."
+        )
     cached = report.cache_resident_note(cases)
     if cached:
         print()
         print(cached)
-    problems = [f"{row} {layout} {phase}: {lib} FAILED validation ({where_})"
-                for (row, layout, phase), libs in invalid.items() for lib, where_ in libs.items()]
-    problems += [f"{c['row']} {c['data_format']} {c['phase']}: {lib} failed while timed: "
-                 f"{error.strip().splitlines()[-1] if error.strip() else error}"
-                 for c in cases for lib, error in c.get("errors", {}).items()]
+    problems = [
+        f"{row} {layout} {phase}: {lib} FAILED validation ({where_})"
+        for (row, layout, phase), libs in invalid.items()
+        for lib, where_ in libs.items()
+    ]
+    problems += [
+        f"{c['row']} {c['data_format']} {c['phase']}: {lib} failed while timed: "
+        f"{error.strip().splitlines()[-1] if error.strip() else error}"
+        for c in cases
+        for lib, error in c.get("errors", {}).items()
+    ]
     if not_timed:
-        problems.append(f"--time-limit {args.time_limit:g} s reached: {len(not_timed)} cases not timed, from "
-                        f"{not_timed[0]}")
+        problems.append(
+            f"--time-limit {args.time_limit:g} s reached: {len(not_timed)} cases not timed, from {not_timed[0]}"
+        )
     if "convkern" not in workers:
         problems.append("convkern could not be started: no convkern timings, no ratios")
     if model_results:
@@ -631,12 +754,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         "problems": problems,
     }
     (out_dir / "results.json").write_text(json.dumps(document, indent=1, default=str))
-    title = (f"convkern vs {'PyTorch (cuDNN)' if device == 'cuda' else 'PyTorch (oneDNN)'}, "
-             f"{description.get('gpu') if device == 'cuda' else description['cpu_model']}, {where} ({mode})")
+    title = (
+        f"convkern vs {'PyTorch (cuDNN)' if device == 'cuda' else 'PyTorch (oneDNN)'}, "
+        f"{description.get('gpu') if device == 'cuda' else description['cpu_model']}, {where} ({mode})"
+    )
     why_no_plot = report.plot_ratios(cases, out_dir / "ratios.png", title, BUSY_PCT, report.TARGETS[device])
     print()
-    print(f"Wrote {out_dir / 'results.json'}" + (f" and {out_dir / 'ratios.png'}" if why_no_plot is None
-                                                 else f" (no plot: {why_no_plot})"))
+    print(
+        f"Wrote {out_dir / 'results.json'}"
+        + (f" and {out_dir / 'ratios.png'}" if why_no_plot is None else f" (no plot: {why_no_plot})")
+    )
     print(f"Total time {duration:.0f} s")
     return 1 if problems else 0
 
@@ -651,8 +778,18 @@ def run_model_rows(names: List[str], args: argparse.Namespace, threads: int, dev
         env[variable] = str(threads)
     with tempfile.TemporaryDirectory(prefix="convkern-models-") as scratch:
         out = Path(scratch) / "models.json"
-        command = [sys.executable, str(BENCH_DIR / "models.py"), "--threads", str(threads), "--device", device,
-                   "--layout", args.layout, "--json", str(out)] + [f"--row={name}" for name in names]
+        command = [
+            sys.executable,
+            str(BENCH_DIR / "models.py"),
+            "--threads",
+            str(threads),
+            "--device",
+            device,
+            "--layout",
+            args.layout,
+            "--json",
+            str(out),
+        ] + [f"--row={name}" for name in names]
         done = subprocess.run(command + (["--quick"] if args.quick else []), env=env, check=False)
         if done.returncode == models.EXIT_NO_TORCH:
             return {"skipped": "PyTorch is not installed", "cases": [], "problems": []}
@@ -661,8 +798,18 @@ def run_model_rows(names: List[str], args: argparse.Namespace, threads: int, dev
         return json.loads(out.read_text())
 
 
-def time_all(rows, layouts, workers, invalid, plan: TimingPlan, progress: Progress, device: str,
-             limits: Dict[str, object], accounting: machine.CpuAccounting, deadline: float = math.inf):
+def time_all(
+    rows,
+    layouts,
+    workers,
+    invalid,
+    plan: TimingPlan,
+    progress: Progress,
+    device: str,
+    limits: Dict[str, object],
+    accounting: machine.CpuAccounting,
+    deadline: float = math.inf,
+):
     """Times every (layout, row, phase) in that order, each with the libraries that passed its
     validation; adds each convolution row's derived backward (data + weight) after its phases.
     Past `deadline` (perf_counter) it starts no new row. Returns (cases, names of those not timed)."""
@@ -680,18 +827,21 @@ def time_all(rows, layouts, workers, invalid, plan: TimingPlan, progress: Progre
             for phase in row.phases:
                 failed = invalid.get((row.name, layout, phase), {})
                 valid_workers = {lib: w for lib, w in workers.items() if lib not in failed}
-                timings, errors, other_load = time_case(row, layout, phase, batch, valid_workers, plan, progress,
-                                                        device, accounting)
-                figures = report.case_figures(row, layout, suite.data_format(row, layout), phase, batch, timings,
-                                              limits)
+                timings, errors, other_load = time_case(
+                    row, layout, phase, batch, valid_workers, plan, progress, device, accounting
+                )
+                figures = report.case_figures(
+                    row, layout, suite.data_format(row, layout), phase, batch, timings, limits
+                )
                 figures.update(load_during_timing=other_load, invalid=failed, errors=errors)
                 cases.append(figures)
                 timed[phase] = timings
                 progress.advance()
             if row.kind == "conv":
                 sums = report.backward_sum_timings(timed[suite.BACKWARD_DATA], timed[suite.BACKWARD_WEIGHT])
-                figures = report.case_figures(row, layout, suite.data_format(row, layout),
-                                              suite.BACKWARD_DATA_WEIGHT, batch, sums, limits)
+                figures = report.case_figures(
+                    row, layout, suite.data_format(row, layout), suite.BACKWARD_DATA_WEIGHT, batch, sums, limits
+                )
                 loads = [c["load_during_timing"].get("other_processes_pct", 0.0) for c in cases[-2:]]
                 figures.update(derived=True, load_during_timing={"other_processes_pct": max(loads)})
                 cases.append(figures)

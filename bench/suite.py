@@ -22,6 +22,7 @@ Napkin math, the denominators of the report:
   forward x + y; backward grad_output + grad_input, plus the int64 argmax indices for max pooling
   (the backward is given the indices its forward saved, as autograd does).
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,7 @@ BACKWARD_DATA_WEIGHT = "backward_data+weight"
 CHANNELS_FIRST = "NCHW"  # the layout labels of the report; each rank's data_format below
 CHANNELS_LAST = "NHWC"
 LAYOUTS = (CHANNELS_FIRST, CHANNELS_LAST)
-DATA_FORMATS = {CHANNELS_FIRST: {1: "NCW", 2: "NCHW", 3: "NCDHW"},
-                CHANNELS_LAST: {1: "NWC", 2: "NHWC", 3: "NDHWC"}}
+DATA_FORMATS = {CHANNELS_FIRST: {1: "NCW", 2: "NCHW", 3: "NCDHW"}, CHANNELS_LAST: {1: "NWC", 2: "NHWC", 3: "NDHWC"}}
 
 
 def data_format(row, layout: str) -> str:
@@ -110,8 +110,14 @@ class ConvRow:
     def flops(self, phase: str, batch: int) -> float:
         """One phase's FLOPs: each of forward, backward-data, backward-weight is the same product;
         the derived backward (data + weight) counts two."""
-        one_product = (2.0 * batch * self.out_channels * math.prod(self.out_spatial())
-                       * (self.in_channels // self.groups) * self.kernel_volume)
+        one_product = (
+            2.0
+            * batch
+            * self.out_channels
+            * math.prod(self.out_spatial())
+            * (self.in_channels // self.groups)
+            * self.kernel_volume
+        )
         return 2.0 * one_product if phase == BACKWARD_DATA_WEIGHT else one_product
 
     def describe(self) -> str:
@@ -249,8 +255,9 @@ def reference_output(reference, row, phase: str, arrays: Dict[str, np.ndarray]) 
         geometry = dict(stride=row.stride, padding=row.padding, groups=row.groups)
         if phase == FORWARD:
             return getattr(reference, f"conv{row.rank}d")(x, arrays["w"], **geometry)
-        grad_input, grad_weight, _ = getattr(reference, f"conv{row.rank}d_backward")(arrays["dy"], x, arrays["w"],
-                                                                                     **geometry)
+        grad_input, grad_weight, _ = getattr(reference, f"conv{row.rank}d_backward")(
+            arrays["dy"], x, arrays["w"], **geometry
+        )
         return grad_input if phase == BACKWARD_DATA else grad_weight
     return _reference_pool(reference, row, phase, x, arrays.get("dy"))
 
@@ -272,7 +279,7 @@ def tolerance(row, phase: str, batch: int) -> Tuple[float, float]:
     sum's length)."""
     rtol = 1e-4
     if row.kind == "pool":
-        window = row.spatial[0] * row.spatial[1] if row.op == "global_avg" else row.kernel ** 2
+        window = row.spatial[0] * row.spatial[1] if row.op == "global_avg" else row.kernel**2
         return rtol, 1e-5 * math.sqrt(window)
     if phase == FORWARD:
         return rtol, 1e-5 * math.sqrt(row.in_channels // row.groups * row.kernel_volume)

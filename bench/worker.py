@@ -23,6 +23,7 @@ the library's stream around each call (the calls run back to back; one synchroni
 end of a group), so launch gaps between calls are not counted and host overhead that the GPU
 hides is not either.
 """
+
 from __future__ import annotations
 
 import gc
@@ -32,9 +33,8 @@ import sys
 import time
 import traceback
 
-import numpy as np
-
 import machine
+import numpy as np
 import suite
 from libraries import LIBRARIES
 
@@ -97,8 +97,12 @@ class Worker:
     # -- requests ---------------------------------------------------------------------------
 
     def hello(self, request):
-        return {"library": self.library.name, "threads": self.library.threads, "pid": os.getpid(),
-                "description": self.library.describe()}
+        return {
+            "library": self.library.name,
+            "threads": self.library.threads,
+            "pid": os.getpid(),
+            "description": self.library.describe(),
+        }
 
     def limits(self, request):
         if self.device == "cuda":
@@ -115,14 +119,19 @@ class Worker:
         row, phase = suite.ROWS_BY_NAME[request["row"]], request["phase"]
         arrays = {k: v.astype(np.float64) for k, v in suite.make_inputs(row, phase, request["batch"]).items()}
         torch_cpu = LIBRARIES["torch"](self.library.threads, "cpu")
-        output = torch_cpu.result(row, phase, suite.CHANNELS_FIRST,
-                                  torch_cpu.prepare(row, phase, suite.CHANNELS_FIRST, arrays)())
+        output = torch_cpu.result(
+            row, phase, suite.CHANNELS_FIRST, torch_cpu.prepare(row, phase, suite.CHANNELS_FIRST, arrays)()
+        )
         np.save(request["path"], output)
         return {}
 
     def validate(self, request):
-        row, phase, layout, batch = (suite.ROWS_BY_NAME[request["row"]], request["phase"], request["layout"],
-                                     request["batch"])
+        row, phase, layout, batch = (
+            suite.ROWS_BY_NAME[request["row"]],
+            request["phase"],
+            request["layout"],
+            request["batch"],
+        )
         arrays = suite.make_inputs(row, phase, batch, layout)
         operation = self.library.prepare(row, phase, layout, arrays, poison=True)
         got = self.library.result(row, phase, layout, operation())

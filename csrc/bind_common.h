@@ -19,7 +19,6 @@ namespace convkern::bind {
 namespace py = pybind11;
 using Vec3 = std::array<i64, 3>;
 
-
 enum class DType { kFloat32, kFloat64 };
 
 inline DType dtype_of(const py::array& a, const char* name) {

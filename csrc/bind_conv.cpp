@@ -73,8 +73,7 @@ void conv_backward_data(const py::array& dy, const py::array& w, py::array& dx, 
   if (dt == DType::kFloat32)
     cpu::cpu_kernels().f32.conv_backward_data(g, a.channels_last, cptr<float>(dy), cptr<float>(w), mptr<float>(dx));
   else
-    cpu::cpu_kernels().f64.conv_backward_data(g, a.channels_last, cptr<double>(dy), cptr<double>(w),
-                                              mptr<double>(dx));
+    cpu::cpu_kernels().f64.conv_backward_data(g, a.channels_last, cptr<double>(dy), cptr<double>(w), mptr<double>(dx));
 }
 
 void conv_backward_weight(const py::array& dy, const py::array& x, py::array& dw, const ConvArgs& a) {
@@ -87,8 +86,7 @@ void conv_backward_weight(const py::array& dy, const py::array& x, py::array& dw
   py::gil_scoped_release nogil;
   const cpu::CallPlan plan(small_conv(g));
   if (dt == DType::kFloat32)
-    cpu::cpu_kernels().f32.conv_backward_weight(g, a.channels_last, cptr<float>(dy), cptr<float>(x),
-                                                mptr<float>(dw));
+    cpu::cpu_kernels().f32.conv_backward_weight(g, a.channels_last, cptr<float>(dy), cptr<float>(x), mptr<float>(dw));
   else
     cpu::cpu_kernels().f64.conv_backward_weight(g, a.channels_last, cptr<double>(dy), cptr<double>(x),
                                                 mptr<double>(dw));
@@ -113,8 +111,8 @@ void channel_sum(const py::array& dy, py::array& db, bool channels_last) {
     cpu::cpu_kernels().f64.conv_backward_bias(g, channels_last, cptr<double>(dy), mptr<double>(db));
 }
 
-py::tuple conv_transpose_plan(int rank, const Vec3& in, const Vec3& k, const Vec3& s, const Vec3& p,
-                              const Vec3& op, const Vec3& d) {
+py::tuple conv_transpose_plan(int rank, const Vec3& in, const Vec3& k, const Vec3& s, const Vec3& p, const Vec3& op,
+                              const Vec3& d) {
   const auto plan = make_conv_transpose_plan(rank, in.data(), k.data(), s.data(), p.data(), op.data(), d.data());
   auto v = [](const i64* a) { return Vec3{a[0], a[1], a[2]}; };
   return py::make_tuple(v(plan.out), v(plan.pad_after), v(plan.in_extended));
@@ -136,9 +134,12 @@ void bind_conv(py::module_& m) {
       .def_readonly("groups", &ConvArgs::groups)
       .def_readonly("rank", &ConvArgs::rank)
       .def_readonly("channels_last", &ConvArgs::channels_last);
-  m.def("conv_output_shape", [](const std::vector<i64>& xs, const std::vector<i64>& ws, const ConvArgs& a) {
-    return out_shape(geometry(a, xs, ws));
-  }, "input_shape"_a, "weight_shape"_a, "args"_a, "Logical (N, K, oD, oH, oW) of a convolution; validates it.");
+  m.def(
+      "conv_output_shape",
+      [](const std::vector<i64>& xs, const std::vector<i64>& ws, const ConvArgs& a) {
+        return out_shape(geometry(a, xs, ws));
+      },
+      "input_shape"_a, "weight_shape"_a, "args"_a, "Logical (N, K, oD, oH, oW) of a convolution; validates it.");
   m.def("conv_forward", &conv_forward, "input"_a, "weight"_a, "bias"_a, "out"_a, "args"_a);
   m.def("conv_backward_data", &conv_backward_data, "grad_output"_a, "weight"_a, "grad_input"_a, "args"_a);
   m.def("conv_backward_weight", &conv_backward_weight, "grad_output"_a, "input"_a, "grad_weight"_a, "args"_a);

@@ -49,8 +49,8 @@ PoolGeometry pool_geometry(int rank, i64 planes, const Vec3& in, const Vec3& k, 
                             same_or_valid ? PoolPadding::kSameOrValid : PoolPadding::kExplicit);
 }
 
-Vec3 pool_output_shape(int rank, i64 batch, i64 channels, const Vec3& in, const Vec3& k, const Vec3& s,
-                       const Vec3& pb, const Vec3& pa, const Vec3& d, bool ceil_mode, bool same_or_valid) {
+Vec3 pool_output_shape(int rank, i64 batch, i64 channels, const Vec3& in, const Vec3& k, const Vec3& s, const Vec3& pb,
+                       const Vec3& pa, const Vec3& d, bool ceil_mode, bool same_or_valid) {
   const auto g = pool_geometry(rank, checked_mul(batch, channels, "batch*channels"), in, k, s, pb, pa, d, ceil_mode,
                                same_or_valid);
   return {g.out[0], g.out[1], g.out[2]};
@@ -72,9 +72,9 @@ auto run_typed(DType dt, F&& kernel) {
   return dt == DType::kFloat32 ? kernel(k.f32) : kernel(k.f64);
 }
 
-void extremum_pool_forward(const py::array& x, py::array& y, std::optional<py::array> idx, const Vec3& k,
-                           const Vec3& s, const Vec3& pb, const Vec3& pa, const Vec3& d, bool ceil_mode,
-                           bool same_or_valid, bool is_min, int rank, bool channels_last) {
+void extremum_pool_forward(const py::array& x, py::array& y, std::optional<py::array> idx, const Vec3& k, const Vec3& s,
+                           const Vec3& pb, const Vec3& pa, const Vec3& d, bool ceil_mode, bool same_or_valid,
+                           bool is_min, int rank, bool channels_last) {
   const auto a = split5(x, "input", channels_last);
   const auto g = pool_geometry_of(a, rank, k, s, pb, pa, d, ceil_mode, same_or_valid);
   const DType dt = dtype_of(x, "input");
@@ -95,8 +95,8 @@ void scatter_extremum_gradient(const Activation5& a, bool channels_last, i64 in_
   const i64* ip = cptr<i64>(idx);
   const i64 bad = run_typed(dt, [&](const auto& table) {
     using T = typename std::decay_t<decltype(table)>::value_type;
-    return table.extremum_pool_backward(planes_of(a), in_plane, out_plane, layout_of(a, channels_last),
-                                          cptr<T>(dy), ip, mptr<T>(dx));
+    return table.extremum_pool_backward(planes_of(a), in_plane, out_plane, layout_of(a, channels_last), cptr<T>(dy), ip,
+                                        mptr<T>(dx));
   });
   if (bad >= 0)
     throw std::invalid_argument("indices holds " + std::to_string(ip[bad]) + " at flat position " +
@@ -105,8 +105,8 @@ void scatter_extremum_gradient(const Activation5& a, bool channels_last, i64 in_
 }
 
 void extremum_pool_backward(const py::array& dy, const py::array& idx, py::array& dx, const Vec3& k, const Vec3& s,
-                            const Vec3& pb, const Vec3& pa, const Vec3& d, bool ceil_mode, bool same_or_valid,
-                            int rank, bool channels_last) {
+                            const Vec3& pb, const Vec3& pa, const Vec3& d, bool ceil_mode, bool same_or_valid, int rank,
+                            bool channels_last) {
   const auto a = split5(dx, "grad_input", channels_last);
   const auto g = pool_geometry_of(a, rank, k, s, pb, pa, d, ceil_mode, same_or_valid);
   const DType dt = dtype_of(dy, "grad_output");
@@ -139,9 +139,9 @@ void avg_pool_forward(const py::array& x, py::array& y, const Vec3& k, const Vec
   });
 }
 
-void avg_pool_backward(const py::array& dy, py::array& dx, const Vec3& k, const Vec3& s, const Vec3& pb,
-                       const Vec3& pa, bool ceil_mode, bool same_or_valid, bool count_include_pad,
-                       i64 divisor_override, int rank, bool channels_last) {
+void avg_pool_backward(const py::array& dy, py::array& dx, const Vec3& k, const Vec3& s, const Vec3& pb, const Vec3& pa,
+                       bool ceil_mode, bool same_or_valid, bool count_include_pad, i64 divisor_override, int rank,
+                       bool channels_last) {
   const Vec3 one{1, 1, 1};
   const auto a = split5(dx, "grad_input", channels_last);
   const auto g = pool_geometry_of(a, rank, k, s, pb, pa, one, ceil_mode, same_or_valid);
@@ -205,8 +205,8 @@ void adaptive_max_pool_forward(const py::array& x, py::array& y, std::optional<p
   i64* ip = idx ? mptr<i64>(*idx) : nullptr;
   run_typed(dt, [&](const auto& table) {
     using T = typename std::decay_t<decltype(table)>::value_type;
-    table.adaptive_extremum_pool_forward(g, layout_of(a, channels_last), cpu::Extremum::kMax, cptr<T>(x),
-                                           mptr<T>(y), ip);
+    table.adaptive_extremum_pool_forward(g, layout_of(a, channels_last), cpu::Extremum::kMax, cptr<T>(x), mptr<T>(y),
+                                         ip);
   });
 }
 
@@ -225,8 +225,8 @@ void adaptive_max_pool_backward(const py::array& dy, const py::array& idx, py::a
 
 void bind_pool(py::module_& m) {
   using namespace pybind11::literals;
-  m.def("pool_output_shape", &pool_output_shape, "rank"_a, "batch"_a, "channels"_a, "in_size"_a, "kernel"_a,
-        "stride"_a, "pad_before"_a, "pad_after"_a, "dilation"_a, "ceil_mode"_a, "same_or_valid"_a);
+  m.def("pool_output_shape", &pool_output_shape, "rank"_a, "batch"_a, "channels"_a, "in_size"_a, "kernel"_a, "stride"_a,
+        "pad_before"_a, "pad_after"_a, "dilation"_a, "ceil_mode"_a, "same_or_valid"_a);
   m.def("extremum_pool_forward", &extremum_pool_forward, "input"_a, "out"_a, "indices"_a, "kernel"_a, "stride"_a,
         "pad_before"_a, "pad_after"_a, "dilation"_a, "ceil_mode"_a, "same_or_valid"_a, "is_min"_a, "rank"_a,
         "channels_last"_a);
@@ -237,8 +237,8 @@ void bind_pool(py::module_& m) {
         "pad_after"_a, "ceil_mode"_a, "same_or_valid"_a, "count_include_pad"_a, "divisor_override"_a, "rank"_a,
         "channels_last"_a);
   m.def("avg_pool_backward", &avg_pool_backward, "grad_output"_a, "grad_input"_a, "kernel"_a, "stride"_a,
-        "pad_before"_a, "pad_after"_a, "ceil_mode"_a, "same_or_valid"_a, "count_include_pad"_a,
-        "divisor_override"_a, "rank"_a, "channels_last"_a);
+        "pad_before"_a, "pad_after"_a, "ceil_mode"_a, "same_or_valid"_a, "count_include_pad"_a, "divisor_override"_a,
+        "rank"_a, "channels_last"_a);
   m.def("adaptive_pool_output_shape", &adaptive_pool_output_shape, "rank"_a, "batch"_a, "channels"_a, "in_size"_a,
         "output_size"_a);
   m.def("adaptive_avg_pool_forward", &adaptive_avg_pool_forward, "input"_a, "out"_a, "rank"_a, "channels_last"_a);

@@ -19,22 +19,28 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "convkern's compiled kernels (private: use the convkern package)";
   using namespace pybind11::literals;
   namespace cpu = convkern::cpu;
-  m.def("same_padding", [](i64 in, i64 k, i64 s, i64 d) {
-    const auto p = convkern::same_padding(in, k, s, d);
-    return std::make_pair(p.before, p.after);
-  }, "in_size"_a, "kernel"_a, "stride"_a, "dilation"_a);
+  m.def(
+      "same_padding",
+      [](i64 in, i64 k, i64 s, i64 d) {
+        const auto p = convkern::same_padding(in, k, s, d);
+        return std::make_pair(p.before, p.after);
+      },
+      "in_size"_a, "kernel"_a, "stride"_a, "dilation"_a);
   // Choosing the kernel set here, at import, makes every later call find it made.
   cpu::cpu_kernels();
   m.def("cpu_isa", [] { return std::string(cpu::cpu_kernels().isa); });
-  m.def("isa_choice", [] {
-    const cpu::IsaChoice& c = cpu::isa_choice();
-    py::dict d;
-    d["chosen"] = c.chosen;
-    d["best"] = c.best;
-    d["requested"] = c.requested ? py::object(py::str(c.requested)) : py::object(py::none());
-    d["request_known"] = c.request_known;
-    return d;
-  }, "The kernel set in use, the widest this CPU runs, and CONVKERN_ISA as given.");
+  m.def(
+      "isa_choice",
+      [] {
+        const cpu::IsaChoice& c = cpu::isa_choice();
+        py::dict d;
+        d["chosen"] = c.chosen;
+        d["best"] = c.best;
+        d["requested"] = c.requested ? py::object(py::str(c.requested)) : py::object(py::none());
+        d["request_known"] = c.request_known;
+        return d;
+      },
+      "The kernel set in use, the widest this CPU runs, and CONVKERN_ISA as given.");
   m.attr("isa_levels") = py::str(CONVKERN_ISA_LEVELS);
   m.def("openmp", &cpu::openmp_enabled);
   m.def("get_num_threads", &cpu::num_threads_setting);
@@ -42,23 +48,32 @@ PYBIND11_MODULE(_C, m) {
         "Threads a call from this thread would use now: the setting capped by this thread's OpenMP limit.");
   m.def("set_num_threads", &cpu::set_num_threads, "n"_a);
   m.def("hardware_threads", &cpu::max_hardware_threads);
-  m.def("scratch_stats", [] {
-    const cpu::ScratchStats s = cpu::scratch_stats();
-    py::dict d;
-    d["live_bytes"] = s.live_bytes;
-    d["peak_bytes"] = s.peak_bytes;
-    d["cached_bytes"] = s.cached_bytes;
-    d["cache_limit"] = s.cache_limit;
-    return d;
-  }, "Kernel scratch memory: allocated now (in use plus cached), peak since reset_scratch_peak, cached, cache limit.");
+  m.def(
+      "scratch_stats",
+      [] {
+        const cpu::ScratchStats s = cpu::scratch_stats();
+        py::dict d;
+        d["live_bytes"] = s.live_bytes;
+        d["peak_bytes"] = s.peak_bytes;
+        d["cached_bytes"] = s.cached_bytes;
+        d["cache_limit"] = s.cache_limit;
+        return d;
+      },
+      "Kernel scratch memory: allocated now (in use plus cached), peak since reset_scratch_peak, cached, cache limit.");
   m.def("reset_scratch_peak", &cpu::reset_scratch_peak);
-  m.def("release_scratch", [] {
-    py::gil_scoped_release nogil;
-    return cpu::release_scratch();
-  }, "Frees the scratch cache's idle blocks; returns the bytes freed.");
-  m.def("set_scratch_cache_limit", [](i64 bytes) {
-    if (bytes < 0) throw std::invalid_argument("bytes must be >= 0, got " + std::to_string(bytes));
-    py::gil_scoped_release nogil;
-    cpu::set_scratch_cache_limit(bytes);
-  }, "bytes"_a);
+  m.def(
+      "release_scratch",
+      [] {
+        py::gil_scoped_release nogil;
+        return cpu::release_scratch();
+      },
+      "Frees the scratch cache's idle blocks; returns the bytes freed.");
+  m.def(
+      "set_scratch_cache_limit",
+      [](i64 bytes) {
+        if (bytes < 0) throw std::invalid_argument("bytes must be >= 0, got " + std::to_string(bytes));
+        py::gil_scoped_release nogil;
+        cpu::set_scratch_cache_limit(bytes);
+      },
+      "bytes"_a);
 }

@@ -26,15 +26,13 @@ constexpr int kSpatial = 3;
 
 inline i64 checked_mul(i64 a, i64 b, const char* what) {
   i64 r;
-  if (__builtin_mul_overflow(a, b, &r))
-    fail(std::string(what) + ": size computation overflows 64-bit integers");
+  if (__builtin_mul_overflow(a, b, &r)) fail(std::string(what) + ": size computation overflows 64-bit integers");
   return r;
 }
 
 inline i64 checked_add(i64 a, i64 b, const char* what) {
   i64 r;
-  if (__builtin_add_overflow(a, b, &r))
-    fail(std::string(what) + ": size computation overflows 64-bit integers");
+  if (__builtin_add_overflow(a, b, &r)) fail(std::string(what) + ": size computation overflows 64-bit integers");
   return r;
 }
 
@@ -182,23 +180,24 @@ inline ConvGeometry make_conv_geometry(int rank, i64 N, i64 C, const i64* in, i6
   if (N < 0) fail("input batch size must be >= 0, got " + std::to_string(N));
   if (groups < 1) fail("groups must be >= 1, got " + std::to_string(groups));
   if (C < 1) fail("input must have at least one channel, got " + std::to_string(C));
-  if (K < 1 || w_cin < 1) fail("weight must not be empty: got out_channels=" + std::to_string(K) +
-                               ", in_channels/groups=" + std::to_string(w_cin));
+  if (K < 1 || w_cin < 1)
+    fail("weight must not be empty: got out_channels=" + std::to_string(K) +
+         ", in_channels/groups=" + std::to_string(w_cin));
   check_positive(kernel, rank, "kernel size (weight spatial shape)");
   check_positive(stride, rank, "stride");
   check_positive(dilation, rank, "dilation");
   check_non_negative(pad_before, rank, "padding");
   check_non_negative(pad_after, rank, "padding");
   if (C % groups != 0)
-    fail("groups must divide the input channels: input has " + std::to_string(C) + " channels, groups=" +
-         std::to_string(groups));
+    fail("groups must divide the input channels: input has " + std::to_string(C) +
+         " channels, groups=" + std::to_string(groups));
   if (K % groups != 0)
-    fail("groups must divide the output channels: weight has " + std::to_string(K) + " output channels, groups=" +
-         std::to_string(groups));
+    fail("groups must divide the output channels: weight has " + std::to_string(K) +
+         " output channels, groups=" + std::to_string(groups));
   if (w_cin * groups != C)
-    fail("weight expects " + std::to_string(w_cin * groups) + " input channels (weight.shape[1]=" +
-         std::to_string(w_cin) + " x groups=" + std::to_string(groups) + "), but input has " + std::to_string(C) +
-         " channels");
+    fail("weight expects " + std::to_string(w_cin * groups) +
+         " input channels (weight.shape[1]=" + std::to_string(w_cin) + " x groups=" + std::to_string(groups) +
+         "), but input has " + std::to_string(C) + " channels");
   g.N = N;
   g.C = C;
   g.K = K;
@@ -222,9 +221,8 @@ inline ConvGeometry make_conv_geometry(int rank, i64 N, i64 C, const i64* in, i6
     g.out[i] = narrow_size((padded - ek) / g.stride[i] + 1, "convolution output size");
   }
   // Every tensor's element count must fit in int64 (indexing is 64-bit throughout).
-  checked_mul(checked_mul(N, C, "input size"), checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2],
-                                                             "input size"),
-              "input size");
+  checked_mul(checked_mul(N, C, "input size"),
+              checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2], "input size"), "input size");
   checked_mul(checked_mul(N, K, "output size"),
               checked_mul(checked_mul(g.out[0], g.out[1], "output size"), g.out[2], "output size"), "output size");
   checked_mul(checked_mul(K, w_cin, "weight size"),
@@ -251,8 +249,7 @@ struct ConvTransposePlan {
 };
 
 inline ConvTransposePlan make_conv_transpose_plan(int rank, const i64* in, const i64* kernel, const i64* stride,
-                                                  const i64* padding, const i64* output_padding,
-                                                  const i64* dilation) {
+                                                  const i64* padding, const i64* output_padding, const i64* dilation) {
   check_rank(rank);
   check_positive(kernel, rank, "kernel size (weight spatial shape)");
   check_positive(stride, rank, "stride");
@@ -264,8 +261,8 @@ inline ConvTransposePlan make_conv_transpose_plan(int rank, const i64* in, const
     if (in[i] < 1) fail("input spatial size must be >= 1 on every axis, got " + tuple_str(in, rank));
     if (output_padding[i] >= std::max(stride[i], dilation[i]))
       fail("output_padding must be smaller than max(stride, dilation) on every axis, got output_padding=" +
-           tuple_str(output_padding, rank) + ", stride=" + tuple_str(stride, rank) + ", dilation=" +
-           tuple_str(dilation, rank));
+           tuple_str(output_padding, rank) + ", stride=" + tuple_str(stride, rank) +
+           ", dilation=" + tuple_str(dilation, rank));
     // In 128 bits: every term fits int64 but the sum need not, and the output may still be valid.
     auto transposed_size = [&](int j) {
       return i128(in[j] - 1) * stride[j] - 2 * i128(padding[j]) + effective_kernel128(kernel[j], dilation[j]) +
@@ -315,8 +312,7 @@ struct PoolGeometry {
 // must start inside the input or the left padding.
 // Computed in 128 bits: with strides near 2**63 the rounding term stride - 1 and (out - 1) * stride
 // leave int64 although the result is a small valid size.
-inline i128 pool_output_size(i64 in, i64 k, i64 pad_before, i64 pad_after, i64 stride, i64 dilation,
-                             bool ceil_mode) {
+inline i128 pool_output_size(i64 in, i64 k, i64 pad_before, i64 pad_after, i64 stride, i64 dilation, bool ceil_mode) {
   const i128 span = i128(in) + pad_before + pad_after - effective_kernel128(k, dilation);
   i128 out = floor_div128(span + (ceil_mode ? i128(stride) - 1 : 0), stride) + 1;
   if (ceil_mode && (out - 1) * stride >= i128(in) + pad_before) --out;
@@ -324,8 +320,8 @@ inline i128 pool_output_size(i64 in, i64 k, i64 pad_before, i64 pad_after, i64 s
 }
 
 inline PoolGeometry make_pool_geometry(int rank, i64 planes, const i64* in, const i64* kernel, const i64* stride,
-                                       const i64* pad_before, const i64* pad_after, const i64* dilation,
-                                       bool ceil_mode, PoolPadding padding_kind) {
+                                       const i64* pad_before, const i64* pad_after, const i64* dilation, bool ceil_mode,
+                                       PoolPadding padding_kind) {
   check_rank(rank);
   PoolGeometry g;
   g.rank = rank;
@@ -357,9 +353,9 @@ inline PoolGeometry make_pool_geometry(int rank, i64 planes, const i64* in, cons
   }
   for (int i = kSpatial - rank; i < kSpatial; ++i)
     if (out[i] < 1)
-      fail("output size is too small: input size " + tuple_str(in, rank) + ", kernel_size " +
-           tuple_str(kernel, rank) + ", stride " + tuple_str(stride, rank) + ", dilation " +
-           tuple_str(dilation, rank) + " give output size " + tuple_str(out, rank));
+      fail("output size is too small: input size " + tuple_str(in, rank) + ", kernel_size " + tuple_str(kernel, rank) +
+           ", stride " + tuple_str(stride, rank) + ", dilation " + tuple_str(dilation, rank) + " give output size " +
+           tuple_str(out, rank));
   for (int i = 0; i < kSpatial; ++i) g.out[i] = narrow_size(out[i], "pooling output size");
   checked_mul(planes, checked_mul(checked_mul(g.in[0], g.in[1], "input size"), g.in[2], "input size"), "input size");
   checked_mul(planes, checked_mul(checked_mul(g.out[0], g.out[1], "output size"), g.out[2], "output size"),

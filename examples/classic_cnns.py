@@ -20,6 +20,7 @@ The tables are computed on the ``meta`` device (shapes only, nothing allocated),
 VGG-16's costs nothing; AlexNet and VGG-16 end in an adaptive average pool, so they also run on
 small images.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,22 +29,29 @@ import time
 from types import ModuleType
 from typing import Callable, Dict, List, Tuple
 
+import convkern.torch as ckt
 import torch
 from torch import nn
-
-import convkern.torch as ckt
-
 
 # --------------------------------------------------------------------------------------------
 # The networks
 # --------------------------------------------------------------------------------------------
 
+
 def lenet5(layers: ModuleType = ckt.nn, num_classes: int = 10) -> nn.Module:
     """LeNet-5: 1x32x32 -> conv 5x5 (6) -> avg pool 2 -> conv 5x5 (16) -> avg pool 2 -> 120 -> 84 -> 10."""
     return nn.Sequential(
-        layers.Conv2d(1, 6, 5), nn.Tanh(), layers.AvgPool2d(2),
-        layers.Conv2d(6, 16, 5), nn.Tanh(), layers.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(),
+        layers.Conv2d(1, 6, 5),
+        nn.Tanh(),
+        layers.AvgPool2d(2),
+        layers.Conv2d(6, 16, 5),
+        nn.Tanh(),
+        layers.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.Tanh(),
+        nn.Linear(120, 84),
+        nn.Tanh(),
         nn.Linear(84, num_classes),
     )
 
@@ -53,17 +61,30 @@ def alexnet(layers: ModuleType = ckt.nn, num_classes: int = 1000) -> nn.Module:
     average pool, three dense layers with dropout."""
     model = nn.Sequential()
     model.features = nn.Sequential(
-        layers.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), layers.MaxPool2d(3, stride=2),
-        layers.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), layers.MaxPool2d(3, stride=2),
-        layers.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        layers.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        layers.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), layers.MaxPool2d(3, stride=2),
+        layers.Conv2d(3, 64, 11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        layers.MaxPool2d(3, stride=2),
+        layers.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(inplace=True),
+        layers.MaxPool2d(3, stride=2),
+        layers.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(inplace=True),
+        layers.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+        layers.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+        layers.MaxPool2d(3, stride=2),
     )
     model.avgpool = layers.AdaptiveAvgPool2d((6, 6))
     model.flatten = nn.Flatten()
     model.classifier = nn.Sequential(
-        nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
-        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes),
+        nn.Dropout(0.5),
+        nn.Linear(256 * 6 * 6, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Linear(4096, num_classes),
     )
     return model
 
@@ -87,8 +108,13 @@ def vgg16(layers: ModuleType = ckt.nn, num_classes: int = 1000) -> nn.Module:
     model.avgpool = layers.AdaptiveAvgPool2d((7, 7))
     model.flatten = nn.Flatten()
     model.classifier = nn.Sequential(
-        nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
-        nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(4096, num_classes),
+        nn.Linear(512 * 7 * 7, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(4096, num_classes),
     )
     return model
 
@@ -106,8 +132,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.downsample = None
         if stride != 1 or in_channels != channels:
-            self.downsample = nn.Sequential(layers.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(channels))
+            self.downsample = nn.Sequential(
+                layers.Conv2d(in_channels, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -162,6 +189,7 @@ NETWORKS: Dict[str, Tuple[Callable[..., nn.Module], Tuple[int, ...], Tuple[int, 
 # Layer tables and a training step
 # --------------------------------------------------------------------------------------------
 
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -175,9 +203,11 @@ def layer_table(build: Callable[..., nn.Module], image_shape: Tuple[int, ...]) -
     hooks = []
     for name, module in model.named_modules():
         if next(module.children(), None) is None:
+
             def record(module, inputs, output, name=name):
                 own = sum(p.numel() for p in module.parameters(recurse=False))
                 rows.append((name, type(module).__name__, tuple(output.shape), own))
+
             hooks.append(module.register_forward_hook(record))
     with torch.no_grad():
         model.eval()(torch.empty((1,) + image_shape, device="meta"))
@@ -230,8 +260,11 @@ def main(argv: List[str] | None = None) -> int:
         images, labels = random_batch(shape, args.batch, num_classes)
         start = time.perf_counter()
         loss = training_step(model, images, labels)
-        print(f"{name}: one training step on {args.batch} x {'x'.join(map(str, shape))}: loss {loss:.4f}, "
-              f"{time.perf_counter() - start:.2f} s", flush=True)
+        print(
+            f"{name}: one training step on {args.batch} x {'x'.join(map(str, shape))}: loss {loss:.4f}, "
+            f"{time.perf_counter() - start:.2f} s",
+            flush=True,
+        )
     return 0
 
 

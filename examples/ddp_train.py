@@ -26,6 +26,7 @@ every process draws the same global batch and takes its own slice of it.
 --save DIR writes DIR/rank<r>.pt (the parameters and the loss per step of each process); the
 tests compare them between processes and with a single-process run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+import convkern
+import convkern.torch as ckt
 import torch
 import torch.distributed as dist
 from torch import nn
-
-import convkern
-import convkern.torch as ckt
 
 NUM_CLASSES = 4
 IMAGE_SIZE = 16
@@ -58,8 +58,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(ckt.nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                ckt.nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -70,11 +71,15 @@ def build_model(width: int = 16) -> nn.Module:
     """stem (3x3 conv, BN, ReLU, 2x2 max pool) -> two basic blocks (the second strided) -> global
     average pool -> linear classifier."""
     return nn.Sequential(
-        ckt.nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+        ckt.nn.Conv2d(3, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
         ckt.nn.MaxPool2d(2),
         BasicBlock(width, width),
         BasicBlock(width, 2 * width, stride=2),
-        ckt.nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, NUM_CLASSES),
+        ckt.nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2 * width, NUM_CLASSES),
     )
 
 
@@ -86,7 +91,7 @@ def synthetic_batch(step: int, batch_size: int, seed: int = 0) -> Tuple[torch.Te
     half = IMAGE_SIZE // 2
     for i, label in enumerate(labels.tolist()):
         top, left = (label // 2) * half, (label % 2) * half
-        images[i, :, top + 2:top + half - 2, left + 2:left + half - 2] += 1.0
+        images[i, :, top + 2 : top + half - 2, left + 2 : left + half - 2] += 1.0
     return images, labels
 
 
@@ -115,14 +120,20 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--global-batch", type=int, default=32, help="images per step over all processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads per process for convkern and PyTorch (processes x threads <= cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads per process for convkern and PyTorch (processes x threads <= cores)",
+    )
     parser.add_argument("--save", type=Path, help="write <dir>/rank<r>.pt: parameters and losses")
     args = parser.parse_args(argv)
 
     if "RANK" not in os.environ:
-        print("start this script with torchrun, e.g.: torchrun --standalone --nproc-per-node 2 "
-              "examples/ddp_train.py", file=sys.stderr)
+        print(
+            "start this script with torchrun, e.g.: torchrun --standalone --nproc-per-node 2 examples/ddp_train.py",
+            file=sys.stderr,
+        )
         return 2
     torch.set_num_threads(args.threads)
     convkern.set_num_threads(args.threads)
@@ -157,12 +168,17 @@ def main(argv: List[str] | None = None) -> int:
         if rank == 0 and (step % 10 == 0 or step == args.steps - 1):
             print(f"step {step:4d}  loss {losses[-1]:.4f}", flush=True)
     if rank == 0:
-        print(f"{args.steps} steps of {args.global_batch} images on {world} processes ({backend}): "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"{args.steps} steps of {args.global_batch} images on {world} processes ({backend}): "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
-        torch.save({"parameters": {k: v.cpu() for k, v in parameters(model).items()}, "losses": losses},
-                   args.save / f"rank{rank}.pt")
+        torch.save(
+            {"parameters": {k: v.cpu() for k, v in parameters(model).items()}, "losses": losses},
+            args.save / f"rank{rank}.pt",
+        )
     dist.destroy_process_group()
     return 0
 

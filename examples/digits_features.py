@@ -8,13 +8,13 @@ with the hand-made kernels of examples/filters_gallery.py: several become edge a
 detectors); one test digit with the 16 feature maps that those filters make of it, after ReLU;
 and the 32 smaller feature maps of the second convolution, which combine the first ones.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import numpy as np
-
 from convkern import nn
 from train_digits import lenet5, load_digits_split  # the same network and the same test split
 
@@ -53,8 +53,9 @@ def draw_grid(fig, maps: np.ndarray, title: str, cols: int, signed: bool) -> Non
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, default=OUTPUT / "digits_lenet.npz",
-                        help="weights written by train_digits.py")
+    parser.add_argument(
+        "--weights", type=Path, default=OUTPUT / "digits_lenet.npz", help="weights written by train_digits.py"
+    )
     parser.add_argument("--index", type=int, default=0, help="which test image to show")
     parser.add_argument("--seed", type=int, default=0, help="the seed train_digits.py split the data with")
     parser.add_argument("--out", type=Path, default=OUTPUT)
@@ -72,7 +73,7 @@ def main(argv=None) -> None:
     image, label = x_test[args.index], int(y_test[args.index])
     outputs = feature_maps(model, image)
     predicted = int(outputs[-1].argmax())
-    first_filters = model[0].weight.data[:, 0]   # (16, 3, 3): one input channel
+    first_filters = model[0].weight.data[:, 0]  # (16, 3, 3): one input channel
 
     fig = plt.figure(figsize=(10, 9))
     top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1, 1.25, 2])
@@ -83,8 +84,9 @@ def main(argv=None) -> None:
     ax.set_title(f"test digit: {label}\npredicted: {predicted}", fontsize=10)
     ax.axis("off")
     draw_grid(maps_fig, outputs[1], "its 16 feature maps after conv1 + ReLU (8×8)", 8, signed=False)
-    draw_grid(bottom, outputs[4], "32 feature maps after conv2 + ReLU (4×4), from the pooled 4×4 maps above", 8,
-              signed=False)
+    draw_grid(
+        bottom, outputs[4], "32 feature maps after conv2 + ReLU (4×4), from the pooled 4×4 maps above", 8, signed=False
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "digits_features.png"
     fig.savefig(path, dpi=90)

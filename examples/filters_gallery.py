@@ -10,13 +10,13 @@ corners) have weights that sum to 0 or less, so flat regions give 0 or a negativ
 are applied to the grey image and drawn as a CNN's first layer would pass them on, after a ReLU:
 max(response, 0), white where the feature is strong, black where it is absent.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import numpy as np
-
 from convkern import filters
 
 
@@ -24,7 +24,7 @@ def load_photo(quick: bool) -> np.ndarray:
     """A square crop (H×W×3, uint8) around the pagoda of scikit-learn's sample photograph."""
     from sklearn.datasets import load_sample_image
 
-    photo = load_sample_image("china.jpg")   # 427×640×3 uint8
+    photo = load_sample_image("china.jpg")  # 427×640×3 uint8
     crop = photo[20:380, 40:400]
     return crop[::3, ::3] if quick else crop
 
@@ -46,8 +46,12 @@ def for_display(response: np.ndarray, is_detector: bool) -> np.ndarray:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--boundary", default="reflect", choices=sorted(filters.BOUNDARIES),
-                        help="how the image is extended past its edges")
+    parser.add_argument(
+        "--boundary",
+        default="reflect",
+        choices=sorted(filters.BOUNDARIES),
+        help="how the image is extended past its edges",
+    )
     parser.add_argument("--quick", action="store_true", help="a smaller crop, for a fast smoke test")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "output")
     args = parser.parse_args(argv)
@@ -76,7 +80,7 @@ def main(argv=None) -> None:
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, image) in zip(axes.flat, panels):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=1)   # cmap and range apply to the grey panels only
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)  # cmap and range apply to the grey panels only
         ax.set_title(title, fontsize=10)
     fig.suptitle(f"convkern.filters.filter2d, boundary={args.boundary!r}", fontsize=13)
     fig.tight_layout()

@@ -14,6 +14,7 @@ Writes, in --out (default: examples/output/):
   digits_curves.png   loss and accuracy per epoch, on the training and the test set
   digits_lenet.npz    the trained weights (model.save); examples/digits_features.py draws them
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,26 +24,25 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from convkern import nn, optim
 
 
 def lenet5() -> nn.Sequential:
     """The network, shared with digits_features.py (which loads the trained weights into it)."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, kernel_size=3, padding=1),    # 1×8×8   -> 16×8×8
+        nn.Conv2d(1, 16, kernel_size=3, padding=1),  # 1×8×8   -> 16×8×8
         nn.ReLU(),
-        nn.MaxPool2d(2),                               # 16×8×8  -> 16×4×4
-        nn.Conv2d(16, 32, kernel_size=3, padding=1),   # 16×4×4  -> 32×4×4
+        nn.MaxPool2d(2),  # 16×8×8  -> 16×4×4
+        nn.Conv2d(16, 32, kernel_size=3, padding=1),  # 16×4×4  -> 32×4×4
         nn.ReLU(),
-        nn.MaxPool2d(2),                               # 32×4×4  -> 32×2×2
-        nn.Flatten(),                                  # -> 128
+        nn.MaxPool2d(2),  # 32×4×4  -> 32×2×2
+        nn.Flatten(),  # -> 128
         nn.Linear(128, 120),
         nn.ReLU(),
-        nn.Dropout(0.25),                              # active in training only (model.train())
+        nn.Dropout(0.25),  # active in training only (model.train())
         nn.Linear(120, 84),
         nn.ReLU(),
-        nn.Linear(84, 10),                             # one score (logit) per digit
+        nn.Linear(84, 10),  # one score (logit) per digit
     )
 
 
@@ -51,7 +51,7 @@ def load_digits_split(seed: int, test_fraction: float = 0.2):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None]   # add the channel axis: NCHW
+    x = (digits.images / 16.0).astype(np.float32)[:, None]  # add the channel axis: NCHW
     y = digits.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(len(x) * test_fraction)
@@ -73,8 +73,8 @@ def evaluate(model: nn.Module, loss_fn: nn.CrossEntropyLoss, x, y, batch_size: i
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size])
-        labels = y[start:start + batch_size]
+        logits = model(x[start : start + batch_size])
+        labels = y[start : start + batch_size]
         total_loss += loss_fn(logits, labels) * len(labels)
         correct += int((logits.argmax(axis=1) == labels).sum())
     model.train()
@@ -97,7 +97,7 @@ def plot_curves(history: dict, path: Path) -> None:
     ax_acc.plot(epochs, 100 * np.array(history["test_acc"]), "s-", label="test")
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("LeNet-5-style CNN on the 8×8 digits (convkern)")
@@ -136,10 +136,10 @@ def main(argv=None) -> None:
         order = shuffle.permutation(len(x_train))
         running_loss = 0.0
         for i in range(n_batches):
-            batch = order[i * args.batch_size:(i + 1) * args.batch_size]
-            logits = model(x_train[batch])                      # forward, keeping what backward needs
+            batch = order[i * args.batch_size : (i + 1) * args.batch_size]
+            logits = model(x_train[batch])  # forward, keeping what backward needs
             loss = loss_fn(logits, y_train[batch])
-            model.backward(loss_fn.backward())                  # fills every parameter's .grad
+            model.backward(loss_fn.backward())  # fills every parameter's .grad
             opt.step()
             opt.zero_grad()
             running_loss += loss
@@ -149,8 +149,10 @@ def main(argv=None) -> None:
             split_loss, split_acc = evaluate(model, loss_fn, x, y)
             history[f"{split}_loss"].append(split_loss)
             history[f"{split}_acc"].append(split_acc)
-        print(f" - {seconds:.2f} s - test loss {history['test_loss'][-1]:.4f}, "
-              f"test accuracy {100 * history['test_acc'][-1]:.2f}%")
+        print(
+            f" - {seconds:.2f} s - test loss {history['test_loss'][-1]:.4f}, "
+            f"test accuracy {100 * history['test_acc'][-1]:.2f}%"
+        )
 
     args.out.mkdir(parents=True, exist_ok=True)
     plot_curves(history, args.out / "digits_curves.png")

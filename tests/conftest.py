@@ -1,4 +1,5 @@
 """Shared helpers: tolerances scaled by reduction length, array layouts, NaN-poisoned outputs."""
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ route) and ``.device``; every NumPy function reached as ``emulated_cupy.<name>``
 Only tests/test_cuda.py installs it, as ``sys.modules["cupy"]``, and only while
 CONVKERN_CUDA_EMULATION_MODULE names an emulated build.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,7 @@ class ndarray(np.ndarray):
     @property
     def __cuda_array_interface__(self):
         i = self.__array_interface__
-        return {"shape": i["shape"], "typestr": i["typestr"], "data": i["data"], "strides": i["strides"],
-                "version": 3}
+        return {"shape": i["shape"], "typestr": i["typestr"], "data": i["data"], "strides": i["strides"], "version": 3}
 
     @property
     def device(self) -> _Device:

@@ -1,14 +1,13 @@
 """Adaptive average and max pooling against convkern.reference: 1-D to 3-D, channels-first and
 channels-last, forward and backward, output sizes below, equal to and above the input size."""
+
 from __future__ import annotations
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
-from convkern import reference as ref
-
 from conftest import HOST, LAYOUTS, assert_close, relayout
+from convkern import reference as ref
 
 DTYPES = (np.float32, np.float64)
 FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
@@ -20,8 +19,9 @@ def adaptive_case(seed: int, rank: int):
     output_size = []
     for n in size:
         choice = rng.integers(0, 6)
-        output_size.append(None if choice == 0 else n if choice == 1 else 1 if choice == 2 else
-                           int(rng.integers(1, 2 * n + 2)))
+        output_size.append(
+            None if choice == 0 else n if choice == 1 else 1 if choice == 2 else int(rng.integers(1, 2 * n + 2))
+        )
     if rng.integers(0, 4) == 0 and len(set(output_size)) == 1 and output_size[0] is not None:
         output_size = output_size[0]  # an int for every axis
     else:
@@ -69,8 +69,12 @@ def check_adaptive_pool(rank, seed, kind, dtype, last, rng, on=HOST):
         np.testing.assert_array_equal(on.get(idx), expected_idx)
         np.testing.assert_array_equal(on.get(getattr(convkern, name)(xd, output_size, data_format=fmt)), on.get(y))
     assert y is out
-    window = max(1, int(np.prod([-(-n // max(o, 1)) + 1 for n, o in
-                                 zip(shape[-rank:], _spatial_output(shape, rank, output_size))])))
+    window = max(
+        1,
+        int(
+            np.prod([-(-n // max(o, 1)) + 1 for n, o in zip(shape[-rank:], _spatial_output(shape, rank, output_size))])
+        ),
+    )
     assert_close(on.get(y), expected, reduction=window, dtype=dtype, what=f"{name} {output_size}")
 
     dy = relayout(rng.standard_normal(expected.shape).astype(dtype), layout, rng)
@@ -108,8 +112,10 @@ def test_adaptive_pool_worked_example():
     np.testing.assert_array_equal(idx, [[[1, 3, 3]]])
     # The gradient of overlapping windows adds up; the average's divides by each window's size.
     np.testing.assert_array_equal(convkern.adaptive_max_pool1d_backward(np.ones((1, 1, 3)), x, 3), [[[0, 1, 0, 2, 0]]])
-    np.testing.assert_allclose(convkern.adaptive_avg_pool1d_backward(np.ones((1, 1, 3)), x, 3),
-                               [[[1 / 2, 1 / 2 + 1 / 3, 1 / 3, 1 / 3 + 1 / 2, 1 / 2]]])
+    np.testing.assert_allclose(
+        convkern.adaptive_avg_pool1d_backward(np.ones((1, 1, 3)), x, 3),
+        [[[1 / 2, 1 / 2 + 1 / 3, 1 / 3, 1 / 3 + 1 / 2, 1 / 2]]],
+    )
 
 
 def test_adaptive_output_size_forms():
@@ -119,24 +125,28 @@ def test_adaptive_output_size_forms():
     assert convkern.adaptive_avg_pool2d(x, None).shape == x.shape
     assert convkern.adaptive_max_pool2d(x, (np.int64(3), 1)).shape == (2, 3, 3, 1)
     np.testing.assert_array_equal(convkern.adaptive_avg_pool2d(x, (6, 4)), x)  # one cell per window
-    assert convkern.adaptive_avg_pool2d(x, (0, 2)).shape == (2, 3, 0, 2)      # empty, as in PyTorch
-    np.testing.assert_array_equal(convkern.adaptive_max_pool2d_backward(np.ones((2, 3, 0, 2), np.float32), x, (0, 2)),
-                                  np.zeros_like(x))
-    assert convkern.adaptive_avg_pool2d(x[0], 1).shape == (3, 1, 1)              # unbatched
+    assert convkern.adaptive_avg_pool2d(x, (0, 2)).shape == (2, 3, 0, 2)  # empty, as in PyTorch
+    np.testing.assert_array_equal(
+        convkern.adaptive_max_pool2d_backward(np.ones((2, 3, 0, 2), np.float32), x, (0, 2)), np.zeros_like(x)
+    )
+    assert convkern.adaptive_avg_pool2d(x[0], 1).shape == (3, 1, 1)  # unbatched
     assert convkern.adaptive_avg_pool3d(np.zeros((0, 4, 3, 3, 3)), 2, data_format="NDHWC").shape == (0, 2, 2, 2, 3)
     np.testing.assert_allclose(convkern.adaptive_avg_pool2d(x, 1)[..., 0, 0], x.mean(axis=(2, 3)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("output_size,exc,fragment", [
-    (-1, ValueError, "output_size must be >= 0"),
-    ((2, -3), ValueError, "output_size must be >= 0"),
-    ((2, 2, 2), ValueError, "output_size"),
-    (2.5, TypeError, "output_size"),
-    (True, TypeError, "output_size"),
-    ("same", TypeError, "output_size"),
-    (2**64, ValueError, "too large"),
-    (2**62, ValueError, "overflows"),
-])
+@pytest.mark.parametrize(
+    "output_size,exc,fragment",
+    [
+        (-1, ValueError, "output_size must be >= 0"),
+        ((2, -3), ValueError, "output_size must be >= 0"),
+        ((2, 2, 2), ValueError, "output_size"),
+        (2.5, TypeError, "output_size"),
+        (True, TypeError, "output_size"),
+        ("same", TypeError, "output_size"),
+        (2**64, ValueError, "too large"),
+        (2**62, ValueError, "overflows"),
+    ],
+)
 def test_adaptive_pool_rejects(output_size, exc, fragment):
     x = np.ones((2, 3, 5, 5), np.float32)
     for op in (convkern.adaptive_avg_pool2d, convkern.adaptive_max_pool2d):
@@ -191,8 +201,13 @@ def test_adaptive_bitwise_identical_for_1_and_2_threads(last, rng):
     def run():
         y, idx = convkern.adaptive_max_pool2d(x, (9, 7), return_indices=True, data_format=fmt)
         a = convkern.adaptive_avg_pool2d(x, (9, 7), data_format=fmt)
-        return [y, idx, a, convkern.adaptive_max_pool2d_backward(y, x, (9, 7), data_format=fmt, indices=idx),
-                convkern.adaptive_avg_pool2d_backward(a, x, (9, 7), data_format=fmt)]
+        return [
+            y,
+            idx,
+            a,
+            convkern.adaptive_max_pool2d_backward(y, x, (9, 7), data_format=fmt, indices=idx),
+            convkern.adaptive_avg_pool2d_backward(a, x, (9, 7), data_format=fmt),
+        ]
 
     try:
         convkern.set_num_threads(1)
@@ -215,17 +230,18 @@ def test_adaptive_pool_matches_torch(rank):
     output_size = (4, 5, 3)[:rank]
     xt = torch.from_numpy(x).requires_grad_(True)
     yt = getattr(F, f"adaptive_avg_pool{rank}d")(xt, output_size)
-    assert_close(getattr(convkern, f"adaptive_avg_pool{rank}d")(x, output_size), yt.detach().numpy(),
-                 dtype=np.float64)
+    assert_close(getattr(convkern, f"adaptive_avg_pool{rank}d")(x, output_size), yt.detach().numpy(), dtype=np.float64)
     dy = rng.standard_normal(yt.shape)
     yt.backward(torch.from_numpy(dy))
-    assert_close(getattr(convkern, f"adaptive_avg_pool{rank}d_backward")(dy, x, output_size), xt.grad.numpy(),
-                 dtype=np.float64)
+    assert_close(
+        getattr(convkern, f"adaptive_avg_pool{rank}d_backward")(dy, x, output_size), xt.grad.numpy(), dtype=np.float64
+    )
     xt.grad = None
     yt, it = getattr(F, f"adaptive_max_pool{rank}d")(xt, output_size, return_indices=True)
     y, idx = getattr(convkern, f"adaptive_max_pool{rank}d")(x, output_size, return_indices=True)
     np.testing.assert_array_equal(y, yt.detach().numpy())
     np.testing.assert_array_equal(idx, it.numpy())
     yt.backward(torch.from_numpy(dy))
-    np.testing.assert_array_equal(getattr(convkern, f"adaptive_max_pool{rank}d_backward")(dy, x, output_size),
-                                  xt.grad.numpy())
+    np.testing.assert_array_equal(
+        getattr(convkern, f"adaptive_max_pool{rank}d_backward")(dy, x, output_size), xt.grad.numpy()
+    )

@@ -1,6 +1,7 @@
 """examples/classic_cnns.py: LeNet-5, AlexNet, VGG-16 and ResNet-18 from convkern's torch layers have
 the parameter counts of the published models and of the same networks built from torch.nn, and one
 training step gives torch.nn's gradients."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -57,8 +58,9 @@ def test_layer_table_shapes(example):
 
 # VGG-16's step is slow here for its size, not its compute: two copies of 138 M parameters to
 # initialise, copy and differentiate (its 25088x4096 dense layer alone is 103 M).
-@pytest.mark.parametrize("name", [n if n != "vgg16" else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in sorted(PUBLISHED)])
+@pytest.mark.parametrize(
+    "name", [n if n != "vgg16" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(PUBLISHED)]
+)
 def test_training_step_matches_torch_nn(example, name):
     build, _, small_shape = example.NETWORKS[name]
     torch.manual_seed(0)
@@ -82,8 +84,13 @@ def test_training_step_matches_torch_nn(example, name):
 
 
 def test_example_runs(tmp_path):
-    done = subprocess.run([sys.executable, str(EXAMPLE), "--small", "--only", "lenet5", "--only", "resnet18"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--small", "--only", "lenet5", "--only", "resnet18"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "11,689,512" in done.stdout and "61,706" in done.stdout
     assert "resnet18: one training step on 2 x 3x64x64" in done.stdout

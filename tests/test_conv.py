@@ -5,15 +5,14 @@ depthwise), kernels 1 to 7 and non-square, strides and dilations 1 to 3, every p
 (int, per axis, asymmetric pairs, "same", "valid"), odd and prime sizes, and inputs stored
 contiguous, Fortran-ordered, with negative strides or strided.
 """
+
 from __future__ import annotations
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
-from convkern import reference as ref
-
 from conftest import HOST, LAYOUTS, assert_close, relayout
+from convkern import reference as ref
 
 DTYPES = (np.float32, np.float64)
 
@@ -53,8 +52,19 @@ def conv_case(seed: int, rank: int):
     batch = int(rng.choice([0, 1, 2, 3, -1]))  # -1: unbatched
     layout = LAYOUTS[int(rng.integers(0, len(LAYOUTS)))]
     bias = bool(rng.integers(0, 2))
-    return dict(batch=batch, cin=cin, cout=cout, groups=groups, kernel=kernel, stride=stride,
-                dilation=dilation, padding=padding, size=tuple(size), layout=layout, bias=bias)
+    return dict(
+        batch=batch,
+        cin=cin,
+        cout=cout,
+        groups=groups,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        size=tuple(size),
+        layout=layout,
+        bias=bias,
+    )
 
 
 def make_arrays(case, dtype, rng):
@@ -110,8 +120,10 @@ def check_backward(rank, case, dtype, rng, on=HOST):
         assert got.dtype == dtype and got.flags.c_contiguous
     gi, gw, gb = on.get(gi), on.get(gw), on.get(gb)
     # output_mask computes only what is asked, with the same bits.
-    only = [backward(on.put(dy), on.put(x), on.put(w), **kwargs_of(case), output_mask=m)
-            for m in ((True, False, False), (False, True, False), (False, False, True))]
+    only = [
+        backward(on.put(dy), on.put(x), on.put(w), **kwargs_of(case), output_mask=m)
+        for m in ((True, False, False), (False, True, False), (False, False, True))
+    ]
     for i, (mask, full) in enumerate(zip(only, (gi, gw, gb))):
         assert all(g is None for j, g in enumerate(mask) if j != i)
         np.testing.assert_array_equal(on.get(mask[i]), full)
@@ -144,19 +156,22 @@ def test_conv1d_conv3d_forward_and_backward(rank, seed, dtype, rng):
     check_backward(rank, case, dtype, rng)
 
 
-@pytest.mark.parametrize("shape", [
-    # Shapes that cross the kernels' blocking: more than one reduction block (R > 256), channel
-    # counts that are not multiples of the micro-kernel's 12 rows, positions spanning tiles.
-    dict(n=2, c=40, k=50, hw=(19, 23), kernel=(3, 3)),
-    dict(n=1, c=300, k=13, hw=(6, 7), kernel=(1, 1)),
-    dict(n=3, c=7, k=64, hw=(35, 9), kernel=(5, 5)),
-    dict(n=2, c=33, k=25, hw=(29, 31), kernel=(3, 3)),
-    # >= 32 output channels: the outer-product backward weight, ragged in every dimension
-    # (channels past a 12-row block, dW columns past a 16-wide transpose, rows of 5 to 23).
-    dict(n=2, c=130, k=37, hw=(9, 11), kernel=(3, 3)),
-    dict(n=3, c=1100, k=45, hw=(5, 6), kernel=(1, 1)),
-    dict(n=1, c=3, k=32, hw=(25, 23), kernel=(3, 3)),
-])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # Shapes that cross the kernels' blocking: more than one reduction block (R > 256), channel
+        # counts that are not multiples of the micro-kernel's 12 rows, positions spanning tiles.
+        dict(n=2, c=40, k=50, hw=(19, 23), kernel=(3, 3)),
+        dict(n=1, c=300, k=13, hw=(6, 7), kernel=(1, 1)),
+        dict(n=3, c=7, k=64, hw=(35, 9), kernel=(5, 5)),
+        dict(n=2, c=33, k=25, hw=(29, 31), kernel=(3, 3)),
+        # >= 32 output channels: the outer-product backward weight, ragged in every dimension
+        # (channels past a 12-row block, dW columns past a 16-wide transpose, rows of 5 to 23).
+        dict(n=2, c=130, k=37, hw=(9, 11), kernel=(3, 3)),
+        dict(n=3, c=1100, k=45, hw=(5, 6), kernel=(1, 1)),
+        dict(n=1, c=3, k=32, hw=(25, 23), kernel=(3, 3)),
+    ],
+)
 @pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 def test_conv2d_blocking_edges(shape, dtype, fmt, rng):
@@ -190,8 +205,7 @@ def test_conv2d_empty_batch():
 def test_conv2d_unbatched_matches_batched(rng):
     x = rng.standard_normal((3, 10, 11))
     w = rng.standard_normal((5, 3, 3, 2))
-    np.testing.assert_array_equal(convkern.conv2d(x, w, padding="same"),
-                                  convkern.conv2d(x[None], w, padding="same")[0])
+    np.testing.assert_array_equal(convkern.conv2d(x, w, padding="same"), convkern.conv2d(x[None], w, padding="same")[0])
 
 
 @pytest.mark.parametrize("isa", ["avx2", "generic"])
@@ -288,9 +302,20 @@ def transpose_case(seed, rank):
     size = tuple(max(n, 1 + (2 * p) // s) for n, p, s in zip(size, padding, stride))
     last = bool(rng.integers(0, 3) == 0)
     batch = int(rng.choice([0, 1, 2, -1]))
-    return dict(groups=groups, cin=cin, cout=cout, kernel=kernel, stride=stride, dilation=dilation,
-                output_padding=output_padding, padding=padding, size=size, batch=batch,
-                data_format=CHANNELS_LAST[rank] if last else None, bias=bool(rng.integers(0, 2)))
+    return dict(
+        groups=groups,
+        cin=cin,
+        cout=cout,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        output_padding=output_padding,
+        padding=padding,
+        size=size,
+        batch=batch,
+        data_format=CHANNELS_LAST[rank] if last else None,
+        bias=bool(rng.integers(0, 2)),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
@@ -308,8 +333,14 @@ def check_transpose(rank, seed, dtype, rng, on=HOST):
     x = relayout(rng.standard_normal(shape).astype(dtype), "negative" if seed % 3 == 0 else "contiguous", rng)
     w = rng.standard_normal((c["cin"], c["cout"] // c["groups"]) + c["kernel"]).astype(dtype)
     b = rng.standard_normal(c["cout"]).astype(dtype) if c["bias"] else None
-    kw = dict(stride=c["stride"], padding=c["padding"], output_padding=c["output_padding"], groups=c["groups"],
-              dilation=c["dilation"], data_format=c["data_format"])
+    kw = dict(
+        stride=c["stride"],
+        padding=c["padding"],
+        output_padding=c["output_padding"],
+        groups=c["groups"],
+        dilation=c["dilation"],
+        data_format=c["data_format"],
+    )
     xd, wd, bd = on.put(x), on.put(w), None if b is None else on.put(b)
     try:
         expected = getattr(ref, f"conv_transpose{rank}d")(x, w, b, **kw)
@@ -337,16 +368,36 @@ def check_transpose(rank, seed, dtype, rng, on=HOST):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-@pytest.mark.parametrize("k,width,multiplier,padding", [
-    (3, 28, 1, 1), (3, 16, 1, "same"), (3, 1, 1, 1), (3, 37, 2, 0), (5, 33, 1, 2), (5, 7, 3, (0, 4)),
-    (7, 40, 1, 3), (7, 9, 1, "same"),
-])
+@pytest.mark.parametrize(
+    "k,width,multiplier,padding",
+    [
+        (3, 28, 1, 1),
+        (3, 16, 1, "same"),
+        (3, 1, 1, 1),
+        (3, 37, 2, 0),
+        (5, 33, 1, 2),
+        (5, 7, 3, (0, 4)),
+        (7, 40, 1, 3),
+        (7, 9, 1, "same"),
+    ],
+)
 def test_depthwise_stencils(k, width, multiplier, padding, last, dtype, rng):
     """The depthwise kernels' compile-time stencils (3x3, 5x5, 7x7, stride 1) at row widths that
     end inside, exactly at and past a vector, with channel multipliers and asymmetric padding."""
     c = 5
-    case = dict(batch=2, cin=c, cout=c * multiplier, groups=c, kernel=(k, k), stride=(1, 1), dilation=(1, 1),
-                padding=padding, size=(k + 2, width), layout="contiguous", bias=True)
+    case = dict(
+        batch=2,
+        cin=c,
+        cout=c * multiplier,
+        groups=c,
+        kernel=(k, k),
+        stride=(1, 1),
+        dilation=(1, 1),
+        padding=padding,
+        size=(k + 2, width),
+        layout="contiguous",
+        bias=True,
+    )
     if last:
         case["data_format"] = "NHWC"
     if isinstance(padding, int) and width + 2 * padding < k:
@@ -376,8 +427,19 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
 @pytest.mark.parametrize("rank,groups,cin,cout", [(2, 1, 64, 40), (2, 2, 30, 26), (1, 1, 7, 50), (3, 3, 9, 39)])
 def test_pointwise_convolution(rank, groups, cin, cout, dtype, rng):
     """1x1, unit stride, no padding: backward data runs as the transposed-weight forward pass."""
-    case = dict(batch=3, cin=cin, cout=cout, groups=groups, kernel=(1,) * rank, stride=(1,) * rank,
-                dilation=(1,) * rank, padding=0, size=(5, 7, 3)[:rank], layout="contiguous", bias=True)
+    case = dict(
+        batch=3,
+        cin=cin,
+        cout=cout,
+        groups=groups,
+        kernel=(1,) * rank,
+        stride=(1,) * rank,
+        dilation=(1,) * rank,
+        padding=0,
+        size=(5, 7, 3)[:rank],
+        layout="contiguous",
+        bias=True,
+    )
     check_forward(rank, case, dtype, rng)
     check_backward(rank, case, dtype, rng)
 
@@ -387,8 +449,19 @@ def test_pointwise_convolution(rank, groups, cin, cout, dtype, rng):
 def test_depthwise_strided_and_dilated(k, stride, dilation, padding, last, rng):
     """Depthwise 3x3/5x5 with stride or dilation: the compile-time channels-last stencil (forward;
     unit-stride input gradient) and the general kernels, 40 channels (two vectors and a tail)."""
-    case = dict(batch=2, cin=40, cout=40, groups=40, kernel=(k, k), stride=(stride, stride),
-                dilation=(dilation, dilation), padding=padding, size=(11, 13), layout="contiguous", bias=True)
+    case = dict(
+        batch=2,
+        cin=40,
+        cout=40,
+        groups=40,
+        kernel=(k, k),
+        stride=(stride, stride),
+        dilation=(dilation, dilation),
+        padding=padding,
+        size=(11, 13),
+        layout="contiguous",
+        bias=True,
+    )
     if last:
         case["data_format"] = "NHWC"
     check_forward(2, case, np.float32, rng)

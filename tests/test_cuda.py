@@ -13,6 +13,7 @@ build of the same CUDA sources (tools/cuda_emulation/build.sh): point CONVKERN_C
 at its output folder. Host NumPy arrays then stand in for device arrays at the kernel level, and
 tests/emulated_cupy.py stands in for CuPy at the API level.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,16 +21,15 @@ import glob
 import importlib.util
 import os
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
-from convkern import _C, reference as ref
+from conftest import assert_close
+from convkern import _C
+from convkern import reference as ref
 from convkern._args import pad3
 from convkern._conv_ops import _ConvCall, _ConvTransposeCall, _unpad_by_mode
 from convkern._pool_ops import _PoolCall
-
-from conftest import assert_close
 from test_conv import conv_case, kwargs_of, make_arrays, mode_case, reduction, transpose_case
 from test_pool import _inputs, pool_case
 
@@ -44,6 +44,7 @@ LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 # --------------------------------------------------------------------------------------------
 # The device under test: a GPU through CuPy, or the emulated module on the host
 # --------------------------------------------------------------------------------------------
+
 
 class Device:
     """Moves arrays to and from the device the kernels run on and gives them a stream."""
@@ -78,7 +79,7 @@ class Device:
         return self.xp.zeros((max(int(n), 1),), dtype=np.uint8) if n else None
 
 
-@functools.lru_cache(maxsize=None)  # one load of the extension per session
+@functools.cache  # one load of the extension per session
 def _emulated_module():
     folder = os.environ.get("CONVKERN_CUDA_EMULATION_MODULE")
     if not folder:
@@ -130,6 +131,7 @@ def cupy_dev():
 # Convolution, kernel level
 # --------------------------------------------------------------------------------------------
 
+
 def _for_parsing(a):
     """An array for the op layers' call objects (_ConvCall, _PoolCall ...), which parse their
     arguments on the host, where float16 is refused: here they only read shapes and arguments
@@ -140,8 +142,18 @@ def _for_parsing(a):
 def _conv_call(rank, case, x, w, b):
     kw = kwargs_of(case)
     x, w, b = _for_parsing(x), _for_parsing(w), _for_parsing(b)
-    return _ConvCall(rank, x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"],
-                     kw.get("padding_mode", "zeros"), kw.get("data_format"))
+    return _ConvCall(
+        rank,
+        x,
+        w,
+        b,
+        kw["stride"],
+        kw["padding"],
+        kw["dilation"],
+        kw["groups"],
+        kw.get("padding_mode", "zeros"),
+        kw.get("data_format"),
+    )
 
 
 def _conv_forward(dev, c, x5, w5, b):
@@ -239,14 +251,28 @@ def _round_tf32(a):
 
 
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-@pytest.mark.parametrize("shape", [(2, 70, 9, 11, 67, 3, 1, 1, 1), (1, 256, 6, 6, 24, 3, 1, 1, 1),
-                                   (2, 12, 10, 10, 36, 3, 2, 1, 2)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 70, 9, 11, 67, 3, 1, 1, 1), (1, 256, 6, 6, 24, 3, 1, 1, 1), (2, 12, 10, 10, 36, 3, 2, 1, 2)],
+    ids=lambda s: "x".join(map(str, s)),
+)
 def test_conv_forward_tf32(dev, shape, last, rng):
     # Version 3 with TF32 allowed: the forward rounds both operands to TF32 and accumulates in
     # float32, so it matches the float32 reference of the rounded operands.
     n, c, h, w, k, ks, st, p, g = shape
-    case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(st, st), dilation=(1, 1),
-                padding=p, size=(h, w), layout="contiguous", bias=True)
+    case = dict(
+        batch=n,
+        cin=c,
+        cout=k,
+        groups=g,
+        kernel=(ks, ks),
+        stride=(st, st),
+        dilation=(1, 1),
+        padding=p,
+        size=(h, w),
+        layout="contiguous",
+        bias=True,
+    )
     if last:
         case["data_format"] = "NHWC"
     x, wt, b = make_arrays(case, np.float32, rng)
@@ -279,26 +305,41 @@ def test_conv_v1(dev, rank, seed, last, dtype, rng):
         dev.mod.set_conv_kernel_version(2)
 
 
-@pytest.mark.parametrize("shape", [
-    # (N, C, H, W, K, kernel, stride, padding, groups): several tiles in every GEMM dimension,
-    # reductions over many 16-deep steps, split-K backward weight, ragged edges.
-    (2, 70, 9, 11, 67, 3, 1, 1, 1),
-    (3, 33, 17, 13, 130, 3, 2, 1, 1),
-    (1, 12, 40, 40, 8, 5, 1, 2, 2),
-    (4, 16, 30, 30, 16, 3, 1, 1, 16),   # depthwise (direct kernels)
-    (2, 8, 21, 19, 24, 3, 2, 0, 8),     # depthwise multiplier 3, stride 2
-    (2, 1, 32, 32, 6, 5, 1, 0, 1),      # one input channel: direct kernels
-    # Small grids over long reductions: v2 splits the forward (first case) and backward-data
-    # (second case, two groups) reductions into 9 and 4 parts and adds them in order.
-    (1, 256, 6, 6, 24, 3, 1, 1, 1),
-    (1, 24, 6, 5, 256, 3, 1, 1, 2),
-], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # (N, C, H, W, K, kernel, stride, padding, groups): several tiles in every GEMM dimension,
+        # reductions over many 16-deep steps, split-K backward weight, ragged edges.
+        (2, 70, 9, 11, 67, 3, 1, 1, 1),
+        (3, 33, 17, 13, 130, 3, 2, 1, 1),
+        (1, 12, 40, 40, 8, 5, 1, 2, 2),
+        (4, 16, 30, 30, 16, 3, 1, 1, 16),  # depthwise (direct kernels)
+        (2, 8, 21, 19, 24, 3, 2, 0, 8),  # depthwise multiplier 3, stride 2
+        (2, 1, 32, 32, 6, 5, 1, 0, 1),  # one input channel: direct kernels
+        # Small grids over long reductions: v2 splits the forward (first case) and backward-data
+        # (second case, two groups) reductions into 9 and 4 parts and adds them in order.
+        (1, 256, 6, 6, 24, 3, 1, 1, 1),
+        (1, 24, 6, 5, 256, 3, 1, 1, 2),
+    ],
+    ids=lambda s: "x".join(map(str, s)),
+)
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=("f16", "f32"))
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 def test_conv_tiling(dev, shape, last, dtype, rng, kernel_version):
     n, c, h, w, k, ks, s, p, g = shape
-    case = dict(batch=n, cin=c, cout=k, groups=g, kernel=(ks, ks), stride=(s, s), dilation=(1, 1),
-                padding=p, size=(h, w), layout="contiguous", bias=True)
+    case = dict(
+        batch=n,
+        cin=c,
+        cout=k,
+        groups=g,
+        kernel=(ks, ks),
+        stride=(s, s),
+        dilation=(1, 1),
+        padding=p,
+        size=(h, w),
+        layout="contiguous",
+        bias=True,
+    )
     if last:
         case["data_format"] = "NHWC"
     _check_conv(dev, 2, case, dtype, rng)
@@ -314,21 +355,38 @@ def test_conv_transpose(dev, rank, seed, dtype, rng):
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((cs["cin"], cs["cout"] // cs["groups"]) + cs["kernel"]).astype(dtype)
     b = rng.standard_normal(cs["cout"]).astype(dtype) if cs["bias"] else None
-    kw = dict(stride=cs["stride"], padding=cs["padding"], output_padding=cs["output_padding"],
-              groups=cs["groups"], dilation=cs["dilation"], data_format=cs["data_format"])
+    kw = dict(
+        stride=cs["stride"],
+        padding=cs["padding"],
+        output_padding=cs["output_padding"],
+        groups=cs["groups"],
+        dilation=cs["dilation"],
+        data_format=cs["data_format"],
+    )
     try:
         expected = getattr(ref, f"conv_transpose{rank}d")(x, w, b, **kw)
     except ValueError:
         return
-    t = _ConvTransposeCall(rank, _for_parsing(x), _for_parsing(w), _for_parsing(b), kw["stride"], kw["padding"],
-                           kw["output_padding"], kw["groups"], kw["dilation"], kw["data_format"])
+    t = _ConvTransposeCall(
+        rank,
+        _for_parsing(x),
+        _for_parsing(w),
+        _for_parsing(b),
+        kw["stride"],
+        kw["padding"],
+        kw["output_padding"],
+        kw["groups"],
+        kw["dilation"],
+        kw["data_format"],
+    )
     from convkern._args import user_shape
 
     # Forward: the backward-data pass of the mirror convolution, with the bias.
     x_ext = dev.put(t.x_extended().astype(dtype))
     y5 = dev.poisoned(t.phys(t.y_shape), dtype)
-    dev.mod.conv_backward_data(x_ext, dev.put(t.w5().astype(dtype)), y5, t.args, dev.stream,
-                               None if b is None else dev.put(b))
+    dev.mod.conv_backward_data(
+        x_ext, dev.put(t.w5().astype(dtype)), y5, t.args, dev.stream, None if b is None else dev.put(b)
+    )
     y = dev.get(y5).reshape(t.user_shape(t.y_shape))
     assert_close(y, expected, reduction=cs["cin"] // cs["groups"] * int(np.prod(cs["kernel"])), dtype=dtype)
 
@@ -358,13 +416,24 @@ def test_conv_transpose(dev, rank, seed, dtype, rng):
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 def test_conv_backward_is_deterministic(dev, last, dtype, rng):
     # Enough positions that backward weight splits the reduction across blocks.
-    case = dict(batch=4, cin=24, cout=40, groups=1, kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
-                padding=1, size=(24, 24) if not dev.emulated else (12, 12), layout="contiguous", bias=False)
+    case = dict(
+        batch=4,
+        cin=24,
+        cout=40,
+        groups=1,
+        kernel=(3, 3),
+        stride=(1, 1),
+        dilation=(1, 1),
+        padding=1,
+        size=(24, 24) if not dev.emulated else (12, 12),
+        layout="contiguous",
+        bias=False,
+    )
     if last:
         case["data_format"] = "NHWC"
     x, w, _ = make_arrays(case, dtype, rng)
     c = _conv_call(2, case, x, w, None)
-    y_shape = getattr(ref, "conv2d")(x, w, None, **kwargs_of(case)).shape
+    y_shape = ref.conv2d(x, w, None, **kwargs_of(case)).shape
     dy = rng.standard_normal(y_shape).astype(dtype)
     x5, w5 = c.x5().astype(dtype), c.w5().astype(dtype)
     first = _conv_backward(dev, c, dy, x5, w5)
@@ -382,15 +451,17 @@ def test_conv_errors(dev, rng):
         dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3))), None, y, args, dev.stream)
     with pytest.raises(TypeError, match="weight must have dtype float32"):
         dev.mod.conv_forward(x, dev.put(np.ones((3, 2, 1, 3, 3), np.float16)), None, y, args, dev.stream)
-    bf16 = _FakeArray(x, (1, 2, 1, 5, 5), "__cuda_array_interface__",
-                      typestr="<V2")  # bfloat16 as PyTorch exports it: not a dtype the kernels take
+    bf16 = _FakeArray(
+        x, (1, 2, 1, 5, 5), "__cuda_array_interface__", typestr="<V2"
+    )  # bfloat16 as PyTorch exports it: not a dtype the kernels take
     with pytest.raises(TypeError, match="float16, float32 or float64"):
         dev.mod.conv_forward(bf16, w, None, y, args, dev.stream)
     with pytest.raises(ValueError, match="out must have shape"):
         dev.mod.conv_forward(x, w, None, dev.poisoned((1, 3, 1, 4, 3), np.float32), args, dev.stream)
     with pytest.raises(ValueError, match="C-contiguous"):
-        dev.mod.conv_forward(x, w, None, dev.poisoned((1, 3, 1, 3, 3), np.float32).transpose(0, 1, 2, 4, 3),
-                             args, dev.stream)
+        dev.mod.conv_forward(
+            x, w, None, dev.poisoned((1, 3, 1, 3, 3), np.float32).transpose(0, 1, 2, 4, 3), args, dev.stream
+        )
     with pytest.raises(ValueError, match="groups"):
         bad = _C.ConvArgs([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], 2, 2, False)
         dev.mod.conv_forward(x, w, None, y, bad, dev.stream)
@@ -427,6 +498,7 @@ def test_conv_refuses_sizes_past_32_bit_indexing(dev):
 # --------------------------------------------------------------------------------------------
 # Pooling, kernel level
 # --------------------------------------------------------------------------------------------
+
 
 def _pool_arrays(x_user, p: _PoolCall, planes4: bool):
     """The kernel's view of an input: (planes, D, H, W), (N, C, D, H, W) or (N, D, H, W, C)."""
@@ -484,8 +556,9 @@ def _check_pool(dev, rank, kind, case, last, dtype, rng, planes4):
         want = getattr(ref, name + "_backward")(dy, x, **kw, data_format=fmt)
     else:
         # Validated (caller's indices) and trusted (the forward's) paths agree bitwise.
-        dev.mod.extremum_pool_backward(dyk, idx, dx, dev.bytes(dev.mod.pool_index_check_bytes), k, s, pb, pa, d,
-                                       ceil, sov, rank, last, dev.stream)
+        dev.mod.extremum_pool_backward(
+            dyk, idx, dx, dev.bytes(dev.mod.pool_index_check_bytes), k, s, pb, pa, d, ceil, sov, rank, last, dev.stream
+        )
         dx2 = dev.poisoned(xk.shape, dtype)
         dev.mod.extremum_pool_backward(dyk, idx, dx2, None, k, s, pb, pa, d, ceil, sov, rank, last, dev.stream)
         np.testing.assert_array_equal(dev.get(dx2), dev.get(dx))
@@ -509,9 +582,17 @@ def test_pool(dev, rank, seed, kind, last, dtype, rng):
 def test_pool_with_64_bit_index_math(dev, kind, last, rng):
     # A stride past 2^28 makes window starts (o * stride) leave the range the 32-bit kernels
     # allow, so these small calls run the 64-bit-index kernels, forward and backward.
-    case = ((2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(2**29, 2**30 + 3), padding=(1, 0), ceil_mode=True,
-                                **({"count_include_pad": False, "divisor_override": None} if kind == "avg" else {})),
-            "contiguous")
+    case = (
+        (2, 3, 9, 11),
+        dict(
+            kernel_size=(3, 2),
+            stride=(2**29, 2**30 + 3),
+            padding=(1, 0),
+            ceil_mode=True,
+            **({"count_include_pad": False, "divisor_override": None} if kind == "avg" else {}),
+        ),
+        "contiguous",
+    )
     _check_pool(dev, 2, kind, case, last, np.float32, rng, planes4=False)
 
 
@@ -523,9 +604,17 @@ def test_global_pool(dev, kind, last, size, dtype, rng):
     # A whole-plane window: 49 cells (one thread per output) and 460 (one warp per output when
     # channels-first), with a tie for the first extreme element.
     shape = (3, 5) + size
-    case = (shape, dict(kernel_size=size, stride=None, padding=0, ceil_mode=False,
-                        **({"count_include_pad": True, "divisor_override": None} if kind == "avg" else {})),
-            "contiguous")
+    case = (
+        shape,
+        dict(
+            kernel_size=size,
+            stride=None,
+            padding=0,
+            ceil_mode=False,
+            **({"count_include_pad": True, "divisor_override": None} if kind == "avg" else {}),
+        ),
+        "contiguous",
+    )
     _check_pool(dev, 2, kind, case, last, dtype, rng, planes4=False)
 
 
@@ -559,8 +648,9 @@ def _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng):
     if kind == "avg":
         dev.mod.adaptive_avg_pool_backward(dyk, dx, out3, rank, last, dev.stream)
     else:
-        dev.mod.adaptive_max_pool_backward(dyk, idx, dx, dev.bytes(dev.mod.pool_index_check_bytes), out3, rank, last,
-                                           dev.stream)
+        dev.mod.adaptive_max_pool_backward(
+            dyk, idx, dx, dev.bytes(dev.mod.pool_index_check_bytes), out3, rank, last, dev.stream
+        )
     want = getattr(ref, name + "_backward")(dy, x, out_sizes, data_format=fmt)
     assert_close(dev.get(dx).reshape(x.shape), want, reduction=100, dtype=dtype)
 
@@ -568,10 +658,19 @@ def _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng):
 @pytest.mark.parametrize("dtype", [np.float16, np.float64], ids=("f16", "f64"))
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-@pytest.mark.parametrize("rank,in_sizes,out_sizes", [
-    (1, (10,), (3,)), (1, (5,), (7,)), (2, (9, 7), (4, 3)), (2, (6, 6), (1, 1)), (2, (7, 5), (7, 5)),
-    (2, (13, 12), (5, 8)), (3, (5, 6, 4), (2, 3, 3)), (2, (40, 36), (1, 1)),
-])
+@pytest.mark.parametrize(
+    "rank,in_sizes,out_sizes",
+    [
+        (1, (10,), (3,)),
+        (1, (5,), (7,)),
+        (2, (9, 7), (4, 3)),
+        (2, (6, 6), (1, 1)),
+        (2, (7, 5), (7, 5)),
+        (2, (13, 12), (5, 8)),
+        (3, (5, 6, 4), (2, 3, 3)),
+        (2, (40, 36), (1, 1)),
+    ],
+)
 def test_adaptive_pool(dev, rank, in_sizes, out_sizes, kind, last, dtype, rng):
     _check_adaptive(dev, rank, kind, in_sizes, out_sizes, last, dtype, rng)
 
@@ -601,8 +700,16 @@ def test_max_pool_backward_indices_outside_their_windows(dev, last, dtype, rng):
     idx.reshape(-1)[1::5] = -1
     dy = rng.standard_normal(idx.shape).astype(dtype)
     dx = dev.poisoned(xk.shape, dtype)
-    dev.mod.extremum_pool_backward(dev.put(dy.reshape(yshape)), dev.put(idx.reshape(yshape)), dx,
-                                   dev.bytes(dev.mod.pool_index_check_bytes), *a, 2, last, dev.stream)
+    dev.mod.extremum_pool_backward(
+        dev.put(dy.reshape(yshape)),
+        dev.put(idx.reshape(yshape)),
+        dx,
+        dev.bytes(dev.mod.pool_index_check_bytes),
+        *a,
+        2,
+        last,
+        dev.stream,
+    )
     want = ref.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=idx)
     assert_close(dev.get(dx).reshape(x.shape), want, reduction=4, dtype=dtype)
 
@@ -616,8 +723,16 @@ def test_max_pool_backward_rejects_hostile_indices(dev, bad, rng):
     dy = rng.standard_normal(idx.shape).astype(np.float32)
     dx = dev.poisoned(xk.shape, np.float32)
     with pytest.raises(ValueError, match=f"indices holds {bad} at flat position 5"):
-        dev.mod.extremum_pool_backward(dev.put(dy.reshape(yshape)), dev.put(idx.reshape(yshape)), dx,
-                                       dev.bytes(dev.mod.pool_index_check_bytes), *a, 2, False, dev.stream)
+        dev.mod.extremum_pool_backward(
+            dev.put(dy.reshape(yshape)),
+            dev.put(idx.reshape(yshape)),
+            dx,
+            dev.bytes(dev.mod.pool_index_check_bytes),
+            *a,
+            2,
+            False,
+            dev.stream,
+        )
     assert np.isnan(dev.get(dx)).all()  # refused before anything was written
 
 
@@ -701,16 +816,20 @@ def test_float16_accumulates_in_float32(dev):
         return _C.ConvArgs([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], groups, 2, False)
 
     # Forward: reduction over 64 channels x an 8x8 kernel; depthwise: over a 64x64 kernel.
-    for x_shape, w_shape, groups in (((1, 64, 1, 8, 8), (2, 64, 1, 8, 8), 1),
-                                     ((1, 2, 1, 64, 64), (2, 1, 1, 64, 64), 2)):
+    for x_shape, w_shape, groups in (
+        ((1, 64, 1, 8, 8), (2, 64, 1, 8, 8), 1),
+        ((1, 2, 1, 64, 64), (2, 1, 1, 64, 64), 2),
+    ):
         y = dev.poisoned((1, 2, 1, 1, 1), f16)
-        dev.mod.conv_forward(dev.put(np.full(x_shape, term)), dev.put(np.ones(w_shape, f16)), None, y, args(groups),
-                             one)
+        dev.mod.conv_forward(
+            dev.put(np.full(x_shape, term)), dev.put(np.ones(w_shape, f16)), None, y, args(groups), one
+        )
         np.testing.assert_array_equal(dev.get(y), 4100)
     # Backward data: reduction over 4096 output channels of a 1x1 convolution.
     dx = dev.poisoned((1, 2, 1, 2, 2), f16)
-    dev.mod.conv_backward_data(dev.put(np.full((1, 4096, 1, 2, 2), term)), dev.put(np.ones((4096, 2, 1, 1, 1), f16)),
-                               dx, args(1), one)
+    dev.mod.conv_backward_data(
+        dev.put(np.full((1, 4096, 1, 2, 2), term)), dev.put(np.ones((4096, 2, 1, 1, 1), f16)), dx, args(1), one
+    )
     np.testing.assert_array_equal(dev.get(dx), 4100)
     # Backward weight (split into chunks, GEMM and depthwise kernels) and the bias gradient:
     # reductions over 4 x 32 x 32 positions.
@@ -730,8 +849,9 @@ def test_float16_accumulates_in_float32(dev):
         x = dev.put(np.full(shape, term))
         out_shape = (1, 1, 1, 1, 2) if last else (1, 2, 1, 1, 1)
         y = dev.poisoned(out_shape, f16)
-        dev.mod.avg_pool_forward(x, y, [1, 64, 64], [1, 64, 64], [0, 0, 0], [0, 0, 0], False, False, True, 0, 2, last,
-                                 one)
+        dev.mod.avg_pool_forward(
+            x, y, [1, 64, 64], [1, 64, 64], [0, 0, 0], [0, 0, 0], False, False, True, 0, 2, last, one
+        )
         np.testing.assert_array_equal(dev.get(y), term)
         y = dev.poisoned(out_shape, f16)
         dev.mod.adaptive_avg_pool_forward(x, y, (1, 1, 1), 2, last, one)
@@ -741,6 +861,7 @@ def test_float16_accumulates_in_float32(dev):
 # --------------------------------------------------------------------------------------------
 # The CuPy-facing backend (real GPU only)
 # --------------------------------------------------------------------------------------------
+
 
 def test_backend_routing_rules(cupy_dev):
     from convkern import _cuda_backend as cb
@@ -763,8 +884,19 @@ def test_backend_matches_kernel_level_and_cpu(cupy_dev, rng):
     from convkern import _cuda_backend as cb
 
     cp = cupy_dev.xp
-    case = dict(batch=2, cin=6, cout=10, groups=2, kernel=(3, 3), stride=(2, 1), dilation=(1, 2),
-                padding=((1, 0), (2, 2)), size=(11, 12), layout="contiguous", bias=True)
+    case = dict(
+        batch=2,
+        cin=6,
+        cout=10,
+        groups=2,
+        kernel=(3, 3),
+        stride=(2, 1),
+        dilation=(1, 2),
+        padding=((1, 0), (2, 2)),
+        size=(11, 12),
+        layout="contiguous",
+        bias=True,
+    )
     x, w, b = make_arrays(case, np.float32, rng)
     c = _conv_call(2, case, x, w, b)
     y = cp.empty(c.phys(c.y_shape), np.float32)
@@ -793,6 +925,7 @@ def test_backend_accepts_torch_cuda_tensors(cupy_dev, rng):
 # --------------------------------------------------------------------------------------------
 # The public API on CUDA arrays: the host tests' own bodies, run on the GPU
 # --------------------------------------------------------------------------------------------
+
 
 class OnCuda:
     """The CUDA twin of conftest.Host: the shared test bodies' arrays go to the GPU, results come back."""
@@ -917,6 +1050,7 @@ def test_api_adaptive_pool(cuda_api, rank, seed, kind, last, rng):
 
 # float16 through the public API (CUDA only): the host tests' bodies with float16 arrays.
 
+
 @pytest.mark.parametrize("rank,seed", [(2, s) for s in range(12)] + [(r, s) for r in (1, 3) for s in range(4)])
 def test_api_conv_transpose_float16(cuda_api, rank, seed, rng):
     import test_conv
@@ -998,8 +1132,9 @@ def test_api_device_rules(cuda_api):
     with pytest.raises(ValueError, match="share memory"):
         convkern.avg_pool2d(xd, 1, out=xd)
     with pytest.raises(ValueError, match="indices holds 99"):
-        convkern.max_pool2d_backward(put(np.ones(y.shape, np.float32)), xd, 2,
-                                     indices=put(np.full(y.shape, 99, np.int64)))
+        convkern.max_pool2d_backward(
+            put(np.ones(y.shape, np.float32)), xd, 2, indices=put(np.full(y.shape, 99, np.int64))
+        )
 
 
 def test_api_nn_model_on_cuda(cuda_api, rng):
@@ -1008,8 +1143,16 @@ def test_api_nn_model_on_cuda(cuda_api, rng):
 
     def model():
         nn.manual_seed(3)
-        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3),
-                             nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 6, 3),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(6, 3),
+        )
 
     x = rng.standard_normal((5, 1, 10, 10)).astype(np.float32)
     target = np.array([0, 2, 1, 1, 0])

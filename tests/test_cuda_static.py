@@ -5,6 +5,7 @@ targets (FFMA share, shared loads per FFMA, no integer division, no spills, 2 bl
 Runs where nvcc, cuobjdump and nvdisasm are found (PATH, $CUDA_HOME/bin, or the
 nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm wheels); compiling takes about a minute.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -68,8 +69,9 @@ def test_gemm_kernels_meet_their_static_targets(tmp_path):
     if missing:
         pytest.skip(f"{', '.join(missing)} not found")
     out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--only", "conv", "--json", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--only", "conv", "--json", str(out)], capture_output=True, text=True, timeout=900
+    )
     print(proc.stdout)
     kernels = json.loads(out.read_text())
     targeted = [k for k in kernels if r.TARGETED.search(k["name"]) and r.element_type(k["name"]) in r.TARGET_TYPES]

@@ -1,6 +1,7 @@
 """Distributed data-parallel training with convkern's layers: examples/ddp_train.py under torchrun with
 2 processes (gloo, this machine) ends with bitwise-identical parameters on both, and matches a
 single-process run over the same global batches."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,10 +35,28 @@ def ranks(tmp_path_factory):
     # One thread per process: 2 processes on 2 cores.
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={PROCESSES}",
-         str(EXAMPLE), "--steps", str(STEPS), "--global-batch", str(GLOBAL_BATCH), "--threads", "1",
-         "--save", str(out)],
-        capture_output=True, text=True, timeout=240, env=env, check=False)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={PROCESSES}",
+            str(EXAMPLE),
+            "--steps",
+            str(STEPS),
+            "--global-batch",
+            str(GLOBAL_BATCH),
+            "--threads",
+            "1",
+            "--save",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert f"{STEPS} steps of {GLOBAL_BATCH} images on {PROCESSES} processes (gloo)" in done.stdout, done.stdout
     return [torch.load(out / f"rank{r}.pt") for r in range(PROCESSES)]

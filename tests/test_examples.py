@@ -3,6 +3,7 @@
 The digits training runs in full, because its test accuracy (>= 97%) is what it promises; the
 others run in their reduced --quick form. Each must write its PNG.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("sklearn")        # the digits and the photograph ship with scikit-learn
-pytest.importorskip("matplotlib")     # the PNGs
+pytest.importorskip("sklearn")  # the digits and the photograph ship with scikit-learn
+pytest.importorskip("matplotlib")  # the PNGs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(script: str, *args: str, timeout: float = 300) -> str:
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, check=False,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, check=False, timeout=timeout
+    )
     assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -44,8 +46,8 @@ def test_train_digits_reaches_97_percent(trained):
     stdout, out = trained
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", stdout).group(1))
     assert accuracy >= 97.0, stdout[-2000:]
-    assert "Total params: 31,294" in stdout           # the summary is printed
-    assert "[##############################] 45/45" in stdout   # the per-epoch progress bar
+    assert "Total params: 31,294" in stdout  # the summary is printed
+    assert "[##############################] 45/45" in stdout  # the per-epoch progress bar
     assert_png(out / "digits_curves.png", 600, 300)
     assert (out / "digits_lenet.npz").stat().st_size > 100_000
 
@@ -70,6 +72,11 @@ def test_filters_gallery_quick(tmp_path):
 
 
 def test_digits_features_without_weights_says_what_to_run(tmp_path):
-    done = subprocess.run([sys.executable, str(EXAMPLES / "digits_features.py"), "--weights",
-                           str(tmp_path / "missing.npz")], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "digits_features.py"), "--weights", str(tmp_path / "missing.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode != 0 and "run examples/train_digits.py first" in done.stderr

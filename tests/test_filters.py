@@ -1,9 +1,9 @@
 """convkern.filters: the seed material's kernels and filter2d, against scipy.ndimage.correlate."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from convkern import filters
 
 ndimage = pytest.importorskip("scipy.ndimage")
@@ -40,10 +40,18 @@ def test_library_kernels_are_read_only_and_kernel_returns_a_copy():
 
 def test_seed_worked_example_with_zero_padding():
     # SPEC §7: the 7x7 image and the cross kernel / 5 with 'same' zero padding.
-    image = np.array([[130, 136, 53, 44, 231, 67, 108], [130, 89, 77, 58, 250, 154, 130],
-                      [208, 239, 120, 111, 112, 181, 22], [203, 223, 59, 79, 28, 57, 67],
-                      [164, 140, 215, 235, 66, 30, 204], [97, 159, 50, 110, 104, 76, 7],
-                      [207, 150, 58, 47, 152, 81, 237]], dtype=np.uint8)
+    image = np.array(
+        [
+            [130, 136, 53, 44, 231, 67, 108],
+            [130, 89, 77, 58, 250, 154, 130],
+            [208, 239, 120, 111, 112, 181, 22],
+            [203, 223, 59, 79, 28, 57, 67],
+            [164, 140, 215, 235, 66, 30, 204],
+            [97, 159, 50, 110, 104, 76, 7],
+            [207, 150, 58, 47, 152, 81, 237],
+        ],
+        dtype=np.uint8,
+    )
     cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]]) / 5
     y = filters.filter2d(image, cross)
     assert y.shape == (7, 7) and y.dtype == np.float32
@@ -58,18 +66,28 @@ def test_agrees_with_scipy_correlate(boundary, kernel_shape, channels, rng):
     shape = (9, 11) if channels is None else (9, 11, channels)
     image = rng.standard_normal(shape)
     k = rng.standard_normal(kernel_shape)
-    expected = ndimage.correlate(image, k if channels is None else k[:, :, None],
-                                 mode=filters.BOUNDARIES[boundary], cval=0.0)
+    expected = ndimage.correlate(
+        image, k if channels is None else k[:, :, None], mode=filters.BOUNDARIES[boundary], cval=0.0
+    )
     result = filters.filter2d(image, k, boundary=boundary)
     assert result.shape == image.shape and result.dtype == np.float64
     np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype,result_dtype", [
-    (np.uint8, np.float32), (np.int16, np.float32), (np.uint16, np.float32), (np.float16, np.float32),
-    (np.float32, np.float32), (np.int32, np.float64), (np.int64, np.float64), (np.float64, np.float64),
-    (np.bool_, np.float32),
-])
+@pytest.mark.parametrize(
+    "dtype,result_dtype",
+    [
+        (np.uint8, np.float32),
+        (np.int16, np.float32),
+        (np.uint16, np.float32),
+        (np.float16, np.float32),
+        (np.float32, np.float32),
+        (np.int32, np.float64),
+        (np.int64, np.float64),
+        (np.float64, np.float64),
+        (np.bool_, np.float32),
+    ],
+)
 def test_any_numeric_dtype(dtype, result_dtype, rng):
     image = rng.integers(0, 2 if dtype is np.bool_ else 200, size=(12, 10, 3)).astype(dtype)
     result = filters.filter2d(image, "sharpen", boundary="replicate")
@@ -81,13 +99,19 @@ def test_any_numeric_dtype(dtype, result_dtype, rng):
 def test_non_contiguous_images(rng):
     image = rng.standard_normal((20, 16, 3))
     view = image[::2, ::-1]  # strided and reversed
-    np.testing.assert_allclose(filters.filter2d(view, "sobel_x", "reflect"),
-                               ndimage.correlate(view, filters.KERNELS["sobel_x"][:, :, None], mode="mirror"),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        filters.filter2d(view, "sobel_x", "reflect"),
+        ndimage.correlate(view, filters.KERNELS["sobel_x"][:, :, None], mode="mirror"),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     fortran = np.asfortranarray(image[:, :, 0])
-    np.testing.assert_allclose(filters.filter2d(fortran, "outline", "circular"),
-                               ndimage.correlate(fortran, filters.KERNELS["outline"], mode="wrap"),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        filters.filter2d(fortran, "outline", "circular"),
+        ndimage.correlate(fortran, filters.KERNELS["outline"], mode="wrap"),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_identity_and_blur_keep_a_flat_image():

@@ -14,6 +14,7 @@ The default run fuzzes for a few seconds; `pytest -m fuzz` runs for CONVKERN_FUZ
 default). CONVKERN_FUZZ_SEED picks the stream (a failure names its case seed: rerun one case with
 `python -m tests.test_fuzz SEED`). The counts are printed at the end of each run.
 """
+
 from __future__ import annotations
 
 import collections
@@ -23,10 +24,9 @@ import re
 import sys
 import time
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -48,6 +48,7 @@ class Skip(Exception):
 
 
 # ============================================================================ drawing arguments
+
 
 def draw_int(rng, lo, hi, extreme_p=0.0):
     if rng.random() < extreme_p:
@@ -72,6 +73,7 @@ def from_layout(x, last):
 
 
 # ==================================================================================== oracles
+
 
 def t64(a):
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
@@ -116,7 +118,7 @@ def oracle_conv(x, w, b, groups, mats, rank):
     y = y.reshape((n, k) + y.shape[3:])
     if b is not None:
         y = y + b.reshape((1, k, 1, 1, 1))
-    return y.reshape(y.shape[:2] + y.shape[5 - rank:])
+    return y.reshape(y.shape[:2] + y.shape[5 - rank :])
 
 
 def oracle_conv_backward(dy, x, w, groups, mats, rank):
@@ -133,6 +135,7 @@ def oracle_conv_backward(dy, x, w, groups, mats, rank):
 
 
 # ================================================================================ comparisons
+
 
 def check_close(name, got, want, dtype, terms, case):
     got = np.asarray(got, dtype=np.float64)
@@ -161,6 +164,7 @@ def expect_clean_error(call, case, truths):
 
 # ======================================================================== convolution family
 
+
 def conv_case(rng, counts, transposed):
     rank = int(rng.integers(1, 4))
     dtype = np.float32 if rng.random() < 0.6 else np.float64
@@ -178,8 +182,10 @@ def conv_case(rng, counts, transposed):
     dilation = [draw_int(rng, 1, 3, extreme_p) for _ in range(rank)]
     if transposed:
         padding = [draw_int(rng, 0, 3, extreme_p) for _ in range(rank)]
-        out_pad = [int(rng.integers(0, max(s, d))) if max(s, d) < 4 else int(rng.integers(0, 4))
-                   for s, d in zip(stride, dilation)]
+        out_pad = [
+            int(rng.integers(0, max(s, d))) if max(s, d) < 4 else int(rng.integers(0, 4))
+            for s, d in zip(stride, dilation)
+        ]
     else:
         form = rng.choice(["int", "pairs", "same", "valid"], p=[0.6, 0.2, 0.1, 0.1])
         if form in ("same", "valid"):
@@ -189,9 +195,22 @@ def conv_case(rng, counts, transposed):
             if form == "int":
                 padding = [p for p, _ in padding]
     use_bias = bool(rng.random() < 0.5)
-    case = dict(op="conv_transpose" if transposed else "conv", rank=rank, dtype=dtype.__name__, last=last,
-                n=n, c=c, k=k, groups=groups, in_sizes=in_sizes, kernel=kernel, stride=stride,
-                dilation=dilation, padding=padding, bias=use_bias)
+    case = dict(
+        op="conv_transpose" if transposed else "conv",
+        rank=rank,
+        dtype=dtype.__name__,
+        last=last,
+        n=n,
+        c=c,
+        k=k,
+        groups=groups,
+        in_sizes=in_sizes,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        bias=use_bias,
+    )
     if transposed:
         case["output_padding"] = out_pad
         run_conv_transpose(rng, counts, case, dtype)
@@ -217,11 +236,18 @@ def conv_pads(case):
 def run_conv(rng, counts, case, dtype):
     rank, last, groups = case["rank"], case["last"], case["groups"]
     pads = conv_pads(case)
-    outs = [(i + pb + pa - (d * (k - 1) + 1)) // s + 1
-            for i, (pb, pa), k, s, d in zip(case["in_sizes"], pads, case["kernel"], case["stride"], case["dilation"])]
+    outs = [
+        (i + pb + pa - (d * (k - 1) + 1)) // s + 1
+        for i, (pb, pa), k, s, d in zip(case["in_sizes"], pads, case["kernel"], case["stride"], case["dilation"])
+    ]
     fmt = FORMATS[rank][last]
-    kw = dict(stride=tuple(case["stride"]), dilation=tuple(case["dilation"]), groups=groups, data_format=fmt,
-              padding=case["padding"] if isinstance(case["padding"], str) else tuple(case["padding"]))
+    kw = dict(
+        stride=tuple(case["stride"]),
+        dilation=tuple(case["dilation"]),
+        groups=groups,
+        data_format=fmt,
+        padding=case["padding"] if isinstance(case["padding"], str) else tuple(case["padding"]),
+    )
     conv = getattr(convkern, f"conv{rank}d")
     valid = all(1 <= o <= INT64_MAX for o in outs) and all(max(p) <= INT64_MAX for p in pads)
     xshape = (case["n"], case["c"], *case["in_sizes"])
@@ -266,8 +292,14 @@ def run_conv(rng, counts, case, dtype):
             xt = t64(x).requires_grad_()
             wt = t64(w).requires_grad_()
             flat = [p for pair in reversed(pads) for p in pair]
-            yt = getattr(F, f"conv{rank}d")(F.pad(xt, flat), wt, None if b is None else t64(b),
-                                              stride=case["stride"], dilation=case["dilation"], groups=groups)
+            yt = getattr(F, f"conv{rank}d")(
+                F.pad(xt, flat),
+                wt,
+                None if b is None else t64(b),
+                stride=case["stride"],
+                dilation=case["dilation"],
+                groups=groups,
+            )
             yt.backward(t64(dy))
             want = (yt.detach().numpy(), xt.grad.numpy(), wt.grad.numpy())
             counts["conv: checked against PyTorch"] += 1
@@ -275,10 +307,12 @@ def run_conv(rng, counts, case, dtype):
             want = None
     if want is None:
         mats = conv_selections(rank, case["in_sizes"], case["kernel"], case["stride"], pads, case["dilation"], outs)
-        wy = oracle_conv(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
-                         groups, mats, rank)
-        wdx, wdw = oracle_conv_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
-                                        groups, mats, rank)
+        wy = oracle_conv(
+            x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64), groups, mats, rank
+        )
+        wdx, wdw = oracle_conv_backward(
+            dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), groups, mats, rank
+        )
         want = (wy, wdx, wdw)
         counts["conv: checked against the selection oracle"] += 1
     counts["conv: with NaN/Inf"] += nonfinite
@@ -292,17 +326,27 @@ def run_conv(rng, counts, case, dtype):
 
 def run_conv_transpose(rng, counts, case, dtype):
     rank, last, groups = case["rank"], case["last"], case["groups"]
-    outs = [(i - 1) * s - 2 * p + d * (k - 1) + op + 1
-            for i, k, s, p, op, d in zip(case["in_sizes"], case["kernel"], case["stride"], case["padding"],
-                                          case["output_padding"], case["dilation"])]
+    outs = [
+        (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for i, k, s, p, op, d in zip(
+            case["in_sizes"], case["kernel"], case["stride"], case["padding"], case["output_padding"], case["dilation"]
+        )
+    ]
     fmt = FORMATS[rank][last]
-    kw = dict(stride=tuple(case["stride"]), padding=tuple(case["padding"]), dilation=tuple(case["dilation"]),
-              output_padding=tuple(case["output_padding"]), groups=groups, data_format=fmt)
+    kw = dict(
+        stride=tuple(case["stride"]),
+        padding=tuple(case["padding"]),
+        dilation=tuple(case["dilation"]),
+        output_padding=tuple(case["output_padding"]),
+        groups=groups,
+        data_format=fmt,
+    )
     convt = getattr(convkern, f"conv_transpose{rank}d")
     xshape = (case["n"], case["c"], *case["in_sizes"])
     wshape = (case["c"], case["k"] // groups, *case["kernel"])
-    valid = (all(1 <= o <= INT64_MAX for o in outs)
-             and all(op < max(s, d) for op, s, d in zip(case["output_padding"], case["stride"], case["dilation"])))
+    valid = all(1 <= o <= INT64_MAX for o in outs) and all(
+        op < max(s, d) for op, s, d in zip(case["output_padding"], case["stride"], case["dilation"])
+    )
     if not valid:
         counts["conv_transpose: invalid, clean error"] += 1
         x = to_layout(np.ones(xshape, dtype), last)
@@ -330,9 +374,16 @@ def run_conv_transpose(rng, counts, case, dtype):
     if moderate:
         try:
             xt, wt = t64(x).requires_grad_(), t64(w).requires_grad_()
-            yt = getattr(F, f"conv_transpose{rank}d")(xt, wt, None if b is None else t64(b), stride=case["stride"],
-                                                        padding=case["padding"], output_padding=case["output_padding"],
-                                                        groups=groups, dilation=case["dilation"])
+            yt = getattr(F, f"conv_transpose{rank}d")(
+                xt,
+                wt,
+                None if b is None else t64(b),
+                stride=case["stride"],
+                padding=case["padding"],
+                output_padding=case["output_padding"],
+                groups=groups,
+                dilation=case["dilation"],
+            )
             yt.backward(t64(dy))
             want = (yt.detach().numpy(), xt.grad.numpy(), wt.grad.numpy())
             counts["conv_transpose: checked against PyTorch"] += 1
@@ -347,8 +398,9 @@ def run_conv_transpose(rng, counts, case, dtype):
         if b is not None:
             wy = wy + b.astype(np.float64).reshape((1, -1) + (1,) * rank)
         wdx = oracle_conv(dy.astype(np.float64), w.astype(np.float64), None, groups, mats, rank)
-        _, wdw = oracle_conv_backward(x.astype(np.float64), dy.astype(np.float64), w.astype(np.float64), groups,
-                                      mats, rank)
+        _, wdw = oracle_conv_backward(
+            x.astype(np.float64), dy.astype(np.float64), w.astype(np.float64), groups, mats, rank
+        )
         want = (wy, wdx, wdw)
         counts["conv_transpose: checked against the selection oracle"] += 1
     counts["conv_transpose: with NaN/Inf"] += nonfinite
@@ -360,13 +412,15 @@ def run_conv_transpose(rng, counts, case, dtype):
 
 # ============================================================================ pooling family
 
+
 def pool_case(rng, counts):
     rank = int(rng.integers(1, 4))
     dtype = np.float32 if rng.random() < 0.6 else np.float64
     last = bool(rng.random() < 0.3)
     fmt = FORMATS[rank][last]
-    kind = str(rng.choice(["max", "min", "avg", "adaptive_max", "adaptive_avg", "global_max", "global_min",
-                           "global_avg"]))
+    kind = str(
+        rng.choice(["max", "min", "avg", "adaptive_max", "adaptive_avg", "global_max", "global_min", "global_avg"])
+    )
     n, c = int(rng.choice([0, 1, 2])), int(rng.integers(1, 4))
     in_sizes = [int(rng.integers(1, 10)) for _ in range(rank)]
     x = draw_values(rng, (n, c, *in_sizes), dtype, rng.random() < 0.5)
@@ -383,8 +437,12 @@ def pool_case(rng, counts):
             assert y.shape == (n, c) + (1,) * rank
             return
         dy = draw_values(rng, y.shape, dtype, False)
-        dx = from_layout(getattr(convkern, f"global_{extreme}_pool{rank}d_backward")(
-            to_layout(dy, last), xl, keepdims=True, data_format=fmt), last)
+        dx = from_layout(
+            getattr(convkern, f"global_{extreme}_pool{rank}d_backward")(
+                to_layout(dy, last), xl, keepdims=True, data_format=fmt
+            ),
+            last,
+        )
         if extreme == "avg":
             yt = xt.mean(dim=tuple(range(2, 2 + rank)), keepdim=True)
         else:
@@ -400,8 +458,12 @@ def pool_case(rng, counts):
             counts["pool: empty"] += 1
             return
         dy = draw_values(rng, y.shape, dtype, False)
-        dx = from_layout(getattr(convkern, f"{kind}_pool{rank}d_backward")(
-            to_layout(dy, last), xl, tuple(out_sizes), data_format=fmt), last)
+        dx = from_layout(
+            getattr(convkern, f"{kind}_pool{rank}d_backward")(
+                to_layout(dy, last), xl, tuple(out_sizes), data_format=fmt
+            ),
+            last,
+        )
         yt = getattr(F, f"{kind}_pool{rank}d")(xt, out_sizes)
         terms = math.prod(in_sizes)
     else:
@@ -440,8 +502,9 @@ def sliding_pool_case(rng, counts, kind, rank, dtype, last, x, case):
     dilation = [draw_int(rng, 1, 2, extreme_p) for _ in range(rank)] if kind != "avg" else [1] * rank
     ceil_mode = bool(rng.random() < 0.4)
     fmt = FORMATS[rank][last]
-    kw = dict(kernel_size=tuple(kernel), stride=tuple(stride), padding=tuple(padding), ceil_mode=ceil_mode,
-              data_format=fmt)
+    kw = dict(
+        kernel_size=tuple(kernel), stride=tuple(stride), padding=tuple(padding), ceil_mode=ceil_mode, data_format=fmt
+    )
     if kind == "avg":
         kw["count_include_pad"] = bool(rng.random() < 0.5)
         if rng.random() < 0.2:
@@ -450,7 +513,9 @@ def sliding_pool_case(rng, counts, kind, rank, dtype, last, x, case):
         kw["dilation"] = tuple(dilation)
     case.update(kw)
     fn = getattr(convkern, f"{kind}_pool{rank}d")
-    outs = [pool_output_size(i, k, s, p, d, ceil_mode) for i, k, s, p, d in zip(in_sizes, kernel, stride, padding, dilation)]
+    outs = [
+        pool_output_size(i, k, s, p, d, ceil_mode) for i, k, s, p, d in zip(in_sizes, kernel, stride, padding, dilation)
+    ]
     valid = all(p <= k // 2 for p, k in zip(padding, kernel)) and all(1 <= o <= INT64_MAX for o in outs)
     xl = to_layout(x, last)
     if not valid:
@@ -480,12 +545,20 @@ def sliding_pool_case(rng, counts, kind, rank, dtype, last, x, case):
     tkw = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
     try:
         if kind == "avg" and rank == 1:  # avg_pool1d has no divisor_override: the 2-D op over (1, W)
-            yt = F.avg_pool2d(xt.unsqueeze(2), (1, kernel[0]), (1, stride[0]), (0, padding[0]), ceil_mode,
-                              kw["count_include_pad"], kw.get("divisor_override")).squeeze(2)
+            yt = F.avg_pool2d(
+                xt.unsqueeze(2),
+                (1, kernel[0]),
+                (1, stride[0]),
+                (0, padding[0]),
+                ceil_mode,
+                kw["count_include_pad"],
+                kw.get("divisor_override"),
+            ).squeeze(2)
             it = None
         elif kind == "avg":
-            yt = getattr(F, f"avg_pool{rank}d")(xt, **tkw, count_include_pad=kw["count_include_pad"],
-                                                divisor_override=kw.get("divisor_override"))
+            yt = getattr(F, f"avg_pool{rank}d")(
+                xt, **tkw, count_include_pad=kw["count_include_pad"], divisor_override=kw.get("divisor_override")
+            )
             it = None
         else:
             sign = 1 if kind == "max" else -1
@@ -505,6 +578,7 @@ def sliding_pool_case(rng, counts, kind, rank, dtype, last, x, case):
 
 
 # ===================================================================================== driver
+
 
 def run_one(seed, counts):
     rng = np.random.default_rng(seed)

@@ -2,14 +2,14 @@
 Inf/NaN/huge values on the Winograd paths, and the NaN order of max/min pooling. Each case either
 gives PyTorch's result or raises a ValueError with exact sizes, and runs in well under a second
 (cost follows the output, not the arguments)."""
+
 from __future__ import annotations
 
 import time
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -32,11 +32,21 @@ def timed(call):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kw", [
-    dict(stride=2**61), dict(stride=2**62), dict(stride=INT64_MAX), dict(stride=10**9), dict(stride=2**40),
-    dict(dilation=2**61, padding=2**61), dict(dilation=2**62, padding=2**61), dict(stride=2**61, padding=2**61),
-    dict(stride=2**40, padding=2**40 + 7),
-], ids=str)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(stride=2**61),
+        dict(stride=2**62),
+        dict(stride=INT64_MAX),
+        dict(stride=10**9),
+        dict(stride=2**40),
+        dict(dilation=2**61, padding=2**61),
+        dict(dilation=2**62, padding=2**61),
+        dict(stride=2**61, padding=2**61),
+        dict(stride=2**40, padding=2**40 + 7),
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("groups", [1, 2])
 def test_conv1d_extreme_arguments_match_pytorch(kw, groups, dtype, rng):
     x = rng.standard_normal((2, 2, 8)).astype(dtype)
@@ -104,8 +114,11 @@ def test_conv_transpose_huge_padding_reports_the_true_size():
 
 
 def test_sizes_beyond_int64_are_printed_exactly():
-    with pytest.raises(ValueError, match=r"dilated kernel size \(18446744073709551615,\), padded input size "
-                                         r"\(9223372036854775815,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"dilated kernel size \(18446744073709551615,\), padded input size "
+        r"\(9223372036854775815,\)",
+    ):
         convkern.conv1d(np.ones((1, 1, 7)), np.ones((1, 1, 3)), dilation=INT64_MAX, padding=2**62)
     with pytest.raises(ValueError, match="convolution output size 18446744073709551620 does not fit"):
         convkern.conv1d(np.ones((1, 1, 8)), np.ones((1, 1, 3)), padding=INT64_MAX)
@@ -211,8 +224,9 @@ def test_nonfinite_weights_multiply_padding(groups, data_format, rng):
     xt, wt = t(x).requires_grad_(), t(w).requires_grad_()
     yt = F.conv2d(xt, wt, padding=1, groups=groups)
     yt.backward(t(dy))
-    nonfinite_sets_match(back(convkern.conv2d(to(x), w, padding=1, groups=groups, data_format=data_format)),
-                         yt.detach().numpy())
+    nonfinite_sets_match(
+        back(convkern.conv2d(to(x), w, padding=1, groups=groups, data_format=data_format)), yt.detach().numpy()
+    )
     dx, dw, _ = convkern.conv2d_backward(to(dy), to(x), w, padding=1, groups=groups, data_format=data_format)
     nonfinite_sets_match(back(dx), xt.grad.numpy())
     nonfinite_sets_match(dw, wt.grad.numpy())
@@ -230,8 +244,9 @@ def test_pooling_picks_the_last_nan_as_pytorch(kind, data_format, rng):
     xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if last else x
     back = (lambda a: a.transpose(0, 3, 1, 2)) if last else (lambda a: a)
     sign = 1 if kind == "max" else -1
-    _, idx = getattr(convkern, f"{kind}_pool2d")(xl, 3, stride=2, padding=1, return_indices=True,
-                                                 data_format=data_format)
+    _, idx = getattr(convkern, f"{kind}_pool2d")(
+        xl, 3, stride=2, padding=1, return_indices=True, data_format=data_format
+    )
     _, want = F.max_pool2d(sign * t(x), 3, stride=2, padding=1, return_indices=True)
     np.testing.assert_array_equal(back(idx), want.numpy())
     if kind == "max":

@@ -5,6 +5,7 @@ The level is fixed when convkern._C loads, so every forced level runs in a child
 whole suite under each forced level is a CI step (see docs/cpu.md); here every op family runs
 under each level this machine supports and the results are compared.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,10 +14,9 @@ import shutil
 import subprocess
 import sys
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 from convkern import _C
 
 LEVELS = ("generic", "avx2", "avx512")
@@ -25,7 +25,7 @@ SUPPORTED = [lv for lv in LEVELS if lv in _C.isa_levels.split(",")][: LEVELS.ind
 
 # Every op family on small arrays, each checked against the float64 reference; with an argument,
 # the results are saved there (npz) for comparison between levels. Also the qemu smoke run.
-FAMILIES = r'''
+FAMILIES = r"""
 import sys
 import numpy as np
 import convkern
@@ -70,14 +70,15 @@ for dt, tol in ((np.float32, 2e-3), (np.float64, 1e-9)):
 if len(sys.argv) > 1:
     np.savez(sys.argv[1], **out)
 print("ok", convkern.info()["cpu_isa"])
-'''
+"""
 
 
 def _run(code, *args, env=None, prefix=(), timeout=300):
     # The child's level is the one asked for here, not one this run was forced to.
     env = {k: v for k, v in os.environ.items() if k != "CONVKERN_ISA"} | (env or {})
-    return subprocess.run([*prefix, sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -95,8 +96,13 @@ def test_unknown_level_warns_naming_the_valid_ones():
     assert "RuntimeWarning" in res.stderr and "avx9000" in res.stderr
     for level in LEVELS:
         assert repr(level) in res.stderr
-    strict = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", "import convkern"],
-                            env=dict(os.environ, CONVKERN_ISA="AVX2"), capture_output=True, text=True, timeout=120)
+    strict = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import convkern"],
+        env=dict(os.environ, CONVKERN_ISA="AVX2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert strict.returncode != 0 and "valid values are" in strict.stderr
 
 
@@ -135,8 +141,9 @@ _VEX = re.compile(rf"^{_PREFIX}c[45] ")
 
 
 def _disassemble(path, section):
-    res = subprocess.run(["objdump", "-d", "-j", section, "--insn-width=15", str(path)], capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        ["objdump", "-d", "-j", section, "--insn-width=15", str(path)], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr
     for line in res.stdout.splitlines():
         parts = line.split("\t")
@@ -181,10 +188,12 @@ def test_no_wide_instruction_outside_its_kernel_set():
 
 # ------------------------------------------------------------------------------ emulated CPUs
 
+
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="qemu-user (qemu-x86_64) is not installed")
-@pytest.mark.parametrize("cpu, blas, expected", [("Nehalem", "Nehalem", "generic"),
-                                                  ("SandyBridge", "Sandybridge", "generic"),
-                                                  ("Haswell", "Haswell", "avx2")])
+@pytest.mark.parametrize(
+    "cpu, blas, expected",
+    [("Nehalem", "Nehalem", "generic"), ("SandyBridge", "Sandybridge", "generic"), ("Haswell", "Haswell", "avx2")],
+)
 def test_import_and_every_family_on_an_older_cpu(cpu, blas, expected):
     """An illegal instruction anywhere on the common path (import, dispatch, any op family) kills
     the child. Nehalem: SSE4.2, no AVX; Sandy Bridge: AVX without AVX2 or FMA (the generic set);

@@ -1,14 +1,14 @@
 """convkern.nn: every layer's backward against finite differences of its forward (float64), shapes,
 parameters and their PyTorch layouts and initialisation, train/eval, saving, the Keras-style
 summary with the seed material's numbers, output_shape and the parameter-count helpers."""
+
 from __future__ import annotations
 
 import math
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 from convkern import nn
 
 # --------------------------------------------------------------------------------------------
@@ -67,8 +67,13 @@ def check_gradients(layer: nn.Module, x: np.ndarray, rng, same_randomness: bool 
         assert analytic is not None, f"{name}: no gradient"
         assert analytic.shape == array.shape, name
         picked, numeric = numerical_gradient(objective, array, rng)
-        np.testing.assert_allclose(analytic.reshape(-1)[picked], numeric, rtol=1e-6, atol=1e-7,
-                                   err_msg=f"{type(layer).__name__}: gradient of {name}")
+        np.testing.assert_allclose(
+            analytic.reshape(-1)[picked],
+            numeric,
+            rtol=1e-6,
+            atol=1e-7,
+            err_msg=f"{type(layer).__name__}: gradient of {name}",
+        )
 
 
 def _has(name: str) -> bool:
@@ -87,8 +92,10 @@ LAYER_CASES = {
     "conv2d_circular": (lambda: nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"), (1, 2, 4, 5)),
     "conv3d": (lambda: nn.Conv3d(2, 2, 2, padding=1), (1, 2, 3, 3, 3)),
     "conv_transpose1d": (lambda: nn.ConvTranspose1d(3, 2, 3, stride=2), (2, 3, 4)),
-    "conv_transpose2d": (lambda: nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2),
-                         (1, 4, 3, 3)),
+    "conv_transpose2d": (
+        lambda: nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2),
+        (1, 4, 3, 3),
+    ),
     "conv_transpose2d_nhwc": (lambda: nn.ConvTranspose2d(2, 3, 2, stride=2, data_format="NHWC"), (1, 3, 3, 2)),
     "conv_transpose3d": (lambda: nn.ConvTranspose3d(2, 2, 2), (1, 2, 2, 2, 2)),
     "max_pool1d": (lambda: nn.MaxPool1d(3, stride=2, padding=1), (2, 3, 9)),
@@ -123,8 +130,12 @@ LAYER_CASES = {
     "flatten": (lambda: nn.Flatten(), (2, 3, 4, 2)),
     "linear": (lambda: nn.Linear(5, 3), (4, 5)),
     "linear_batched_3d": (lambda: nn.Linear(4, 2), (2, 3, 4)),
-    "sequential_cnn": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                             nn.Flatten(), nn.Linear(2 * 3 * 3, 3)), (2, 1, 6, 6)),
+    "sequential_cnn": (
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 3)
+        ),
+        (2, 1, 6, 6),
+    ),
 }
 
 
@@ -149,17 +160,40 @@ def test_every_layer_has_a_gradient_check():
 # Parameters: layouts, order, names and initialisation are PyTorch's
 # --------------------------------------------------------------------------------------------
 
+
 def _lenet():
-    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    )
 
 
 def test_parameter_names_order_and_shapes():
     model = _lenet()
     names = [name for name, _ in model.named_parameters()]
-    assert names == ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "10.weight", "10.bias",
-                     "12.weight", "12.bias"]
+    assert names == [
+        "0.weight",
+        "0.bias",
+        "3.weight",
+        "3.bias",
+        "7.weight",
+        "7.bias",
+        "10.weight",
+        "10.bias",
+        "12.weight",
+        "12.bias",
+    ]
     shapes = [p.shape for p in model.parameters()]
     assert shapes == [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 400), (120,), (84, 120), (84,), (10, 84), (10,)]
     assert all(p.data.dtype == np.float32 and p.grad is None for p in model.parameters())
@@ -173,21 +207,37 @@ def test_parameter_names_order_and_shapes():
 def test_parameters_match_torch_state_dict_keys_and_shapes():
     torch = pytest.importorskip("torch")
     tnn = torch.nn
-    reference = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5),
-                               tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(),
-                               tnn.Dropout(0.5), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
+    reference = tnn.Sequential(
+        tnn.Conv2d(1, 6, 5, padding=2),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(6, 16, 5),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(400, 120),
+        tnn.ReLU(),
+        tnn.Dropout(0.5),
+        tnn.Linear(120, 84),
+        tnn.ReLU(),
+        tnn.Linear(84, 10),
+    )
     ours = _lenet().state_dict()
     assert list(ours) == list(reference.state_dict())
     assert [v.shape for v in ours.values()] == [tuple(v.shape) for v in reference.state_dict().values()]
 
 
-@pytest.mark.parametrize("make,fan_in", [
-    (lambda: nn.Conv2d(32, 64, 3), 32 * 9),
-    (lambda: nn.Conv2d(64, 128, 3, groups=4), 16 * 9),
-    (lambda: nn.Conv1d(64, 32, 5), 64 * 5),
-    (lambda: nn.ConvTranspose2d(64, 32, 3), 32 * 9),   # PyTorch's fan-in is the weight's axis 1
-    (lambda: nn.Linear(300, 200), 300),
-], ids=["conv2d", "conv2d_groups", "conv1d", "conv_transpose2d", "linear"])
+@pytest.mark.parametrize(
+    "make,fan_in",
+    [
+        (lambda: nn.Conv2d(32, 64, 3), 32 * 9),
+        (lambda: nn.Conv2d(64, 128, 3, groups=4), 16 * 9),
+        (lambda: nn.Conv1d(64, 32, 5), 64 * 5),
+        (lambda: nn.ConvTranspose2d(64, 32, 3), 32 * 9),  # PyTorch's fan-in is the weight's axis 1
+        (lambda: nn.Linear(300, 200), 300),
+    ],
+    ids=["conv2d", "conv2d_groups", "conv1d", "conv_transpose2d", "linear"],
+)
 def test_default_initialisation_is_pytorch_kaiming_uniform(make, fan_in):
     # Every weight tensor here has >= 10,000 elements, so the sample statistics are within a few
     # tenths of a percent of the distribution's and the tolerances below are > 4 standard errors.
@@ -212,16 +262,35 @@ def test_manual_seed_makes_initialisation_repeatable():
 # A whole network against PyTorch: forward, loss, every gradient, a training step
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.torch
 def test_lenet_forward_loss_and_gradients_match_torch(rng):
     torch = pytest.importorskip("torch")
     tnn = torch.nn
-    ours = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, stride=1),
-                         nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 2 * 2, 12), nn.ReLU(),
-                         nn.Linear(12, 5)).to(np.float64)
-    theirs = tnn.Sequential(tnn.Conv2d(1, 4, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(4, 6, 3),
-                            tnn.ReLU(), tnn.AvgPool2d(2), tnn.Flatten(), tnn.Linear(24, 12), tnn.ReLU(),
-                            tnn.Linear(12, 5)).double()
+    ours = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, stride=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * 2 * 2, 12),
+        nn.ReLU(),
+        nn.Linear(12, 5),
+    ).to(np.float64)
+    theirs = tnn.Sequential(
+        tnn.Conv2d(1, 4, 3, padding=1),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(4, 6, 3),
+        tnn.ReLU(),
+        tnn.AvgPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(24, 12),
+        tnn.ReLU(),
+        tnn.Linear(12, 5),
+    ).double()
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
     x = rng.standard_normal((8, 1, 12, 12))
     labels = rng.integers(0, 5, size=8)
@@ -242,6 +311,7 @@ def test_lenet_forward_loss_and_gradients_match_torch(rng):
 # --------------------------------------------------------------------------------------------
 # Modes, gradient accumulation, devices, dtypes
 # --------------------------------------------------------------------------------------------
+
 
 def test_dropout_train_and_eval(rng):
     nn.manual_seed(0)
@@ -334,6 +404,7 @@ def test_layers_reject_mismatched_inputs(rng):
 # Saving and loading
 # --------------------------------------------------------------------------------------------
 
+
 def test_state_dict_save_and_load_round_trip(tmp_path, rng):
     model = _lenet()
     x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
@@ -365,6 +436,7 @@ def test_load_state_dict_rejects_a_different_model():
 # --------------------------------------------------------------------------------------------
 # CrossEntropyLoss
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.torch
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -425,35 +497,70 @@ def test_cross_entropy_rejects_bad_targets():
 # Keras-style summary: the numbers of the seed material
 # --------------------------------------------------------------------------------------------
 
+
 def test_summary_reproduces_the_seed_model(capsys):
     # Conv2D(16, 3x3, strides 2, 'same') on 128x128x1 -> ReLU -> MaxPooling2D(2) -> Flatten
     # -> Dense(512) -> ReLU -> Dense(26): the course's Keras model, channels-last as in Keras.
     model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, stride=2, padding="same", data_format="NHWC"), nn.ReLU(),
-        nn.MaxPool2d(2, data_format="NHWC"), nn.Flatten(),
-        nn.Linear(32 * 32 * 16, 512), nn.ReLU(), nn.Linear(512, 26))
+        nn.Conv2d(1, 16, 3, stride=2, padding="same", data_format="NHWC"),
+        nn.ReLU(),
+        nn.MaxPool2d(2, data_format="NHWC"),
+        nn.Flatten(),
+        nn.Linear(32 * 32 * 16, 512),
+        nn.ReLU(),
+        nn.Linear(512, 26),
+    )
     summary = model.summary((128, 128, 1))
     assert [(r[2], r[3]) for r in summary.rows] == [
-        ((None, 64, 64, 16), 160), ((None, 64, 64, 16), 0), ((None, 32, 32, 16), 0), ((None, 16384), 0),
-        ((None, 512), 8_389_120), ((None, 512), 0), ((None, 26), 13_338)]
+        ((None, 64, 64, 16), 160),
+        ((None, 64, 64, 16), 0),
+        ((None, 32, 32, 16), 0),
+        ((None, 16384), 0),
+        ((None, 512), 8_389_120),
+        ((None, 512), 0),
+        ((None, 26), 13_338),
+    ]
     assert summary.total_params == summary.trainable_params == 160 + 8_389_120 + 13_338
     printed = capsys.readouterr().out
     assert printed.strip() == str(summary).strip()
-    for text in ("conv2d_1 (Conv2d)", "(None, 64, 64, 16)", "8,389,120", "13,338", "max_pool2d_1 (MaxPool2d)",
-                 "relu_2 (ReLU)", "Total params: 8,402,618", "Non-trainable params: 0"):
+    for text in (
+        "conv2d_1 (Conv2d)",
+        "(None, 64, 64, 16)",
+        "8,389,120",
+        "13,338",
+        "max_pool2d_1 (MaxPool2d)",
+        "relu_2 (ReLU)",
+        "Total params: 8,402,618",
+        "Non-trainable params: 0",
+    ):
         assert text in printed, text
 
 
 def test_summary_reproduces_the_seed_mnist_model(capsys):
     # The course's second model: three Conv2D(64, 3x3) with pooling on 28x28x1, Dense(10): 80,266 parameters.
     nhwc = {"data_format": "NHWC"}
-    model = nn.Sequential(nn.Conv2d(1, 64, 3, **nhwc), nn.MaxPool2d(2, **nhwc), nn.Conv2d(64, 64, 3, **nhwc),
-                          nn.MaxPool2d(2, **nhwc), nn.Conv2d(64, 64, 3, **nhwc), nn.Flatten(), nn.Dropout(0.5),
-                          nn.Linear(576, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 64, 3, **nhwc),
+        nn.MaxPool2d(2, **nhwc),
+        nn.Conv2d(64, 64, 3, **nhwc),
+        nn.MaxPool2d(2, **nhwc),
+        nn.Conv2d(64, 64, 3, **nhwc),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(576, 10),
+    )
     summary = model.summary((28, 28, 1), print_fn=None)
     assert capsys.readouterr().out == ""
-    assert [r[2][1:] for r in summary.rows] == [(26, 26, 64), (13, 13, 64), (11, 11, 64), (5, 5, 64), (3, 3, 64),
-                                                (576,), (576,), (10,)]
+    assert [r[2][1:] for r in summary.rows] == [
+        (26, 26, 64),
+        (13, 13, 64),
+        (11, 11, 64),
+        (5, 5, 64),
+        (3, 3, 64),
+        (576,),
+        (576,),
+        (10,),
+    ]
     assert [r[3] for r in summary.rows] == [640, 0, 36928, 0, 36928, 0, 0, 5770]
     assert summary.total_params == 80_266
 
@@ -491,8 +598,9 @@ OUTPUT_SHAPE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("op,input_shape,args,kwargs", OUTPUT_SHAPE_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(OUTPUT_SHAPE_CASES)])
+@pytest.mark.parametrize(
+    "op,input_shape,args,kwargs", OUTPUT_SHAPE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(OUTPUT_SHAPE_CASES)]
+)
 def test_output_shape_is_the_shape_the_operator_returns(op, input_shape, args, kwargs, rng):
     if not _has(op):
         pytest.skip(f"{op} is not in this build of convkern yet")
@@ -502,16 +610,20 @@ def test_output_shape_is_the_shape_the_operator_returns(op, input_shape, args, k
         arrays.append(rng.standard_normal(args[0]).astype(np.float32))
         args = args[1:]
     assert predicted == getattr(convkern, op)(*arrays, *args, **kwargs).shape
-    assert convkern.output_shape(getattr(convkern, op), input_shape, *[a.shape for a in arrays[1:]], *args,
-                                 **kwargs) == predicted
+    assert (
+        convkern.output_shape(getattr(convkern, op), input_shape, *[a.shape for a in arrays[1:]], *args, **kwargs)
+        == predicted
+    )
 
 
 def test_output_shape_follows_the_seed_formula():
     # H_out = floor((H_in + 2*padding - dilation*(kernel_size - 1) - 1) / stride + 1)
     for h, k, s, p, d in [(30, 3, 1, 0, 1), (28, 3, 1, 0, 1), (128, 3, 2, 1, 1), (32, 5, 1, 0, 1), (13, 3, 2, 1, 2)]:
         expected = math.floor((h + 2 * p - d * (k - 1) - 1) / s + 1)
-        assert convkern.output_shape("conv2d", (1, 1, h, h), (1, 1, k, k), stride=s, padding=p,
-                                     dilation=d)[2:] == (expected, expected)
+        assert convkern.output_shape("conv2d", (1, 1, h, h), (1, 1, k, k), stride=s, padding=p, dilation=d)[2:] == (
+            expected,
+            expected,
+        )
     # pooling 8x8 with a 2x2 kernel -> 4x4 (the seed's m/a x n/b)
     assert convkern.output_shape("max_pool2d", (1, 1, 8, 8), 2)[2:] == (4, 4)
 
@@ -538,9 +650,13 @@ def test_parameter_counts_follow_the_seed_formulas():
     assert convkern.linear_parameter_count(576, 10) == 5_770
     with pytest.raises(ValueError, match="groups"):
         convkern.conv_parameter_count(3, 4, 3, groups=2)
-    for layer, count in [(nn.Conv2d(3, 8, (3, 5), groups=1), convkern.conv_parameter_count(3, 8, (3, 5))),
-                         (nn.Conv1d(4, 6, 3, groups=2, bias=False),
-                          convkern.conv_parameter_count(4, 6, 3, groups=2, bias=False, rank=1)),
-                         (nn.ConvTranspose2d(4, 6, 3, groups=2), convkern.conv_parameter_count(4, 6, 3, groups=2)),
-                         (nn.Linear(7, 3), convkern.linear_parameter_count(7, 3))]:
+    for layer, count in [
+        (nn.Conv2d(3, 8, (3, 5), groups=1), convkern.conv_parameter_count(3, 8, (3, 5))),
+        (
+            nn.Conv1d(4, 6, 3, groups=2, bias=False),
+            convkern.conv_parameter_count(4, 6, 3, groups=2, bias=False, rank=1),
+        ),
+        (nn.ConvTranspose2d(4, 6, 3, groups=2), convkern.conv_parameter_count(4, 6, 3, groups=2)),
+        (nn.Linear(7, 3), convkern.linear_parameter_count(7, 3)),
+    ]:
         assert layer.num_parameters() == count, layer

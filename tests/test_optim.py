@@ -1,9 +1,9 @@
 """convkern.optim: SGD and Adam take the same steps as torch.optim, given the same gradients."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from convkern import nn, optim
 
 
@@ -40,9 +40,11 @@ ADAM_CONFIGS = [
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("name,config", [("SGD", c) for c in SGD_CONFIGS] + [("Adam", c) for c in ADAM_CONFIGS],
-                         ids=[f"SGD{i}" for i in range(len(SGD_CONFIGS))]
-                         + [f"Adam{i}" for i in range(len(ADAM_CONFIGS))])
+@pytest.mark.parametrize(
+    "name,config",
+    [("SGD", c) for c in SGD_CONFIGS] + [("Adam", c) for c in ADAM_CONFIGS],
+    ids=[f"SGD{i}" for i in range(len(SGD_CONFIGS))] + [f"Adam{i}" for i in range(len(ADAM_CONFIGS))],
+)
 def test_steps_match_torch(name, config, rng):
     torch = pytest.importorskip("torch")
     params = _params(rng)
@@ -58,8 +60,9 @@ def test_steps_match_torch(name, config, rng):
         topt.step()
         topt.zero_grad()
         for ours_p, tp in zip(ours[step], tparams):
-            np.testing.assert_allclose(ours_p, tp.detach().numpy(), rtol=1e-12, atol=1e-14,
-                                       err_msg=f"{name} {config} step {step}")
+            np.testing.assert_allclose(
+                ours_p, tp.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=f"{name} {config} step {step}"
+            )
 
 
 def test_sgd_is_plain_gradient_descent_without_options(rng):
@@ -109,8 +112,9 @@ def test_updates_are_in_place_and_lr_can_change_between_steps(rng):
 
 def test_training_step_of_the_spec_reduces_the_loss(rng):
     nn.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(4 * 4 * 4, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)
+    )
     loss_fn, opt = nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2)
     x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
     labels = rng.integers(0, 3, size=16)

@@ -1,15 +1,14 @@
 """Pooling kernels against convkern.reference: max, min, average and global, 1-D to 3-D,
 channels-first and channels-last, forward and backward, on randomized configurations and on the
 edge cases SPEC §3 spells out."""
+
 from __future__ import annotations
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
-from convkern import reference as ref
-
 from conftest import HOST, LAYOUTS, assert_close, relayout
+from convkern import reference as ref
 
 DTYPES = (np.float32, np.float64)
 FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
@@ -37,8 +36,7 @@ def pool_case(seed: int, rank: int, kind: str):
     else:
         padding = str(form)
     d = dilation if isinstance(dilation, tuple) else (1,) * rank
-    size = tuple(int(max(rng.integers(1, 14 if rank < 3 else 8), dd * (k - 1) + 1))
-                 for k, dd in zip(kernel, d))
+    size = tuple(int(max(rng.integers(1, 14 if rank < 3 else 8), dd * (k - 1) + 1)) for k, dd in zip(kernel, d))
     batch = int(rng.choice([0, 1, 2, -1]))
     shape = ((batch,) if batch >= 0 else ()) + (int(rng.integers(1, 5)),) + size
     kw = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
@@ -107,13 +105,17 @@ def check_pool(rank, seed, kind, dtype, last, rng, on=HOST):
 
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("kind", ["max", "min"])
-@pytest.mark.parametrize("case", [
-    dict(kernel_size=3, stride=1, padding=1),
-    dict(kernel_size=3, stride=2, padding=1),
-    dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), dilation=(2, 1)),
-    dict(kernel_size=4, stride=3, padding=2, ceil_mode=True),
-    dict(kernel_size=3, stride=1, padding="same"),
-], ids=("k3s1p1", "k3s2p1", "dilated", "ceil", "same"))
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(kernel_size=3, stride=1, padding=1),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), dilation=(2, 1)),
+        dict(kernel_size=4, stride=3, padding=2, ceil_mode=True),
+        dict(kernel_size=3, stride=1, padding="same"),
+    ],
+    ids=("k3s1p1", "k3s2p1", "dilated", "ceil", "same"),
+)
 def test_extremum_nan_inf_and_ties_pick_the_reference_index(kind, case, last, rng):
     """NaN anywhere in a window wins with the last NaN's index; -inf/+inf inputs beat padding;
     ties keep the first cell. Rows and columns of +-inf put whole windows at the padding value."""
@@ -150,11 +152,12 @@ def test_global_extremum_long_planes(kind, last, rng):
         x = channels_last(x, 2)
     fmt = FORMATS[2][last]
     name = f"global_{kind}_pool2d"
-    np.testing.assert_array_equal(getattr(convkern, name)(x, data_format=fmt),
-                                  getattr(ref, name)(x, data_format=fmt))
+    np.testing.assert_array_equal(getattr(convkern, name)(x, data_format=fmt), getattr(ref, name)(x, data_format=fmt))
     dy = rng.standard_normal((4, 5)).astype(np.float32)
-    np.testing.assert_array_equal(getattr(convkern, name + "_backward")(dy, x, data_format=fmt),
-                                  getattr(ref, name + "_backward")(dy, x, data_format=fmt))
+    np.testing.assert_array_equal(
+        getattr(convkern, name + "_backward")(dy, x, data_format=fmt),
+        getattr(ref, name + "_backward")(dy, x, data_format=fmt),
+    )
     y, idx = getattr(convkern, f"{kind}_pool2d")(x, (11, 9), return_indices=True, data_format=fmt)
     _, want_idx = getattr(ref, f"{kind}_pool2d")(x, (11, 9), return_indices=True, data_format=fmt)
     np.testing.assert_array_equal(idx, want_idx)
@@ -183,8 +186,11 @@ def check_global_pool(rank, kind, keepdims, dtype, last, rng, on=HOST):
     assert getattr(convkern, name)(xd, **kw, out=out) is out
     assert_close(on.get(out), expected, reduction=int(np.prod(shape[2:])), dtype=dtype)
     dy = rng.standard_normal(expected.shape).astype(dtype)
-    assert_close(on.get(getattr(convkern, name + "_backward")(on.put(dy), xd, **kw)),
-                 getattr(ref, name + "_backward")(dy, x, **kw), dtype=dtype)
+    assert_close(
+        on.get(getattr(convkern, name + "_backward")(on.put(dy), xd, **kw)),
+        getattr(ref, name + "_backward")(dy, x, **kw),
+        dtype=dtype,
+    )
     # Unbatched: one number per channel.
     assert getattr(convkern, name)(on.put(x[0]), data_format=kw["data_format"]).shape == (5,)
 
@@ -272,9 +278,11 @@ def test_pool_empty_batch():
 def test_channels_last_is_the_channels_first_result_transposed(rng):
     x = rng.standard_normal((2, 5, 9, 10)).astype(np.float32)
     xl = channels_last(x, 2)
-    for op, kw in ((convkern.max_pool2d, dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
-                   (convkern.min_pool2d, dict(kernel_size=2, return_indices=True)),
-                   (convkern.avg_pool2d, dict(kernel_size=3, stride=1, padding=1))):
+    for op, kw in (
+        (convkern.max_pool2d, dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
+        (convkern.min_pool2d, dict(kernel_size=2, return_indices=True)),
+        (convkern.avg_pool2d, dict(kernel_size=3, stride=1, padding=1)),
+    ):
         first, last = op(x, **kw), op(xl, **kw, data_format="NHWC")
         for a, b in zip(first if isinstance(first, tuple) else (first,), last if isinstance(last, tuple) else (last,)):
             assert b.flags.c_contiguous
@@ -283,13 +291,17 @@ def test_channels_last_is_the_channels_first_result_transposed(rng):
 
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
-@pytest.mark.parametrize("rank,shape,kw", [
-    (2, (1, 17, 100, 47), dict(kernel_size=3, stride=1, padding=1)),
-    (2, (2, 3, 101, 90), dict(kernel_size=3, stride=2, padding=1)),
-    (2, (1, 3, 130, 70), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
-    (2, (1, 33, 6, 20), dict(kernel_size=3, stride=2, padding=1)),
-    (3, (1, 5, 4, 70, 33), dict(kernel_size=3, stride=(1, 2, 2), padding=1)),
-], ids=("tall-s1", "tall-s2", "tall-ceil", "few-rows", "3d"))
+@pytest.mark.parametrize(
+    "rank,shape,kw",
+    [
+        (2, (1, 17, 100, 47), dict(kernel_size=3, stride=1, padding=1)),
+        (2, (2, 3, 101, 90), dict(kernel_size=3, stride=2, padding=1)),
+        (2, (1, 3, 130, 70), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+        (2, (1, 33, 6, 20), dict(kernel_size=3, stride=2, padding=1)),
+        (3, (1, 5, 4, 70, 33), dict(kernel_size=3, stride=(1, 2, 2), padding=1)),
+    ],
+    ids=("tall-s1", "tall-s2", "tall-ceil", "few-rows", "3d"),
+)
 def test_pool_large_planes(rank, shape, kw, kind, last, rng):
     """Planes taller than one band of the channels-first kernels (bands overlap by the kernel's
     reach), and channels-last calls with few rows per image, split into channel blocks."""
@@ -307,8 +319,12 @@ def test_pool_large_planes(rank, shape, kw, kind, last, rng):
         np.testing.assert_array_equal(getattr(convkern, name)(x, **kw), want)
     assert_close(y, want, reduction=27, dtype=np.float64)
     dy = rng.standard_normal(y.shape)
-    assert_close(getattr(convkern, name + "_backward")(dy, x, **kw), getattr(ref, name + "_backward")(dy, x, **kw),
-                 reduction=27, dtype=np.float64)
+    assert_close(
+        getattr(convkern, name + "_backward")(dy, x, **kw),
+        getattr(ref, name + "_backward")(dy, x, **kw),
+        reduction=27,
+        dtype=np.float64,
+    )
 
 
 def _every_kernel(x, rank, last):
@@ -322,16 +338,23 @@ def _every_kernel(x, rank, last):
             results += [y, getattr(convkern, f"avg_pool{rank}d_backward")(y, x, **kw)]
         else:
             y, idx = getattr(convkern, f"{kind}_pool{rank}d")(x, **kw, return_indices=True)
-            results += [y, idx, getattr(convkern, f"{kind}_pool{rank}d")(x, **kw),
-                        getattr(convkern, f"{kind}_pool{rank}d_backward")(y, x, **kw, indices=idx)]
+            results += [
+                y,
+                idx,
+                getattr(convkern, f"{kind}_pool{rank}d")(x, **kw),
+                getattr(convkern, f"{kind}_pool{rank}d_backward")(y, x, **kw, indices=idx),
+            ]
         g = getattr(convkern, f"global_{kind}_pool{rank}d")(x, data_format=fmt)
         results += [g, getattr(convkern, f"global_{kind}_pool{rank}d_backward")(g, x, data_format=fmt)]
     return results
 
 
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-@pytest.mark.parametrize("rank,shape", [(2, (3, 16, 40, 36)), (2, (1, 64, 12, 12)), (3, (2, 8, 10, 12, 14)),
-                                        (1, (4, 32, 900))], ids=("2d", "2d-N1", "3d", "1d"))
+@pytest.mark.parametrize(
+    "rank,shape",
+    [(2, (3, 16, 40, 36)), (2, (1, 64, 12, 12)), (3, (2, 8, 10, 12, 14)), (1, (4, 32, 900))],
+    ids=("2d", "2d-N1", "3d", "1d"),
+)
 def test_pool_bitwise_identical_for_1_and_2_threads(rank, shape, last, rng):
     """Large enough for several work chunks (and, with N=1 channels-last, several channel blocks)."""
     x = rng.standard_normal(shape).astype(np.float32)
@@ -366,5 +389,9 @@ def test_windows_far_larger_than_the_input(kind, last, rng):
         _, idx = getattr(convkern, name)(x, **kw, return_indices=True)
         np.testing.assert_array_equal(idx, getattr(ref, name)(x, **kw, return_indices=True)[1])
     dy = rng.standard_normal(y.shape)
-    assert_close(getattr(convkern, name + "_backward")(dy, x, **kw), getattr(ref, name + "_backward")(dy, x, **kw),
-                 reduction=15, dtype=np.float64)
+    assert_close(
+        getattr(convkern, name + "_backward")(dy, x, **kw),
+        getattr(ref, name + "_backward")(dy, x, **kw),
+        reduction=15,
+        dtype=np.float64,
+    )

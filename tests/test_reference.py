@@ -13,13 +13,13 @@ import warnings
 
 import numpy as np
 import pytest
-
 from convkern import reference as ref
 
 CHANNELS_LAST = {"NWC", "NHWC", "NDHWC"}
 
 
 # ======================================================================== helpers
+
 
 @pytest.fixture(scope="module")
 def torch():
@@ -84,16 +84,24 @@ def torch_pad_arg(pads):
 
 # ================================================================ SPEC §7 examples
 
+
 def test_spec_conv1d_example():
     y = ref.conv1d(np.array([[0, 0, 0, 0, 1, 2, 3, 3]]), np.array([[[-1, 1]]]))
     np.testing.assert_array_equal(y, [[0, 0, 0, 1, 1, 1, 0]])
 
 
 def test_spec_conv2d_same_example():
-    image = np.array([[130, 136, 53, 44, 231, 67, 108], [130, 89, 77, 58, 250, 154, 130],
-                      [208, 239, 120, 111, 112, 181, 22], [203, 223, 59, 79, 28, 57, 67],
-                      [164, 140, 215, 235, 66, 30, 204], [97, 159, 50, 110, 104, 76, 7],
-                      [207, 150, 58, 47, 152, 81, 237]])
+    image = np.array(
+        [
+            [130, 136, 53, 44, 231, 67, 108],
+            [130, 89, 77, 58, 250, 154, 130],
+            [208, 239, 120, 111, 112, 181, 22],
+            [203, 223, 59, 79, 28, 57, 67],
+            [164, 140, 215, 235, 66, 30, 204],
+            [97, 159, 50, 110, 104, 76, 7],
+            [207, 150, 58, 47, 152, 81, 237],
+        ]
+    )
     kernel = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]]) / 5
     y = ref.conv2d(image[None], kernel[None, None], padding="same")[0]
     assert y.shape == (7, 7) and y.dtype == np.float64
@@ -111,21 +119,26 @@ def test_spec_pool_examples():
 
 
 def test_spec_keras_same_stride2_shape():
-    y = ref.conv2d(np.ones((1, 128, 128, 1)), np.ones((16, 1, 3, 3)), np.zeros(16), stride=2,
-                   padding="same", data_format="NHWC")
+    y = ref.conv2d(
+        np.ones((1, 128, 128, 1)), np.ones((16, 1, 3, 3)), np.zeros(16), stride=2, padding="same", data_format="NHWC"
+    )
     assert y.shape == (1, 64, 64, 16)
 
 
 # ========================================================================== sizes
 
-@pytest.mark.parametrize("args, expected", [
-    ((7, 3, 1, 1), (1, 1)),
-    ((128, 3, 2, 1), (0, 1)),        # out = 64, total = 1: the extra cell goes after
-    ((6, 4, 1, 1), (1, 2)),          # even kernel at stride 1: PyTorch's "same"
-    ((10, 3, 3, 2), (2, 2)),         # out 4: total = 3*3 + 5 - 10
-    ((5, 1, 5, 1), (0, 0)),
-    ((4, 2, 4, 1), (0, 0)),          # total would be negative
-])
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((7, 3, 1, 1), (1, 1)),
+        ((128, 3, 2, 1), (0, 1)),  # out = 64, total = 1: the extra cell goes after
+        ((6, 4, 1, 1), (1, 2)),  # even kernel at stride 1: PyTorch's "same"
+        ((10, 3, 3, 2), (2, 2)),  # out 4: total = 3*3 + 5 - 10
+        ((5, 1, 5, 1), (0, 0)),
+        ((4, 2, 4, 1), (0, 0)),  # total would be negative
+    ],
+)
 def test_same_padding(args, expected):
     assert ref.same_padding(*args) == expected
     before, after = expected
@@ -133,14 +146,17 @@ def test_same_padding(args, expected):
     assert ref.conv_output_size(in_size, kernel, stride, before, after, dilation) == -(-in_size // stride)
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((5, 2, 2, 1, 1, False), 3),
-    ((5, 2, 2, 1, 1, True), 3),      # ceil gives 4, but window 3 would start in the right padding
-    ((6, 3, 2, 0, 1, True), 3),      # the last window overhangs the input
-    ((6, 3, 2, 0, 1, False), 2),
-    ((9, 3, 2, 1, 2, True), 4),
-    ((1, 2, 1, 1, 2, False), 1),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((5, 2, 2, 1, 1, False), 3),
+        ((5, 2, 2, 1, 1, True), 3),  # ceil gives 4, but window 3 would start in the right padding
+        ((6, 3, 2, 0, 1, True), 3),  # the last window overhangs the input
+        ((6, 3, 2, 0, 1, False), 2),
+        ((9, 3, 2, 1, 2, True), 4),
+        ((1, 2, 1, 1, 2, False), 1),
+    ],
+)
 def test_pool_output_size(args, expected):
     assert ref.pool_output_size(*args) == expected
 
@@ -158,25 +174,42 @@ CONV_CASES = [
     pytest.param(1, 1, 2, 3, (5,), (3,), dict(padding=((3, 1),), padding_mode="replicate"), id="1d-replicate"),
     pytest.param(1, 1, 2, 2, (5,), (4,), dict(padding=(5,), stride=2, padding_mode="circular"), id="1d-circular"),
     pytest.param(1, 2, 3, 2, (7,), (3,), dict(padding=1, data_format="NWC"), id="1d-NWC"),
-    pytest.param(2, 2, 4, 6, (6, 5), (3, 3), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2),
-                 id="2d-mixed"),
+    pytest.param(
+        2, 2, 4, 6, (6, 5), (3, 3), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2), id="2d-mixed"
+    ),
     pytest.param(2, 1, 3, 2, (5, 6), (2, 3), dict(padding=((1, 0), (0, 2))), id="2d-asymmetric"),
     pytest.param(2, 1, 2, 2, (7, 6), (3, 2), dict(padding="same", stride=2, dilation=(2, 1)), id="2d-same-s2"),
     pytest.param(2, 1, 2, 2, (5, 6), (4, 3), dict(padding="same"), id="2d-same-even-kernel"),
     pytest.param(2, 1, 2, 3, (5, 4), (3, 2), dict(padding="valid", stride=(1, 2)), id="2d-valid"),
     pytest.param(2, 2, 2, 2, (5, 4), (3, 3), dict(padding=(2, 1), padding_mode="reflect"), id="2d-reflect"),
-    pytest.param(2, 1, 2, 2, (4, 5), (3, 3), dict(padding=((2, 0), (1, 3)), padding_mode="replicate"),
-                 id="2d-replicate"),
-    pytest.param(2, 1, 2, 2, (4, 5), (3, 2), dict(padding=(2, 1), stride=2, padding_mode="circular"),
-                 id="2d-circular"),
+    pytest.param(
+        2, 1, 2, 2, (4, 5), (3, 3), dict(padding=((2, 0), (1, 3)), padding_mode="replicate"), id="2d-replicate"
+    ),
+    pytest.param(2, 1, 2, 2, (4, 5), (3, 2), dict(padding=(2, 1), stride=2, padding_mode="circular"), id="2d-circular"),
     pytest.param(2, 1, 3, 6, (5, 5), (3, 3), dict(groups=3, padding=1), id="2d-depthwise"),
     pytest.param(2, 2, 3, 2, (5, 6), (3, 3), dict(padding=1, stride=2, data_format="NHWC"), id="2d-NHWC"),
     pytest.param(3, 1, 2, 2, (4, 5, 3), (2, 3, 2), dict(stride=(1, 2, 1), padding=(1, 0, 1)), id="3d-stride"),
-    pytest.param(3, 1, 2, 2, (4, 4, 3), (3, 2, 2), dict(padding="same", dilation=(1, 2, 1),
-                                                        padding_mode="circular"), id="3d-same-circular"),
+    pytest.param(
+        3,
+        1,
+        2,
+        2,
+        (4, 4, 3),
+        (3, 2, 2),
+        dict(padding="same", dilation=(1, 2, 1), padding_mode="circular"),
+        id="3d-same-circular",
+    ),
     pytest.param(3, 1, 2, 2, (3, 4, 3), (2, 2, 2), dict(padding=1, padding_mode="reflect"), id="3d-reflect"),
-    pytest.param(3, 1, 2, 4, (3, 4, 4), (2, 2, 3), dict(groups=2, padding=1, padding_mode="replicate",
-                                                        data_format="NDHWC"), id="3d-NDHWC"),
+    pytest.param(
+        3,
+        1,
+        2,
+        4,
+        (3, 4, 4),
+        (2, 2, 3),
+        dict(groups=2, padding=1, padding_mode="replicate", data_format="NDHWC"),
+        id="3d-NDHWC",
+    ),
 ]
 
 
@@ -224,8 +257,9 @@ def test_conv_matches_torch(torch, rank, n, c_in, c_out, spatial, kernel, kwargs
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x_nc, w, b))
     # PyTorch's modules pad with F.pad for the non-zero modes, then convolve unpadded.
     xp = F.pad(xt, torch_pad_arg(pads), mode="constant" if mode == "zeros" else mode)
-    yt = getattr(F, f"conv{rank}d")(xp, wt, bt, stride=stride, padding=0, dilation=dilation,
-                                    groups=kwargs.get("groups", 1))
+    yt = getattr(F, f"conv{rank}d")(
+        xp, wt, bt, stride=stride, padding=0, dilation=dilation, groups=kwargs.get("groups", 1)
+    )
     yt.backward(torch.tensor(to_channels_first(g) if channels_last else g))
     np.testing.assert_allclose(y, layout(yt.detach().numpy()), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grad_x, layout(xt.grad.numpy()), rtol=1e-10, atol=1e-10)
@@ -241,10 +275,10 @@ def test_conv_same_stride1_is_torch_same(torch, kernel, dilation):
     with warnings.catch_warnings():
         # PyTorch warns that an even kernel makes it copy the input: that case is the point.
         warnings.simplefilter("ignore", UserWarning)
-        expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding="same",
-                                              dilation=dilation).numpy()
-    np.testing.assert_allclose(ref.conv2d(x, w, padding="same", dilation=dilation), expected,
-                               rtol=1e-10, atol=1e-10)
+        expected = torch.nn.functional.conv2d(
+            torch.tensor(x), torch.tensor(w), padding="same", dilation=dilation
+        ).numpy()
+    np.testing.assert_allclose(ref.conv2d(x, w, padding="same", dilation=dilation), expected, rtol=1e-10, atol=1e-10)
 
 
 def test_conv1d_flat_pair_is_before_after():
@@ -259,11 +293,20 @@ def test_conv1d_flat_pair_is_before_after():
 TRANSPOSE_CASES = [
     pytest.param(1, 2, 4, 2, (5,), (3,), dict(stride=2, padding=1, output_padding=1, groups=2), id="1d-groups"),
     pytest.param(1, 1, 2, 3, (4,), (2,), dict(dilation=3, output_padding=2), id="1d-op-ge-stride"),
-    pytest.param(2, 1, 2, 4, (3, 4), (3, 2), dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2),
-                                                  dilation=(1, 2)), id="2d-mixed"),
+    pytest.param(
+        2,
+        1,
+        2,
+        4,
+        (3, 4),
+        (3, 2),
+        dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2), dilation=(1, 2)),
+        id="2d-mixed",
+    ),
     pytest.param(2, 2, 3, 2, (3, 3), (3, 3), dict(stride=2, padding=1, data_format="NHWC"), id="2d-NHWC"),
-    pytest.param(3, 1, 2, 2, (2, 3, 2), (2, 2, 3), dict(stride=2, padding=(0, 1, 1), output_padding=(1, 0, 1)),
-                 id="3d"),
+    pytest.param(
+        3, 1, 2, 2, (2, 3, 2), (2, 2, 3), dict(stride=2, padding=(0, 1, 1), output_padding=(1, 0, 1)), id="3d"
+    ),
 ]
 
 
@@ -316,11 +359,14 @@ EXTREME_POOL_CASES = [
     pytest.param(2, (6, 7), dict(kernel_size=(3, 2), stride=(1, 2), padding=(1, 1)), id="2d-overlap"),
     pytest.param(2, (6, 6), dict(kernel_size=2), id="2d-stride-none"),
     pytest.param(2, (9, 8), dict(kernel_size=3, stride=2, padding=1, dilation=(2, 1)), id="2d-dilation"),
-    pytest.param(2, (5, 6), dict(kernel_size=2, stride=2, padding=1, dilation=2, ceil_mode=True,
-                                 data_format="NHWC"), id="2d-NHWC"),
+    pytest.param(
+        2,
+        (5, 6),
+        dict(kernel_size=2, stride=2, padding=1, dilation=2, ceil_mode=True, data_format="NHWC"),
+        id="2d-NHWC",
+    ),
     pytest.param(3, (4, 5, 4), dict(kernel_size=2, stride=1, padding=(1, 0, 1)), id="3d-overlap"),
-    pytest.param(3, (5, 6, 5), dict(kernel_size=(2, 3, 2), stride=2, padding=(1, 1, 0), ceil_mode=True),
-                 id="3d-ceil"),
+    pytest.param(3, (5, 6, 5), dict(kernel_size=(2, 3, 2), stride=2, padding=(1, 1, 0), ceil_mode=True), id="3d-ceil"),
 ]
 
 SAME_POOL_CASES = [
@@ -331,18 +377,23 @@ SAME_POOL_CASES = [
 
 AVG_POOL_CASES = [
     pytest.param(1, (9,), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), id="1d-ceil-incl"),
-    pytest.param(1, (10,), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False),
-                 id="1d-ceil-excl"),
+    pytest.param(
+        1, (10,), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False), id="1d-ceil-excl"
+    ),
     pytest.param(1, (8,), dict(kernel_size=3, stride=1, padding=1, divisor_override=2), id="1d-override"),
     pytest.param(2, (7, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), id="2d-ceil-incl"),
-    pytest.param(2, (7, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
-                 id="2d-ceil-excl"),
-    pytest.param(2, (6, 7), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), count_include_pad=False),
-                 id="2d-excl"),
-    pytest.param(2, (5, 5), dict(kernel_size=(2, 3), stride=1, divisor_override=5, data_format="NHWC"),
-                 id="2d-override-NHWC"),
-    pytest.param(3, (5, 4, 6), dict(kernel_size=(3, 2, 3), stride=2, padding=(1, 1, 1), ceil_mode=True),
-                 id="3d-ceil-incl"),
+    pytest.param(
+        2, (7, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), id="2d-ceil-excl"
+    ),
+    pytest.param(
+        2, (6, 7), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), count_include_pad=False), id="2d-excl"
+    ),
+    pytest.param(
+        2, (5, 5), dict(kernel_size=(2, 3), stride=1, divisor_override=5, data_format="NHWC"), id="2d-override-NHWC"
+    ),
+    pytest.param(
+        3, (5, 4, 6), dict(kernel_size=(3, 2, 3), stride=2, padding=(1, 1, 1), ceil_mode=True), id="3d-ceil-incl"
+    ),
     pytest.param(3, (4, 5, 3), dict(kernel_size=2, stride=1, padding=1, count_include_pad=False), id="3d-excl"),
     pytest.param(1, (8,), dict(kernel_size=4, stride=3, padding="same"), id="1d-same"),
     pytest.param(2, (7, 5), dict(kernel_size=3, stride=2, padding="same", count_include_pad=True), id="2d-same"),
@@ -397,7 +448,7 @@ def test_extreme_pool_matches_torch(torch, kind, rank, spatial, kwargs):
     torch_kwargs, channels_last = torch_layout(kwargs)
     layout = to_channels_last if channels_last else (lambda a: a)
     xt = torch.tensor(to_channels_first(x) if channels_last else x, requires_grad=True)
-    sign = 1 if kind == "max" else -1            # min pooling is -max_pool(-x)
+    sign = 1 if kind == "max" else -1  # min pooling is -max_pool(-x)
     yt, it = getattr(torch.nn.functional, f"max_pool{rank}d")(sign * xt, **torch_kwargs, return_indices=True)
     (sign * yt).backward(torch.tensor(to_channels_first(g) if channels_last else g))
     np.testing.assert_array_equal(y, layout(sign * yt.detach().numpy()))
@@ -444,9 +495,11 @@ def brute_force_same_pool_1d(x, kernel, stride, dilation, kind):
 SAME_1D = [(7, 3, 2, 1), (8, 4, 3, 1), (9, 2, 1, 3), (5, 5, 1, 1)]
 
 
-@pytest.mark.parametrize("kind, n, kernel, stride, dilation",
-                         [(kind,) + case for kind in ("max", "min") for case in SAME_1D]
-                         + [("avg",) + case for case in SAME_1D if case[3] == 1])
+@pytest.mark.parametrize(
+    "kind, n, kernel, stride, dilation",
+    [(kind,) + case for kind in ("max", "min") for case in SAME_1D]
+    + [("avg",) + case for case in SAME_1D if case[3] == 1],
+)
 def test_same_pool_matches_brute_force(kind, n, kernel, stride, dilation):
     x = np.random.default_rng(6).standard_normal(n)
     if kind == "avg":
@@ -458,6 +511,7 @@ def test_same_pool_matches_brute_force(kind, n, kernel, stride, dilation):
 
 
 # ===================================================== pooling: the fine print
+
 
 def test_nan_propagates_and_points_to_last_nan():
     nan = np.nan
@@ -473,8 +527,7 @@ def test_nan_propagates_and_points_to_last_nan():
     np.testing.assert_array_equal(i, [[[3, 1]]])
     y = ref.global_max_pool2d(x2)
     assert np.isnan(y[0])
-    np.testing.assert_array_equal(ref.global_max_pool2d_backward(np.array([2.0]), x2),
-                                  [[[0, 0, 0], [2, 0, 0]]])
+    np.testing.assert_array_equal(ref.global_max_pool2d_backward(np.array([2.0]), x2), [[[0, 0, 0], [2, 0, 0]]])
     y, i = ref.adaptive_max_pool1d(x, 2, return_indices=True)
     assert np.isnan(y).all() and i.tolist() == [[1, 3]]
 
@@ -490,8 +543,7 @@ def test_ties_go_to_first_element():
     assert i[0, 0, 0] == 1
     _, i = ref.min_pool2d(-x2, 2, return_indices=True)
     assert i[0, 0, 0] == 1
-    np.testing.assert_array_equal(ref.global_min_pool2d_backward(np.array([1.0]), -x2),
-                                  [[[0, 1], [0, 0]]])
+    np.testing.assert_array_equal(ref.global_min_pool2d_backward(np.array([1.0]), -x2), [[[0, 1], [0, 0]]])
     _, i = ref.adaptive_max_pool2d(x2, 1, return_indices=True)
     assert i[0, 0, 0] == 1
 
@@ -521,15 +573,13 @@ def test_ceil_mode_last_window():
     # ceil would allow a window at 5 (all right padding): dropped, so 3 windows at -1, 1, 3.
     np.testing.assert_array_equal(ref.max_pool1d(x, 2, 2, 1, ceil_mode=True), [[0, 2, 4]])
     np.testing.assert_array_equal(ref.avg_pool1d(x, 2, 2, 1, ceil_mode=True), [[0, 1.5, 3.5]])
-    np.testing.assert_array_equal(ref.avg_pool1d(x, 2, 2, 1, ceil_mode=True, count_include_pad=False),
-                                  [[0, 1.5, 3.5]])
+    np.testing.assert_array_equal(ref.avg_pool1d(x, 2, 2, 1, ceil_mode=True, count_include_pad=False), [[0, 1.5, 3.5]])
     # The last window [4, 7) overhangs a 6-cell input: it still counts, its divisor is 2.
     x = np.arange(6.0)[None]
     np.testing.assert_array_equal(ref.max_pool1d(x, 3, 2, ceil_mode=True), [[2, 4, 5]])
     np.testing.assert_array_equal(ref.avg_pool1d(x, 3, 2, ceil_mode=True), [[1, 3, 4.5]])
     # With padding 1 the last window [3, 6) reaches into the right padding (counted) but no further.
-    np.testing.assert_allclose(ref.avg_pool1d(np.arange(5.0)[None], 3, 2, 1, ceil_mode=True),
-                               [[1 / 3, 2, 7 / 3]])
+    np.testing.assert_allclose(ref.avg_pool1d(np.arange(5.0)[None], 3, 2, 1, ceil_mode=True), [[1 / 3, 2, 7 / 3]])
 
 
 def test_avg_pool_divisors():
@@ -618,8 +668,9 @@ def test_adaptive_pool_matches_torch(torch, rank, spatial, output_size, data_for
     layout = to_channels_last if channels_last else (lambda a: a)
     F = torch.nn.functional
     for kind in ("avg", "max"):
-        result = getattr(ref, f"adaptive_{kind}_pool{rank}d")(x, output_size, data_format=data_format,
-                                                              **({"return_indices": True} if kind == "max" else {}))
+        result = getattr(ref, f"adaptive_{kind}_pool{rank}d")(
+            x, output_size, data_format=data_format, **({"return_indices": True} if kind == "max" else {})
+        )
         y, indices = result if kind == "max" else (result, None)
         g = rng.standard_normal(y.shape)
         grad = getattr(ref, f"adaptive_{kind}_pool{rank}d_backward")(g, x, output_size, data_format=data_format)
@@ -636,13 +687,15 @@ def test_adaptive_pool_matches_torch(torch, rank, spatial, output_size, data_for
 
 # ====================================================== shapes, layouts, dtypes
 
+
 def test_unbatched_and_empty_batch():
     rng = np.random.default_rng(9)
     x, w, b = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     np.testing.assert_array_equal(ref.conv2d(x[0], w, b, padding=1), ref.conv2d(x, w, b, padding=1)[0])
     g = rng.standard_normal((4, 5, 6))
-    for ours, batched in zip(ref.conv2d_backward(g, x[0], w, padding=1),
-                             ref.conv2d_backward(g[None], x[:1], w, padding=1)):
+    for ours, batched in zip(
+        ref.conv2d_backward(g, x[0], w, padding=1), ref.conv2d_backward(g[None], x[:1], w, padding=1)
+    ):
         np.testing.assert_allclose(ours, batched[0] if ours.ndim == 3 else batched, rtol=1e-14)
     np.testing.assert_array_equal(ref.max_pool2d(x[1], 2), ref.max_pool2d(x, 2)[1])
     assert ref.global_avg_pool2d(x[0]).shape == (3,)
@@ -664,8 +717,9 @@ def test_unbatched_and_empty_batch():
 def test_channels_last_is_a_transpose():
     rng = np.random.default_rng(10)
     x, w = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((2, 3, 3, 2))
-    np.testing.assert_array_equal(ref.conv2d(to_channels_last(x), w, stride=2, data_format="NHWC"),
-                                  to_channels_last(ref.conv2d(x, w, stride=2)))
+    np.testing.assert_array_equal(
+        ref.conv2d(to_channels_last(x), w, stride=2, data_format="NHWC"), to_channels_last(ref.conv2d(x, w, stride=2))
+    )
     values, indices = ref.max_pool2d(to_channels_last(x), 3, 2, 1, return_indices=True, data_format="NHWC")
     expected_values, expected_indices = ref.max_pool2d(x, 3, 2, 1, return_indices=True)
     np.testing.assert_array_equal(values, to_channels_last(expected_values))
@@ -683,27 +737,35 @@ def test_dtypes():
         assert grad.dtype == np.float64
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: ref.conv2d(np.ones((1, 3, 5, 5)), np.ones((2, 2, 3, 3))), "groups"),
-    (lambda: ref.conv2d(np.ones((1, 4, 5, 5)), np.ones((3, 2, 3, 3)), groups=2), "groups"),
-    (lambda: ref.conv2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3))), "too small"),
-    (lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), stride=0), "stride"),
-    (lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), padding=-1), "padding"),
-    (lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), padding=3, padding_mode="reflect"),
-     "reflect"),
-    (lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), data_format="NCWH"), "data_format"),
-    (lambda: ref.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1))),
-     r"\(1, 1, 2, 2\).*\(1, 1, 3, 3\)"),
-    (lambda: ref.conv_transpose1d(np.ones((1, 1, 3)), np.ones((1, 1, 2)), stride=2, output_padding=2),
-     "output_padding"),
-    (lambda: ref.max_pool2d(np.ones((1, 1, 4, 4)), 2, padding=2), "kernel_size // 2"),
-    (lambda: ref.max_pool2d(np.ones((1, 1, 4, 4)), 2, padding="same", ceil_mode=True), "ceil_mode"),
-    (lambda: ref.max_pool2d(np.ones((1, 1, 1, 1)), 3, padding=0), "too small"),
-    (lambda: ref.avg_pool1d(np.ones((1, 4)), 2, divisor_override=0), "divisor_override"),
-    (lambda: ref.max_pool1d_backward(np.ones((1, 2)), np.ones((1, 4)), 2, indices=np.array([[0, 4]])),
-     "indices"),
-    (lambda: ref.global_avg_pool2d_backward(np.ones((1, 2)), np.ones((1, 3, 2, 2))), "grad_output"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ref.conv2d(np.ones((1, 3, 5, 5)), np.ones((2, 2, 3, 3))), "groups"),
+        (lambda: ref.conv2d(np.ones((1, 4, 5, 5)), np.ones((3, 2, 3, 3)), groups=2), "groups"),
+        (lambda: ref.conv2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3))), "too small"),
+        (lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), stride=0), "stride"),
+        (lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), padding=-1), "padding"),
+        (
+            lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), padding=3, padding_mode="reflect"),
+            "reflect",
+        ),
+        (lambda: ref.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), data_format="NCWH"), "data_format"),
+        (
+            lambda: ref.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1))),
+            r"\(1, 1, 2, 2\).*\(1, 1, 3, 3\)",
+        ),
+        (
+            lambda: ref.conv_transpose1d(np.ones((1, 1, 3)), np.ones((1, 1, 2)), stride=2, output_padding=2),
+            "output_padding",
+        ),
+        (lambda: ref.max_pool2d(np.ones((1, 1, 4, 4)), 2, padding=2), "kernel_size // 2"),
+        (lambda: ref.max_pool2d(np.ones((1, 1, 4, 4)), 2, padding="same", ceil_mode=True), "ceil_mode"),
+        (lambda: ref.max_pool2d(np.ones((1, 1, 1, 1)), 3, padding=0), "too small"),
+        (lambda: ref.avg_pool1d(np.ones((1, 4)), 2, divisor_override=0), "divisor_override"),
+        (lambda: ref.max_pool1d_backward(np.ones((1, 2)), np.ones((1, 4)), 2, indices=np.array([[0, 4]])), "indices"),
+        (lambda: ref.global_avg_pool2d_backward(np.ones((1, 2)), np.ones((1, 3, 2, 2))), "grad_output"),
+    ],
+)
 def test_invalid_configurations_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -723,6 +785,10 @@ def test_importable_standalone_by_path():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.conv1d([[1.0, 2.0, 4.0]], [[[1.0, -1.0]]]).tolist() == [[-1.0, -2.0]]
-    assert set(module.__all__) == {name for name in dir(module) if not name.startswith("_")
-                                   and callable(getattr(module, name)) and name not in
-                                   {"NamedTuple", "sliding_window_view"}}
+    assert set(module.__all__) == {
+        name
+        for name in dir(module)
+        if not name.startswith("_")
+        and callable(getattr(module, name))
+        and name not in {"NamedTuple", "sliding_window_view"}
+    }

@@ -1,5 +1,6 @@
 """Threads: one plan per call (changing the count mid-call is safe), threadpoolctl, bounded
 scratch memory and its documented peak per algorithm (docs/cpu.md)."""
+
 from __future__ import annotations
 
 import math
@@ -9,10 +10,9 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
 from convkern import _C
 
 MiB = 1 << 20
@@ -20,7 +20,7 @@ MiB = 1 << 20
 # Worker threads call every algorithm family while the main thread switches the thread count
 # between 16 and 1; every result must equal, bit for bit, the one computed before (results do
 # not depend on the thread count). OMP_NUM_THREADS=16 lets 16 really be used on a small machine.
-STRESS = r'''
+STRESS = r"""
 import sys, threading, time
 import numpy as np
 import convkern
@@ -75,14 +75,15 @@ for t in threads:
 assert not errors, errors
 assert set(counts) == set(calls), counts
 print("ok", switches, sum(counts.values()))
-'''
+"""
 
 
 def test_switching_the_thread_count_while_every_family_runs():
     seconds = float(os.environ.get("CONVKERN_STRESS_SECONDS", "10"))
     env = dict(os.environ, OMP_NUM_THREADS="16", CONVKERN_WINOGRAD="1")
-    res = subprocess.run([sys.executable, "-c", STRESS, str(seconds)], env=env, capture_output=True, text=True,
-                         timeout=seconds + 300)
+    res = subprocess.run(
+        [sys.executable, "-c", STRESS, str(seconds)], env=env, capture_output=True, text=True, timeout=seconds + 300
+    )
     assert res.returncode == 0, (res.returncode, res.stderr[-3000:])
     assert res.stdout.startswith("ok"), res.stdout
 
@@ -120,6 +121,7 @@ def test_threadpoolctl_limits_convkern():
 
 
 # ---------------------------------------------------------------------------------- scratch
+
 
 def _winograd_layer(rng, c=64, k=64, hw=28, n=2):
     x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
@@ -215,8 +217,9 @@ def _winograd_bound(x, w, threads, pass_):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(2, 64, 64, 28, 3, 1), (2, 16, 40, 33, 5, 2), (1, 256, 256, 14, 3, 1),
-                                   (2, 3, 32, 64, 7, 3)])
+@pytest.mark.parametrize(
+    "shape", [(2, 64, 64, 28, 3, 1), (2, 16, 40, 33, 5, 2), (1, 256, 256, 14, 3, 1), (2, 3, 32, 64, 7, 3)]
+)
 def test_peak_scratch_within_documented_bound(shape, threads, monkeypatch):
     n, c, k, hw, ks, pad = shape
     rng = np.random.default_rng(2)
@@ -232,10 +235,12 @@ def test_peak_scratch_within_documented_bound(shape, threads, monkeypatch):
             dy = rng.standard_normal(y.shape).astype(np.float32)
             passes = {
                 "forward": lambda: convkern.conv2d(x, w, padding=pad),
-                "backward_data": lambda: convkern.conv2d_backward(dy, x, w, padding=pad,
-                                                                  output_mask=(True, False, False)),
-                "backward_weight": lambda: convkern.conv2d_backward(dy, x, w, padding=pad,
-                                                                    output_mask=(False, True, False)),
+                "backward_data": lambda: convkern.conv2d_backward(
+                    dy, x, w, padding=pad, output_mask=(True, False, False)
+                ),
+                "backward_weight": lambda: convkern.conv2d_backward(
+                    dy, x, w, padding=pad, output_mask=(False, True, False)
+                ),
             }
             for name, f in passes.items():
                 peak = _peak(f)
@@ -244,7 +249,8 @@ def test_peak_scratch_within_documented_bound(shape, threads, monkeypatch):
         # Channels-last and depthwise: the same GEMM bound (depthwise needs far less).
         xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         assert _peak(lambda: convkern.conv2d(xl, w, padding=pad, data_format="NHWC")) <= _gemm_bound(
-            x, w, y, pad, threads)
+            x, w, y, pad, threads
+        )
         wd = rng.standard_normal((c, 1, ks, ks)).astype(np.float32)
         assert _peak(lambda: convkern.conv2d(x, wd, padding=pad, groups=c)) <= _gemm_bound(x, wd, y, pad, threads)
     finally:

@@ -1,12 +1,11 @@
 """Independent cross-checks against PyTorch (CPU) on random configurations, float32 and float64,
 forward and backward: a second oracle beside convkern.reference."""
+
 from __future__ import annotations
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
-
 from conftest import assert_close
 
 torch = pytest.importorskip("torch")
@@ -32,7 +31,9 @@ def _conv_config(rng, rank):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
-@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(12)] + [(1, s) for s in range(4)] + [(3, s) for s in range(4)])
+@pytest.mark.parametrize(
+    "rank,seed", [(2, s) for s in range(12)] + [(1, s) for s in range(4)] + [(3, s) for s in range(4)]
+)
 def test_conv_matches_torch(rank, seed, dtype):
     rng = np.random.default_rng(500 + 10 * rank + seed)
     groups, cin, cout, k, s, d, p, size = _conv_config(rng, rank)
@@ -74,7 +75,9 @@ def _pool_config(rng, rank, dilated=True):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("kind", ["max", "min"])
-@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(8)] + [(1, s) for s in range(3)] + [(3, s) for s in range(3)])
+@pytest.mark.parametrize(
+    "rank,seed", [(2, s) for s in range(8)] + [(1, s) for s in range(3)] + [(3, s) for s in range(3)]
+)
 def test_extremum_pool_matches_torch(rank, seed, kind, dtype):
     rng = np.random.default_rng(900 + 10 * rank + seed)
     k, s, d, p, ceil, size = _pool_config(rng, rank)
@@ -93,7 +96,9 @@ def test_extremum_pool_matches_torch(rank, seed, kind, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
-@pytest.mark.parametrize("rank,seed", [(2, s) for s in range(10)] + [(1, s) for s in range(3)] + [(3, s) for s in range(3)])
+@pytest.mark.parametrize(
+    "rank,seed", [(2, s) for s in range(10)] + [(1, s) for s in range(3)] + [(3, s) for s in range(3)]
+)
 def test_avg_pool_matches_torch(rank, seed, dtype):
     rng = np.random.default_rng(1300 + 10 * rank + seed)
     k, s, _, p, ceil, size = _pool_config(rng, rank, dilated=False)
@@ -147,8 +152,9 @@ def test_conv_transpose_matches_torch(seed, dtype):
     dy = rng.standard_normal(y.shape).astype(dtype)
     yt.backward(torch.from_numpy(dy))
     got = convkern.conv_transpose2d_backward(dy, x, w, s, p, op, groups, d)
-    for g, ref_grad, n in zip(got, (xt.grad, wt.grad, bt.grad), (cout * int(np.prod(k)), dy[0, 0].size * 2,
-                                                               dy[0, 0].size * 2)):
+    for g, ref_grad, n in zip(
+        got, (xt.grad, wt.grad, bt.grad), (cout * int(np.prod(k)), dy[0, 0].size * 2, dy[0, 0].size * 2)
+    ):
         assert_close(g, ref_grad.numpy(), reduction=n, dtype=dtype)
 
 

@@ -1,5 +1,6 @@
 """convkern.torch.nn: drop-in torch.nn layers (constructor arguments, state_dict, gradients,
 channels_last, no_grad) and replace_modules."""
+
 from __future__ import annotations
 
 import copy
@@ -9,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 ckt = pytest.importorskip("convkern.torch")
 
-pytestmark = [pytest.mark.torch,
-              pytest.mark.filterwarnings("ignore:.*does not have a deterministic implementation")]
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore:.*does not have a deterministic implementation")]
 tnn, cnn = torch.nn, ckt.nn
+
 
 @pytest.fixture(autouse=True)
 def poisoned_results():
@@ -173,8 +174,14 @@ class _OwnConv(tnn.Conv2d):
 
 def test_replace_modules_swaps_in_place_and_keeps_state():
     torch.manual_seed(0)
-    model = tnn.Sequential(tnn.Conv2d(3, 4, 3, padding=1), _Block(), _OwnConv(4, 4, 1),
-                           tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(4, 2))
+    model = tnn.Sequential(
+        tnn.Conv2d(3, 4, 3, padding=1),
+        _Block(),
+        _OwnConv(4, 4, 1),
+        tnn.AdaptiveAvgPool2d(1),
+        tnn.Flatten(),
+        tnn.Linear(4, 2),
+    )
     reference = copy.deepcopy(model)
     params_before = list(model.parameters())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -226,7 +233,7 @@ def test_channels_last_weights_follow_every_update():
     x = torch.randn(2, 3, 6, 6, dtype=torch.float64).to(memory_format=torch.channels_last)
 
     def same():
-        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-10, atol=1e-11)
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-10, atol=1e-11)  # noqa: F821
 
     same()
     optimizer = torch.optim.SGD(ours.parameters(), lr=0.5)

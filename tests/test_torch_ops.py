@@ -1,6 +1,7 @@
 """convkern's operators inside PyTorch (convkern.torch): agreement with torch.nn.functional forward
 and backward, gradcheck in float64, torch.library.opcheck on every operator, output_mask, layouts,
 torch.compile(fullgraph=True) and torch.export."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,12 +15,18 @@ import convkern  # noqa: E402
 
 F = torch.nn.functional
 ckf = ckt.functional
-pytestmark = [pytest.mark.torch,
-              pytest.mark.filterwarnings("ignore:.*does not have a deterministic implementation")]
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore:.*does not have a deterministic implementation")]
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available() or not ckt.nn._cuda_usable(),
-    reason="needs a CUDA device, convkern built with CUDA, and CuPy"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available() or not ckt.nn._cuda_usable(),
+            reason="needs a CUDA device, convkern built with CUDA, and CuPy",
+        ),
+    ),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -95,8 +102,9 @@ def test_conv_matches_torch(case, dtype, device):
     b = _randn(cout, dtype=dtype, device=device, seed=2)
     ours = getattr(ckf, f"conv{rank}d")
     theirs = getattr(F, f"conv{rank}d")
-    _same_forward_and_grads(lambda x, w, b: ours(x, w, b, s, p, d, g), lambda x, w, b: theirs(x, w, b, s, p, d, g),
-                            (x, w, b), dtype)
+    _same_forward_and_grads(
+        lambda x, w, b: ours(x, w, b, s, p, d, g), lambda x, w, b: theirs(x, w, b, s, p, d, g), (x, w, b), dtype
+    )
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -116,8 +124,7 @@ def test_conv_asymmetric_padding_and_tensorflow_same_at_stride_2():
     assert y.shape == (1, 3, 5, 4)
     expected = F.conv2d(F.pad(x, (0, 1, 1, 1)), w, stride=2)
     torch.testing.assert_close(y, expected, **_tol(torch.float64))
-    torch.testing.assert_close(ckf.conv2d(x, w, padding=((1, 1), (0, 1)), stride=2), expected,
-                               **_tol(torch.float64))
+    torch.testing.assert_close(ckf.conv2d(x, w, padding=((1, 1), (0, 1)), stride=2), expected, **_tol(torch.float64))
     assert torch.autograd.gradcheck(lambda x, w: ckf.conv2d(x, w, stride=2, padding="same"), (x, w))
 
 
@@ -140,8 +147,9 @@ def test_conv_transpose_matches_torch(case, dtype, device):
     b = _randn(cout, dtype=dtype, device=device, seed=2)
     ours = getattr(ckf, f"conv_transpose{rank}d")
     theirs = getattr(F, f"conv_transpose{rank}d")
-    _same_forward_and_grads(lambda x, w, b: ours(x, w, b, s, p, op, g, d),
-                            lambda x, w, b: theirs(x, w, b, s, p, op, g, d), (x, w, b), dtype)
+    _same_forward_and_grads(
+        lambda x, w, b: ours(x, w, b, s, p, op, g, d), lambda x, w, b: theirs(x, w, b, s, p, op, g, d), (x, w, b), dtype
+    )
 
 
 POOL_CASES = [  # rank, kernel, stride, padding, dilation, ceil_mode, size
@@ -168,11 +176,13 @@ def test_max_min_avg_pool_match_torch(case, dtype, device):
     _same_forward_and_grads(lambda x: mn(x, k, s, p, d, ceil), lambda x: -tmx(-x, k, s, p, d, ceil), (x,), dtype)
     av, tav = getattr(ckf, f"avg_pool{rank}d"), getattr(F, f"avg_pool{rank}d")
     for include_pad in (True, False):
-        _same_forward_and_grads(lambda x: av(x, k, s, p, ceil, include_pad),
-                                lambda x: tav(x, k, s, p, ceil, include_pad), (x,), dtype)
+        _same_forward_and_grads(
+            lambda x: av(x, k, s, p, ceil, include_pad), lambda x: tav(x, k, s, p, ceil, include_pad), (x,), dtype
+        )
     if rank > 1:
-        _same_forward_and_grads(lambda x: av(x, k, s, p, ceil, True, 5), lambda x: tav(x, k, s, p, ceil, True, 5),
-                                (x,), dtype)
+        _same_forward_and_grads(
+            lambda x: av(x, k, s, p, ceil, True, 5), lambda x: tav(x, k, s, p, ceil, True, 5), (x,), dtype
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -187,10 +197,18 @@ def test_global_and_adaptive_pool_match_torch(rank, device):
     keep = getattr(ckf, f"global_avg_pool{rank}d")(x, keepdims=True)
     assert keep.shape == (2, 3) + (1,) * rank
     for out in (3, 4, 1):
-        _same_forward_and_grads(lambda x: getattr(ckf, f"adaptive_avg_pool{rank}d")(x, out),
-                                lambda x: getattr(F, f"adaptive_avg_pool{rank}d")(x, out), (x,), dtype)
-        _same_forward_and_grads(lambda x: getattr(ckf, f"adaptive_max_pool{rank}d")(x, out),
-                                lambda x: getattr(F, f"adaptive_max_pool{rank}d")(x, out), (x,), dtype)
+        _same_forward_and_grads(
+            lambda x: getattr(ckf, f"adaptive_avg_pool{rank}d")(x, out),
+            lambda x: getattr(F, f"adaptive_avg_pool{rank}d")(x, out),
+            (x,),
+            dtype,
+        )
+        _same_forward_and_grads(
+            lambda x: getattr(ckf, f"adaptive_max_pool{rank}d")(x, out),
+            lambda x: getattr(F, f"adaptive_max_pool{rank}d")(x, out),
+            (x,),
+            dtype,
+        )
     ours = getattr(ckf, f"adaptive_max_pool{rank}d")(x, 3, return_indices=True)[1]
     theirs = getattr(F, f"adaptive_max_pool{rank}d")(x, 3, return_indices=True)[1]
     assert torch.equal(ours, theirs)
@@ -200,7 +218,7 @@ def test_global_and_adaptive_pool_match_torch(rank, device):
 def test_pool_gradcheck_float64(rank):
     # Distinct values: max/min pooling is differentiable away from ties.
     size = 5 if rank < 3 else 4  # gradcheck's cost grows with the input's size squared
-    x = (torch.randperm(2 * 3 * size ** rank, generator=torch.Generator().manual_seed(rank)).double() / 7)
+    x = torch.randperm(2 * 3 * size**rank, generator=torch.Generator().manual_seed(rank)).double() / 7
     x = x.reshape(2, 3, *(size,) * rank).requires_grad_()
     checks = [
         lambda x: getattr(ckf, f"max_pool{rank}d")(x, 2, 1, 1),
@@ -218,6 +236,7 @@ def test_pool_gradcheck_float64(rank):
 # --------------------------------------------------------------------------------------------
 # What autograd is asked for, layouts, modes, errors
 # --------------------------------------------------------------------------------------------
+
 
 def test_first_layer_computes_no_input_gradient(monkeypatch):
     masks = []
@@ -255,21 +274,34 @@ def test_channels_last_runs_in_that_layout_and_keeps_it(rank):
     conv, tconv = getattr(ckf, f"conv{rank}d"), getattr(F, f"conv{rank}d")
     y = conv(x_last, w, padding=1)
     assert ckt._ops.is_channels_last(y), y.stride()
-    _same_forward_and_grads(lambda x, w: conv(x, w, padding=1), lambda x, w: tconv(x, w, padding=1),
-                            (x_last, w), torch.float64)
+    _same_forward_and_grads(
+        lambda x, w: conv(x, w, padding=1), lambda x, w: tconv(x, w, padding=1), (x_last, w), torch.float64
+    )
     pooled = getattr(ckf, f"max_pool{rank}d")(x_last, 2)
     assert ckt._ops.is_channels_last(pooled)
-    _same_forward_and_grads(lambda x: getattr(ckf, f"avg_pool{rank}d")(x, 2),
-                            lambda x: getattr(F, f"avg_pool{rank}d")(x, 2), (x_last,), torch.float64)
-    _same_forward_and_grads(lambda x: getattr(ckf, f"max_pool{rank}d")(x, 3, 2, 1),
-                            lambda x: getattr(F, f"max_pool{rank}d")(x, 3, 2, 1), (x_last,), torch.float64)
+    _same_forward_and_grads(
+        lambda x: getattr(ckf, f"avg_pool{rank}d")(x, 2),
+        lambda x: getattr(F, f"avg_pool{rank}d")(x, 2),
+        (x_last,),
+        torch.float64,
+    )
+    _same_forward_and_grads(
+        lambda x: getattr(ckf, f"max_pool{rank}d")(x, 3, 2, 1),
+        lambda x: getattr(F, f"max_pool{rank}d")(x, 3, 2, 1),
+        (x_last,),
+        torch.float64,
+    )
 
 
 def test_non_contiguous_input_and_gradient():
     x = _randn(2, 3, 10, 12, dtype=torch.float64)[:, :, ::2, 1::3]  # strided view, neither layout
     w = _randn(4, 3, 3, 3, dtype=torch.float64, seed=1)
-    _same_forward_and_grads(lambda x, w: ckf.conv2d(x, w, padding=1).transpose(2, 3),
-                            lambda x, w: F.conv2d(x, w, padding=1).transpose(2, 3), (x.detach(), w), torch.float64)
+    _same_forward_and_grads(
+        lambda x, w: ckf.conv2d(x, w, padding=1).transpose(2, 3),
+        lambda x, w: F.conv2d(x, w, padding=1).transpose(2, 3),
+        (x.detach(), w),
+        torch.float64,
+    )
 
 
 def test_results_share_memory_with_what_the_kernels_wrote():
@@ -289,8 +321,9 @@ def test_no_grad_records_nothing():
 def test_unbatched_input():
     x = _randn(3, 9, 9, dtype=torch.float64)
     w = _randn(4, 3, 3, 3, dtype=torch.float64, seed=1)
-    _same_forward_and_grads(lambda x, w: ckf.conv2d(x, w, padding=1), lambda x, w: F.conv2d(x, w, padding=1),
-                            (x, w), torch.float64)
+    _same_forward_and_grads(
+        lambda x, w: ckf.conv2d(x, w, padding=1), lambda x, w: F.conv2d(x, w, padding=1), (x, w), torch.float64
+    )
     _same_forward_and_grads(lambda x: ckf.max_pool2d(x, 2), lambda x: F.max_pool2d(x, 2), (x,), torch.float64)
 
 
@@ -327,12 +360,13 @@ def test_bad_arguments_are_clear_errors():
 # torch.library.opcheck: schema, fake tensors, autograd registration, AOT dispatch
 # --------------------------------------------------------------------------------------------
 
+
 def _opcheck_samples():
     """(operator name, arguments) for every forward and backward operator in 1-D, 2-D and 3-D."""
     samples = []
     for rank in (1, 2, 3):
         n = (1, 2)
-        x = _randn(*n, *(5, 6, 7)[3 - rank:])  # distinct sizes per axis: axes cannot be swapped unseen
+        x = _randn(*n, *(5, 6, 7)[3 - rank :])  # distinct sizes per axis: axes cannot be swapped unseen
         ones = [1] * rank
         w = _randn(3, 2, *(3,) * rank, seed=1)
         b = _randn(3, seed=2)
@@ -340,20 +374,26 @@ def _opcheck_samples():
         samples.append((f"conv{rank}d", (x, w, b) + conv_args))
         samples.append((f"conv{rank}d", (x, w, None, ones, [0, 1] * rank, ones, 1)))
         y = torch.ops.convkern.__getattr__(f"conv{rank}d")(x, w, b, *conv_args).detach()
-        samples.append((f"conv{rank}d_backward", (torch.randn_like(y), x.detach(), w.detach()) + conv_args
-                        + ([True, True, True],)))
+        samples.append(
+            (f"conv{rank}d_backward", (torch.randn_like(y), x.detach(), w.detach()) + conv_args + ([True, True, True],))
+        )
         wt = _randn(2, 3, *(2,) * rank, seed=3)
         convt_args = ([2] * rank, [0] * rank, [1] * rank, 1, ones)
         samples.append((f"conv_transpose{rank}d", (x, wt, b) + convt_args))
         yt = torch.ops.convkern.__getattr__(f"conv_transpose{rank}d")(x, wt, b, *convt_args).detach()
-        samples.append((f"conv_transpose{rank}d_backward", (torch.randn_like(yt), x.detach(), wt.detach())
-                        + convt_args + ([True, False, True],)))
+        samples.append(
+            (
+                f"conv_transpose{rank}d_backward",
+                (torch.randn_like(yt), x.detach(), wt.detach()) + convt_args + ([True, False, True],),
+            )
+        )
         pool_args = ([2] * rank, [2] * rank, [1] * rank, ones, True)
         for kind in ("max", "min"):
             samples.append((f"{kind}_pool{rank}d", (x,) + pool_args))
             yp, idx = torch.ops.convkern.__getattr__(f"{kind}_pool{rank}d")(x, *pool_args)
-            samples.append((f"{kind}_pool{rank}d_backward", (torch.randn_like(yp.detach()), x.detach(), idx)
-                            + pool_args))
+            samples.append(
+                (f"{kind}_pool{rank}d_backward", (torch.randn_like(yp.detach()), x.detach(), idx) + pool_args)
+            )
         avg_args = ([3] * rank, [2] * rank, [1] * rank, False, False, None)
         samples.append((f"avg_pool{rank}d", (x,) + avg_args))
         ya = torch.ops.convkern.__getattr__(f"avg_pool{rank}d")(x, *avg_args).detach()
@@ -392,12 +432,21 @@ def test_opcheck(sample):
 # torch.compile and torch.export
 # --------------------------------------------------------------------------------------------
 
+
 def _small_cnn():
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 8, 3, padding=1, groups=2), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=2),
+        torch.nn.ReLU(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
 
 
 def _graph_breaks_and_train_step(backend):
@@ -432,8 +481,12 @@ def test_export_keeps_convkern_operators():
     x = torch.randn(2, 3, 16, 16)
     exported = torch.export.export(model, (x,))
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
-    assert {"convkern.conv2d.default", "convkern.max_pool2d.default", "convkern.avg_pool2d.default",
-            "convkern.adaptive_avg_pool2d.default"} <= targets, targets
+    assert {
+        "convkern.conv2d.default",
+        "convkern.max_pool2d.default",
+        "convkern.avg_pool2d.default",
+        "convkern.adaptive_avg_pool2d.default",
+    } <= targets, targets
     torch.testing.assert_close(exported.module()(x), model(x))
 
 

@@ -4,15 +4,14 @@ CONVKERN_WINOGRAD=1 sends every eligible geometry through it, whatever its size,
 shapes exercise tile edges, padding and batch boundaries; =0 forces the implicit GEMM. The
 kernels read the variable on every call.
 """
+
 from __future__ import annotations
 
+import convkern
 import numpy as np
 import pytest
-
-import convkern
-from convkern import reference as ref
-
 from conftest import assert_close, poisoned
+from convkern import reference as ref
 
 
 @pytest.fixture
@@ -29,27 +28,28 @@ def _arrays(rng, n, c, k, hw, bias=True):
 
 SHAPES = [
     # n, c, k, (h, w), padding
-    (1, 1, 1, (3, 3), 0),            # one output: one partial tile
+    (1, 1, 1, (3, 3), 0),  # one output: one partial tile
     (2, 3, 5, (7, 9), 1),
-    (1, 16, 20, (13, 11), (0, 2)),   # per-axis padding
-    (3, 17, 13, (17, 19), 1),        # odd sizes, channels not multiples of the micro-kernel's
+    (1, 16, 20, (13, 11), (0, 2)),  # per-axis padding
+    (3, 17, 13, (17, 19), 1),  # odd sizes, channels not multiples of the micro-kernel's
     (2, 33, 70, (9, 10), "same"),
     (1, 8, 40, (5, 33), ((2, 0), (1, 3))),  # asymmetric pairs
-    (4, 5, 7, (1, 1), 1),            # 1x1 image: the border is all padding
+    (4, 5, 7, (1, 1), 1),  # 1x1 image: the border is all padding
     (2, 4, 6, (2, 40), ((1, 1), (0, 0))),
-    (1, 6, 9, (6, 6), 3),            # padding wider than the kernel: zero borders of outputs
+    (1, 6, 9, (6, 6), 3),  # padding wider than the kernel: zero borders of outputs
     (5, 2, 3, (4, 5), "valid"),
-    (-1, 7, 11, (12, 14), 1),        # unbatched
-    (2, 64, 48, (15, 15), 1),        # several tile blocks and panels per block
-    (1, 130, 25, (8, 8), 1),         # more than two reduction chunks of 64 channels
+    (-1, 7, 11, (12, 14), 1),  # unbatched
+    (2, 64, 48, (15, 15), 1),  # several tile blocks and panels per block
+    (1, 130, 25, (8, 8), 1),  # more than two reduction chunks of 64 channels
 ]
 
 
 @pytest.mark.parametrize("n,c,k,hw,padding", SHAPES)
 def test_winograd_forward_matches_reference(winograd, n, c, k, hw, padding, rng):
     x, w, b = _arrays(rng, n, c, k, hw, bias=bool(c % 2))
-    expected = ref.conv2d(x.astype(np.float64), w.astype(np.float64),
-                          None if b is None else b.astype(np.float64), padding=padding)
+    expected = ref.conv2d(
+        x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64), padding=padding
+    )
     out = poisoned(expected.shape, np.float32)
     y = convkern.conv2d(x, w, b, padding=padding, out=out)
     assert y is out
@@ -122,7 +122,7 @@ BACKWARD_SHAPES = [
     (1, 8, 40, (5, 33), ((2, 0), (1, 2))),
     (4, 5, 7, (1, 1), 1),
     (2, 64, 48, (15, 15), 1),
-    (1, 6, 9, (6, 6), 3),            # padding 3: the implicit GEMM's (crop), same answer
+    (1, 6, 9, (6, 6), 3),  # padding 3: the implicit GEMM's (crop), same answer
     (-1, 7, 11, (12, 14), 1),
 ]
 
@@ -133,8 +133,7 @@ def test_winograd_backward_data_matches_reference(winograd, n, c, k, hw, padding
     dy_shape = ref.conv2d(x, w, padding=padding).shape
     dy = rng.standard_normal(dy_shape).astype(np.float32)
     gi, gw, gb = convkern.conv2d_backward(dy, x, w, padding=padding)
-    ri, rw, rb = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
-                                     padding=padding)
+    ri, rw, rb = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=padding)
     assert_close(gi, ri, reduction=9 * k, what="grad_input")
     positions = max(1, dy.size // k)
     assert_close(gw, rw, reduction=positions, what="grad_weight")
@@ -212,14 +211,14 @@ WGRAD_SHAPES = [
     (1, 16, 20, (13, 11), (0, 2)),
     (3, 17, 13, (17, 19), 2),
     (2, 33, 70, (9, 10), "same"),
-    (1, 8, 40, (5, 33), ((2, 0), (1, 2))),   # asymmetric pairs
-    (4, 5, 7, (1, 1), 1),                    # 1x1 image: the border is all padding
+    (1, 8, 40, (5, 33), ((2, 0), (1, 2))),  # asymmetric pairs
+    (4, 5, 7, (1, 1), 1),  # 1x1 image: the border is all padding
     (2, 64, 48, (15, 15), 1),
-    (1, 6, 9, (6, 6), 3),                    # padding wider than the kernel
+    (1, 6, 9, (6, 6), 3),  # padding wider than the kernel
     (5, 2, 3, (4, 5), "valid"),
-    (-1, 7, 11, (12, 14), 1),                # unbatched
-    (3, 40, 29, (30, 26), 1),                # several chunks of tiles, chunks across images
-    (1, 130, 25, (8, 8), 1),                 # channels past several panels
+    (-1, 7, 11, (12, 14), 1),  # unbatched
+    (3, 40, 29, (30, 26), 1),  # several chunks of tiles, chunks across images
+    (1, 130, 25, (8, 8), 1),  # channels past several panels
 ]
 
 
@@ -229,8 +228,7 @@ def test_winograd_backward_weight_matches_reference(winograd, n, c, k, hw, paddi
     dy_shape = ref.conv2d(x, w, padding=padding).shape
     dy = rng.standard_normal(dy_shape).astype(np.float32)
     gw = convkern.conv2d_backward(dy, x, w, padding=padding, output_mask=(False, True, False))[1]
-    rw = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
-                             padding=padding)[1]
+    rw = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=padding)[1]
     positions = max(1, dy.size // k)
     # A NaN left in an unwritten element fails assert_close (the reference has none).
     assert_close(gw, rw, reduction=positions, what=f"n={n} c={c} k={k} hw={hw} padding={padding}")
@@ -290,14 +288,18 @@ def test_winograd_backward_weight_writes_every_element(winograd, padding, rng):
     assert_close(dw[:, :, 0], rw, reduction=dy.size // 26)
 
 
-@pytest.mark.parametrize("shape", [
-    # n, c, k, (d, h, w), padding
-    (2, 5, 7, (5, 9, 11), 1),
-    (1, 20, 18, (4, 12, 13), 0),
-    (2, 3, 4, (3, 7, 6), (2, 1, 0)),        # depth padding wider than the taps: all-zero slices
-    (1, 6, 5, (6, 8, 9), ((0, 2), (1, 1), (2, 0))),
-    (-1, 4, 6, (4, 6, 7), "same"),          # unbatched
-], ids=str)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # n, c, k, (d, h, w), padding
+        (2, 5, 7, (5, 9, 11), 1),
+        (1, 20, 18, (4, 12, 13), 0),
+        (2, 3, 4, (3, 7, 6), (2, 1, 0)),  # depth padding wider than the taps: all-zero slices
+        (1, 6, 5, (6, 8, 9), ((0, 2), (1, 1), (2, 0))),
+        (-1, 4, 6, (4, 6, 7), "same"),  # unbatched
+    ],
+    ids=str,
+)
 def test_winograd_3d_through_depth_slices(shape, winograd, rng):
     """3x3x3 (and 3x3 spatial) stride-1 3-D convolutions run as the 2-D kernels over depth slices."""
     n, c, k, size, padding = shape
@@ -325,8 +327,12 @@ def test_winograd_3d_is_deterministic_across_thread_counts(rng):
         runs = []
         for threads in (1, 2, 3):
             convkern.set_num_threads(threads)
-            runs.append([a.tobytes() for a in (convkern.conv3d(x, w, padding=1),)
-                         + convkern.conv3d_backward(dy, x, w, padding=1)])
+            runs.append(
+                [
+                    a.tobytes()
+                    for a in (convkern.conv3d(x, w, padding=1),) + convkern.conv3d_backward(dy, x, w, padding=1)
+                ]
+            )
     finally:
         convkern.set_num_threads(saved)
     assert runs[0] == runs[1] == runs[2]

@@ -23,6 +23,7 @@ main loop. Exit status 1 when a target is missed, 2 when a tool is missing.
 Needs nvcc, cuobjdump and nvdisasm (PATH, $CUDA_HOME/bin, or the nvidia-cuda-cuobjdump and
 nvidia-cuda-nvdisasm wheels); c++filt (binutils) for readable names if present.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,8 +117,21 @@ class Kernel:
 
 
 def compile_cubin(nvcc: str, src: Path, arch: str, out: Path, flags: list[str]) -> str:
-    cmd = [nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", "-cubin", "-Xptxas", "-v", "-I", str(ROOT / "csrc"),
-           *flags, "-o", str(out), str(src)]
+    cmd = [
+        nvcc,
+        "-std=c++17",
+        "-O3",
+        f"-arch=sm_{arch}",
+        "-cubin",
+        "-Xptxas",
+        "-v",
+        "-I",
+        str(ROOT / "csrc"),
+        *flags,
+        "-o",
+        str(out),
+        str(src),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
@@ -160,7 +174,7 @@ def parse_max_threads(elf: str) -> dict[str, int]:
             current = m.group(1)
             continue
         if current and "EIATTR_MAX_THREADS" in line:
-            for follow in lines[i + 1:i + 3]:
+            for follow in lines[i + 1 : i + 3]:
                 v = re.search(r"Value:\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)", follow)
                 if v:
                     x, y, z = (int(t, 16) for t in v.groups())
@@ -280,8 +294,10 @@ def check(k: Kernel) -> None:
 
 
 def report(kernels: list[Kernel], show_all: bool) -> str:
-    head = (f"{'kernel':<58} {'thr':>4} {'reg':>4} {'spill':>6} {'smem':>6} {'blk/SM':>7}  "
-            f"{'loop ins':>8} {'FMA':>5} {'FMA %':>6} {'LDS':>4} {'LDS/FMA':>8} {'B/LDS':>6} {'div':>4}  verdict")
+    head = (
+        f"{'kernel':<58} {'thr':>4} {'reg':>4} {'spill':>6} {'smem':>6} {'blk/SM':>7}  "
+        f"{'loop ins':>8} {'FMA':>5} {'FMA %':>6} {'LDS':>4} {'LDS/FMA':>8} {'B/LDS':>6} {'div':>4}  verdict"
+    )
     lines = [head, "-" * len(head)]
     for k in kernels:
         loop = k.main_loop
@@ -289,17 +305,27 @@ def report(kernels: list[Kernel], show_all: bool) -> str:
             continue
         if loop is not None:
             fma = loop.fma_total
-            ls = (f"{loop.instructions:>8} {fma:>5} {fma / max(loop.instructions, 1):>6.0%} {loop.shared_loads:>4} "
-                  f"{loop.shared_loads / max(fma, 1):>8.3f} {loop.shared_load_bytes / max(loop.shared_loads, 1):>6.1f} "
-                  f"{'yes' if loop.division else 'no':>4}")
+            ls = (
+                f"{loop.instructions:>8} {fma:>5} {fma / max(loop.instructions, 1):>6.0%} {loop.shared_loads:>4} "
+                f"{loop.shared_loads / max(fma, 1):>8.3f} {loop.shared_load_bytes / max(loop.shared_loads, 1):>6.1f} "
+                f"{'yes' if loop.division else 'no':>4}"
+            )
         else:
             ls = f"{'-':>8} {'-':>5} {'-':>6} {'-':>4} {'-':>8} {'-':>6} {'-':>4}"
-        verdict = ("MISS: " + "; ".join(k.misses) if k.misses else "ok (main-loop targets met)"
-                   if TARGETED.search(k.name) and element_type(k.name) in TARGET_TYPES
-                   else "previous version" if PREVIOUS.search(k.name) else "ok")
+        verdict = (
+            "MISS: " + "; ".join(k.misses)
+            if k.misses
+            else "ok (main-loop targets met)"
+            if TARGETED.search(k.name) and element_type(k.name) in TARGET_TYPES
+            else "previous version"
+            if PREVIOUS.search(k.name)
+            else "ok"
+        )
         name = k.name if len(k.name) <= 58 else k.name[:55] + "..."
-        lines.append(f"{name:<58} {k.threads:>4} {k.registers:>4} {k.spill_stores + k.spill_loads:>6} "
-                     f"{k.smem:>6} {k.blocks_per_sm:>4} {k.limiter[:2]:>2}  {ls}  {verdict}")
+        lines.append(
+            f"{name:<58} {k.threads:>4} {k.registers:>4} {k.spill_stores + k.spill_loads:>6} "
+            f"{k.smem:>6} {k.blocks_per_sm:>4} {k.limiter[:2]:>2}  {ls}  {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -329,10 +355,12 @@ def main(argv: list[str] | None = None) -> int:
             cubin = work / f"{name}.sm_{args.arch}.cubin"
             log = compile_cubin(tools["nvcc"], SOURCES[name], args.arch, cubin, args.nvcc_flag)
             found = parse_ptxas(log, name)
-            elf = subprocess.run([tools["cuobjdump"], "-elf", str(cubin)], capture_output=True, text=True,
-                                 env=env, check=True).stdout
-            sass = subprocess.run([tools["cuobjdump"], "-sass", str(cubin)], capture_output=True, text=True,
-                                  env=env, check=True).stdout
+            elf = subprocess.run(
+                [tools["cuobjdump"], "-elf", str(cubin)], capture_output=True, text=True, env=env, check=True
+            ).stdout
+            sass = subprocess.run(
+                [tools["cuobjdump"], "-sass", str(cubin)], capture_output=True, text=True, env=env, check=True
+            ).stdout
             if args.keep:
                 (work / f"{name}.sm_{args.arch}.sass").write_text(sass)
             threads = parse_max_threads(elf)
@@ -347,14 +375,18 @@ def main(argv: list[str] | None = None) -> int:
         k.name = short_name(names[k.mangled])
         check(k)
     kernels.sort(key=lambda k: (k.source, k.name))
-    print(f"convkern CUDA kernels, sm_{args.arch} (registers, spills in bytes, static shared memory in bytes, "
-          f"resident blocks per SM and what limits them; main loop = the loop with the most multiply-adds)")
+    print(
+        f"convkern CUDA kernels, sm_{args.arch} (registers, spills in bytes, static shared memory in bytes, "
+        f"resident blocks per SM and what limits them; main loop = the loop with the most multiply-adds)"
+    )
     print(report(kernels, args.all))
     misses = [k for k in kernels if k.misses]
     targeted = [k for k in kernels if TARGETED.search(k.name) and element_type(k.name) in TARGET_TYPES]
-    print(f"\n{len(kernels)} kernels, {len(targeted)} held to the main-loop targets "
-          f"(FFMA share >= {MIN_FFMA_SHARE:.0%}, <= 1 shared load per {round(1 / MAX_LDS_PER_FFMA)} FFMA, "
-          f"no division); {len(misses)} miss a target")
+    print(
+        f"\n{len(kernels)} kernels, {len(targeted)} held to the main-loop targets "
+        f"(FFMA share >= {MIN_FFMA_SHARE:.0%}, <= 1 shared load per {round(1 / MAX_LDS_PER_FFMA)} FFMA, "
+        f"no division); {len(misses)} miss a target"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(k) for k in kernels], indent=1))
     if not targeted:

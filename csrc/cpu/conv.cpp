@@ -93,7 +93,7 @@ constexpr i64 kWgradOuterProductMinChannels = 32;
 // tests. Window coordinates start at 0 in the padded input: cell o*stride + k*dilation.
 struct PaddedLayout {
   i64 Dp, Hp, S, Wq;
-  i64 row;    // S * Wq: elements per padded (d, h) row
+  i64 row;  // S * Wq: elements per padded (d, h) row
   i64 plane;  // Dp * Hp * row
   i64 tap_offset(const ConvGeometry& g, i64 tap) const {
     const i64 KH = g.kernel[1], KW = g.kernel[2];
@@ -130,36 +130,40 @@ template <PadDir D, class T>
 void convert_plane(const ConvGeometry& g, const PaddedLayout& L, const T* s, T* d) {
   const i64 ID = g.in[0], IH = g.in[1], IW = g.in[2];
   if constexpr (D == PadDir::kPad) std::fill(d, d + L.plane, T(0));
-    for (i64 id = 0; id < ID; ++id)
-      for (i64 ih = 0; ih < IH; ++ih) {
-        const i64 padded = L.cell_offset(id + g.pad_before[0], ih + g.pad_before[1], 0);
-        const i64 plain = (id * IH + ih) * IW;
-        if (L.S == 1) {
-          T* to = D == PadDir::kPad ? d + padded + g.pad_before[2] : d + plain;
-          const T* from = D == PadDir::kPad ? s + plain : s + padded + g.pad_before[2];
-          copy_row(to, from, IW);
-          continue;
-        }
-        // Padded column wp = iw + pad lives at phase wp % S, index wp / S: step both without dividing.
-        i64 phase = g.pad_before[2] % L.S, q = g.pad_before[2] / L.S;
-        for (i64 iw = 0; iw < IW; ++iw) {
-          const i64 at = padded + phase * L.Wq + q;
-          if constexpr (D == PadDir::kPad) d[at] = s[plain + iw];
-          else d[plain + iw] = s[at];
-          if (++phase == L.S) phase = 0, ++q;
-        }
+  for (i64 id = 0; id < ID; ++id)
+    for (i64 ih = 0; ih < IH; ++ih) {
+      const i64 padded = L.cell_offset(id + g.pad_before[0], ih + g.pad_before[1], 0);
+      const i64 plain = (id * IH + ih) * IW;
+      if (L.S == 1) {
+        T* to = D == PadDir::kPad ? d + padded + g.pad_before[2] : d + plain;
+        const T* from = D == PadDir::kPad ? s + plain : s + padded + g.pad_before[2];
+        copy_row(to, from, IW);
+        continue;
       }
+      // Padded column wp = iw + pad lives at phase wp % S, index wp / S: step both without dividing.
+      i64 phase = g.pad_before[2] % L.S, q = g.pad_before[2] / L.S;
+      for (i64 iw = 0; iw < IW; ++iw) {
+        const i64 at = padded + phase * L.Wq + q;
+        if constexpr (D == PadDir::kPad)
+          d[at] = s[plain + iw];
+        else
+          d[plain + iw] = s[at];
+        if (++phase == L.S) phase = 0, ++q;
+      }
+    }
 }
 
 template <PadDir D, class T>
 void convert_planes_serial(const ConvGeometry& g, const PaddedLayout& L, const T* src, T* dst, i64 planes) {
-  const i64 src_plane = D == PadDir::kPad ? g.in_plane() : L.plane, dst_plane = D == PadDir::kPad ? L.plane : g.in_plane();
+  const i64 src_plane = D == PadDir::kPad ? g.in_plane() : L.plane,
+            dst_plane = D == PadDir::kPad ? L.plane : g.in_plane();
   for (i64 pl = 0; pl < planes; ++pl) convert_plane<D>(g, L, src + pl * src_plane, dst + pl * dst_plane);
 }
 
 template <PadDir D, class T>
 void convert_planes(const ConvGeometry& g, const PaddedLayout& L, const T* src, T* dst, i64 planes) {
-  const i64 src_plane = D == PadDir::kPad ? g.in_plane() : L.plane, dst_plane = D == PadDir::kPad ? L.plane : g.in_plane();
+  const i64 src_plane = D == PadDir::kPad ? g.in_plane() : L.plane,
+            dst_plane = D == PadDir::kPad ? L.plane : g.in_plane();
   parallel_for(planes, [&](i64 pl, int) { convert_plane<D>(g, L, src + pl * src_plane, dst + pl * dst_plane); });
 }
 
@@ -232,9 +236,7 @@ void gather_columns(const PaddedLayout& L, const i64* tap_off, i64 kvol, const T
   for (i64 r = r0; r < r0 + rows; ++r) {
     const T* base = xpg + (r / kvol) * L.plane + tap_off[r % kvol];
     T* trow = tile + (r - r0) * row_stride;
-    for (i64 s = 0; s < nruns; ++s) {
-      move_run<false>(trow + runs[s].dst, base + runs[s].src, runs[s].len);
-    }
+    for (i64 s = 0; s < nruns; ++s) { move_run<false>(trow + runs[s].dst, base + runs[s].src, runs[s].len); }
   }
 }
 
@@ -248,12 +250,9 @@ void scatter_columns(const PaddedLayout& L, const i64* tap_off, i64 kvol, T* xpb
     const i64 r = r0 + m;
     T* base = xpb + (r / kvol - r0 / kvol) * L.plane + tap_off[r % kvol];
     const T* trow = tile + m * row_stride;
-    for (i64 s = 0; s < nruns; ++s) {
-      move_run<true>(base + runs[s].src, trow + runs[s].dst, runs[s].len);
-    }
+    for (i64 s = 0; s < nruns; ++s) { move_run<true>(base + runs[s].src, trow + runs[s].dst, runs[s].len); }
   }
 }
-
 
 }  // namespace
 
@@ -530,8 +529,10 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const Pad
         for (i64 i = 0; i < k_rows; ++i) {
           const i64 k = k_first + i;
           T* dst = A + i * PT + col;
-          if (k < Kg) std::copy(dy + (n * g.K + gi * Kg + k) * P + p0, dy + (n * g.K + gi * Kg + k) * P + p0 + len, dst);
-          else std::fill(dst, dst + len, T(0));
+          if (k < Kg)
+            std::copy(dy + (n * g.K + gi * Kg + k) * P + p0, dy + (n * g.K + gi * Kg + k) * P + p0 + len, dst);
+          else
+            std::fill(dst, dst + len, T(0));
         }
         q += len;
       }
@@ -702,8 +703,9 @@ std::vector<AxisTaps> axis_taps(const ConvGeometry& g, int a) {
     const i128 origin = i128(o) * g.stride[a] - g.pad_before[a];  // cell of tap 0
     const i128 lo = origin >= 0 ? 0 : (-origin + d - 1) / d;
     const i128 hi = origin > in - 1 ? -1 : std::min<i128>(k - 1, (in - 1 - origin) / d);
-    taps[o] = lo <= hi ? AxisTaps{static_cast<i64>(lo), static_cast<i64>(hi - lo + 1), static_cast<i64>(origin + lo * d)}
-                       : AxisTaps{0, 0, 0};
+    taps[o] = lo <= hi
+                  ? AxisTaps{static_cast<i64>(lo), static_cast<i64>(hi - lo + 1), static_cast<i64>(origin + lo * d)}
+                  : AxisTaps{0, 0, 0};
   }
   return taps;
 }
@@ -821,13 +823,13 @@ void conv_backward_weight_direct(const ConvGeometry& g, bool channels_last, cons
   });
 }
 
-#define CONVKERN_INSTANTIATE(T)                                                            \
-  template void conv_forward_direct<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*);    \
-  template void conv_backward_data_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);        \
-  template void conv_backward_weight_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);      \
-  template void conv_forward_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
-  template void conv_backward_data_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);      \
-  template void conv_backward_weight_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);    \
+#define CONVKERN_INSTANTIATE(T)                                                                        \
+  template void conv_forward_direct<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*);   \
+  template void conv_backward_data_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);       \
+  template void conv_backward_weight_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);     \
+  template void conv_forward_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
+  template void conv_backward_data_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);     \
+  template void conv_backward_weight_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);   \
   template void conv_backward_bias_channels_first<T>(const ConvGeometry&, const T*, T*);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)

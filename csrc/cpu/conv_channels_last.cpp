@@ -39,8 +39,8 @@
 namespace convkern::cpu {
 namespace {
 
-constexpr i64 kPositionPanels = 8;   // backward-data tile: 8 x MR positions
-constexpr i64 kForwardPanels = 32;   // forward tile: up to 32 x MR positions of the whole batch
+constexpr i64 kPositionPanels = 8;  // backward-data tile: 8 x MR positions
+constexpr i64 kForwardPanels = 32;  // forward tile: up to 32 x MR positions of the whole batch
 // Backward weight: positions per step (the micro-kernel's depth: a 128 x 32 B panel and a
 // 128 x 12 A panel fit L1 together) and dW columns per item, in NR panels (each item packs its
 // dY rows once per step, so more columns per item repack less: 2 panels measured 3x slower than
@@ -96,8 +96,7 @@ inline i64 tap_offset(const ConvGeometry& g, const TapTable& t, const Origin& o,
 // X_col[position][r0, r0 + rc) (src is nullptr for a tap in the padding). xg points at the
 // group's first channel of one image.
 template <class T, class Dst>
-void gather_row(const ConvGeometry& g, const TapTable& taps, const T* xg, const Origin& o, i64 r0, i64 rc,
-                Dst&& dst) {
+void gather_row(const ConvGeometry& g, const TapTable& taps, const T* xg, const Origin& o, i64 r0, i64 rc, Dst&& dst) {
   const i64 Cg = g.C_per_group();
   i64 tap = r0 / Cg, c = r0 % Cg;
   for (i64 r = r0; r < r0 + rc; ++tap, c = 0) {
@@ -107,7 +106,6 @@ void gather_row(const ConvGeometry& g, const TapTable& taps, const T* xg, const 
     r += len;
   }
 }
-
 
 // Layers with a few input channels per group (a network's first layer: RGB or grey) have channel
 // runs of 1 to 8 values, which starve the positions-as-rows GEMM (resnet50.conv1 NHWC backward
@@ -235,8 +233,8 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
         const T* B = wpack.data() + ((gi * nblocks + nb) * R + k0) * NR;
         const i64 cols = std::min(NR, Kg - nb * NR);
         for (i64 mb = 0; mb < mpanels; ++mb)
-          run_tile(mk, kc, A + mb * panel_stride, B, yt + mb * MR * g.K + nb * NR, g.K,
-                   std::min(MR, count - mb * MR), cols, k0 > 0, cbuf);
+          run_tile(mk, kc, A + mb * panel_stride, B, yt + mb * MR * g.K + nb * NR, g.K, std::min(MR, count - mb * MR),
+                   cols, k0 > 0, cbuf);
       }
     }
     if (bias)
@@ -324,8 +322,8 @@ void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const 
         }
         for (i64 q = 0; q < npanels; ++q) {
           const T* B = Bblock + (q * Kg + k0) * NR;
-          for (i64 mb = 0; mb < mpanels; ++mb) mk.run(kc, A + mb * panel_stride, B, col + mb * MR * ldcol + q * NR,
-                                                       ldcol, k0 > 0);
+          for (i64 mb = 0; mb < mpanels; ++mb)
+            mk.run(kc, A + mb * panel_stride, B, col + mb * MR * ldcol + q * NR, ldcol, k0 > 0);
         }
       }
       window_origins(g, p0, count, origins);
@@ -398,8 +396,10 @@ void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, cons
             for (i64 e = 0; e < len;) {
               const i64 col = j + e, piece = std::min(len - e, NR - col % NR);
               T* d = B + ((col / NR) * PT + p) * NR + col % NR;
-              if (src) copy_row(d, src + e, piece);
-              else std::fill(d, d + piece, T(0));
+              if (src)
+                copy_row(d, src + e, piece);
+              else
+                std::fill(d, d + piece, T(0));
               e += piece;
             }
           });
@@ -439,10 +439,10 @@ void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db)
   });
 }
 
-#define CONVKERN_INSTANTIATE(T)                                                                         \
-  template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
-  template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);      \
-  template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);    \
+#define CONVKERN_INSTANTIATE(T)                                                                       \
+  template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
+  template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);     \
+  template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);   \
   template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)

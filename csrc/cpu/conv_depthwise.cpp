@@ -156,13 +156,14 @@ inline Vec<T> load_partial(const T* p, i64 n) {
 
 // Padded extents for reading `src_size` cells through windows of an `out`-long output with the
 // given stride/dilation/kernel, chunked by VL along W.
-PaddedPlane padded_plane(const i64* in, const i64* pad_before, const i64* pad_after, const i64* out,
-                         const i64* stride, const i64* dilation, const i64* kernel, i64 vl) {
+PaddedPlane padded_plane(const i64* in, const i64* pad_before, const i64* pad_after, const i64* out, const i64* stride,
+                         const i64* dilation, const i64* kernel, i64 vl) {
   PaddedPlane pp;
   pp.Dp = in[0] + pad_before[0] + pad_after[0];
   pp.Hp = in[1] + pad_before[1] + pad_after[1];
   const i64 chunks = ceil_div(out[2], vl);
-  pp.Wb = std::max(in[2] + pad_before[2] + pad_after[2], (chunks * vl - 1) * stride[2] + (kernel[2] - 1) * dilation[2] + 1);
+  pp.Wb = std::max(in[2] + pad_before[2] + pad_after[2],
+                   (chunks * vl - 1) * stride[2] + (kernel[2] - 1) * dilation[2] + 1);
   return pp;
 }
 
@@ -194,8 +195,7 @@ void fill_padded_plane(const PaddedPlane& pp, const i64* in, const i64* pad_befo
 // register for the whole plane and the tap loops unroll, leaving one load and one FMA per tap
 // and vector of outputs.
 template <class T, int KH, int KW>
-void stencil_plane_2d_unit(const PaddedPlane& pp, const i64* out, const T* buf, const T* w, bool flip, T init,
-                           T* dst) {
+void stencil_plane_2d_unit(const PaddedPlane& pp, const i64* out, const T* buf, const T* w, bool flip, T init, T* dst) {
   constexpr i64 VL = vector_length<T>();
   constexpr int kvol = KH * KW;
   Vec<T> wv[kvol];
@@ -264,10 +264,14 @@ FixedStencil<T> fixed_stencil(const i64* out, const i64* stride, const i64* dila
   const bool unit = stride[1] == 1 && stride[2] == 1 && dilation[1] == 1 && dilation[2] == 1;
   if (!planar || !unit || kernel[1] != kernel[2]) return nullptr;
   switch (kernel[1]) {
-    case 3: return &stencil_plane_2d_unit<T, 3, 3>;
-    case 5: return &stencil_plane_2d_unit<T, 5, 5>;
-    case 7: return &stencil_plane_2d_unit<T, 7, 7>;
-    default: return nullptr;
+    case 3:
+      return &stencil_plane_2d_unit<T, 3, 3>;
+    case 5:
+      return &stencil_plane_2d_unit<T, 5, 5>;
+    case 7:
+      return &stencil_plane_2d_unit<T, 7, 7>;
+    default:
+      return nullptr;
   }
 }
 
@@ -275,9 +279,12 @@ template <class T>
 FixedWeightGrad<T> fixed_weight_grad(const i64* out, const i64* stride, const i64* dilation, const i64* kernel) {
   if (fixed_stencil<T>(out, stride, dilation, kernel) == nullptr) return nullptr;
   switch (kernel[1]) {
-    case 3: return &weight_grad_plane_2d_unit<T, 3, 3>;
-    case 5: return &weight_grad_plane_2d_unit<T, 5, 5>;
-    default: return &weight_grad_plane_2d_unit<T, 7, 7>;
+    case 3:
+      return &weight_grad_plane_2d_unit<T, 3, 3>;
+    case 5:
+      return &weight_grad_plane_2d_unit<T, 5, 5>;
+    default:
+      return &weight_grad_plane_2d_unit<T, 7, 7>;
   }
 }
 
@@ -300,7 +307,8 @@ void stencil_plane(const PaddedPlane& pp, const i64* out, const i64* stride, con
         Vec<T> acc = init + Vec<T>{};
         for (i64 kd = 0; kd < kernel[0]; ++kd)
           for (i64 kh = 0; kh < kernel[1]; ++kh) {
-            const T* row = buf + ((od * stride[0] + kd * dilation[0]) * pp.Hp + oh * stride[1] + kh * dilation[1]) * pp.Wb;
+            const T* row = buf +
+                           ((od * stride[0] + kd * dilation[0]) * pp.Hp + oh * stride[1] + kh * dilation[1]) * pp.Wb;
             for (i64 kw = 0; kw < kernel[2]; ++kw) {
               const i64 tap = (kd * kernel[1] + kh) * kernel[2] + kw;
               const T wv = w[flip ? kvol - 1 - tap : tap];
@@ -444,17 +452,22 @@ void depthwise_backward_weight_channels_first(const ConvGeometry& g, const T* dy
           for (i64 ow0 = 0; ow0 < OW; ow0 += VL) {
             Vec<T> dv = Vec<T>{};
             const i64 m = std::min(VL, OW - ow0);
-            if (m == VL) dv = load_vec(dyrow + ow0);
-            else for (i64 j = 0; j < m; ++j) dv[j] = dyrow[ow0 + j];
+            if (m == VL)
+              dv = load_vec(dyrow + ow0);
+            else
+              for (i64 j = 0; j < m; ++j) dv[j] = dyrow[ow0 + j];
             for (i64 kd = 0; kd < g.kernel[0]; ++kd)
               for (i64 kh = 0; kh < g.kernel[1]; ++kh) {
                 const T* row = buf + ((od * g.stride[0] + kd * g.dilation[0]) * pp.Hp + oh * g.stride[1] +
-                                      kh * g.dilation[1]) * pp.Wb;
+                                      kh * g.dilation[1]) *
+                                         pp.Wb;
                 for (i64 kw = 0; kw < g.kernel[2]; ++kw) {
                   const T* src = row + ow0 * g.stride[2] + kw * g.dilation[2];
                   Vec<T> v = Vec<T>{};  // lanes past the row stay zero (0 * inf would be NaN)
-                  if (g.stride[2] == 1 && m == VL) v = load_vec(src);
-                  else for (i64 j = 0; j < m; ++j) v[j] = src[j * g.stride[2]];
+                  if (g.stride[2] == 1 && m == VL)
+                    v = load_vec(src);
+                  else
+                    for (i64 j = 0; j < m; ++j) v[j] = src[j * g.stride[2]];
                   acc[(kd * g.kernel[1] + kh) * g.kernel[2] + kw] += dv * v;
                 }
               }
@@ -535,8 +548,7 @@ inline Vec<T> load_n(const T* p, i64 n) {
 }
 
 template <class T, int KH, int KW>
-void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C] */, bool flip, const T* bias,
-                     T* out) {
+void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C] */, bool flip, const T* bias, T* out) {
   constexpr i64 VL = vector_length<T>(), CB = kNhwcVectors * VL;
   constexpr int kvol = KH * KW, V = kNhwcVectors;
   const i64 cblocks = ceil_div(s.C, CB);
@@ -575,8 +587,10 @@ void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C]
         }
         T* dst = orow + ow * s.C + c0;
         for (int v = 0; v < V; ++v) {
-          if (nc[v] == VL) store_vec(dst + v * VL, acc[v]);
-          else store_partial(dst + v * VL, acc[v], nc[v]);
+          if (nc[v] == VL)
+            store_vec(dst + v * VL, acc[v]);
+          else
+            store_partial(dst + v * VL, acc[v], nc[v]);
         }
       }
     }
@@ -594,9 +608,12 @@ NhwcStencil<T> nhwc_stencil(const ConvGeometry& g) {
   if (g.K_per_group() != 1 || g.kernel[0] != 1 || g.in[0] != 1 || g.out[0] != 1 || g.kernel[1] != g.kernel[2])
     return nullptr;
   switch (g.kernel[1]) {
-    case 3: return &stencil_nhwc_2d<T, 3, 3>;
-    case 5: return &stencil_nhwc_2d<T, 5, 5>;
-    default: return nullptr;
+    case 3:
+      return &stencil_nhwc_2d<T, 3, 3>;
+    case 5:
+      return &stencil_nhwc_2d<T, 5, 5>;
+    default:
+      return nullptr;
   }
 }
 
@@ -607,8 +624,8 @@ void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T*
   // These stencils skip padding; with non-finite weights its zeros matter (0 * Inf is NaN).
   if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_forward_direct(g, true, x, w, bias, y);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g)) {
-    const PlaneStencil s{g.N, g.C, g.in[1], g.in[2], g.out[1], g.out[2], g.stride[1], g.stride[2],
-                         g.dilation[1], g.dilation[2], g.pad_before[1], g.pad_before[2]};
+    const PlaneStencil s{g.N,         g.C,         g.in[1],       g.in[2],       g.out[1],        g.out[2],
+                         g.stride[1], g.stride[2], g.dilation[1], g.dilation[2], g.pad_before[1], g.pad_before[2]};
     const std::vector<T> wt = taps_major(g, w);
     stencil(s, x, wt.data(), false, bias, y);
     return;
@@ -674,7 +691,16 @@ void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, c
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g); stencil && g.stride[1] == 1 && g.stride[2] == 1) {
     // Unit stride: dx is the correlation of dy with the flipped kernel, padded by
     // (k - 1) * dilation - pad_before (any sign: the stencil checks every tap's bounds).
-    const PlaneStencil s{g.N, g.C, g.out[1], g.out[2], g.in[1], g.in[2], 1, 1, g.dilation[1], g.dilation[2],
+    const PlaneStencil s{g.N,
+                         g.C,
+                         g.out[1],
+                         g.out[2],
+                         g.in[1],
+                         g.in[2],
+                         1,
+                         1,
+                         g.dilation[1],
+                         g.dilation[2],
                          (g.kernel[1] - 1) * g.dilation[1] - g.pad_before[1],
                          (g.kernel[2] - 1) * g.dilation[2] - g.pad_before[2]};
     const std::vector<T> wt = taps_major(g, w);
@@ -755,12 +781,12 @@ void depthwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy,
   });
 }
 
-#define CONVKERN_INSTANTIATE(T)                                                                               \
-  template void depthwise_forward_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
-  template void depthwise_backward_data_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);      \
-  template void depthwise_backward_weight_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);    \
-  template void depthwise_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);   \
-  template void depthwise_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);       \
+#define CONVKERN_INSTANTIATE(T)                                                                             \
+  template void depthwise_forward_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
+  template void depthwise_backward_data_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);     \
+  template void depthwise_backward_weight_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);   \
+  template void depthwise_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);  \
+  template void depthwise_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);      \
   template void depthwise_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)

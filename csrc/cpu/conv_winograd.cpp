@@ -87,10 +87,10 @@
 namespace convkern::cpu {
 namespace {
 
-constexpr int kM = 4;        // output tile: 4 x 4
-constexpr int kA = kM + 2;   // input tile / transform size: 6 x 6
-constexpr int kA2 = kA * kA; // alpha points: 36 GEMMs
-constexpr int kL = 16;       // lanes of one vector: 16 tiles (transforms) or 12 + 4 output channels (weights)
+constexpr int kM = 4;  // output tile: 4 x 4
+constexpr int kA = kM + 2;  // input tile / transform size: 6 x 6
+constexpr int kA2 = kA * kA;  // alpha points: 36 GEMMs
+constexpr int kL = 16;  // lanes of one vector: 16 tiles (transforms) or 12 + 4 output channels (weights)
 // Dispatch thresholds (see winograd_forward_wins).
 constexpr i64 kMinChannels = 16;
 constexpr i64 kMinTiles = 96;
@@ -259,7 +259,8 @@ inline void transpose16(vf* r) {
   // u[4 i + j], 128-bit chunk m: rows 4 i .. 4 i + 3 of column 4 m + j.
   for (int j = 0; j < 4; ++j) {
     const vf a0 = __builtin_shuffle(u[j], u[4 + j], kChunks01), a1 = __builtin_shuffle(u[j], u[4 + j], kChunks23);
-    const vf b0 = __builtin_shuffle(u[8 + j], u[12 + j], kChunks01), b1 = __builtin_shuffle(u[8 + j], u[12 + j], kChunks23);
+    const vf b0 = __builtin_shuffle(u[8 + j], u[12 + j], kChunks01),
+             b1 = __builtin_shuffle(u[8 + j], u[12 + j], kChunks23);
     r[j] = __builtin_shuffle(a0, b0, kChunksEven);
     r[4 + j] = __builtin_shuffle(a0, b0, kChunksOdd);
     r[8 + j] = __builtin_shuffle(a1, b1, kChunksEven);
@@ -284,8 +285,8 @@ inline void split_row(const float* xrow, i64 pl, i64 iw, float* const* dst, i64 
       }
       const std::uint32_t m = ((hi >= kL ? 0xFFFFu : (1u << hi) - 1) >> lo) << lo;
       // Lanes outside the row are masked off and never read, so the address may lie before it.
-      v[q] = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), reinterpret_cast<const float*>(
-                                                                 reinterpret_cast<std::uintptr_t>(xrow) + col0 * 4));
+      v[q] = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m),
+                                   reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(xrow) + col0 * 4));
     }
     const __mmask16 keep = gw - j >= kL ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (gw - j)) - 1);
     for (int sp = 0; sp < 4; ++sp) {
@@ -370,15 +371,16 @@ bool transforms_stay_finite(const float* a, i64 na, const float* b, i64 nb, doub
   const double ma = max_magnitude(a, na);
   if (!(ma * kInputGrowth < kSafeMagnitude)) return false;
   const double mb = max_magnitude(b, nb);
-  return mb * kInputGrowth < kSafeMagnitude && ma * mb * kInputGrowth * kOutputGrowth * std::max(terms, 1.0) < kSafeMagnitude;
+  return mb * kInputGrowth < kSafeMagnitude &&
+         ma * mb * kInputGrowth * kOutputGrowth * std::max(terms, 1.0) < kSafeMagnitude;
 }
 
 }  // namespace
 
 bool winograd_eligible(const ConvGeometry& g) {
   return g.groups == 1 && g.kernel[0] == 1 && g.kernel[1] == 3 && g.kernel[2] == 3 && g.in[0] == 1 &&
-         g.pad_before[0] == 0 && g.pad_after[0] == 0 && g.stride[1] == 1 && g.stride[2] == 1 &&
-         g.dilation[1] == 1 && g.dilation[2] == 1;
+         g.pad_before[0] == 0 && g.pad_after[0] == 0 && g.stride[1] == 1 && g.stride[2] == 1 && g.dilation[1] == 1 &&
+         g.dilation[2] == 1;
 }
 
 namespace {
@@ -527,7 +529,8 @@ void forward_transforms(const ConvGeometry& g, const float* x, const float* w, c
   float* const mbuf = reserve(ws.m, checked_mul(slots, m_size, "winograd scratch"));
   // Grid rows one item's tiles read (their own rows and the next), and one phase plane of them.
   const i64 GH = grid.GH, GW = grid.GW;
-  const i64 real_rows = ceil_div(NB, grid.TW) + 1, item_rows = real_rows + ceil_div(real_rows, grid.TH) + ceil_div(kL, GW) + 3;
+  const i64 real_rows = ceil_div(NB, grid.TW) + 1,
+            item_rows = real_rows + ceil_div(real_rows, grid.TH) + ceil_div(kL, GW) + 3;
   const i64 lp_stride = odd_lines(item_rows * GW + GW + 2 * kL);
   const i64 lp_size = 16 * lp_stride;
   AlignedBuffer<float> lpbuf(slots * lp_size);
@@ -612,49 +615,49 @@ void forward_transforms(const ConvGeometry& g, const float* x, const float* w, c
       tile_off[NB + j] = std::min<i64>(kM, OH - kM * i) | std::min<i64>(kM, OW - kM * jj) << 8;
     }
     for (i64 mc = mb0; mc < mb0 + mbn; mc += kb_max) {
-    const i64 mcn = std::min(kb_max, mb0 + mbn - mc);
-    // 4. Per alpha point: Mb[alpha][k][tile] = U[alpha][k][:] . V[alpha][:][tile].
-    for (int a = 0; a < kA2; ++a)
-      for (i64 c0 = 0; c0 < C; c0 += KC) {
-        const i64 kc = std::min(KC, C - c0);
-        for (i64 q = 0; q < ipan; ++q) {
-          const float* B = V + a * v_as + q * v_ps + c0 * NR;
-          for (i64 mb = 0; mb < mcn; ++mb)
-            mk.run(kc, U + a * u_as + ((mc + mb) * C + c0) * MR, B, Mb + a * m_as + mb * MR * NB + q * NR,
-                   NB, c0 > 0);
+      const i64 mcn = std::min(kb_max, mb0 + mbn - mc);
+      // 4. Per alpha point: Mb[alpha][k][tile] = U[alpha][k][:] . V[alpha][:][tile].
+      for (int a = 0; a < kA2; ++a)
+        for (i64 c0 = 0; c0 < C; c0 += KC) {
+          const i64 kc = std::min(KC, C - c0);
+          for (i64 q = 0; q < ipan; ++q) {
+            const float* B = V + a * v_as + q * v_ps + c0 * NR;
+            for (i64 mb = 0; mb < mcn; ++mb)
+              mk.run(kc, U + a * u_as + ((mc + mb) * C + c0) * MR, B, Mb + a * m_as + mb * MR * NB + q * NR, NB,
+                     c0 > 0);
+          }
         }
-      }
 
-    // 5. Output transform: y = A^T m A per tile, clipped to the output, plus the bias.
-    for (i64 kk = 0; kk < mcn * MR; ++kk) {
-      const i64 k = mc * MR + kk;
-      if (k >= K) break;
-      const float b = bias ? bias[k] : 0.f;
-      float* yk = y + k * OH * OW;
-      for (i64 j0 = 0; j0 < count; j0 += kL) {
-        const i64 nj = std::min<i64>(kL, count - j0);
-        const float* m = Mb + kk * NB + j0;
-        vf s[kM][kA], out[kL];
-        for (int j = 0; j < kA; ++j) {  // vertical, column j
-          vf col[kA], o[kM];
-          for (int a = 0; a < kA; ++a) col[a] = load(m + (a * kA + j) * m_as);
-          output_1d(col, o);
-          for (int r = 0; r < kM; ++r) s[r][j] = o[r];
-        }
-        for (int r = 0; r < kM; ++r) {
-          vf o[kM];
-          output_1d(s[r], o);
-          for (int c = 0; c < kM; ++c) out[r * kM + c] = o[c] + b;
-        }
-        transpose16(out);  // out[l]: tile j0 + l, lane 4 r + c
-        for (i64 l = 0; l < nj; ++l) {
-          const i64 info = tile_off[NB + j0 + l];
-          const int rows = static_cast<int>(info & 255), cols = static_cast<int>(info >> 8);
-          float* dst = yk + tile_off[j0 + l];
-          for (int r = 0; r < rows; ++r) store_tile_row(dst + r * OW, out[l], r, cols);
+      // 5. Output transform: y = A^T m A per tile, clipped to the output, plus the bias.
+      for (i64 kk = 0; kk < mcn * MR; ++kk) {
+        const i64 k = mc * MR + kk;
+        if (k >= K) break;
+        const float b = bias ? bias[k] : 0.f;
+        float* yk = y + k * OH * OW;
+        for (i64 j0 = 0; j0 < count; j0 += kL) {
+          const i64 nj = std::min<i64>(kL, count - j0);
+          const float* m = Mb + kk * NB + j0;
+          vf s[kM][kA], out[kL];
+          for (int j = 0; j < kA; ++j) {  // vertical, column j
+            vf col[kA], o[kM];
+            for (int a = 0; a < kA; ++a) col[a] = load(m + (a * kA + j) * m_as);
+            output_1d(col, o);
+            for (int r = 0; r < kM; ++r) s[r][j] = o[r];
+          }
+          for (int r = 0; r < kM; ++r) {
+            vf o[kM];
+            output_1d(s[r], o);
+            for (int c = 0; c < kM; ++c) out[r * kM + c] = o[c] + b;
+          }
+          transpose16(out);  // out[l]: tile j0 + l, lane 4 r + c
+          for (i64 l = 0; l < nj; ++l) {
+            const i64 info = tile_off[NB + j0 + l];
+            const int rows = static_cast<int>(info & 255), cols = static_cast<int>(info >> 8);
+            float* dst = yk + tile_off[j0 + l];
+            for (int r = 0; r < rows; ++r) store_tile_row(dst + r * OW, out[l], r, cols);
+          }
         }
       }
-    }
     }
   });
 }
@@ -746,7 +749,8 @@ void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, c
   const i64 sp_stride = TC + kL;
   const i64 st_size = kA2 * kL * sp_stride;
   float* const stage = reserve(ws.stage, checked_mul(slots, st_size, "winograd scratch"));
-  const i64 real_rows = ceil_div(TC, grid.TW) + 1, item_rows = real_rows + ceil_div(real_rows, grid.TH) + ceil_div(kL, GW) + 3;
+  const i64 real_rows = ceil_div(TC, grid.TW) + 1,
+            item_rows = real_rows + ceil_div(real_rows, grid.TH) + ceil_div(kL, GW) + 3;
   const i64 lp_stride = odd_lines(item_rows * GW + GW + 2 * kL);
   const i64 lp_size = 16 * lp_stride;
   AlignedBuffer<float> lpbuf(slots * lp_size);
@@ -778,12 +782,12 @@ void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, c
       const i64 ch0 = (is_x ? item : item - cgroups) * kL, nch = is_x ? C : K;
       float* const st = stage + th_id * st_size;
       float* const lp = lpbuf.data() + th_id * lp_size;
-      for (int ph = 0; ph < 16; ++ph)
-        std::fill(lp + ph * lp_stride + (R1 - R0) * GW, lp + (ph + 1) * lp_stride, 0.f);
+      for (int ph = 0; ph < 16; ++ph) std::fill(lp + ph * lp_stride + (R1 - R0) * GW, lp + (ph + 1) * lp_stride, 0.f);
       for (i64 ci = 0; ci < kL; ++ci) {
         const i64 ch = ch0 + ci;
         if (ch >= nch) {  // past the last channel: zero rows
-          for (int a = 0; a < kA2; ++a) std::fill(st + (a * kL + ci) * sp_stride, st + (a * kL + ci + 1) * sp_stride, 0.f);
+          for (int a = 0; a < kA2; ++a)
+            std::fill(st + (a * kL + ci) * sp_stride, st + (a * kL + ci + 1) * sp_stride, 0.f);
           continue;
         }
         for (i64 R = R0; R < R1; ++R) {
@@ -804,7 +808,8 @@ void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, c
           if (is_x) {  // V = B^T d B
             vf d[kA][kA], t[kA][kA];
             for (int r = 0; r < kA; ++r)
-              for (int s = 0; s < kA; ++s) d[r][s] = load(base + ((r % 4) * 4 + s % 4) * lp_stride + (r / 4) * GW + s / 4);
+              for (int s = 0; s < kA; ++s)
+                d[r][s] = load(base + ((r % 4) * 4 + s % 4) * lp_stride + (r / 4) * GW + s / 4);
             for (int s = 0; s < kA; ++s) {
               vf col[kA], o[kA];
               for (int r = 0; r < kA; ++r) col[r] = d[r][s];

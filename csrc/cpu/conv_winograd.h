@@ -31,8 +31,7 @@ bool winograd_3d_eligible(const ConvGeometry& g);
 bool winograd_3d_forward_wins(const ConvGeometry& g);
 bool winograd_3d_backward_data_wins(const ConvGeometry& g);
 bool winograd_3d_backward_weight_wins(const ConvGeometry& g);
-void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias,
-                                   float* y);
+void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 void winograd_3d_backward_weight_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
 

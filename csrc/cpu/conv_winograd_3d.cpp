@@ -47,8 +47,10 @@ void make_slice_batch(const ConvGeometry& g, const float* x, float* xs) {
       for (i64 kd = 0; kd < KD; ++kd) {
         const i64 id = od - g.pad_before[0] + kd;
         float* dst = xs + (item * g.C * KD + c * KD + kd) * plane;
-        if (id < 0 || id >= ID) std::fill(dst, dst + plane, 0.0f);
-        else std::copy_n(x + ((n * g.C + c) * ID + id) * plane, plane, dst);
+        if (id < 0 || id >= ID)
+          std::fill(dst, dst + plane, 0.0f);
+        else
+          std::copy_n(x + ((n * g.C + c) * ID + id) * plane, plane, dst);
       }
   });
 }
@@ -60,8 +62,10 @@ void swap_depth_and_channels(const ConvGeometry& g, const float* src, float* dst
     const i64 n = item / OD, od = item % OD;
     for (i64 k = 0; k < g.K; ++k) {
       const i64 volume = ((n * g.K + k) * OD + od) * plane, slices = (item * g.K + k) * plane;
-      if (to_slices) std::copy_n(src + volume, plane, dst + slices);
-      else std::copy_n(src + slices, plane, dst + volume);
+      if (to_slices)
+        std::copy_n(src + volume, plane, dst + slices);
+      else
+        std::copy_n(src + slices, plane, dst + volume);
     }
   });
 }
@@ -69,8 +73,7 @@ void swap_depth_and_channels(const ConvGeometry& g, const float* src, float* dst
 }  // namespace
 
 bool winograd_3d_eligible(const ConvGeometry& g) {
-  if (g.rank != 3 || g.N == 0 || g.out[0] == 0 || g.groups != 1 || g.stride[0] != 1 || g.dilation[0] != 1)
-    return false;
+  if (g.rank != 3 || g.N == 0 || g.out[0] == 0 || g.groups != 1 || g.stride[0] != 1 || g.dilation[0] != 1) return false;
   return winograd_eligible(slice_geometry(g));
 }
 
@@ -86,8 +89,7 @@ bool winograd_3d_backward_weight_wins(const ConvGeometry& g) {
   return winograd_3d_eligible(g) && winograd_backward_weight_wins(slice_geometry(g));
 }
 
-void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias,
-                                   float* y) {
+void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const ConvGeometry s = slice_geometry(g);
   AlignedBuffer<float> xs(checked_mul(s.N * s.C, s.in_plane(), "depth-slice batch"));
   AlignedBuffer<float> ys(checked_mul(s.N * s.K, s.out_plane(), "depth-slice output"));
@@ -113,7 +115,8 @@ void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy,
         const i64 od = id + g.pad_before[0] - kd;
         if (od < 0 || od >= OD) continue;
         const float* src = dxs.data() + ((n * OD + od) * g.C * KD + c * KD + kd) * plane;
-        if (first) std::copy_n(src, plane, d);
+        if (first)
+          std::copy_n(src, plane, d);
         else
           for (i64 e = 0; e < plane; ++e) d[e] += src[e];
         first = false;

@@ -20,9 +20,8 @@ Level cpu_level() {
 #if defined(__clang__) || __GNUC__ < 12
   // Compilers that cannot name the levels: their distinctive features (every CPU with these has
   // the rest of its level, e.g. MOVBE and LZCNT with AVX2 + BMI2).
-  const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                  __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
-                  __builtin_cpu_supports("f16c") && __builtin_cpu_supports("popcnt");
+  const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+                  __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("popcnt");
   const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512vl");
@@ -39,9 +38,12 @@ Level cpu_level() {
 const CpuKernels* table_for(Level level) {
 #if defined(CONVKERN_X86_SETS)
   switch (level) {
-    case kAvx512: return convkern_cpu_kernels_avx512();
-    case kAvx2: return convkern_cpu_kernels_avx2();
-    case kGeneric: break;
+    case kAvx512:
+      return convkern_cpu_kernels_avx512();
+    case kAvx2:
+      return convkern_cpu_kernels_avx2();
+    case kGeneric:
+      break;
   }
 #else
   (void)level;

@@ -15,52 +15,66 @@ namespace {
 template <class T>
 void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, const T* b, T* y) {
   if (conv_is_depthwise(g)) {
-    if (last) depthwise_forward_channels_last<T>(g, x, w, b, y);
-    else depthwise_forward_channels_first<T>(g, x, w, b, y);
+    if (last)
+      depthwise_forward_channels_last<T>(g, x, w, b, y);
+    else
+      depthwise_forward_channels_first<T>(g, x, w, b, y);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
     if (!last && winograd_forward_wins(g)) return winograd_forward_nchw_f32(g, x, w, b, y);
     if (!last && winograd_3d_forward_wins(g)) return winograd_3d_forward_ncdhw_f32(g, x, w, b, y);
   }
-  if (last) conv_forward_channels_last<T>(g, x, w, b, y);
-  else conv_forward_channels_first<T>(g, x, w, b, y);
+  if (last)
+    conv_forward_channels_last<T>(g, x, w, b, y);
+  else
+    conv_forward_channels_first<T>(g, x, w, b, y);
 }
 
 template <class T>
 void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* w, T* dx) {
   if (conv_is_depthwise(g)) {
-    if (last) depthwise_backward_data_channels_last<T>(g, dy, w, dx);
-    else depthwise_backward_data_channels_first<T>(g, dy, w, dx);
+    if (last)
+      depthwise_backward_data_channels_last<T>(g, dy, w, dx);
+    else
+      depthwise_backward_data_channels_first<T>(g, dy, w, dx);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
     if (!last && winograd_backward_data_wins(g)) return winograd_backward_data_nchw_f32(g, dy, w, dx);
     if (!last && winograd_3d_backward_data_wins(g)) return winograd_3d_backward_data_ncdhw_f32(g, dy, w, dx);
   }
-  if (last) conv_backward_data_channels_last<T>(g, dy, w, dx);
-  else conv_backward_data_channels_first<T>(g, dy, w, dx);
+  if (last)
+    conv_backward_data_channels_last<T>(g, dy, w, dx);
+  else
+    conv_backward_data_channels_first<T>(g, dy, w, dx);
 }
 
 template <class T>
 void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T* x, T* dw) {
   if (conv_is_depthwise(g)) {
-    if (last) depthwise_backward_weight_channels_last<T>(g, dy, x, dw);
-    else depthwise_backward_weight_channels_first<T>(g, dy, x, dw);
+    if (last)
+      depthwise_backward_weight_channels_last<T>(g, dy, x, dw);
+    else
+      depthwise_backward_weight_channels_first<T>(g, dy, x, dw);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
     if (!last && winograd_backward_weight_wins(g)) return winograd_backward_weight_nchw_f32(g, dy, x, dw);
     if (!last && winograd_3d_backward_weight_wins(g)) return winograd_3d_backward_weight_ncdhw_f32(g, dy, x, dw);
   }
-  if (last) conv_backward_weight_channels_last<T>(g, dy, x, dw);
-  else conv_backward_weight_channels_first<T>(g, dy, x, dw);
+  if (last)
+    conv_backward_weight_channels_last<T>(g, dy, x, dw);
+  else
+    conv_backward_weight_channels_first<T>(g, dy, x, dw);
 }
 
 template <class T>
 void conv_backward_bias(const ConvGeometry& g, bool last, const T* dy, T* db) {
-  if (last) conv_backward_bias_channels_last<T>(g, dy, db);
-  else conv_backward_bias_channels_first<T>(g, dy, db);
+  if (last)
+    conv_backward_bias_channels_last<T>(g, dy, db);
+  else
+    conv_backward_bias_channels_first<T>(g, dy, db);
 }
 
 template <class T>
@@ -90,6 +104,4 @@ constexpr CpuKernels kKernels{CONVKERN_STRING(CONVKERN_KERNEL_SET), table<float>
 }  // namespace
 }  // namespace convkern::cpu
 
-extern "C" const convkern::cpu::CpuKernels* CONVKERN_GETTER(CONVKERN_KERNEL_SET)() {
-  return &convkern::cpu::kKernels;
-}
+extern "C" const convkern::cpu::CpuKernels* CONVKERN_GETTER(CONVKERN_KERNEL_SET)() { return &convkern::cpu::kKernels; }

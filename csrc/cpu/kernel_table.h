@@ -30,8 +30,7 @@ struct KernelTable {
   i64 (*extremum_pool_backward)(i64 planes, i64 in_plane, i64 out_plane, const Layout& layout, const T* dy,
                                 const i64* idx, T* dx);
   void (*avg_pool_forward)(const PoolGeometry& g, const Layout& layout, const AvgPoolOptions& opt, const T* x, T* y);
-  void (*avg_pool_backward)(const PoolGeometry& g, const Layout& layout, const AvgPoolOptions& opt, const T* dy,
-                            T* dx);
+  void (*avg_pool_backward)(const PoolGeometry& g, const Layout& layout, const AvgPoolOptions& opt, const T* dy, T* dx);
   void (*adaptive_avg_pool_forward)(const AdaptivePoolGeometry& g, const Layout& layout, const T* x, T* y);
   void (*adaptive_avg_pool_backward)(const AdaptivePoolGeometry& g, const Layout& layout, const T* dy, T* dx);
 };
@@ -43,8 +42,10 @@ struct CpuKernels {
 
   template <class T>
   const KernelTable<T>& of() const {
-    if constexpr (std::is_same_v<T, float>) return f32;
-    else return f64;
+    if constexpr (std::is_same_v<T, float>)
+      return f32;
+    else
+      return f64;
   }
 };
 
@@ -53,10 +54,10 @@ const CpuKernels& cpu_kernels();
 
 // What chose it, for convkern.info() and the import-time check of CONVKERN_ISA.
 struct IsaChoice {
-  const char* chosen;     // the level in use
-  const char* best;       // the widest level this CPU runs and this build holds
+  const char* chosen;  // the level in use
+  const char* best;  // the widest level this CPU runs and this build holds
   const char* requested;  // CONVKERN_ISA as given, or nullptr when unset or empty
-  bool request_known;     // whether `requested` names a level ("generic", "avx2", "avx512")
+  bool request_known;  // whether `requested` names a level ("generic", "avx2", "avx512")
 };
 const IsaChoice& isa_choice();
 

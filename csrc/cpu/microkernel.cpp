@@ -39,11 +39,15 @@ void dot_2x4_generic(std::int64_t kc, const T* const* a, const T* const* b, T* C
 template <class T>
 MicroKernel<T> pick() {
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx512();
-  else return micro_kernel_f64_avx512();
+  if constexpr (sizeof(T) == 4)
+    return micro_kernel_f32_avx512();
+  else
+    return micro_kernel_f64_avx512();
 #elif defined(__AVX2__) && defined(__FMA__)
-  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx2();
-  else return micro_kernel_f64_avx2();
+  if constexpr (sizeof(T) == 4)
+    return micro_kernel_f32_avx2();
+  else
+    return micro_kernel_f64_avx2();
 #else
   return {4, 8, "generic", &gemm_4x8_generic<T>};
 #endif
@@ -96,8 +100,10 @@ template const MicroKernel<double>& micro_kernel_for_rows<double>(std::int64_t);
 template <class T>
 DotKernel<T> pick_dot() {
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) return dot_kernel_f32_avx512();
-  else return dot_kernel_f64_avx512();
+  if constexpr (sizeof(T) == 4)
+    return dot_kernel_f32_avx512();
+  else
+    return dot_kernel_f64_avx512();
 #else
   return {2, 4, &dot_2x4_generic<T>};
 #endif

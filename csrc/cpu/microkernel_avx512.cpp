@@ -76,30 +76,48 @@ constexpr int kDotMR = 4, kDotNR = 4;
 
 // Written with the loops fully unrolled by pragma: otherwise GCC keeps the accumulator array
 // in memory and stores it on every step.
-#define CONVKERN_DOT_KERNEL(NAME, T, VEC, LANES, MASK, LOADZ, FMADD, ZERO, REDUCE)                                \
-  void NAME(std::int64_t kc, const T* const* a, const T* const* b, T* C, std::int64_t ldc, int accumulate) {     \
-    const T* a0 = a[0]; const T* a1 = a[1]; const T* a2 = a[2]; const T* a3 = a[3];                              \
-    const T* b0 = b[0]; const T* b1 = b[1]; const T* b2 = b[2]; const T* b3 = b[3];                              \
-    VEC c00 = ZERO(), c01 = ZERO(), c02 = ZERO(), c03 = ZERO(), c10 = ZERO(), c11 = ZERO(), c12 = ZERO(),        \
-        c13 = ZERO(), c20 = ZERO(), c21 = ZERO(), c22 = ZERO(), c23 = ZERO(), c30 = ZERO(), c31 = ZERO(),        \
-        c32 = ZERO(), c33 = ZERO();                                                                              \
-    for (std::int64_t p = 0; p < kc; p += LANES) {                                                               \
-      const std::int64_t left = kc - p;                                                                          \
-      const MASK m = left >= LANES ? static_cast<MASK>(~0u) : static_cast<MASK>((1u << left) - 1);               \
-      const VEC v0 = LOADZ(m, b0 + p), v1 = LOADZ(m, b1 + p), v2 = LOADZ(m, b2 + p), v3 = LOADZ(m, b3 + p);      \
-      VEC u = LOADZ(m, a0 + p);                                                                                  \
-      c00 = FMADD(u, v0, c00); c01 = FMADD(u, v1, c01); c02 = FMADD(u, v2, c02); c03 = FMADD(u, v3, c03);        \
-      u = LOADZ(m, a1 + p);                                                                                      \
-      c10 = FMADD(u, v0, c10); c11 = FMADD(u, v1, c11); c12 = FMADD(u, v2, c12); c13 = FMADD(u, v3, c13);        \
-      u = LOADZ(m, a2 + p);                                                                                      \
-      c20 = FMADD(u, v0, c20); c21 = FMADD(u, v1, c21); c22 = FMADD(u, v2, c22); c23 = FMADD(u, v3, c23);        \
-      u = LOADZ(m, a3 + p);                                                                                      \
-      c30 = FMADD(u, v0, c30); c31 = FMADD(u, v1, c31); c32 = FMADD(u, v2, c32); c33 = FMADD(u, v3, c33);        \
-    }                                                                                                            \
-    const T sums[16] = {REDUCE(c00), REDUCE(c01), REDUCE(c02), REDUCE(c03), REDUCE(c10), REDUCE(c11),            \
-                        REDUCE(c12), REDUCE(c13), REDUCE(c20), REDUCE(c21), REDUCE(c22), REDUCE(c23),            \
-                        REDUCE(c30), REDUCE(c31), REDUCE(c32), REDUCE(c33)};                                     \
-    for (int i = 0; i < 4; ++i)                                                                                  \
+#define CONVKERN_DOT_KERNEL(NAME, T, VEC, LANES, MASK, LOADZ, FMADD, ZERO, REDUCE)                                  \
+  void NAME(std::int64_t kc, const T* const* a, const T* const* b, T* C, std::int64_t ldc, int accumulate) {        \
+    const T* a0 = a[0];                                                                                             \
+    const T* a1 = a[1];                                                                                             \
+    const T* a2 = a[2];                                                                                             \
+    const T* a3 = a[3];                                                                                             \
+    const T* b0 = b[0];                                                                                             \
+    const T* b1 = b[1];                                                                                             \
+    const T* b2 = b[2];                                                                                             \
+    const T* b3 = b[3];                                                                                             \
+    VEC c00 = ZERO(), c01 = ZERO(), c02 = ZERO(), c03 = ZERO(), c10 = ZERO(), c11 = ZERO(), c12 = ZERO(),           \
+        c13 = ZERO(), c20 = ZERO(), c21 = ZERO(), c22 = ZERO(), c23 = ZERO(), c30 = ZERO(), c31 = ZERO(),           \
+        c32 = ZERO(), c33 = ZERO();                                                                                 \
+    for (std::int64_t p = 0; p < kc; p += LANES) {                                                                  \
+      const std::int64_t left = kc - p;                                                                             \
+      const MASK m = left >= LANES ? static_cast<MASK>(~0u) : static_cast<MASK>((1u << left) - 1);                  \
+      const VEC v0 = LOADZ(m, b0 + p), v1 = LOADZ(m, b1 + p), v2 = LOADZ(m, b2 + p), v3 = LOADZ(m, b3 + p);         \
+      VEC u = LOADZ(m, a0 + p);                                                                                     \
+      c00 = FMADD(u, v0, c00);                                                                                      \
+      c01 = FMADD(u, v1, c01);                                                                                      \
+      c02 = FMADD(u, v2, c02);                                                                                      \
+      c03 = FMADD(u, v3, c03);                                                                                      \
+      u = LOADZ(m, a1 + p);                                                                                         \
+      c10 = FMADD(u, v0, c10);                                                                                      \
+      c11 = FMADD(u, v1, c11);                                                                                      \
+      c12 = FMADD(u, v2, c12);                                                                                      \
+      c13 = FMADD(u, v3, c13);                                                                                      \
+      u = LOADZ(m, a2 + p);                                                                                         \
+      c20 = FMADD(u, v0, c20);                                                                                      \
+      c21 = FMADD(u, v1, c21);                                                                                      \
+      c22 = FMADD(u, v2, c22);                                                                                      \
+      c23 = FMADD(u, v3, c23);                                                                                      \
+      u = LOADZ(m, a3 + p);                                                                                         \
+      c30 = FMADD(u, v0, c30);                                                                                      \
+      c31 = FMADD(u, v1, c31);                                                                                      \
+      c32 = FMADD(u, v2, c32);                                                                                      \
+      c33 = FMADD(u, v3, c33);                                                                                      \
+    }                                                                                                               \
+    const T sums[16] = {REDUCE(c00), REDUCE(c01), REDUCE(c02), REDUCE(c03), REDUCE(c10), REDUCE(c11),               \
+                        REDUCE(c12), REDUCE(c13), REDUCE(c20), REDUCE(c21), REDUCE(c22), REDUCE(c23),               \
+                        REDUCE(c30), REDUCE(c31), REDUCE(c32), REDUCE(c33)};                                        \
+    for (int i = 0; i < 4; ++i)                                                                                     \
       for (int j = 0; j < 4; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + sums[i * 4 + j] : sums[i * 4 + j]; \
   }
 

@@ -33,7 +33,8 @@ template <class T>
 inline void add_row(T* d, const T* s, i64 n) {
 #if defined(__AVX512F__)
   if constexpr (sizeof(T) == 4) {
-    for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(s)));
+    for (; n >= 16; n -= 16, d += 16, s += 16)
+      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(s)));
     if (n > 0) {
       const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
       _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
@@ -63,7 +64,8 @@ inline void transpose_16x16(__m512 r[16]) {
   }
   for (int k = 0; k < 4; ++k) {
     const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xdd);
-    const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
+    const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88),
+                 d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
     t[k] = _mm512_shuffle_f32x4(a, c, 0x88);
     t[8 + k] = _mm512_shuffle_f32x4(a, c, 0xdd);
     t[4 + k] = _mm512_shuffle_f32x4(b, d, 0x88);

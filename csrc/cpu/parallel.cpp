@@ -78,8 +78,7 @@ std::atomic<std::int64_t> g_peak_bytes{0};
 
 void note_peak(std::int64_t live) {
   std::int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
-  while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
-  }
+  while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {}
 }
 
 using Clock = std::chrono::steady_clock;

@@ -98,10 +98,10 @@ void* scratch_allocate(std::size_t bytes) noexcept;
 void scratch_free(void* p) noexcept;
 
 struct ScratchStats {
-  std::int64_t live_bytes;    // allocated now: in use plus cached
-  std::int64_t peak_bytes;    // most live at once since the last reset
+  std::int64_t live_bytes;  // allocated now: in use plus cached
+  std::int64_t peak_bytes;  // most live at once since the last reset
   std::int64_t cached_bytes;  // idle blocks kept by the scratch cache
-  std::int64_t cache_limit;   // the most the cache keeps
+  std::int64_t cache_limit;  // the most the cache keeps
 };
 ScratchStats scratch_stats();
 void reset_scratch_peak();

@@ -85,7 +85,7 @@ struct Span {
 
 struct AxisWindows {
   i64 in = 1;
-  i64 step = 1;            // dilation
+  i64 step = 1;  // dilation
   std::vector<Span> span;  // one per output
   // Sliding windows: output o's window, padding included, starts at o*stride + offset and has
   // `taps` cells. Adaptive windows do not slide by a constant step: stride 0.
@@ -155,7 +155,7 @@ Windows windows_of(const AdaptivePoolGeometry& g) {
 
 // What average pooling divides a window's sum by.
 struct AvgDivisor {
-  i64 override_value = 0;      // divisor_override; 0: none
+  i64 override_value = 0;  // divisor_override; 0: none
   bool count_padding = false;  // count_include_pad with explicit padding: the padded window size
 };
 
@@ -220,9 +220,8 @@ template <class F>
 void parallel_ranges(i64 items, double work_per_item, F&& body) {
   if (items <= 0) return;
   const i64 per_chunk = static_cast<i64>(std::clamp(kGrain / std::max(work_per_item, 1.0), 1.0, double(items)));
-  parallel_for(ceil_div(items, per_chunk), [&](i64 chunk, int) {
-    body(chunk * per_chunk, std::min(items, (chunk + 1) * per_chunk));
-  });
+  parallel_for(ceil_div(items, per_chunk),
+               [&](i64 chunk, int) { body(chunk * per_chunk, std::min(items, (chunk + 1) * per_chunk)); });
 }
 
 // Channels-last work is split into `tasks` (images, rows) times channel blocks. The whole C is one
@@ -243,8 +242,7 @@ ChannelBlocks channel_blocks(i64 C, i64 tasks) {
 // Records the smallest bad flat position seen by any thread.
 void record_bad(std::atomic<i64>& first_bad, i64 position) {
   i64 cur = first_bad.load();
-  while (position < cur && !first_bad.compare_exchange_weak(cur, position)) {
-  }
+  while (position < cur && !first_bad.compare_exchange_weak(cur, position)) {}
 }
 
 // Offset of the first index outside [-1, in_plane) among idx[0, n), or -1. The any-bad test
@@ -382,7 +380,7 @@ inline void average_16_planes(const float* x, i64 n, float divisor, float* y) {
     for (int l = 0; l < half; ++l) r[l] = _mm512_add_ps(r[l], r[l + half]);
   __m512 sum = r[0];
   const __m512i planes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                             _mm512_set1_epi32(static_cast<int>(n)));
+                                            _mm512_set1_epi32(static_cast<int>(n)));
   for (i64 i = whole; i < n; ++i) sum = _mm512_add_ps(sum, _mm512_i32gather_ps(planes, x + i, 4));
   sum = _mm512_add_ps(_mm512_setzero_ps(), sum);  // accumulate_run's 0 + rest (-0 becomes +0)
   _mm512_storeu_ps(y, _mm512_div_ps(sum, _mm512_set1_ps(divisor)));
@@ -442,10 +440,10 @@ inline void extremum_window_nchw(const T* xp, const Windows& w, const Span& d, c
 // window walk, which gives the index of the first input cell.
 
 struct Bands {
-  i64 pitch = 0;      // band row length: input columns [-pad_before, (OW-1)*stride - pad_before + ek)
-  i64 out_rows = 0;   // output rows per band
+  i64 pitch = 0;  // band row length: input columns [-pad_before, (OW-1)*stride - pad_before + ek)
+  i64 out_rows = 0;  // output rows per band
   i64 per_slice = 0;  // bands per output slice
-  i64 in_rows = 0;    // band rows of a full band
+  i64 in_rows = 0;  // band rows of a full band
   bool flat = false;  // stride 1 on H and W: a band's outputs are one loop
 };
 
@@ -471,7 +469,7 @@ struct BandTask {
 };
 
 BandTask band_task(const Windows& w, const Bands& b, i64 item) {
-  const AxisWindows &ah = w.axis[1];
+  const AxisWindows& ah = w.axis[1];
   const i64 OD = w.axis[0].out();
   BandTask t;
   const i64 band = item % b.per_slice;
@@ -517,16 +515,24 @@ std::vector<i64> tap_offsets(const Windows& w, i64 pitch) {
 template <Extremum W>
 struct KeepExtremum {
   template <class T>
-  static T first(T v) { return v; }
+  static T first(T v) {
+    return v;
+  }
   template <class T>
-  static T fold(T cur, T v) { return replaces<W>(v, cur) ? v : cur; }
+  static T fold(T cur, T v) {
+    return replaces<W>(v, cur) ? v : cur;
+  }
 };
 
 struct Add {
   template <class T>
-  static T first(T v) { return T(0) + v; }  // sums start from zero
+  static T first(T v) {
+    return T(0) + v;
+  }  // sums start from zero
   template <class T>
-  static T fold(T cur, T v) { return cur + v; }
+  static T fold(T cur, T v) {
+    return cur + v;
+  }
 };
 
 // For each of `rows` output rows r (band rows r*row_step apart, output rows out_pitch apart):
@@ -556,14 +562,21 @@ void fold_taps(const T* src, const std::vector<i64>& offsets, i64 rows, i64 row_
   constexpr size_t kGroup = 4;
   for (size_t k = 0; k < offsets.size(); k += kGroup) {
     const bool start = first && k == 0;
-#define CONVKERN_FOLD(n)                                                                                    \
+#define CONVKERN_FOLD(n)                                                                                          \
   (start ? fold_tap_group<Op, n, true, kStride>(src, &offsets[k], rows, row_step, length, stride, out, out_pitch) \
          : fold_tap_group<Op, n, false, kStride>(src, &offsets[k], rows, row_step, length, stride, out, out_pitch))
     switch (std::min(kGroup, offsets.size() - k)) {
-      case 4: CONVKERN_FOLD(4); break;
-      case 3: CONVKERN_FOLD(3); break;
-      case 2: CONVKERN_FOLD(2); break;
-      default: CONVKERN_FOLD(1);
+      case 4:
+        CONVKERN_FOLD(4);
+        break;
+      case 3:
+        CONVKERN_FOLD(3);
+        break;
+      case 2:
+        CONVKERN_FOLD(2);
+        break;
+      default:
+        CONVKERN_FOLD(1);
     }
 #undef CONVKERN_FOLD
   }
@@ -797,18 +810,18 @@ void extremum_windows_nchw(const Windows& w, const T* x, T* y, i64* idx) {
   const i64 OD = w.axis[0].out(), OH = w.axis[1].out(), OW = w.axis[2].out();
   parallel_ranges(w.planes * OD * OH, double(OW) * double(w.in_plane) / double(std::max<i64>(1, OD * OH)),
                   [&](i64 first, i64 last) {
-    for (i64 item = first; item < last; ++item) {  // item = output row (plane, od, oh)
-      const i64 plane = item / (OD * OH), od = item / OH % OD, oh = item % OH;
-      for (i64 ow = 0; ow < OW; ++ow) {
-        T best;
-        i64 pos;
-        extremum_window_nchw<W>(x + plane * w.in_plane, w, w.axis[0].span[od], w.axis[1].span[oh],
-                                w.axis[2].span[ow], best, pos);
-        y[item * OW + ow] = best;
-        if constexpr (kIndex) idx[item * OW + ow] = pos;
-      }
-    }
-  });
+                    for (i64 item = first; item < last; ++item) {  // item = output row (plane, od, oh)
+                      const i64 plane = item / (OD * OH), od = item / OH % OD, oh = item % OH;
+                      for (i64 ow = 0; ow < OW; ++ow) {
+                        T best;
+                        i64 pos;
+                        extremum_window_nchw<W>(x + plane * w.in_plane, w, w.axis[0].span[od], w.axis[1].span[oh],
+                                                w.axis[2].span[ow], best, pos);
+                        y[item * OW + ow] = best;
+                        if constexpr (kIndex) idx[item * OW + ow] = pos;
+                      }
+                    }
+                  });
 }
 
 template <class T>
@@ -816,17 +829,17 @@ void avg_windows_nchw(const Windows& w, const AvgDivisor& rule, const T* x, T* y
   const i64 OD = w.axis[0].out(), OH = w.axis[1].out(), OW = w.axis[2].out();
   parallel_ranges(w.planes * OD * OH, double(OW) * double(w.in_plane) / double(std::max<i64>(1, OD * OH)),
                   [&](i64 first, i64 last) {
-    for (i64 item = first; item < last; ++item) {
-      const i64 plane = item / (OD * OH), od = item / OH % OD, oh = item % OH;
-      const T* xp = x + plane * w.in_plane;
-      for (i64 ow = 0; ow < OW; ++ow) {
-        T sum = 0;
-        for_each_run(w, w.axis[0].span[od], w.axis[1].span[oh], w.axis[2].span[ow],
-                     [&](i64 offset, i64 n, i64) { sum = accumulate_run(sum, xp + offset, n); });
-        y[item * OW + ow] = sum / static_cast<T>(window_divisor(w, rule, od, oh, ow));
-      }
-    }
-  });
+                    for (i64 item = first; item < last; ++item) {
+                      const i64 plane = item / (OD * OH), od = item / OH % OD, oh = item % OH;
+                      const T* xp = x + plane * w.in_plane;
+                      for (i64 ow = 0; ow < OW; ++ow) {
+                        T sum = 0;
+                        for_each_run(w, w.axis[0].span[od], w.axis[1].span[oh], w.axis[2].span[ow],
+                                     [&](i64 offset, i64 n, i64) { sum = accumulate_run(sum, xp + offset, n); });
+                        y[item * OW + ow] = sum / static_cast<T>(window_divisor(w, rule, od, oh, ow));
+                      }
+                    }
+                  });
 }
 
 template <class T>
@@ -934,7 +947,8 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
   const i64 OD = ad.out(), OH = ah.out(), OW = aw.out(), IH = ah.in, IW = aw.in;
   const i64 batch = w.planes / C, rows = batch * OD * OH;
   const ChannelBlocks cb = channel_blocks<T>(C, rows);
-  const double work = double(OW) * double(cb.size) * double(std::max<i64>(1, w.in_plane / std::max<i64>(1, w.out_plane)));
+  const double work = double(OW) * double(cb.size) *
+                      double(std::max<i64>(1, w.in_plane / std::max<i64>(1, w.out_plane)));
   parallel_ranges(rows * cb.count, work, [&](i64 first, i64 last) {
     for (i64 item = first; item < last; ++item) {  // item = (output row (n, od, oh), channel block)
       const i64 row = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
@@ -981,7 +995,8 @@ void avg_forward_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* 
   const i64 OD = ad.out(), OH = ah.out(), OW = aw.out(), IH = ah.in, IW = aw.in;
   const i64 batch = w.planes / C, rows = batch * OD * OH;
   const ChannelBlocks cb = channel_blocks<T>(C, rows);
-  const double work = double(OW) * double(cb.size) * double(std::max<i64>(1, w.in_plane / std::max<i64>(1, w.out_plane)));
+  const double work = double(OW) * double(cb.size) *
+                      double(std::max<i64>(1, w.in_plane / std::max<i64>(1, w.out_plane)));
   parallel_ranges(rows * cb.count, work, [&](i64 first, i64 last) {
     for (i64 item = first; item < last; ++item) {
       const i64 row = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
@@ -1146,11 +1161,10 @@ void adaptive_extremum_pool_forward(const AdaptivePoolGeometry& g, const Layout&
 }
 
 template <class T>
-i64 extremum_pool_backward(i64 planes, i64 in_plane, i64 out_plane, const Layout& layout, const T* dy,
-                           const i64* idx, T* dx) {
+i64 extremum_pool_backward(i64 planes, i64 in_plane, i64 out_plane, const Layout& layout, const T* dy, const i64* idx,
+                           T* dx) {
   if (planes == 0) return -1;
-  if (layout.channels_last)
-    return extremum_backward_nhwc(planes, in_plane, out_plane, layout.channels, dy, idx, dx);
+  if (layout.channels_last) return extremum_backward_nhwc(planes, in_plane, out_plane, layout.channels, dy, idx, dx);
   return extremum_backward_nchw(planes, in_plane, out_plane, dy, idx, dx);
 }
 
@@ -1174,14 +1188,14 @@ void adaptive_avg_pool_backward(const AdaptivePoolGeometry& g, const Layout& lay
   avg_backward(windows_of(g), layout, AvgDivisor{}, dy, dx);
 }
 
-#define CONVKERN_INSTANTIATE(T)                                                                              \
-  template void extremum_pool_forward<T>(const PoolGeometry&, const Layout&, Extremum, const T*, T*, i64*);  \
-  template void adaptive_extremum_pool_forward<T>(const AdaptivePoolGeometry&, const Layout&, Extremum,      \
-                                                  const T*, T*, i64*);                                       \
-  template i64 extremum_pool_backward<T>(i64, i64, i64, const Layout&, const T*, const i64*, T*);            \
-  template void avg_pool_forward<T>(const PoolGeometry&, const Layout&, const AvgPoolOptions&, const T*, T*); \
-  template void avg_pool_backward<T>(const PoolGeometry&, const Layout&, const AvgPoolOptions&, const T*, T*); \
-  template void adaptive_avg_pool_forward<T>(const AdaptivePoolGeometry&, const Layout&, const T*, T*);      \
+#define CONVKERN_INSTANTIATE(T)                                                                                       \
+  template void extremum_pool_forward<T>(const PoolGeometry&, const Layout&, Extremum, const T*, T*, i64*);           \
+  template void adaptive_extremum_pool_forward<T>(const AdaptivePoolGeometry&, const Layout&, Extremum, const T*, T*, \
+                                                  i64*);                                                              \
+  template i64 extremum_pool_backward<T>(i64, i64, i64, const Layout&, const T*, const i64*, T*);                     \
+  template void avg_pool_forward<T>(const PoolGeometry&, const Layout&, const AvgPoolOptions&, const T*, T*);         \
+  template void avg_pool_backward<T>(const PoolGeometry&, const Layout&, const AvgPoolOptions&, const T*, T*);        \
+  template void adaptive_avg_pool_forward<T>(const AdaptivePoolGeometry&, const Layout&, const T*, T*);               \
   template void adaptive_avg_pool_backward<T>(const AdaptivePoolGeometry&, const Layout&, const T*, T*);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)

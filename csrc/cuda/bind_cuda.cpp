@@ -43,18 +43,25 @@ enum class DType { kFloat16, kFloat32, kFloat64, kInt64, kUInt8, kOther };
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kFloat16: return "float16";
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
-    case DType::kInt64: return "int64";
-    case DType::kUInt8: return "uint8";
-    default: return "an unsupported dtype";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat64:
+      return "float64";
+    case DType::kInt64:
+      return "int64";
+    case DType::kUInt8:
+      return "uint8";
+    default:
+      return "an unsupported dtype";
   }
 }
 
 std::string shape_str(const std::vector<i64>& s) {
   std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) r += std::to_string(s[i]) + (i + 1 < s.size() ? ", " : (s.size() == 1 ? "," : ""));
+  for (size_t i = 0; i < s.size(); ++i)
+    r += std::to_string(s[i]) + (i + 1 < s.size() ? ", " : (s.size() == 1 ? "," : ""));
   return r + ")";
 }
 
@@ -90,11 +97,17 @@ DType parse_typestr(const std::string& t) {
 
 i64 itemsize(DType t) {
   switch (t) {
-    case DType::kFloat16: return 2;
-    case DType::kFloat32: return 4;
-    case DType::kFloat64: case DType::kInt64: return 8;
-    case DType::kUInt8: return 1;
-    default: return 0;
+    case DType::kFloat16:
+      return 2;
+    case DType::kFloat32:
+      return 4;
+    case DType::kFloat64:
+    case DType::kInt64:
+      return 8;
+    case DType::kUInt8:
+      return 1;
+    default:
+      return 0;
   }
 }
 
@@ -163,16 +176,22 @@ struct ElementType {
 template <class F>
 void with_element_type(DType dt, F&& f) {
   switch (dt) {
-    case DType::kFloat16: f(ElementType<__half>{}); return;
-    case DType::kFloat32: f(ElementType<float>{}); return;
-    case DType::kFloat64: f(ElementType<double>{}); return;
-    default: throw std::logic_error(std::string("with_element_type: ") + dtype_name(dt) + " is not a float dtype");
+    case DType::kFloat16:
+      f(ElementType<__half>{});
+      return;
+    case DType::kFloat32:
+      f(ElementType<float>{});
+      return;
+    case DType::kFloat64:
+      f(ElementType<double>{});
+      return;
+    default:
+      throw std::logic_error(std::string("with_element_type: ") + dtype_name(dt) + " is not a float dtype");
   }
 }
 
 void require(const DevArray& a, DType dt, const std::vector<i64>& shape, bool writeable) {
-  if (a.dtype != dt)
-    throw py::type_error(a.name + " must have dtype " + dtype_name(dt) + ", got typestr " + a.typestr);
+  if (a.dtype != dt) throw py::type_error(a.name + " must have dtype " + dtype_name(dt) + ", got typestr " + a.typestr);
   if (a.shape != shape)
     throw std::invalid_argument(a.name + " must have shape " + shape_str(shape) + ", got " + shape_str(a.shape));
   if (writeable && a.readonly) throw std::invalid_argument(a.name + " must be writeable");
@@ -205,8 +224,10 @@ class DeviceScope {
     }
     if (device >= 0) {
       ckc::check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
-      if (previous_ != device) ckc::check_cuda(cudaSetDevice(device), "cudaSetDevice");
-      else previous_ = -1;
+      if (previous_ != device)
+        ckc::check_cuda(cudaSetDevice(device), "cudaSetDevice");
+      else
+        previous_ = -1;
     }
   }
   ~DeviceScope() {
@@ -235,16 +256,15 @@ struct ConvArgs {
 ConvArgs conv_args(py::handle obj) {
   if (py::isinstance<ConvArgs>(obj)) return obj.cast<ConvArgs>();
   try {
-    return ConvArgs{obj.attr("stride").cast<Vec3>(),   obj.attr("pad_before").cast<Vec3>(),
-                    obj.attr("pad_after").cast<Vec3>(), obj.attr("dilation").cast<Vec3>(),
-                    obj.attr("groups").cast<i64>(),     obj.attr("rank").cast<int>(),
+    return ConvArgs{obj.attr("stride").cast<Vec3>(),       obj.attr("pad_before").cast<Vec3>(),
+                    obj.attr("pad_after").cast<Vec3>(),    obj.attr("dilation").cast<Vec3>(),
+                    obj.attr("groups").cast<i64>(),        obj.attr("rank").cast<int>(),
                     obj.attr("channels_last").cast<bool>()};
   } catch (py::error_already_set& e) {
     throw py::type_error(std::string("args must be a ConvArgs (stride, pad_before, pad_after, dilation, groups, "
-                                     "rank, channels_last): ") + e.what());
-  } catch (py::cast_error& e) {
-    throw py::type_error(std::string("args must be a ConvArgs: ") + e.what());
-  }
+                                     "rank, channels_last): ") +
+                         e.what());
+  } catch (py::cast_error& e) { throw py::type_error(std::string("args must be a ConvArgs: ") + e.what()); }
 }
 
 std::vector<i64> logical_shape(const DevArray& a, bool last) {
@@ -260,9 +280,8 @@ std::vector<i64> physical_shape(const std::vector<i64>& s, bool last) {
 }
 
 convkern::ConvGeometry geometry(const ConvArgs& a, const std::vector<i64>& xs, const std::vector<i64>& ws) {
-  return convkern::make_conv_geometry(a.rank, xs[0], xs[1], xs.data() + 2, ws[0], ws[1], ws.data() + 2,
-                                      a.stride.data(), a.pad_before.data(), a.pad_after.data(), a.dilation.data(),
-                                      a.groups);
+  return convkern::make_conv_geometry(a.rank, xs[0], xs[1], xs.data() + 2, ws[0], ws[1], ws.data() + 2, a.stride.data(),
+                                      a.pad_before.data(), a.pad_after.data(), a.dilation.data(), a.groups);
 }
 
 std::vector<i64> out_shape(const convkern::ConvGeometry& g) { return {g.N, g.K, g.out[0], g.out[1], g.out[2]}; }
@@ -305,8 +324,8 @@ void conv_backward_data(py::handle dy, py::handle w, py::handle dx, py::handle a
   py::gil_scoped_release nogil;
   with_element_type(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    ckc::conv_backward_data<T>(g, a.channels_last, DY.data<T>(), W.data<T>(), B ? B->data<T>() : nullptr,
-                               DX.data<T>(), as_stream(stream));
+    ckc::conv_backward_data<T>(g, a.channels_last, DY.data<T>(), W.data<T>(), B ? B->data<T>() : nullptr, DX.data<T>(),
+                               as_stream(stream));
   });
 }
 
@@ -316,9 +335,8 @@ std::size_t conv_backward_weight_workspace(py::handle x, py::handle dw, py::hand
   require_ndim(DW, 5);
   const auto g = geometry(a, logical_shape(X, a.channels_last), DW.shape);
   std::size_t bytes = 0;
-  with_element_type(float_dtype(X), [&](auto tag) {
-    bytes = ckc::conv_backward_weight_workspace<typename decltype(tag)::type>(g);
-  });
+  with_element_type(float_dtype(X),
+                    [&](auto tag) { bytes = ckc::conv_backward_weight_workspace<typename decltype(tag)::type>(g); });
   return bytes;
 }
 
@@ -407,10 +425,9 @@ std::vector<i64> pool_shape(const PoolView& v, const i64* spatial) {
 
 convkern::PoolGeometry pool_geometry(const PoolView& v, int rank, const Vec3& k, const Vec3& s, const Vec3& pb,
                                      const Vec3& pa, const Vec3& d, bool ceil_mode, bool same_or_valid) {
-  return convkern::make_pool_geometry(rank, v.layout.N * v.layout.C, v.spatial.data(), k.data(), s.data(), pb.data(),
-                                      pa.data(), d.data(), ceil_mode,
-                                      same_or_valid ? convkern::PoolPadding::kSameOrValid
-                                                    : convkern::PoolPadding::kExplicit);
+  return convkern::make_pool_geometry(
+      rank, v.layout.N * v.layout.C, v.spatial.data(), k.data(), s.data(), pb.data(), pa.data(), d.data(), ceil_mode,
+      same_or_valid ? convkern::PoolPadding::kSameOrValid : convkern::PoolPadding::kExplicit);
 }
 
 void require_indices(const DevArray& idx, const std::vector<i64>& shape, bool writeable) {
@@ -447,9 +464,8 @@ void raise_bad_index(const ckc::PoolIndexCheck& verdict, i64 in_plane) {
 
 // Shared by the plain and adaptive max/min backward: exactly one of g / ag is given.
 void extremum_backward_common(const DevArray& DY, const DevArray& I, const DevArray& DX,
-                              const std::optional<DevArray>& WS, const PoolView& v,
-                              const convkern::PoolGeometry* g, const convkern::AdaptivePoolGeometry* ag,
-                              std::uintptr_t stream) {
+                              const std::optional<DevArray>& WS, const PoolView& v, const convkern::PoolGeometry* g,
+                              const convkern::AdaptivePoolGeometry* ag, std::uintptr_t stream) {
   const DType dt = float_dtype(DY);
   const i64* out_sp = g ? g->out : ag->out;
   const auto yshape = pool_shape(v, out_sp);
@@ -676,21 +692,21 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("extremum_pool_forward", &extremum_pool_forward, "input"_a, "out"_a, "indices"_a, "kernel"_a, "stride"_a,
         "pad_before"_a, "pad_after"_a, "dilation"_a, "ceil_mode"_a, "same_or_valid"_a, "is_min"_a, "rank"_a,
         "channels_last"_a = false, "stream"_a = 0);
-  m.def("extremum_pool_backward", &extremum_pool_backward, "grad_output"_a, "indices"_a, "grad_input"_a,
-        "workspace"_a, "kernel"_a, "stride"_a, "pad_before"_a, "pad_after"_a, "dilation"_a, "ceil_mode"_a,
-        "same_or_valid"_a, "rank"_a, "channels_last"_a = false, "stream"_a = 0,
+  m.def("extremum_pool_backward", &extremum_pool_backward, "grad_output"_a, "indices"_a, "grad_input"_a, "workspace"_a,
+        "kernel"_a, "stride"_a, "pad_before"_a, "pad_after"_a, "dilation"_a, "ceil_mode"_a, "same_or_valid"_a, "rank"_a,
+        "channels_last"_a = false, "stream"_a = 0,
         "workspace: None trusts the indices (they came from the forward); a device buffer of "
         "pool_index_check_bytes validates them first (synchronises the stream).");
   m.def("avg_pool_forward", &avg_pool_forward, "input"_a, "out"_a, "kernel"_a, "stride"_a, "pad_before"_a,
         "pad_after"_a, "ceil_mode"_a, "same_or_valid"_a, "count_include_pad"_a, "divisor_override"_a, "rank"_a,
         "channels_last"_a = false, "stream"_a = 0);
   m.def("avg_pool_backward", &avg_pool_backward, "grad_output"_a, "grad_input"_a, "kernel"_a, "stride"_a,
-        "pad_before"_a, "pad_after"_a, "ceil_mode"_a, "same_or_valid"_a, "count_include_pad"_a,
-        "divisor_override"_a, "rank"_a, "channels_last"_a = false, "stream"_a = 0);
+        "pad_before"_a, "pad_after"_a, "ceil_mode"_a, "same_or_valid"_a, "count_include_pad"_a, "divisor_override"_a,
+        "rank"_a, "channels_last"_a = false, "stream"_a = 0);
   m.def("adaptive_avg_pool_forward", &adaptive_avg_pool_forward, "input"_a, "out"_a, "output_size"_a, "rank"_a,
         "channels_last"_a = false, "stream"_a = 0);
-  m.def("adaptive_avg_pool_backward", &adaptive_avg_pool_backward, "grad_output"_a, "grad_input"_a,
-        "output_size"_a, "rank"_a, "channels_last"_a = false, "stream"_a = 0);
+  m.def("adaptive_avg_pool_backward", &adaptive_avg_pool_backward, "grad_output"_a, "grad_input"_a, "output_size"_a,
+        "rank"_a, "channels_last"_a = false, "stream"_a = 0);
   m.def("adaptive_max_pool_forward", &adaptive_max_pool_forward, "input"_a, "out"_a, "indices"_a, "output_size"_a,
         "rank"_a, "channels_last"_a = false, "stream"_a = 0);
   m.def("adaptive_max_pool_backward", &adaptive_max_pool_backward, "grad_output"_a, "indices"_a, "grad_input"_a,
@@ -711,8 +727,11 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("set_conv_allow_tf32", &ckc::set_conv_allow_tf32, "allow"_a,
         "Whether kernel version 3 may compute float32 convolutions as TF32 on tensor cores (default False).");
   m.def("conv_allow_tf32", &ckc::conv_allow_tf32, "Whether TF32 is allowed for float32 convolutions.");
-  m.def("synchronize", [] {
-    py::gil_scoped_release nogil;
-    ckc::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-  }, "Waits for all work on the current device (tests and benchmarks).");
+  m.def(
+      "synchronize",
+      [] {
+        py::gil_scoped_release nogil;
+        ckc::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+      },
+      "Waits for all work on the current device (tests and benchmarks).");
 }

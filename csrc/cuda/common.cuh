@@ -44,6 +44,13 @@ inline void require_int32(i64 value, const char* what) {
   if (value < 0 || value > kInt32IndexLimit) refuse_size(what, value, kInt32IndexLimit);
 }
 
+// Extents that shape.h only bounds as a whole (padded input, dilated kernel) may pass int64 on
+// their own: check them in 128 bits before narrowing.
+inline void require_int32(i128 value, const char* what) {
+  if (value < 0 || value > kInt32IndexLimit)
+    refuse_size(what, value > i128(kInt32IndexLimit) ? std::numeric_limits<i64>::max() : i64(value), kInt32IndexLimit);
+}
+
 inline unsigned grid_x(i64 blocks) {
   if (blocks > kMaxGridX) refuse_size("the number of thread blocks", blocks, kMaxGridX);
   return static_cast<unsigned>(blocks);

@@ -64,9 +64,9 @@ struct ConvDims {
 
 ConvDims make_dims(const ConvGeometry& g) {
   for (int a = 0; a < 3; ++a) {
-    require_int32(g.in[a] + g.pad_before[a] + g.pad_after[a], "a padded input extent");
+    require_int32(i128(g.in[a]) + g.pad_before[a] + g.pad_after[a], "a padded input extent");
     require_int32(g.stride[a], "a stride");
-    require_int32(g.dilation[a] * (g.kernel[a] - 1) + 1, "a dilated kernel extent");
+    require_int32(effective_kernel128(g.kernel[a], g.dilation[a]), "a dilated kernel extent");
   }
   require_int32(g.C * g.in_plane(), "the input elements per sample (C*D*H*W)");
   require_int32(g.K * g.out_plane(), "the output elements per sample (K*oD*oH*oW)");
@@ -110,8 +110,8 @@ struct KFast {
 // tile. load_a(k0, v) / load_b(k0, v) fill the thread's 4 elements of step k0 (zeros past the
 // operand's edges, including k >= k_end), placed in the tile by MapA / MapB.
 template <class T, class MapA, class MapB, class LoadA, class LoadB>
-__device__ __forceinline__ void gemm_mainloop(int k_begin, int k_end, const LoadA& load_a, const LoadB& load_b,
-                                              int tm, int tn, T (&acc)[4][4]) {
+__device__ __forceinline__ void gemm_mainloop(int k_begin, int k_end, const LoadA& load_a, const LoadB& load_b, int tm,
+                                              int tn, T (&acc)[4][4]) {
   __shared__ T As[2][kBK][kBM + 1];
   __shared__ T Bs[2][kBK][kBN + 1];
   const int tid = threadIdx.x;
@@ -160,8 +160,8 @@ __device__ __forceinline__ void zero(T (&acc)[4][4]) {
 // rows m = (image, position) of [0, rows), positions per image `plane`; columns = the group's
 // channels c of [0, per_group), `channels` in all; bias per channel (may be null); either layout.
 template <class T, bool kLast, class A>
-__device__ __forceinline__ void store_activation_tile(const A (&acc)[4][4], int m0, int n0, int tm, int tn,
-                                                      int rows, int plane, int per_group, int channels, int gi,
+__device__ __forceinline__ void store_activation_tile(const A (&acc)[4][4], int m0, int n0, int tm, int tn, int rows,
+                                                      int plane, int per_group, int channels, int gi,
                                                       const T* __restrict__ bias, T* __restrict__ out) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -276,8 +276,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_data_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
-                            const T* __restrict__ bias, T* __restrict__ dx, int group0) {
+    conv_backward_data_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, const T* __restrict__ bias,
+                            T* __restrict__ dx, int group0) {
   using A = acc_t<T>;
   const int tid = threadIdx.x;
   const int gi = group0 + int(blockIdx.z);
@@ -375,8 +375,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_weight_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
-                              acc_t<T>* __restrict__ dst, int group0, int splits, int chunk) {
+    conv_backward_weight_gemm(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x, acc_t<T>* __restrict__ dst,
+                              int group0, int splits, int chunk) {
   using A = acc_t<T>;
   const int tid = threadIdx.x;
   const int split = int(blockIdx.z) % splits, gi = group0 + int(blockIdx.z) / splits;
@@ -785,8 +785,8 @@ void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims&
         launch("igemm_dgrad_simt", v2::igemm_dgrad_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
                out, g0, partial, int(splits), int(chunk));
       else if (use_tensorop<T>())
-        launch("igemm_fprop_tensorop", v2::igemm_fprop_tensorop<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a,
-               w, bias, out, g0, partial, int(splits), int(chunk));
+        launch("igemm_fprop_tensorop", v2::igemm_fprop_tensorop<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w,
+               bias, out, g0, partial, int(splits), int(chunk));
       else
         launch("igemm_fprop_simt", v2::igemm_fprop_simt<T, L, BM, BM>, grid, dim3(Tile::kThreads), s, dm, a, w, bias,
                out, g0, partial, int(splits), int(chunk));
@@ -959,8 +959,8 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
         const unsigned kt = grid_yz(div_up(g.K_per_group(), BM), "output channel tiles per group");
         for_group_chunks(g.groups, sp.splits, [&](int g0, i64 count) {
           const dim3 grid(rt, kt, unsigned(count * sp.splits));
-          launch("igemm_wgrad_simt", v2::igemm_wgrad_simt<T, L, BM, BM>, grid, dim3(v2::Tile<BM, BM>::kThreads), s,
-                 dm, dy, x, dst, g0, int(sp.splits), int(chunk), int(steps));
+          launch("igemm_wgrad_simt", v2::igemm_wgrad_simt<T, L, BM, BM>, grid, dim3(v2::Tile<BM, BM>::kThreads), s, dm,
+                 dy, x, dst, g0, int(sp.splits), int(chunk), int(steps));
         });
       };
       using Large = std::integral_constant<int, 128>;
@@ -980,11 +980,11 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
   for_group_chunks(g.groups, sp.splits, [&](int g0, i64 count) {
     const dim3 grid(rt, kt, unsigned(count * sp.splits));
     if (last)
-      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, true>, grid, kThreads, s, d, dy, x, dst,
-             g0, int(sp.splits), int(sp.chunk));
+      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, true>, grid, kThreads, s, d, dy, x, dst, g0,
+             int(sp.splits), int(sp.chunk));
     else
-      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, false>, grid, kThreads, s, d, dy, x, dst,
-             g0, int(sp.splits), int(sp.chunk));
+      launch("conv_backward_weight_gemm", conv_backward_weight_gemm<T, false>, grid, kThreads, s, d, dy, x, dst, g0,
+             int(sp.splits), int(sp.chunk));
   });
   if (partial) {
     const i64 blocks = std::min<i64>(div_up(wcount, kThreads), 65536);
@@ -1018,8 +1018,8 @@ void set_conv_allow_tf32(bool allow) { g_allow_tf32.store(allow, std::memory_ord
 
 bool conv_allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
 
-#define CONVKERN_INSTANTIATE(T)                                                                                    \
-  template std::size_t conv_backward_weight_workspace<T>(const ConvGeometry&);                                     \
+#define CONVKERN_INSTANTIATE(T)                                                                                   \
+  template std::size_t conv_backward_weight_workspace<T>(const ConvGeometry&);                                    \
   template void conv_forward<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*, cudaStream_t);       \
   template void conv_backward_data<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*, cudaStream_t); \
   template void conv_backward_weight<T>(const ConvGeometry&, bool, const T*, const T*, T*, void*, std::size_t,    \

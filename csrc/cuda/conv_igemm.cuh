@@ -51,12 +51,12 @@ constexpr int kFarOutside = -(1 << 30);
 
 struct Dims {
   ConvDims c;
-  FastDiv chunks;        // reduction steps per filter position (channel chunks of 8)
-  FastDiv khw, kw;       // filter position -> kd, kh, kw
-  FastDiv plane;         // positions per image of the GEMM rows: P (forward, backward weight), Q (backward data)
-  FastDiv ohw, ow;       // output position -> od, oh, ow
+  FastDiv chunks;  // reduction steps per filter position (channel chunks of 8)
+  FastDiv khw, kw;  // filter position -> kd, kh, kw
+  FastDiv plane;  // positions per image of the GEMM rows: P (forward, backward weight), Q (backward data)
+  FastDiv ohw, ow;  // output position -> od, oh, ow
   FastDiv wchunks, odh, oh;  // backward weight: step -> (output row, ow chunk); row -> n, od, oh
-  FastDiv sd, sh, sw;    // backward data: output coordinate from input coordinate + padding
+  FastDiv sd, sh, sw;  // backward data: output coordinate from input coordinate + padding
 };
 
 template <int BM, int BN, int BK = 8>
@@ -79,7 +79,7 @@ struct Tile {
 template <int kRows, int kThreadsN, int kBK, bool kContig>
 struct Map {
   static constexpr int kPerRow = kThreadsN / kRows;  // threads per row
-  static constexpr int kPer = kBK / kPerRow;         // elements per thread
+  static constexpr int kPer = kBK / kPerRow;  // elements per thread
   static constexpr int kDepth = kBK;
   static constexpr int kStep = kContig ? 1 : kPerRow;  // between a thread's consecutive elements
   static __device__ __forceinline__ int row(int tid) { return kContig ? tid / kPerRow : tid % kRows; }
@@ -185,7 +185,8 @@ __device__ __forceinline__ void store_activations(const float (&acc)[8][8], int 
 // rows x per_group tile of group gi, at partial[((split * groups + gi) * rows + m) * per_group + c].
 template <class TT>
 __device__ __forceinline__ void store_partial(const float (&acc)[8][8], int m0, int n0, int tm, int tn, int rows,
-                                              int per_group, int groups, int split, int gi, float* __restrict__ partial) {
+                                              int per_group, int groups, int split, int gi,
+                                              float* __restrict__ partial) {
   float* base = partial + (i64(split) * groups + gi) * rows * per_group;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -304,12 +305,11 @@ __device__ __forceinline__ void tensorop_mainloop(int steps, const LoadA& load_a
       }
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        float(&c)[4] = acc[4 * i + j];
+        float (&c)[4] = acc[4 * i + j];
         if constexpr (kHalf)
-          asm volatile(
-              "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
-              : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-              : "r"(a[0]), "r"(a[1]), "r"(b[j][0]));
+          asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+                       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                       : "r"(a[0]), "r"(a[1]), "r"(b[j][0]));
         else
           asm volatile(
               "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -371,7 +371,7 @@ __device__ __forceinline__ void fprop_body(const Dims& dm, const T* __restrict__
     d0 = m_ok ? od * d.sd - d.pd : kFarOutside, h0 = oh * d.sh - d.ph, w0 = ow * d.sw - d.pw;
     a_base = kLast ? x + i64(n) * d.Q * d.C + i64(gi) * d.Cg : x + (i64(n) * d.C + i64(gi) * d.Cg) * d.Q;
   }
-  auto load_a = [&](int t, float(&v)[MapA::kPer]) {
+  auto load_a = [&](int t, float (&v)[MapA::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), c0 = (st - q * dm.chunks.d) * kBK;
     const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
     const int id = d0 + kd * d.dd, ih = h0 + kh * d.dh, iw = w0 + kw * d.dw;
@@ -389,7 +389,7 @@ __device__ __forceinline__ void fprop_body(const Dims& dm, const T* __restrict__
   const int k = n0 + MapB::row(tid);
   const int cg_limit = k < d.Kg ? d.Cg : 0;  // no channel of a column past the GEMM's end is read
   const T* b_row = w + i64(gi * d.Kg + (k < d.Kg ? k : 0)) * d.R;
-  auto load_b = [&](int t, float(&v)[MapB::kPer]) {
+  auto load_b = [&](int t, float (&v)[MapB::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), c0 = (st - q * dm.chunks.d) * kBK;
     const int c_first = c0 + MapB::k(tid, 0);
     const T* first = b_row + c_first * d.kvol + q;
@@ -401,7 +401,7 @@ __device__ __forceinline__ void fprop_body(const Dims& dm, const T* __restrict__
   float acc[8][8];
   zero(acc);
   if constexpr (kTensorOp) {
-    float(&tc)[16][4] = reinterpret_cast<float(&)[16][4]>(acc);  // same 64 registers, tile order
+    float (&tc)[16][4] = reinterpret_cast<float (&)[16][4]>(acc);  // same 64 registers, tile order
     tensorop_mainloop<T, BM, BN, MapA, MapB>(s_end > s_begin ? s_end - s_begin : 0, load_a, load_b, tc);
     // acc[4i + j][r]: m16n8 tile (i, j) of the warp, C fragment element r.
     const int lane = tid % 32, warp = tid / 32, gid = lane / 4, tig = lane % 4;
@@ -489,7 +489,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     td = i_ok ? id + d.pd : -1, th = ih + d.ph, tw = iw + d.pw;  // -1: no output reaches a row past the end
     a_base = kLast ? dy + i64(n) * d.P * d.K + i64(gi) * d.Kg : dy + (i64(n) * d.K + i64(gi) * d.Kg) * d.P;
   }
-  auto load_a = [&](int t, float(&v)[MapA::kPer]) {
+  auto load_a = [&](int t, float (&v)[MapA::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), k0 = (st - q * dm.chunks.d) * kBK;
     const int kd = dm.khw.div(q), q2 = q - kd * d.khw, kh = dm.kw.div(q2), kw = q2 - kh * d.KW;
     const int ud = td - kd * d.dd, uh = th - kh * d.dh, uw = tw - kw * d.dw;
@@ -509,7 +509,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const int c = n0 + MapB::row(tid);
   const int kg_limit = c < d.Cg ? d.Kg : 0;  // nothing is read for a column past the GEMM's end
   const T* b_col = w + i64(gi) * d.Kg * d.R + (c < d.Cg ? c : 0) * d.kvol;
-  auto load_b = [&](int t, float(&v)[MapB::kPer]) {
+  auto load_b = [&](int t, float (&v)[MapB::kPer]) {
     const int st = s_begin + t, q = dm.chunks.div(st), k0 = (st - q * dm.chunks.d) * kBK;
     const int k_first = k0 + MapB::k(tid, 0);
     const T* first = b_col + i64(k_first) * d.R + q;
@@ -537,8 +537,8 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
 // or to dW itself when T is float and there is one chunk. Grid (R tiles, Kg tiles, groups * splits).
 template <class T, bool kLast, int BM, int BN>
 __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBlocks)
-    igemm_wgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ x, float* __restrict__ dst,
-                     int group0, int splits, int chunk, int steps_total) {
+    igemm_wgrad_simt(Dims dm, const T* __restrict__ dy, const T* __restrict__ x, float* __restrict__ dst, int group0,
+                     int splits, int chunk, int steps_total) {
   const ConvDims& d = dm.c;
   constexpr int NT = Tile<BM, BN>::kThreads, kBK = Tile<BM, BN>::kBK;
   using MapA = Map<BM, NT, kBK, !kLast>;  // channels-first: a thread's positions are adjacent in memory
@@ -565,7 +565,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
   const int k = m0 + MapA::row(tid);
   const bool k_ok = k < d.Kg;
   const int kk = gi * d.Kg + (k_ok ? k : 0);
-  auto load_a = [&](int t, float(&v)[MapA::kPer]) {
+  auto load_a = [&](int t, float (&v)[MapA::kPer]) {
     const Row w = row_of(t);
     const int ow_first = w.ow0 + MapA::k(tid, 0);
     const int p_first = (w.od * d.OH + w.oh) * d.OW + ow_first;
@@ -587,7 +587,7 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     off_d = kd * d.dd - d.pd, off_h = kh * d.dh - d.ph, off_w = kw * d.dw - d.pw;
     cc = gi * d.Cg + c;
   }
-  auto load_b = [&](int t, float(&v)[MapB::kPer]) {
+  auto load_b = [&](int t, float (&v)[MapB::kPer]) {
     const Row w = row_of(t);
     const int id = w.od * d.sd + off_d, ih = w.oh * d.sh + off_h;
     const bool row_ok = r_ok && inside(id, d.ID) && inside(ih, d.IH);
@@ -596,7 +596,8 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads, Tile<BM, BN>::kMinBloc
     // Cell (id, ih, iw_first) may lie outside the input (then only its offset is formed, never
     // dereferenced); element e is iw_first + e*step*sw, one multiply-add away.
     const int cell_first = (id * d.IH + ih) * d.IW + iw_first;
-    const T* first = kLast ? x + (i64(w.n) * d.Q + cell_first) * d.C + cc : x + (i64(w.n) * d.C + cc) * d.Q + cell_first;
+    const T* first = kLast ? x + (i64(w.n) * d.Q + cell_first) * d.C + cc
+                           : x + (i64(w.n) * d.C + cc) * d.Q + cell_first;
     const int iw_step = MapB::kStep * d.sw;
     const int stride = kLast ? iw_step * d.C : iw_step;
 #pragma unroll

@@ -49,14 +49,14 @@ constexpr int kWarpWindowCells = 32;
 
 template <class I>
 struct PoolDims {
-  I N, C;                       // planes = N*C; channels-first calls may pass (planes, 1)
-  I in[3], out[3];              // spatial extents (unit leading axes for lower ranks)
-  I k[3], s[3], d[3], pb[3];    // sliding windows: kernel, stride, dilation, padding before
-  I end_cap[3];                 // in + pad_after: where an average window's padded extent stops
+  I N, C;  // planes = N*C; channels-first calls may pass (planes, 1)
+  I in[3], out[3];  // spatial extents (unit leading axes for lower ranks)
+  I k[3], s[3], d[3], pb[3];  // sliding windows: kernel, stride, dilation, padding before
+  I end_cap[3];  // in + pad_after: where an average window's padded extent stops
   I in_plane, out_plane, ihw, ohw;
-  I total_in, total_out;        // elements of the input and of the output
-  int adaptive;                 // 1: adaptive windows (k, s, d, pb unused)
-  int avg_divisor;              // 0: padded window size, 1: in-bounds count, 2: override
+  I total_in, total_out;  // elements of the input and of the output
+  int adaptive;  // 1: adaptive windows (k, s, d, pb unused)
+  int avg_divisor;  // 0: padded window size, 1: in-bounds count, 2: override
   double divisor_override;
 };
 
@@ -440,9 +440,8 @@ __global__ void __launch_bounds__(kThreads)
 // [-1, in_plane) (integer atomicMin: the result does not depend on the order), and whether
 // any valid index lies outside its own window.
 template <class I, bool kLast>
-__global__ void __launch_bounds__(kThreads)
-    pool_check_indices(PoolDims<I> p, const i64* __restrict__ idx, unsigned long long* first_bad,
-                       unsigned int* outside) {
+__global__ void __launch_bounds__(kThreads) pool_check_indices(PoolDims<I> p, const i64* __restrict__ idx,
+                                                               unsigned long long* first_bad, unsigned int* outside) {
   for (I lin = I(blockIdx.x) * kThreads + threadIdx.x; lin < p.total_out; lin += I(gridDim.x) * kThreads) {
     const i64 v = idx[lin];
     if (v < -1 || v >= i64(p.in_plane)) {
@@ -544,8 +543,8 @@ void launch_forward_typed(const PoolCall& c, bool last, const T* x, T* y, i64* i
     const unsigned blocks = unsigned(std::min<i64>(div_up(c.total_out(), 8), i64(1) << 20));
     launch("pool_forward_warp", pool_forward_warp<T, I, kOp>, dim3(blocks), kThreads, s, p, x, y, idx);
   } else if (last) {
-    launch("pool_forward", pool_forward<T, I, kOp, true>, dim3(elementwise_blocks(c.total_out())), kThreads, s, p, x,
-           y, idx);
+    launch("pool_forward", pool_forward<T, I, kOp, true>, dim3(elementwise_blocks(c.total_out())), kThreads, s, p, x, y,
+           idx);
   } else {
     launch("pool_forward", pool_forward<T, I, kOp, false>, dim3(elementwise_blocks(c.total_out())), kThreads, s, p, x,
            y, idx);
@@ -742,21 +741,20 @@ void adaptive_avg_pool_backward(const AdaptivePoolGeometry& g, const PoolLayout&
   launch_gather<T, true>(c, layout.channels_last, dy, nullptr, dx, s);
 }
 
-#define CONVKERN_INSTANTIATE(T)                                                                                  \
-  template void extremum_pool_forward<T>(const PoolGeometry&, const PoolLayout&, bool, const T*, T*, i64*,        \
-                                         cudaStream_t);                                                          \
-  template void adaptive_max_pool_forward<T>(const AdaptivePoolGeometry&, const PoolLayout&, const T*, T*, i64*,  \
-                                             cudaStream_t);                                                      \
-  template PoolIndexCheck extremum_pool_backward<T>(const PoolGeometry*, const AdaptivePoolGeometry*,            \
-                                                    const PoolLayout&, const T*, const i64*, T*, void*,           \
-                                                    cudaStream_t);                                               \
-  template void avg_pool_forward<T>(const PoolGeometry&, const PoolLayout&, const AvgOptions&, const T*, T*,      \
-                                    cudaStream_t);                                                               \
-  template void avg_pool_backward<T>(const PoolGeometry&, const PoolLayout&, const AvgOptions&, const T*, T*,     \
-                                     cudaStream_t);                                                              \
-  template void adaptive_avg_pool_forward<T>(const AdaptivePoolGeometry&, const PoolLayout&, const T*, T*,        \
-                                             cudaStream_t);                                                      \
-  template void adaptive_avg_pool_backward<T>(const AdaptivePoolGeometry&, const PoolLayout&, const T*, T*,       \
+#define CONVKERN_INSTANTIATE(T)                                                                                        \
+  template void extremum_pool_forward<T>(const PoolGeometry&, const PoolLayout&, bool, const T*, T*, i64*,             \
+                                         cudaStream_t);                                                                \
+  template void adaptive_max_pool_forward<T>(const AdaptivePoolGeometry&, const PoolLayout&, const T*, T*, i64*,       \
+                                             cudaStream_t);                                                            \
+  template PoolIndexCheck extremum_pool_backward<T>(const PoolGeometry*, const AdaptivePoolGeometry*,                  \
+                                                    const PoolLayout&, const T*, const i64*, T*, void*, cudaStream_t); \
+  template void avg_pool_forward<T>(const PoolGeometry&, const PoolLayout&, const AvgOptions&, const T*, T*,           \
+                                    cudaStream_t);                                                                     \
+  template void avg_pool_backward<T>(const PoolGeometry&, const PoolLayout&, const AvgOptions&, const T*, T*,          \
+                                     cudaStream_t);                                                                    \
+  template void adaptive_avg_pool_forward<T>(const AdaptivePoolGeometry&, const PoolLayout&, const T*, T*,             \
+                                             cudaStream_t);                                                            \
+  template void adaptive_avg_pool_backward<T>(const AdaptivePoolGeometry&, const PoolLayout&, const T*, T*,            \
                                               cudaStream_t);
 CONVKERN_INSTANTIATE(__half)
 CONVKERN_INSTANTIATE(float)

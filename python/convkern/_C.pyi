@@ -25,14 +25,21 @@ __all__: list[str] = [
     "conv_output_shape",
     "conv_transpose_plan",
     "cpu_isa",
+    "effective_num_threads",
     "extremum_pool_backward",
     "extremum_pool_forward",
     "get_num_threads",
     "hardware_threads",
+    "isa_choice",
+    "isa_levels",
     "openmp",
     "pool_output_shape",
+    "release_scratch",
+    "reset_scratch_peak",
     "same_padding",
+    "scratch_stats",
     "set_num_threads",
+    "set_scratch_cache_limit",
 ]
 
 class ConvArgs:
@@ -41,22 +48,14 @@ class ConvArgs:
     """
     def __init__(
         self,
-        stride: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
-        ],
+        stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
         pad_before: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
+            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"
         ],
         pad_after: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
+            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"
         ],
-        dilation: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
-        ],
+        dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
         groups: typing.SupportsInt | typing.SupportsIndex,
         rank: typing.SupportsInt | typing.SupportsIndex,
         channels_last: bool,
@@ -106,34 +105,16 @@ def adaptive_pool_output_shape(
     rank: typing.SupportsInt | typing.SupportsIndex,
     batch: typing.SupportsInt | typing.SupportsIndex,
     channels: typing.SupportsInt | typing.SupportsIndex,
-    in_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    output_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    in_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    output_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
 ) -> typing.Annotated[list[int], "FixedSize(3)"]: ...
 def avg_pool_backward(
     grad_output: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
     grad_input: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     count_include_pad: bool,
@@ -144,22 +125,10 @@ def avg_pool_backward(
 def avg_pool_forward(
     input: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
     out: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     count_include_pad: bool,
@@ -202,60 +171,34 @@ def conv_output_shape(
 
 def conv_transpose_plan(
     rank: typing.SupportsInt | typing.SupportsIndex,
-    in_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    padding: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    in_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     output_padding: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
+        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"
     ],
-    dilation: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
 ) -> tuple[typing.Any, ...]:
     """
     (out, pad_after, in_extended) of a transposed convolution computed as a convolution's backward.
     """
 
 def cpu_isa() -> str: ...
+def effective_num_threads() -> int:
+    """
+    Threads a call from this thread would use now: the setting capped by this thread's OpenMP limit.
+    """
+
 def extremum_pool_backward(
     grad_output: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
     indices: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
     grad_input: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    dilation: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     rank: typing.SupportsInt | typing.SupportsIndex,
@@ -265,26 +208,11 @@ def extremum_pool_forward(
     input: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
     out: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
     indices: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]] | None,
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    dilation: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     is_min: bool,
@@ -293,42 +221,43 @@ def extremum_pool_forward(
 ) -> None: ...
 def get_num_threads() -> int: ...
 def hardware_threads() -> int: ...
+def isa_choice() -> dict[str, typing.Any]:
+    """
+    The kernel set in use, the widest this CPU runs, and CONVKERN_ISA as given.
+    """
+
 def openmp() -> bool: ...
 def pool_output_shape(
     rank: typing.SupportsInt | typing.SupportsIndex,
     batch: typing.SupportsInt | typing.SupportsIndex,
     channels: typing.SupportsInt | typing.SupportsIndex,
-    in_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    dilation: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    in_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
 ) -> typing.Annotated[list[int], "FixedSize(3)"]: ...
+def release_scratch() -> int:
+    """
+    Frees the scratch cache's idle blocks; returns the bytes freed.
+    """
+
+def reset_scratch_peak() -> None: ...
 def same_padding(
     in_size: typing.SupportsInt | typing.SupportsIndex,
     kernel: typing.SupportsInt | typing.SupportsIndex,
     stride: typing.SupportsInt | typing.SupportsIndex,
     dilation: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple[int, int]: ...
+def scratch_stats() -> dict[str, typing.Any]:
+    """
+    Kernel scratch memory: allocated now (in use plus cached), peak since reset_scratch_peak, cached, cache limit.
+    """
+
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+def set_scratch_cache_limit(bytes: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+
+isa_levels: str = "generic,avx2,avx512"

@@ -202,8 +202,10 @@ class _ConvCall:
             self.mode_pads = (before, after)
             shape = tuple(shape[:2]) + tuple(n + b_ + a_ for n, b_, a_ in zip(shape[2:], before, after))
             if max(shape[2:]) > 2**63 - 1:
-                raise ValueError(f"padding_mode={padding_mode!r}: the padded input size {tuple(shape[2:])} "
-                                 f"does not fit a 64-bit integer")
+                raise ValueError(
+                    f"padding_mode={padding_mode!r}: the padded input size {tuple(shape[2:])} "
+                    f"does not fit a 64-bit integer"
+                )
             before = after = [0] * rank
         self.kernel_shape = tuple(shape)
         self.args = _C.ConvArgs(stride, pad3(before, rank, 0), pad3(after, rank, 0), dilation, groups, rank, self.last)

@@ -17,18 +17,23 @@ __all__: list[str] = [
     "avg_pool_backward",
     "avg_pool_forward",
     "channel_sum",
+    "conv_allow_tf32",
     "conv_backward_data",
     "conv_backward_weight",
     "conv_backward_weight_workspace",
     "conv_forward",
+    "conv_kernel_version",
+    "conv_kernel_version_default",
+    "conv_kernel_version_latest",
     "device_count",
     "device_properties",
     "driver_version",
-    "emulated",
     "extremum_pool_backward",
     "extremum_pool_forward",
     "pool_index_check_bytes",
     "runtime_version",
+    "set_conv_allow_tf32",
+    "set_conv_kernel_version",
     "synchronize",
 ]
 
@@ -38,22 +43,14 @@ class ConvArgs:
     """
     def __init__(
         self,
-        stride: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
-        ],
+        stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
         pad_before: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
+            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"
         ],
         pad_after: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
+            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"
         ],
-        dilation: typing.Annotated[
-            collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-            "FixedSize(3)",
-        ],
+        dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
         groups: typing.SupportsInt | typing.SupportsIndex,
         rank: typing.SupportsInt | typing.SupportsIndex,
         channels_last: bool,
@@ -76,10 +73,7 @@ class ConvArgs:
 def adaptive_avg_pool_backward(
     grad_output: typing.Any,
     grad_input: typing.Any,
-    output_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    output_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     rank: typing.SupportsInt | typing.SupportsIndex,
     channels_last: bool = False,
     stream: typing.SupportsInt | typing.SupportsIndex = 0,
@@ -87,10 +81,7 @@ def adaptive_avg_pool_backward(
 def adaptive_avg_pool_forward(
     input: typing.Any,
     out: typing.Any,
-    output_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    output_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     rank: typing.SupportsInt | typing.SupportsIndex,
     channels_last: bool = False,
     stream: typing.SupportsInt | typing.SupportsIndex = 0,
@@ -100,10 +91,7 @@ def adaptive_max_pool_backward(
     indices: typing.Any,
     grad_input: typing.Any,
     workspace: typing.Any,
-    output_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    output_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     rank: typing.SupportsInt | typing.SupportsIndex,
     channels_last: bool = False,
     stream: typing.SupportsInt | typing.SupportsIndex = 0,
@@ -112,10 +100,7 @@ def adaptive_max_pool_forward(
     input: typing.Any,
     out: typing.Any,
     indices: typing.Any,
-    output_size: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    output_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     rank: typing.SupportsInt | typing.SupportsIndex,
     channels_last: bool = False,
     stream: typing.SupportsInt | typing.SupportsIndex = 0,
@@ -128,22 +113,10 @@ def architectures() -> list[str]:
 def avg_pool_backward(
     grad_output: typing.Any,
     grad_input: typing.Any,
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     count_include_pad: bool,
@@ -155,22 +128,10 @@ def avg_pool_backward(
 def avg_pool_forward(
     input: typing.Any,
     out: typing.Any,
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     count_include_pad: bool,
@@ -180,11 +141,13 @@ def avg_pool_forward(
     stream: typing.SupportsInt | typing.SupportsIndex = 0,
 ) -> None: ...
 def channel_sum(
-    grad_output: typing.Any,
-    out: typing.Any,
-    channels_last: bool,
-    stream: typing.SupportsInt | typing.SupportsIndex = 0,
+    grad_output: typing.Any, out: typing.Any, channels_last: bool, stream: typing.SupportsInt | typing.SupportsIndex = 0
 ) -> None: ...
+def conv_allow_tf32() -> bool:
+    """
+    Whether TF32 is allowed for float32 convolutions.
+    """
+
 def conv_backward_data(
     grad_output: typing.Any,
     weight: typing.Any,
@@ -214,14 +177,17 @@ def conv_forward(
     args: typing.Any,
     stream: typing.SupportsInt | typing.SupportsIndex = 0,
 ) -> None: ...
+def conv_kernel_version() -> int:
+    """
+    The convolution GEMM kernel generation in use.
+    """
+
 def device_count() -> int:
     """
     Visible CUDA devices (0 without a driver or a device).
     """
 
-def device_properties(
-    device: typing.SupportsInt | typing.SupportsIndex,
-) -> dict[str, typing.Any]: ...
+def device_properties(device: typing.SupportsInt | typing.SupportsIndex) -> dict[str, typing.Any]: ...
 def driver_version() -> int:
     """
     Highest CUDA version the driver supports (0: no driver).
@@ -232,26 +198,11 @@ def extremum_pool_backward(
     indices: typing.Any,
     grad_input: typing.Any,
     workspace: typing.Any,
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    dilation: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     rank: typing.SupportsInt | typing.SupportsIndex,
@@ -266,26 +217,11 @@ def extremum_pool_forward(
     input: typing.Any,
     out: typing.Any,
     indices: typing.Any,
-    kernel: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    stride: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_before: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    pad_after: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
-    dilation: typing.Annotated[
-        collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
-        "FixedSize(3)",
-    ],
+    kernel: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_before: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    pad_after: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
+    dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"],
     ceil_mode: bool,
     same_or_valid: bool,
     is_min: bool,
@@ -298,10 +234,21 @@ def runtime_version() -> int:
     CUDA runtime version, e.g. 13000 for 13.0.
     """
 
+def set_conv_allow_tf32(allow: bool) -> None:
+    """
+    Whether kernel version 3 may compute float32 convolutions as TF32 on tensor cores (default False).
+    """
+
+def set_conv_kernel_version(version: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Selects the generation of the convolution GEMM kernels for the whole process: 1, 2 (the default; float and float16, float64 stays on 1) or 3 (2 with the forward on tensor cores). For tests and benchmarks that compare them.
+    """
+
 def synchronize() -> None:
     """
     Waits for all work on the current device (tests and benchmarks).
     """
 
-emulated: bool = False
+conv_kernel_version_default: int = 2
+conv_kernel_version_latest: int = 3
 pool_index_check_bytes: int = 16

@@ -11,6 +11,7 @@ without a copy (``as_float_array``), and to check a caller's ``out=``.
 
 Importing it never imports CuPy; CuPy is imported the first time a CUDA array is actually handled.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -25,6 +26,7 @@ _DLPACK_CUDA = (2, 3, 13)
 
 
 # ---------------------------------------------------------------------------------- what exists
+
 
 def built() -> bool:
     """Whether this build of convkern has the CUDA backend (convkern._cuda)."""
@@ -61,6 +63,7 @@ def info() -> Dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ arrays, devices
+
 
 def is_cuda_array(a: Any) -> bool:
     """An array in CUDA memory: __cuda_array_interface__, or __dlpack__ on a CUDA device."""
@@ -161,8 +164,9 @@ def as_float_array(a: Any, name: str):
     return x
 
 
-def check_out(out: Any, shape: Tuple[int, ...], dtype, device_id: int, name: str = "out",
-              inputs: Sequence[Any] = ()) -> None:
+def check_out(
+    out: Any, shape: Tuple[int, ...], dtype, device_id: int, name: str = "out", inputs: Sequence[Any] = ()
+) -> None:
     """The rules for a caller's CUDA `out=`: exact shape, dtype, device (the inputs' one) and C
     order, sharing no memory with an input (ValueError; TypeError when it is not a CUDA array)."""
     cp = _cupy()
@@ -202,6 +206,7 @@ def _workspace(nbytes: int, like):
 # Same arguments, in the same order, as convkern._C's functions of the same names; the arrays are
 # C-contiguous cupy arrays on one device. `args` is a convkern._C.ConvArgs (or _cuda.ConvArgs).
 
+
 def conv_forward(x5, w5, b, y5, args) -> None:
     _ext.conv_forward(x5, w5, b, y5, args, _stream(x5))
 
@@ -224,32 +229,137 @@ def channel_sum(dy5, db, channels_last) -> None:
 # Pooling: activations are 5-D, (N, C, D, H, W) or (N, D, H, W, C) as channels_last says, exactly
 # as _C takes them (4-D (planes, D, H, W) channels-first is accepted too).
 
-def extremum_pool_forward(x, y, idx, kernel, stride, pad_before, pad_after, dilation, ceil_mode, same_or_valid,
-                          is_min, rank, channels_last=False) -> None:
-    _ext.extremum_pool_forward(x, y, idx, kernel, stride, pad_before, pad_after, dilation, ceil_mode, same_or_valid,
-                               is_min, rank, channels_last, _stream(x))
+
+def extremum_pool_forward(
+    x,
+    y,
+    idx,
+    kernel,
+    stride,
+    pad_before,
+    pad_after,
+    dilation,
+    ceil_mode,
+    same_or_valid,
+    is_min,
+    rank,
+    channels_last=False,
+) -> None:
+    _ext.extremum_pool_forward(
+        x,
+        y,
+        idx,
+        kernel,
+        stride,
+        pad_before,
+        pad_after,
+        dilation,
+        ceil_mode,
+        same_or_valid,
+        is_min,
+        rank,
+        channels_last,
+        _stream(x),
+    )
 
 
-def extremum_pool_backward(dy, idx, dx, kernel, stride, pad_before, pad_after, dilation, ceil_mode, same_or_valid,
-                           rank, channels_last=False, validate=True) -> None:
+def extremum_pool_backward(
+    dy,
+    idx,
+    dx,
+    kernel,
+    stride,
+    pad_before,
+    pad_after,
+    dilation,
+    ceil_mode,
+    same_or_valid,
+    rank,
+    channels_last=False,
+    validate=True,
+) -> None:
     """validate=True (indices from a caller) checks every index on the device first and raises
     ValueError for one outside the input plane (this synchronises the stream); pass False for
     indices this process's forward just made."""
     ws = _workspace(_ext.pool_index_check_bytes, dy) if validate else None
-    _ext.extremum_pool_backward(dy, idx, dx, ws, kernel, stride, pad_before, pad_after, dilation, ceil_mode,
-                                same_or_valid, rank, channels_last, _stream(dy))
+    _ext.extremum_pool_backward(
+        dy,
+        idx,
+        dx,
+        ws,
+        kernel,
+        stride,
+        pad_before,
+        pad_after,
+        dilation,
+        ceil_mode,
+        same_or_valid,
+        rank,
+        channels_last,
+        _stream(dy),
+    )
 
 
-def avg_pool_forward(x, y, kernel, stride, pad_before, pad_after, ceil_mode, same_or_valid, count_include_pad,
-                     divisor_override, rank, channels_last=False) -> None:
-    _ext.avg_pool_forward(x, y, kernel, stride, pad_before, pad_after, ceil_mode, same_or_valid, count_include_pad,
-                          divisor_override, rank, channels_last, _stream(x))
+def avg_pool_forward(
+    x,
+    y,
+    kernel,
+    stride,
+    pad_before,
+    pad_after,
+    ceil_mode,
+    same_or_valid,
+    count_include_pad,
+    divisor_override,
+    rank,
+    channels_last=False,
+) -> None:
+    _ext.avg_pool_forward(
+        x,
+        y,
+        kernel,
+        stride,
+        pad_before,
+        pad_after,
+        ceil_mode,
+        same_or_valid,
+        count_include_pad,
+        divisor_override,
+        rank,
+        channels_last,
+        _stream(x),
+    )
 
 
-def avg_pool_backward(dy, dx, kernel, stride, pad_before, pad_after, ceil_mode, same_or_valid, count_include_pad,
-                      divisor_override, rank, channels_last=False) -> None:
-    _ext.avg_pool_backward(dy, dx, kernel, stride, pad_before, pad_after, ceil_mode, same_or_valid,
-                           count_include_pad, divisor_override, rank, channels_last, _stream(dy))
+def avg_pool_backward(
+    dy,
+    dx,
+    kernel,
+    stride,
+    pad_before,
+    pad_after,
+    ceil_mode,
+    same_or_valid,
+    count_include_pad,
+    divisor_override,
+    rank,
+    channels_last=False,
+) -> None:
+    _ext.avg_pool_backward(
+        dy,
+        dx,
+        kernel,
+        stride,
+        pad_before,
+        pad_after,
+        ceil_mode,
+        same_or_valid,
+        count_include_pad,
+        divisor_override,
+        rank,
+        channels_last,
+        _stream(dy),
+    )
 
 
 def _out3(a, channels_last) -> Tuple[int, int, int]:
@@ -260,6 +370,7 @@ def _out3(a, channels_last) -> Tuple[int, int, int]:
 
 
 # Adaptive pooling: as in _C, the output size is the output's (or grad_output's) spatial shape.
+
 
 def adaptive_avg_pool_forward(x, y, rank, channels_last=False) -> None:
     _ext.adaptive_avg_pool_forward(x, y, _out3(y, channels_last), rank, channels_last, _stream(x))

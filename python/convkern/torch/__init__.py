@@ -17,11 +17,13 @@
 
 Importing this module imports torch; ``import convkern`` alone never does.
 """
+
 import torch
 
 if not hasattr(torch.library, "custom_op"):  # added in PyTorch 2.4
-    raise ImportError(f"convkern.torch needs PyTorch 2.4 or newer (torch.library.custom_op); this is PyTorch "
-                      f"{torch.__version__}")
+    raise ImportError(
+        f"convkern.torch needs PyTorch 2.4 or newer (torch.library.custom_op); this is PyTorch {torch.__version__}"
+    )
 
 from . import functional, nn  # noqa: E402
 from ._ops import OPERATORS  # noqa: E402

@@ -27,6 +27,7 @@ functions of integers.
 
 Double backward (differentiating a gradient) is not supported: it raises a RuntimeError.
 """
+
 import contextlib
 import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -44,6 +45,7 @@ CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 # --------------------------------------------------------------------------------------------
 # Tensors <-> the arrays convkern's kernels read and write
 # --------------------------------------------------------------------------------------------
+
 
 def _to_last(ndim: int) -> Tuple[int, ...]:
     """Axis order (N, *spatial, C) of a logical (N, C, *spatial) tensor."""
@@ -75,8 +77,9 @@ def _kernel_view(t: Tensor, channels_last: bool) -> Tensor:
     return (t.permute(_to_last(t.dim())) if channels_last else t).contiguous()
 
 
-def _new_activation(shape: Sequence[int], like: Tensor, channels_last: bool,
-                    dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor]:
+def _new_activation(
+    shape: Sequence[int], like: Tensor, channels_last: bool, dtype: Optional[torch.dtype] = None
+) -> Tuple[Tensor, Tensor]:
     """A new (N, C, *spatial) tensor laid out as the kernels write it, and the kernels' view of it."""
     dtype = like.dtype if dtype is None else dtype
     if channels_last:
@@ -216,6 +219,7 @@ def _refuse_double_backward(name: str) -> Callable:
             "backward, e.g. a gradient penalty through torch.autograd.grad(create_graph=True)) is not "
             "supported; use torch.nn's layers for that part of the model"
         )
+
     return backward
 
 
@@ -226,6 +230,7 @@ def _no_context(ctx, inputs, output) -> None:
 def _kernels(name: str) -> Tuple[Callable, Callable]:
     """convkern's forward and backward function for an op, looked up on each call (so that what
     ``convkern.<name>`` is at the time of the call is what runs)."""
+
     def forward(**kwargs):
         return getattr(convkern, name)(**kwargs)
 
@@ -243,49 +248,94 @@ def _op(name: str, fn: Callable):
 # Convolution: conv{1,2,3}d and conv{1,2,3}d_backward
 # --------------------------------------------------------------------------------------------
 
+
 def _define_conv(rank: int) -> None:
     name = f"conv{rank}d"
     forward_kernel, backward_kernel = _kernels(name)
 
     def output_shape(input: Tensor, weight: Tensor, stride, padding, dilation, groups) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return _with_batch_of(input, convkern.output_shape(
-            name, _one_sample(input), _ints(weight.shape), stride=_ints(stride),
-            padding=_padding_pairs(padding, rank), dilation=_ints(dilation), groups=int(groups)))
+        return _with_batch_of(
+            input,
+            convkern.output_shape(
+                name,
+                _one_sample(input),
+                _ints(weight.shape),
+                stride=_ints(stride),
+                padding=_padding_pairs(padding, rank),
+                dilation=_ints(dilation),
+                groups=int(groups),
+            ),
+        )
 
-    def conv(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
-             dilation: List[int], groups: int) -> Tensor:
+    def conv(
+        input: Tensor,
+        weight: Tensor,
+        bias: Optional[Tensor],
+        stride: List[int],
+        padding: List[int],
+        dilation: List[int],
+        groups: int,
+    ) -> Tensor:
         last = _conv_is_channels_last(input, weight)
         y, y_kernel = _new_activation(output_shape(input, weight, stride, padding, dilation, groups), input, last)
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), weight=_contiguous_array(weight),
-                           bias=_contiguous_array(bias),
-                           stride=list(stride), padding=_padding_pairs(padding, rank), dilation=list(dilation),
-                           groups=groups, data_format=_data_format(rank, last), out=_array(y_kernel))
+            forward_kernel(
+                input=_array(_kernel_view(input, last)),
+                weight=_contiguous_array(weight),
+                bias=_contiguous_array(bias),
+                stride=list(stride),
+                padding=_padding_pairs(padding, rank),
+                dilation=list(dilation),
+                groups=groups,
+                data_format=_data_format(rank, last),
+                out=_array(y_kernel),
+            )
         return y
 
     def conv_fake(input, weight, bias, stride, padding, dilation, groups):
-        return _new_activation(output_shape(input, weight, stride, padding, dilation, groups), input,
-                               _conv_is_channels_last(input, weight))[0]
+        return _new_activation(
+            output_shape(input, weight, stride, padding, dilation, groups), input, _conv_is_channels_last(input, weight)
+        )[0]
 
-    def conv_backward(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int], padding: List[int],
-                      dilation: List[int], groups: int, output_mask: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
+    def conv_backward(
+        grad_output: Tensor,
+        input: Tensor,
+        weight: Tensor,
+        stride: List[int],
+        padding: List[int],
+        dilation: List[int],
+        groups: int,
+        output_mask: List[bool],
+    ) -> Tuple[Tensor, Tensor, Tensor]:
         last = _conv_is_channels_last(input, weight)
         mask = tuple(bool(m) for m in output_mask)
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
-                grad_output=_array(_kernel_view(grad_output, last)), input=_array(_kernel_view(input, last)),
-                weight=_contiguous_array(weight), stride=list(stride), padding=_padding_pairs(padding, rank),
-                dilation=list(dilation), groups=groups, data_format=_data_format(rank, last), output_mask=mask)
-        return (_activation_tensor(gi, last) if mask[0] else _unused_grad(input),
-                _tensor(gw) if mask[1] else _unused_grad(weight),
-                _tensor(gb) if mask[2] else _unused_grad(weight))
+                grad_output=_array(_kernel_view(grad_output, last)),
+                input=_array(_kernel_view(input, last)),
+                weight=_contiguous_array(weight),
+                stride=list(stride),
+                padding=_padding_pairs(padding, rank),
+                dilation=list(dilation),
+                groups=groups,
+                data_format=_data_format(rank, last),
+                output_mask=mask,
+            )
+        return (
+            _activation_tensor(gi, last) if mask[0] else _unused_grad(input),
+            _tensor(gw) if mask[1] else _unused_grad(weight),
+            _tensor(gb) if mask[2] else _unused_grad(weight),
+        )
 
     def conv_backward_fake(grad_output, input, weight, stride, padding, dilation, groups, output_mask):
-        return (_new_activation(input.shape, input, _conv_is_channels_last(input, weight))[0] if output_mask[0]
-                else _unused_grad(input),
-                weight.new_empty(weight.shape) if output_mask[1] else _unused_grad(weight),
-                weight.new_empty(weight.shape[0]) if output_mask[2] else _unused_grad(weight))
+        return (
+            _new_activation(input.shape, input, _conv_is_channels_last(input, weight))[0]
+            if output_mask[0]
+            else _unused_grad(input),
+            weight.new_empty(weight.shape) if output_mask[1] else _unused_grad(weight),
+            weight.new_empty(weight.shape[0]) if output_mask[2] else _unused_grad(weight),
+        )
 
     forward_op = _op(name, conv)
     backward_op = _op(f"{name}_backward", conv_backward)
@@ -313,55 +363,102 @@ def _define_conv(rank: int) -> None:
 # Transposed convolution: conv_transpose{1,2,3}d and their backward
 # --------------------------------------------------------------------------------------------
 
+
 def _define_conv_transpose(rank: int) -> None:
     name = f"conv_transpose{rank}d"
     forward_kernel, backward_kernel = _kernels(name)
 
     def output_shape(input, weight, stride, padding, output_padding, groups, dilation) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return _with_batch_of(input, convkern.output_shape(
-            name, _one_sample(input), _ints(weight.shape), stride=_ints(stride), padding=_ints(padding),
-            output_padding=_ints(output_padding), groups=int(groups), dilation=_ints(dilation)))
+        return _with_batch_of(
+            input,
+            convkern.output_shape(
+                name,
+                _one_sample(input),
+                _ints(weight.shape),
+                stride=_ints(stride),
+                padding=_ints(padding),
+                output_padding=_ints(output_padding),
+                groups=int(groups),
+                dilation=_ints(dilation),
+            ),
+        )
 
-    def conv_transpose(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
-                       output_padding: List[int], groups: int, dilation: List[int]) -> Tensor:
+    def conv_transpose(
+        input: Tensor,
+        weight: Tensor,
+        bias: Optional[Tensor],
+        stride: List[int],
+        padding: List[int],
+        output_padding: List[int],
+        groups: int,
+        dilation: List[int],
+    ) -> Tensor:
         last = _conv_is_channels_last(input, weight)
         shape = output_shape(input, weight, stride, padding, output_padding, groups, dilation)
         y, y_kernel = _new_activation(shape, input, last)
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), weight=_contiguous_array(weight),
-                           bias=_contiguous_array(bias),
-                           stride=list(stride), padding=list(padding), output_padding=list(output_padding),
-                           groups=groups, dilation=list(dilation), data_format=_data_format(rank, last),
-                           out=_array(y_kernel))
+            forward_kernel(
+                input=_array(_kernel_view(input, last)),
+                weight=_contiguous_array(weight),
+                bias=_contiguous_array(bias),
+                stride=list(stride),
+                padding=list(padding),
+                output_padding=list(output_padding),
+                groups=groups,
+                dilation=list(dilation),
+                data_format=_data_format(rank, last),
+                out=_array(y_kernel),
+            )
         return y
 
     def conv_transpose_fake(input, weight, bias, stride, padding, output_padding, groups, dilation):
         shape = output_shape(input, weight, stride, padding, output_padding, groups, dilation)
         return _new_activation(shape, input, _conv_is_channels_last(input, weight))[0]
 
-    def conv_transpose_backward(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int],
-                                padding: List[int], output_padding: List[int], groups: int, dilation: List[int],
-                                output_mask: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
+    def conv_transpose_backward(
+        grad_output: Tensor,
+        input: Tensor,
+        weight: Tensor,
+        stride: List[int],
+        padding: List[int],
+        output_padding: List[int],
+        groups: int,
+        dilation: List[int],
+        output_mask: List[bool],
+    ) -> Tuple[Tensor, Tensor, Tensor]:
         last = _conv_is_channels_last(input, weight)
         mask = tuple(bool(m) for m in output_mask)
         with _on_current_stream(input.device):
             gi, gw, gb = backward_kernel(
-                grad_output=_array(_kernel_view(grad_output, last)), input=_array(_kernel_view(input, last)),
-                weight=_contiguous_array(weight), stride=list(stride), padding=list(padding),
-                output_padding=list(output_padding), groups=groups, dilation=list(dilation),
-                data_format=_data_format(rank, last), output_mask=mask)
-        return (_activation_tensor(gi, last) if mask[0] else _unused_grad(input),
-                _tensor(gw) if mask[1] else _unused_grad(weight),
-                _tensor(gb) if mask[2] else _unused_grad(weight))
+                grad_output=_array(_kernel_view(grad_output, last)),
+                input=_array(_kernel_view(input, last)),
+                weight=_contiguous_array(weight),
+                stride=list(stride),
+                padding=list(padding),
+                output_padding=list(output_padding),
+                groups=groups,
+                dilation=list(dilation),
+                data_format=_data_format(rank, last),
+                output_mask=mask,
+            )
+        return (
+            _activation_tensor(gi, last) if mask[0] else _unused_grad(input),
+            _tensor(gw) if mask[1] else _unused_grad(weight),
+            _tensor(gb) if mask[2] else _unused_grad(weight),
+        )
 
-    def conv_transpose_backward_fake(grad_output, input, weight, stride, padding, output_padding, groups, dilation,
-                                     output_mask):
+    def conv_transpose_backward_fake(
+        grad_output, input, weight, stride, padding, output_padding, groups, dilation, output_mask
+    ):
         c_out = weight.shape[1] * groups
-        return (_new_activation(input.shape, input, _conv_is_channels_last(input, weight))[0] if output_mask[0]
-                else _unused_grad(input),
-                weight.new_empty(weight.shape) if output_mask[1] else _unused_grad(weight),
-                weight.new_empty(c_out) if output_mask[2] else _unused_grad(weight))
+        return (
+            _new_activation(input.shape, input, _conv_is_channels_last(input, weight))[0]
+            if output_mask[0]
+            else _unused_grad(input),
+            weight.new_empty(weight.shape) if output_mask[1] else _unused_grad(weight),
+            weight.new_empty(c_out) if output_mask[2] else _unused_grad(weight),
+        )
 
     forward_op = _op(name, conv_transpose)
     backward_op = _op(f"{name}_backward", conv_transpose_backward)
@@ -389,6 +486,7 @@ def _define_conv_transpose(rank: int) -> None:
 # Pooling
 # --------------------------------------------------------------------------------------------
 
+
 def _define_extremum_pool(kind: str, rank: int) -> None:
     """max_pool{rank}d / min_pool{rank}d: (values, int64 indices into each (n, c) plane)."""
     name = f"{kind}_pool{rank}d"
@@ -396,20 +494,43 @@ def _define_extremum_pool(kind: str, rank: int) -> None:
 
     def output_shape(input, kernel_size, stride, padding, dilation, ceil_mode) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return _with_batch_of(input, convkern.output_shape(
-            name, _one_sample(input), _ints(kernel_size), stride=_ints(stride), padding=_ints(padding),
-            dilation=_ints(dilation), ceil_mode=bool(ceil_mode)))
+        return _with_batch_of(
+            input,
+            convkern.output_shape(
+                name,
+                _one_sample(input),
+                _ints(kernel_size),
+                stride=_ints(stride),
+                padding=_ints(padding),
+                dilation=_ints(dilation),
+                ceil_mode=bool(ceil_mode),
+            ),
+        )
 
-    def pool(input: Tensor, kernel_size: List[int], stride: List[int], padding: List[int], dilation: List[int],
-             ceil_mode: bool) -> Tuple[Tensor, Tensor]:
+    def pool(
+        input: Tensor,
+        kernel_size: List[int],
+        stride: List[int],
+        padding: List[int],
+        dilation: List[int],
+        ceil_mode: bool,
+    ) -> Tuple[Tensor, Tensor]:
         last = is_channels_last(input)
-        y, y_kernel = _new_activation(output_shape(input, kernel_size, stride, padding, dilation, ceil_mode),
-                                      input, last)
+        y, y_kernel = _new_activation(
+            output_shape(input, kernel_size, stride, padding, dilation, ceil_mode), input, last
+        )
         with _on_current_stream(input.device):
-            _, indices = forward_kernel(input=_array(_kernel_view(input, last)), kernel_size=list(kernel_size),
-                                        stride=list(stride), padding=list(padding), dilation=list(dilation),
-                                        ceil_mode=ceil_mode, return_indices=True,
-                                        data_format=_data_format(rank, last), out=_array(y_kernel))
+            _, indices = forward_kernel(
+                input=_array(_kernel_view(input, last)),
+                kernel_size=list(kernel_size),
+                stride=list(stride),
+                padding=list(padding),
+                dilation=list(dilation),
+                ceil_mode=ceil_mode,
+                return_indices=True,
+                data_format=_data_format(rank, last),
+                out=_array(y_kernel),
+            )
         return y, _activation_tensor(indices, last)
 
     def pool_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
@@ -417,15 +538,29 @@ def _define_extremum_pool(kind: str, rank: int) -> None:
         last = is_channels_last(input)
         return _new_activation(shape, input, last)[0], _new_activation(shape, input, last, torch.int64)[0]
 
-    def pool_backward(grad_output: Tensor, input: Tensor, indices: Tensor, kernel_size: List[int], stride: List[int],
-                      padding: List[int], dilation: List[int], ceil_mode: bool) -> Tensor:
+    def pool_backward(
+        grad_output: Tensor,
+        input: Tensor,
+        indices: Tensor,
+        kernel_size: List[int],
+        stride: List[int],
+        padding: List[int],
+        dilation: List[int],
+        ceil_mode: bool,
+    ) -> Tensor:
         last = is_channels_last(input)
         with _on_current_stream(input.device):
-            gi = backward_kernel(grad_output=_array(_kernel_view(grad_output, last)),
-                                 input=_array(_kernel_view(input, last)), kernel_size=list(kernel_size),
-                                 stride=list(stride), padding=list(padding), dilation=list(dilation),
-                                 ceil_mode=ceil_mode, data_format=_data_format(rank, last),
-                                 indices=_array(_kernel_view(indices, last)))
+            gi = backward_kernel(
+                grad_output=_array(_kernel_view(grad_output, last)),
+                input=_array(_kernel_view(input, last)),
+                kernel_size=list(kernel_size),
+                stride=list(stride),
+                padding=list(padding),
+                dilation=list(dilation),
+                ceil_mode=ceil_mode,
+                data_format=_data_format(rank, last),
+                indices=_array(_kernel_view(indices, last)),
+            )
         return _activation_tensor(gi, last)
 
     def pool_backward_fake(grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_mode):
@@ -440,39 +575,75 @@ def _define_avg_pool(rank: int) -> None:
 
     def output_shape(input, kernel_size, stride, padding, ceil_mode) -> List[int]:
         _check_rank(input, rank, "input", name)
-        return _with_batch_of(input, convkern.output_shape(
-            name, _one_sample(input), _ints(kernel_size), stride=_ints(stride), padding=_ints(padding),
-            ceil_mode=bool(ceil_mode)))
+        return _with_batch_of(
+            input,
+            convkern.output_shape(
+                name,
+                _one_sample(input),
+                _ints(kernel_size),
+                stride=_ints(stride),
+                padding=_ints(padding),
+                ceil_mode=bool(ceil_mode),
+            ),
+        )
 
-    def pool(input: Tensor, kernel_size: List[int], stride: List[int], padding: List[int], ceil_mode: bool,
-             count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
+    def pool(
+        input: Tensor,
+        kernel_size: List[int],
+        stride: List[int],
+        padding: List[int],
+        ceil_mode: bool,
+        count_include_pad: bool,
+        divisor_override: Optional[int],
+    ) -> Tensor:
         last = is_channels_last(input)
         y, y_kernel = _new_activation(output_shape(input, kernel_size, stride, padding, ceil_mode), input, last)
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), kernel_size=list(kernel_size), stride=list(stride),
-                           padding=list(padding), ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                           divisor_override=divisor_override, data_format=_data_format(rank, last),
-                           out=_array(y_kernel))
+            forward_kernel(
+                input=_array(_kernel_view(input, last)),
+                kernel_size=list(kernel_size),
+                stride=list(stride),
+                padding=list(padding),
+                ceil_mode=ceil_mode,
+                count_include_pad=count_include_pad,
+                divisor_override=divisor_override,
+                data_format=_data_format(rank, last),
+                out=_array(y_kernel),
+            )
         return y
 
     def pool_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
         shape = output_shape(input, kernel_size, stride, padding, ceil_mode)
         return _new_activation(shape, input, is_channels_last(input))[0]
 
-    def pool_backward(grad_output: Tensor, input: Tensor, kernel_size: List[int], stride: List[int],
-                      padding: List[int], ceil_mode: bool, count_include_pad: bool,
-                      divisor_override: Optional[int]) -> Tensor:
+    def pool_backward(
+        grad_output: Tensor,
+        input: Tensor,
+        kernel_size: List[int],
+        stride: List[int],
+        padding: List[int],
+        ceil_mode: bool,
+        count_include_pad: bool,
+        divisor_override: Optional[int],
+    ) -> Tensor:
         last = is_channels_last(input)
         with _on_current_stream(input.device):
-            gi = backward_kernel(grad_output=_array(_kernel_view(grad_output, last)),
-                                 input=_array(_kernel_view(input, last)), kernel_size=list(kernel_size),
-                                 stride=list(stride), padding=list(padding), ceil_mode=ceil_mode,
-                                 count_include_pad=count_include_pad, divisor_override=divisor_override,
-                                 data_format=_data_format(rank, last))
+            gi = backward_kernel(
+                grad_output=_array(_kernel_view(grad_output, last)),
+                input=_array(_kernel_view(input, last)),
+                kernel_size=list(kernel_size),
+                stride=list(stride),
+                padding=list(padding),
+                ceil_mode=ceil_mode,
+                count_include_pad=count_include_pad,
+                divisor_override=divisor_override,
+                data_format=_data_format(rank, last),
+            )
         return _activation_tensor(gi, last)
 
-    def pool_backward_fake(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                           divisor_override):
+    def pool_backward_fake(
+        grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ):
         return _new_activation(input.shape, input, is_channels_last(input))[0]
 
     _register_pool(name, pool, pool_fake, pool_backward, pool_backward_fake, with_indices=False)
@@ -488,8 +659,12 @@ def _define_global_pool(kind: str, rank: int) -> None:
         last = is_channels_last(input)
         y = input.new_empty(input.shape[:2])
         with _on_current_stream(input.device):
-            forward_kernel(input=_array(_kernel_view(input, last)), keepdims=False,
-                           data_format=_data_format(rank, last), out=_array(y))
+            forward_kernel(
+                input=_array(_kernel_view(input, last)),
+                keepdims=False,
+                data_format=_data_format(rank, last),
+                out=_array(y),
+            )
         return y
 
     def pool_fake(input):
@@ -499,8 +674,12 @@ def _define_global_pool(kind: str, rank: int) -> None:
     def pool_backward(grad_output: Tensor, input: Tensor) -> Tensor:
         last = is_channels_last(input)
         with _on_current_stream(input.device):
-            gi = backward_kernel(grad_output=_array(grad_output.contiguous()), input=_array(_kernel_view(input, last)),
-                                 keepdims=False, data_format=_data_format(rank, last))
+            gi = backward_kernel(
+                grad_output=_array(grad_output.contiguous()),
+                input=_array(_kernel_view(input, last)),
+                keepdims=False,
+                data_format=_data_format(rank, last),
+            )
         return _activation_tensor(gi, last)
 
     def pool_backward_fake(grad_output, input):
@@ -524,8 +703,13 @@ def _define_adaptive_pool(kind: str, rank: int) -> None:
         y, y_kernel = _new_activation(output_shape(input, output_size), input, last)
         extra = {"return_indices": True} if with_indices else {}
         with _on_current_stream(input.device):
-            result = forward_kernel(input=_array(_kernel_view(input, last)), output_size=list(output_size),
-                                    data_format=_data_format(rank, last), out=_array(y_kernel), **extra)
+            result = forward_kernel(
+                input=_array(_kernel_view(input, last)),
+                output_size=list(output_size),
+                data_format=_data_format(rank, last),
+                out=_array(y_kernel),
+                **extra,
+            )
         return (y, _activation_tensor(result[1], last)) if with_indices else y
 
     def run_forward_fake(input, output_size):
@@ -538,9 +722,13 @@ def _define_adaptive_pool(kind: str, rank: int) -> None:
         last = is_channels_last(input)
         extra = {"indices": _array(_kernel_view(indices, last))} if with_indices else {}
         with _on_current_stream(input.device):
-            gi = backward_kernel(grad_output=_array(_kernel_view(grad_output, last)),
-                                 input=_array(_kernel_view(input, last)), output_size=_ints(grad_output.shape[2:]),
-                                 data_format=_data_format(rank, last), **extra)
+            gi = backward_kernel(
+                grad_output=_array(_kernel_view(grad_output, last)),
+                input=_array(_kernel_view(input, last)),
+                output_size=_ints(grad_output.shape[2:]),
+                data_format=_data_format(rank, last),
+                **extra,
+            )
         return _activation_tensor(gi, last)
 
     def backward_fake(grad_output, input, *rest):
@@ -548,12 +736,14 @@ def _define_adaptive_pool(kind: str, rank: int) -> None:
 
     # Two signatures (custom_op reads the annotations), one body.
     if with_indices:
+
         def pool(input: Tensor, output_size: List[int]) -> Tuple[Tensor, Tensor]:
             return run_forward(input, output_size)
 
         def pool_backward(grad_output: Tensor, input: Tensor, indices: Tensor) -> Tensor:
             return run_backward(grad_output, input, indices)
     else:
+
         def pool(input: Tensor, output_size: List[int]) -> Tensor:  # type: ignore[misc]
             return run_forward(input, output_size)
 
@@ -563,8 +753,14 @@ def _define_adaptive_pool(kind: str, rank: int) -> None:
     _register_pool(name, pool, run_forward_fake, pool_backward, backward_fake, with_indices=with_indices)
 
 
-def _register_pool(name: str, pool: Callable, pool_fake: Callable, pool_backward: Callable,
-                   pool_backward_fake: Callable, with_indices: bool) -> None:
+def _register_pool(
+    name: str,
+    pool: Callable,
+    pool_fake: Callable,
+    pool_backward: Callable,
+    pool_backward_fake: Callable,
+    with_indices: bool,
+) -> None:
     """Registers a pooling operator and its backward. The backward takes (grad_output, input,
     [indices,] *the forward's other arguments): pooling's gradient needs the input's shape and
     layout (and, for max/min, where each maximum came from)."""
@@ -610,7 +806,16 @@ for _rank in (1, 2, 3):
         _define_global_pool(_kind, _rank)
     for _kind in ("avg", "max"):
         _define_adaptive_pool(_kind, _rank)
-    OPERATORS += [f"conv{_rank}d", f"conv_transpose{_rank}d", f"max_pool{_rank}d", f"min_pool{_rank}d",
-                  f"avg_pool{_rank}d", f"global_max_pool{_rank}d", f"global_avg_pool{_rank}d",
-                  f"global_min_pool{_rank}d", f"adaptive_avg_pool{_rank}d", f"adaptive_max_pool{_rank}d"]
+    OPERATORS += [
+        f"conv{_rank}d",
+        f"conv_transpose{_rank}d",
+        f"max_pool{_rank}d",
+        f"min_pool{_rank}d",
+        f"avg_pool{_rank}d",
+        f"global_max_pool{_rank}d",
+        f"global_avg_pool{_rank}d",
+        f"global_min_pool{_rank}d",
+        f"adaptive_avg_pool{_rank}d",
+        f"adaptive_max_pool{_rank}d",
+    ]
 del _rank, _kind

@@ -13,6 +13,7 @@ and calls the registered operator ``torch.ops.convkern.<name>``, which is what a
 convolution may be one (before, after) pair per axis or ``"same"`` at any stride (TensorFlow's
 rule), and min pooling and global pooling exist.
 """
+
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -23,9 +24,22 @@ from . import _ops  # noqa: F401  (registers torch.ops.convkern.*)
 IntOrSeq = Union[int, Sequence[int]]
 ConvPadding = Union[int, str, Sequence[Union[int, Tuple[int, int]]]]
 
-__all__ = [f"{family}{rank}d" for rank in (1, 2, 3) for family in (
-    "conv", "conv_transpose", "max_pool", "min_pool", "avg_pool", "global_max_pool", "global_avg_pool",
-    "global_min_pool", "adaptive_avg_pool", "adaptive_max_pool")]
+__all__ = [
+    f"{family}{rank}d"
+    for rank in (1, 2, 3)
+    for family in (
+        "conv",
+        "conv_transpose",
+        "max_pool",
+        "min_pool",
+        "avg_pool",
+        "global_max_pool",
+        "global_avg_pool",
+        "global_min_pool",
+        "adaptive_avg_pool",
+        "adaptive_max_pool",
+    )
+]
 
 
 def _ops_for(name: str):
@@ -49,13 +63,21 @@ def _batched(input: Tensor, rank: int, name: str) -> Tuple[Tensor, bool]:
     if input.dim() == rank + 1:
         return input.unsqueeze(0), True
     if input.dim() != rank + 2:
-        raise ValueError(f"{name}: input must have {rank + 2} dimensions (batched) or {rank + 1} (unbatched), "
-                         f"got shape {tuple(input.shape)}")
+        raise ValueError(
+            f"{name}: input must have {rank + 2} dimensions (batched) or {rank + 1} (unbatched), "
+            f"got shape {tuple(input.shape)}"
+        )
     return input, False
 
 
-def _conv_padding(padding: ConvPadding, rank: int, in_sizes: Sequence[int], kernel: Sequence[int],
-                  stride: Sequence[int], dilation: Sequence[int]) -> List[int]:
+def _conv_padding(
+    padding: ConvPadding,
+    rank: int,
+    in_sizes: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+) -> List[int]:
     """(before, after) per axis, flattened, from an int, ints, pairs, "valid" or "same"."""
     if isinstance(padding, str):
         if padding == "valid":
@@ -71,8 +93,9 @@ def _conv_padding(padding: ConvPadding, rank: int, in_sizes: Sequence[int], kern
         raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
     if isinstance(padding, (list, tuple)):
         if len(padding) != rank:
-            raise ValueError(f"padding must be an int, {rank} ints or {rank} (before, after) pairs, "
-                             f"got {tuple(padding)!r}")
+            raise ValueError(
+                f"padding must be an int, {rank} ints or {rank} (before, after) pairs, got {tuple(padding)!r}"
+            )
         pads = []
         for p in padding:
             if isinstance(p, (list, tuple)):
@@ -89,8 +112,17 @@ def _conv_padding(padding: ConvPadding, rank: int, in_sizes: Sequence[int], kern
 # Convolution
 # --------------------------------------------------------------------------------------------
 
-def _conv(rank: int, input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: IntOrSeq,
-          padding: ConvPadding, dilation: IntOrSeq, groups: int) -> Tensor:
+
+def _conv(
+    rank: int,
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    stride: IntOrSeq,
+    padding: ConvPadding,
+    dilation: IntOrSeq,
+    groups: int,
+) -> Tensor:
     x, unbatched = _batched(input, rank, f"conv{rank}d")
     stride_ = _per_axis(stride, rank, "stride")
     dilation_ = _per_axis(dilation, rank, "dilation")
@@ -99,50 +131,108 @@ def _conv(rank: int, input: Tensor, weight: Tensor, bias: Optional[Tensor], stri
     return y.squeeze(0) if unbatched else y
 
 
-def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntOrSeq = 1,
-           padding: ConvPadding = 0, dilation: IntOrSeq = 1, groups: int = 1) -> Tensor:
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrSeq = 1,
+    padding: ConvPadding = 0,
+    dilation: IntOrSeq = 1,
+    groups: int = 1,
+) -> Tensor:
     """1-D convolution (cross-correlation) of (N, C_in, W) with weight (C_out, C_in/groups, k)."""
     return _conv(1, input, weight, bias, stride, padding, dilation, groups)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntOrSeq = 1,
-           padding: ConvPadding = 0, dilation: IntOrSeq = 1, groups: int = 1) -> Tensor:
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrSeq = 1,
+    padding: ConvPadding = 0,
+    dilation: IntOrSeq = 1,
+    groups: int = 1,
+) -> Tensor:
     """2-D convolution (cross-correlation) of (N, C_in, H, W) with weight (C_out, C_in/groups, kH, kW)."""
     return _conv(2, input, weight, bias, stride, padding, dilation, groups)
 
 
-def conv3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntOrSeq = 1,
-           padding: ConvPadding = 0, dilation: IntOrSeq = 1, groups: int = 1) -> Tensor:
+def conv3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrSeq = 1,
+    padding: ConvPadding = 0,
+    dilation: IntOrSeq = 1,
+    groups: int = 1,
+) -> Tensor:
     """3-D convolution (cross-correlation) of (N, C_in, D, H, W) with weight (C_out, C_in/groups, kD, kH, kW)."""
     return _conv(3, input, weight, bias, stride, padding, dilation, groups)
 
 
-def _conv_transpose(rank: int, input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: IntOrSeq,
-                    padding: IntOrSeq, output_padding: IntOrSeq, groups: int, dilation: IntOrSeq) -> Tensor:
+def _conv_transpose(
+    rank: int,
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    stride: IntOrSeq,
+    padding: IntOrSeq,
+    output_padding: IntOrSeq,
+    groups: int,
+    dilation: IntOrSeq,
+) -> Tensor:
     x, unbatched = _batched(input, rank, f"conv_transpose{rank}d")
     y = _ops_for(f"conv_transpose{rank}d")(
-        x, weight, bias, _per_axis(stride, rank, "stride"), _per_axis(padding, rank, "padding"),
-        _per_axis(output_padding, rank, "output_padding"), int(groups), _per_axis(dilation, rank, "dilation"))
+        x,
+        weight,
+        bias,
+        _per_axis(stride, rank, "stride"),
+        _per_axis(padding, rank, "padding"),
+        _per_axis(output_padding, rank, "output_padding"),
+        int(groups),
+        _per_axis(dilation, rank, "dilation"),
+    )
     return y.squeeze(0) if unbatched else y
 
 
-def conv_transpose1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntOrSeq = 1,
-                     padding: IntOrSeq = 0, output_padding: IntOrSeq = 0, groups: int = 1,
-                     dilation: IntOrSeq = 1) -> Tensor:
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    output_padding: IntOrSeq = 0,
+    groups: int = 1,
+    dilation: IntOrSeq = 1,
+) -> Tensor:
     """1-D transposed convolution; weight (C_in, C_out/groups, k)."""
     return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
-def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntOrSeq = 1,
-                     padding: IntOrSeq = 0, output_padding: IntOrSeq = 0, groups: int = 1,
-                     dilation: IntOrSeq = 1) -> Tensor:
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    output_padding: IntOrSeq = 0,
+    groups: int = 1,
+    dilation: IntOrSeq = 1,
+) -> Tensor:
     """2-D transposed convolution; weight (C_in, C_out/groups, kH, kW)."""
     return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
-def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntOrSeq = 1,
-                     padding: IntOrSeq = 0, output_padding: IntOrSeq = 0, groups: int = 1,
-                     dilation: IntOrSeq = 1) -> Tensor:
+def conv_transpose3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    output_padding: IntOrSeq = 0,
+    groups: int = 1,
+    dilation: IntOrSeq = 1,
+) -> Tensor:
     """3-D transposed convolution; weight (C_in, C_out/groups, kD, kH, kW)."""
     return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation)
 
@@ -151,26 +241,52 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
 # Pooling
 # --------------------------------------------------------------------------------------------
 
-def _extremum_pool(kind: str, rank: int, input: Tensor, kernel_size: IntOrSeq, stride: Optional[IntOrSeq],
-                   padding: IntOrSeq, dilation: IntOrSeq, ceil_mode: bool, return_indices: bool):
+
+def _extremum_pool(
+    kind: str,
+    rank: int,
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: Optional[IntOrSeq],
+    padding: IntOrSeq,
+    dilation: IntOrSeq,
+    ceil_mode: bool,
+    return_indices: bool,
+):
     x, unbatched = _batched(input, rank, f"{kind}_pool{rank}d")
     kernel = _per_axis(kernel_size, rank, "kernel_size")
     # PyTorch's rule: no stride (None or an empty tuple) means stride = kernel_size.
     stride_ = kernel if stride is None or stride == () or stride == [] else _per_axis(stride, rank, "stride")
-    values, indices = _ops_for(f"{kind}_pool{rank}d")(x, kernel, stride_, _per_axis(padding, rank, "padding"),
-                                                     _per_axis(dilation, rank, "dilation"), bool(ceil_mode))
+    values, indices = _ops_for(f"{kind}_pool{rank}d")(
+        x, kernel, stride_, _per_axis(padding, rank, "padding"), _per_axis(dilation, rank, "dilation"), bool(ceil_mode)
+    )
     if unbatched:
         values, indices = values.squeeze(0), indices.squeeze(0)
     return (values, indices) if return_indices else values
 
 
-def _avg_pool(rank: int, input: Tensor, kernel_size: IntOrSeq, stride: Optional[IntOrSeq], padding: IntOrSeq,
-              ceil_mode: bool, count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
+def _avg_pool(
+    rank: int,
+    input: Tensor,
+    kernel_size: IntOrSeq,
+    stride: Optional[IntOrSeq],
+    padding: IntOrSeq,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: Optional[int],
+) -> Tensor:
     x, unbatched = _batched(input, rank, f"avg_pool{rank}d")
     kernel = _per_axis(kernel_size, rank, "kernel_size")
     stride_ = kernel if stride is None or stride == () or stride == [] else _per_axis(stride, rank, "stride")
-    y = _ops_for(f"avg_pool{rank}d")(x, kernel, stride_, _per_axis(padding, rank, "padding"), bool(ceil_mode),
-                                     bool(count_include_pad), divisor_override)
+    y = _ops_for(f"avg_pool{rank}d")(
+        x,
+        kernel,
+        stride_,
+        _per_axis(padding, rank, "padding"),
+        bool(ceil_mode),
+        bool(count_include_pad),
+        divisor_override,
+    )
     return y.squeeze(0) if unbatched else y
 
 
@@ -186,8 +302,9 @@ def _adaptive_pool(kind: str, rank: int, input: Tensor, output_size, return_indi
     x, unbatched = _batched(input, rank, f"adaptive_{kind}_pool{rank}d")
     sizes = list(output_size) if isinstance(output_size, (list, tuple, torch.Size)) else [output_size] * rank
     if len(sizes) != rank:
-        raise ValueError(f"output_size must be an int or a tuple of {rank} ints (None keeps the input size), "
-                         f"got {output_size!r}")
+        raise ValueError(
+            f"output_size must be an int or a tuple of {rank} ints (None keeps the input size), got {output_size!r}"
+        )
     # None on an axis keeps the input's size there, as in PyTorch.
     sizes = [int(x.shape[2 + i]) if s is None else int(s) for i, s in enumerate(sizes)]
     result = _ops_for(f"adaptive_{kind}_pool{rank}d")(x, sizes)
@@ -234,14 +351,16 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return _avg_pool(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool2d(
+    input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
+):
     """2-D average pooling (torch.nn.functional.avg_pool2d's arguments)."""
     return _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
-def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool3d(
+    input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
+):
     """3-D average pooling (torch.nn.functional.avg_pool3d's arguments)."""
     return _avg_pool(3, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 

@@ -16,6 +16,7 @@ Beyond ``torch.nn``: ``MinPool1d/2d/3d`` (max pooling's arguments) and ``GlobalA
 ``GlobalMaxPool``, ``GlobalMinPool`` in 1-D, 2-D and 3-D (``(N, C, *spatial) -> (N, C)``, or with
 unit spatial axes when ``keepdims=True``).
 """
+
 from typing import Optional
 
 import torch
@@ -24,14 +25,36 @@ from torch import Tensor
 from . import functional as ckf
 
 __all__ = [
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-    "MaxPool1d", "MaxPool2d", "MaxPool3d", "MinPool1d", "MinPool2d", "MinPool3d",
-    "AvgPool1d", "AvgPool2d", "AvgPool3d",
-    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "GlobalAvgPool1d", "GlobalAvgPool2d", "GlobalAvgPool3d",
-    "GlobalMaxPool1d", "GlobalMaxPool2d", "GlobalMaxPool3d",
-    "GlobalMinPool1d", "GlobalMinPool2d", "GlobalMinPool3d",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "MinPool1d",
+    "MinPool2d",
+    "MinPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "GlobalAvgPool1d",
+    "GlobalAvgPool2d",
+    "GlobalAvgPool3d",
+    "GlobalMaxPool1d",
+    "GlobalMaxPool2d",
+    "GlobalMaxPool3d",
+    "GlobalMinPool1d",
+    "GlobalMinPool2d",
+    "GlobalMinPool3d",
     "runs_on_convkern",
 ]
 
@@ -48,6 +71,7 @@ def _cuda_usable() -> bool:
 
         try:
             import cupy  # noqa: F401
+
             _CUDA_USABLE = bool(convkern.info().get("cuda"))
         except ImportError:
             _CUDA_USABLE = False
@@ -67,6 +91,7 @@ def runs_on_convkern(input: Tensor) -> bool:
 # Convolutions: torch.nn's classes with their _conv_forward / forward computed by convkern
 # --------------------------------------------------------------------------------------------
 
+
 class _ConvMixin:
     _rank = 0
 
@@ -85,16 +110,19 @@ class _ConvMixin:
 
 class Conv1d(_ConvMixin, torch.nn.Conv1d):
     """torch.nn.Conv1d computed by convkern."""
+
     _rank = 1
 
 
 class Conv2d(_ConvMixin, torch.nn.Conv2d):
     """torch.nn.Conv2d computed by convkern."""
+
     _rank = 2
 
 
 class Conv3d(_ConvMixin, torch.nn.Conv3d):
     """torch.nn.Conv3d computed by convkern."""
+
     _rank = 3
 
 
@@ -107,31 +135,37 @@ class _ConvTransposeMixin:
         if self.padding_mode != "zeros":
             raise ValueError(f"Only 'zeros' padding mode is supported for {type(self).__name__}")
         # torch.nn's own rule for the output_padding that yields a requested output_size.
-        output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size,
-                                              self._rank, self.dilation)
+        output_padding = self._output_padding(
+            input, output_size, self.stride, self.padding, self.kernel_size, self._rank, self.dilation
+        )
         conv_transpose = (ckf.conv_transpose1d, ckf.conv_transpose2d, ckf.conv_transpose3d)[self._rank - 1]
-        return conv_transpose(input, self.weight, self.bias, self.stride, self.padding, output_padding,
-                              self.groups, self.dilation)
+        return conv_transpose(
+            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
+        )
 
 
 class ConvTranspose1d(_ConvTransposeMixin, torch.nn.ConvTranspose1d):
     """torch.nn.ConvTranspose1d computed by convkern."""
+
     _rank = 1
 
 
 class ConvTranspose2d(_ConvTransposeMixin, torch.nn.ConvTranspose2d):
     """torch.nn.ConvTranspose2d computed by convkern."""
+
     _rank = 2
 
 
 class ConvTranspose3d(_ConvTransposeMixin, torch.nn.ConvTranspose3d):
     """torch.nn.ConvTranspose3d computed by convkern."""
+
     _rank = 3
 
 
 # --------------------------------------------------------------------------------------------
 # Pooling
 # --------------------------------------------------------------------------------------------
+
 
 class _MaxPoolMixin:
     _rank = 0
@@ -140,31 +174,37 @@ class _MaxPoolMixin:
         if not runs_on_convkern(input):
             return super().forward(input)  # type: ignore[misc]
         pool = (ckf.max_pool1d, ckf.max_pool2d, ckf.max_pool3d)[self._rank - 1]
-        return pool(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                    self.return_indices)
+        return pool(
+            input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+        )
 
 
 class MaxPool1d(_MaxPoolMixin, torch.nn.MaxPool1d):
     """torch.nn.MaxPool1d computed by convkern."""
+
     _rank = 1
 
 
 class MaxPool2d(_MaxPoolMixin, torch.nn.MaxPool2d):
     """torch.nn.MaxPool2d computed by convkern."""
+
     _rank = 2
 
 
 class MaxPool3d(_MaxPoolMixin, torch.nn.MaxPool3d):
     """torch.nn.MaxPool3d computed by convkern."""
+
     _rank = 3
 
 
 class _MinPoolNd(torch.nn.Module):
     """Min pooling: MaxPool's arguments and rules, the smallest value of each window."""
+
     _rank = 0
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
-                 ceil_mode: bool = False) -> None:
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False, ceil_mode: bool = False
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
@@ -174,34 +214,42 @@ class _MinPoolNd(torch.nn.Module):
         self.ceil_mode = ceil_mode
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
     def forward(self, input: Tensor):
         if not runs_on_convkern(input):
             # min(x) = -max(-x); the indices are the same cells.
-            pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d,
-                    torch.nn.functional.max_pool3d)[self._rank - 1]
-            result = pool(-input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                          self.return_indices)
+            pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d, torch.nn.functional.max_pool3d)[
+                self._rank - 1
+            ]
+            result = pool(
+                -input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+            )
             return (-result[0], result[1]) if self.return_indices else -result
         pool = (ckf.min_pool1d, ckf.min_pool2d, ckf.min_pool3d)[self._rank - 1]
-        return pool(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                    self.return_indices)
+        return pool(
+            input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+        )
 
 
 class MinPool1d(_MinPoolNd):
     """1-D min pooling."""
+
     _rank = 1
 
 
 class MinPool2d(_MinPoolNd):
     """2-D min pooling."""
+
     _rank = 2
 
 
 class MinPool3d(_MinPoolNd):
     """3-D min pooling."""
+
     _rank = 3
 
 
@@ -212,25 +260,36 @@ class _AvgPoolMixin:
         if not runs_on_convkern(input):
             return super().forward(input)  # type: ignore[misc]
         if self._rank == 1:
-            return ckf.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                                  self.count_include_pad)
+            return ckf.avg_pool1d(
+                input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
+            )
         pool = ckf.avg_pool2d if self._rank == 2 else ckf.avg_pool3d
-        return pool(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
-                    self.divisor_override)
+        return pool(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
 
 class AvgPool1d(_AvgPoolMixin, torch.nn.AvgPool1d):
     """torch.nn.AvgPool1d computed by convkern."""
+
     _rank = 1
 
 
 class AvgPool2d(_AvgPoolMixin, torch.nn.AvgPool2d):
     """torch.nn.AvgPool2d computed by convkern."""
+
     _rank = 2
 
 
 class AvgPool3d(_AvgPoolMixin, torch.nn.AvgPool3d):
     """torch.nn.AvgPool3d computed by convkern."""
+
     _rank = 3
 
 
@@ -246,16 +305,19 @@ class _AdaptiveAvgPoolMixin:
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolMixin, torch.nn.AdaptiveAvgPool1d):
     """torch.nn.AdaptiveAvgPool1d computed by convkern."""
+
     _rank = 1
 
 
 class AdaptiveAvgPool2d(_AdaptiveAvgPoolMixin, torch.nn.AdaptiveAvgPool2d):
     """torch.nn.AdaptiveAvgPool2d computed by convkern."""
+
     _rank = 2
 
 
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolMixin, torch.nn.AdaptiveAvgPool3d):
     """torch.nn.AdaptiveAvgPool3d computed by convkern."""
+
     _rank = 3
 
 
@@ -271,21 +333,25 @@ class _AdaptiveMaxPoolMixin:
 
 class AdaptiveMaxPool1d(_AdaptiveMaxPoolMixin, torch.nn.AdaptiveMaxPool1d):
     """torch.nn.AdaptiveMaxPool1d computed by convkern."""
+
     _rank = 1
 
 
 class AdaptiveMaxPool2d(_AdaptiveMaxPoolMixin, torch.nn.AdaptiveMaxPool2d):
     """torch.nn.AdaptiveMaxPool2d computed by convkern."""
+
     _rank = 2
 
 
 class AdaptiveMaxPool3d(_AdaptiveMaxPoolMixin, torch.nn.AdaptiveMaxPool3d):
     """torch.nn.AdaptiveMaxPool3d computed by convkern."""
+
     _rank = 3
 
 
 class _GlobalPoolNd(torch.nn.Module):
     """One number per (n, c): (N, C, *spatial) -> (N, C), or (N, C, 1, ...) with keepdims=True."""
+
     _rank = 0
     _kind = ""
 
@@ -308,8 +374,11 @@ class _GlobalPoolNd(torch.nn.Module):
 
 def _global(kind: str, rank: int) -> type:
     doc = f"Global {kind} pooling over the {rank}-D spatial axes: one number per (n, c)."
-    return type(f"Global{kind.capitalize()}Pool{rank}d", (_GlobalPoolNd,),
-                {"_rank": rank, "_kind": kind, "__doc__": doc, "__module__": __name__})
+    return type(
+        f"Global{kind.capitalize()}Pool{rank}d",
+        (_GlobalPoolNd,),
+        {"_rank": rank, "_kind": kind, "__doc__": doc, "__module__": __name__},
+    )
 
 
 GlobalAvgPool1d, GlobalAvgPool2d, GlobalAvgPool3d = (_global("avg", r) for r in (1, 2, 3))
@@ -319,13 +388,22 @@ GlobalMinPool1d, GlobalMinPool2d, GlobalMinPool3d = (_global("min", r) for r in 
 
 # torch.nn layer type -> the convkern layer that replaces it (replace_modules).
 REPLACEMENTS = {
-    torch.nn.Conv1d: Conv1d, torch.nn.Conv2d: Conv2d, torch.nn.Conv3d: Conv3d,
-    torch.nn.ConvTranspose1d: ConvTranspose1d, torch.nn.ConvTranspose2d: ConvTranspose2d,
+    torch.nn.Conv1d: Conv1d,
+    torch.nn.Conv2d: Conv2d,
+    torch.nn.Conv3d: Conv3d,
+    torch.nn.ConvTranspose1d: ConvTranspose1d,
+    torch.nn.ConvTranspose2d: ConvTranspose2d,
     torch.nn.ConvTranspose3d: ConvTranspose3d,
-    torch.nn.MaxPool1d: MaxPool1d, torch.nn.MaxPool2d: MaxPool2d, torch.nn.MaxPool3d: MaxPool3d,
-    torch.nn.AvgPool1d: AvgPool1d, torch.nn.AvgPool2d: AvgPool2d, torch.nn.AvgPool3d: AvgPool3d,
-    torch.nn.AdaptiveAvgPool1d: AdaptiveAvgPool1d, torch.nn.AdaptiveAvgPool2d: AdaptiveAvgPool2d,
+    torch.nn.MaxPool1d: MaxPool1d,
+    torch.nn.MaxPool2d: MaxPool2d,
+    torch.nn.MaxPool3d: MaxPool3d,
+    torch.nn.AvgPool1d: AvgPool1d,
+    torch.nn.AvgPool2d: AvgPool2d,
+    torch.nn.AvgPool3d: AvgPool3d,
+    torch.nn.AdaptiveAvgPool1d: AdaptiveAvgPool1d,
+    torch.nn.AdaptiveAvgPool2d: AdaptiveAvgPool2d,
     torch.nn.AdaptiveAvgPool3d: AdaptiveAvgPool3d,
-    torch.nn.AdaptiveMaxPool1d: AdaptiveMaxPool1d, torch.nn.AdaptiveMaxPool2d: AdaptiveMaxPool2d,
+    torch.nn.AdaptiveMaxPool1d: AdaptiveMaxPool1d,
+    torch.nn.AdaptiveMaxPool2d: AdaptiveMaxPool2d,
     torch.nn.AdaptiveMaxPool3d: AdaptiveMaxPool3d,
 }

@@ -47,8 +47,12 @@ inline hipError_t cudaMallocAsync(void** p, std::size_t bytes, hipStream_t s) {
 }
 
 // One emulated device, whose memory is host memory: every pointer is "device memory of device 0".
-enum cudaMemoryType { cudaMemoryTypeUnregistered = 0, cudaMemoryTypeHost = 1, cudaMemoryTypeDevice = 2,
-                      cudaMemoryTypeManaged = 3 };
+enum cudaMemoryType {
+  cudaMemoryTypeUnregistered = 0,
+  cudaMemoryTypeHost = 1,
+  cudaMemoryTypeDevice = 2,
+  cudaMemoryTypeManaged = 3
+};
 struct cudaPointerAttributes {
   cudaMemoryType type = cudaMemoryTypeDevice;
   int device = 0;
@@ -77,8 +81,7 @@ struct cudaLaunchConfig_t {
 };
 template <class... KArgs, class... Args>
 cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* c, void (*kernel)(KArgs...), Args&&... args) {
-  hipLaunchKernelGGL(kernel, c->gridDim, c->blockDim, c->dynamicSmemBytes, c->stream,
-                     static_cast<KArgs>(args)...);
+  hipLaunchKernelGGL(kernel, c->gridDim, c->blockDim, c->dynamicSmemBytes, c->stream, static_cast<KArgs>(args)...);
   const cudaError_t e = hipGetLastError();
   return e != hipSuccess ? e : hipStreamSynchronize(c->stream);
 }
