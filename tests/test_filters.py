@@ -39,7 +39,7 @@ def test_library_kernels_are_read_only_and_kernel_returns_a_copy():
 
 
 def test_seed_worked_example_with_zero_padding():
-    # SPEC §7: the 7x7 image and the cross kernel / 5 with 'same' zero padding.
+    # The worked example: the 7x7 image and the cross kernel / 5 with 'same' zero padding.
     image = np.array(
         [
             [130, 136, 53, 44, 231, 67, 108],

@@ -1,6 +1,6 @@
 """Pooling kernels against convkern.reference: max, min, average and global, 1-D to 3-D,
 channels-first and channels-last, forward and backward, on randomized configurations and on the
-edge cases SPEC §3 spells out."""
+edge cases docs/semantics.md spells out."""
 
 from __future__ import annotations
 

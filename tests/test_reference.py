@@ -1,6 +1,6 @@
 """Tests of convkern.reference, the NumPy oracle that every kernel is judged against.
 
-Four kinds of evidence: the worked examples of SPEC §7; central finite differences of
+Four kinds of evidence: the worked examples of the course material; central finite differences of
 every backward; PyTorch (float64, autograd) on seeded random configurations; small
 hand-made inputs for the rules PyTorch does not share or that random data never hits
 (NaN, ties, padding against infinities, the ceil_mode last window, empty windows).
@@ -82,7 +82,7 @@ def torch_pad_arg(pads):
     return [p for pair in reversed(pads) for p in pair]
 
 
-# ================================================================ SPEC §7 examples
+# ================================================================ worked examples
 
 
 def test_spec_conv1d_example():
@@ -483,7 +483,7 @@ def test_avg_pool_matches_torch(torch, rank, spatial, kwargs):
 
 
 def brute_force_same_pool_1d(x, kernel, stride, dilation, kind):
-    """Direct loops over SPEC §3's "same" rule, for one row."""
+    """Direct loops over the "same" rule of docs/semantics.md, for one row."""
     before, _ = ref.same_padding(len(x), kernel, stride, dilation)
     out = []
     for o in range(-(-len(x) // stride)):

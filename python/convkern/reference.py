@@ -16,8 +16,8 @@ be fast:
 * Channels-last layouts ("NWC", "NHWC", "NDHWC") are transposed to channels-first and
   back; an unbatched input gets a batch axis of 1 for the computation.
 
-The semantics are SPEC.md §2-§4: PyTorch's, plus TensorFlow's "same" padding at any
-stride and dilation. Comments mark each place where a rule of the spec is implemented.
+The semantics (docs/semantics.md) are PyTorch's, plus TensorFlow's "same" padding at any
+stride and dilation. Comments mark each place where one of those rules is implemented.
 The module imports nothing but NumPy and the standard library, so it can be loaded on
 its own by file path.
 """
@@ -118,7 +118,7 @@ def conv_output_size(in_size, kernel, stride, padding_before, padding_after, dil
 
 
 def pool_output_size(in_size, kernel, stride, padding, dilation, ceil_mode):
-    """Pooling output size with symmetric `padding`, PyTorch's rule (SPEC §3)."""
+    """Pooling output size with symmetric `padding`, PyTorch's rule (docs/semantics.md)."""
     effective_kernel = dilation * (kernel - 1) + 1
     rounding = stride - 1 if ceil_mode else 0
     out = (in_size + 2 * padding - effective_kernel + rounding) // stride + 1
@@ -615,7 +615,7 @@ def _extreme_pool_backward(
 
 
 def _avg_divisor(geo, in_sizes, index, count_include_pad, divisor_override):
-    """Per-window divisor of average pooling, broadcastable to (N, C, *out) (SPEC §3)."""
+    """Per-window divisor of average pooling, broadcastable to (N, C, *out) (docs/semantics.md)."""
     if divisor_override is not None:
         if divisor_override == 0:
             raise ValueError("divisor_override must be non-zero, got 0")
