@@ -511,7 +511,10 @@ std::vector<i64> tap_offsets(const Windows& w, i64 pitch) {
   return taps;
 }
 
-// How taps fold into a running value: max/min keep the better value (`replaces`); sums add.
+// How taps fold into a running value: max/min keep the better value; sums add. Without indices
+// only the value matters, and any NaN of the window is the answer, so the first NaN met may stay:
+// `cur == cur` tests the running value, which stays in a register across the taps, where
+// `replaces` tests each candidate (the max pool forward ran 1.4x slower with it).
 template <Extremum W>
 struct KeepExtremum {
   template <class T>
@@ -520,7 +523,12 @@ struct KeepExtremum {
   }
   template <class T>
   static T fold(T cur, T v) {
-    return replaces<W>(v, cur) ? v : cur;
+    // Spelled this way on purpose: GCC 12 if-converts (and vectorises) this form only; with
+    // the comparison hoisted into a local it branches, 4x slower.
+    if constexpr (W == Extremum::kMax)
+      return cur == cur && !(v <= cur) ? v : cur;
+    else
+      return cur == cur && !(v >= cur) ? v : cur;
   }
 };
 
