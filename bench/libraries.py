@@ -30,6 +30,7 @@ Semantics that must match across libraries (the same work, each library's own fa
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Dict
 
 import numpy as np
@@ -192,6 +193,8 @@ class TorchLibrary:
             description.update(
                 torch_mkldnn=bool(torch.backends.mkldnn.is_available()),
                 torch_parallel_info=torch.__config__.parallel_info(),
+                torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                onednn_max_cpu_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
             )
         return description
 

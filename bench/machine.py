@@ -143,7 +143,9 @@ int main(int argc, char** argv) {
 class NativeProbe:
     """The C probe, compiled once into a temporary directory (None where no compiler works)."""
 
-    def __init__(self):
+    def __init__(self, widest: str = "avx512"):
+        """widest: the widest vectors the peak may use ("avx512" or "avx2": the peak of an AVX2
+        comparison is the AVX2 one)."""
         self.binary: Optional[Path] = None
         self.isa: Optional[str] = None
         self.why_not = ""
@@ -154,7 +156,8 @@ class NativeProbe:
             return
         source = Path(self._dir.name) / "probe.c"
         source.write_text(PROBE_SOURCE)
-        for isa, flags in (("avx512", ["-mavx512f", "-mfma"]), ("avx2", ["-mavx2", "-mfma"])):
+        levels = (("avx512", ["-mavx512f", "-mfma"]), ("avx2", ["-mavx2", "-mfma"]))
+        for isa, flags in levels[[name for name, _ in levels].index(widest) :]:
             binary = Path(self._dir.name) / f"probe_{isa}"
             build = subprocess.run(
                 [compiler, "-O2", *flags, "-fopenmp", str(source), "-o", str(binary)], capture_output=True, text=True

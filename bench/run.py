@@ -5,6 +5,8 @@
     python bench/run.py                      # the full run: more repetitions, longer warm-up
     python bench/run.py --filter resnet50.l4,maxpool --layout NCHW --out /tmp/bench
     python bench/run.py --device cuda --quick    # on a GPU: cuDNN and CuPy beside convkern's CUDA kernels
+    python bench/run.py --quick --isa avx2       # every library limited to AVX2 + FMA
+    python bench/run.py --quick --before /tmp/old-build   # another convkern build, interleaved: 'vs before'
 
 Wall time on the 2-core AVX-512 development machine (the suite's CPU batch sizes, 14 convolution rows ×
 3 phases + 4 pooling rows × 2 phases, each in NCHW and NHWC: 100 timed cases; validation included):
@@ -147,8 +149,12 @@ class WorkerProcess:
         env = dict(os.environ)
         for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[variable] = str(threads)
+        adapter = library
+        if library == BEFORE:  # convkern's adapter, importing the build found first on --before's path
+            adapter = "convkern"
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [BEFORE_PATH[0], env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "run.py"), "--worker", library, "--threads", str(threads)],
+            [sys.executable, str(BENCH_DIR / "run.py"), "--worker", adapter, "--threads", str(threads)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -183,6 +189,20 @@ class WorkerProcess:
                 self.process.kill()
 
 
+# --before PATH: a further CPU library, another convkern build (the directory holding its
+# `convkern` package, e.g. an installed copy of the previous release), timed in the same
+# interleaved groups as this one: a before/after comparison that clock and neighbour drift over
+# the run cannot bias, as two separate runs can.
+BEFORE = "before"
+BEFORE_PATH: List[str] = []
+
+# --isa avx2: every library limited to AVX2 + FMA, convkern (CONVKERN_ISA) and PyTorch (its ATen
+# kernels and oneDNN) alike, so an AVX-512 machine gives like-for-like AVX2 figures.
+ISA_ENVIRONMENT = {
+    "avx2": {"CONVKERN_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+
+
 class InProcessWorker:
     """The GPU libraries, in this process (the same requests as WorkerProcess, answered directly)."""
 
@@ -208,6 +228,23 @@ class InProcessWorker:
 
     def close(self) -> None:
         pass
+
+
+def describe_isas(description: Dict[str, object]) -> str:
+    """Which vector instructions each library ran, from what its worker reported."""
+    parts = []
+    for name, info in (
+        ("convkern", description.get("convkern")),
+        (BEFORE, (description.get(BEFORE) or {}).get("convkern")),
+    ):
+        if isinstance(info, dict):
+            parts.append(f"{name} {info.get('cpu_isa', '?')} (CPU's best: {info.get('cpu_isa_best', '?')})")
+    if "torch_cpu_capability" in description:
+        parts.append(
+            f"torch {description['torch_cpu_capability']} "
+            f"(oneDNN max ISA: {description.get('onednn_max_cpu_isa') or 'unlimited'})"
+        )
+    return "; ".join(parts)
 
 
 def start_workers(libraries: List[str], threads: int, device: str, progress) -> Dict[str, object]:
@@ -284,9 +321,9 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 
 
-def measure_cpu_limits(workers: Dict[str, object], threads: int) -> Dict[str, object]:
+def measure_cpu_limits(workers: Dict[str, object], threads: int, isa: str) -> Dict[str, object]:
     limits: Dict[str, object] = {}
-    probe = machine.NativeProbe()
+    probe = machine.NativeProbe("avx2" if isa == "avx2" else "avx512")
     try:
         if probe.binary:
             limits["fma_probe_isa"] = probe.isa
@@ -553,6 +590,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "listed (and the exit status is 1), the report covers the rest (for a lent GPU's "
         "fixed time)",
     )
+    parser.add_argument(
+        "--isa",
+        choices=("native", *ISA_ENVIRONMENT),
+        default="native",
+        help="CPU: the widest instructions every library may use: native (default: what the CPU "
+        "has), or avx2: convkern (CONVKERN_ISA) and PyTorch (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) "
+        "limited to AVX2 + FMA; the report says which ISA each library ran",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="PATH",
+        help="CPU: also time the convkern build importable from PATH (a directory holding a "
+        "`convkern` package) as library 'before', interleaved with this one; 'vs before' > 1 "
+        "means this build is faster",
+    )
     parser.add_argument("--worker", choices=tuple(LIBRARIES), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -606,6 +658,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     layouts = list(suite.LAYOUTS) if args.layout == "both" else [args.layout]
     plan = QUICK_PLAN if args.quick else FULL_PLAN
     wanted = ["convkern"] if args.no_baselines else list(DEVICE_LIBRARIES[device])
+    if device == "cuda" and (args.before or args.isa != "native"):
+        print("--before and --isa are for --device cpu", file=sys.stderr)
+        return 2
+    os.environ.update(ISA_ENVIRONMENT.get(args.isa, {}))  # the workers inherit it
+    if args.before:
+        if not (Path(args.before) / "convkern" / "__init__.py").is_file():
+            print(f"--before {args.before}: no convkern package there", file=sys.stderr)
+            return 2
+        BEFORE_PATH[:] = [str(Path(args.before).resolve())]
+        wanted.insert(1, BEFORE)
     started, progress = time.perf_counter(), Progress()
     workers: Dict[str, object] = {}
     invalid: Dict[tuple, Dict[str, str]] = {}
@@ -636,8 +698,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         description = dict(machine.describe_host(), device=device)
         if device == "cuda":
             description.update(machine.describe_cuda())
-        for hello in hellos.values():
-            description.update(hello["description"])
+        for library, hello in hellos.items():
+            if library == BEFORE:
+                description[BEFORE] = hello["description"]
+            else:
+                description.update(hello["description"])
+        if device == "cpu":
+            description["isa_requested"] = args.isa
+            print("Instruction sets: " + describe_isas(description), flush=True)
         accounting = machine.CpuAccounting({os.getpid()} | {hello["pid"] for hello in hellos.values()})
         idle_check = accounting.snapshot()
         time.sleep(1.0)
@@ -650,7 +718,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
 
         progress.show("measuring the machine's limits")
-        limits = measure_cuda_limits() if device == "cuda" else measure_cpu_limits(workers, threads)
+        limits = measure_cuda_limits() if device == "cuda" else measure_cpu_limits(workers, threads, args.isa)
         progress.clear()
         print_limits(limits, description, device, threads)
 
