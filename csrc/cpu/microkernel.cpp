@@ -16,7 +16,7 @@ void gemm_4x8_generic(std::int64_t kc, const T* A, const T* B, T* C, std::int64_
     for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-// Portable inner-product kernel (also the AVX2 machines' choice: GCC vectorises the j loop).
+// Portable inner-product kernel, for CPUs without AVX2.
 template <class T>
 void dot_2x4_generic(std::int64_t kc, const T* const* a, const T* const* b, T* C, std::int64_t ldc, int accumulate) {
   constexpr int MR = 2, NR = 4, L = 8;  // L independent partial sums per element, summed in order
@@ -104,6 +104,11 @@ DotKernel<T> pick_dot() {
     return dot_kernel_f32_avx512();
   else
     return dot_kernel_f64_avx512();
+#elif defined(__AVX2__) && defined(__FMA__)
+  if constexpr (sizeof(T) == 4)
+    return dot_kernel_f32_avx2();
+  else
+    return dot_kernel_f64_avx2();
 #else
   return {2, 4, &dot_2x4_generic<T>};
 #endif

@@ -52,5 +52,7 @@ DotKernel<double> dot_kernel_f64_avx512();
 MicroKernel<double> micro_kernel_f64_avx512();
 MicroKernel<float> micro_kernel_f32_avx2();
 MicroKernel<double> micro_kernel_f64_avx2();
+DotKernel<float> dot_kernel_f32_avx2();
+DotKernel<double> dot_kernel_f64_avx2();
 
 }  // namespace convkern::cpu
