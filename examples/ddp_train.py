@@ -30,6 +30,7 @@ tests compare them between processes and with a single-process run.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -179,6 +180,12 @@ def main(argv: List[str] | None = None) -> int:
             {"parameters": {k: v.cpu() for k, v in parameters(model).items()}, "losses": losses},
             args.save / f"rank{rank}.pt",
         )
+    # DDP's reducer holds the process group. Were it the last holder, the group would be destroyed
+    # with the reducer, with the GIL held, while gloo's worker threads may still need the GIL to
+    # release the tensors of finished collectives: the process would hang at exit, now and then.
+    # So the model goes first (collect: DDP's hooks make reference cycles), then the group.
+    del ddp_model, optimizer
+    gc.collect()
     dist.destroy_process_group()
     return 0
 

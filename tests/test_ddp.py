@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,29 +35,36 @@ def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     # One thread per process: 2 processes on 2 cores.
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={PROCESSES}",
-            str(EXAMPLE),
-            "--steps",
-            str(STEPS),
-            "--global-batch",
-            str(GLOBAL_BATCH),
-            "--threads",
-            "1",
-            "--save",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        check=False,
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={PROCESSES}",
+        str(EXAMPLE),
+        "--steps",
+        str(STEPS),
+        "--global-batch",
+        str(GLOBAL_BATCH),
+        "--threads",
+        "1",
+        "--save",
+        str(out),
+    ]
+    # Its own session, so that a hang is ended whole (torchrun and both ranks) and leaves no
+    # process behind to load the rest of the suite.
+    runner = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
+    try:
+        stdout, stderr = runner.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(runner.pid, signal.SIGKILL)
+        stdout, stderr = runner.communicate()
+        pytest.fail(
+            f"torchrun did not finish in 180 s (a normal run takes under 10):\n{stdout[-3000:]}\n{stderr[-3000:]}"
+        )
+    done = subprocess.CompletedProcess(command, runner.returncode, stdout, stderr)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert f"{STEPS} steps of {GLOBAL_BATCH} images on {PROCESSES} processes (gloo)" in done.stdout, done.stdout
     return [torch.load(out / f"rank{r}.pt") for r in range(PROCESSES)]
