@@ -18,33 +18,11 @@
 // reduction columns), each summing over the whole batch in a fixed order. No atomics, no
 // thread-dependent reduction: the same bits with 1 or 2 threads.
 //
-// Versions (measure with `python bench/run.py --quick --filter resnet50`; 2-core Xeon, AVX-512):
-//   v1  implicit GEMM, 12x32 AVX-512 / 6x16 AVX2 micro-kernel, row-run gather with bounds
-//       tests: forward 0.47-0.55x PyTorch on the 3x3 rows, backward 0.4-0.6x.
-//   v2  zero-padded, phase-split input copy so every gather/col2im run is a plain copy; tiles of
-//       16 panels (long runs let the prefetcher stream: 2.4x faster gathers); panel-major loop.
-//   v3  backward weight on an inner-product kernel (no transposed packing).
-//   v4  forward tiles over the whole batch, equal-sized, with an output-channel split on small
-//       layers; 128-row reduction blocks (A and B panels fit L1 together): 3x3 forward
-//       0.6-0.8x PyTorch, 40-56% of FMA peak; backward 0.4-0.8x.
-//   v5  backward weight on the outer-product micro-kernel for long dW rows (R >= 1024), packing
-//       dY and X_col transposed per 128-position step: l4.3x3 22.6 -> 14.3 ms, l3.1x1 9.4 -> 7.2
-//       (1 thread, CPU time); the inner-product form stays for short rows.
-//   v8  the outer-product packs transpose 16 x 16 blocks in AVX-512 registers; that form now
-//       serves every layer with >= 32 output channels per group: backward weight, 1 thread, CPU
-//       time, l2.3x3 13.9 -> 10.9 ms, l1.3x3 20.2 -> 16.2, conv1 22.7 -> 19.3, l1.1x1 9.6 -> 7.9.
-//   v6  backward data: whole images per item when output planes are small (full panels on 7x7
-//       layers), 384 reduction rows per item: l4.3x3 23.8 -> 19.7 ms, l3.3x3 15.9 -> 13.5.
-//   v7  weight packs that read each weight row once and write contiguously, dY packs in
-//       position-major order, short padded-row copies without memmove (found with perf on a
-//       RelWithDebInfo build: 8-16% of the late layers' time): l4.3x3 1 thread, CPU time,
-//       forward ~14.5 -> 13.9 ms, backward data ~16.7 -> 14.8.
-//   v9  an 8 x 32 micro-kernel for layers with few output channels per group (16 channels made
-//       24 rows of the 12-row kernel): lenet5.conv1 forward 0.53 -> 0.38 ms, lenet5.conv2
-//       0.47 -> 0.41 (1 thread, CPU time).
-//   v10 no padded copy where the layout adds nothing (unpadded, unit W stride): resnet50.l1.1x1
-//       forward 7.9 -> 6.7 ms, backward data 10.7 -> 7.1, weight 8.0 -> 6.6; l3.1x1 forward
-//       5.7 -> 5.1, weight 5.6 -> 4.9 (1 thread, CPU time).
+// Current: v10 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// median ms, PyTorch 2.13 oneDNN from the same run in brackets: resnet50.l3.1x1 forward 2.54 ms
+// (2.42), 323 GFLOP/s, 65% of the FMA peak; resnet50.l2.3x3s2 forward 9.07 (5.97), 41% of peak;
+// resnet50.conv1 backward weight 14.1 (8.17).
 #include "conv.h"
 
 #include <immintrin.h>

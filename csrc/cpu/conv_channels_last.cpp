@@ -14,19 +14,12 @@
 // item touches; backward weight items are (g, block of reduction columns) summing the whole batch
 // in a fixed order. The same bits with any thread count.
 //
-// Versions (1 thread, CPU time; PyTorch's channels-last oneDNN in brackets):
-//   v1  implicit GEMM with positions as rows, channel-run gathers: resnet50.l1.3x3 NHWC forward
-//       20.5 ms (10.5), backward data 30.0 (10.6), backward weight 64.9 (11.1).
-//   v2  per-call tap table (no integer divisions per channel run); backward weight copies whole
-//       runs into B panels, 8 panels per item, 128-position steps: l1.3x3 forward 16.7,
-//       backward data 23.8, backward weight 15.1; lenet5.conv2 backward weight 5.5 -> 2.5.
-//   v3  the forward's and backward data's position-major packs transpose 16 x 16 blocks in
-//       registers (pack.h); scatter adds masked; weight packs step through (tap, channel)
-//       without dividing: l1.3x3 forward 12.3, backward data 21; l4.3x3 forward 13.0, data 24.
-//   v4  layers with <= 8 input channels per group run through the channels-first kernels with
-//       the activations transposed (register-transposed blocks): resnet50.conv1 NHWC forward
-//       32.7 -> 26.8 ms, backward data 48.6 -> 23.7, weight 90.1 -> 26.9; lenet5.conv1 NHWC
-//       forward 4.96 -> 0.59 ms.
+// Current: v4 (how it got here: docs/performance.md, "Kernel history"). `python bench/run.py
+// --quick --layout NHWC` measures it; the 2026-12-03 run was NCHW only, so the latest figures are
+// v4's (1 thread, CPU time): resnet50.conv1 NHWC forward 26.8 ms, backward data 23.7, backward
+// weight 26.9; lenet5.conv1 NHWC forward 0.59. Layers with more than 8 input channels per group
+// were last timed at v3: resnet50.l1.3x3 forward 12.3 ms, backward data 21; l4.3x3 forward 13.0,
+// backward data 24.
 #include <algorithm>
 #include <vector>
 

@@ -52,23 +52,11 @@
 // transform outweighs the saving); backward weight likewise. CONVKERN_WINOGRAD=0 forces the implicit GEMM, =1 Winograd
 // wherever it applies (both read on every call; for tests and benchmarks).
 //
-// Versions (this machine: 2-core Xeon, AVX-512; ms per call, float32, NCHW, N = 8; rows of
-// bench/run.py; "1 thread" = process CPU time with one thread, same session as torch's, because
-// other jobs kept both cores busy during this work):
-//   v1  F(4,3) with the standard points, per-run scalar transforms: failed the float32 tolerance
-//       (1.3-1.9x); F(2,3) passed (0.1x) but was no faster at 1 thread (l1 12.2 ms either way).
-//   v2  points +-3/2, +-2/3 with integer rows, 64-channel reduction chunks: error 0.2-0.45x.
-//   v3  AVX-512 transforms over 16 tiles on a phase-split input, compress-stores into the B
-//       panels, 16x16 register transpose for the output, odd-line strides, reused scratch;
-//       1 thread: l1 5.6 ms (torch 13.2-16.8, implicit GEMM 14.1), l2 4.9 (torch 9.7-11.1, GEMM
-//       10.8), l3 5.8-6.1 (torch 8.8, GEMM 10.6), vgg16.conv3_2 68.6 (torch 165, GEMM 164);
-//       l4 (32 tiles) stays on the implicit GEMM: forced Winograd 12.7 vs GEMM 13.6, torch 8.9.
-//       Backward data, 1 thread: l1 5.3 (GEMM 15.4), l2 4.7 (13.6), l3 5.7 (14.0), vgg 68.8 (209).
-//   v4  backward weight on Winograd (chunks of 256 tiles, staged transforms transposed into the
-//       micro-kernel's panels), 1 thread CPU time, A/B against the implicit GEMM in alternating
-//       runs: l1 8.0 (GEMM 15.9), l2 5.3 (12.5), l3 6.0 (11.6), vgg16.conv3_2 67.4 (199); with
-//       the other core busy: l1 9.5 (17.9), l2 6.4 (14.0), l3 7.7 (12.3), vgg 90 (217). l4 (32
-//       tiles) stays on the GEMM (forced Winograd 22-24 vs 13): same kMinTiles threshold as forward.
+// Current: v4 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// median ms, PyTorch 2.13 oneDNN from the same run in brackets: resnet50.l2.3x3 forward 2.51 ms
+// (4.37), 737 GFLOP/s counted as the direct convolution's FLOPs, so 149% of the FMA peak (Winograd
+// does 4x fewer multiplications); vgg16.conv3_2 forward 62.0 (82.3).
 #include "conv_winograd.h"
 
 #include <immintrin.h>

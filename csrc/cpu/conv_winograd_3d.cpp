@@ -13,12 +13,10 @@
 // the weight gradient is the 2-D weight gradient of the slice batch, already in w's layout.
 // Deterministic: every copy and fold is owned by one work item, in a fixed order.
 //
-// Versions (video.conv3d, N2 C64 8x56x56 K64, 3x3x3, bench/run.py --quick, 2 threads):
-//   v1  slice batch through the Winograd forward / backward data / backward weight: forward
-//       41.3 -> 36.5 ms, backward data 48.5 -> 31.0, backward weight 52.5 -> 47.7 (against the
-//       implicit GEMM, CONVKERN_WINOGRAD=0, same machine and hour; PyTorch: 28.5 / 33.3 / 45.3).
-//       The slice batch's copy and the output's reordering are most of what the forward loses
-//       to the 2-D kernel on the same slices (41.7 ms alone, 1 thread, against 75.5 for the whole).
+// Current: v1 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// median ms: video.conv3d NCDHW forward 41.4 ms, PyTorch 2.13 oneDNN 24.3 in the same run. The
+// slice batch's copy and the output's reordering are most of what it loses to the 2-D kernel.
 #include <algorithm>
 
 #include "conv_winograd.h"

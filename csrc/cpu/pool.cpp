@@ -33,26 +33,12 @@
 // max/min backward run per plane (per column block) just before its scatter; grad_input is the
 // kernel's own array, so a refused call leaves nothing the caller sees.
 //
-// Versions. GB/s = bytes read once + written once, float32 NCHW, forward / backward, with
-// `python bench/run.py --quick --filter maxpool,avgpool,gap --threads 2` on the 2-core Sapphire
-// Rapids development machine, PyTorch 2.13 CPU beside it in the same run:
-//   v1  direct window loops with per-cell bounds checks, planes in parallel; channels-last through a
-//       transposed copy in Python. resnet50.maxpool 1.1 / 30.0 GB/s, vgg.maxpool 1.5 / 6.5,
-//       inception.avgpool 1.9 / 1.1, resnet50.gap 2.4 / 1.7 (0.09x-1.4x PyTorch).
-//   v2  window tables; interior windows vectorised across output columns (compile-time strides),
-//       border windows one at a time; channels-last kernels over C; work in chunks sized by work;
-//       index checks fused into the backward. 16.0 / 28.3, 17.8 / 7.4, 5.8 / 5.2, 12.7 / 17.1.
-//   v3  padded bands (no border code; stride-1 bands as one loop), taps folded four per pass,
-//       int32 running indices, global fast path, 16-lane sums kept in registers. 20.1 / 29.3 GB/s
-//       (14.0x / 1.4x PyTorch), 31.1 / 7.7 (15.5x / 1.5x), 18.1 / 12.6 (9.9x / 6.3x), 31.1 / 27.1
-//       (0.8x / 2.9x).
-//   v4  flat-band average backward as a gather (fold_taps over mirrored taps); NHWC max/min backward
-//       zeroes just ahead of its scatter. 21.0 / 30.7 GB/s (14.2x / 1.25x PyTorch; 60% / 88% of the
-//       35 GB/s copy bandwidth), 33.7 / 9.5 (16.2x / 1.7x; 96% / 27%), 19.3 / 17.9 (9.9x / 8.6x;
-//       55% / 51%), 41.3 / 33.0 (0.73x / 3.35x; 118% / 94%: resnet50.gap's 3 MB stay in cache).
-//   v5  global average over short planes (7x7) sums 16 planes at once and reduces them through a
-//       register transpose, with the same additions in the same order (bitwise equal to v4):
-//       resnet50.gap forward 124 -> 92 us per call (2 threads, Python included).
+// Current: v5 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// median ms, PyTorch 2.13 from the same run in brackets: resnet50.maxpool NCHW forward 2.92 ms
+// (25.1), backward 1.44 (1.70); inception.avgpool forward 0.38 (7.48); resnet50.gap forward
+// 0.071 (0.092).
+//
 // Limits: max/min backward reads dy + indices and writes dx once (resnet50.maxpool backward is at
 // ~88% of copy bandwidth and PyTorch at ~70%, so 3x PyTorch is out of reach); vgg.maxpool backward
 // spends most of its time in page faults on its fresh 51 MB grad_input (glibc maps allocations over

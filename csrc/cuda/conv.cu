@@ -24,13 +24,11 @@
 // Depthwise-like convolutions (one input channel per group, C/groups == 1) take direct kernels
 // instead: one thread per output element, and one block per weight element for its gradient.
 //
-// Versions (set_conv_kernel_version; measure with `bash bench/gpu_check.sh` on a GPU machine):
-//   v1  64x64x16 implicit GEMM, 4x4 per thread, split-K backward weight; direct depthwise.
-//   v2  (default) for float and float16: 128x128x8 implicit GEMM (backward data x12), 8x8 per
-//       thread read with 128-bit shared loads, no division in the main loop, split reduction on
-//       small grids (conv_igemm.cuh); float64 and the depthwise kernels stay on v1.
-//   v3  v2 with the forward on tensor cores (mma.sync): float16 always, float32 as TF32 when
-//       allowed (set_conv_allow_tf32). Not yet measured on a GPU, hence not the default.
+// Current: v2 by default for float and float16 (128x128x8 tiles, 8x8 outputs per thread,
+// conv_igemm.cuh); float64 and the depthwise kernels run v1's, described above. v3 (tensor cores)
+// is chosen with set_conv_kernel_version and is not the default because it has not run on a GPU.
+// The rate has not been measured on a GPU yet: `bash bench/gpu_check.sh` on a GPU machine
+// measures it. How it got here: docs/performance.md, "Kernel history".
 #include <algorithm>
 #include <atomic>
 #include <cstddef>

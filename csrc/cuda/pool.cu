@@ -25,11 +25,9 @@
 // Index width: kernels are instantiated for 32-bit and 64-bit element indices; the launcher
 // takes 32 bits whenever every extent of the call fits.
 //
-// History (measure with `bash bench/gpu_check.sh` on a GPU machine; only the latest is built):
-//   v1  thread per output / warp per window of 64+ cells (lanes combined in shared memory);
-//       gather backward.
-//   v2  (current) warp per window of 32+ cells, contiguous runs read without decoding, shuffle
-//       combine.
+// Current: v2, the only version built (how it got here: docs/performance.md, "Kernel history").
+// The rate has not been measured on a GPU yet: `bash bench/gpu_check.sh` on a GPU machine
+// measures it.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
