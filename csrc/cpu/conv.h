@@ -32,6 +32,13 @@ void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db
 template <class T>
 void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db);
 
+// Activations between the layouts, N images of P positions and C channels:
+// dst[n][c][p] = src[n][p][c] (to channels-first) or the reverse (to channels-last).
+template <class T>
+void activations_to_channels_first(const T* src, T* dst, i64 N, i64 P, i64 C);
+template <class T>
+void activations_to_channels_last(const T* src, T* dst, i64 N, i64 P, i64 C);
+
 // Whether the fast kernels' padded copies and scratch stay proportional to the tensors and the
 // work: every padded extent they allocate is bounded by the input plus what the windows reach.
 // Strides, dilations or paddings far beyond the input (up to 2**63-1 are valid) make the padded

@@ -146,6 +146,16 @@ const T* channels_first_view(const T* a, i64 N, i64 P, i64 C, AlignedBuffer<T>& 
 }  // namespace
 
 template <class T>
+void activations_to_channels_first(const T* src, T* dst, i64 N, i64 P, i64 C) {
+  transpose_layout<true>(src, dst, N, P, C);
+}
+
+template <class T>
+void activations_to_channels_last(const T* src, T* dst, i64 N, i64 P, i64 C) {
+  transpose_layout<false>(src, dst, N, P, C);
+}
+
+template <class T>
 void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
   if (g.N == 0) return;
@@ -436,7 +446,9 @@ void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db)
   template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
   template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);     \
   template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);   \
-  template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);
+  template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);               \
+  template void activations_to_channels_first<T>(const T*, T*, i64, i64, i64);                        \
+  template void activations_to_channels_last<T>(const T*, T*, i64, i64, i64);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)
 #undef CONVKERN_INSTANTIATE

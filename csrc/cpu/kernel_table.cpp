@@ -4,6 +4,7 @@
 
 #include "conv.h"
 #include "conv_winograd.h"
+#include "parallel.h"
 
 #ifndef CONVKERN_KERNEL_SET
 #error "CONVKERN_KERNEL_SET must name the kernel set (generic, avx2, avx512)"
@@ -11,6 +12,45 @@
 
 namespace convkern::cpu {
 namespace {
+
+// Channels-last 3x3 stride-1 float32 layers run on the channels-first Winograd kernels, their
+// activations transposed on the way in and out: each transpose is one pass over an activation
+// (register-transposed 16 x 16 blocks), where the channels-last implicit GEMM does 4x
+// Winograd's multiplications. The copies are leased from the scratch cache, whose pages stay
+// mapped between calls.
+struct ChannelsFirstCopy {
+  CachedBuffer<float> storage;
+  float* data = nullptr;
+  i64 N, P, C;
+  ChannelsFirstCopy(i64 n, i64 p, i64 c) : N(n), P(p), C(c) { data = storage.reserve(n * p * c); }
+  // A copy of the channels-last activation `a` in channels-first order.
+  ChannelsFirstCopy(const float* a, i64 n, i64 p, i64 c) : ChannelsFirstCopy(n, p, c) {
+    activations_to_channels_first(a, data, N, P, C);
+  }
+  void copy_out(float* channels_last) const { activations_to_channels_last(data, channels_last, N, P, C); }
+};
+
+void winograd_forward_channels_last(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
+                                    bool three_d) {
+  const ChannelsFirstCopy xf(x, g.N, g.in_plane(), g.C);
+  ChannelsFirstCopy yf(g.N, g.out_plane(), g.K);
+  (three_d ? winograd_3d_forward_ncdhw_f32 : winograd_forward_nchw_f32)(g, xf.data, w, b, yf.data);
+  yf.copy_out(y);
+}
+
+void winograd_backward_data_channels_last(const ConvGeometry& g, const float* dy, const float* w, float* dx,
+                                          bool three_d) {
+  const ChannelsFirstCopy dyf(dy, g.N, g.out_plane(), g.K);
+  ChannelsFirstCopy dxf(g.N, g.in_plane(), g.C);
+  (three_d ? winograd_3d_backward_data_ncdhw_f32 : winograd_backward_data_nchw_f32)(g, dyf.data, w, dxf.data);
+  dxf.copy_out(dx);
+}
+
+void winograd_backward_weight_channels_last(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                                            bool three_d) {
+  const ChannelsFirstCopy dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
+  (three_d ? winograd_3d_backward_weight_ncdhw_f32 : winograd_backward_weight_nchw_f32)(g, dyf.data, xf.data, dw);
+}
 
 template <class T>
 void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, const T* b, T* y) {
@@ -22,8 +62,10 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (!last && winograd_forward_wins(g)) return winograd_forward_nchw_f32(g, x, w, b, y);
-    if (!last && winograd_3d_forward_wins(g)) return winograd_3d_forward_ncdhw_f32(g, x, w, b, y);
+    const bool flat = winograd_forward_wins(g), deep = !flat && winograd_3d_forward_wins(g);
+    if (last && (flat || deep)) return winograd_forward_channels_last(g, x, w, b, y, deep);
+    if (flat) return winograd_forward_nchw_f32(g, x, w, b, y);
+    if (deep) return winograd_3d_forward_ncdhw_f32(g, x, w, b, y);
   }
   if (last)
     conv_forward_channels_last<T>(g, x, w, b, y);
@@ -41,8 +83,10 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (!last && winograd_backward_data_wins(g)) return winograd_backward_data_nchw_f32(g, dy, w, dx);
-    if (!last && winograd_3d_backward_data_wins(g)) return winograd_3d_backward_data_ncdhw_f32(g, dy, w, dx);
+    const bool flat = winograd_backward_data_wins(g), deep = !flat && winograd_3d_backward_data_wins(g);
+    if (last && (flat || deep)) return winograd_backward_data_channels_last(g, dy, w, dx, deep);
+    if (flat) return winograd_backward_data_nchw_f32(g, dy, w, dx);
+    if (deep) return winograd_3d_backward_data_ncdhw_f32(g, dy, w, dx);
   }
   if (last)
     conv_backward_data_channels_last<T>(g, dy, w, dx);
@@ -60,8 +104,10 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (!last && winograd_backward_weight_wins(g)) return winograd_backward_weight_nchw_f32(g, dy, x, dw);
-    if (!last && winograd_3d_backward_weight_wins(g)) return winograd_3d_backward_weight_ncdhw_f32(g, dy, x, dw);
+    const bool flat = winograd_backward_weight_wins(g), deep = !flat && winograd_3d_backward_weight_wins(g);
+    if (last && (flat || deep)) return winograd_backward_weight_channels_last(g, dy, x, dw, deep);
+    if (flat) return winograd_backward_weight_nchw_f32(g, dy, x, dw);
+    if (deep) return winograd_3d_backward_weight_ncdhw_f32(g, dy, x, dw);
   }
   if (last)
     conv_backward_weight_channels_last<T>(g, dy, x, dw);

@@ -76,8 +76,8 @@ struct Ymm32 {
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const T* p) { return _mm256_loadu_ps(p); }
   static V load_first(const T* p, std::int64_t n) {  // lanes n and up read as zero
-    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
-                                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    return _mm256_maskload_ps(
+        p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
   }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static T sum(V v) {

@@ -92,6 +92,11 @@ struct IdleBlock {
   void* block;
   std::size_t capacity;
   Clock::time_point returned;
+  // What the block holds of memory, header and rounding included: what scratch_allocate added to
+  // the live bytes, so that cached and live bytes are counted alike.
+  std::int64_t footprint() const {
+    return static_cast<std::int64_t>(*reinterpret_cast<const std::size_t*>(static_cast<const char*>(block) - kHeader));
+  }
 };
 
 // Idle blocks, least recently returned first. 256 MiB: the workspaces of the largest layers the
@@ -115,7 +120,7 @@ void trim_locked(ScratchCache& c, std::int64_t keep, std::vector<void*>& to_free
   to_free.reserve(c.idle.size());  // may throw, before anything changes
   std::size_t drop = 0;
   while (drop < c.idle.size() && (c.idle_bytes > keep || c.idle[drop].returned < expired)) {
-    c.idle_bytes -= static_cast<std::int64_t>(c.idle[drop].capacity);
+    c.idle_bytes -= c.idle[drop].footprint();
     to_free.push_back(c.idle[drop].block);
     ++drop;
   }
@@ -156,7 +161,7 @@ void* scratch_cache_take(std::size_t bytes, std::size_t* capacity) {
     if (best < c.idle.size()) {
       found = c.idle[best].block;
       *capacity = c.idle[best].capacity;
-      c.idle_bytes -= static_cast<std::int64_t>(*capacity);
+      c.idle_bytes -= c.idle[best].footprint();
       c.idle.erase(c.idle.begin() + static_cast<std::ptrdiff_t>(best));
     }
   }
@@ -174,7 +179,7 @@ void scratch_cache_give(void* block, std::size_t capacity) noexcept {
   try {
     std::lock_guard<std::mutex> lock(c.mutex);
     c.idle.push_back({block, capacity, Clock::now()});
-    c.idle_bytes += static_cast<std::int64_t>(capacity);
+    c.idle_bytes += c.idle.back().footprint();
     trim_locked(c, c.limit, to_free);
   } catch (...) {  // no room to record it: free it instead
     scratch_free(block);
