@@ -22,7 +22,7 @@
 #include <type_traits>
 #include <vector>
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -73,12 +73,23 @@ struct PaddedPlane {
   i64 size() const { return Dp * Hp * Wb; }
 };
 
+// One register of the kernel set's widest vectors: the 3x3 weight gradient keeps 9 accumulators
+// and the 5x5 one 25 in registers, which 64-byte vectors in pairs of ymm (AVX2) overflowed: 5x
+// slower than one ymm each.
+#if defined(__AVX512F__)
+constexpr i64 kVectorBytes = 64;
+#elif defined(__AVX2__)
+constexpr i64 kVectorBytes = 32;
+#else
+constexpr i64 kVectorBytes = 16;
+#endif
+
 template <class T>
 constexpr i64 vector_length() {
-  return 64 / static_cast<i64>(sizeof(T));
+  return kVectorBytes / static_cast<i64>(sizeof(T));
 }
 
-// One 64-byte vector of T (GCC vector extension: written with plain arrays, accumulators were split
+// One vector of T (GCC vector extension: written with plain arrays, accumulators were split
 // into scalar registers), and the same vector at T's alignment for unaligned loads and stores
 // through a pointer: std::memcpy into a Vec compiled to an 8-byte copy loop through the stack
 // (v2 spent most of its time there).
@@ -87,13 +98,13 @@ template <class T>
 struct VectorTypes;
 template <>
 struct VectorTypes<float> {
-  typedef float vec __attribute__((vector_size(64)));
-  typedef float unaligned __attribute__((vector_size(64), aligned(4)));
+  typedef float vec __attribute__((vector_size(kVectorBytes)));
+  typedef float unaligned __attribute__((vector_size(kVectorBytes), aligned(4)));
 };
 template <>
 struct VectorTypes<double> {
-  typedef double vec __attribute__((vector_size(64)));
-  typedef double unaligned __attribute__((vector_size(64), aligned(8)));
+  typedef double vec __attribute__((vector_size(kVectorBytes)));
+  typedef double unaligned __attribute__((vector_size(kVectorBytes), aligned(8)));
 };
 template <class T>
 using Vec = typename VectorTypes<T>::vec;
@@ -110,15 +121,34 @@ inline void store_vec(T* p, Vec<T> v) {
   *reinterpret_cast<UnalignedVec<T>*>(p) = v;
 }
 
-// The first n (< one vector) lanes of v to p: one masked store where AVX-512 is compiled in.
+#if !defined(__AVX512F__) && defined(__AVX2__)
+// AVX2's lane mask for the first n lanes (the sign bit of each lane selects it).
+template <class T>
+inline __m256i first_lanes(i64 n) {
+  if constexpr (std::is_same_v<T, float>)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  else
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+#endif
+
+// The first n (< one vector) lanes of v to p: one masked store where AVX-512 or AVX2 is compiled in.
 template <class T>
 inline void store_partial(T* p, Vec<T> v, i64 n) {
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), reinterpret_cast<__m512&>(v));
     return;
   } else {
     _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1), reinterpret_cast<__m512d&>(v));
+    return;
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    _mm256_maskstore_ps(p, first_lanes<T>(n), reinterpret_cast<__m256&>(v));
+    return;
+  } else {
+    _mm256_maskstore_pd(p, first_lanes<T>(n), reinterpret_cast<__m256d&>(v));
     return;
   }
 #endif
@@ -128,12 +158,20 @@ inline void store_partial(T* p, Vec<T> v, i64 n) {
 // The first n lanes from p, zeros in the others.
 template <class T>
 inline Vec<T> load_partial(const T* p, i64 n) {
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
     return reinterpret_cast<Vec<T>&>(v);
   } else {
     __m512d v = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), p);
+    return reinterpret_cast<Vec<T>&>(v);
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    __m256 v = _mm256_maskload_ps(p, first_lanes<T>(n));
+    return reinterpret_cast<Vec<T>&>(v);
+  } else {
+    __m256d v = _mm256_maskload_pd(p, first_lanes<T>(n));
     return reinterpret_cast<Vec<T>&>(v);
   }
 #endif
