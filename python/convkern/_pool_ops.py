@@ -281,14 +281,27 @@ def _avg_pool_backward(
 # Global pooling is pooling with one window that covers the whole input plane.
 
 
+class _GlobalCall(_PoolCall):
+    """A global pooling call: the sliding-window call whose one window is the whole plane. Its
+    window arguments follow from the input alone, so none is parsed: a global pool ends a network
+    on a small plane (7 x 7), where the argument handling is a good part of the call."""
+
+    def __init__(self, rank: int, input: Any, data_format: Any, **device_arrays: Any) -> None:
+        _Activations.__init__(self, rank, input, data_format, **device_arrays)
+        if min(self.shape[2:]) == 0:
+            # Checked here: the window is the whole plane, so a kernel-size message would name an
+            # argument the caller never gave.
+            raise ValueError(
+                f"global pooling needs a non-empty spatial extent, got input of shape {tuple(self.x.shape)}"
+            )
+        plane = pad3(self.shape[2:], rank, 1)
+        self.same_or_valid = False
+        self.args = (plane, plane, [0, 0, 0], [0, 0, 0], [1, 1, 1], False, False)
+        self._set_output((1, 1, 1))
+
+
 def _global_call(rank: int, input: Any, data_format: Any, **device_arrays: Any) -> _PoolCall:
-    x = backend_for(input=input, **device_arrays).as_float_array(input, "input")
-    shape, _ = ncs_shape(x, rank, "input", data_format_is_last(data_format, rank))
-    if min(shape[2:]) == 0:
-        # Checked here: the window is the whole plane, so the kernel-size message would name an
-        # argument the caller never gave.
-        raise ValueError(f"global pooling needs a non-empty spatial extent, got input of shape {tuple(x.shape)}")
-    return _PoolCall(rank, x, tuple(shape[2:]), None, 0, 1, False, data_format, **device_arrays)
+    return _GlobalCall(rank, input, data_format, **device_arrays)
 
 
 def _global_shape(p: _PoolCall, keepdims: bool) -> Tuple[int, ...]:
