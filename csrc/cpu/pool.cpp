@@ -983,8 +983,48 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
   });
 }
 
+// Global average over channels-last planes: per image, blocks of 4 vectors of channels summed
+// over the positions in registers (the general kernel below keeps its sums in the output row and
+// reloads them at every position), position by position in order: the same sums, bit for bit.
+template <class T>
+struct ChannelSums {
+  typedef T vec __attribute__((vector_size(64)));
+  typedef T unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
+  static constexpr i64 kLanes = 64 / sizeof(T), kVectors = 4, kBlock = kLanes * kVectors;
+};
+
+template <class T>
+void avg_global_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x, T* y) {
+  using S = ChannelSums<T>;
+  using V = typename S::vec;
+  using U = typename S::unaligned;
+  const i64 batch = w.planes / C, P = w.in_plane, blocks = ceil_div(C, S::kBlock);
+  const T divisor = static_cast<T>(window_divisor(w, rule, 0, 0, 0));
+  parallel_ranges(batch * blocks, double(P) * double(S::kBlock), [&](i64 first, i64 last) {
+    for (i64 item = first; item < last; ++item) {
+      const i64 n = item / blocks, c0 = item % blocks * S::kBlock, nc = std::min(S::kBlock, C - c0);
+      const T* xn = x + n * P * C + c0;
+      T* yn = y + n * C + c0;
+      if (nc == S::kBlock) {
+        V sum[S::kVectors] = {};
+        for (i64 p = 0; p < P; ++p)
+#pragma GCC unroll 4
+          for (i64 v = 0; v < S::kVectors; ++v) sum[v] += *reinterpret_cast<const U*>(xn + p * C + v * S::kLanes);
+#pragma GCC unroll 4
+        for (i64 v = 0; v < S::kVectors; ++v) *reinterpret_cast<U*>(yn + v * S::kLanes) = sum[v] / divisor;
+      } else {
+        for (i64 j = 0; j < nc; ++j) yn[j] = T(0);
+        for (i64 p = 0; p < P; ++p)
+          for (i64 j = 0; j < nc; ++j) yn[j] += xn[p * C + j];
+        for (i64 j = 0; j < nc; ++j) yn[j] = yn[j] / divisor;
+      }
+    }
+  });
+}
+
 template <class T>
 void avg_forward_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x, T* y) {
+  if (is_global(w)) return avg_global_nhwc(w, rule, C, x, y);
   const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
   const i64 OD = ad.out(), OH = ah.out(), OW = aw.out(), IH = ah.in, IW = aw.in;
   const i64 batch = w.planes / C, rows = batch * OD * OH;
