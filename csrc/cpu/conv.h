@@ -32,6 +32,10 @@ void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db
 template <class T>
 void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db);
 
+// Whether a channels-last layer runs through the channels-first kernels (the dispatcher transposes
+// its activations) rather than the channels-last ones above, which then serve only the others.
+bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward);
+
 // Activations between the layouts, N images of P positions and C channels:
 // dst[n][c][p] = src[n][p][c] (to channels-first) or the reverse (to channels-last).
 template <class T>

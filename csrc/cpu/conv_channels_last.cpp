@@ -100,28 +100,6 @@ void gather_row(const ConvGeometry& g, const TapTable& taps, const T* xg, const 
   }
 }
 
-// Which layers run through the channels-first kernels, their activations transposed on the way in
-// and out (one pass over each, 16 x 16 blocks in registers):
-// - a few input channels per group (a network's first layer: RGB or grey): channel runs of 1 to 8
-//   values starve the positions-as-rows GEMM (resnet50.conv1 NHWC backward weight took 90 ms
-//   against 21 channels-first);
-// - any layer with more than one tap: its windows gather (tap, channel) runs position by position,
-//   where the channels-first kernels read whole rows; with 9 or more multiply-adds per activation
-//   the transposes cost a few percent (resnet50.l2.3x3s2 NHWC backward data 14.4 -> ~9.5 ms,
-//   video.conv3d forward 69 -> ~45).
-// Pointwise (1x1) layers stay here: they are a plain GEMM over contiguous channels, whose few
-// multiply-adds per activation would not pay for the transposes. So does a strided forward, which
-// the channels-first forward serves no better (resnet50.l2.3x3s2: 7.1 ms here, 11.4 through it).
-constexpr i64 kChannelsFirstMaxChannels = 8;
-
-enum class Pass { kForward, kBackward };
-
-bool runs_channels_first(const ConvGeometry& g, Pass pass) {
-  if (g.C_per_group() <= kChannelsFirstMaxChannels) return true;
-  const bool unit_stride = g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1;
-  return g.kernel_volume() > 1 && (pass == Pass::kBackward || unit_stride);
-}
-
 // dst[n][c][p] = src[n][p][c] (to_first) or the reverse, for N images of P positions and C
 // channels: 16 x 16 blocks transposed in registers (pack.h), blocks of positions in parallel.
 template <bool kToFirst, class T>
@@ -147,18 +125,27 @@ void transpose_layout(const T* src, T* dst, i64 N, i64 P, i64 C) {
   });
 }
 
-// The activation as channels-first: the array itself when it has one channel (same memory).
-// Copies are leased from the scratch cache: a first layer's activations are tens of MiB, whose
-// fresh pages cost as much as the transposes (resnet50.conv1's 26 MB output: ~3 ms a call).
-template <class T>
-const T* channels_first_view(const T* a, i64 N, i64 P, i64 C, CachedBuffer<T>& tmp) {
-  if (C == 1) return a;
-  T* copy = tmp.reserve(N * P * C);
-  transpose_layout<true>(a, copy, N, P, C);
-  return copy;
-}
-
 }  // namespace
+
+// Which layers run through the channels-first kernels, their activations transposed on the way in
+// and out (one pass over each, 16 x 16 blocks in registers):
+// - a few input channels per group (a network's first layer: RGB or grey): channel runs of 1 to 8
+//   values starve the positions-as-rows GEMM (resnet50.conv1 NHWC backward weight took 90 ms
+//   against 21 channels-first);
+// - any layer with more than one tap: its windows gather (tap, channel) runs position by position,
+//   where the channels-first kernels read whole rows; with 9 or more multiply-adds per activation
+//   the transposes cost a few percent (resnet50.l2.3x3s2 NHWC backward data 14.4 -> ~9.5 ms,
+//   video.conv3d forward 69 -> ~45).
+// Pointwise (1x1) layers stay here: they are a plain GEMM over contiguous channels, whose few
+// multiply-adds per activation would not pay for the transposes. So does a strided forward, which
+// the channels-first forward serves no better (resnet50.l2.3x3s2: 7.1 ms here, 11.4 through it).
+constexpr i64 kChannelsFirstMaxChannels = 8;
+
+bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward) {
+  if (g.C_per_group() <= kChannelsFirstMaxChannels) return true;
+  const bool unit_stride = g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1;
+  return g.kernel_volume() > 1 && (!forward || unit_stride);
+}
 
 template <class T>
 void activations_to_channels_first(const T* src, T* dst, i64 N, i64 P, i64 C) {
@@ -174,13 +161,6 @@ template <class T>
 void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
   if (g.N == 0) return;
-  if (runs_channels_first(g, Pass::kForward)) {
-    CachedBuffer<T> xt, yt;
-    T* yf = yt.reserve(g.N * g.K * g.out_plane());
-    conv_forward_channels_first(g, channels_first_view(x, g.N, g.in_plane(), g.C, xt), w, bias, yf);
-    transpose_layout<false>(yf, y, g.N, g.out_plane(), g.K);
-    return;
-  }
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
@@ -266,18 +246,6 @@ template <class T>
 void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
   if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, true, dy, w, dx);
   if (g.N == 0) return;
-  if (runs_channels_first(g, Pass::kBackward)) {
-    CachedBuffer<T> dyt, dxt;
-    const T* dyf = channels_first_view(dy, g.N, g.out_plane(), g.K, dyt);
-    if (g.C == 1) {
-      conv_backward_data_channels_first(g, dyf, w, dx);
-    } else {
-      T* dxf = dxt.reserve(g.N * g.C * g.in_plane());
-      conv_backward_data_channels_first(g, dyf, w, dxf);
-      transpose_layout<false>(dxf, dx, g.N, g.in_plane(), g.C);
-    }
-    return;
-  }
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), P = g.out_plane();
@@ -359,12 +327,6 @@ void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const 
 template <class T>
 void conv_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, true, dy, x, dw);
-  if (g.N > 0 && runs_channels_first(g, Pass::kBackward)) {
-    CachedBuffer<T> dyt, xt;
-    conv_backward_weight_channels_first(g, channels_first_view(dy, g.N, g.out_plane(), g.K, dyt),
-                                        channels_first_view(x, g.N, g.in_plane(), g.C, xt), dw);
-    return;
-  }
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();

@@ -13,43 +13,29 @@
 namespace convkern::cpu {
 namespace {
 
-// Channels-last 3x3 stride-1 float32 layers run on the channels-first Winograd kernels, their
-// activations transposed on the way in and out: each transpose is one pass over an activation
-// (register-transposed 16 x 16 blocks), where the channels-last implicit GEMM does 4x
-// Winograd's multiplications. The copies are leased from the scratch cache, whose pages stay
-// mapped between calls.
-struct ChannelsFirstCopy {
-  CachedBuffer<float> storage;
-  float* data = nullptr;
+// Channels-last layers that run through the channels-first passes (channels_last_runs_channels_first)
+// get channels-first copies of their activations, leased from the scratch cache (a first layer's
+// are tens of MiB, whose fresh pages would cost as much as the transposes). An activation with one
+// channel is the same memory in both layouts and is used as it is.
+template <class T>
+struct ChannelsFirst {
+  CachedBuffer<T> storage;
+  T* data;
   i64 N, P, C;
-  ChannelsFirstCopy(i64 n, i64 p, i64 c) : N(n), P(p), C(c) { data = storage.reserve(n * p * c); }
-  // A copy of the channels-last activation `a` in channels-first order.
-  ChannelsFirstCopy(const float* a, i64 n, i64 p, i64 c) : ChannelsFirstCopy(n, p, c) {
-    activations_to_channels_first(a, data, N, P, C);
+  // Room for a pass's output; `channels_last` receives it in copy_out.
+  ChannelsFirst(T* channels_last, i64 n, i64 p, i64 c)
+      : data(c == 1 ? channels_last : storage.reserve(n * p * c)), N(n), P(p), C(c) {}
+  // A copy of the input `channels_last`.
+  ChannelsFirst(const T* channels_last, i64 n, i64 p, i64 c) : ChannelsFirst(const_cast<T*>(channels_last), n, p, c) {
+    if (c != 1) activations_to_channels_first(channels_last, data, N, P, C);
   }
-  void copy_out(float* channels_last) const { activations_to_channels_last(data, channels_last, N, P, C); }
+  void copy_out(T* channels_last) const {
+    if (data != channels_last) activations_to_channels_last(data, channels_last, N, P, C);
+  }
 };
 
-void winograd_forward_channels_last(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
-                                    bool three_d) {
-  const ChannelsFirstCopy xf(x, g.N, g.in_plane(), g.C);
-  ChannelsFirstCopy yf(g.N, g.out_plane(), g.K);
-  (three_d ? winograd_3d_forward_ncdhw_f32 : winograd_forward_nchw_f32)(g, xf.data, w, b, yf.data);
-  yf.copy_out(y);
-}
-
-void winograd_backward_data_channels_last(const ConvGeometry& g, const float* dy, const float* w, float* dx,
-                                          bool three_d) {
-  const ChannelsFirstCopy dyf(dy, g.N, g.out_plane(), g.K);
-  ChannelsFirstCopy dxf(g.N, g.in_plane(), g.C);
-  (three_d ? winograd_3d_backward_data_ncdhw_f32 : winograd_backward_data_nchw_f32)(g, dyf.data, w, dxf.data);
-  dxf.copy_out(dx);
-}
-
-void winograd_backward_weight_channels_last(const ConvGeometry& g, const float* dy, const float* x, float* dw,
-                                            bool three_d) {
-  const ChannelsFirstCopy dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
-  (three_d ? winograd_3d_backward_weight_ncdhw_f32 : winograd_backward_weight_nchw_f32)(g, dyf.data, xf.data, dw);
+inline bool through_channels_first(const ConvGeometry& g, bool last, bool forward) {
+  return last && g.N > 0 && conv_reach_is_compact(g) && channels_last_runs_channels_first(g, forward);
 }
 
 template <class T>
@@ -61,11 +47,14 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
       depthwise_forward_channels_first<T>(g, x, w, b, y);
     return;
   }
+  if (through_channels_first(g, last, true)) {
+    const ChannelsFirst<T> xf(x, g.N, g.in_plane(), g.C), yf(y, g.N, g.out_plane(), g.K);
+    conv_forward<T>(g, false, xf.data, w, b, yf.data);
+    return yf.copy_out(y);
+  }
   if constexpr (std::is_same_v<T, float>) {
-    const bool flat = winograd_forward_wins(g), deep = !flat && winograd_3d_forward_wins(g);
-    if (last && (flat || deep)) return winograd_forward_channels_last(g, x, w, b, y, deep);
-    if (flat) return winograd_forward_nchw_f32(g, x, w, b, y);
-    if (deep) return winograd_3d_forward_ncdhw_f32(g, x, w, b, y);
+    if (!last && winograd_forward_wins(g)) return winograd_forward_nchw_f32(g, x, w, b, y);
+    if (!last && winograd_3d_forward_wins(g)) return winograd_3d_forward_ncdhw_f32(g, x, w, b, y);
   }
   if (last)
     conv_forward_channels_last<T>(g, x, w, b, y);
@@ -82,11 +71,14 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
       depthwise_backward_data_channels_first<T>(g, dy, w, dx);
     return;
   }
+  if (through_channels_first(g, last, false)) {
+    const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), dxf(dx, g.N, g.in_plane(), g.C);
+    conv_backward_data<T>(g, false, dyf.data, w, dxf.data);
+    return dxf.copy_out(dx);
+  }
   if constexpr (std::is_same_v<T, float>) {
-    const bool flat = winograd_backward_data_wins(g), deep = !flat && winograd_3d_backward_data_wins(g);
-    if (last && (flat || deep)) return winograd_backward_data_channels_last(g, dy, w, dx, deep);
-    if (flat) return winograd_backward_data_nchw_f32(g, dy, w, dx);
-    if (deep) return winograd_3d_backward_data_ncdhw_f32(g, dy, w, dx);
+    if (!last && winograd_backward_data_wins(g)) return winograd_backward_data_nchw_f32(g, dy, w, dx);
+    if (!last && winograd_3d_backward_data_wins(g)) return winograd_3d_backward_data_ncdhw_f32(g, dy, w, dx);
   }
   if (last)
     conv_backward_data_channels_last<T>(g, dy, w, dx);
@@ -103,11 +95,13 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
       depthwise_backward_weight_channels_first<T>(g, dy, x, dw);
     return;
   }
+  if (through_channels_first(g, last, false)) {
+    const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
+    return conv_backward_weight<T>(g, false, dyf.data, xf.data, dw);
+  }
   if constexpr (std::is_same_v<T, float>) {
-    const bool flat = winograd_backward_weight_wins(g), deep = !flat && winograd_3d_backward_weight_wins(g);
-    if (last && (flat || deep)) return winograd_backward_weight_channels_last(g, dy, x, dw, deep);
-    if (flat) return winograd_backward_weight_nchw_f32(g, dy, x, dw);
-    if (deep) return winograd_3d_backward_weight_ncdhw_f32(g, dy, x, dw);
+    if (!last && winograd_backward_weight_wins(g)) return winograd_backward_weight_nchw_f32(g, dy, x, dw);
+    if (!last && winograd_3d_backward_weight_wins(g)) return winograd_3d_backward_weight_ncdhw_f32(g, dy, x, dw);
   }
   if (last)
     conv_backward_weight_channels_last<T>(g, dy, x, dw);
