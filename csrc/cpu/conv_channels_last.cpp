@@ -6,8 +6,10 @@
 //     Y[P x K/g]     = X_col[P x R] * W^T[R x K/g]        R ordered (tap, c): a tap reads
 //     dX_col[P x R]  = dY[P x K/g] * W[K/g x R]           C/g contiguous input values
 //     dW[K/g x R]    = sum_n dY^T * X_col
-// Every gather and scatter therefore moves runs of contiguous channels; no activation is ever
-// transposed.
+// Every gather and scatter therefore moves runs of contiguous channels; these kernels transpose no
+// activation. They serve pointwise layers and strided forwards; the dispatcher (kernel_table.cpp)
+// runs every other channels-last layer through the channels-first passes on transposed copies
+// (channels_last_runs_channels_first, below, says which and why).
 //
 // Threads and determinism as in conv.cpp: forward items are (n, g, tile of positions); backward
 // data items are (n, g, block of input channels), so each item's col2im writes channels no other
