@@ -14,7 +14,7 @@
 // lane) and reduce them in a fixed order at the end.
 //
 // Current: v4 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
 // median ms, PyTorch 2.13 oneDNN from the same run in brackets: mobilenet.dw3x3 NCHW forward
 // 0.54 ms (0.46), backward data 0.74 (0.80), backward weight 1.01 (0.92).
 #include <algorithm>

@@ -53,7 +53,7 @@
 // wherever it applies (both read on every call; for tests and benchmarks).
 //
 // Current: v4 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
 // median ms, PyTorch 2.13 oneDNN from the same run in brackets: resnet50.l2.3x3 forward 2.51 ms
 // (4.37), 737 GFLOP/s counted as the direct convolution's FLOPs, so 149% of the FMA peak (Winograd
 // does 4x fewer multiplications); vgg16.conv3_2 forward 62.0 (82.3).

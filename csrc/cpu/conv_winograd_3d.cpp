@@ -14,7 +14,7 @@
 // Deterministic: every copy and fold is owned by one work item, in a fixed order.
 //
 // Current: v1 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
 // median ms: video.conv3d NCDHW forward 41.4 ms, PyTorch 2.13 oneDNN 24.3 in the same run. The
 // slice batch's copy and the output's reordering are most of what it loses to the 2-D kernel.
 #include <algorithm>

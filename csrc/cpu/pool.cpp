@@ -34,7 +34,7 @@
 // kernel's own array, so a refused call leaves nothing the caller sees.
 //
 // Current: v5 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads,
+// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
 // median ms, PyTorch 2.13 from the same run in brackets: resnet50.maxpool NCHW forward 2.92 ms
 // (25.1), backward 1.44 (1.70); inception.avgpool forward 0.38 (7.48); resnet50.gap forward
 // 0.071 (0.092).
