@@ -406,6 +406,48 @@ def test_depthwise_stencils(k, width, multiplier, padding, last, dtype, rng):
     check_backward(2, case, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("k,stride,width", [(3, 1, 28), (3, 1, 37), (3, 2, 29), (5, 1, 21), (5, 2, 40)])
+def test_depthwise_channels_last_register_blocks(k, stride, width, dtype, rng):
+    """The channels-last 3x3/5x5 kernels at 40 channels (whole vectors and a tail at every vector
+    width) and rows long enough for blocks of 8 positions, a remainder and both borders."""
+    case = dict(
+        batch=2,
+        cin=40,
+        cout=40,
+        groups=40,
+        kernel=(k, k),
+        stride=(stride, stride),
+        dilation=(1, 1),
+        padding=k // 2,
+        size=(k + 3, width),
+        layout="contiguous",
+        bias=True,
+        data_format="NHWC",
+    )
+    check_forward(2, case, dtype, rng)
+    check_backward(2, case, dtype, rng)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
+def test_depthwise_weight_gradient_sees_padding_times_infinite_grad(last):
+    """dy infinite at a corner: the taps that read padding there get Inf * 0 = NaN, as in PyTorch;
+    the others stay finite (whole vectors of channels, so the channels-last fast path runs)."""
+    c = 32
+    x = np.ones((1, c, 12, 20), np.float32)
+    w = np.ones((c, 1, 3, 3), np.float32)
+    dy = np.ones((1, c, 12, 20), np.float32)
+    dy[:, :, 0, 0] = np.inf
+    fmt = "NHWC" if last else "NCHW"
+    if last:
+        x, dy = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
+    _, gw, _ = convkern.conv2d_backward(dy, x, w, padding=1, groups=c, data_format=fmt)
+    with np.errstate(invalid="ignore"):
+        _, rw, _ = ref.conv2d_backward(dy, x, w, padding=1, groups=c, data_format=fmt)
+    assert np.isnan(rw[:, 0, 0, 0]).all() and np.isinf(rw[:, 0, 2, 2]).all()
+    np.testing.assert_array_equal(gw, rw.astype(np.float32))
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
     """An infinite input in the last column is read by taps kw >= 1 only: the weight gradient of

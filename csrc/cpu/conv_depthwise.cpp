@@ -554,8 +554,7 @@ namespace {
 
 // Channels-last depthwise with one output channel per input channel (the MobileNet case), 2-D,
 // kernel size fixed at compile time: one vector of channels at a time, its KH x KW tap weights
-// held in registers while the loop walks the positions; each output vector is KH x KW loads and
-// FMAs with no store in between (v2 added every tap into y in memory).
+// loaded once per row and vector, while the loop walks the row's positions.
 //   out[n, o, c] = bias[c] + sum_taps w[tap, c] * in[n, o * stride - pad + tap * dilation, c]
 // The input gradient at unit stride is the same stencil over dy with the kernel flipped and the
 // padding (k - 1) * dilation - pad: see depthwise_backward_data_channels_last.
@@ -563,64 +562,185 @@ struct PlaneStencil {
   i64 N, C, IH, IW, OH, OW, sh, sw, dh, dw, ph, pw;
 };
 
-// Two vectors of channels per pass: twice the work per bounds check and per loop step (one
-// vector per pass ran slower than the v2 loop).
-constexpr int kNhwcVectors = 2;
+// Output positions per register block. Each output vector is a chain of KH x KW dependent FMAs,
+// so one position at a time waits on FMA latency; 8 independent chains cover latency x ports
+// (4 x 2). v4 ran two chains (two channel vectors of one position) and reached 0.5x PyTorch.
+constexpr int kNhwcPositions = 8;
 
-// The first n (0 to one vector) lanes from p.
+// The first n (0 to one vector) lanes from p, and to p.
 template <class T>
 inline Vec<T> load_n(const T* p, i64 n) {
   return n == vector_length<T>() ? load_vec(p) : load_partial(p, n);
 }
 
+template <class T>
+inline void store_n(T* p, Vec<T> v, i64 n) {
+  if (n == vector_length<T>())
+    store_vec(p, v);
+  else
+    store_partial(p, v, n);
+}
+
+// Output columns [lo, hi) whose every tap lands inside the input row: no bounds checks there.
+inline void interior_columns(const PlaneStencil& s, i64 KW, i64& lo, i64& hi) {
+  i64 lo_first, hi_first, lo_last, hi_last;
+  clip_columns(s.OW, s.IW, s.sw, -s.pw, lo_first, hi_first);
+  clip_columns(s.OW, s.IW, s.sw, (KW - 1) * s.dw - s.pw, lo_last, hi_last);
+  lo = std::max(lo_first, lo_last);
+  hi = std::max(lo, std::min(hi_first, hi_last));
+}
+
+// The input row (channel 0 of column 0) each kernel row reads for output row oh of image n, or
+// nullptr where it falls in the padding.
+template <class T, int KH>
+inline void tap_rows(const PlaneStencil& s, const T* in, i64 n, i64 oh, const T* (&rows)[KH]) {
+  for (int kh = 0; kh < KH; ++kh) {
+    const i64 ih = oh * s.sh - s.ph + kh * s.dh;
+    rows[kh] = ih >= 0 && ih < s.IH ? in + (n * s.IH + ih) * s.IW * s.C : nullptr;
+  }
+}
+
 template <class T, int KH, int KW>
 void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C] */, bool flip, const T* bias, T* out) {
-  constexpr i64 VL = vector_length<T>(), CB = kNhwcVectors * VL;
-  constexpr int kvol = KH * KW, V = kNhwcVectors;
-  const i64 cblocks = ceil_div(s.C, CB);
+  constexpr i64 VL = vector_length<T>();
+  constexpr int kvol = KH * KW, P = kNhwcPositions;
+  i64 lo, hi;
+  interior_columns(s, KW, lo, hi);
+  const i64 C = s.C, full_vectors = C / VL, tail = C - full_vectors * VL;
+  const T* tap_w[kvol];  // each tap's weights for every channel
+  for (int t = 0; t < kvol; ++t) tap_w[t] = wt + (flip ? kvol - 1 - t : t) * C;
+  // Addresses advance by these steps: computed from the indices, they cost an integer multiply
+  // per load, which left the FMAs waiting.
+  const i64 position_step = s.sw * C, tap_step = s.dw * C;
   parallel_for(s.N * s.OH, [&](i64 row, int) {
-    const i64 n = row / s.OH, oh = row % s.OH;
-    const T* inn = in + n * s.IH * s.IW * s.C;
-    T* orow = out + row * s.OW * s.C;
-    for (i64 cb = 0; cb < cblocks; ++cb) {
-      const i64 c0 = cb * CB;
-      i64 nc[V];
-      for (int v = 0; v < V; ++v) nc[v] = std::clamp<i64>(s.C - c0 - v * VL, 0, VL);
-      Vec<T> w[kvol][V];
-      for (int t = 0; t < kvol; ++t)
-        for (int v = 0; v < V; ++v) w[t][v] = load_n(wt + (flip ? kvol - 1 - t : t) * s.C + c0 + v * VL, nc[v]);
-      Vec<T> b[V];
-      for (int v = 0; v < V; ++v) b[v] = bias ? load_n(bias + c0 + v * VL, nc[v]) : Vec<T>{};
-      const bool full = nc[V - 1] == VL;
-      for (i64 ow = 0; ow < s.OW; ++ow) {
-        Vec<T> acc[V];
-        for (int v = 0; v < V; ++v) acc[v] = b[v];
+    const T* rows[KH];
+    tap_rows<T, KH>(s, in, row / s.OH, row % s.OH, rows);
+    T* orow = out + row * s.OW * C;
+    // One position, every channel, with each tap's bounds checked once (the row's ends). Taps
+    // in the padding are skipped, as the block below skips padded rows: both sum the same terms
+    // in the same order.
+    const auto all_channels = [&](i64 ow) {
+      const T* tap_in[kvol];  // nullptr: in the padding
+      for (int kh = 0; kh < KH; ++kh)
+        for (int kw = 0; kw < KW; ++kw) {
+          const i64 iw = ow * s.sw - s.pw + kw * s.dw;
+          tap_in[kh * KW + kw] = rows[kh] && iw >= 0 && iw < s.IW ? rows[kh] + iw * C : nullptr;
+        }
+      T* o = orow + ow * C;
+      for (i64 c0 = 0; c0 < C; c0 += VL) {
+        const i64 nc = std::min(VL, C - c0);
+        Vec<T> acc = bias ? load_n(bias + c0, nc) : Vec<T>{};
+        for (int t = 0; t < kvol; ++t)
+          if (tap_in[t]) acc += load_n(tap_w[t] + c0, nc) * load_n(tap_in[t] + c0, nc);
+        store_n(o + c0, acc, nc);
+      }
+    };
+    i64 ow = 0;
+    for (; ow < lo; ++ow) all_channels(ow);
+    // Positions outermost: the P positions' inputs are P + KW - 1 whole pixels (all channels,
+    // contiguous) per kernel row, read vector after vector. Vectors outermost walked the row at
+    // a stride of C floats, and the rows' lines, 1 KiB apart at C = 256, shared a few L1 sets.
+    for (; ow + P <= hi; ow += P) {
+      for (i64 cv = 0; cv < full_vectors; ++cv) {
+        const i64 c0 = cv * VL;
+        Vec<T> acc[P];
+        const Vec<T> b = bias ? load_vec(bias + c0) : Vec<T>{};
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) acc[p] = b;
 #pragma GCC unroll 8
         for (int kh = 0; kh < KH; ++kh) {
-          const i64 ih = oh * s.sh - s.ph + kh * s.dh;
-          if (ih < 0 || ih >= s.IH) continue;
+          if (!rows[kh]) continue;
+          const T* tap_in = rows[kh] + (ow * s.sw - s.pw) * C + c0;
 #pragma GCC unroll 8
-          for (int kw = 0; kw < KW; ++kw) {
-            const i64 iw = ow * s.sw - s.pw + kw * s.dw;
-            if (iw < 0 || iw >= s.IW) continue;
-            const T* src = inn + (ih * s.IW + iw) * s.C + c0;
-            if (full) {
-              for (int v = 0; v < V; ++v) acc[v] += w[kh * KW + kw][v] * load_vec(src + v * VL);
-            } else {
-              for (int v = 0; v < V; ++v) acc[v] += w[kh * KW + kw][v] * load_n(src + v * VL, nc[v]);
-            }
+          for (int kw = 0; kw < KW; ++kw, tap_in += tap_step) {
+            const Vec<T> w = load_vec(tap_w[kh * KW + kw] + c0);
+            const T* q = tap_in;
+#pragma GCC unroll 8
+            for (int p = 0; p < P; ++p, q += position_step) acc[p] += w * load_vec(q);
           }
         }
-        T* dst = orow + ow * s.C + c0;
-        for (int v = 0; v < V; ++v) {
-          if (nc[v] == VL)
-            store_vec(dst + v * VL, acc[v]);
-          else
-            store_partial(dst + v * VL, acc[v], nc[v]);
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) store_vec(orow + (ow + p) * C + c0, acc[p]);
+      }
+      if (tail) {
+        const i64 c0 = full_vectors * VL;
+        for (int p = 0; p < P; ++p) {
+          Vec<T> acc = bias ? load_n(bias + c0, tail) : Vec<T>{};
+          for (int kh = 0; kh < KH; ++kh) {
+            if (!rows[kh]) continue;
+            for (int kw = 0; kw < KW; ++kw)
+              acc += load_n(tap_w[kh * KW + kw] + c0, tail) *
+                     load_n(rows[kh] + ((ow + p) * s.sw - s.pw + kw * s.dw) * C + c0, tail);
+          }
+          store_n(orow + (ow + p) * C + c0, acc, tail);
         }
       }
     }
+    for (; ow < s.OW; ++ow) all_channels(ow);
   });
+}
+
+// Weight gradient of the same layers: dw[c, tap] = sum over (n, oh, ow) of dy[n, oh, ow, c] *
+// in[n, tap's cell, c]. A work item is one vector of channels, whose KH x KW accumulators stay in
+// registers over every position (the channels are the lanes, so no lanes are summed at the end);
+// v4 added each tap's products into a block of memory per position, at 0.3x PyTorch.
+// Taps in the padding add dy * 0, as PyTorch's do: Inf or NaN in dy there makes the gradient NaN.
+template <class T, int KH, int KW>
+void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw /* [C][tap] */) {
+  constexpr i64 VL = vector_length<T>();
+  constexpr int kvol = KH * KW;
+  i64 lo, hi;
+  interior_columns(s, KW, lo, hi);
+  const i64 C = s.C;
+  parallel_for(ceil_div(C, VL), [&](i64 cv, int) {
+    const i64 c0 = cv * VL, nc = std::min(VL, C - c0);
+    Vec<T> acc[kvol];
+#pragma GCC unroll 25
+    for (int t = 0; t < kvol; ++t) acc[t] = Vec<T>{};
+    for (i64 row = 0; row < s.N * s.OH; ++row) {
+      const T* rows[KH];
+      tap_rows<T, KH>(s, in, row / s.OH, row % s.OH, rows);
+      bool all_rows = true;
+      for (int kh = 0; kh < KH; ++kh) all_rows = all_rows && rows[kh];
+      const T* dyrow = dy + row * s.OW * C + c0;
+      const auto one_position = [&](i64 ow) {
+        const Vec<T> d = load_n(dyrow + ow * C, nc);
+        for (int kh = 0; kh < KH; ++kh)
+          for (int kw = 0; kw < KW; ++kw) {
+            const i64 iw = ow * s.sw - s.pw + kw * s.dw;
+            const bool inside = rows[kh] && iw >= 0 && iw < s.IW;
+            acc[kh * KW + kw] += d * (inside ? load_n(rows[kh] + iw * C + c0, nc) : Vec<T>{});
+          }
+      };
+      i64 ow = 0;
+      if (nc == VL && all_rows) {
+        for (; ow < lo; ++ow) one_position(ow);
+        // Pointers that advance by a position, and tap offsets computed once: from the indices,
+        // every load cost an integer multiply.
+        const i64 position_step = s.sw * C, tap_step = s.dw * C;
+        const T* in_at[KH];
+        for (int kh = 0; kh < KH; ++kh) in_at[kh] = rows[kh] + (ow * s.sw - s.pw) * C + c0;
+        for (; ow < hi; ++ow) {
+          const Vec<T> d = load_vec(dyrow + ow * C);
+#pragma GCC unroll 8
+          for (int kh = 0; kh < KH; ++kh) {
+#pragma GCC unroll 8
+            for (int kw = 0; kw < KW; ++kw) acc[kh * KW + kw] += d * load_vec(in_at[kh] + kw * tap_step);
+            in_at[kh] += position_step;
+          }
+        }
+      }
+      for (; ow < s.OW; ++ow) one_position(ow);
+    }
+    for (i64 j = 0; j < nc; ++j)
+      for (int t = 0; t < kvol; ++t) dw[(c0 + j) * kvol + t] = acc[t][j];
+  });
+}
+
+// The forward pass's geometry in a PlaneStencil (2-D: the H and W axes).
+inline PlaneStencil forward_plane_stencil(const ConvGeometry& g) {
+  return {g.N,         g.C,         g.in[1],       g.in[2],       g.out[1],        g.out[2],
+          g.stride[1], g.stride[2], g.dilation[1], g.dilation[2], g.pad_before[1], g.pad_before[2]};
 }
 
 template <class T>
@@ -650,8 +770,7 @@ void depthwise_forward_channels_last(const ConvGeometry& g, const T* x, const T*
   // These stencils skip padding; with non-finite weights its zeros matter (0 * Inf is NaN).
   if (!conv_reach_is_compact(g) || !weights_finite(g, w)) return conv_forward_direct(g, true, x, w, bias, y);
   if (NhwcStencil<T> stencil = nhwc_stencil<T>(g)) {
-    const PlaneStencil s{g.N,         g.C,         g.in[1],       g.in[2],       g.out[1],        g.out[2],
-                         g.stride[1], g.stride[2], g.dilation[1], g.dilation[2], g.pad_before[1], g.pad_before[2]};
+    const PlaneStencil s = forward_plane_stencil(g);
     const std::vector<T> wt = taps_major(g, w);
     stencil(s, x, wt.data(), false, bias, y);
     return;
@@ -768,6 +887,14 @@ void depthwise_backward_data_channels_last(const ConvGeometry& g, const T* dy, c
 template <class T>
 void depthwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   if (!conv_reach_is_compact(g)) return conv_backward_weight_direct(g, true, dy, x, dw);
+  if (nhwc_stencil<T>(g)) {
+    const PlaneStencil s = forward_plane_stencil(g);
+    if (g.kernel[1] == 3)
+      weight_grad_nhwc_2d<T, 3, 3>(s, x, dy, dw);
+    else
+      weight_grad_nhwc_2d<T, 5, 5>(s, x, dy, dw);
+    return;
+  }
   const i64 Kg = g.K_per_group(), K = g.K, C = g.C, kvol = g.kernel_volume(), in_plane = g.in_plane();
   const i64 OH = g.out[1], OW = g.out[2], P = g.out_plane();
   const i64 kblocks = ceil_div(K, kChannelBlock);
