@@ -58,11 +58,15 @@ constexpr i64 kWgradDepth = kReductionBlock;
 // resnet50.l4.3x3, 128 x 512 25 ms, 256 x 256 26 ms.
 constexpr i64 kWgradDotPanels = 8;
 constexpr i64 kWgradPositions = 512;
-// Output channels per group from which the outer-product form wins: its transposing packs are
-// amortised over the dW rows (1 thread, CPU time, inner vs outer: K = 6 (lenet5.conv1) 0.50 vs
-// 0.58 ms; K = 16 (lenet5.conv2) 0.46 vs 0.68; K = 64 (resnet50.conv1) 22.7 vs 19.3, (l1.3x3)
-// 20.2 vs 16.2; K = 256 (l1.1x1) 9.6 vs 7.9; (l4.3x3, K = 512) 12.0 vs 10.8).
+// Where the outer-product form wins: many output channels per group (its transposing packs are
+// amortised over the dW rows) and long reduction rows. 1 thread, CPU time, inner vs outer: K = 6
+// (lenet5.conv1) 0.50 vs 0.58 ms; K = 16 (lenet5.conv2) 0.46 vs 0.68; l4.3x3 (K = 512, R = 4608)
+// 12.0 vs 10.8. With few reduction columns the inner product wins whatever K (2 threads,
+// interleaved, outer / inner time under AVX-512 and AVX2): resnet50.conv1 (R = 147) 1.47x and
+// 1.38x, l1.1x1 (R = 64) 1.27x and 1.09x; against l3.1x1 (R = 1024) 0.90x and 1.11x, l2.3x3s2
+// (R = 1152) 0.97x and 1.13x, l4.3x3 0.92x and 0.90x.
 constexpr i64 kWgradOuterProductMinChannels = 32;
+constexpr i64 kWgradOuterProductMinReduction = 512;
 
 // The input of one convolution zero-padded on every side, with each W row split into
 // `stride_w` phases (padded column w stored at phase w % s, index w / s). In this layout every
@@ -337,6 +341,28 @@ bool conv_is_pointwise(const ConvGeometry& g) {
   return true;
 }
 
+ConvGeometry pointwise_transpose(const ConvGeometry& g) {
+  ConvGeometry t = g;
+  std::swap(t.C, t.K);
+  return t;
+}
+
+template <class T>
+void transpose_pointwise_weights(const ConvGeometry& g, const T* w, T* wt) {
+  // Per group, [Kg][Cg] -> [Cg][Kg] in 16 x 16 register-transposed blocks, blocks in parallel.
+  const i64 Kg = g.K_per_group(), Cg = g.C_per_group();
+  const i64 kblocks = ceil_div(Kg, 16), cblocks = ceil_div(Cg, 16);
+  parallel_for(g.groups * kblocks, [&](i64 item, int) {
+    const i64 gi = item / kblocks, k0 = (item % kblocks) * 16, nk = std::min<i64>(16, Kg - k0);
+    const T* rows[16];
+    for (i64 cb = 0; cb < cblocks; ++cb) {
+      const i64 c0 = cb * 16, nc = std::min<i64>(16, Cg - c0);
+      for (i64 j = 0; j < nk; ++j) rows[j] = w + (gi * Kg + k0 + j) * Cg + c0;
+      transpose_rows(rows, nk, nc, wt + (gi * Cg + c0) * Kg + k0, Kg, nk);
+    }
+  });
+}
+
 template <class T>
 void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
   if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, false, dy, w, dx);
@@ -345,22 +371,9 @@ void conv_backward_data_channels_first(const ConvGeometry& g, const T* dy, const
     // dX = W^T dY per group is the forward pass of the 1x1 convolution with the weights
     // transposed (K and C swapped): written straight into dx, with no column buffer, scatter or
     // padded copy (resnet50.l1.1x1, 1 thread, CPU time: ~11 -> 9.2 ms).
-    ConvGeometry t = g;
-    std::swap(t.C, t.K);
-    const i64 Kg = g.K_per_group(), Cg = g.C_per_group();
-    AlignedBuffer<T> wt(g.C * Kg);
-    // Per group, [Kg][Cg] -> [Cg][Kg] in 16 x 16 register-transposed blocks, blocks in parallel.
-    const i64 kblocks = ceil_div(Kg, 16), cblocks = ceil_div(Cg, 16);
-    parallel_for(g.groups * kblocks, [&](i64 item, int) {
-      const i64 gi = item / kblocks, k0 = (item % kblocks) * 16, nk = std::min<i64>(16, Kg - k0);
-      const T* rows[16];
-      for (i64 cb = 0; cb < cblocks; ++cb) {
-        const i64 c0 = cb * 16, nc = std::min<i64>(16, Cg - c0);
-        for (i64 j = 0; j < nk; ++j) rows[j] = w + (gi * Kg + k0 + j) * Cg + c0;
-        transpose_rows(rows, nk, nc, wt.data() + (gi * Cg + c0) * Kg + k0, Kg, nk);
-      }
-    });
-    conv_forward_channels_first(t, dy, wt.data(), static_cast<const T*>(nullptr), dx);
+    AlignedBuffer<T> wt(g.C * g.K_per_group());
+    transpose_pointwise_weights(g, w, wt.data());
+    conv_forward_channels_first(pointwise_transpose(g), dy, wt.data(), static_cast<const T*>(nullptr), dx);
     return;
   }
   const MicroKernel<T>& mk = micro_kernel<T>();
@@ -612,9 +625,10 @@ void backward_weight_outer_product(const ConvGeometry& g, const T* dy, const Pad
 
 template <class T>
 void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
-  // Many dW rows (output channels) amortise the transposing packs of the outer-product form;
-  // few (LeNet-sized layers) do better reading both operands in place, in the inner-product
-  // form. The choice depends on the problem only (deterministic).
+  // Many dW rows (output channels) and long reduction rows amortise the transposing packs of the
+  // outer-product form; otherwise (LeNet-sized layers, pointwise layers on few channels, the RGB
+  // first layer) reading both operands in place, in the inner-product form, is faster. The
+  // choice depends on the problem only (deterministic).
   if (g.N == 0) {
     std::fill(dw, dw + g.K * g.reduction(), T(0));
     return;
@@ -624,7 +638,7 @@ void conv_backward_weight_channels_first(const ConvGeometry& g, const T* dy, con
   AlignedBuffer<T> xpad_storage;
   const T* xpad = padded_input(g, L, x, xpad_storage);
   const std::vector<i64> tap_off = tap_offsets(g, L);
-  if (g.K_per_group() >= kWgradOuterProductMinChannels) {
+  if (g.K_per_group() >= kWgradOuterProductMinChannels && g.reduction() >= kWgradOuterProductMinReduction) {
     backward_weight_outer_product(g, dy, L, xpad, tap_off, dw);
   } else {
     backward_weight_inner_product(g, dy, L, xpad, tap_off, dw);
@@ -803,6 +817,7 @@ void conv_backward_weight_direct(const ConvGeometry& g, bool channels_last, cons
 
 #define CONVKERN_INSTANTIATE(T)                                                                        \
   template void conv_forward_direct<T>(const ConvGeometry&, bool, const T*, const T*, const T*, T*);   \
+  template void transpose_pointwise_weights<T>(const ConvGeometry&, const T*, T*);                     \
   template void conv_backward_data_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);       \
   template void conv_backward_weight_direct<T>(const ConvGeometry&, bool, const T*, const T*, T*);     \
   template void conv_forward_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \

@@ -32,6 +32,14 @@ void conv_backward_bias_channels_first(const ConvGeometry& g, const T* dy, T* db
 template <class T>
 void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db);
 
+// A 1x1 convolution with unit stride and no padding, whose backward data pass is the forward
+// pass of its transpose: the geometry with C and K swapped, and per group the weights
+// [Kg][Cg] -> [Cg][Kg] (wt holds C * K/groups values).
+bool conv_is_pointwise(const ConvGeometry& g);
+ConvGeometry pointwise_transpose(const ConvGeometry& g);
+template <class T>
+void transpose_pointwise_weights(const ConvGeometry& g, const T* w, T* wt);
+
 // Whether a channels-last layer runs through the channels-first kernels (the dispatcher transposes
 // its activations) rather than the channels-last ones above, which then serve only the others.
 bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward);

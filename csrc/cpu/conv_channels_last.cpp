@@ -248,6 +248,14 @@ template <class T>
 void conv_backward_data_channels_last(const ConvGeometry& g, const T* dy, const T* w, T* dx) {
   if (!conv_reach_is_compact(g)) return conv_backward_data_direct(g, true, dy, w, dx);
   if (g.N == 0) return;
+  if (conv_is_pointwise(g)) {
+    // The forward pass of the transposed layer, as in channels-first: one GEMM over contiguous
+    // channels, written straight into dx, with no column tile or scatter.
+    AlignedBuffer<T> wt(g.C * g.K_per_group());
+    transpose_pointwise_weights(g, w, wt.data());
+    conv_forward_channels_last(pointwise_transpose(g), dy, wt.data(), static_cast<const T*>(nullptr), dx);
+    return;
+  }
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), P = g.out_plane();
