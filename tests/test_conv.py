@@ -465,10 +465,15 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
     np.testing.assert_array_equal(gw, rw.astype(np.float32))
 
 
+@pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
-@pytest.mark.parametrize("rank,groups,cin,cout", [(2, 1, 64, 40), (2, 2, 30, 26), (1, 1, 7, 50), (3, 3, 9, 39)])
-def test_pointwise_convolution(rank, groups, cin, cout, dtype, rng):
-    """1x1, unit stride, no padding: backward data runs as the transposed-weight forward pass."""
+@pytest.mark.parametrize(
+    "rank,groups,cin,cout", [(2, 1, 64, 40), (2, 2, 30, 26), (1, 1, 7, 50), (3, 3, 9, 39), (2, 1, 100, 300)]
+)
+def test_pointwise_convolution(rank, groups, cin, cout, dtype, last, rng):
+    """1x1, unit stride, no padding: backward data runs as the transposed-weight forward pass; in
+    channels-last the weight gradient reads both activations in place, packing only the edge
+    tiles (dW rows and columns past whole micro-kernel tiles, and groups' neighbouring channels)."""
     case = dict(
         batch=3,
         cin=cin,
@@ -478,10 +483,12 @@ def test_pointwise_convolution(rank, groups, cin, cout, dtype, rng):
         stride=(1,) * rank,
         dilation=(1,) * rank,
         padding=0,
-        size=(5, 7, 3)[:rank],
+        size={1: (67,), 2: (9, 11), 3: (5, 7, 3)}[rank],  # several steps of 128 positions
         layout="contiguous",
         bias=True,
     )
+    if last:
+        case["data_format"] = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank]
     check_forward(rank, case, dtype, rng)
     check_backward(rank, case, dtype, rng)
 

@@ -19,6 +19,11 @@ struct MicroKernel {
   int nr;
   const char* isa;
   void (*run)(std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc, int accumulate);
+  // The same product with A's and B's rows read in place, lda and ldb elements apart (packed
+  // panels are lda = MR, ldb = NR): for operands whose rows already hold MR and NR contiguous
+  // values, such as the pointwise layers' channels-last activations (row = position).
+  void (*run_strided)(std::int64_t kc, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C,
+                      std::int64_t ldc, int accumulate);
 };
 
 template <class T>

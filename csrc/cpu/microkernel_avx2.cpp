@@ -17,7 +17,9 @@ namespace {
 
 constexpr int kMR = 6;
 
-void sgemm_6x16_avx2(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
+__attribute__((always_inline)) inline void sgemm_6x16_avx2_rows(std::int64_t kc, const float* A, std::int64_t lda,
+                                                                const float* B, std::int64_t ldb, float* C,
+                                                                std::int64_t ldc, int accumulate) {
   __m256 c0[kMR], c1[kMR];
 #pragma GCC unroll 6
   for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
@@ -30,8 +32,8 @@ void sgemm_6x16_avx2(std::int64_t kc, const float* A, const float* B, float* C, 
       c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
     }
-    A += kMR;
-    B += 16;
+    A += lda;
+    B += ldb;
   }
 #pragma GCC unroll 6
   for (int i = 0; i < kMR; ++i) {
@@ -45,7 +47,18 @@ void sgemm_6x16_avx2(std::int64_t kc, const float* A, const float* B, float* C, 
   }
 }
 
-void dgemm_6x8_avx2(std::int64_t kc, const double* A, const double* B, double* C, std::int64_t ldc, int accumulate) {
+void sgemm_6x16_avx2(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
+  sgemm_6x16_avx2_rows(kc, A, kMR, B, 16, C, ldc, accumulate);
+}
+
+void sgemm_6x16_avx2_strided(std::int64_t kc, const float* A, std::int64_t lda, const float* B, std::int64_t ldb,
+                             float* C, std::int64_t ldc, int accumulate) {
+  sgemm_6x16_avx2_rows(kc, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+__attribute__((always_inline)) inline void dgemm_6x8_avx2_rows(std::int64_t kc, const double* A, std::int64_t lda,
+                                                               const double* B, std::int64_t ldb, double* C,
+                                                               std::int64_t ldc, int accumulate) {
   __m256d c0[kMR], c1[kMR];
 #pragma GCC unroll 6
   for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm256_setzero_pd();
@@ -58,8 +71,8 @@ void dgemm_6x8_avx2(std::int64_t kc, const double* A, const double* B, double* C
       c0[i] = _mm256_fmadd_pd(a, b0, c0[i]);
       c1[i] = _mm256_fmadd_pd(a, b1, c1[i]);
     }
-    A += kMR;
-    B += 8;
+    A += lda;
+    B += ldb;
   }
 #pragma GCC unroll 6
   for (int i = 0; i < kMR; ++i) {
@@ -71,6 +84,15 @@ void dgemm_6x8_avx2(std::int64_t kc, const double* A, const double* B, double* C
     _mm256_storeu_pd(c, c0[i]);
     _mm256_storeu_pd(c + 4, c1[i]);
   }
+}
+
+void dgemm_6x8_avx2(std::int64_t kc, const double* A, const double* B, double* C, std::int64_t ldc, int accumulate) {
+  dgemm_6x8_avx2_rows(kc, A, kMR, B, 8, C, ldc, accumulate);
+}
+
+void dgemm_6x8_avx2_strided(std::int64_t kc, const double* A, std::int64_t lda, const double* B, std::int64_t ldb,
+                            double* C, std::int64_t ldc, int accumulate) {
+  dgemm_6x8_avx2_rows(kc, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 // Inner-product kernels (microkernel.h): 3 x 3 accumulators of one ymm each, so that the three B
@@ -150,8 +172,8 @@ void dot_3x3_avx2(std::int64_t kc, const typename Y::T* const* a, const typename
 DotKernel<float> dot_kernel_f32_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Ymm32>}; }
 DotKernel<double> dot_kernel_f64_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Ymm64>}; }
 
-MicroKernel<float> micro_kernel_f32_avx2() { return {kMR, 16, "avx2", &sgemm_6x16_avx2}; }
-MicroKernel<double> micro_kernel_f64_avx2() { return {kMR, 8, "avx2", &dgemm_6x8_avx2}; }
+MicroKernel<float> micro_kernel_f32_avx2() { return {kMR, 16, "avx2", &sgemm_6x16_avx2, &sgemm_6x16_avx2_strided}; }
+MicroKernel<double> micro_kernel_f64_avx2() { return {kMR, 8, "avx2", &dgemm_6x8_avx2, &dgemm_6x8_avx2_strided}; }
 
 }  // namespace convkern::cpu
 

@@ -15,9 +15,12 @@ namespace {
 constexpr int kMR = 12;
 
 // MR x 32: 12 rows for most GEMMs; 8 rows for convolutions with few output channels (16 of them
-// would fill 24 rows of the 12-row kernel).
+// would fill 24 rows of the 12-row kernel). Rows of A and B are lda and ldb apart: the packed
+// entry points pass the panel widths, so their address steps are constants.
 template <int MR>
-void sgemm_x32_avx512(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
+__attribute__((always_inline)) inline void sgemm_x32_avx512_rows(std::int64_t kc, const float* A, std::int64_t lda,
+                                                                 const float* B, std::int64_t ldb, float* C,
+                                                                 std::int64_t ldc, int accumulate) {
   __m512 c0[MR], c1[MR];
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   for (std::int64_t p = 0; p < kc; ++p) {
@@ -28,8 +31,8 @@ void sgemm_x32_avx512(std::int64_t kc, const float* A, const float* B, float* C,
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
-    A += MR;
-    B += 32;
+    A += lda;
+    B += ldb;
   }
   for (int i = 0; i < MR; ++i) {
     float* c = C + i * ldc;
@@ -42,8 +45,20 @@ void sgemm_x32_avx512(std::int64_t kc, const float* A, const float* B, float* C,
   }
 }
 
-void dgemm_12x16_avx512(std::int64_t kc, const double* A, const double* B, double* C, std::int64_t ldc,
-                        int accumulate) {
+template <int MR>
+void sgemm_x32_avx512(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
+  sgemm_x32_avx512_rows<MR>(kc, A, MR, B, 32, C, ldc, accumulate);
+}
+
+template <int MR>
+void sgemm_x32_avx512_strided(std::int64_t kc, const float* A, std::int64_t lda, const float* B, std::int64_t ldb,
+                              float* C, std::int64_t ldc, int accumulate) {
+  sgemm_x32_avx512_rows<MR>(kc, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+__attribute__((always_inline)) inline void dgemm_12x16_avx512_rows(std::int64_t kc, const double* A, std::int64_t lda,
+                                                                   const double* B, std::int64_t ldb, double* C,
+                                                                   std::int64_t ldc, int accumulate) {
   __m512d c0[kMR], c1[kMR];
   for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_pd();
   for (std::int64_t p = 0; p < kc; ++p) {
@@ -54,8 +69,8 @@ void dgemm_12x16_avx512(std::int64_t kc, const double* A, const double* B, doubl
       c0[i] = _mm512_fmadd_pd(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_pd(a, b1, c1[i]);
     }
-    A += kMR;
-    B += 16;
+    A += lda;
+    B += ldb;
   }
   for (int i = 0; i < kMR; ++i) {
     double* c = C + i * ldc;
@@ -66,6 +81,16 @@ void dgemm_12x16_avx512(std::int64_t kc, const double* A, const double* B, doubl
     _mm512_storeu_pd(c, c0[i]);
     _mm512_storeu_pd(c + 8, c1[i]);
   }
+}
+
+void dgemm_12x16_avx512(std::int64_t kc, const double* A, const double* B, double* C, std::int64_t ldc,
+                        int accumulate) {
+  dgemm_12x16_avx512_rows(kc, A, kMR, B, 16, C, ldc, accumulate);
+}
+
+void dgemm_12x16_avx512_strided(std::int64_t kc, const double* A, std::int64_t lda, const double* B, std::int64_t ldb,
+                                double* C, std::int64_t ldc, int accumulate) {
+  dgemm_12x16_avx512_rows(kc, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 // Inner-product kernels: 4 x 4 accumulators of one vector each; per step of 16 (8) reduction
@@ -132,9 +157,15 @@ CONVKERN_DOT_KERNEL(ddot_4x4_avx512, double, __m512d, 8, __mmask8, _mm512_maskz_
 DotKernel<float> dot_kernel_f32_avx512() { return {kDotMR, kDotNR, &sdot_4x4_avx512}; }
 DotKernel<double> dot_kernel_f64_avx512() { return {kDotMR, kDotNR, &ddot_4x4_avx512}; }
 
-MicroKernel<float> micro_kernel_f32_avx512() { return {kMR, 32, "avx512", &sgemm_x32_avx512<kMR>}; }
-MicroKernel<float> micro_kernel_f32_avx512_8rows() { return {8, 32, "avx512", &sgemm_x32_avx512<8>}; }
-MicroKernel<double> micro_kernel_f64_avx512() { return {kMR, 16, "avx512", &dgemm_12x16_avx512}; }
+MicroKernel<float> micro_kernel_f32_avx512() {
+  return {kMR, 32, "avx512", &sgemm_x32_avx512<kMR>, &sgemm_x32_avx512_strided<kMR>};
+}
+MicroKernel<float> micro_kernel_f32_avx512_8rows() {
+  return {8, 32, "avx512", &sgemm_x32_avx512<8>, &sgemm_x32_avx512_strided<8>};
+}
+MicroKernel<double> micro_kernel_f64_avx512() {
+  return {kMR, 16, "avx512", &dgemm_12x16_avx512, &dgemm_12x16_avx512_strided};
+}
 
 }  // namespace convkern::cpu
 
