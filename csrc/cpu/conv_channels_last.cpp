@@ -159,19 +159,16 @@ void activations_to_channels_last(const T* src, T* dst, i64 N, i64 P, i64 C) {
   transpose_layout<false>(src, dst, N, P, C);
 }
 
-template <class T>
-void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
-  if (g.N == 0) return;
-  const MicroKernel<T>& mk = micro_kernel<T>();
-  const i64 MR = mk.mr, NR = mk.nr;
-  const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
-  const i64 kvol = g.kernel_volume();
-  const i64 nblocks = ceil_div(Kg, NR);
+namespace {
 
-  // W^T packed once: [group][n-block][r = tap*Cg + c][NR], columns past K/g zero.
-  AlignedBuffer<T> wpack(G * nblocks * R * NR);
-  parallel_for(G * nblocks, [&](i64 item, int) {
+// W^T packed once as the forward pass's B panels: [group][n-block][r = tap*Cg + c][NR], columns
+// past K/g zero.
+template <class T>
+AlignedBuffer<T> pack_weights_transposed(const ConvGeometry& g, const T* w, i64 NR) {
+  const i64 Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), kvol = g.kernel_volume();
+  const i64 nblocks = ceil_div(Kg, NR);
+  AlignedBuffer<T> wpack(g.groups * nblocks * R * NR);
+  parallel_for(g.groups * nblocks, [&](i64 item, int) {
     const i64 gi = item / nblocks, nb = item % nblocks;
     T* dst = wpack.data() + item * R * NR;
     for (i64 r = 0; r < R; ++r) {
@@ -182,6 +179,90 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
       }
     }
   });
+  return wpack;
+}
+
+// Pointwise layers: y[q][k] = sum_c x[q][c] W[k][c] + bias[k] over the batch's positions q. The
+// micro-kernel's rows are positions whose channels it reads in place (run_transposed_a: row i
+// of A is x[q0 + i][group's channels]), its columns the packed W^T, its C the rows of y: nothing
+// is packed per call but the weights. (The general kernel below transposes every MR positions'
+// channels into a panel first, which cost as much as the GEMM when K is small: resnet50.l1.1x1's
+// backward data, a forward pass with 64 output channels, ran at 0.5x PyTorch.) Positions past the
+// batch's last MR-block are copied into a zero-padded tile, so no read leaves the input.
+template <class T>
+void pointwise_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), nblocks = ceil_div(Kg, NR);
+  const AlignedBuffer<T> wpack = pack_weights_transposed(g, w, NR);
+  // Tiles of positions as in the general kernel below; the reduction in blocks that keep a B
+  // panel (KC x NR) in L1 while the tile's rows stream past it.
+  const i64 total = g.N * g.out_plane(), nt = get_num_threads();
+  const i64 KC = std::min(Cg, kReductionBlock);
+  i64 ptiles = ceil_div(total, kForwardPanels * MR);
+  if (ptiles < 4 * nt) ptiles = ceil_div(ptiles, nt) * nt;
+  const i64 PT = ceil_div(ceil_div(total, ptiles), MR) * MR;
+  ptiles = ceil_div(total, PT);
+  const i64 kgroups = row_groups_for_threads(nblocks, G * ptiles), kper = ceil_div(nblocks, kgroups);
+  const i64 items = G * ptiles * kgroups;
+  const int slots = scratch_slots(items);
+  AlignedBuffer<T> edge_rows(slots * MR * Cg);
+  AlignedBuffer<T> cedge(slots * MR * NR);
+  parallel_for(items, [&](i64 item, int t) {
+    const i64 kg = item % kgroups, pt = (item / kgroups) % ptiles, gi = item / kgroups / ptiles;
+    const i64 nb0 = kg * kper, nb1 = std::min(nblocks, nb0 + kper);
+    const i64 q0 = pt * PT, count = std::min(PT, total - q0), mpanels = ceil_div(count, MR);
+    const i64 tail = count - (mpanels - 1) * MR;  // positions in the last MR block
+    T* edge = edge_rows.data() + t * MR * Cg;
+    T* cbuf = cedge.data() + t * MR * NR;
+    const T* xt = x + q0 * g.C + gi * Cg;
+    T* yt = y + q0 * g.K + gi * Kg;
+    if (tail < MR) {
+      for (i64 i = 0; i < tail; ++i) copy_row(edge + i * Cg, xt + ((mpanels - 1) * MR + i) * g.C, Cg);
+      std::fill(edge + tail * Cg, edge + MR * Cg, T(0));
+    }
+    for (i64 k0 = 0; k0 < Cg; k0 += KC) {
+      const i64 kc = std::min(KC, Cg - k0);
+      for (i64 nb = nb0; nb < nb1; ++nb) {
+        const T* B = wpack.data() + ((gi * nblocks + nb) * Cg + k0) * NR;
+        const i64 cols = std::min(NR, Kg - nb * NR);
+        for (i64 mb = 0; mb < mpanels; ++mb) {
+          const i64 rows = mb == mpanels - 1 ? tail : MR;
+          const T* A = rows < MR ? edge + k0 : xt + mb * MR * g.C + k0;
+          const i64 lda = rows < MR ? Cg : g.C;
+          T* c = yt + mb * MR * g.K + nb * NR;
+          if (rows == MR && cols == NR) {
+            mk.run_transposed_a(kc, A, lda, B, NR, c, g.K, k0 > 0);
+            continue;
+          }
+          // Edge tile: the full-size kernel on cbuf, copied back where the cells exist.
+          std::fill(cbuf, cbuf + MR * NR, T(0));
+          if (k0 > 0)
+            for (i64 i = 0; i < rows; ++i) std::copy(c + i * g.K, c + i * g.K + cols, cbuf + i * NR);
+          mk.run_transposed_a(kc, A, lda, B, NR, cbuf, NR, k0 > 0);
+          for (i64 i = 0; i < rows; ++i) std::copy(cbuf + i * NR, cbuf + i * NR + cols, c + i * g.K);
+        }
+      }
+    }
+    if (bias)
+      for (i64 i = 0; i < count; ++i)
+        for (i64 k = nb0 * NR; k < std::min(Kg, nb1 * NR); ++k) yt[i * g.K + k] += bias[gi * Kg + k];
+  });
+}
+
+}  // namespace
+
+template <class T>
+void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
+  if (g.N == 0) return;
+  if (conv_is_pointwise(g)) return pointwise_forward_channels_last(g, x, w, bias, y);
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
+  const i64 kvol = g.kernel_volume();
+  const i64 nblocks = ceil_div(Kg, NR);
+  const AlignedBuffer<T> wpack = pack_weights_transposed(g, w, NR);
 
   // Tiles over the positions of the whole batch (consecutive in y), equal in size and a multiple
   // of the threads when few; few tiles split the output channels instead (see conv.cpp).

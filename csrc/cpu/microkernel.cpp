@@ -5,21 +5,22 @@ namespace convkern::cpu {
 namespace {
 
 // 4 x 8 plain C++: the fallback for CPUs without AVX2 and the reference the SIMD ones replace.
-template <class T>
+template <class T, bool kTransposedA>
 void gemm_4x8_generic_strided(std::int64_t kc, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C,
                               std::int64_t ldc, int accumulate) {
   constexpr int MR = 4, NR = 8;
   T acc[MR][NR] = {};
-  for (std::int64_t p = 0; p < kc; ++p, A += lda, B += ldb)
+  AOperand<T, MR, kTransposedA> a_op(A, lda);
+  for (std::int64_t p = 0; p < kc; ++p, a_op.step(), B += ldb)
     for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += A[i] * B[j];
+      for (int j = 0; j < NR; ++j) acc[i][j] += a_op.at(i) * B[j];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
 template <class T>
 void gemm_4x8_generic(std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc, int accumulate) {
-  gemm_4x8_generic_strided(kc, A, 4, B, 8, C, ldc, accumulate);
+  gemm_4x8_generic_strided<T, false>(kc, A, 4, B, 8, C, ldc, accumulate);
 }
 
 // Portable inner-product kernel, for CPUs without AVX2.
@@ -55,7 +56,8 @@ MicroKernel<T> pick() {
   else
     return micro_kernel_f64_avx2();
 #else
-  return {4, 8, "generic", &gemm_4x8_generic<T>, &gemm_4x8_generic_strided<T>};
+  return {
+      4, 8, "generic", &gemm_4x8_generic<T>, &gemm_4x8_generic_strided<T, false>, &gemm_4x8_generic_strided<T, true>};
 #endif
 }
 

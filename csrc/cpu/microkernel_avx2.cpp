@@ -15,98 +15,16 @@
 namespace convkern::cpu {
 namespace {
 
-constexpr int kMR = 6;
-
-__attribute__((always_inline)) inline void sgemm_6x16_avx2_rows(std::int64_t kc, const float* A, std::int64_t lda,
-                                                                const float* B, std::int64_t ldb, float* C,
-                                                                std::int64_t ldc, int accumulate) {
-  __m256 c0[kMR], c1[kMR];
-#pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
-  for (std::int64_t p = 0; p < kc; ++p) {
-    const __m256 b0 = _mm256_loadu_ps(B);
-    const __m256 b1 = _mm256_loadu_ps(B + 8);
-#pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i) {
-      const __m256 a = _mm256_broadcast_ss(A + i);
-      c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
-    }
-    A += lda;
-    B += ldb;
-  }
-#pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) {
-    float* c = C + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm256_add_ps(c0[i], _mm256_loadu_ps(c));
-      c1[i] = _mm256_add_ps(c1[i], _mm256_loadu_ps(c + 8));
-    }
-    _mm256_storeu_ps(c, c0[i]);
-    _mm256_storeu_ps(c + 8, c1[i]);
-  }
-}
-
-void sgemm_6x16_avx2(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
-  sgemm_6x16_avx2_rows(kc, A, kMR, B, 16, C, ldc, accumulate);
-}
-
-void sgemm_6x16_avx2_strided(std::int64_t kc, const float* A, std::int64_t lda, const float* B, std::int64_t ldb,
-                             float* C, std::int64_t ldc, int accumulate) {
-  sgemm_6x16_avx2_rows(kc, A, lda, B, ldb, C, ldc, accumulate);
-}
-
-__attribute__((always_inline)) inline void dgemm_6x8_avx2_rows(std::int64_t kc, const double* A, std::int64_t lda,
-                                                               const double* B, std::int64_t ldb, double* C,
-                                                               std::int64_t ldc, int accumulate) {
-  __m256d c0[kMR], c1[kMR];
-#pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm256_setzero_pd();
-  for (std::int64_t p = 0; p < kc; ++p) {
-    const __m256d b0 = _mm256_loadu_pd(B);
-    const __m256d b1 = _mm256_loadu_pd(B + 4);
-#pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i) {
-      const __m256d a = _mm256_broadcast_sd(A + i);
-      c0[i] = _mm256_fmadd_pd(a, b0, c0[i]);
-      c1[i] = _mm256_fmadd_pd(a, b1, c1[i]);
-    }
-    A += lda;
-    B += ldb;
-  }
-#pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) {
-    double* c = C + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm256_add_pd(c0[i], _mm256_loadu_pd(c));
-      c1[i] = _mm256_add_pd(c1[i], _mm256_loadu_pd(c + 4));
-    }
-    _mm256_storeu_pd(c, c0[i]);
-    _mm256_storeu_pd(c + 4, c1[i]);
-  }
-}
-
-void dgemm_6x8_avx2(std::int64_t kc, const double* A, const double* B, double* C, std::int64_t ldc, int accumulate) {
-  dgemm_6x8_avx2_rows(kc, A, kMR, B, 8, C, ldc, accumulate);
-}
-
-void dgemm_6x8_avx2_strided(std::int64_t kc, const double* A, std::int64_t lda, const double* B, std::int64_t ldb,
-                            double* C, std::int64_t ldc, int accumulate) {
-  dgemm_6x8_avx2_rows(kc, A, lda, B, ldb, C, ldc, accumulate);
-}
-
-// Inner-product kernels (microkernel.h): 3 x 3 accumulators of one ymm each, so that the three B
-// vectors and one A vector fit beside them in the 16 registers (4 x 4, the AVX-512 shape, would
-// need 21). Per step of 8 (4) reduction elements, 6 loads feed 9 FMAs. The tail is loaded under a
-// mask, so kc needs no padding. The lanes are summed in a fixed order.
-constexpr int kDotMR = 3, kDotNR = 3;
-
+// One ymm of floats or of doubles: the kernels below are written once for both.
 struct Ymm32 {
   using T = float;
   using V = __m256;
   static constexpr int kLanes = 8;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const T* p) { return _mm256_loadu_ps(p); }
+  static V broadcast(const T* p) { return _mm256_broadcast_ss(p); }
+  static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V load_first(const T* p, std::int64_t n) {  // lanes n and up read as zero
     return _mm256_maskload_ps(
         p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
@@ -125,6 +43,9 @@ struct Ymm64 {
   static constexpr int kLanes = 4;
   static V zero() { return _mm256_setzero_pd(); }
   static V load(const T* p) { return _mm256_loadu_pd(p); }
+  static V broadcast(const T* p) { return _mm256_broadcast_sd(p); }
+  static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
   static V load_first(const T* p, std::int64_t n) {
     return _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
   }
@@ -134,6 +55,63 @@ struct Ymm64 {
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
   }
 };
+
+constexpr int kMR = 6;
+
+// MR x 2 vectors (6 x 16 floats, 6 x 8 doubles). A is read as AOperand says, B's rows are ldb
+// apart: the packed entry points pass the panel widths, so their address steps are constants.
+template <class Y, bool kTransposedA>
+__attribute__((always_inline)) inline void gemm_6x2v_avx2_rows(std::int64_t kc, const typename Y::T* A,
+                                                               std::int64_t lda, const typename Y::T* B,
+                                                               std::int64_t ldb, typename Y::T* C, std::int64_t ldc,
+                                                               int accumulate) {
+  using T = typename Y::T;
+  constexpr int L = Y::kLanes;
+  typename Y::V c0[kMR], c1[kMR];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = Y::zero();
+  AOperand<T, kMR, kTransposedA> a_op(A, lda);
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const typename Y::V b0 = Y::load(B);
+    const typename Y::V b1 = Y::load(B + L);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) {
+      const typename Y::V a = Y::broadcast(&a_op.at_ref(i));
+      c0[i] = Y::fmadd(a, b0, c0[i]);
+      c1[i] = Y::fmadd(a, b1, c1[i]);
+    }
+    a_op.step();
+    B += ldb;
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) {
+    T* c = C + i * ldc;
+    if (accumulate) {
+      c0[i] = Y::add(c0[i], Y::load(c));
+      c1[i] = Y::add(c1[i], Y::load(c + L));
+    }
+    Y::store(c, c0[i]);
+    Y::store(c + L, c1[i]);
+  }
+}
+
+template <class Y>
+void gemm_6x2v_avx2(std::int64_t kc, const typename Y::T* A, const typename Y::T* B, typename Y::T* C, std::int64_t ldc,
+                    int accumulate) {
+  gemm_6x2v_avx2_rows<Y, false>(kc, A, kMR, B, 2 * Y::kLanes, C, ldc, accumulate);
+}
+
+template <class Y, bool kTransposedA>
+void gemm_6x2v_avx2_strided(std::int64_t kc, const typename Y::T* A, std::int64_t lda, const typename Y::T* B,
+                            std::int64_t ldb, typename Y::T* C, std::int64_t ldc, int accumulate) {
+  gemm_6x2v_avx2_rows<Y, kTransposedA>(kc, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// Inner-product kernels (microkernel.h): 3 x 3 accumulators of one ymm each, so that the three B
+// vectors and one A vector fit beside them in the 16 registers (4 x 4, the AVX-512 shape, would
+// need 21). Per step of 8 (4) reduction elements, 6 loads feed 9 FMAs. The tail is loaded under a
+// mask, so kc needs no padding. The lanes are summed in a fixed order.
+constexpr int kDotMR = 3, kDotNR = 3;
 
 template <class Y, bool kTail>
 inline void dot_step(std::int64_t p, std::int64_t n, const typename Y::T* const* a, const typename Y::T* const* b,
@@ -172,8 +150,22 @@ void dot_3x3_avx2(std::int64_t kc, const typename Y::T* const* a, const typename
 DotKernel<float> dot_kernel_f32_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Ymm32>}; }
 DotKernel<double> dot_kernel_f64_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Ymm64>}; }
 
-MicroKernel<float> micro_kernel_f32_avx2() { return {kMR, 16, "avx2", &sgemm_6x16_avx2, &sgemm_6x16_avx2_strided}; }
-MicroKernel<double> micro_kernel_f64_avx2() { return {kMR, 8, "avx2", &dgemm_6x8_avx2, &dgemm_6x8_avx2_strided}; }
+MicroKernel<float> micro_kernel_f32_avx2() {
+  return {kMR,
+          16,
+          "avx2",
+          &gemm_6x2v_avx2<Ymm32>,
+          &gemm_6x2v_avx2_strided<Ymm32, false>,
+          &gemm_6x2v_avx2_strided<Ymm32, true>};
+}
+MicroKernel<double> micro_kernel_f64_avx2() {
+  return {kMR,
+          8,
+          "avx2",
+          &gemm_6x2v_avx2<Ymm64>,
+          &gemm_6x2v_avx2_strided<Ymm64, false>,
+          &gemm_6x2v_avx2_strided<Ymm64, true>};
+}
 
 }  // namespace convkern::cpu
 
