@@ -465,6 +465,39 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
     np.testing.assert_array_equal(gw, rw.astype(np.float32))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,cin,cout,kernel,stride,dilation,padding,size",
+    [
+        (2, 3, 64, (7, 7), 2, 1, 3, (30, 37)),  # a first layer: few channels, strided
+        (2, 3, 40, (3, 3), 1, 1, "same", (9, 29)),  # few channels, unit stride; an edge n-panel
+        (2, 6, 70, (3, 3), 2, (2, 1), 1, (15, 26)),  # strided, dilated rows
+        (2, 8, 32, (1, 3), (1, 3), 1, (0, 2), (5, 50)),
+        (1, 5, 33, (5,), 2, 1, 2, (41,)),
+        (3, 2, 36, (3, 3, 3), (2, 1, 2), 1, 1, (5, 6, 27)),
+    ],
+)
+def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng):
+    """Channels-last forward passes that read each kernel row's kW x C input values in place (one
+    group, undilated columns, 32+ output channels, up to 8 input channels): rows ending inside
+    and past whole tiles of positions, output channels past a whole n-panel."""
+    case = dict(
+        batch=2,
+        cin=cin,
+        cout=cout,
+        groups=1,
+        kernel=kernel,
+        stride=stride if isinstance(stride, tuple) else (stride,) * rank,
+        dilation=dilation if isinstance(dilation, tuple) else (dilation,) * rank,
+        padding=padding,
+        size=size,
+        layout="contiguous",
+        bias=True,
+        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank],
+    )
+    check_forward(rank, case, dtype, rng)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(

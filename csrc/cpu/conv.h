@@ -43,6 +43,10 @@ void transpose_pointwise_weights(const ConvGeometry& g, const T* w, T* wt);
 // Whether a channels-last layer runs through the channels-first kernels (the dispatcher transposes
 // its activations) rather than the channels-last ones above, which then serve only the others.
 bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward);
+// Whether the channels-last forward pass runs by kernel rows (conv_channels_last.cpp), reading the
+// input's runs of kW x C values in place: one group, undilated columns, 32 or more output
+// channels and at most 8 input channels (a network's first layer).
+bool forward_by_kernel_rows(const ConvGeometry& g);
 
 // Activations between the layouts, N images of P positions and C channels:
 // dst[n][c][p] = src[n][p][c] (to channels-first) or the reverse (to channels-last).
