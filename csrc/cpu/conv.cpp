@@ -18,11 +18,11 @@
 // reduction columns), each summing over the whole batch in a fixed order. No atomics, no
 // thread-dependent reduction: the same bits with 1 or 2 threads.
 //
-// Current: v10 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
-// median ms, PyTorch 2.13 oneDNN from the same run in brackets: resnet50.l3.1x1 forward 2.54 ms
-// (2.42), 323 GFLOP/s, 65% of the FMA peak; resnet50.l2.3x3s2 forward 9.07 (5.97), 41% of peak;
-// resnet50.conv1 backward weight 14.1 (8.17).
+// Current: v11 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// `python bench/run.py --quick` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, median ms,
+// PyTorch 2.13 oneDNN from the same run in brackets: resnet50.l3.1x1 forward 2.15 ms (1.94),
+// 382 GFLOP/s, 76% of the FMA peak; resnet50.l2.3x3s2 forward 7.2 (5.1), 51% of peak; and
+// with `--filter resnet50`: resnet50.conv1 backward weight 8.05 (6.60).
 #include "conv.h"
 
 #include <immintrin.h>

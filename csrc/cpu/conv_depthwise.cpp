@@ -13,10 +13,11 @@
 // in a fixed order; weight gradients accumulate per-lane partial sums (no reassociation inside a
 // lane) and reduce them in a fixed order at the end.
 //
-// Current: v4 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
-// median ms, PyTorch 2.13 oneDNN from the same run in brackets: mobilenet.dw3x3 NCHW forward
-// 0.54 ms (0.46), backward data 0.74 (0.80), backward weight 1.01 (0.92).
+// Current: v5 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// `python bench/run.py --quick` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, median ms,
+// PyTorch 2.13 oneDNN in the same layout from the same run in brackets: mobilenet.dw3x3 NHWC
+// forward 0.26 ms (0.18), backward data 0.25 (0.20), backward weight 0.33 (0.25); NCHW forward
+// 0.50 (0.37), backward data 0.45 (0.37), backward weight 0.57 (0.44).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
