@@ -276,17 +276,11 @@ void conv_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, 
   // block (no edge tiles) that is copied out, with the bias, at the end.
   const i64 total = g.N * P;
   const i64 KC = std::min(R, kReductionBlock);
-  // Few tiles (late layers) split the output channels instead of shrinking the tile: each item
-  // then streams only its share of the packed weights, which dominate the memory traffic there.
-  // Tiles of equal size, as many as a multiple of the threads when there are few of them, so no
-  // thread waits on a lone last tile (tile boundaries change no output bit).
-  const i64 nt = get_num_threads();
-  i64 ptiles = ceil_div(total, kPanelsPerTile * NR);
-  if (ptiles < 4 * nt) ptiles = ceil_div(ptiles, nt) * nt;
-  const i64 PT = ceil_div(ceil_div(total, ptiles), NR) * NR;
-  ptiles = ceil_div(total, PT);
-  const i64 kgroups = row_groups_for_threads(mblocks, G * ptiles), kper = ceil_div(mblocks, kgroups);
-  const i64 items = G * ptiles * kgroups;
+  // Tiles and output-channel groups: position_tiling (gemm_tile.h); the packed weights dominate
+  // the memory traffic of late layers, whose few tiles split the output channels.
+  const PositionTiling tiling = position_tiling(total, NR, kPanelsPerTile, mblocks, G);
+  const i64 PT = tiling.tile, ptiles = tiling.tiles, kgroups = tiling.kgroups, kper = tiling.kper;
+  const i64 items = tiling.items;
   const int slots = scratch_slots(items);
   const i64 panel_stride = KC * NR, tile_panels = PT / NR;
   AlignedBuffer<T> bpack(slots * tile_panels * panel_stride);

@@ -295,14 +295,10 @@ void pointwise_forward_channels_last(const ConvGeometry& g, const T* x, const T*
   const AlignedBuffer<T> wpack = pack_weights_transposed(g, w, NR);
   // Tiles of positions as in the general kernel below; the reduction in blocks that keep a B
   // panel (KC x NR) in L1 while the tile's rows stream past it.
-  const i64 total = g.N * g.out_plane(), nt = get_num_threads();
-  const i64 KC = std::min(Cg, kReductionBlock);
-  i64 ptiles = ceil_div(total, kForwardPanels * MR);
-  if (ptiles < 4 * nt) ptiles = ceil_div(ptiles, nt) * nt;
-  const i64 PT = ceil_div(ceil_div(total, ptiles), MR) * MR;
-  ptiles = ceil_div(total, PT);
-  const i64 kgroups = row_groups_for_threads(nblocks, G * ptiles), kper = ceil_div(nblocks, kgroups);
-  const i64 items = G * ptiles * kgroups;
+  const i64 total = g.N * g.out_plane(), KC = std::min(Cg, kReductionBlock);
+  const PositionTiling tiling = position_tiling(total, MR, kForwardPanels, nblocks, G);
+  const i64 PT = tiling.tile, ptiles = tiling.tiles, kgroups = tiling.kgroups, kper = tiling.kper;
+  const i64 items = tiling.items;
   const int slots = scratch_slots(items);
   AlignedBuffer<T> edge_rows(slots * MR * Cg);
   AlignedBuffer<T> cedge(slots * MR * NR);
@@ -363,16 +359,11 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
   const i64 nblocks = ceil_div(Kg, NR);
   const AlignedBuffer<T> wpack = pack_weights_transposed(g, w, NR);
 
-  // Tiles over the positions of the whole batch (consecutive in y), equal in size and a multiple
-  // of the threads when few; few tiles split the output channels instead (see conv.cpp).
-  const i64 total = g.N * P, nt = get_num_threads();
-  const i64 KC = std::min(R, kReductionBlock);
-  i64 ptiles = ceil_div(total, kForwardPanels * MR);
-  if (ptiles < 4 * nt) ptiles = ceil_div(ptiles, nt) * nt;
-  const i64 PT = ceil_div(ceil_div(total, ptiles), MR) * MR;
-  ptiles = ceil_div(total, PT);
-  const i64 kgroups = row_groups_for_threads(nblocks, G * ptiles), kper = ceil_div(nblocks, kgroups);
-  const i64 items = G * ptiles * kgroups;
+  // Tiles over the positions of the whole batch (consecutive in y): position_tiling (gemm_tile.h).
+  const i64 total = g.N * P, KC = std::min(R, kReductionBlock);
+  const PositionTiling tiling = position_tiling(total, MR, kForwardPanels, nblocks, G);
+  const i64 PT = tiling.tile, ptiles = tiling.tiles, kgroups = tiling.kgroups, kper = tiling.kper;
+  const i64 items = tiling.items;
   const int slots = scratch_slots(items);
   const i64 panel_stride = KC * MR;
   AlignedBuffer<T> apack(slots * (PT / MR) * panel_stride);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../shape.h"
 #include "microkernel.h"
 #include "parallel.h"
 
@@ -22,6 +23,30 @@ inline std::int64_t row_groups_for_threads(std::int64_t mblocks, std::int64_t ou
   std::int64_t groups = 1;
   while (groups < mblocks && outer_items * groups < 2 * get_num_threads()) ++groups;
   return groups;
+}
+
+// Forward passes tile the positions of the whole batch: tiles of equal size (a multiple of
+// `unit`, the micro-kernel's position panel), as many as a multiple of the threads when there are
+// few of them, so that no thread waits on a lone last tile; few tiles (late layers) split the
+// output channels' `blocks` into groups instead of shrinking the tile, so that each item streams
+// only its share of the packed weights. Tile boundaries change no output bit. Items are (group
+// of the layer, tile, block group).
+struct PositionTiling {
+  i64 tile;  // positions per tile
+  i64 tiles;  // tiles over the batch
+  i64 kgroups;  // block groups per tile
+  i64 kper;  // blocks per block group
+  i64 items;
+};
+
+inline PositionTiling position_tiling(i64 total, i64 unit, i64 panels_per_tile, i64 blocks, i64 groups) {
+  const i64 nt = get_num_threads();
+  i64 tiles = ceil_div(total, panels_per_tile * unit);
+  if (tiles < 4 * nt) tiles = ceil_div(tiles, nt) * nt;
+  const i64 tile = ceil_div(ceil_div(total, tiles), unit) * unit;
+  tiles = ceil_div(total, tile);
+  const i64 kgroups = row_groups_for_threads(blocks, groups * tiles);
+  return {tile, tiles, kgroups, ceil_div(blocks, kgroups), groups * tiles * kgroups};
 }
 
 // C[rows x cols] (+)= A * B for a tile that may be smaller than the micro-kernel's MR x NR: full
