@@ -474,6 +474,7 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
         (2, 6, 70, (3, 3), 2, (2, 1), 1, (15, 26)),  # strided, dilated rows
         (2, 8, 32, (1, 3), (1, 3), 1, (0, 2), (5, 50)),
         (1, 5, 33, (5,), 2, 1, 2, (41,)),
+        (1, 8, 32, (40,), 1, 1, 3, (90,)),  # kernel rows longer than one call's depth
         (3, 2, 36, (3, 3, 3), (2, 1, 2), 1, 1, (5, 6, 27)),
     ],
 )

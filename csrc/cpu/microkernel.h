@@ -24,24 +24,27 @@ struct MicroKernel {
   // values, such as the pointwise layers' channels-last activations (row = position).
   void (*run_strided)(std::int64_t kc, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C,
                       std::int64_t ldc, int accumulate);
-  // A transposed: A(p, i) = A[i * lda + p], each of the product's MR rows a contiguous run along
-  // the reduction (channels-last activations as the rows of a pointwise forward pass); B as in
-  // run_strided.
-  void (*run_transposed_a)(std::int64_t kc, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C,
-                           std::int64_t ldc, int accumulate);
+  // A transposed: A(p, i) = A[i * lda + (p / run) * run_step + p % run], each of the product's MR
+  // rows runs of `run` contiguous values along the reduction, run_step apart (channels-last
+  // activations as the rows of a pointwise forward pass: one run of kc; a first layer's kernel
+  // rows: one run of kW x C values per kernel row, an input row apart); B as in run_strided.
+  void (*run_transposed_a)(std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run, std::int64_t run_step,
+                           const T* B, std::int64_t ldb, T* C, std::int64_t ldc, int accumulate);
 };
 
 // How a micro-kernel reads A(p, i), reduction step p and product row i, in its two layouts:
-// rows of MR values lda apart (kTransposed false; packed panels have lda = MR), or MR rows of kc
-// values lda apart (kTransposed true). Transposed, every third row is a base pointer and the two
-// after it one and two lda further (an x86 address's scaled index): the bases and lda stay in
-// registers (twelve row pointers would not, and reloading them doubled the loads per step).
+// rows of MR values lda apart (kTransposed false; packed panels have lda = MR), or MR rows lda
+// apart, each made of runs of `run` contiguous values run_step apart (kTransposed true; see
+// run_transposed_a). Transposed, every third row is a base pointer and the two after it one and
+// two lda further (an x86 address's scaled index): the bases and lda stay in registers (twelve
+// row pointers would not, and reloading them doubled the loads per step).
 template <class T, int MR, bool kTransposed>
 struct AOperand {
   static constexpr int kBases = kTransposed ? (MR + 2) / 3 : 1;
   const T* base[kBases];
-  std::int64_t lda;
-  AOperand(const T* A, std::int64_t lda_) : lda(lda_) {
+  std::int64_t lda, run, run_jump, in_run = 0;
+  AOperand(const T* A, std::int64_t lda_, std::int64_t run_, std::int64_t run_step)
+      : lda(lda_), run(run_), run_jump(run_step - run_) {
     for (int b = 0; b < kBases; ++b) base[b] = A + 3 * b * lda;
   }
   const T& at_ref(int i) const { return kTransposed ? base[i / 3][(i % 3) * lda] : base[0][i]; }
@@ -49,6 +52,10 @@ struct AOperand {
   void step() {
     if constexpr (kTransposed) {
       for (int b = 0; b < kBases; ++b) ++base[b];
+      if (++in_run == run) {
+        in_run = 0;
+        for (int b = 0; b < kBases; ++b) base[b] += run_jump;
+      }
     } else {
       base[0] += lda;
     }

@@ -62,7 +62,8 @@ constexpr int kMR = 6;
 // apart: the packed entry points pass the panel widths, so their address steps are constants.
 template <class Y, bool kTransposedA>
 __attribute__((always_inline)) inline void gemm_6x2v_avx2_rows(std::int64_t kc, const typename Y::T* A,
-                                                               std::int64_t lda, const typename Y::T* B,
+                                                               std::int64_t lda, std::int64_t run,
+                                                               std::int64_t run_step, const typename Y::T* B,
                                                                std::int64_t ldb, typename Y::T* C, std::int64_t ldc,
                                                                int accumulate) {
   using T = typename Y::T;
@@ -70,7 +71,7 @@ __attribute__((always_inline)) inline void gemm_6x2v_avx2_rows(std::int64_t kc, 
   typename Y::V c0[kMR], c1[kMR];
 #pragma GCC unroll 6
   for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = Y::zero();
-  AOperand<T, kMR, kTransposedA> a_op(A, lda);
+  AOperand<T, kMR, kTransposedA> a_op(A, lda, run, run_step);
   for (std::int64_t p = 0; p < kc; ++p) {
     const typename Y::V b0 = Y::load(B);
     const typename Y::V b1 = Y::load(B + L);
@@ -98,13 +99,20 @@ __attribute__((always_inline)) inline void gemm_6x2v_avx2_rows(std::int64_t kc, 
 template <class Y>
 void gemm_6x2v_avx2(std::int64_t kc, const typename Y::T* A, const typename Y::T* B, typename Y::T* C, std::int64_t ldc,
                     int accumulate) {
-  gemm_6x2v_avx2_rows<Y, false>(kc, A, kMR, B, 2 * Y::kLanes, C, ldc, accumulate);
+  gemm_6x2v_avx2_rows<Y, false>(kc, A, kMR, 0, 0, B, 2 * Y::kLanes, C, ldc, accumulate);
 }
 
-template <class Y, bool kTransposedA>
+template <class Y>
 void gemm_6x2v_avx2_strided(std::int64_t kc, const typename Y::T* A, std::int64_t lda, const typename Y::T* B,
                             std::int64_t ldb, typename Y::T* C, std::int64_t ldc, int accumulate) {
-  gemm_6x2v_avx2_rows<Y, kTransposedA>(kc, A, lda, B, ldb, C, ldc, accumulate);
+  gemm_6x2v_avx2_rows<Y, false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate);
+}
+
+template <class Y>
+void gemm_6x2v_avx2_transposed_a(std::int64_t kc, const typename Y::T* A, std::int64_t lda, std::int64_t run,
+                                 std::int64_t run_step, const typename Y::T* B, std::int64_t ldb, typename Y::T* C,
+                                 std::int64_t ldc, int accumulate) {
+  gemm_6x2v_avx2_rows<Y, true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
 }
 
 // Inner-product kernels (microkernel.h): 3 x 3 accumulators of one ymm each, so that the three B
@@ -151,20 +159,10 @@ DotKernel<float> dot_kernel_f32_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Y
 DotKernel<double> dot_kernel_f64_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Ymm64>}; }
 
 MicroKernel<float> micro_kernel_f32_avx2() {
-  return {kMR,
-          16,
-          "avx2",
-          &gemm_6x2v_avx2<Ymm32>,
-          &gemm_6x2v_avx2_strided<Ymm32, false>,
-          &gemm_6x2v_avx2_strided<Ymm32, true>};
+  return {kMR, 16, "avx2", &gemm_6x2v_avx2<Ymm32>, &gemm_6x2v_avx2_strided<Ymm32>, &gemm_6x2v_avx2_transposed_a<Ymm32>};
 }
 MicroKernel<double> micro_kernel_f64_avx2() {
-  return {kMR,
-          8,
-          "avx2",
-          &gemm_6x2v_avx2<Ymm64>,
-          &gemm_6x2v_avx2_strided<Ymm64, false>,
-          &gemm_6x2v_avx2_strided<Ymm64, true>};
+  return {kMR, 8, "avx2", &gemm_6x2v_avx2<Ymm64>, &gemm_6x2v_avx2_strided<Ymm64>, &gemm_6x2v_avx2_transposed_a<Ymm64>};
 }
 
 }  // namespace convkern::cpu

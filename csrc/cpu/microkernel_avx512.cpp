@@ -19,11 +19,12 @@ constexpr int kMR = 12;
 // the packed entry points pass the panel widths, so their address steps are constants.
 template <int MR, bool kTransposedA>
 __attribute__((always_inline)) inline void sgemm_x32_avx512_rows(std::int64_t kc, const float* A, std::int64_t lda,
+                                                                 std::int64_t run, std::int64_t run_step,
                                                                  const float* B, std::int64_t ldb, float* C,
                                                                  std::int64_t ldc, int accumulate) {
   __m512 c0[MR], c1[MR];
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
-  AOperand<float, MR, kTransposedA> a_op(A, lda);
+  AOperand<float, MR, kTransposedA> a_op(A, lda, run, run_step);
   for (std::int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(B);
     const __m512 b1 = _mm512_loadu_ps(B + 16);
@@ -48,22 +49,30 @@ __attribute__((always_inline)) inline void sgemm_x32_avx512_rows(std::int64_t kc
 
 template <int MR>
 void sgemm_x32_avx512(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
-  sgemm_x32_avx512_rows<MR, false>(kc, A, MR, B, 32, C, ldc, accumulate);
+  sgemm_x32_avx512_rows<MR, false>(kc, A, MR, 0, 0, B, 32, C, ldc, accumulate);
 }
 
-template <int MR, bool kTransposedA>
+template <int MR>
 void sgemm_x32_avx512_strided(std::int64_t kc, const float* A, std::int64_t lda, const float* B, std::int64_t ldb,
                               float* C, std::int64_t ldc, int accumulate) {
-  sgemm_x32_avx512_rows<MR, kTransposedA>(kc, A, lda, B, ldb, C, ldc, accumulate);
+  sgemm_x32_avx512_rows<MR, false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate);
+}
+
+template <int MR>
+void sgemm_x32_avx512_transposed_a(std::int64_t kc, const float* A, std::int64_t lda, std::int64_t run,
+                                   std::int64_t run_step, const float* B, std::int64_t ldb, float* C, std::int64_t ldc,
+                                   int accumulate) {
+  sgemm_x32_avx512_rows<MR, true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
 }
 
 template <bool kTransposedA>
 __attribute__((always_inline)) inline void dgemm_12x16_avx512_rows(std::int64_t kc, const double* A, std::int64_t lda,
+                                                                   std::int64_t run, std::int64_t run_step,
                                                                    const double* B, std::int64_t ldb, double* C,
                                                                    std::int64_t ldc, int accumulate) {
   __m512d c0[kMR], c1[kMR];
   for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_pd();
-  AOperand<double, kMR, kTransposedA> a_op(A, lda);
+  AOperand<double, kMR, kTransposedA> a_op(A, lda, run, run_step);
   for (std::int64_t p = 0; p < kc; ++p) {
     const __m512d b0 = _mm512_loadu_pd(B);
     const __m512d b1 = _mm512_loadu_pd(B + 8);
@@ -88,13 +97,18 @@ __attribute__((always_inline)) inline void dgemm_12x16_avx512_rows(std::int64_t 
 
 void dgemm_12x16_avx512(std::int64_t kc, const double* A, const double* B, double* C, std::int64_t ldc,
                         int accumulate) {
-  dgemm_12x16_avx512_rows<false>(kc, A, kMR, B, 16, C, ldc, accumulate);
+  dgemm_12x16_avx512_rows<false>(kc, A, kMR, 0, 0, B, 16, C, ldc, accumulate);
 }
 
-template <bool kTransposedA>
 void dgemm_12x16_avx512_strided(std::int64_t kc, const double* A, std::int64_t lda, const double* B, std::int64_t ldb,
                                 double* C, std::int64_t ldc, int accumulate) {
-  dgemm_12x16_avx512_rows<kTransposedA>(kc, A, lda, B, ldb, C, ldc, accumulate);
+  dgemm_12x16_avx512_rows<false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate);
+}
+
+void dgemm_12x16_avx512_transposed_a(std::int64_t kc, const double* A, std::int64_t lda, std::int64_t run,
+                                     std::int64_t run_step, const double* B, std::int64_t ldb, double* C,
+                                     std::int64_t ldc, int accumulate) {
+  dgemm_12x16_avx512_rows<true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
 }
 
 // Inner-product kernels: 4 x 4 accumulators of one vector each; per step of 16 (8) reduction
@@ -162,20 +176,14 @@ DotKernel<float> dot_kernel_f32_avx512() { return {kDotMR, kDotNR, &sdot_4x4_avx
 DotKernel<double> dot_kernel_f64_avx512() { return {kDotMR, kDotNR, &ddot_4x4_avx512}; }
 
 MicroKernel<float> micro_kernel_f32_avx512() {
-  return {kMR,
-          32,
-          "avx512",
-          &sgemm_x32_avx512<kMR>,
-          &sgemm_x32_avx512_strided<kMR, false>,
-          &sgemm_x32_avx512_strided<kMR, true>};
+  return {
+      kMR, 32, "avx512", &sgemm_x32_avx512<kMR>, &sgemm_x32_avx512_strided<kMR>, &sgemm_x32_avx512_transposed_a<kMR>};
 }
 MicroKernel<float> micro_kernel_f32_avx512_8rows() {
-  return {
-      8, 32, "avx512", &sgemm_x32_avx512<8>, &sgemm_x32_avx512_strided<8, false>, &sgemm_x32_avx512_strided<8, true>};
+  return {8, 32, "avx512", &sgemm_x32_avx512<8>, &sgemm_x32_avx512_strided<8>, &sgemm_x32_avx512_transposed_a<8>};
 }
 MicroKernel<double> micro_kernel_f64_avx512() {
-  return {
-      kMR, 16, "avx512", &dgemm_12x16_avx512, &dgemm_12x16_avx512_strided<false>, &dgemm_12x16_avx512_strided<true>};
+  return {kMR, 16, "avx512", &dgemm_12x16_avx512, &dgemm_12x16_avx512_strided, &dgemm_12x16_avx512_transposed_a};
 }
 
 }  // namespace convkern::cpu
