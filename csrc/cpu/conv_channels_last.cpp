@@ -18,11 +18,11 @@
 // item touches; backward weight items are (g, block of reduction columns) summing the whole batch
 // in a fixed order. The same bits with any thread count.
 //
-// Current: v6 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// Current: v7 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
 // `python bench/run.py --quick` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, median ms,
 // PyTorch 2.13 oneDNN channels-last from the same run in brackets: resnet50.conv1 NHWC forward
-// 7.0 ms (4.4); resnet50.l1.1x1 NHWC forward 2.27 (2.11), backward data 2.75 (2.25), backward
-// weight 3.82 (4.01); l3.1x1 NHWC backward weight 2.08 (2.32).
+// 6.0 ms (4.2); resnet50.l1.1x1 NHWC forward 2.20 (1.90), backward data 2.33 (2.19), backward
+// weight 3.38 (3.89); l3.1x1 NHWC backward weight 2.03 (2.19).
 #include <algorithm>
 #include <vector>
 
