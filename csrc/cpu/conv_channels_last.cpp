@@ -337,17 +337,8 @@ void pointwise_forward_channels_last(const ConvGeometry& g, const T* x, const T*
           const i64 rows = mb == mpanels - 1 ? tail : MR;
           const T* A = rows < MR ? edge + k0 : xt + mb * MR * g.C + k0;
           const i64 lda = rows < MR ? Cg : g.C;
-          T* c = yt + mb * MR * g.K + nb * NR;
-          if (rows == MR && cols == NR) {
-            mk.run_transposed_a(kc, A, lda, kc, 0, B, NR, c, g.K, k0 > 0);
-            continue;
-          }
-          // Edge tile: the full-size kernel on cbuf, copied back where the cells exist.
-          std::fill(cbuf, cbuf + MR * NR, T(0));
-          if (k0 > 0)
-            for (i64 i = 0; i < rows; ++i) std::copy(c + i * g.K, c + i * g.K + cols, cbuf + i * NR);
-          mk.run_transposed_a(kc, A, lda, kc, 0, B, NR, cbuf, NR, k0 > 0);
-          for (i64 i = 0; i < rows; ++i) std::copy(cbuf + i * NR, cbuf + i * NR + cols, c + i * g.K);
+          run_tile_with(MR, NR, yt + mb * MR * g.K + nb * NR, g.K, rows, cols, k0 > 0, cbuf,
+                        [&](T* c, i64 ldc, bool acc) { mk.run_transposed_a(kc, A, lda, kc, 0, B, NR, c, ldc, acc); });
         }
       }
     }

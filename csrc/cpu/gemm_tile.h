@@ -49,22 +49,30 @@ inline PositionTiling position_tiling(i64 total, i64 unit, i64 panels_per_tile, 
   return {tile, tiles, kgroups, ceil_div(blocks, kgroups), groups * tiles * kgroups};
 }
 
-// C[rows x cols] (+)= A * B for a tile that may be smaller than the micro-kernel's MR x NR: full
-// tiles go straight to the kernel; edge tiles run the full-size kernel on `scratch` (MR*NR) and
-// copy back only the cells that exist. A and B must be zero-padded to MR and NR.
-template <class T>
-inline void run_tile(const MicroKernel<T>& mk, std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc,
-                     std::int64_t rows, std::int64_t cols, bool accumulate, T* scratch) {
-  const std::int64_t MR = mk.mr, NR = mk.nr;
+// C[rows x cols] (+)= A * B for a tile that may be smaller than the micro-kernel's MR x NR, the
+// product run by kernel(C, ldc, accumulate) whatever entry it uses: full tiles go straight to it;
+// edge tiles run the full-size kernel on `scratch` (MR*NR) and copy back only the cells that
+// exist. A and B must cover MR rows and NR columns (zero-padded, or memory that may be read).
+template <class T, class Kernel>
+inline void run_tile_with(std::int64_t MR, std::int64_t NR, T* C, std::int64_t ldc, std::int64_t rows,
+                          std::int64_t cols, bool accumulate, T* scratch, Kernel&& kernel) {
   if (rows == MR && cols == NR) {
-    mk.run(kc, A, B, C, ldc, accumulate);
+    kernel(C, ldc, accumulate);
     return;
   }
   std::fill(scratch, scratch + MR * NR, T(0));
   if (accumulate)
     for (std::int64_t i = 0; i < rows; ++i) std::copy(C + i * ldc, C + i * ldc + cols, scratch + i * NR);
-  mk.run(kc, A, B, scratch, NR, accumulate);
+  kernel(scratch, NR, accumulate);
   for (std::int64_t i = 0; i < rows; ++i) std::copy(scratch + i * NR, scratch + i * NR + cols, C + i * ldc);
+}
+
+// The same for packed panels (the micro-kernel's run entry).
+template <class T>
+inline void run_tile(const MicroKernel<T>& mk, std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc,
+                     std::int64_t rows, std::int64_t cols, bool accumulate, T* scratch) {
+  run_tile_with(mk.mr, mk.nr, C, ldc, rows, cols, accumulate, scratch,
+                [&](T* c, std::int64_t ld, bool acc) { mk.run(kc, A, B, c, ld, acc); });
 }
 
 }  // namespace convkern::cpu

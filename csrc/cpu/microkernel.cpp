@@ -5,36 +5,22 @@ namespace convkern::cpu {
 namespace {
 
 // 4 x 8 plain C++: the fallback for CPUs without AVX2 and the reference the SIMD ones replace.
-template <class T, bool kTransposedA>
-void gemm_4x8_generic_rows(std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run, std::int64_t run_step,
-                           const T* B, std::int64_t ldb, T* C, std::int64_t ldc, int accumulate) {
-  constexpr int MR = 4, NR = 8;
-  T acc[MR][NR] = {};
-  AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
-  for (std::int64_t p = 0; p < kc; ++p, a_op.step(), B += ldb)
+template <class T>
+struct Gemm4x8Generic {
+  template <bool kTransposedA>
+  __attribute__((always_inline)) static void rows(std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run,
+                                                  std::int64_t run_step, const T* B, std::int64_t ldb, T* C,
+                                                  std::int64_t ldc, int accumulate) {
+    constexpr int MR = 4, NR = 8;
+    T acc[MR][NR] = {};
+    AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
+    for (std::int64_t p = 0; p < kc; ++p, a_op.step(), B += ldb)
+      for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) acc[i][j] += a_op.at(i) * B[j];
     for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += a_op.at(i) * B[j];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
-}
-
-template <class T>
-void gemm_4x8_generic(std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc, int accumulate) {
-  gemm_4x8_generic_rows<T, false>(kc, A, 4, 0, 0, B, 8, C, ldc, accumulate);
-}
-
-template <class T>
-void gemm_4x8_generic_strided(std::int64_t kc, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C,
-                              std::int64_t ldc, int accumulate) {
-  gemm_4x8_generic_rows<T, false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate);
-}
-
-template <class T>
-void gemm_4x8_generic_transposed_a(std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run,
-                                   std::int64_t run_step, const T* B, std::int64_t ldb, T* C, std::int64_t ldc,
-                                   int accumulate) {
-  gemm_4x8_generic_rows<T, true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
-}
+      for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+  }
+};
 
 // Portable inner-product kernel, for CPUs without AVX2.
 template <class T>
@@ -69,7 +55,7 @@ MicroKernel<T> pick() {
   else
     return micro_kernel_f64_avx2();
 #else
-  return {4, 8, "generic", &gemm_4x8_generic<T>, &gemm_4x8_generic_strided<T>, &gemm_4x8_generic_transposed_a<T>};
+  return micro_kernel_entries<T, 4, 8, Gemm4x8Generic<T> >("generic");
 #endif
 }
 

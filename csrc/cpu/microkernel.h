@@ -62,6 +62,26 @@ struct AOperand {
   }
 };
 
+// A micro-kernel's three entries, from one body written once per ISA:
+//   Body::template rows<kTransposedA>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate),
+// which reads A as AOperand says and B's rows ldb apart. Body::rows is always inlined, so the
+// packed entry's panel widths are constants and its address steps compile to immediates. Bodies
+// live in their kernel set's anonymous namespace, which keeps every entry local to that set.
+template <class T, int MR, int NR, class Body>
+MicroKernel<T> micro_kernel_entries(const char* isa) {
+  return {MR,
+          NR,
+          isa,
+          [](std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc, int accumulate) {
+            Body::template rows<false>(kc, A, MR, 0, 0, B, NR, C, ldc, accumulate);
+          },
+          [](std::int64_t kc, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C, std::int64_t ldc,
+             int accumulate) { Body::template rows<false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate); },
+          [](std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run, std::int64_t run_step, const T* B,
+             std::int64_t ldb, T* C, std::int64_t ldc,
+             int accumulate) { Body::template rows<true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate); }};
+}
+
 template <class T>
 const MicroKernel<T>& micro_kernel();
 

@@ -60,60 +60,43 @@ constexpr int kMR = 6;
 
 // MR x 2 vectors (6 x 16 floats, 6 x 8 doubles). A is read as AOperand says, B's rows are ldb
 // apart: the packed entry points pass the panel widths, so their address steps are constants.
-template <class Y, bool kTransposedA>
-__attribute__((always_inline)) inline void gemm_6x2v_avx2_rows(std::int64_t kc, const typename Y::T* A,
-                                                               std::int64_t lda, std::int64_t run,
-                                                               std::int64_t run_step, const typename Y::T* B,
-                                                               std::int64_t ldb, typename Y::T* C, std::int64_t ldc,
-                                                               int accumulate) {
-  using T = typename Y::T;
-  constexpr int L = Y::kLanes;
-  typename Y::V c0[kMR], c1[kMR];
+template <class Y>
+struct Gemm6x2vAvx2 {
+  template <bool kTransposedA>
+  __attribute__((always_inline)) static void rows(std::int64_t kc, const typename Y::T* A, std::int64_t lda,
+                                                  std::int64_t run, std::int64_t run_step, const typename Y::T* B,
+                                                  std::int64_t ldb, typename Y::T* C, std::int64_t ldc,
+                                                  int accumulate) {
+    using T = typename Y::T;
+    constexpr int L = Y::kLanes;
+    typename Y::V c0[kMR], c1[kMR];
 #pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = Y::zero();
-  AOperand<T, kMR, kTransposedA> a_op(A, lda, run, run_step);
-  for (std::int64_t p = 0; p < kc; ++p) {
-    const typename Y::V b0 = Y::load(B);
-    const typename Y::V b1 = Y::load(B + L);
+    for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = Y::zero();
+    AOperand<T, kMR, kTransposedA> a_op(A, lda, run, run_step);
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const typename Y::V b0 = Y::load(B);
+      const typename Y::V b1 = Y::load(B + L);
+#pragma GCC unroll 6
+      for (int i = 0; i < kMR; ++i) {
+        const typename Y::V a = Y::broadcast(&a_op.at_ref(i));
+        c0[i] = Y::fmadd(a, b0, c0[i]);
+        c1[i] = Y::fmadd(a, b1, c1[i]);
+      }
+      a_op.step();
+      B += ldb;
+    }
 #pragma GCC unroll 6
     for (int i = 0; i < kMR; ++i) {
-      const typename Y::V a = Y::broadcast(&a_op.at_ref(i));
-      c0[i] = Y::fmadd(a, b0, c0[i]);
-      c1[i] = Y::fmadd(a, b1, c1[i]);
+      T* c = C + i * ldc;
+      if (accumulate) {
+        c0[i] = Y::add(c0[i], Y::load(c));
+        c1[i] = Y::add(c1[i], Y::load(c + L));
+      }
+      Y::store(c, c0[i]);
+      Y::store(c + L, c1[i]);
     }
-    a_op.step();
-    B += ldb;
   }
-#pragma GCC unroll 6
-  for (int i = 0; i < kMR; ++i) {
-    T* c = C + i * ldc;
-    if (accumulate) {
-      c0[i] = Y::add(c0[i], Y::load(c));
-      c1[i] = Y::add(c1[i], Y::load(c + L));
-    }
-    Y::store(c, c0[i]);
-    Y::store(c + L, c1[i]);
-  }
-}
-
-template <class Y>
-void gemm_6x2v_avx2(std::int64_t kc, const typename Y::T* A, const typename Y::T* B, typename Y::T* C, std::int64_t ldc,
-                    int accumulate) {
-  gemm_6x2v_avx2_rows<Y, false>(kc, A, kMR, 0, 0, B, 2 * Y::kLanes, C, ldc, accumulate);
-}
-
-template <class Y>
-void gemm_6x2v_avx2_strided(std::int64_t kc, const typename Y::T* A, std::int64_t lda, const typename Y::T* B,
-                            std::int64_t ldb, typename Y::T* C, std::int64_t ldc, int accumulate) {
-  gemm_6x2v_avx2_rows<Y, false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate);
-}
-
-template <class Y>
-void gemm_6x2v_avx2_transposed_a(std::int64_t kc, const typename Y::T* A, std::int64_t lda, std::int64_t run,
-                                 std::int64_t run_step, const typename Y::T* B, std::int64_t ldb, typename Y::T* C,
-                                 std::int64_t ldc, int accumulate) {
-  gemm_6x2v_avx2_rows<Y, true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
-}
+};
 
 // Inner-product kernels (microkernel.h): 3 x 3 accumulators of one ymm each, so that the three B
 // vectors and one A vector fit beside them in the 16 registers (4 x 4, the AVX-512 shape, would
@@ -158,11 +141,9 @@ void dot_3x3_avx2(std::int64_t kc, const typename Y::T* const* a, const typename
 DotKernel<float> dot_kernel_f32_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Ymm32>}; }
 DotKernel<double> dot_kernel_f64_avx2() { return {kDotMR, kDotNR, &dot_3x3_avx2<Ymm64>}; }
 
-MicroKernel<float> micro_kernel_f32_avx2() {
-  return {kMR, 16, "avx2", &gemm_6x2v_avx2<Ymm32>, &gemm_6x2v_avx2_strided<Ymm32>, &gemm_6x2v_avx2_transposed_a<Ymm32>};
-}
+MicroKernel<float> micro_kernel_f32_avx2() { return micro_kernel_entries<float, kMR, 16, Gemm6x2vAvx2<Ymm32>>("avx2"); }
 MicroKernel<double> micro_kernel_f64_avx2() {
-  return {kMR, 8, "avx2", &gemm_6x2v_avx2<Ymm64>, &gemm_6x2v_avx2_strided<Ymm64>, &gemm_6x2v_avx2_transposed_a<Ymm64>};
+  return micro_kernel_entries<double, kMR, 8, Gemm6x2vAvx2<Ymm64>>("avx2");
 }
 
 }  // namespace convkern::cpu

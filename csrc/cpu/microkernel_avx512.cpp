@@ -17,99 +17,68 @@ constexpr int kMR = 12;
 // MR x 32: 12 rows for most GEMMs; 8 rows for convolutions with few output channels (16 of them
 // would fill 24 rows of the 12-row kernel). A is read as AOperand says, B's rows are ldb apart:
 // the packed entry points pass the panel widths, so their address steps are constants.
-template <int MR, bool kTransposedA>
-__attribute__((always_inline)) inline void sgemm_x32_avx512_rows(std::int64_t kc, const float* A, std::int64_t lda,
-                                                                 std::int64_t run, std::int64_t run_step,
-                                                                 const float* B, std::int64_t ldb, float* C,
-                                                                 std::int64_t ldc, int accumulate) {
-  __m512 c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
-  AOperand<float, MR, kTransposedA> a_op(A, lda, run, run_step);
-  for (std::int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(B);
-    const __m512 b1 = _mm512_loadu_ps(B + 16);
+template <int MR>
+struct SgemmX32Avx512 {
+  template <bool kTransposedA>
+  __attribute__((always_inline)) static void rows(std::int64_t kc, const float* A, std::int64_t lda, std::int64_t run,
+                                                  std::int64_t run_step, const float* B, std::int64_t ldb, float* C,
+                                                  std::int64_t ldc, int accumulate) {
+    __m512 c0[MR], c1[MR];
+    for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+    AOperand<float, MR, kTransposedA> a_op(A, lda, run, run_step);
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const __m512 b0 = _mm512_loadu_ps(B);
+      const __m512 b1 = _mm512_loadu_ps(B + 16);
+      for (int i = 0; i < MR; ++i) {
+        const __m512 a = _mm512_set1_ps(a_op.at(i));
+        c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+      }
+      a_op.step();
+      B += ldb;
+    }
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(a_op.at(i));
-      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+      float* c = C + i * ldc;
+      if (accumulate) {
+        c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(c));
+        c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(c + 16));
+      }
+      _mm512_storeu_ps(c, c0[i]);
+      _mm512_storeu_ps(c + 16, c1[i]);
     }
-    a_op.step();
-    B += ldb;
   }
-  for (int i = 0; i < MR; ++i) {
-    float* c = C + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(c));
-      c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(c + 16));
+};
+
+struct Dgemm12x16Avx512 {
+  template <bool kTransposedA>
+  __attribute__((always_inline)) static void rows(std::int64_t kc, const double* A, std::int64_t lda, std::int64_t run,
+                                                  std::int64_t run_step, const double* B, std::int64_t ldb, double* C,
+                                                  std::int64_t ldc, int accumulate) {
+    __m512d c0[kMR], c1[kMR];
+    for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_pd();
+    AOperand<double, kMR, kTransposedA> a_op(A, lda, run, run_step);
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const __m512d b0 = _mm512_loadu_pd(B);
+      const __m512d b1 = _mm512_loadu_pd(B + 8);
+      for (int i = 0; i < kMR; ++i) {
+        const __m512d a = _mm512_set1_pd(a_op.at(i));
+        c0[i] = _mm512_fmadd_pd(a, b0, c0[i]);
+        c1[i] = _mm512_fmadd_pd(a, b1, c1[i]);
+      }
+      a_op.step();
+      B += ldb;
     }
-    _mm512_storeu_ps(c, c0[i]);
-    _mm512_storeu_ps(c + 16, c1[i]);
-  }
-}
-
-template <int MR>
-void sgemm_x32_avx512(std::int64_t kc, const float* A, const float* B, float* C, std::int64_t ldc, int accumulate) {
-  sgemm_x32_avx512_rows<MR, false>(kc, A, MR, 0, 0, B, 32, C, ldc, accumulate);
-}
-
-template <int MR>
-void sgemm_x32_avx512_strided(std::int64_t kc, const float* A, std::int64_t lda, const float* B, std::int64_t ldb,
-                              float* C, std::int64_t ldc, int accumulate) {
-  sgemm_x32_avx512_rows<MR, false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate);
-}
-
-template <int MR>
-void sgemm_x32_avx512_transposed_a(std::int64_t kc, const float* A, std::int64_t lda, std::int64_t run,
-                                   std::int64_t run_step, const float* B, std::int64_t ldb, float* C, std::int64_t ldc,
-                                   int accumulate) {
-  sgemm_x32_avx512_rows<MR, true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
-}
-
-template <bool kTransposedA>
-__attribute__((always_inline)) inline void dgemm_12x16_avx512_rows(std::int64_t kc, const double* A, std::int64_t lda,
-                                                                   std::int64_t run, std::int64_t run_step,
-                                                                   const double* B, std::int64_t ldb, double* C,
-                                                                   std::int64_t ldc, int accumulate) {
-  __m512d c0[kMR], c1[kMR];
-  for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_pd();
-  AOperand<double, kMR, kTransposedA> a_op(A, lda, run, run_step);
-  for (std::int64_t p = 0; p < kc; ++p) {
-    const __m512d b0 = _mm512_loadu_pd(B);
-    const __m512d b1 = _mm512_loadu_pd(B + 8);
     for (int i = 0; i < kMR; ++i) {
-      const __m512d a = _mm512_set1_pd(a_op.at(i));
-      c0[i] = _mm512_fmadd_pd(a, b0, c0[i]);
-      c1[i] = _mm512_fmadd_pd(a, b1, c1[i]);
+      double* c = C + i * ldc;
+      if (accumulate) {
+        c0[i] = _mm512_add_pd(c0[i], _mm512_loadu_pd(c));
+        c1[i] = _mm512_add_pd(c1[i], _mm512_loadu_pd(c + 8));
+      }
+      _mm512_storeu_pd(c, c0[i]);
+      _mm512_storeu_pd(c + 8, c1[i]);
     }
-    a_op.step();
-    B += ldb;
   }
-  for (int i = 0; i < kMR; ++i) {
-    double* c = C + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm512_add_pd(c0[i], _mm512_loadu_pd(c));
-      c1[i] = _mm512_add_pd(c1[i], _mm512_loadu_pd(c + 8));
-    }
-    _mm512_storeu_pd(c, c0[i]);
-    _mm512_storeu_pd(c + 8, c1[i]);
-  }
-}
-
-void dgemm_12x16_avx512(std::int64_t kc, const double* A, const double* B, double* C, std::int64_t ldc,
-                        int accumulate) {
-  dgemm_12x16_avx512_rows<false>(kc, A, kMR, 0, 0, B, 16, C, ldc, accumulate);
-}
-
-void dgemm_12x16_avx512_strided(std::int64_t kc, const double* A, std::int64_t lda, const double* B, std::int64_t ldb,
-                                double* C, std::int64_t ldc, int accumulate) {
-  dgemm_12x16_avx512_rows<false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate);
-}
-
-void dgemm_12x16_avx512_transposed_a(std::int64_t kc, const double* A, std::int64_t lda, std::int64_t run,
-                                     std::int64_t run_step, const double* B, std::int64_t ldb, double* C,
-                                     std::int64_t ldc, int accumulate) {
-  dgemm_12x16_avx512_rows<true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
-}
+};
 
 // Inner-product kernels: 4 x 4 accumulators of one vector each; per step of 16 (8) reduction
 // elements, 8 loads feed 16 FMAs. (4 x 6 spilled accumulators to the stack: 24 + 6 + 1 vector
@@ -176,14 +145,13 @@ DotKernel<float> dot_kernel_f32_avx512() { return {kDotMR, kDotNR, &sdot_4x4_avx
 DotKernel<double> dot_kernel_f64_avx512() { return {kDotMR, kDotNR, &ddot_4x4_avx512}; }
 
 MicroKernel<float> micro_kernel_f32_avx512() {
-  return {
-      kMR, 32, "avx512", &sgemm_x32_avx512<kMR>, &sgemm_x32_avx512_strided<kMR>, &sgemm_x32_avx512_transposed_a<kMR>};
+  return micro_kernel_entries<float, kMR, 32, SgemmX32Avx512<kMR>>("avx512");
 }
 MicroKernel<float> micro_kernel_f32_avx512_8rows() {
-  return {8, 32, "avx512", &sgemm_x32_avx512<8>, &sgemm_x32_avx512_strided<8>, &sgemm_x32_avx512_transposed_a<8>};
+  return micro_kernel_entries<float, 8, 32, SgemmX32Avx512<8>>("avx512");
 }
 MicroKernel<double> micro_kernel_f64_avx512() {
-  return {kMR, 16, "avx512", &dgemm_12x16_avx512, &dgemm_12x16_avx512_strided, &dgemm_12x16_avx512_transposed_a};
+  return micro_kernel_entries<double, kMR, 16, Dgemm12x16Avx512>("avx512");
 }
 
 }  // namespace convkern::cpu
