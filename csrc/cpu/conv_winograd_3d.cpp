@@ -11,12 +11,15 @@
 // 2-D kernels then run at their 3x3 speed. The input gradient is the 2-D backward-data pass
 // folded back over the depth taps (each input slice sums, in kd order, the slices that read it);
 // the weight gradient is the 2-D weight gradient of the slice batch, already in w's layout.
+// The slice buffers are leased from the scratch cache: blocks this large are fresh mmap pages
+// on every call otherwise, and faulting them in cost a third of each pass.
 // Deterministic: every copy and fold is owned by one work item, in a fixed order.
 //
-// Current: v1 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
-// median ms: video.conv3d NCDHW forward 41.4 ms, PyTorch 2.13 oneDNN 24.3 in the same run. The
-// slice batch's copy and the output's reordering are most of what it loses to the 2-D kernel.
+// Current: v2 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
+// the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 6 calls, video.conv3d NCDHW (N2 C64
+// 8x56x56 K64): forward 22.3 ms, backward data 17.7, backward weight 23.0 (PyTorch 2.13 oneDNN
+// in the same hour's `bench/run.py --quick`: 24.4 / 26.0 / 29.2). The 2-D pass on the slice
+// batch alone takes 21-23 ms of the forward.
 #include <algorithm>
 
 #include "conv_winograd.h"
@@ -89,19 +92,21 @@ bool winograd_3d_backward_weight_wins(const ConvGeometry& g) {
 
 void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const ConvGeometry s = slice_geometry(g);
-  AlignedBuffer<float> xs(checked_mul(s.N * s.C, s.in_plane(), "depth-slice batch"));
-  AlignedBuffer<float> ys(checked_mul(s.N * s.K, s.out_plane(), "depth-slice output"));
-  make_slice_batch(g, x, xs.data());
-  winograd_forward_nchw_f32(s, xs.data(), w, bias, ys.data());
-  swap_depth_and_channels(g, ys.data(), y, false);
+  CachedBuffer<float> xs_lease, ys_lease;
+  float* xs = xs_lease.reserve(checked_mul(s.N * s.C, s.in_plane(), "depth-slice batch"));
+  float* ys = ys_lease.reserve(checked_mul(s.N * s.K, s.out_plane(), "depth-slice output"));
+  make_slice_batch(g, x, xs);
+  winograd_forward_nchw_f32(s, xs, w, bias, ys);
+  swap_depth_and_channels(g, ys, y, false);
 }
 
 void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const ConvGeometry s = slice_geometry(g);
-  AlignedBuffer<float> dys(checked_mul(s.N * s.K, s.out_plane(), "depth-slice gradient"));
-  AlignedBuffer<float> dxs(checked_mul(s.N * s.C, s.in_plane(), "depth-slice gradient"));
-  swap_depth_and_channels(g, dy, dys.data(), true);
-  winograd_backward_data_nchw_f32(s, dys.data(), w, dxs.data());
+  CachedBuffer<float> dys_lease, dxs_lease;
+  float* dys = dys_lease.reserve(checked_mul(s.N * s.K, s.out_plane(), "depth-slice gradient"));
+  float* dxs = dxs_lease.reserve(checked_mul(s.N * s.C, s.in_plane(), "depth-slice gradient"));
+  swap_depth_and_channels(g, dy, dys, true);
+  winograd_backward_data_nchw_f32(s, dys, w, dxs);
   // dx[n, c, id] = sum over kd (in order) of dX'[n * OD + od][c * KD + kd], od = id + pad - kd.
   const i64 OD = g.out[0], KD = g.kernel[0], ID = g.in[0], plane = g.in[1] * g.in[2];
   parallel_for(g.N * g.C, [&](i64 item, int) {
@@ -112,7 +117,7 @@ void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy,
       for (i64 kd = 0; kd < KD; ++kd) {
         const i64 od = id + g.pad_before[0] - kd;
         if (od < 0 || od >= OD) continue;
-        const float* src = dxs.data() + ((n * OD + od) * g.C * KD + c * KD + kd) * plane;
+        const float* src = dxs + ((n * OD + od) * g.C * KD + c * KD + kd) * plane;
         if (first)
           std::copy_n(src, plane, d);
         else
@@ -126,11 +131,12 @@ void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy,
 
 void winograd_3d_backward_weight_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw) {
   const ConvGeometry s = slice_geometry(g);
-  AlignedBuffer<float> dys(checked_mul(s.N * s.K, s.out_plane(), "depth-slice gradient"));
-  AlignedBuffer<float> xs(checked_mul(s.N * s.C, s.in_plane(), "depth-slice batch"));
-  swap_depth_and_channels(g, dy, dys.data(), true);
-  make_slice_batch(g, x, xs.data());
-  winograd_backward_weight_nchw_f32(s, dys.data(), xs.data(), dw);
+  CachedBuffer<float> dys_lease, xs_lease;
+  float* dys = dys_lease.reserve(checked_mul(s.N * s.K, s.out_plane(), "depth-slice gradient"));
+  float* xs = xs_lease.reserve(checked_mul(s.N * s.C, s.in_plane(), "depth-slice batch"));
+  swap_depth_and_channels(g, dy, dys, true);
+  make_slice_batch(g, x, xs);
+  winograd_backward_weight_nchw_f32(s, dys, xs, dw);
 }
 
 }  // namespace convkern::cpu
