@@ -105,6 +105,20 @@ std::vector<i64> tap_offsets(const ConvGeometry& g, const PaddedLayout& L) {
   return off;
 }
 
+// d[j * ds] = s[j * ss] for j < n; a non-zero kStride fixes the strided side's step at compile time.
+template <i64 kStride, class T>
+inline void copy_strided(T* d, i64 ds, const T* s, i64 ss, i64 n) {
+  if constexpr (kStride != 0) {
+    if (ds == 1) {
+      for (i64 j = 0; j < n; ++j) d[j] = s[j * kStride];
+    } else {
+      for (i64 j = 0; j < n; ++j) d[j * kStride] = s[j];
+    }
+  } else {
+    for (i64 j = 0; j < n; ++j) d[j * ds] = s[j * ss];
+  }
+}
+
 // Copies `planes` input planes into the padded layout (or, with kUnpad, the interior back out).
 enum class PadDir { kPad, kUnpad };
 
@@ -122,15 +136,25 @@ void convert_plane(const ConvGeometry& g, const PaddedLayout& L, const T* s, T* 
         copy_row(to, from, IW);
         continue;
       }
-      // Padded column wp = iw + pad lives at phase wp % S, index wp / S: step both without dividing.
-      i64 phase = g.pad_before[2] % L.S, q = g.pad_before[2] / L.S;
-      for (i64 iw = 0; iw < IW; ++iw) {
-        const i64 at = padded + phase * L.Wq + q;
-        if constexpr (D == PadDir::kPad)
-          d[at] = s[plain + iw];
-        else
-          d[plain + iw] = s[at];
-        if (++phase == L.S) phase = 0, ++q;
+      // Padded column wp = iw + pad lives at phase wp % S, index wp / S: phase p holds the input
+      // columns iw0 + S j, one strided stretch each (stride 2 as a compile-time constant, which
+      // the compiler turns into vector permutes: the scalar loop was 15% of resnet50.l2.3x3s2's
+      // forward).
+      for (i64 p = 0; p < L.S; ++p) {
+        const i64 iw0 = ((p - g.pad_before[2]) % L.S + L.S) % L.S;
+        if (iw0 >= IW) continue;
+        const i64 count = (IW - iw0 + L.S - 1) / L.S, at = padded + p * L.Wq + (iw0 + g.pad_before[2]) / L.S;
+        if constexpr (D == PadDir::kPad) {
+          if (L.S == 2)
+            copy_strided<2>(d + at, 1, s + plain + iw0, 2, count);
+          else
+            copy_strided<0>(d + at, 1, s + plain + iw0, L.S, count);
+        } else {
+          if (L.S == 2)
+            copy_strided<2>(d + plain + iw0, 2, s + at, 1, count);
+          else
+            copy_strided<0>(d + plain + iw0, L.S, s + at, 1, count);
+        }
       }
     }
 }
