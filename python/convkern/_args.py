@@ -22,8 +22,13 @@ CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order
+
+
 def as_float_array(a: Any, name: str) -> Any:
     """Returns ``a`` as an ndarray of float32 or float64; anything else is a TypeError."""
+    if type(a) is np.ndarray and a.dtype in _FLOAT_DTYPES and a.dtype.isnative:
+        return a  # the common case, answered before the checks below (per-call overhead)
     if isinstance(a, np.ma.MaskedArray):
         # The kernels read every element: a mask would be silently ignored, so it is refused.
         raise TypeError(
@@ -65,6 +70,8 @@ def same_dtype(ref: np.ndarray, ref_name: str, **others: Optional[np.ndarray]) -
 
 
 def as_int(v: Any, name: str) -> int:
+    if type(v) is int and -_INT64_MAX <= v <= _INT64_MAX:
+        return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}")
     value = int(v)

@@ -48,6 +48,9 @@ class _HostKernels:
         _C.adaptive_max_pool_backward(*args)
 
 
+_NO_SCOPE: ContextManager[None] = contextlib.nullcontext()  # stateless: one serves every call
+
+
 class HostBackend:
     """NumPy arrays in and out, computed by the CPU kernels."""
 
@@ -73,7 +76,7 @@ class HostBackend:
         _args.check_out(out, shape, dtype, name, inputs)
 
     def scope(self) -> ContextManager[None]:
-        return contextlib.nullcontext()
+        return _NO_SCOPE
 
 
 class CudaBackend:
@@ -127,4 +130,6 @@ def backend_for(**arrays: Optional[Any]) -> Any:
     """The backend of a call, from all its array arguments (None for absent ones). A CUDA array when
     this build or machine cannot serve it is a RuntimeError; host and CUDA arrays mixed in one call are
     a TypeError naming both — both raised before anything else about the call is looked at."""
+    if all(a is None or type(a) is np.ndarray for a in arrays.values()):
+        return _HOST  # plain NumPy arrays are host arrays: no CUDA interface to probe
     return CudaBackend() if _cuda_backend.on_cuda(**arrays) else _HOST
