@@ -407,10 +407,13 @@ def test_depthwise_stencils(k, width, multiplier, padding, last, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
-@pytest.mark.parametrize("k,stride,width", [(3, 1, 28), (3, 1, 37), (3, 2, 29), (5, 1, 21), (5, 2, 40)])
+@pytest.mark.parametrize(
+    "k,stride,width", [(3, 1, 28), (3, 1, 37), (3, 1, 17), (3, 2, 29), (5, 1, 21), (5, 1, 11), (5, 2, 40)]
+)
 def test_depthwise_channels_last_register_blocks(k, stride, width, dtype, rng):
     """The channels-last 3x3/5x5 kernels at 40 channels (whole vectors and a tail at every vector
-    width) and rows long enough for blocks of 8 positions, a remainder and both borders."""
+    width) and rows long enough for blocks of 8 positions, a remainder and both borders; at unit
+    stride, interiors of 15 and 7 positions take the 4-, 2- and 1-position blocks too."""
     case = dict(
         batch=2,
         cin=40,

@@ -13,11 +13,12 @@
 // in a fixed order; weight gradients accumulate per-lane partial sums (no reassociation inside a
 // lane) and reduce them in a fixed order at the end.
 //
-// Current: v5 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, median ms,
-// PyTorch 2.13 oneDNN in the same layout from the same run in brackets: mobilenet.dw3x3 NHWC
-// forward 0.26 ms (0.18), backward data 0.25 (0.20), backward weight 0.33 (0.25); NCHW forward
-// 0.50 (0.37), backward data 0.45 (0.37), backward weight 0.57 (0.44).
+// Current: v6 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
+// the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 300 calls, mobilenet.dw3x3 (N8 C256
+// 28x28): NHWC forward 0.21 ms (PyTorch 2.13 oneDNN channels-last 0.16 in the same hour), backward
+// data 0.22, backward weight 0.39-0.42; under CONVKERN_ISA=avx2 forward 0.27, backward data 0.24.
+// NCHW, from `python bench/run.py --quick` (v5): forward 0.50 ms (0.37), backward data 0.45
+// (0.37), backward weight 0.57 (0.44).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -636,11 +637,65 @@ void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C]
         store_n(o + c0, acc, nc);
       }
     };
+    // The last, partial vector of channels for the `count` positions from ow.
+    const auto ragged_channels = [&](i64 ow, int count) {
+      const i64 c0 = full_vectors * VL;
+      for (int p = 0; p < count; ++p) {
+        Vec<T> acc = bias ? load_n(bias + c0, tail) : Vec<T>{};
+        for (int kh = 0; kh < KH; ++kh) {
+          if (!rows[kh]) continue;
+          for (int kw = 0; kw < KW; ++kw)
+            acc += load_n(tap_w[kh * KW + kw] + c0, tail) *
+                   load_n(rows[kh] + ((ow + p) * s.sw - s.pw + kw * s.dw) * C + c0, tail);
+        }
+        store_n(orow + (ow + p) * C + c0, acc, tail);
+      }
+    };
     i64 ow = 0;
     for (; ow < lo; ++ow) all_channels(ow);
     // Positions outermost: the P positions' inputs are P + KW - 1 whole pixels (all channels,
     // contiguous) per kernel row, read vector after vector. Vectors outermost walked the row at
     // a stride of C floats, and the rows' lines, 1 KiB apart at C = 256, shared a few L1 sets.
+    if (s.sw == 1 && s.dw == 1) {
+      // Unit stride and dilation: the PB positions of one kernel row read PB + KW - 1
+      // consecutive pixels, each loaded once and used by every tap that reads it (PB x KW loads
+      // were twice the FMAs' and each needed its own address step). Blocks of 8 positions (4
+      // with AVX2's 16 vector registers: accumulators, pixels and weights stay in registers),
+      // then smaller ones up to the interior's end.
+      const auto unit_block = [&](auto positions) {
+        constexpr int PB = decltype(positions)::value;
+        for (i64 cv = 0; cv < full_vectors; ++cv) {
+          const i64 c0 = cv * VL;
+          Vec<T> acc[PB];
+          const Vec<T> b = bias ? load_vec(bias + c0) : Vec<T>{};
+#pragma GCC unroll 8
+          for (int p = 0; p < PB; ++p) acc[p] = b;
+#pragma GCC unroll 8
+          for (int kh = 0; kh < KH; ++kh) {
+            if (!rows[kh]) continue;
+            const T* q = rows[kh] + (ow - s.pw) * C + c0;
+            Vec<T> w[KW], px[PB + KW - 1];
+#pragma GCC unroll 8
+            for (int kw = 0; kw < KW; ++kw) w[kw] = load_vec(tap_w[kh * KW + kw] + c0);
+#pragma GCC unroll 16
+            for (int j = 0; j < PB + KW - 1; ++j, q += C) px[j] = load_vec(q);
+#pragma GCC unroll 8
+            for (int kw = 0; kw < KW; ++kw)
+#pragma GCC unroll 8
+              for (int p = 0; p < PB; ++p) acc[p] += w[kw] * px[p + kw];
+          }
+#pragma GCC unroll 8
+          for (int p = 0; p < PB; ++p) store_vec(orow + (ow + p) * C + c0, acc[p]);
+        }
+        if (tail) ragged_channels(ow, PB);
+        ow += PB;
+      };
+      constexpr int PU = sizeof(Vec<T>) >= 64 ? P : P / 2;
+      while (ow + PU <= hi) unit_block(std::integral_constant<int, PU>{});
+      if (ow + 4 <= hi) unit_block(std::integral_constant<int, 4>{});
+      if (ow + 2 <= hi) unit_block(std::integral_constant<int, 2>{});
+      if (ow + 1 <= hi) unit_block(std::integral_constant<int, 1>{});
+    }
     for (; ow + P <= hi; ow += P) {
       for (i64 cv = 0; cv < full_vectors; ++cv) {
         const i64 c0 = cv * VL;
@@ -663,19 +718,7 @@ void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C]
 #pragma GCC unroll 8
         for (int p = 0; p < P; ++p) store_vec(orow + (ow + p) * C + c0, acc[p]);
       }
-      if (tail) {
-        const i64 c0 = full_vectors * VL;
-        for (int p = 0; p < P; ++p) {
-          Vec<T> acc = bias ? load_n(bias + c0, tail) : Vec<T>{};
-          for (int kh = 0; kh < KH; ++kh) {
-            if (!rows[kh]) continue;
-            for (int kw = 0; kw < KW; ++kw)
-              acc += load_n(tap_w[kh * KW + kw] + c0, tail) *
-                     load_n(rows[kh] + ((ow + p) * s.sw - s.pw + kw * s.dw) * C + c0, tail);
-          }
-          store_n(orow + (ow + p) * C + c0, acc, tail);
-        }
-      }
+      if (tail) ragged_channels(ow, P);
     }
     for (; ow < s.OW; ++ow) all_channels(ow);
   });
