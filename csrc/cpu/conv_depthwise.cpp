@@ -16,7 +16,7 @@
 // Current: v6 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
 // the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 300 calls, mobilenet.dw3x3 (N8 C256
 // 28x28): NHWC forward 0.21 ms (PyTorch 2.13 oneDNN channels-last 0.16 in the same hour), backward
-// data 0.22, backward weight 0.39-0.42; under CONVKERN_ISA=avx2 forward 0.27, backward data 0.24.
+// data 0.22, backward weight 0.31-0.34; under CONVKERN_ISA=avx2 forward 0.27, backward data 0.24.
 // NCHW, from `python bench/run.py --quick` (v5): forward 0.50 ms (0.37), backward data 0.45
 // (0.37), backward weight 0.57 (0.44).
 #include <algorithm>
@@ -736,11 +736,14 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
   i64 lo, hi;
   interior_columns(s, KW, lo, hi);
   const i64 C = s.C;
-  parallel_for(ceil_div(C, VL), [&](i64 cv, int) {
-    const i64 c0 = cv * VL, nc = std::min(VL, C - c0);
-    Vec<T> acc[kvol];
+  // V vectors of channels at a time (V = 2 with 32 vector registers: 2 x KH x KW accumulators);
+  // a pixel's 2 x 64 bytes are adjacent lines, which the prefetcher fetches together.
+  const auto channel_vectors = [&](auto vectors, i64 c0, i64 nc) {
+    constexpr int V = decltype(vectors)::value;
+    Vec<T> acc[V][kvol];
+    for (int v = 0; v < V; ++v)
 #pragma GCC unroll 25
-    for (int t = 0; t < kvol; ++t) acc[t] = Vec<T>{};
+      for (int t = 0; t < kvol; ++t) acc[v][t] = Vec<T>{};
     for (i64 row = 0; row < s.N * s.OH; ++row) {
       const T* rows[KH];
       tap_rows<T, KH>(s, in, row / s.OH, row % s.OH, rows);
@@ -748,13 +751,16 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
       for (int kh = 0; kh < KH; ++kh) all_rows = all_rows && rows[kh];
       const T* dyrow = dy + row * s.OW * C + c0;
       const auto one_position = [&](i64 ow) {
-        const Vec<T> d = load_n(dyrow + ow * C, nc);
-        for (int kh = 0; kh < KH; ++kh)
-          for (int kw = 0; kw < KW; ++kw) {
-            const i64 iw = ow * s.sw - s.pw + kw * s.dw;
-            const bool inside = rows[kh] && iw >= 0 && iw < s.IW;
-            acc[kh * KW + kw] += d * (inside ? load_n(rows[kh] + iw * C + c0, nc) : Vec<T>{});
-          }
+        for (int v = 0; v < V; ++v) {
+          const i64 n = V == 1 ? nc : VL;
+          const Vec<T> d = load_n(dyrow + ow * C + v * VL, n);
+          for (int kh = 0; kh < KH; ++kh)
+            for (int kw = 0; kw < KW; ++kw) {
+              const i64 iw = ow * s.sw - s.pw + kw * s.dw;
+              const bool inside = rows[kh] && iw >= 0 && iw < s.IW;
+              acc[v][kh * KW + kw] += d * (inside ? load_n(rows[kh] + iw * C + c0 + v * VL, n) : Vec<T>{});
+            }
+        }
       };
       i64 ow = 0;
       if (nc == VL && all_rows) {
@@ -765,19 +771,31 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
         const T* in_at[KH];
         for (int kh = 0; kh < KH; ++kh) in_at[kh] = rows[kh] + (ow * s.sw - s.pw) * C + c0;
         for (; ow < hi; ++ow) {
-          const Vec<T> d = load_vec(dyrow + ow * C);
+          Vec<T> d[V];
+#pragma GCC unroll 2
+          for (int v = 0; v < V; ++v) d[v] = load_vec(dyrow + ow * C + v * VL);
 #pragma GCC unroll 8
           for (int kh = 0; kh < KH; ++kh) {
 #pragma GCC unroll 8
-            for (int kw = 0; kw < KW; ++kw) acc[kh * KW + kw] += d * load_vec(in_at[kh] + kw * tap_step);
+            for (int kw = 0; kw < KW; ++kw)
+#pragma GCC unroll 2
+              for (int v = 0; v < V; ++v) acc[v][kh * KW + kw] += d[v] * load_vec(in_at[kh] + kw * tap_step + v * VL);
             in_at[kh] += position_step;
           }
         }
       }
       for (; ow < s.OW; ++ow) one_position(ow);
     }
-    for (i64 j = 0; j < nc; ++j)
-      for (int t = 0; t < kvol; ++t) dw[(c0 + j) * kvol + t] = acc[t][j];
+    for (int v = 0; v < V; ++v)
+      for (i64 j = 0; j < (V == 1 ? nc : VL); ++j)
+        for (int t = 0; t < kvol; ++t) dw[(c0 + v * VL + j) * kvol + t] = acc[v][t][j];
+  };
+  constexpr int kPair = sizeof(Vec<T>) >= 64 ? 2 : 1;
+  const i64 pairs = kPair == 2 ? C / (2 * VL) : 0, rest = ceil_div(C - pairs * 2 * VL, VL);
+  parallel_for(pairs + rest, [&](i64 item, int) {
+    if (item < pairs) return channel_vectors(std::integral_constant<int, kPair>{}, item * 2 * VL, VL);
+    const i64 c0 = pairs * 2 * VL + (item - pairs) * VL;
+    channel_vectors(std::integral_constant<int, 1>{}, c0, std::min(VL, C - c0));
   });
 }
 
