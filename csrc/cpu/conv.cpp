@@ -18,7 +18,7 @@
 // reduction columns), each summing over the whole batch in a fixed order. No atomics, no
 // thread-dependent reduction: the same bits with 1 or 2 threads.
 //
-// Current: v11 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// Current: v12 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
 // `python bench/run.py --quick` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, median ms,
 // PyTorch 2.13 oneDNN from the same run in brackets: resnet50.l3.1x1 forward 2.15 ms (1.94),
 // 382 GFLOP/s, 76% of the FMA peak; resnet50.l2.3x3s2 forward 7.2 (5.1), 51% of peak; and

@@ -653,73 +653,62 @@ void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C]
     };
     i64 ow = 0;
     for (; ow < lo; ++ow) all_channels(ow);
-    // Positions outermost: the P positions' inputs are P + KW - 1 whole pixels (all channels,
-    // contiguous) per kernel row, read vector after vector. Vectors outermost walked the row at
-    // a stride of C floats, and the rows' lines, 1 KiB apart at C = 256, shared a few L1 sets.
-    if (s.sw == 1 && s.dw == 1) {
-      // Unit stride and dilation: the PB positions of one kernel row read PB + KW - 1
-      // consecutive pixels, each loaded once and used by every tap that reads it (PB x KW loads
-      // were twice the FMAs' and each needed its own address step). Blocks of 8 positions (4
-      // with AVX2's 16 vector registers: accumulators, pixels and weights stay in registers),
-      // then smaller ones up to the interior's end.
-      const auto unit_block = [&](auto positions) {
-        constexpr int PB = decltype(positions)::value;
-        for (i64 cv = 0; cv < full_vectors; ++cv) {
-          const i64 c0 = cv * VL;
-          Vec<T> acc[PB];
-          const Vec<T> b = bias ? load_vec(bias + c0) : Vec<T>{};
-#pragma GCC unroll 8
-          for (int p = 0; p < PB; ++p) acc[p] = b;
-#pragma GCC unroll 8
-          for (int kh = 0; kh < KH; ++kh) {
-            if (!rows[kh]) continue;
-            const T* q = rows[kh] + (ow - s.pw) * C + c0;
-            Vec<T> w[KW], px[PB + KW - 1];
-#pragma GCC unroll 8
-            for (int kw = 0; kw < KW; ++kw) w[kw] = load_vec(tap_w[kh * KW + kw] + c0);
-#pragma GCC unroll 16
-            for (int j = 0; j < PB + KW - 1; ++j, q += C) px[j] = load_vec(q);
-#pragma GCC unroll 8
-            for (int kw = 0; kw < KW; ++kw)
-#pragma GCC unroll 8
-              for (int p = 0; p < PB; ++p) acc[p] += w[kw] * px[p + kw];
-          }
-#pragma GCC unroll 8
-          for (int p = 0; p < PB; ++p) store_vec(orow + (ow + p) * C + c0, acc[p]);
-        }
-        if (tail) ragged_channels(ow, PB);
-        ow += PB;
-      };
-      constexpr int PU = sizeof(Vec<T>) >= 64 ? P : P / 2;
-      while (ow + PU <= hi) unit_block(std::integral_constant<int, PU>{});
-      if (ow + 4 <= hi) unit_block(std::integral_constant<int, 4>{});
-      if (ow + 2 <= hi) unit_block(std::integral_constant<int, 2>{});
-      if (ow + 1 <= hi) unit_block(std::integral_constant<int, 1>{});
-    }
-    for (; ow + P <= hi; ow += P) {
+    // PB positions from ow, every channel; positions outermost, so that a block's inputs are
+    // whole pixels (all channels, contiguous) read vector after vector (vectors outermost walked
+    // the row at a stride of C floats, whose lines, 1 KiB apart at C = 256, shared a few L1
+    // sets). At unit stride and dilation (kUnit) the PB positions of one kernel row read
+    // PB + KW - 1 consecutive pixels, each loaded once and used by every tap that reads it;
+    // otherwise each tap loads its PB pixels a position step apart (PB x KW loads, each with its
+    // own address step: twice the FMAs' loads at 3x3).
+    const auto position_block = [&](auto positions, auto unit) {
+      constexpr int PB = decltype(positions)::value;
+      constexpr bool kUnit = decltype(unit)::value;
       for (i64 cv = 0; cv < full_vectors; ++cv) {
         const i64 c0 = cv * VL;
-        Vec<T> acc[P];
+        Vec<T> acc[PB];
         const Vec<T> b = bias ? load_vec(bias + c0) : Vec<T>{};
 #pragma GCC unroll 8
-        for (int p = 0; p < P; ++p) acc[p] = b;
+        for (int p = 0; p < PB; ++p) acc[p] = b;
 #pragma GCC unroll 8
         for (int kh = 0; kh < KH; ++kh) {
           if (!rows[kh]) continue;
           const T* tap_in = rows[kh] + (ow * s.sw - s.pw) * C + c0;
+          if constexpr (kUnit) {
+            Vec<T> w[KW], px[PB + KW - 1];
 #pragma GCC unroll 8
-          for (int kw = 0; kw < KW; ++kw, tap_in += tap_step) {
-            const Vec<T> w = load_vec(tap_w[kh * KW + kw] + c0);
-            const T* q = tap_in;
+            for (int kw = 0; kw < KW; ++kw) w[kw] = load_vec(tap_w[kh * KW + kw] + c0);
+#pragma GCC unroll 16
+            for (int j = 0; j < PB + KW - 1; ++j, tap_in += C) px[j] = load_vec(tap_in);
 #pragma GCC unroll 8
-            for (int p = 0; p < P; ++p, q += position_step) acc[p] += w * load_vec(q);
+            for (int kw = 0; kw < KW; ++kw)
+#pragma GCC unroll 8
+              for (int p = 0; p < PB; ++p) acc[p] += w[kw] * px[p + kw];
+          } else {
+#pragma GCC unroll 8
+            for (int kw = 0; kw < KW; ++kw, tap_in += tap_step) {
+              const Vec<T> w = load_vec(tap_w[kh * KW + kw] + c0);
+              const T* q = tap_in;
+#pragma GCC unroll 8
+              for (int p = 0; p < PB; ++p, q += position_step) acc[p] += w * load_vec(q);
+            }
           }
         }
 #pragma GCC unroll 8
-        for (int p = 0; p < P; ++p) store_vec(orow + (ow + p) * C + c0, acc[p]);
+        for (int p = 0; p < PB; ++p) store_vec(orow + (ow + p) * C + c0, acc[p]);
       }
-      if (tail) ragged_channels(ow, P);
+      if (tail) ragged_channels(ow, PB);
+      ow += PB;
+    };
+    if (s.sw == 1 && s.dw == 1) {
+      // Blocks of 8 positions (4 with AVX2's 16 vector registers: accumulators, pixels and
+      // weights stay in registers), then smaller ones up to the interior's end.
+      constexpr int PU = sizeof(Vec<T>) >= 64 ? P : P / 2;
+      while (ow + PU <= hi) position_block(std::integral_constant<int, PU>{}, std::true_type{});
+      if (ow + 4 <= hi) position_block(std::integral_constant<int, 4>{}, std::true_type{});
+      if (ow + 2 <= hi) position_block(std::integral_constant<int, 2>{}, std::true_type{});
+      if (ow + 1 <= hi) position_block(std::integral_constant<int, 1>{}, std::true_type{});
     }
+    while (ow + P <= hi) position_block(std::integral_constant<int, P>{}, std::false_type{});
     for (; ow < s.OW; ++ow) all_channels(ow);
   });
 }
