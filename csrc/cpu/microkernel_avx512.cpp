@@ -14,68 +14,66 @@ namespace {
 
 constexpr int kMR = 12;
 
-// MR x 32: 12 rows for most GEMMs; 8 rows for convolutions with few output channels (16 of them
-// would fill 24 rows of the 12-row kernel). A is read as AOperand says, B's rows are ldb apart:
-// the packed entry points pass the panel widths, so their address steps are constants.
-template <int MR>
-struct SgemmX32Avx512 {
+// One zmm of floats or of doubles: the GEMM kernel below is written once for both.
+struct Zmm32 {
+  using T = float;
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const T* p) { return _mm512_loadu_ps(p); }
+  static V broadcast(T a) { return _mm512_set1_ps(a); }
+  static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+};
+
+struct Zmm64 {
+  using T = double;
+  using V = __m512d;
+  static constexpr int kLanes = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const T* p) { return _mm512_loadu_pd(p); }
+  static V broadcast(T a) { return _mm512_set1_pd(a); }
+  static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+};
+
+// MR x 2 vectors (MR x 32 floats, MR x 16 doubles): 12 rows for most GEMMs; 8 rows (float) for
+// convolutions with few output channels (16 of them would fill 24 rows of the 12-row kernel).
+// A is read as AOperand says, B's rows are ldb apart: the packed entry points pass the panel
+// widths, so their address steps are constants.
+template <class Z, int MR>
+struct Gemm2vAvx512 {
   template <bool kTransposedA>
-  __attribute__((always_inline)) static void rows(std::int64_t kc, const float* A, std::int64_t lda, std::int64_t run,
-                                                  std::int64_t run_step, const float* B, std::int64_t ldb, float* C,
-                                                  std::int64_t ldc, int accumulate) {
-    __m512 c0[MR], c1[MR];
-    for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
-    AOperand<float, MR, kTransposedA> a_op(A, lda, run, run_step);
+  __attribute__((always_inline)) static void rows(std::int64_t kc, const typename Z::T* A, std::int64_t lda,
+                                                  std::int64_t run, std::int64_t run_step, const typename Z::T* B,
+                                                  std::int64_t ldb, typename Z::T* C, std::int64_t ldc,
+                                                  int accumulate) {
+    using T = typename Z::T;
+    constexpr int L = Z::kLanes;
+    typename Z::V c0[MR], c1[MR];
+    for (int i = 0; i < MR; ++i) c0[i] = c1[i] = Z::zero();
+    AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
     for (std::int64_t p = 0; p < kc; ++p) {
-      const __m512 b0 = _mm512_loadu_ps(B);
-      const __m512 b1 = _mm512_loadu_ps(B + 16);
+      const typename Z::V b0 = Z::load(B);
+      const typename Z::V b1 = Z::load(B + L);
       for (int i = 0; i < MR; ++i) {
-        const __m512 a = _mm512_set1_ps(a_op.at(i));
-        c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-        c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        const typename Z::V a = Z::broadcast(a_op.at(i));
+        c0[i] = Z::fmadd(a, b0, c0[i]);
+        c1[i] = Z::fmadd(a, b1, c1[i]);
       }
       a_op.step();
       B += ldb;
     }
     for (int i = 0; i < MR; ++i) {
-      float* c = C + i * ldc;
+      T* c = C + i * ldc;
       if (accumulate) {
-        c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(c));
-        c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(c + 16));
+        c0[i] = Z::add(c0[i], Z::load(c));
+        c1[i] = Z::add(c1[i], Z::load(c + L));
       }
-      _mm512_storeu_ps(c, c0[i]);
-      _mm512_storeu_ps(c + 16, c1[i]);
-    }
-  }
-};
-
-struct Dgemm12x16Avx512 {
-  template <bool kTransposedA>
-  __attribute__((always_inline)) static void rows(std::int64_t kc, const double* A, std::int64_t lda, std::int64_t run,
-                                                  std::int64_t run_step, const double* B, std::int64_t ldb, double* C,
-                                                  std::int64_t ldc, int accumulate) {
-    __m512d c0[kMR], c1[kMR];
-    for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = _mm512_setzero_pd();
-    AOperand<double, kMR, kTransposedA> a_op(A, lda, run, run_step);
-    for (std::int64_t p = 0; p < kc; ++p) {
-      const __m512d b0 = _mm512_loadu_pd(B);
-      const __m512d b1 = _mm512_loadu_pd(B + 8);
-      for (int i = 0; i < kMR; ++i) {
-        const __m512d a = _mm512_set1_pd(a_op.at(i));
-        c0[i] = _mm512_fmadd_pd(a, b0, c0[i]);
-        c1[i] = _mm512_fmadd_pd(a, b1, c1[i]);
-      }
-      a_op.step();
-      B += ldb;
-    }
-    for (int i = 0; i < kMR; ++i) {
-      double* c = C + i * ldc;
-      if (accumulate) {
-        c0[i] = _mm512_add_pd(c0[i], _mm512_loadu_pd(c));
-        c1[i] = _mm512_add_pd(c1[i], _mm512_loadu_pd(c + 8));
-      }
-      _mm512_storeu_pd(c, c0[i]);
-      _mm512_storeu_pd(c + 8, c1[i]);
+      Z::store(c, c0[i]);
+      Z::store(c + L, c1[i]);
     }
   }
 };
@@ -145,13 +143,13 @@ DotKernel<float> dot_kernel_f32_avx512() { return {kDotMR, kDotNR, &sdot_4x4_avx
 DotKernel<double> dot_kernel_f64_avx512() { return {kDotMR, kDotNR, &ddot_4x4_avx512}; }
 
 MicroKernel<float> micro_kernel_f32_avx512() {
-  return micro_kernel_entries<float, kMR, 32, SgemmX32Avx512<kMR>>("avx512");
+  return micro_kernel_entries<float, kMR, 32, Gemm2vAvx512<Zmm32, kMR>>("avx512");
 }
 MicroKernel<float> micro_kernel_f32_avx512_8rows() {
-  return micro_kernel_entries<float, 8, 32, SgemmX32Avx512<8>>("avx512");
+  return micro_kernel_entries<float, 8, 32, Gemm2vAvx512<Zmm32, 8>>("avx512");
 }
 MicroKernel<double> micro_kernel_f64_avx512() {
-  return micro_kernel_entries<double, kMR, 16, Dgemm12x16Avx512>("avx512");
+  return micro_kernel_entries<double, kMR, 16, Gemm2vAvx512<Zmm64, kMR>>("avx512");
 }
 
 }  // namespace convkern::cpu
