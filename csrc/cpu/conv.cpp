@@ -105,15 +105,14 @@ std::vector<i64> tap_offsets(const ConvGeometry& g, const PaddedLayout& L) {
   return off;
 }
 
-// d[j * ds] = s[j * ss] for j < n; a non-zero kStride fixes the strided side's step at compile time.
-template <i64 kStride, class T>
+// d[j * ds] = s[j * ss] for j < n. The stride-2 split and merge (one side contiguous, the other
+// 2 apart) get loops with a constant step, which the compiler turns into vector permutes.
+template <class T>
 inline void copy_strided(T* d, i64 ds, const T* s, i64 ss, i64 n) {
-  if constexpr (kStride != 0) {
-    if (ds == 1) {
-      for (i64 j = 0; j < n; ++j) d[j] = s[j * kStride];
-    } else {
-      for (i64 j = 0; j < n; ++j) d[j * kStride] = s[j];
-    }
+  if (ds == 1 && ss == 2) {
+    for (i64 j = 0; j < n; ++j) d[j] = s[2 * j];
+  } else if (ds == 2 && ss == 1) {
+    for (i64 j = 0; j < n; ++j) d[2 * j] = s[j];
   } else {
     for (i64 j = 0; j < n; ++j) d[j * ds] = s[j * ss];
   }
@@ -144,17 +143,10 @@ void convert_plane(const ConvGeometry& g, const PaddedLayout& L, const T* s, T* 
         const i64 iw0 = ((p - g.pad_before[2]) % L.S + L.S) % L.S;
         if (iw0 >= IW) continue;
         const i64 count = (IW - iw0 + L.S - 1) / L.S, at = padded + p * L.Wq + (iw0 + g.pad_before[2]) / L.S;
-        if constexpr (D == PadDir::kPad) {
-          if (L.S == 2)
-            copy_strided<2>(d + at, 1, s + plain + iw0, 2, count);
-          else
-            copy_strided<0>(d + at, 1, s + plain + iw0, L.S, count);
-        } else {
-          if (L.S == 2)
-            copy_strided<2>(d + plain + iw0, 2, s + at, 1, count);
-          else
-            copy_strided<0>(d + plain + iw0, L.S, s + at, 1, count);
-        }
+        if constexpr (D == PadDir::kPad)
+          copy_strided(d + at, 1, s + plain + iw0, L.S, count);
+        else
+          copy_strided(d + plain + iw0, L.S, s + at, 1, count);
       }
     }
 }
