@@ -169,8 +169,9 @@ def winograd(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("poison", ["inf", "nan", "big"])
-def test_winograd_2d_nonfinite_and_large_values(poison, winograd, rng):
+def test_winograd_2d_nonfinite_and_large_values(poison, winograd, data_format, rng):
     x = rng.standard_normal((1, 16, 48, 48)).astype(np.float32)
     w = np.abs(rng.standard_normal((16, 16, 3, 3))).astype(np.float32)
     dy = rng.standard_normal((1, 16, 48, 48)).astype(np.float32)
@@ -179,12 +180,16 @@ def test_winograd_2d_nonfinite_and_large_values(poison, winograd, rng):
     else:
         x[0, 3, 20, 20] = x[0, 5, 0, 47] = float(poison)
         dy[0, 2, 10, 10] = float(poison)
-    y = convkern.conv2d(x, w, padding=1)
+    last = data_format == "NHWC"
+    to = (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))) if last else (lambda a: a)
+    back = (lambda a: a.transpose(0, 3, 1, 2)) if last else (lambda a: a)
+    y = back(convkern.conv2d(to(x), w, padding=1, data_format=data_format))
     xt, wt = t(x).double().requires_grad_(), t(w).double().requires_grad_()
     yt = F.conv2d(xt, wt, padding=1)
     nonfinite_sets_match(y, yt.detach().numpy().astype(np.float32))
     yt.backward(t(dy).double())
-    dx, dw, _ = convkern.conv2d_backward(dy, x, w, padding=1)
+    dx, dw, _ = convkern.conv2d_backward(to(dy), to(x), w, padding=1, data_format=data_format)
+    dx = back(dx)
     nonfinite_sets_match(dx, xt.grad.numpy().astype(np.float32))
     nonfinite_sets_match(dw, wt.grad.numpy().astype(np.float32))
     if poison == "inf":

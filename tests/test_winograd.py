@@ -1,4 +1,5 @@
-"""The Winograd F(4x4, 3x3) path of 3x3 stride-1 float32 convolutions (csrc/cpu/conv_winograd.cpp).
+"""The Winograd F(4x4, 3x3) path of 3x3 stride-1 float32 convolutions: channels-first
+(csrc/cpu/conv_winograd.cpp) and channels-last (csrc/cpu/conv_winograd_nhwc.cpp).
 
 CONVKERN_WINOGRAD=1 sends every eligible geometry through it, whatever its size, so that small
 shapes exercise tile edges, padding and batch boundaries; =0 forces the implicit GEMM. The
@@ -17,6 +18,19 @@ from convkern import reference as ref
 @pytest.fixture
 def winograd(monkeypatch):
     monkeypatch.setenv("CONVKERN_WINOGRAD", "1")
+
+
+LAYOUTS = ["channels_first", "channels_last"]
+
+
+def _to(a, data_format):
+    """A channels-first array in data_format (a contiguous copy for channels_last)."""
+    return np.ascontiguousarray(np.moveaxis(a, -3, -1)) if data_format == "channels_last" else a
+
+
+def _back(a, data_format):
+    """An array in data_format, viewed channels-first."""
+    return np.moveaxis(a, -1, -3) if data_format == "channels_last" else a
 
 
 def _arrays(rng, n, c, k, hw, bias=True):
@@ -44,16 +58,17 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("n,c,k,hw,padding", SHAPES)
-def test_winograd_forward_matches_reference(winograd, n, c, k, hw, padding, rng):
+def test_winograd_forward_matches_reference(winograd, n, c, k, hw, padding, data_format, rng):
     x, w, b = _arrays(rng, n, c, k, hw, bias=bool(c % 2))
     expected = ref.conv2d(
         x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64), padding=padding
     )
-    out = poisoned(expected.shape, np.float32)
-    y = convkern.conv2d(x, w, b, padding=padding, out=out)
+    out = poisoned(_to(expected, data_format).shape, np.float32)
+    y = convkern.conv2d(_to(x, data_format), w, b, padding=padding, data_format=data_format, out=out)
     assert y is out
-    assert_close(y, expected, reduction=9 * c, what=f"n={n} c={c} k={k} hw={hw} padding={padding}")
+    assert_close(_back(y, data_format), expected, reduction=9 * c, what=f"n={n} c={c} k={k} hw={hw} padding={padding}")
 
 
 def test_winograd_empty_batch(winograd):
@@ -70,16 +85,18 @@ def test_winograd_padding_modes(winograd, rng):
         assert_close(got, want, reduction=54, what=mode)
 
 
-def test_winograd_is_chosen_for_large_layers(monkeypatch, rng):
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_winograd_is_chosen_for_large_layers(monkeypatch, data_format, rng):
     """Without the override a large 3x3 layer runs on Winograd (its rounding differs from the
     implicit GEMM's), small ones and float64 do not."""
     x, w, b = _arrays(rng, 2, 32, 32, (28, 28))
+    x = _to(x, data_format)
     monkeypatch.delenv("CONVKERN_WINOGRAD", raising=False)
-    auto = convkern.conv2d(x, w, b, padding=1)
+    auto = convkern.conv2d(x, w, b, padding=1, data_format=data_format)
     monkeypatch.setenv("CONVKERN_WINOGRAD", "1")
-    forced = convkern.conv2d(x, w, b, padding=1)
+    forced = convkern.conv2d(x, w, b, padding=1, data_format=data_format)
     monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
-    gemm = convkern.conv2d(x, w, b, padding=1)
+    gemm = convkern.conv2d(x, w, b, padding=1, data_format=data_format)
     np.testing.assert_array_equal(auto, forced)
     assert not np.array_equal(forced, gemm)
     assert_close(forced, gemm, reduction=9 * 32)
@@ -98,14 +115,16 @@ def test_float64_never_takes_winograd(winograd, dtype, rng):
     assert_close(convkern.conv2d(x, w, padding=1), ref.conv2d(x, w, padding=1), reduction=180, dtype=dtype)
 
 
-def test_winograd_bitwise_deterministic_across_thread_counts(winograd, rng):
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_winograd_bitwise_deterministic_across_thread_counts(winograd, data_format, rng):
     x, w, b = _arrays(rng, 3, 40, 52, (23, 21))
+    x = _to(x, data_format)
     saved = convkern.get_num_threads()
     try:
         results = []
         for threads in (1, 2, 3, 1):
             convkern.set_num_threads(threads)
-            results.append(convkern.conv2d(x, w, b, padding=1))
+            results.append(convkern.conv2d(x, w, b, padding=1, data_format=data_format))
     finally:
         convkern.set_num_threads(saved)
     for other in results[1:]:
@@ -127,18 +146,20 @@ BACKWARD_SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("n,c,k,hw,padding", BACKWARD_SHAPES)
-def test_winograd_backward_data_matches_reference(winograd, n, c, k, hw, padding, rng):
+def test_winograd_backward_data_matches_reference(winograd, n, c, k, hw, padding, data_format, rng):
     x, w, _ = _arrays(rng, n, c, k, hw, bias=False)
     dy_shape = ref.conv2d(x, w, padding=padding).shape
     dy = rng.standard_normal(dy_shape).astype(np.float32)
-    gi, gw, gb = convkern.conv2d_backward(dy, x, w, padding=padding)
+    args = (_to(dy, data_format), _to(x, data_format), w)
+    gi, gw, gb = convkern.conv2d_backward(*args, padding=padding, data_format=data_format)
     ri, rw, rb = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=padding)
-    assert_close(gi, ri, reduction=9 * k, what="grad_input")
+    assert_close(_back(gi, data_format), ri, reduction=9 * k, what="grad_input")
     positions = max(1, dy.size // k)
     assert_close(gw, rw, reduction=positions, what="grad_weight")
     assert_close(gb, rb, reduction=positions, what="grad_bias")
-    only = convkern.conv2d_backward(dy, x, w, padding=padding, output_mask=(True, False, False))
+    only = convkern.conv2d_backward(*args, padding=padding, data_format=data_format, output_mask=(True, False, False))
     np.testing.assert_array_equal(only[0], gi)
 
 
@@ -152,9 +173,11 @@ def test_winograd_conv_transpose(winograd, rng):
         assert_close(got, want, reduction=9 * 24, what=f"padding={padding}")
 
 
-def test_winograd_backward_data_is_chosen_and_deterministic(monkeypatch, rng):
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_winograd_backward_data_is_chosen_and_deterministic(monkeypatch, data_format, rng):
     x, w, _ = _arrays(rng, 2, 32, 40, (28, 28), bias=False)
     dy = rng.standard_normal((2, 40, 28, 28)).astype(np.float32)
+    x, dy = _to(x, data_format), _to(dy, data_format)
     mask = (True, False, False)
     monkeypatch.delenv("CONVKERN_WINOGRAD", raising=False)
     saved = convkern.get_num_threads()
@@ -162,19 +185,20 @@ def test_winograd_backward_data_is_chosen_and_deterministic(monkeypatch, rng):
         results = []
         for threads in (1, 2, 3):
             convkern.set_num_threads(threads)
-            results.append(convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[0])
+            results.append(convkern.conv2d_backward(dy, x, w, padding=1, data_format=data_format, output_mask=mask)[0])
     finally:
         convkern.set_num_threads(saved)
     for other in results[1:]:
         np.testing.assert_array_equal(results[0].view(np.uint32), other.view(np.uint32))
     monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
-    gemm = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[0]
+    gemm = convkern.conv2d_backward(dy, x, w, padding=1, data_format=data_format, output_mask=mask)[0]
     assert not np.array_equal(results[0], gemm)
     assert_close(results[0], gemm, reduction=9 * 40)
 
 
+@pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("isa", ["avx2", "generic"])
-def test_winograd_with_other_micro_kernels(isa):
+def test_winograd_with_other_micro_kernels(isa, data_format):
     """The GEMMs run on whichever micro-kernel the CPU gets (other MR x NR panels)."""
     import os
     import subprocess
@@ -183,18 +207,22 @@ def test_winograd_with_other_micro_kernels(isa):
     code = (
         "import numpy as np, convkern\n"
         "from convkern import reference as ref\n"
+        f"fmt = {data_format!r}\n"
+        "to = (lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))) if fmt == 'channels_last' else (lambda a: a)\n"
+        "back = (lambda a: np.moveaxis(a, -1, 1)) if fmt == 'channels_last' else (lambda a: a)\n"
         "rng = np.random.default_rng(3)\n"
         "x = rng.standard_normal((3, 21, 19, 17)).astype(np.float32)\n"
         "w = rng.standard_normal((30, 21, 3, 3)).astype(np.float32)\n"
         "b = rng.standard_normal(30).astype(np.float32)\n"
-        "y = convkern.conv2d(x, w, b, padding=1)\n"
+        "y = back(convkern.conv2d(to(x), w, b, padding=1, data_format=fmt))\n"
         "r = ref.conv2d(x.astype(float), w.astype(float), b.astype(float), padding=1)\n"
         "assert np.allclose(y, r, rtol=1e-4, atol=1e-5 * 189 ** 0.5), abs(y - r).max()\n"
         "dy = rng.standard_normal(r.shape).astype(np.float32)\n"
-        "gi = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=(True, False, False))[0]\n"
+        "gi = convkern.conv2d_backward(to(dy), to(x), w, padding=1, data_format=fmt, output_mask=(True, False, False))[0]\n"
+        "gi = back(gi)\n"
         "ri = ref.conv2d_backward(dy.astype(float), x.astype(float), w.astype(float), padding=1)[0]\n"
         "assert np.allclose(gi, ri, rtol=1e-4, atol=1e-5 * 270 ** 0.5), abs(gi - ri).max()\n"
-        "gw = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=(False, True, False))[1]\n"
+        "gw = convkern.conv2d_backward(to(dy), to(x), w, padding=1, data_format=fmt, output_mask=(False, True, False))[1]\n"
         "rw = ref.conv2d_backward(dy.astype(float), x.astype(float), w.astype(float), padding=1)[1]\n"
         "assert np.allclose(gw, rw, rtol=1e-4, atol=1e-5 * (3 * 19 * 17) ** 0.5), abs(gw - rw).max()\n"
         "print('ok')\n"
@@ -222,17 +250,19 @@ WGRAD_SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("n,c,k,hw,padding", WGRAD_SHAPES)
-def test_winograd_backward_weight_matches_reference(winograd, n, c, k, hw, padding, rng):
+def test_winograd_backward_weight_matches_reference(winograd, n, c, k, hw, padding, data_format, rng):
     x, w, _ = _arrays(rng, n, c, k, hw, bias=False)
     dy_shape = ref.conv2d(x, w, padding=padding).shape
     dy = rng.standard_normal(dy_shape).astype(np.float32)
-    gw = convkern.conv2d_backward(dy, x, w, padding=padding, output_mask=(False, True, False))[1]
+    args = (_to(dy, data_format), _to(x, data_format), w)
+    gw = convkern.conv2d_backward(*args, padding=padding, data_format=data_format, output_mask=(False, True, False))[1]
     rw = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=padding)[1]
     positions = max(1, dy.size // k)
     # A NaN left in an unwritten element fails assert_close (the reference has none).
     assert_close(gw, rw, reduction=positions, what=f"n={n} c={c} k={k} hw={hw} padding={padding}")
-    full = convkern.conv2d_backward(dy, x, w, padding=padding)
+    full = convkern.conv2d_backward(*args, padding=padding, data_format=data_format)
     np.testing.assert_array_equal(full[1], gw)
 
 
@@ -244,11 +274,13 @@ def test_winograd_backward_weight_empty_batch(winograd):
     np.testing.assert_array_equal(gw, np.zeros_like(w))
 
 
-def test_winograd_backward_weight_is_chosen_and_deterministic(monkeypatch, rng):
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_winograd_backward_weight_is_chosen_and_deterministic(monkeypatch, data_format, rng):
     """Large 3x3 layers take the Winograd weight gradient by default (its rounding differs from the
     implicit GEMM's); the bits do not depend on the thread count; =0 turns it off."""
     x, w, _ = _arrays(rng, 3, 40, 36, (30, 26), bias=False)
     dy = rng.standard_normal((3, 36, 30, 26)).astype(np.float32)
+    x, dy = _to(x, data_format), _to(dy, data_format)
     mask = (False, True, False)
     monkeypatch.delenv("CONVKERN_WINOGRAD", raising=False)
     saved = convkern.get_num_threads()
@@ -256,13 +288,13 @@ def test_winograd_backward_weight_is_chosen_and_deterministic(monkeypatch, rng):
         results = []
         for threads in (1, 2, 3, 1):
             convkern.set_num_threads(threads)
-            results.append(convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[1])
+            results.append(convkern.conv2d_backward(dy, x, w, padding=1, data_format=data_format, output_mask=mask)[1])
     finally:
         convkern.set_num_threads(saved)
     for other in results[1:]:
         np.testing.assert_array_equal(results[0].view(np.uint32), other.view(np.uint32))
     monkeypatch.setenv("CONVKERN_WINOGRAD", "0")
-    gemm = convkern.conv2d_backward(dy, x, w, padding=1, output_mask=mask)[1]
+    gemm = convkern.conv2d_backward(dy, x, w, padding=1, data_format=data_format, output_mask=mask)[1]
     assert not np.array_equal(results[0], gemm)
     assert_close(results[0], gemm, reduction=3 * 30 * 26)
     # Few tiles (resnet50.l4-sized planes) stay on the implicit GEMM.

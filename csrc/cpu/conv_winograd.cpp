@@ -71,13 +71,14 @@
 #include "gemm_tile.h"
 #include "microkernel.h"
 #include "parallel.h"
+#include "winograd_transforms.h"
 
 namespace convkern::cpu {
+
+using namespace winograd;
+
 namespace {
 
-constexpr int kM = 4;  // output tile: 4 x 4
-constexpr int kA = kM + 2;  // input tile / transform size: 6 x 6
-constexpr int kA2 = kA * kA;  // alpha points: 36 GEMMs
 constexpr int kL = 16;  // lanes of one vector: 16 tiles (transforms) or 12 + 4 output channels (weights)
 // Dispatch thresholds (see winograd_forward_wins).
 constexpr i64 kMinChannels = 16;
@@ -102,70 +103,6 @@ typedef float vf_u __attribute__((vector_size(64), aligned(4)));  // unaligned a
 
 inline vf load(const float* p) { return *reinterpret_cast<const vf_u*>(p); }
 
-// 1-D transforms of F(4, 3) for the interpolation points 0, +-3/2, +-2/3 and infinity, rows
-// scaled to small integers (exact in float) and the scale folded into G:
-//   B^T = [36   0 -97   0  36  0]     G = [1/36      0      0   ]     A^T = [1  8   8  27  27 0]
-//         [ 0 -12  -8  27  18  0]         [1/1170  1/780  1/520 ]           [0 12 -12  18 -18 0]
-//         [ 0  12  -8 -27  18  0]         [1/1170 -1/780  1/520 ]           [0 18  18  12  12 0]
-//         [ 0 -18 -27   8  12  0]         [-1/520 -1/780 -1/1170]           [0 27 -27   8  -8 1]
-//         [ 0  18 -27  -8  12  0]         [-1/520  1/780 -1/1170]
-//         [ 0  36   0 -97   0 36]         [0        0      1/36 ]
-// The symmetric point pairs make each pair of rows one sum and one difference.
-template <class V>
-inline void input_1d(const V* d, V* o) {
-  const V e1 = d[4] * 18.f - d[2] * 8.f, f1 = d[3] * 27.f - d[1] * 12.f;
-  const V e3 = d[4] * 12.f - d[2] * 27.f, f3 = d[3] * 8.f - d[1] * 18.f;
-  o[0] = (d[0] + d[4]) * 36.f - d[2] * 97.f;
-  o[1] = e1 + f1;
-  o[2] = e1 - f1;
-  o[3] = e3 + f3;
-  o[4] = e3 - f3;
-  o[5] = (d[1] + d[5]) * 36.f - d[3] * 97.f;
-}
-
-template <class V>
-inline void output_1d(const V* m, V* y) {
-  const V sp = m[1] + m[2], sm = m[1] - m[2], tp = m[3] + m[4], tm = m[3] - m[4];
-  y[0] = m[0] + sp * 8.f + tp * 27.f;
-  y[1] = sm * 12.f + tm * 18.f;
-  y[2] = sp * 18.f + tp * 12.f;
-  y[3] = sm * 27.f + tm * 8.f + m[5];
-}
-
-template <class V>
-inline void weight_1d(const V* g, V* u) {
-  const V e = g[0] * (1.f / 1170) + g[2] * (1.f / 520), o = g[1] * (1.f / 780);
-  const V e2 = g[0] * (1.f / 520) + g[2] * (1.f / 1170);
-  u[0] = g[0] * (1.f / 36);
-  u[1] = e + o;
-  u[2] = e - o;
-  u[3] = -(e2 + o);
-  u[4] = o - e2;
-  u[5] = g[2] * (1.f / 36);
-}
-
-// The transposes of output_1d and weight_1d, for the weight gradient: grad_output tiles go
-// through A (4 -> 6: m = A y), the summed products back through G^T (6 -> 3).
-template <class V>
-inline void output_grad_1d(const V* y, V* m) {
-  const V e1 = y[0] * 8.f + y[2] * 18.f, o1 = y[1] * 12.f + y[3] * 27.f;
-  const V e3 = y[0] * 27.f + y[2] * 12.f, o3 = y[1] * 18.f + y[3] * 8.f;
-  m[0] = y[0];
-  m[1] = e1 + o1;
-  m[2] = e1 - o1;
-  m[3] = e3 + o3;
-  m[4] = e3 - o3;
-  m[5] = y[3];
-}
-
-template <class V>
-inline void weight_grad_1d(const V* u, V* g) {
-  const V s12 = u[1] + u[2], s34 = u[3] + u[4];
-  g[0] = u[0] * (1.f / 36) + s12 * (1.f / 1170) - s34 * (1.f / 520);
-  g[1] = (u[1] - u[2] - u[3] + u[4]) * (1.f / 780);
-  g[2] = s12 * (1.f / 520) - s34 * (1.f / 1170) + u[5] * (1.f / 36);
-}
-
 // The padded input split by phase: 16 planes (row phase rp, column phase sp) over the padded
 // tile grid of the whole batch, grid cell p = (n * GH + i) * GW + j holding padded[4 i + rp][4 j + sp]
 // of image n (padded row u = h + pad_top). GH = TH + 1, GW = TW + 1: tile (i, j) reads cells (i, j)
@@ -188,10 +125,6 @@ struct InGroup {
   i64 cell, panel, lane;
   std::uint32_t mask;
 };
-
-// `floats` rounded up to an odd number of 64-byte lines: the stride between the 36 alpha points'
-// blocks, so that their streams never share one L1 set (multiples of 4 KiB would).
-i64 odd_lines(i64 floats) { return (ceil_div(floats, 16) | 1) * 16; }
 
 // Scratch of one call, leased from the scratch cache (parallel.h): the buffers of a large layer
 // (tens of MiB) would otherwise be fresh pages on every call, and faulting them in cost as much
@@ -304,6 +237,10 @@ inline void store_tile_row(float* dst, vf v, int r, int n) {
 #endif
 }
 
+}  // namespace
+
+namespace winograd {
+
 // ---- non-finite and large values
 //
 // The transforms mix every value of a tile into every transformed value, so one Inf or NaN in the
@@ -324,6 +261,8 @@ constexpr double kSafeMagnitude = 1e38;
 // The largest |p[i]| of p[0, n) as float bits without the sign: for non-negative floats the
 // integer order is the numeric order, with Inf and NaN above every finite value, so one integer
 // max (which vectorises) finds both the magnitude and any non-finite value.
+namespace {
+
 std::uint32_t magnitude_bits(const float* p, i64 n) {
   constexpr i64 kChunk = i64(1) << 16;
   const i64 chunks = ceil_div(n, kChunk);
@@ -354,7 +293,8 @@ double max_magnitude(const float* p, i64 n) {
   return v;
 }
 
-// Whether sums of `terms` products a*b, each operand transformed as above, stay finite in float.
+}  // namespace
+
 bool transforms_stay_finite(const float* a, i64 na, const float* b, i64 nb, double terms) {
   const double ma = max_magnitude(a, na);
   if (!(ma * kInputGrowth < kSafeMagnitude)) return false;
@@ -363,7 +303,7 @@ bool transforms_stay_finite(const float* a, i64 na, const float* b, i64 nb, doub
          ma * mb * kInputGrowth * kOutputGrowth * std::max(terms, 1.0) < kSafeMagnitude;
 }
 
-}  // namespace
+}  // namespace winograd
 
 bool winograd_eligible(const ConvGeometry& g) {
   return g.groups == 1 && g.kernel[0] == 1 && g.kernel[1] == 3 && g.kernel[2] == 3 && g.in[0] == 1 &&
@@ -390,12 +330,7 @@ bool winograd_wins(const ConvGeometry& g, i64 min_tiles) {
 
 bool winograd_forward_wins(const ConvGeometry& g) { return winograd_wins(g, kMinTiles); }
 
-namespace {
-
-// The convolution whose forward pass is the backward-data pass of g (a 3x3 stride-1 layer with
-// padding at most 2): grad_output correlated with the kernel rotated by 180 degrees, input and
-// output channels swapped, padded by 2 - p on each side; its output is grad_input.
-bool transposed_geometry(const ConvGeometry& g, ConvGeometry& t) {
+bool winograd::transposed_geometry(const ConvGeometry& g, ConvGeometry& t) {
   for (int a = 1; a < 3; ++a)
     if (g.pad_before[a] > 2 || g.pad_after[a] > 2) return false;  // would need cropping
   const i64 in[3] = {1, g.out[1], g.out[2]}, kernel[3] = {1, 3, 3}, ones[3] = {1, 1, 1};
@@ -405,7 +340,12 @@ bool transposed_geometry(const ConvGeometry& g, ConvGeometry& t) {
   return t.out[1] == g.in[1] && t.out[2] == g.in[2];
 }
 
-}  // namespace
+void winograd::rotated_weights(const ConvGeometry& g, const float* w, float* wt) {
+  parallel_for(g.C, [&](i64 c, int) {
+    for (i64 k = 0; k < g.K; ++k)
+      for (int tap = 0; tap < 9; ++tap) wt[(c * g.K + k) * 9 + tap] = w[(k * g.C + c) * 9 + 8 - tap];
+  });
+}
 
 bool winograd_backward_data_wins(const ConvGeometry& g) {
   ConvGeometry t;
@@ -424,12 +364,8 @@ void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, con
   // weights (0 * Inf) in products the gradient does not have; col2im has exactly the gradient's.
   if (!transforms_stay_finite(dy, g.N * g.K * g.out_plane(), w, g.K * g.C * 9, double(g.K)))
     return conv_backward_data_channels_first(g, dy, w, dx);
-  // wt[c][k][i][j] = w[k][c][2 - i][2 - j]
   AlignedBuffer<float> wt(checked_mul(g.C * g.K, 9, "winograd weights"));
-  parallel_for(g.C, [&](i64 c, int) {
-    for (i64 k = 0; k < g.K; ++k)
-      for (int tap = 0; tap < 9; ++tap) wt.data()[(c * g.K + k) * 9 + tap] = w[(k * g.C + c) * 9 + 8 - tap];
-  });
+  rotated_weights(g, w, wt.data());
   forward_transforms(t, dy, wt.data(), nullptr, dx);
 }
 
@@ -850,11 +786,16 @@ void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, c
     });
   }
 
-  // 3. dw[k][c] = G^T dU[k][c] G, 16 input channels per vector.
+  weights_from_transformed(g, dU, du_as, Cp, dw);
+}
+
+// 16 input channels per vector.
+void winograd::weights_from_transformed(const ConvGeometry& g, const float* dU, i64 du_as, i64 ldu, float* dw) {
+  const i64 C = g.C, K = g.K;
   parallel_for(K, [&](i64 k, int) {
     for (i64 c0 = 0; c0 < C; c0 += kL) {
       vf u[kA][kA], h[kA][3], gg[3][3];
-      for (int a = 0; a < kA2; ++a) u[a / kA][a % kA] = load(dU + a * du_as + k * Cp + c0);
+      for (int a = 0; a < kA2; ++a) u[a / kA][a % kA] = load(dU + a * du_as + k * ldu + c0);
       for (int i = 0; i < kA; ++i) weight_grad_1d(u[i], h[i]);
       for (int s = 0; s < 3; ++s) {
         vf col[kA], o[3];

@@ -25,6 +25,14 @@ void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, con
 bool winograd_backward_weight_wins(const ConvGeometry& g);
 void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
 
+// The same three passes for channels-last (NHWC) float32 arrays (conv_winograd_nhwc.cpp), for
+// geometries whose *_wins above holds. Each returns false, having written nothing, when a value
+// is non-finite or so large that the transforms could overflow: the caller then takes the direct
+// route, whose non-finite outputs are exactly the convolution's.
+bool winograd_forward_nhwc_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+bool winograd_backward_data_nhwc_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
+
 // 3-D convolutions with 3x3 spatial taps and unit stride, as the 2-D kernels over a batch of depth
 // slices (conv_winograd_3d.cpp); channels-first float32, same contracts as above.
 bool winograd_3d_eligible(const ConvGeometry& g);

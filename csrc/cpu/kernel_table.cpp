@@ -47,6 +47,9 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
       depthwise_forward_channels_first<T>(g, x, w, b, y);
     return;
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (last && winograd_forward_wins(g) && winograd_forward_nhwc_f32(g, x, w, b, y)) return;
+  }
   if (through_channels_first(g, last, true)) {
     const ChannelsFirst<T> xf(x, g.N, g.in_plane(), g.C), yf(y, g.N, g.out_plane(), g.K);
     conv_forward<T>(g, false, xf.data, w, b, yf.data);
@@ -71,6 +74,9 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
       depthwise_backward_data_channels_first<T>(g, dy, w, dx);
     return;
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (last && winograd_backward_data_wins(g) && winograd_backward_data_nhwc_f32(g, dy, w, dx)) return;
+  }
   if (through_channels_first(g, last, false)) {
     const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), dxf(dx, g.N, g.in_plane(), g.C);
     conv_backward_data<T>(g, false, dyf.data, w, dxf.data);
@@ -94,6 +100,9 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     else
       depthwise_backward_weight_channels_first<T>(g, dy, x, dw);
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (last && winograd_backward_weight_wins(g) && winograd_backward_weight_nhwc_f32(g, dy, x, dw)) return;
   }
   if (through_channels_first(g, last, false)) {
     const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
