@@ -198,18 +198,24 @@ def test_winograd_2d_nonfinite_and_large_values(poison, winograd, data_format, r
         assert np.isfinite(y).all() and np.isfinite(dw).all()
 
 
+@pytest.mark.parametrize("data_format", ["NCDHW", "NDHWC"])
 @pytest.mark.parametrize("poison", ["inf", "nan"])
-def test_winograd_3d_nonfinite(poison, winograd, rng):
+def test_winograd_3d_nonfinite(poison, winograd, data_format, rng):
     x = rng.standard_normal((1, 16, 6, 20, 20)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3, 3)).astype(np.float32)
     dy = rng.standard_normal((1, 16, 6, 20, 20)).astype(np.float32)
     x[0, 1, 3, 10, 10] = float(poison)
     dy[0, 4, 2, 5, 5] = float(poison)
+    last = data_format == "NDHWC"
+    to = (lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))) if last else (lambda a: a)
+    back = (lambda a: np.moveaxis(a, -1, 1)) if last else (lambda a: a)
     xt, wt = t(x).double().requires_grad_(), t(w).double().requires_grad_()
     yt = F.conv3d(xt, wt, padding=1)
     yt.backward(t(dy).double())
-    nonfinite_sets_match(convkern.conv3d(x, w, padding=1), yt.detach().numpy().astype(np.float32))
-    dx, dw, _ = convkern.conv3d_backward(dy, x, w, padding=1)
+    y = back(convkern.conv3d(to(x), w, padding=1, data_format=data_format))
+    nonfinite_sets_match(y, yt.detach().numpy().astype(np.float32))
+    dx, dw, _ = convkern.conv3d_backward(to(dy), to(x), w, padding=1, data_format=data_format)
+    dx = back(dx)
     nonfinite_sets_match(dx, xt.grad.numpy().astype(np.float32))
     nonfinite_sets_match(dw, wt.grad.numpy().astype(np.float32))
 

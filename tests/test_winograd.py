@@ -332,28 +332,33 @@ def test_winograd_backward_weight_writes_every_element(winograd, padding, rng):
     ],
     ids=str,
 )
-def test_winograd_3d_through_depth_slices(shape, winograd, rng):
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_winograd_3d_through_depth_slices(shape, winograd, data_format, rng):
     """3x3x3 (and 3x3 spatial) stride-1 3-D convolutions run as the 2-D kernels over depth slices."""
     n, c, k, size, padding = shape
     x = rng.standard_normal(((n,) if n >= 0 else ()) + (c,) + size).astype(np.float32)
     w = rng.standard_normal((k, c, 3, 3, 3)).astype(np.float32)
     b = rng.standard_normal(k).astype(np.float32)
     want = ref.conv3d(x, w, b, padding=padding)
-    out = poisoned(want.shape, np.float32)
-    assert convkern.conv3d(x, w, b, padding=padding, out=out) is out
-    assert_close(out, want, reduction=c * 27)
+    to = (lambda a: np.ascontiguousarray(np.moveaxis(a, -4, -1))) if data_format == "channels_last" else (lambda a: a)
+    back = (lambda a: np.moveaxis(a, -1, -4)) if data_format == "channels_last" else (lambda a: a)
+    out = poisoned(to(want).shape, np.float32)
+    assert convkern.conv3d(to(x), w, b, padding=padding, data_format=data_format, out=out) is out
+    assert_close(back(out), want, reduction=c * 27)
     dy = rng.standard_normal(want.shape).astype(np.float32)
-    got = convkern.conv3d_backward(dy, x, w, padding=padding)
+    got = convkern.conv3d_backward(to(dy), to(x), w, padding=padding, data_format=data_format)
     expected = ref.conv3d_backward(dy, x, w, padding=padding)
     positions = max(1, dy.size // k)
-    for g, r, red in zip(got, expected, (k * 27, positions, positions)):
+    for g, r, red in zip((back(got[0]),) + got[1:], expected, (k * 27, positions, positions)):
         assert_close(g, r, reduction=red)
 
 
-def test_winograd_3d_is_deterministic_across_thread_counts(rng):
-    x = rng.standard_normal((2, 16, 4, 24, 24)).astype(np.float32)
+@pytest.mark.parametrize("data_format", ["NCDHW", "NDHWC"])
+def test_winograd_3d_is_deterministic_across_thread_counts(data_format, rng):
+    shape = (2, 16, 4, 24, 24) if data_format == "NCDHW" else (2, 4, 24, 24, 16)
+    x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3, 3)).astype(np.float32)
-    dy = rng.standard_normal((2, 16, 4, 24, 24)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
     saved = convkern.get_num_threads()
     try:
         runs = []
@@ -362,7 +367,8 @@ def test_winograd_3d_is_deterministic_across_thread_counts(rng):
             runs.append(
                 [
                     a.tobytes()
-                    for a in (convkern.conv3d(x, w, padding=1),) + convkern.conv3d_backward(dy, x, w, padding=1)
+                    for a in (convkern.conv3d(x, w, padding=1, data_format=data_format),)
+                    + convkern.conv3d_backward(dy, x, w, padding=1, data_format=data_format)
                 ]
             )
     finally:

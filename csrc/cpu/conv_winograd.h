@@ -42,5 +42,9 @@ bool winograd_3d_backward_weight_wins(const ConvGeometry& g);
 void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 void winograd_3d_backward_weight_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
+// Channels-last (NDHWC) activations, on the channels-last 2-D kernels; false as the 2-D ones.
+bool winograd_3d_forward_ndhwc_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+bool winograd_3d_backward_data_ndhwc_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+bool winograd_3d_backward_weight_ndhwc_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
 
 }  // namespace convkern::cpu

@@ -15,6 +15,15 @@
 // on every call otherwise, and faulting them in cost a third of each pass.
 // Deterministic: every copy and fold is owned by one work item, in a fixed order.
 //
+// Channels-last (NDHWC) activations take the channels-last 2-D kernels (conv_winograd_nhwc.cpp)
+// with the depth taps folded in kd-major order, so that each cell of X' is KD contiguous runs of
+// the input's C channels:
+//     X'[n * OD + od][h][w][kd * C + c] = x[n, od - pad_d + kd, h, w, c]
+//     W'[k][kd * C + c]                  = w[k, c, kd]   (a reordered copy: weights are small)
+//     Y'[n * OD + od][h][w][k]           = y[n, od, h, w, k]   (y's own memory: no copy)
+// and grad_output is likewise the slice batch's own. Only X' (and, for the input gradient,
+// the per-tap dX' folded back) is copied.
+//
 // Current: v2 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
 // the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 6 calls, video.conv3d NCDHW (N2 C64
 // 8x56x56 K64): forward 22.3 ms, backward data 17.7, backward weight 23.0 (PyTorch 2.13 oneDNN
@@ -68,6 +77,41 @@ void swap_depth_and_channels(const ConvGeometry& g, const float* src, float* dst
       else
         std::copy_n(src + slices, plane, dst + volume);
     }
+  });
+}
+
+// X' of channels-last x, kd-major channels (see the header).
+void make_slice_batch_channels_last(const ConvGeometry& g, const float* x, float* xs) {
+  const i64 OD = g.out[0], KD = g.kernel[0], ID = g.in[0], C = g.C, cells = g.in[1] * g.in[2];
+  parallel_for(g.N * OD, [&](i64 item, int) {
+    const i64 n = item / OD, od = item % OD;
+    float* dst = xs + item * cells * KD * C;
+    for (i64 kd = 0; kd < KD; ++kd) {
+      const i64 id = od - g.pad_before[0] + kd;
+      const float* src = id < 0 || id >= ID ? nullptr : x + (n * ID + id) * cells * C;
+      for (i64 e = 0; e < cells; ++e) {
+        float* d = dst + (e * KD + kd) * C;
+        if (src)
+          std::copy_n(src + e * C, C, d);
+        else
+          std::fill(d, d + C, 0.0f);
+      }
+    }
+  });
+}
+
+// W'[k][kd * C + c][tap] = w[k][c][kd][tap] (to_slices), or the reverse.
+void reorder_depth_taps(const ConvGeometry& g, const float* src, float* dst, bool to_slices) {
+  const i64 KD = g.kernel[0], C = g.C;
+  parallel_for(g.K, [&](i64 k, int) {
+    for (i64 c = 0; c < C; ++c)
+      for (i64 kd = 0; kd < KD; ++kd) {
+        const i64 volume = ((k * C + c) * KD + kd) * 9, slices = ((k * KD + kd) * C + c) * 9;
+        if (to_slices)
+          std::copy_n(src + volume, 9, dst + slices);
+        else
+          std::copy_n(src + slices, 9, dst + volume);
+      }
   });
 }
 
@@ -137,6 +181,59 @@ void winograd_3d_backward_weight_ncdhw_f32(const ConvGeometry& g, const float* d
   swap_depth_and_channels(g, dy, dys, true);
   make_slice_batch(g, x, xs);
   winograd_backward_weight_nchw_f32(s, dys, xs, dw);
+}
+
+bool winograd_3d_forward_ndhwc_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  const ConvGeometry s = slice_geometry(g);
+  CachedBuffer<float> xs_lease;
+  AlignedBuffer<float> ws(checked_mul(g.K * s.C, 9, "depth-slice weights"));
+  float* xs = xs_lease.reserve(checked_mul(s.N * s.C, s.in_plane(), "depth-slice batch"));
+  make_slice_batch_channels_last(g, x, xs);
+  reorder_depth_taps(g, w, ws.data(), true);
+  return winograd_forward_nhwc_f32(s, xs, ws.data(), bias, y);
+}
+
+bool winograd_3d_backward_data_ndhwc_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  const ConvGeometry s = slice_geometry(g);
+  CachedBuffer<float> dxs_lease;
+  AlignedBuffer<float> ws(checked_mul(g.K * s.C, 9, "depth-slice weights"));
+  float* dxs = dxs_lease.reserve(checked_mul(s.N * s.C, s.in_plane(), "depth-slice gradient"));
+  reorder_depth_taps(g, w, ws.data(), true);
+  if (!winograd_backward_data_nhwc_f32(s, dy, ws.data(), dxs)) return false;
+  // dx[n, id, h, w, c] = sum over kd (in order) of dX'[n * OD + od][h][w][kd * C + c], od = id + pad - kd.
+  const i64 OD = g.out[0], KD = g.kernel[0], ID = g.in[0], C = g.C, cells = g.in[1] * g.in[2];
+  parallel_for(g.N * ID, [&](i64 item, int) {
+    const i64 n = item / ID, id = item % ID;
+    float* d = dx + item * cells * C;
+    bool first = true;
+    for (i64 kd = 0; kd < KD; ++kd) {
+      const i64 od = id + g.pad_before[0] - kd;
+      if (od < 0 || od >= OD) continue;
+      const float* src = dxs + (n * OD + od) * cells * KD * C + kd * C;
+      for (i64 e = 0; e < cells; ++e) {
+        const float* se = src + e * KD * C;
+        float* de = d + e * C;
+        if (first)
+          std::copy_n(se, C, de);
+        else
+          for (i64 c = 0; c < C; ++c) de[c] += se[c];
+      }
+      first = false;
+    }
+    if (first) std::fill(d, d + cells * C, 0.0f);
+  });
+  return true;
+}
+
+bool winograd_3d_backward_weight_ndhwc_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw) {
+  const ConvGeometry s = slice_geometry(g);
+  CachedBuffer<float> xs_lease;
+  AlignedBuffer<float> dws(checked_mul(g.K * s.C, 9, "depth-slice weights"));
+  float* xs = xs_lease.reserve(checked_mul(s.N * s.C, s.in_plane(), "depth-slice batch"));
+  make_slice_batch_channels_last(g, x, xs);
+  if (!winograd_backward_weight_nhwc_f32(s, dy, xs, dws.data())) return false;
+  reorder_depth_taps(g, dws.data(), dw, false);
+  return true;
 }
 
 }  // namespace convkern::cpu

@@ -49,6 +49,7 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
   }
   if constexpr (std::is_same_v<T, float>) {
     if (last && winograd_forward_wins(g) && winograd_forward_nhwc_f32(g, x, w, b, y)) return;
+    if (last && winograd_3d_forward_wins(g) && winograd_3d_forward_ndhwc_f32(g, x, w, b, y)) return;
   }
   if (through_channels_first(g, last, true)) {
     const ChannelsFirst<T> xf(x, g.N, g.in_plane(), g.C), yf(y, g.N, g.out_plane(), g.K);
@@ -76,6 +77,7 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
   }
   if constexpr (std::is_same_v<T, float>) {
     if (last && winograd_backward_data_wins(g) && winograd_backward_data_nhwc_f32(g, dy, w, dx)) return;
+    if (last && winograd_3d_backward_data_wins(g) && winograd_3d_backward_data_ndhwc_f32(g, dy, w, dx)) return;
   }
   if (through_channels_first(g, last, false)) {
     const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), dxf(dx, g.N, g.in_plane(), g.C);
@@ -103,6 +105,7 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
   }
   if constexpr (std::is_same_v<T, float>) {
     if (last && winograd_backward_weight_wins(g) && winograd_backward_weight_nhwc_f32(g, dy, x, dw)) return;
+    if (last && winograd_3d_backward_weight_wins(g) && winograd_3d_backward_weight_ndhwc_f32(g, dy, x, dw)) return;
   }
   if (through_channels_first(g, last, false)) {
     const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
