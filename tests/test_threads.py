@@ -216,6 +216,18 @@ def _winograd_bound(x, w, threads, pass_):
     return transformed + chunk + threads * (36 * 16 * 272 * s + 1 * MiB)
 
 
+def _winograd_channels_last_bound(x, w, threads, pass_):
+    s = 4
+    k, c = w.shape[:2]
+    if pass_ == "backward_weight":
+        summed = 36 * _round_up(k, 12) * _round_up(c, 32) * s
+        return summed + 36 * 256 * (_round_up(k, 48) + _round_up(c, 32)) * s + 64 * 1024
+    if pass_ == "backward_data":  # the transposed layer's forward, plus the rotated weights
+        k, c = c, k
+    bound = 36 * _round_up(k, 32) * c * s + threads * 36 * 36 * (_round_up(c, 16) + 192) * s + 64 * 1024
+    return bound + (w.size * s if pass_ == "backward_data" else 0)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
     "shape", [(2, 64, 64, 28, 3, 1), (2, 16, 40, 33, 5, 2), (1, 256, 256, 14, 3, 1), (2, 3, 32, 64, 7, 3)]
@@ -246,12 +258,27 @@ def test_peak_scratch_within_documented_bound(shape, threads, monkeypatch):
                 peak = _peak(f)
                 bound = _winograd_bound(x, w, threads, name) if wino else _gemm_bound(x, w, y, pad, threads)
                 assert peak <= bound, (name, winograd, peak / MiB, bound / MiB)
-        # Channels-last (these layers have taps: run by the channels-first kernels, Winograd
-        # for 3x3 as it is still on): their bound plus channels-first copies of the input and the
-        # output; depthwise: the GEMM bound (it needs far less).
+        # Channels-last: 3x3 layers (Winograd is still forced on) run the channels-last Winograd
+        # kernels, which copy no activation; other layers with taps the channels-first kernels,
+        # within their bound plus channels-first copies of the input and the output; depthwise: the
+        # GEMM bound (it needs far less).
         xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        first = _winograd_bound(x, w, threads, "forward") if ks == 3 else _gemm_bound(x, w, y, pad, threads)
-        if c <= 8 and k >= 32:  # the forward by kernel rows: a padded input, packed weights, row buffers
+        dyl = np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
+        first = _gemm_bound(x, w, y, pad, threads)
+        if ks == 3:
+            channels_last = {
+                "forward": lambda: convkern.conv2d(xl, w, padding=pad, data_format="NHWC"),
+                "backward_data": lambda: convkern.conv2d_backward(
+                    dyl, xl, w, padding=pad, data_format="NHWC", output_mask=(True, False, False)
+                ),
+                "backward_weight": lambda: convkern.conv2d_backward(
+                    dyl, xl, w, padding=pad, data_format="NHWC", output_mask=(False, True, False)
+                ),
+            }
+            for name, f in channels_last.items():
+                peak, bound = _peak(f), _winograd_channels_last_bound(x, w, threads, name)
+                assert peak <= bound, (name, "NHWC", peak / MiB, bound / MiB)
+        elif c <= 8 and k >= 32:  # the forward by kernel rows: a padded input, packed weights, row buffers
             ow = y.shape[-1]
             wide = max(hw + 2 * pad, _round_up(ow, 12) - 1 + ks)
             first = (

@@ -47,7 +47,10 @@
 // GEMMs with a fixed channel chunking; tile blocks and channel splits only choose which thread
 // does it. The same bits with any thread count.
 //
-// Dispatch (bind_conv.cpp): float32, channels-first, 2-D 3x3, stride 1, dilation 1, groups 1, C
+// Channels-last activations have their own kernel (conv_winograd_nhwc.cpp) with the same
+// transforms and numerics (winograd_transforms.h) and the same dispatch rule.
+//
+// Dispatch (kernel_table.cpp): float32, channels-first, 2-D 3x3, stride 1, dilation 1, groups 1, C
 // and K >= kMinChannels and at least kMinTiles output tiles in the batch (with fewer, the weight
 // transform outweighs the saving); backward weight likewise. CONVKERN_WINOGRAD=0 forces the implicit GEMM, =1 Winograd
 // wherever it applies (both read on every call; for tests and benchmarks).
