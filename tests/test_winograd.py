@@ -1,5 +1,5 @@
-"""The Winograd F(4x4, 3x3) path of 3x3 stride-1 float32 convolutions: channels-first
-(csrc/cpu/conv_winograd.cpp) and channels-last (csrc/cpu/conv_winograd_nhwc.cpp).
+"""The Winograd F(4x4, 3x3) path of 3x3 stride-1 float32 convolutions (csrc/cpu/conv_winograd.cpp),
+in both layouts: the kernel is channels-last, channels-first activations go through copies.
 
 CONVKERN_WINOGRAD=1 sends every eligible geometry through it, whatever its size, so that small
 shapes exercise tile edges, padding and batch boundaries; =0 forces the implicit GEMM. The

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "../shape.h"
+#include "parallel.h"
 
 namespace convkern::cpu {
 
@@ -54,6 +55,19 @@ template <class T>
 void activations_to_channels_first(const T* src, T* dst, i64 N, i64 P, i64 C);
 template <class T>
 void activations_to_channels_last(const T* src, T* dst, i64 N, i64 P, i64 C);
+
+// Channels-last activations for a kernel that has only a channels-last form: a copy of
+// channels-first ones, or room for a result to copy back; leased from the scratch cache.
+template <class T>
+struct ChannelsLastCopy {
+  CachedBuffer<T> lease;
+  T* data;
+  ChannelsLastCopy(i64 n, i64 positions, i64 c)
+      : data(lease.reserve(checked_mul(n * c, positions, "channels-last copy"))) {}
+  ChannelsLastCopy(const T* channels_first, i64 n, i64 positions, i64 c) : ChannelsLastCopy(n, positions, c) {
+    activations_to_channels_last(channels_first, data, n, positions, c);
+  }
+};
 
 // Whether the fast kernels' padded copies and scratch stay proportional to the tensors and the
 // work: every padded extent they allocate is bounded by the input plus what the windows reach.

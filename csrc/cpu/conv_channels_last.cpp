@@ -10,7 +10,7 @@
 // activation. Pointwise layers need no gather at all: the micro-kernel reads their activations'
 // rows in place (strided entries, microkernel.h). They serve pointwise layers, strided forwards,
 // and first layers' forwards by kernel rows (forward_by_kernel_rows, below). Float32 3x3 stride-1
-// layers have channels-last Winograd kernels (conv_winograd_nhwc.cpp); the dispatcher
+// layers run the (channels-last) Winograd kernel of conv_winograd.cpp; the dispatcher
 // (kernel_table.cpp) runs every other channels-last layer through the channels-first passes on
 // transposed copies (channels_last_runs_channels_first, below, says which and why).
 //

@@ -13,7 +13,8 @@ bool winograd_eligible(const ConvGeometry& g);
 // large enough to win (CONVKERN_WINOGRAD=0 never, =1 whenever eligible).
 bool winograd_forward_wins(const ConvGeometry& g);
 
-// y = conv(x, w) + bias for an eligible geometry, channels-first float32 arrays.
+// y = conv(x, w) + bias for an eligible geometry, channels-first float32 arrays (non-finite or
+// huge values take the implicit GEMM).
 void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 
 // The same for grad_input = conv_transpose(grad_output, w) (overwrites dx), computed as the
@@ -25,15 +26,16 @@ void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, con
 bool winograd_backward_weight_wins(const ConvGeometry& g);
 void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
 
-// The same three passes for channels-last (NHWC) float32 arrays (conv_winograd_nhwc.cpp), for
-// geometries whose *_wins above holds. Each returns false, having written nothing, when a value
-// is non-finite or so large that the transforms could overflow: the caller then takes the direct
-// route, whose non-finite outputs are exactly the convolution's.
+// The same three passes for channels-last (NHWC) float32 arrays, for geometries whose *_wins
+// above holds: the kernel itself, which the channels-first passes run on channels-last copies.
+// Each returns false, having written nothing, when a value is non-finite or so large that the
+// transforms could overflow: the caller then takes the direct route, whose non-finite outputs are
+// exactly the convolution's.
 bool winograd_forward_nhwc_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 bool winograd_backward_data_nhwc_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw);
 
-// 3-D convolutions with 3x3 spatial taps and unit stride, as the 2-D kernels over a batch of depth
+// 3-D convolutions with 3x3 spatial taps and unit stride, as the 2-D kernel over a batch of depth
 // slices (conv_winograd_3d.cpp); channels-first float32, same contracts as above.
 bool winograd_3d_eligible(const ConvGeometry& g);
 bool winograd_3d_forward_wins(const ConvGeometry& g);

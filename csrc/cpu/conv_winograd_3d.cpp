@@ -1,34 +1,27 @@
 // conv_winograd_3d.cpp — 3-D convolutions with 3x3 spatial taps, unit stride, through the 2-D
-// Winograd kernels (conv_winograd.cpp).
+// Winograd kernel (conv_winograd.cpp).
 //
 // A 3-D convolution is a sum over its depth taps of 2-D convolutions of input depth slices:
-//     y[n, k, od] = sum_{c, kd} conv2d(x[n, c, od - pad_d + kd], w[k, c, kd])
-// so with the depth taps folded into the channels it is one 2-D convolution of a "slice batch":
-//     X'[n * OD + od][c * KD + kd] = x[n, c, od - pad_d + kd]   (zero outside the input)
-//     W'[k][c * KD + kd]            = w[k, c, kd]                (the same memory as w)
-//     Y'[n * OD + od][k]            = y[n, k, od]
-// X' is a copy with KD x the input's size (video.conv3d: 38 MB), made with both threads; the
-// 2-D kernels then run at their 3x3 speed. The input gradient is the 2-D backward-data pass
-// folded back over the depth taps (each input slice sums, in kd order, the slices that read it);
-// the weight gradient is the 2-D weight gradient of the slice batch, already in w's layout.
-// The slice buffers are leased from the scratch cache: blocks this large are fresh mmap pages
-// on every call otherwise, and faulting them in cost a third of each pass.
-// Deterministic: every copy and fold is owned by one work item, in a fixed order.
-//
-// Channels-last (NDHWC) activations take the channels-last 2-D kernels (conv_winograd_nhwc.cpp)
-// with the depth taps folded in kd-major order, so that each cell of X' is KD contiguous runs of
-// the input's C channels:
-//     X'[n * OD + od][h][w][kd * C + c] = x[n, od - pad_d + kd, h, w, c]
+//     y[n, od] = sum_{kd} conv2d(x[n, od - pad_d + kd], w[:, :, kd])
+// so with the depth taps folded into the channels it is one 2-D convolution of a "slice batch".
+// The 2-D kernel works on channels-last activations, and the taps are folded kd-major, so that
+// each cell of X' is KD contiguous runs of the input's C channels:
+//     X'[n * OD + od][h][w][kd * C + c] = x[n, od - pad_d + kd, h, w, c]   (zero outside the input)
 //     W'[k][kd * C + c]                  = w[k, c, kd]   (a reordered copy: weights are small)
 //     Y'[n * OD + od][h][w][k]           = y[n, od, h, w, k]   (y's own memory: no copy)
-// and grad_output is likewise the slice batch's own. Only X' (and, for the input gradient,
-// the per-tap dX' folded back) is copied.
+// and grad_output is likewise the slice batch's own. X' is a copy with KD x the input's size
+// (video.conv3d: 38 MB), made with both threads; the 2-D kernel then runs at its 3x3 speed. The
+// input gradient is the 2-D backward-data pass folded back over the depth taps (each input slice
+// sums, in kd order, the slices that read it); the weight gradient is the 2-D weight gradient of
+// the slice batch, reordered back to w's layout. Channels-first (NCDHW) activations go through
+// channels-last copies. The slice buffers are leased from the scratch cache: blocks this large
+// are fresh mmap pages on every call otherwise, and faulting them in cost a third of each pass.
+// Deterministic: every copy and fold is owned by one work item, in a fixed order.
 //
-// Current: v2 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
-// the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 6 calls, video.conv3d NCDHW (N2 C64
-// 8x56x56 K64): forward 22.3 ms, backward data 17.7, backward weight 23.0 (PyTorch 2.13 oneDNN
-// in the same hour's `bench/run.py --quick`: 24.4 / 26.0 / 29.2). The 2-D pass on the slice
-// batch alone takes 21-23 ms of the forward.
+// Current: v4 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
+// the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 6 calls, video.conv3d (N2 C64 8x56x56
+// K64): NDHWC forward 15.0 ms, backward data 13.0, backward weight 15.1; NCDHW 16.6 / 15.0 / 17.9
+// (PyTorch 2.13 oneDNN in an earlier hour's `bench/run.py --quick`, NCDHW: 24.4 / 26.0 / 29.2).
 #include <algorithm>
 
 #include "conv.h"
@@ -84,6 +77,8 @@ void reorder_depth_taps(const ConvGeometry& g, const float* src, float* dst, boo
   });
 }
 
+i64 volume(const i64 (&e)[3]) { return e[0] * e[1] * e[2]; }
+
 }  // namespace
 
 bool winograd_3d_eligible(const ConvGeometry& g) {
@@ -103,42 +98,24 @@ bool winograd_3d_backward_weight_wins(const ConvGeometry& g) {
   return winograd_3d_eligible(g) && winograd_backward_weight_wins(slice_geometry(g));
 }
 
-// Channels-first (NCDHW) activations go through the channels-last passes below on channels-last
-// copies: the copies cost one pass over each activation, and the channels-last 2-D kernels run
-// 1.2-1.6x faster than the channels-first ones (their transforms need no phase split, lane
-// compression or register transposes). When the values rule the transforms out, the implicit
-// GEMM runs on the original arrays.
-namespace {
-
-// Channels-last copies of a call's activations, leased from the scratch cache.
-struct ChannelsLastCopy {
-  CachedBuffer<float> lease;
-  float* data;
-  ChannelsLastCopy(i64 n, i64 volume, i64 c) : data(lease.reserve(checked_mul(n * c, volume, "channels-last copy"))) {}
-  ChannelsLastCopy(const float* channels_first, i64 n, i64 volume, i64 c) : ChannelsLastCopy(n, volume, c) {
-    activations_to_channels_last(channels_first, data, n, volume, c);
-  }
-};
-
-i64 volume(const i64 (&e)[3]) { return e[0] * e[1] * e[2]; }
-
-}  // namespace
-
+// Channels-first (NCDHW) activations: channels-last copies and the passes below; the implicit
+// GEMM on the original arrays when the values rule the transforms out.
 void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
-  const ChannelsLastCopy xl(x, g.N, volume(g.in), g.C), yl(g.N, volume(g.out), g.K);
-  if (!winograd_3d_forward_ndhwc_f32(g, xl.data, w, bias, yl.data)) return conv_forward_channels_first(g, x, w, bias, y);
+  const ChannelsLastCopy<float> xl(x, g.N, volume(g.in), g.C), yl(g.N, volume(g.out), g.K);
+  if (!winograd_3d_forward_ndhwc_f32(g, xl.data, w, bias, yl.data))
+    return conv_forward_channels_first(g, x, w, bias, y);
   activations_to_channels_first(yl.data, y, g.N, volume(g.out), g.K);
 }
 
 void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  const ChannelsLastCopy dyl(dy, g.N, volume(g.out), g.K), dxl(g.N, volume(g.in), g.C);
+  const ChannelsLastCopy<float> dyl(dy, g.N, volume(g.out), g.K), dxl(g.N, volume(g.in), g.C);
   if (!winograd_3d_backward_data_ndhwc_f32(g, dyl.data, w, dxl.data))
     return conv_backward_data_channels_first(g, dy, w, dx);
   activations_to_channels_first(dxl.data, dx, g.N, volume(g.in), g.C);
 }
 
 void winograd_3d_backward_weight_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw) {
-  const ChannelsLastCopy dyl(dy, g.N, volume(g.out), g.K), xl(x, g.N, volume(g.in), g.C);
+  const ChannelsLastCopy<float> dyl(dy, g.N, volume(g.out), g.K), xl(x, g.N, volume(g.in), g.C);
   if (!winograd_3d_backward_weight_ndhwc_f32(g, dyl.data, xl.data, dw))
     return conv_backward_weight_channels_first(g, dy, x, dw);
 }
