@@ -211,8 +211,12 @@ def _winograd_channels_last_bound(x, w, threads, pass_):
         return summed + 36 * 256 * (_round_up(k, 48) + _round_up(c, 32)) * s + 64 * 1024
     if pass_ == "backward_data":  # the transposed layer's forward, plus the rotated weights
         k, c = c, k
-    bound = 36 * _round_up(k, 32) * c * s + threads * 36 * 36 * (_round_up(c, 16) + 192) * s + 64 * 1024
-    return bound + (w.size * s if pass_ == "backward_data" else 0)
+    tiles = x.shape[0] * math.prod(-(-h // 4) for h in x.shape[2:])  # 3x3 padding 1: output size = input size
+    if tiles >= 96:
+        bound = 36 * _round_up(k, 32) * c * s + threads * 36 * 36 * (_round_up(c, 16) + 192) * s
+    else:  # weights transformed per panel as they go: the transformed input of every tile instead
+        bound = 36 * _round_up(tiles, 12) * _round_up(c, 16) * s + threads * 36 * (64 + _round_up(tiles, 12)) * 32 * s
+    return bound + 64 * 1024 + (w.size * s if pass_ == "backward_data" else 0)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

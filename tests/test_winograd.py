@@ -55,6 +55,9 @@ SHAPES = [
     (-1, 7, 11, (12, 14), 1),  # unbatched
     (2, 64, 48, (15, 15), 1),  # several tile blocks and panels per block
     (1, 130, 25, (8, 8), 1),  # more than two reduction chunks of 64 channels
+    # 96 tiles or more: the weights transformed once for all tile blocks (fewer: per panel)
+    (2, 20, 36, (30, 26), 1),
+    (1, 70, 200, (40, 38), (0, 2)),  # output channels in more than one chunk of 192
 ]
 
 
@@ -115,9 +118,12 @@ def test_float64_never_takes_winograd(winograd, dtype, rng):
     assert_close(convkern.conv2d(x, w, padding=1), ref.conv2d(x, w, padding=1), reduction=180, dtype=dtype)
 
 
+@pytest.mark.parametrize("hw", [(23, 21), (11, 13)], ids=["tile-blocks", "few-tiles"])
 @pytest.mark.parametrize("data_format", LAYOUTS)
-def test_winograd_bitwise_deterministic_across_thread_counts(winograd, data_format, rng):
-    x, w, b = _arrays(rng, 3, 40, 52, (23, 21))
+def test_winograd_bitwise_deterministic_across_thread_counts(winograd, data_format, hw, rng):
+    """Both forward schemes: tile blocks with the weights transformed once (108 tiles), and
+    fewer than 96 tiles with the weights transformed per output-channel panel (36)."""
+    x, w, b = _arrays(rng, 3, 40, 52, hw)
     x = _to(x, data_format)
     saved = convkern.get_num_threads()
     try:
@@ -143,6 +149,7 @@ BACKWARD_SHAPES = [
     (2, 64, 48, (15, 15), 1),
     (1, 6, 9, (6, 6), 3),  # padding 3: the implicit GEMM's (crop), same answer
     (-1, 7, 11, (12, 14), 1),
+    (2, 36, 20, (30, 26), 1),  # 96 tiles or more
 ]
 
 

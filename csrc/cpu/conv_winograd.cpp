@@ -39,7 +39,10 @@
 // 192 output channels the 36 GEMMs (reduction in chunks of 64 channels) into M^T
 // ([alpha][tile][channel]) and the output transform, which writes each tile's 4x4 positions as
 // runs of output channels with the bias. The transformed weights are computed once per call. Items
-// whose tiles are few split the output channels between threads. Backward weight: tiles in fixed
+// whose tiles are few split the output channels between threads. With fewer than kMinTiles tiles
+// in the batch (small planes: resnet50.l4's 7x7) U is never written out: all tiles' V^T is made
+// once and each item, one panel of output channels, transforms its weights a reduction chunk at a
+// time (forward_few_tiles). Backward weight: tiles in fixed
 // chunks of kWgradChunk; per chunk, the input and grad_output transforms in parallel over tiles,
 // then one item per alpha point adds the chunk's products to dU, chunk after chunk. Every buffer
 // indexed by alpha has a stride of an odd number of cache lines (36 streams 4 KiB apart would
@@ -52,8 +55,9 @@
 // it. The same bits with any thread count.
 //
 // Dispatch (kernel_table.cpp): float32, 2-D 3x3, stride 1, dilation 1, groups 1, C and K >=
-// kMinChannels and at least kMinTiles output tiles in the batch (with fewer, the weight transform
-// outweighs the saving); backward weight likewise. CONVKERN_WINOGRAD=0 forces the implicit GEMM,
+// kMinChannels and at least kMinForwardTiles output tiles in the batch for the forward and
+// backward data (with fewer, the weight transform outweighs the saving), kWgradMinTiles for the
+// backward weight (whose summed products, 36 per weight, are written out). CONVKERN_WINOGRAD=0 forces the implicit GEMM,
 // =1 Winograd wherever it applies (both read on every call; for tests and benchmarks). 3-D layers
 // with 3x3 spatial taps run through it over depth slices (conv_winograd_3d.cpp).
 //
@@ -84,7 +88,8 @@ constexpr int kA = kM + 2;  // input tile / transform size: 6 x 6
 constexpr int kA2 = kA * kA;  // alpha points: 36 GEMMs
 // Dispatch thresholds (see winograd_wins).
 constexpr i64 kMinChannels = 16;
-constexpr i64 kMinTiles = 96;
+constexpr i64 kMinTiles = 96;  // fewer: the forward transforms its weights as it goes
+constexpr i64 kMinForwardTiles = 8;
 constexpr i64 kWgradMinTiles = kMinTiles;
 
 #if defined(__AVX512F__)
@@ -92,9 +97,15 @@ constexpr int kCL = 16;  // channels per vector
 #else
 constexpr int kCL = 8;
 #endif
+// Every transform is one out-of-line function: inlined, its copies in different callers (a
+// parallel region's body and the same loop run serially) could be contracted into FMAs
+// differently, and the same input would round differently with another thread count.
+#define CONVKERN_TRANSFORM __attribute__((noinline)) static
 typedef float vc __attribute__((vector_size(kCL * 4)));
 typedef float vc_u __attribute__((vector_size(kCL * 4), aligned(4)));  // unaligned access
 
+// The widest micro-kernel panel (NR floats): AVX-512's.
+constexpr i64 kMaxNR = 32;
 // Tiles per forward work item: about 32, in whole MR blocks.
 constexpr i64 kTileTarget = 32;
 // Output channels per GEMM + output-transform pass (the M^T block of an item stays in L2).
@@ -224,8 +235,8 @@ inline TileAt tile_at(i64 t, i64 TH, i64 TW, i64 image_size) {
 // V = B^T d B of one tile for channels [c0, c0 + nc) of a channels-last image (rows of W cells of
 // `ld` floats, `rows` x `cols` of them), the tile's 6x6 window starting at (h0, w0); cells outside
 // the image read as zero. out[alpha] receives the 36 vectors, `as` floats apart.
-inline void input_tile(const float* img, i64 rows, i64 cols, i64 ld, i64 h0, i64 w0, i64 c0, int nc, float* out,
-                       i64 as) {
+CONVKERN_TRANSFORM void input_tile(const float* img, i64 rows, i64 cols, i64 ld, i64 h0, i64 w0, i64 c0, int nc,
+                                   float* out, i64 as) {
   const unsigned rin = inside_mask(h0, rows, kA), cin = inside_mask(w0, cols, kA);
   vc t[kA][kA];
   for (int s = 0; s < kA; ++s) {  // vertical: column s
@@ -320,25 +331,86 @@ void rotated_weights(const ConvGeometry& g, const float* w, float* wt) {
 
 // dw[k][c] = G^T dU[alpha][k][c] G, where dU holds the 36 alpha points du_as floats apart, each
 // K rows of ldu floats (ldu a multiple of kCL, at least C), kCL input channels per vector.
+// dw[k][c0 .. c0 + kCL) of one output channel k (see weights_from_transformed).
+CONVKERN_TRANSFORM void weight_grad_vectors(const float* dU, i64 du_as, i64 ldu, i64 C, i64 k, i64 c0, float* dw) {
+  vc u[kA][kA], h[kA][3], gg[3][3];
+  for (int a = 0; a < kA2; ++a) u[a / kA][a % kA] = load(dU + a * du_as + k * ldu + c0);
+  for (int i = 0; i < kA; ++i) weight_grad_1d(u[i], h[i]);
+  for (int s = 0; s < 3; ++s) {
+    vc col[kA], o[3];
+    for (int i = 0; i < kA; ++i) col[i] = h[i][s];
+    weight_grad_1d(col, o);
+    for (int r = 0; r < 3; ++r) gg[r][s] = o[r];
+  }
+  const i64 nc = std::min<i64>(kCL, C - c0);
+  float* out = dw + (k * C + c0) * 9;
+  for (i64 l = 0; l < nc; ++l)
+    for (int tap = 0; tap < 9; ++tap) out[l * 9 + tap] = gg[tap / 3][tap % 3][l];
+}
+
 void weights_from_transformed(const ConvGeometry& g, const float* dU, i64 du_as, i64 ldu, float* dw) {
-  const i64 C = g.C, K = g.K;
-  parallel_for(K, [&](i64 k, int) {
-    for (i64 c0 = 0; c0 < C; c0 += kCL) {
-      vc u[kA][kA], h[kA][3], gg[3][3];
-      for (int a = 0; a < kA2; ++a) u[a / kA][a % kA] = load(dU + a * du_as + k * ldu + c0);
-      for (int i = 0; i < kA; ++i) weight_grad_1d(u[i], h[i]);
-      for (int s = 0; s < 3; ++s) {
-        vc col[kA], o[3];
-        for (int i = 0; i < kA; ++i) col[i] = h[i][s];
-        weight_grad_1d(col, o);
-        for (int r = 0; r < 3; ++r) gg[r][s] = o[r];
-      }
-      const i64 nc = std::min<i64>(kCL, C - c0);
-      float* out = dw + (k * C + c0) * 9;
-      for (i64 l = 0; l < nc; ++l)
-        for (int tap = 0; tap < 9; ++tap) out[l * 9 + tap] = gg[tap / 3][tap % 3][l];
-    }
+  parallel_for(g.K, [&](i64 k, int) {
+    for (i64 c0 = 0; c0 < g.C; c0 += kCL) weight_grad_vectors(dU, du_as, ldu, g.C, k, c0, dw);
   });
+}
+
+// M = A dY A^T of one grad_output tile (its 4x4 window at (h0, w0), cells outside the image
+// zero) for channels [k0, k0 + nk): 36 vectors, `as` floats apart, from out.
+CONVKERN_TRANSFORM void output_grad_tile(const float* img, i64 rows, i64 cols, i64 ld, i64 h0, i64 w0, i64 k0, int nk,
+                                         float* out, i64 as) {
+  const unsigned rin = inside_mask(h0, rows, kM), cin = inside_mask(w0, cols, kM);
+  vc t[kA][kM];
+  for (int s = 0; s < kM; ++s) {
+    vc col[kM], o[kA];
+    for (int r = 0; r < kM; ++r)
+      col[r] = (rin >> r & cin >> s & 1) ? load_first(img + ((h0 + r) * cols + w0 + s) * ld + k0, nk) : vc{};
+    output_grad_1d(col, o);
+    for (int i = 0; i < kA; ++i) t[i][s] = o[i];
+  }
+  for (int i = 0; i < kA; ++i) {
+    vc o[kA];
+    output_grad_1d(t[i], o);
+    for (int j = 0; j < kA; ++j) store(out + (i * kA + j) * as, o[j]);
+  }
+}
+
+// U^T = (G w G^T)^T for output channels [k0, k0 + nk) (nk <= kCL) and input channel c: 36 vectors,
+// `as` floats apart, from out. taps is the caller's scratch, zero past lane nk.
+CONVKERN_TRANSFORM void weight_vectors(const float* w, i64 C, i64 k0, i64 nk, i64 c, float (&taps)[9][kCL], float* out,
+                                       i64 as) {
+  for (i64 i = 0; i < nk; ++i) {
+    const float* src = w + ((k0 + i) * C + c) * 9;
+    for (int tap = 0; tap < 9; ++tap) taps[tap][i] = src[tap];
+  }
+  vc cols[kA][3], u[kA][kA];
+  for (int col = 0; col < 3; ++col) {
+    const vc gcol[3] = {load(taps[col]), load(taps[3 + col]), load(taps[6 + col])};
+    vc o[kA];
+    weight_1d(gcol, o);
+    for (int a = 0; a < kA; ++a) cols[a][col] = o[a];
+  }
+  for (int a = 0; a < kA; ++a) weight_1d(cols[a], u[a]);
+  for (int a = 0; a < kA; ++a)
+    for (int b = 0; b < kA; ++b) store(out + (a * kA + b) * as, u[a][b]);
+}
+
+// y = A^T m A + bias for one tile and output channels [k0, k0 + nk): m points at the tile's row
+// of M^T (36 rows m_as apart), yt at the tile's first output; rows x cols of it exist.
+CONVKERN_TRANSFORM void output_tile(const float* m, i64 m_as, const float* bias, i64 k0, int nk, float* yt, i64 OW,
+                                    i64 K, int rows, int cols) {
+  const vc b = bias ? load_first(bias + k0, nk) : vc{};
+  vc s[kM][kA];
+  for (int col = 0; col < kA; ++col) {  // vertical, column col
+    vc in[kA], o[kM];
+    for (int a = 0; a < kA; ++a) in[a] = load(m + (a * kA + col) * m_as);
+    output_1d(in, o);
+    for (int r = 0; r < kM; ++r) s[r][col] = o[r];
+  }
+  for (int r = 0; r < rows; ++r) {
+    vc o[kM];
+    output_1d(s[r], o);
+    for (int c = 0; c < cols; ++c) store_first(yt + (r * OW + c) * K + k0, o[c] + b, nk);
+  }
 }
 
 // Scratch of one call, leased from the scratch cache (see conv_winograd.cpp's Workspace).
@@ -351,6 +423,64 @@ struct GradWorkspace {
 };
 
 // y = conv(x, w) + bias, all transforms; x, y channels-last.
+// Few tiles (small planes: resnet50.l4's 7x7 maps hold 4 tiles an image, 32 in a batch of 8).
+// Each transformed weight serves only those few tiles, and writing all of U out to memory and
+// reading it back would cost more than the multiplications saved (36 KC floats per filter: 38 MB
+// on a 512-channel layer). So V^T of all the tiles is made once, shared by the items, and each
+// item, one panel of NR output channels, transforms its weights one reduction chunk at a time into
+// a buffer the GEMMs read from cache, then runs the output transform of its channels.
+void forward_few_tiles(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  const MicroKernel<float>& mk = micro_kernel<float>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 N = g.N, C = g.C, K = g.K, IH = g.in[1], IW = g.in[2], OH = g.out[1], OW = g.out[2];
+  const i64 pt = g.pad_before[1], pl = g.pad_before[2];
+  const i64 TH = ceil_div(OH, kM), TW = ceil_div(OW, kM), T = N * TH * TW;
+  const i64 rows = ceil_div(T, MR), kpanels = ceil_div(K, NR), KC = kReductionChunk;
+  const i64 ldv = ceil_div(C, kCL) * kCL;
+  const i64 v_as = odd_lines(rows * MR * ldv), u_as = odd_lines(KC * NR), m_as = odd_lines(rows * MR * NR);
+  const int slots = scratch_slots(kpanels);
+  Workspace ws;
+  float* const V = ws.v.reserve(checked_mul(kA2, v_as, "winograd scratch"));
+  float* const ubuf = ws.u.reserve(checked_mul(slots * kA2, u_as, "winograd scratch"));
+  float* const mbuf = ws.m.reserve(checked_mul(slots * kA2, m_as, "winograd scratch"));
+  const i64 in_image = IH * IW * C, out_image = OH * OW * K, cvecs = ldv / kCL;
+
+  // V^T[alpha][tile][c] of every tile; rows past the last tile zero.
+  parallel_for(T * cvecs, [&](i64 item, int) {
+    const i64 j = item / cvecs, c0 = item % cvecs * kCL;
+    const TileAt at = tile_at(j, TH, TW, in_image);
+    input_tile(x + at.image, IH, IW, C, at.h0 - pt, at.w0 - pl, c0, static_cast<int>(std::min<i64>(kCL, C - c0)),
+               V + j * ldv + c0, v_as);
+  });
+  for (int a = 0; a < kA2; ++a) std::fill(V + a * v_as + T * ldv, V + a * v_as + rows * MR * ldv, 0.f);
+
+  parallel_for(kpanels, [&](i64 kp, int th_id) {
+    float* const U = ubuf + th_id * kA2 * u_as;
+    float* const M = mbuf + th_id * kA2 * m_as;
+    alignas(64) float taps[kMaxNR / kCL][9][kCL] = {};
+    for (i64 c0 = 0; c0 < C; c0 += KC) {
+      const i64 kc = std::min(KC, C - c0);
+      for (i64 v = 0; v < NR / kCL; ++v) {
+        const i64 k0 = kp * NR + v * kCL, nk = std::max<i64>(0, std::min<i64>(kCL, K - k0));
+        for (i64 c = 0; c < kc; ++c) weight_vectors(w, C, k0, nk, c0 + c, taps[v], U + c * NR + v * kCL, u_as);
+      }
+      for (int a = 0; a < kA2; ++a)
+        for (i64 rb = 0; rb < rows; ++rb)
+          mk.run_transposed_a(kc, V + a * v_as + rb * MR * ldv + c0, ldv, kc, kc, U + a * u_as, NR,
+                              M + a * m_as + rb * MR * NR, NR, c0 > 0);
+    }
+    const i64 kend = std::min(K, (kp + 1) * NR);
+    for (i64 j = 0; j < T; ++j) {
+      const TileAt at = tile_at(j, TH, TW, out_image);
+      float* const yt = y + at.image + (at.h0 * OW + at.w0) * K;
+      for (i64 k0 = kp * NR; k0 < kend; k0 += kCL)
+        output_tile(M + j * NR + (k0 - kp * NR), m_as, bias, k0, static_cast<int>(std::min<i64>(kCL, kend - k0)), yt,
+                    OW, K, static_cast<int>(std::min<i64>(kM, OH - at.h0)),
+                    static_cast<int>(std::min<i64>(kM, OW - at.w0)));
+    }
+  });
+}
+
 void forward_nhwc(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const MicroKernel<float>& mk = micro_kernel<float>();
   const i64 MR = mk.mr, NR = mk.nr;
@@ -358,6 +488,7 @@ void forward_nhwc(const ConvGeometry& g, const float* x, const float* w, const f
   const i64 pt = g.pad_before[1], pl = g.pad_before[2];
   const i64 TH = ceil_div(OH, kM), TW = ceil_div(OW, kM);
   const i64 T = checked_mul(N, TH * TW, "winograd tiles");
+  if (T < kMinTiles) return forward_few_tiles(g, x, w, bias, y);
   const i64 kpanels = ceil_div(K, NR);
 
   // 1. Transformed weights U^T = (G w G^T)^T as the micro-kernel's B panels, [alpha][k panel][c][NR]
@@ -369,22 +500,7 @@ void forward_nhwc(const ConvGeometry& g, const float* x, const float* w, const f
   parallel_for(kvecs, [&](i64 kv, int) {
     const i64 k0 = kv * kCL, kp = k0 / NR, lane0 = k0 % NR, nk = std::max<i64>(0, std::min<i64>(kCL, K - k0));
     alignas(64) float taps[9][kCL] = {};
-    for (i64 c = 0; c < C; ++c) {
-      for (i64 i = 0; i < nk; ++i) {
-        const float* src = w + ((k0 + i) * C + c) * 9;
-        for (int tap = 0; tap < 9; ++tap) taps[tap][i] = src[tap];
-      }
-      vc cols[kA][3], u[kA][kA];
-      for (int col = 0; col < 3; ++col) {
-        const vc gcol[3] = {load(taps[col]), load(taps[3 + col]), load(taps[6 + col])};
-        vc o[kA];
-        weight_1d(gcol, o);
-        for (int a = 0; a < kA; ++a) cols[a][col] = o[a];
-      }
-      for (int a = 0; a < kA; ++a) weight_1d(cols[a], u[a]);
-      for (int a = 0; a < kA; ++a)
-        for (int b = 0; b < kA; ++b) store(U + (a * kA + b) * u_as + (kp * C + c) * NR + lane0, u[a][b]);
-    }
+    for (i64 c = 0; c < C; ++c) weight_vectors(w, C, k0, nk, c, taps, U + (kp * C + c) * NR + lane0, u_as);
   });
 
   // Work items: blocks of NB tiles (whole MR blocks) x groups of output-channel panels.
@@ -445,23 +561,9 @@ void forward_nhwc(const ConvGeometry& g, const float* x, const float* w, const f
         const int rows = static_cast<int>(std::min<i64>(kM, OH - at.h0)),
                   cols = static_cast<int>(std::min<i64>(kM, OW - at.w0));
         float* const yt = y + at.image + (at.h0 * OW + at.w0) * K;
-        for (i64 k0 = kbase; k0 < kend; k0 += kCL) {
-          const int nk = static_cast<int>(std::min<i64>(kCL, kend - k0));
-          const float* m = M + j * KI + (k0 - kbase);
-          const vc b = bias ? load_first(bias + k0, nk) : vc{};
-          vc s[kM][kA];
-          for (int col = 0; col < kA; ++col) {  // vertical, column col
-            vc in[kA], o[kM];
-            for (int a = 0; a < kA; ++a) in[a] = load(m + (a * kA + col) * m_as);
-            output_1d(in, o);
-            for (int r = 0; r < kM; ++r) s[r][col] = o[r];
-          }
-          for (int r = 0; r < rows; ++r) {
-            vc o[kM];
-            output_1d(s[r], o);
-            for (int c = 0; c < cols; ++c) store_first(yt + (r * OW + c) * K + k0, o[c] + b, nk);
-          }
-        }
+        for (i64 k0 = kbase; k0 < kend; k0 += kCL)
+          output_tile(M + j * KI + (k0 - kbase), m_as, bias, k0, static_cast<int>(std::min<i64>(kCL, kend - k0)), yt,
+                      OW, K, rows, cols);
       }
     }
   });
@@ -492,7 +594,7 @@ bool winograd_wins(const ConvGeometry& g, i64 min_tiles) {
 
 }  // namespace
 
-bool winograd_forward_wins(const ConvGeometry& g) { return winograd_wins(g, kMinTiles); }
+bool winograd_forward_wins(const ConvGeometry& g) { return winograd_wins(g, kMinForwardTiles); }
 
 bool winograd_backward_data_wins(const ConvGeometry& g) {
   ConvGeometry t;
@@ -562,26 +664,9 @@ bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, c
           input_tile(x + in_at.image, IH, IW, C, in_at.h0 - pt, in_at.w0 - pl, cv * kCL,
                      static_cast<int>(std::min<i64>(kCL, C - cv * kCL)), Vt + j * ldv + cv * kCL, vt_as);
         const TileAt out_at = tile_at(t0 + j, TH, TW, out_image);
-        const unsigned rin = inside_mask(out_at.h0, OH, kM), cin = inside_mask(out_at.w0, OW, kM);
-        const float* img = dy + out_at.image;
-        for (i64 kv = 0; kv < kvecs; ++kv) {
-          const i64 k0 = kv * kCL;
-          const int nk = static_cast<int>(std::min<i64>(kCL, K - k0));
-          vc t[kA][kM];
-          for (int s = 0; s < kM; ++s) {
-            vc col[kM], o[kA];
-            for (int r = 0; r < kM; ++r)
-              col[r] = (rin >> r & cin >> s & 1) ? load_first(img + ((out_at.h0 + r) * OW + out_at.w0 + s) * K + k0, nk)
-                                                 : vc{};
-            output_grad_1d(col, o);
-            for (int i = 0; i < kA; ++i) t[i][s] = o[i];
-          }
-          for (int i = 0; i < kA; ++i) {
-            vc o[kA];
-            output_grad_1d(t[i], o);
-            for (int jj = 0; jj < kA; ++jj) store(Mt + (i * kA + jj) * mt_as + j * ldm + k0, o[jj]);
-          }
-        }
+        for (i64 kv = 0; kv < kvecs; ++kv)
+          output_grad_tile(dy + out_at.image, OH, OW, K, out_at.h0, out_at.w0, kv * kCL,
+                           static_cast<int>(std::min<i64>(kCL, K - kv * kCL)), Mt + j * ldm + kv * kCL, mt_as);
       }
     });
 
