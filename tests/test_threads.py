@@ -206,12 +206,12 @@ def _gemm_bound(x, w, y, pad, threads):
 def _winograd_channels_last_bound(x, w, threads, pass_):
     s = 4
     k, c = w.shape[:2]
+    tiles = x.shape[0] * math.prod(-(-h // 4) for h in x.shape[2:])  # 3x3 padding 1: output size = input size
     if pass_ == "backward_weight":
-        summed = 36 * _round_up(k, 12) * _round_up(c, 32) * s
+        summed = 36 * _round_up(k, 12) * _round_up(c, 32) * s if tiles >= 96 else threads * 36 * 48 * 32 * s
         return summed + 36 * 256 * (_round_up(k, 48) + _round_up(c, 32)) * s + 64 * 1024
     if pass_ == "backward_data":  # the transposed layer's forward, plus the rotated weights
         k, c = c, k
-    tiles = x.shape[0] * math.prod(-(-h // 4) for h in x.shape[2:])  # 3x3 padding 1: output size = input size
     if tiles >= 96:
         bound = 36 * _round_up(k, 32) * c * s + threads * 36 * 36 * (_round_up(c, 16) + 192) * s
     else:  # weights transformed per panel as they go: the transformed input of every tile instead

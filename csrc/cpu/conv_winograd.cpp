@@ -42,7 +42,8 @@
 // whose tiles are few split the output channels between threads. With fewer than kMinTiles tiles
 // in the batch (small planes: resnet50.l4's 7x7) U is never written out: all tiles' V^T is made
 // once and each item, one panel of output channels, transforms its weights a reduction chunk at a
-// time (forward_few_tiles). Backward weight: tiles in fixed
+// time (forward_few_tiles); the backward weight, likewise, turns each block's 36 products into
+// weights as soon as they are summed. Backward weight: tiles in fixed
 // chunks of kWgradChunk; per chunk, the input and grad_output transforms in parallel over tiles,
 // then one item per alpha point adds the chunk's products to dU, chunk after chunk. Every buffer
 // indexed by alpha has a stride of an odd number of cache lines (36 streams 4 KiB apart would
@@ -56,8 +57,8 @@
 //
 // Dispatch (kernel_table.cpp): float32, 2-D 3x3, stride 1, dilation 1, groups 1, C and K >=
 // kMinChannels and at least kMinForwardTiles output tiles in the batch for the forward and
-// backward data (with fewer, the weight transform outweighs the saving), kWgradMinTiles for the
-// backward weight (whose summed products, 36 per weight, are written out). CONVKERN_WINOGRAD=0 forces the implicit GEMM,
+// backward data, kWgradMinTiles for the backward weight (with fewer, the weight transforms
+// outweigh the saving). CONVKERN_WINOGRAD=0 forces the implicit GEMM,
 // =1 Winograd wherever it applies (both read on every call; for tests and benchmarks). 3-D layers
 // with 3x3 spatial taps run through it over depth slices (conv_winograd_3d.cpp).
 //
@@ -90,7 +91,7 @@ constexpr int kA2 = kA * kA;  // alpha points: 36 GEMMs
 constexpr i64 kMinChannels = 16;
 constexpr i64 kMinTiles = 96;  // fewer: the forward transforms its weights as it goes
 constexpr i64 kMinForwardTiles = 8;
-constexpr i64 kWgradMinTiles = kMinTiles;
+constexpr i64 kWgradMinTiles = 16;
 
 #if defined(__AVX512F__)
 constexpr int kCL = 16;  // channels per vector
@@ -117,6 +118,9 @@ constexpr i64 kReductionChunk = 64;
 constexpr i64 kWgradChunk = 256;
 // Backward weight: tiles per transform item.
 constexpr i64 kWgradTileItem = 16;
+// Backward weight with few tiles: MR blocks of output channels per item (their 36 products stay
+// in L2 while G^T . G turns them into weights).
+constexpr i64 kWgradFewBlocks = 4;
 
 inline vc load(const float* p) { return *reinterpret_cast<const vc_u*>(p); }
 inline void store(float* p, vc v) { *reinterpret_cast<vc_u*>(p) = v; }
@@ -331,10 +335,11 @@ void rotated_weights(const ConvGeometry& g, const float* w, float* wt) {
 
 // dw[k][c] = G^T dU[alpha][k][c] G, where dU holds the 36 alpha points du_as floats apart, each
 // K rows of ldu floats (ldu a multiple of kCL, at least C), kCL input channels per vector.
-// dw[k][c0 .. c0 + kCL) of one output channel k (see weights_from_transformed).
-CONVKERN_TRANSFORM void weight_grad_vectors(const float* dU, i64 du_as, i64 ldu, i64 C, i64 k, i64 c0, float* dw) {
+// dw of one output channel for nc <= kCL input channels: du points at their dU values of the
+// first alpha point (36 of them, du_as floats apart), out at their first weight.
+CONVKERN_TRANSFORM void weight_grad_vectors(const float* du, i64 du_as, int nc, float* out) {
   vc u[kA][kA], h[kA][3], gg[3][3];
-  for (int a = 0; a < kA2; ++a) u[a / kA][a % kA] = load(dU + a * du_as + k * ldu + c0);
+  for (int a = 0; a < kA2; ++a) u[a / kA][a % kA] = load(du + a * du_as);
   for (int i = 0; i < kA; ++i) weight_grad_1d(u[i], h[i]);
   for (int s = 0; s < 3; ++s) {
     vc col[kA], o[3];
@@ -342,15 +347,15 @@ CONVKERN_TRANSFORM void weight_grad_vectors(const float* dU, i64 du_as, i64 ldu,
     weight_grad_1d(col, o);
     for (int r = 0; r < 3; ++r) gg[r][s] = o[r];
   }
-  const i64 nc = std::min<i64>(kCL, C - c0);
-  float* out = dw + (k * C + c0) * 9;
-  for (i64 l = 0; l < nc; ++l)
+  for (int l = 0; l < nc; ++l)
     for (int tap = 0; tap < 9; ++tap) out[l * 9 + tap] = gg[tap / 3][tap % 3][l];
 }
 
 void weights_from_transformed(const ConvGeometry& g, const float* dU, i64 du_as, i64 ldu, float* dw) {
   parallel_for(g.K, [&](i64 k, int) {
-    for (i64 c0 = 0; c0 < g.C; c0 += kCL) weight_grad_vectors(dU, du_as, ldu, g.C, k, c0, dw);
+    for (i64 c0 = 0; c0 < g.C; c0 += kCL)
+      weight_grad_vectors(dU + k * ldu + c0, du_as, static_cast<int>(std::min<i64>(kCL, g.C - c0)),
+                          dw + (k * g.C + c0) * 9);
   });
 }
 
@@ -643,7 +648,11 @@ bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, c
   GradWorkspace ws;
   float* const Mt = ws.mt.reserve(checked_mul(kA2, mt_as, "winograd scratch"));
   float* const Vt = ws.vt.reserve(checked_mul(kA2, vt_as, "winograd scratch"));
-  float* const dU = ws.du.reserve(checked_mul(kA2, du_as, "winograd scratch"));
+  // Fewer tiles than kMinTiles: one chunk, and the summed products of each block of weights go
+  // through G^T . G as soon as they are made (below) instead of out to memory and back (36 floats
+  // per weight: 38 MB on a 512-channel layer, for 32 tiles' products).
+  const bool few = T < kMinTiles;
+  float* const dU = few ? nullptr : ws.du.reserve(checked_mul(kA2, du_as, "winograd scratch"));
   const i64 kwritten = ceil_div(K, kCL) * kCL, cwritten = ceil_div(C, kCL) * kCL;
   parallel_for(kA2, [&](i64 a, int) {
     for (i64 t = 0; t < TC; ++t) {
@@ -669,6 +678,29 @@ bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, c
                            static_cast<int>(std::min<i64>(kCL, K - kv * kCL)), Mt + j * ldm + kv * kCL, mt_as);
       }
     });
+
+    if (few) {
+      // Items: kWgradFewBlocks blocks of MR output channels x one panel of NR input channels; the
+      // products of all 36 alpha points in a local block, then dw of its weights.
+      const i64 kgroups = ceil_div(mblocks, kWgradFewBlocks), la = odd_lines(kWgradFewBlocks * MR * NR);
+      float* const local = ws.du.reserve(checked_mul(scratch_slots(kgroups * cpanels) * kA2, la, "winograd scratch"));
+      parallel_for(kgroups * cpanels, [&](i64 item, int th_id) {
+        const i64 cp = item % cpanels, mb0 = item / cpanels * kWgradFewBlocks;
+        const i64 mbn = std::min(kWgradFewBlocks, mblocks - mb0);
+        float* const L = local + th_id * kA2 * la;
+        for (int a = 0; a < kA2; ++a)
+          for (i64 mb = 0; mb < mbn; ++mb)
+            mk.run_strided(count, Mt + a * mt_as + (mb0 + mb) * MR, ldm, Vt + a * vt_as + cp * NR, ldv,
+                           L + a * la + mb * MR * NR, NR, false);
+        for (i64 kk = 0; kk < mbn * MR && mb0 * MR + kk < K; ++kk)
+          for (i64 c0 = 0; c0 < NR && cp * NR + c0 < C; c0 += kCL) {
+            const i64 k = mb0 * MR + kk, c = cp * NR + c0;
+            weight_grad_vectors(L + kk * NR + c0, la, static_cast<int>(std::min<i64>(kCL, C - c)),
+                                dw + (k * C + c) * 9);
+          }
+      });
+      return true;
+    }
 
     // 2. dU[alpha] (+)= M^T[alpha]^T . V^T[alpha] over the chunk's tiles, one item per alpha point.
     parallel_for(kA2, [&](i64 a, int) {
