@@ -144,7 +144,6 @@ void transpose_layout(const T* src, T* dst, i64 N, i64 P, i64 C) {
 // multiply-adds per activation would not pay for the transposes. So does a strided forward, which
 // the channels-first forward serves no better (resnet50.l2.3x3s2: 7.1 ms here, 11.4 through it).
 constexpr i64 kChannelsFirstMaxChannels = 8;
-constexpr i64 kKernelRowsMinOutputs = 32;
 constexpr i64 kKernelRowsDepth = 256;
 
 bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward) {
@@ -162,11 +161,13 @@ bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward) {
 // whole tiles of MR positions, so that no read needs a bounds check. It replaces the transposes
 // around the channels-first pass for layers with few input channels (resnet50.conv1 NHWC, 2
 // threads: 12.4 -> 9.3 ms under AVX-512, 16.8 -> 9.5 under AVX2; the 26 MB output transpose had
-// made NHWC 1.5x the NCHW time). Layers with fewer than 32 output channels (LeNet's) would leave
-// most of an n-panel idle and keep that route; strided layers with many channels keep the
+// made NHWC 1.5x the NCHW time). Layers with fewer output channels than the micro-kernel's panel
+// width NR (float's: 32 under AVX-512, 16 under AVX2) would leave part of every n-panel idle and
+// keep that route (lenet5.conv2 NHWC, 16 outputs: 0.19 ms through the transposes, 0.23 here under
+// AVX-512; under AVX2, a full panel, 0.36 -> 0.22); strided layers with many channels keep the
 // general kernel (resnet50.l2.3x3s2 NHWC measured 6.1 ms there, 7.6 here).
 bool forward_by_kernel_rows(const ConvGeometry& g) {
-  return g.groups == 1 && g.dilation[2] == 1 && g.K >= kKernelRowsMinOutputs && g.C <= kChannelsFirstMaxChannels;
+  return g.groups == 1 && g.dilation[2] == 1 && g.K >= micro_kernel<float>().nr && g.C <= kChannelsFirstMaxChannels;
 }
 
 namespace {

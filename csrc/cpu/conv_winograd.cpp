@@ -62,10 +62,11 @@
 // =1 Winograd wherever it applies (both read on every call; for tests and benchmarks). 3-D layers
 // with 3x3 spatial taps run through it over depth slices (conv_winograd_3d.cpp).
 //
-// Current: v5 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on the
-// 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 12 calls, N = 8, channels-last: resnet50.l1.3x3
-// forward 1.98 ms, backward data 2.04, backward weight 4.24 (channels-first: 2.50 / 2.46 / 3.30,
-// with the copies); vgg16.conv3_2 channels-first 33.3 / 33.7 / 33.6 ms.
+// Current: v7 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on the
+// 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 12 calls, N = 8, forward / backward data /
+// backward weight: resnet50.l1.3x3 channels-last 1.98 / 2.04 / 4.24 ms (channels-first, with the
+// copies: 2.50 / 2.46 / 3.30); vgg16.conv3_2 channels-first 33.3 / 33.7 / 33.6; resnet50.l4.3x3
+// (32 tiles) channels-last 2.32 / 3.18 / 4.36.
 #include "conv_winograd.h"
 
 #include <immintrin.h>
@@ -89,7 +90,10 @@ constexpr int kA = kM + 2;  // input tile / transform size: 6 x 6
 constexpr int kA2 = kA * kA;  // alpha points: 36 GEMMs
 // Dispatch thresholds (see winograd_wins).
 constexpr i64 kMinChannels = 16;
-constexpr i64 kMinTiles = 96;  // fewer: the forward transforms its weights as it goes
+// Fewer tiles than kMinTiles: no pass writes all 36 transformed values of every weight out (the
+// forward transforms its weights per panel as it goes, the backward weight turns its products into
+// weights block by block).
+constexpr i64 kMinTiles = 96;
 constexpr i64 kMinForwardTiles = 8;
 constexpr i64 kWgradMinTiles = 16;
 
@@ -112,7 +116,7 @@ constexpr i64 kTileTarget = 32;
 // Output channels per GEMM + output-transform pass (the M^T block of an item stays in L2).
 constexpr i64 kChannelChunk = 192;
 // Reduction chunk of the forward GEMMs, in channels: also bounds the float32 error of the sums
-// (the same as channels-first, so that both layouts give the same error).
+// (see Numerics).
 constexpr i64 kReductionChunk = 64;
 // Backward weight: tiles per chunk (the GEMMs' reduction depth per call).
 constexpr i64 kWgradChunk = 256;
