@@ -240,26 +240,32 @@ inline TileAt tile_at(i64 t, i64 TH, i64 TW, i64 image_size) {
   return {n * image_size, (r / TW) * kM, (r % TW) * kM};
 }
 
-// V = B^T d B of one tile for channels [c0, c0 + nc) of a channels-last image (rows of W cells of
-// `ld` floats, `rows` x `cols` of them), the tile's 6x6 window starting at (h0, w0); cells outside
-// the image read as zero. out[alpha] receives the 36 vectors, `as` floats apart.
-CONVKERN_TRANSFORM void input_tile(const float* img, i64 rows, i64 cols, i64 ld, i64 h0, i64 w0, i64 c0, int nc,
-                                   float* out, i64 as) {
-  const unsigned rin = inside_mask(h0, rows, kA), cin = inside_mask(w0, cols, kA);
-  vc t[kA][kA];
-  for (int s = 0; s < kA; ++s) {  // vertical: column s
-    vc col[kA], o[kA];
-    for (int r = 0; r < kA; ++r)
+// The 2-D transform of one window of a channels-last image (`rows` x `cols` cells of `ld` floats):
+// its kIn x kIn cells from (h0, w0), those outside the image read as zero, for channels
+// [c0, c0 + nc); Transform1d (6 values out) applied down the columns, then along the rows. The 36
+// vectors go to out, `as` floats apart. Input tiles: kIn = 6, B^T (V = B^T d B); grad_output
+// tiles: kIn = 4, A (M = A dY A^T).
+template <int kIn, void (*Transform1d)(const vc*, vc*)>
+CONVKERN_TRANSFORM void transform_window(const float* img, i64 rows, i64 cols, i64 ld, i64 h0, i64 w0, i64 c0, int nc,
+                                         float* out, i64 as) {
+  const unsigned rin = inside_mask(h0, rows, kIn), cin = inside_mask(w0, cols, kIn);
+  vc t[kA][kIn];
+  for (int s = 0; s < kIn; ++s) {  // vertical: column s
+    vc col[kIn], o[kA];
+    for (int r = 0; r < kIn; ++r)
       col[r] = (rin >> r & cin >> s & 1) ? load_first(img + ((h0 + r) * cols + w0 + s) * ld + c0, nc) : vc{};
-    input_1d(col, o);
+    Transform1d(col, o);
     for (int i = 0; i < kA; ++i) t[i][s] = o[i];
   }
   for (int i = 0; i < kA; ++i) {
     vc o[kA];
-    input_1d(t[i], o);
+    Transform1d(t[i], o);
     for (int j = 0; j < kA; ++j) store(out + (i * kA + j) * as, o[j]);
   }
 }
+
+constexpr auto input_tile = transform_window<kA, input_1d<vc>>;
+constexpr auto output_grad_tile = transform_window<kM, output_grad_1d<vc>>;
 
 // ---- non-finite and large values
 //
@@ -361,26 +367,6 @@ void weights_from_transformed(const ConvGeometry& g, const float* dU, i64 du_as,
       weight_grad_vectors(dU + k * ldu + c0, du_as, static_cast<int>(std::min<i64>(kCL, g.C - c0)),
                           dw + (k * g.C + c0) * 9);
   });
-}
-
-// M = A dY A^T of one grad_output tile (its 4x4 window at (h0, w0), cells outside the image
-// zero) for channels [k0, k0 + nk): 36 vectors, `as` floats apart, from out.
-CONVKERN_TRANSFORM void output_grad_tile(const float* img, i64 rows, i64 cols, i64 ld, i64 h0, i64 w0, i64 k0, int nk,
-                                         float* out, i64 as) {
-  const unsigned rin = inside_mask(h0, rows, kM), cin = inside_mask(w0, cols, kM);
-  vc t[kA][kM];
-  for (int s = 0; s < kM; ++s) {
-    vc col[kM], o[kA];
-    for (int r = 0; r < kM; ++r)
-      col[r] = (rin >> r & cin >> s & 1) ? load_first(img + ((h0 + r) * cols + w0 + s) * ld + k0, nk) : vc{};
-    output_grad_1d(col, o);
-    for (int i = 0; i < kA; ++i) t[i][s] = o[i];
-  }
-  for (int i = 0; i < kA; ++i) {
-    vc o[kA];
-    output_grad_1d(t[i], o);
-    for (int j = 0; j < kA; ++j) store(out + (i * kA + j) * as, o[j]);
-  }
 }
 
 // U^T = (G w G^T)^T for output channels [k0, k0 + nk) (nk <= kCL) and input channel c: 36 vectors,
