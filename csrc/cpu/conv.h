@@ -56,18 +56,38 @@ void activations_to_channels_first(const T* src, T* dst, i64 N, i64 P, i64 C);
 template <class T>
 void activations_to_channels_last(const T* src, T* dst, i64 N, i64 P, i64 C);
 
-// Channels-last activations for a kernel that has only a channels-last form: a copy of
-// channels-first ones, or room for a result to copy back; leased from the scratch cache.
-template <class T>
-struct ChannelsLastCopy {
-  CachedBuffer<T> lease;
+// A pass's activations in the other layout, for kernels that exist in one layout only: a copy of
+// an input, or room for an output that copy_out moves back. Leased from the scratch cache (a first
+// layer's are tens of MiB, whose fresh pages would cost as much as the transposes). An activation
+// with one channel is the same memory in both layouts and is used as it is.
+template <class T, bool kToChannelsLast>
+struct LayoutCopy {
+  CachedBuffer<T> storage;
   T* data;
-  ChannelsLastCopy(i64 n, i64 positions, i64 c)
-      : data(lease.reserve(checked_mul(n * c, positions, "channels-last copy"))) {}
-  ChannelsLastCopy(const T* channels_first, i64 n, i64 positions, i64 c) : ChannelsLastCopy(n, positions, c) {
-    activations_to_channels_last(channels_first, data, n, positions, c);
+  i64 N, P, C;
+  // Room for a pass's output; `original` receives it in copy_out.
+  LayoutCopy(T* original, i64 n, i64 p, i64 c)
+      : data(c == 1 ? original : storage.reserve(checked_mul(n * c, p, "activation copy"))), N(n), P(p), C(c) {}
+  // A copy of the input `original`.
+  LayoutCopy(const T* original, i64 n, i64 p, i64 c) : LayoutCopy(const_cast<T*>(original), n, p, c) {
+    if (c == 1) return;
+    if constexpr (kToChannelsLast)
+      activations_to_channels_last(original, data, N, P, C);
+    else
+      activations_to_channels_first(original, data, N, P, C);
+  }
+  void copy_out(T* original) const {
+    if (data == original) return;
+    if constexpr (kToChannelsLast)
+      activations_to_channels_first(data, original, N, P, C);
+    else
+      activations_to_channels_last(data, original, N, P, C);
   }
 };
+template <class T>
+using ChannelsFirstCopy = LayoutCopy<T, false>;
+template <class T>
+using ChannelsLastCopy = LayoutCopy<T, true>;
 
 // Whether the fast kernels' padded copies and scratch stay proportional to the tensors and the
 // work: every padded extent they allocate is bounded by the input plus what the windows reach.

@@ -709,19 +709,19 @@ bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, c
 // implicit GEMM on the original arrays when the values rule the transforms out.
 void winograd_forward_nchw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   if (g.N == 0) return;
-  const ChannelsLastCopy<float> xl(x, g.N, g.in_plane(), g.C), yl(g.N, g.out_plane(), g.K);
+  const ChannelsLastCopy<float> xl(x, g.N, g.in_plane(), g.C), yl(y, g.N, g.out_plane(), g.K);
   if (!winograd_forward_nhwc_f32(g, xl.data, w, bias, yl.data)) return conv_forward_channels_first(g, x, w, bias, y);
-  activations_to_channels_first(yl.data, y, g.N, g.out_plane(), g.K);
+  yl.copy_out(y);
 }
 
 void winograd_backward_data_nchw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.N == 0) return;
-  const ChannelsLastCopy<float> dyl(dy, g.N, g.out_plane(), g.K), dxl(g.N, g.in_plane(), g.C);
+  const ChannelsLastCopy<float> dyl(dy, g.N, g.out_plane(), g.K), dxl(dx, g.N, g.in_plane(), g.C);
   // Not the transposed forward on the implicit GEMM: its zero-padded dy would multiply non-finite
   // weights (0 * Inf) in products the gradient does not have; col2im has exactly the gradient's.
   if (!winograd_backward_data_nhwc_f32(g, dyl.data, w, dxl.data))
     return conv_backward_data_channels_first(g, dy, w, dx);
-  activations_to_channels_first(dxl.data, dx, g.N, g.in_plane(), g.C);
+  dxl.copy_out(dx);
 }
 
 void winograd_backward_weight_nchw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw) {

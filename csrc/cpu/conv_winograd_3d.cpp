@@ -101,17 +101,17 @@ bool winograd_3d_backward_weight_wins(const ConvGeometry& g) {
 // Channels-first (NCDHW) activations: channels-last copies and the passes below; the implicit
 // GEMM on the original arrays when the values rule the transforms out.
 void winograd_3d_forward_ncdhw_f32(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
-  const ChannelsLastCopy<float> xl(x, g.N, volume(g.in), g.C), yl(g.N, volume(g.out), g.K);
+  const ChannelsLastCopy<float> xl(x, g.N, volume(g.in), g.C), yl(y, g.N, volume(g.out), g.K);
   if (!winograd_3d_forward_ndhwc_f32(g, xl.data, w, bias, yl.data))
     return conv_forward_channels_first(g, x, w, bias, y);
-  activations_to_channels_first(yl.data, y, g.N, volume(g.out), g.K);
+  yl.copy_out(y);
 }
 
 void winograd_3d_backward_data_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  const ChannelsLastCopy<float> dyl(dy, g.N, volume(g.out), g.K), dxl(g.N, volume(g.in), g.C);
+  const ChannelsLastCopy<float> dyl(dy, g.N, volume(g.out), g.K), dxl(dx, g.N, volume(g.in), g.C);
   if (!winograd_3d_backward_data_ndhwc_f32(g, dyl.data, w, dxl.data))
     return conv_backward_data_channels_first(g, dy, w, dx);
-  activations_to_channels_first(dxl.data, dx, g.N, volume(g.in), g.C);
+  dxl.copy_out(dx);
 }
 
 void winograd_3d_backward_weight_ncdhw_f32(const ConvGeometry& g, const float* dy, const float* x, float* dw) {

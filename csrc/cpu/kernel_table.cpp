@@ -14,26 +14,7 @@ namespace convkern::cpu {
 namespace {
 
 // Channels-last layers that run through the channels-first passes (channels_last_runs_channels_first)
-// get channels-first copies of their activations, leased from the scratch cache (a first layer's
-// are tens of MiB, whose fresh pages would cost as much as the transposes). An activation with one
-// channel is the same memory in both layouts and is used as it is.
-template <class T>
-struct ChannelsFirst {
-  CachedBuffer<T> storage;
-  T* data;
-  i64 N, P, C;
-  // Room for a pass's output; `channels_last` receives it in copy_out.
-  ChannelsFirst(T* channels_last, i64 n, i64 p, i64 c)
-      : data(c == 1 ? channels_last : storage.reserve(n * p * c)), N(n), P(p), C(c) {}
-  // A copy of the input `channels_last`.
-  ChannelsFirst(const T* channels_last, i64 n, i64 p, i64 c) : ChannelsFirst(const_cast<T*>(channels_last), n, p, c) {
-    if (c != 1) activations_to_channels_first(channels_last, data, N, P, C);
-  }
-  void copy_out(T* channels_last) const {
-    if (data != channels_last) activations_to_channels_last(data, channels_last, N, P, C);
-  }
-};
-
+// get channels-first copies of their activations (ChannelsFirstCopy, conv.h).
 inline bool through_channels_first(const ConvGeometry& g, bool last, bool forward) {
   return last && g.N > 0 && conv_reach_is_compact(g) && channels_last_runs_channels_first(g, forward);
 }
@@ -52,7 +33,7 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
     if (last && winograd_3d_forward_wins(g) && winograd_3d_forward_ndhwc_f32(g, x, w, b, y)) return;
   }
   if (through_channels_first(g, last, true)) {
-    const ChannelsFirst<T> xf(x, g.N, g.in_plane(), g.C), yf(y, g.N, g.out_plane(), g.K);
+    const ChannelsFirstCopy<T> xf(x, g.N, g.in_plane(), g.C), yf(y, g.N, g.out_plane(), g.K);
     conv_forward<T>(g, false, xf.data, w, b, yf.data);
     return yf.copy_out(y);
   }
@@ -80,7 +61,7 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
     if (last && winograd_3d_backward_data_wins(g) && winograd_3d_backward_data_ndhwc_f32(g, dy, w, dx)) return;
   }
   if (through_channels_first(g, last, false)) {
-    const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), dxf(dx, g.N, g.in_plane(), g.C);
+    const ChannelsFirstCopy<T> dyf(dy, g.N, g.out_plane(), g.K), dxf(dx, g.N, g.in_plane(), g.C);
     conv_backward_data<T>(g, false, dyf.data, w, dxf.data);
     return dxf.copy_out(dx);
   }
@@ -108,7 +89,7 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     if (last && winograd_3d_backward_weight_wins(g) && winograd_3d_backward_weight_ndhwc_f32(g, dy, x, dw)) return;
   }
   if (through_channels_first(g, last, false)) {
-    const ChannelsFirst<T> dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
+    const ChannelsFirstCopy<T> dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
     return conv_backward_weight<T>(g, false, dyf.data, xf.data, dw);
   }
   if constexpr (std::is_same_v<T, float>) {
