@@ -479,12 +479,18 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
         (1, 5, 33, (5,), 2, 1, 2, (41,)),
         (1, 8, 32, (40,), 1, 1, 3, (90,)),  # kernel rows longer than one call's depth
         (3, 2, 36, (3, 3, 3), (2, 1, 2), 1, 1, (5, 6, 27)),
+        (2, 64, 64, (3, 3), 2, 1, 1, (5, 28)),  # many channels, strided, 14 outputs a row (AVX-512)
+        (2, 20, 40, (3, 5), 1, 1, (1, 2), (4, 56)),  # many channels, unit stride, whole tiles
+        (2, 16, 70, (5, 5), 1, (2, 1), (1, 2), (7, 33)),  # a padded row's last tile, an edge n-panel
+        (1, 16, 32, (9,), 1, 1, 4, (300,)),
+        (3, 12, 32, (2, 3, 3), 1, 1, (0, 1, 1), (3, 4, 24)),
     ],
 )
 def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng):
     """Channels-last forward passes that read each kernel row's kW x C input values in place (one
-    group, undilated columns, 32+ output channels, up to 8 input channels): rows ending inside
-    and past whole tiles of positions, output channels past a whole n-panel."""
+    group, undilated columns, a panel of output channels; few input channels, or unit stride, or
+    rows of whole tiles): rows ending inside and past whole tiles of positions, output channels
+    past a whole n-panel."""
     case = dict(
         batch=2,
         cin=cin,

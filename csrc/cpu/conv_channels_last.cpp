@@ -9,7 +9,7 @@
 // Every gather and scatter therefore moves runs of contiguous channels; these kernels transpose no
 // activation. Pointwise layers need no gather at all: the micro-kernel reads their activations'
 // rows in place (strided entries, microkernel.h). They serve pointwise layers, strided forwards,
-// and first layers' forwards by kernel rows (forward_by_kernel_rows, below). Float32 3x3 stride-1
+// and forwards by kernel rows (first layers, unit-stride layers; forward_by_kernel_rows, below). Float32 3x3 stride-1
 // layers run the (channels-last) Winograd kernel of conv_winograd.cpp; the dispatcher
 // (kernel_table.cpp) runs every other channels-last layer through the channels-first passes on
 // transposed copies (channels_last_runs_channels_first, below, says which and why).
@@ -158,16 +158,30 @@ bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward) {
 // stride x C values further: the positions' runs are the rows of A, read in place
 // (run_transposed_a, lda = stride * C), and the kernel row's weights [kW*C][K] a packed B. One
 // GEMM per kernel row, accumulated in y. The input is copied once, zero-padded and widened to
-// whole tiles of MR positions, so that no read needs a bounds check. It replaces the transposes
-// around the channels-first pass for layers with few input channels (resnet50.conv1 NHWC, 2
-// threads: 12.4 -> 9.3 ms under AVX-512, 16.8 -> 9.5 under AVX2; the 26 MB output transpose had
-// made NHWC 1.5x the NCHW time). Layers with fewer output channels than the micro-kernel's panel
-// width NR (float's: 32 under AVX-512, 16 under AVX2) would leave part of every n-panel idle and
-// keep that route (lenet5.conv2 NHWC, 16 outputs: 0.19 ms through the transposes, 0.23 here under
-// AVX-512; under AVX2, a full panel, 0.36 -> 0.22); strided layers with many channels keep the
-// general kernel (resnet50.l2.3x3s2 NHWC measured 6.1 ms there, 7.6 here).
+// whole tiles of MR positions, so that no read needs a bounds check. Tiles run along one output
+// row, so a row of OW positions computes ceil(OW / MR) * MR: micro_kernel_for_width picks the
+// 12- or (AVX-512) 14-row kernel that pads it least.
+// - Few input channels (a network's first layers): it replaces the transposes around the
+//   channels-first pass (resnet50.conv1 NHWC, 2 threads: 12.4 -> 9.3 ms under AVX-512, 16.8 -> 9.5
+//   under AVX2; the 26 MB output transpose had made NHWC 1.5x the NCHW time).
+// - Unit stride, any channel count, rows padded by at most an eighth: it replaces the same
+//   transposes (audio.conv1d NWC forward 35.1 -> 24.7 ms under AVX-512, 54.0 -> 39.9 under AVX2;
+//   5x5 on 64 channels at 28 x 28: 1.37x and 1.14x; 3x3 in double at 56 x 56: 1.52x and 1.22x).
+// - Strided, many channels: only where the tiles fit the rows exactly. It reads the input in place
+//   where the general kernel packs it, but every padded row position is a full micro-kernel row of
+//   work: resnet50.l2.3x3s2 (28 outputs a row) 1.13x the general kernel under AVX-512 with 14-row
+//   tiles, 0.83x with 12-row ones (36 computed per 28); under AVX2 (6-row tiles, 30 per 28) 0.94x.
+// Layers with fewer output channels than the micro-kernel's panel width NR (float's: 32 under
+// AVX-512, 16 under AVX2) would leave part of every n-panel idle and keep their route (lenet5.conv2
+// NHWC, 16 outputs: 0.19 ms through the transposes, 0.23 here under AVX-512; under AVX2, a full
+// panel, 0.36 -> 0.22). The choice is made on float's kernels, for both precisions.
 bool forward_by_kernel_rows(const ConvGeometry& g) {
-  return g.groups == 1 && g.dilation[2] == 1 && g.K >= micro_kernel<float>().nr && g.C <= kChannelsFirstMaxChannels;
+  const MicroKernel<float>& mk = micro_kernel_for_width<float>(g.out[2]);
+  if (g.groups != 1 || g.dilation[2] != 1 || g.K < mk.nr) return false;
+  if (g.C <= kChannelsFirstMaxChannels) return true;
+  const i64 padded = ceil_div(g.out[2], i64{mk.mr}) * mk.mr;
+  const bool unit_stride = g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1;
+  return unit_stride ? padded * 8 <= g.out[2] * 9 : padded == g.out[2];
 }
 
 namespace {
@@ -178,7 +192,7 @@ namespace {
 // the same bits with any thread count.
 template <class T>
 void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-  const MicroKernel<T>& mk = micro_kernel<T>();
+  const MicroKernel<T>& mk = micro_kernel_for_width<T>(g.out[2]);
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2], sw = g.stride[2];
@@ -221,15 +235,16 @@ void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T*
   });
   const i64 rows_out = g.N * OD * OH;
   const int slots = scratch_slots(rows_out);
-  AlignedBuffer<T> row_buffers(slots * tiles * MR * NR);
+  const i64 buffered = K % NR == 0 ? tiles - full_tiles : tiles;  // most tiles per row not written into y
+  AlignedBuffer<T> row_buffers(slots * buffered * MR * NR);
   parallel_for(rows_out, [&](i64 row, int t) {
     const i64 n = row / (OD * OH), od = (row / OH) % OD, oh = row % OH;
     T* yrow = y + row * OW * K;
-    T* buf = row_buffers.data() + t * tiles * MR * NR;
+    T* buf = row_buffers.data() + t * buffered * MR * NR;
     for (i64 nb = 0; nb < nblocks; ++nb) {
       const i64 cols = std::min(NR, K - nb * NR);
       const i64 direct = cols == NR ? full_tiles : 0;  // tiles written straight into y
-      if (direct < tiles) std::fill(buf, buf + tiles * MR * NR, T(0));
+      std::fill(buf, buf + (tiles - direct) * MR * NR, T(0));
       bool first = true;
       const i64 run_step = g.dilation[1] * Wp * C;  // from one kernel row's input run to the next's
       for (i64 kd = 0; kd < kD; ++kd)
@@ -247,12 +262,16 @@ void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T*
                 mk.run_transposed_a(kc, A, sw * C, run, run_step, Brows + j0 * NR, NR, yrow + tile * MR * K + nb * NR,
                                     K, !first);
               else
-                mk.run_transposed_a(kc, A, sw * C, run, run_step, Brows + j0 * NR, NR, buf + tile * MR * NR, NR, 1);
+                mk.run_transposed_a(kc, A, sw * C, run, run_step, Brows + j0 * NR, NR, buf + (tile - direct) * MR * NR,
+                                    NR, 1);
             }
             first = false;
           }
         }
-      for (i64 ow = direct * MR; ow < OW; ++ow) std::copy(buf + ow * NR, buf + ow * NR + cols, yrow + ow * K + nb * NR);
+      for (i64 ow = direct * MR; ow < OW; ++ow) {
+        const T* b = buf + (ow - direct * MR) * NR;
+        std::copy(b, b + cols, yrow + ow * K + nb * NR);
+      }
     }
     if (bias)
       for (i64 ow = 0; ow < OW; ++ow)

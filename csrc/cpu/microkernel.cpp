@@ -103,6 +103,28 @@ const MicroKernel<T>& micro_kernel_for_rows(std::int64_t rows) {
 template const MicroKernel<float>& micro_kernel_for_rows<float>(std::int64_t);
 template const MicroKernel<double>& micro_kernel_for_rows<double>(std::int64_t);
 
+namespace {
+
+template <class T>
+MicroKernel<T> pick_fourteen_rows() {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx512_14rows();
+#endif
+  return micro_kernel<T>();
+}
+
+}  // namespace
+
+template <class T>
+const MicroKernel<T>& micro_kernel_for_width(std::int64_t width) {
+  static const MicroKernel<T> fourteen = pick_fourteen_rows<T>();
+  const MicroKernel<T>& wide = micro_kernel<T>();
+  const auto padded = [width](const MicroKernel<T>& k) { return (width + k.mr - 1) / k.mr * k.mr; };
+  return padded(fourteen) < padded(wide) ? fourteen : wide;
+}
+template const MicroKernel<float>& micro_kernel_for_width<float>(std::int64_t);
+template const MicroKernel<double>& micro_kernel_for_width<double>(std::int64_t);
+
 template <class T>
 DotKernel<T> pick_dot() {
 #if defined(__AVX512F__)

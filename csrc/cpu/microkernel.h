@@ -90,6 +90,12 @@ const MicroKernel<T>& micro_kernel();
 template <class T>
 const MicroKernel<T>& micro_kernel_for_rows(std::int64_t rows);
 
+// For GEMMs whose rows are tiled along one output row of `width` positions (the forward by kernel
+// rows): the kernel that pads the row least (a 14-row one where the ISA has it), ties to the
+// default.
+template <class T>
+const MicroKernel<T>& micro_kernel_for_width(std::int64_t width);
+
 // The inner-product form, for GEMMs whose operands are both contiguous along the reduction
 // (backward weight in channels-first: dW[k][r] = sum_p dY[k][p] * X_col[r][p]):
 //   C[i][j] (+)= sum_{p < kc} a[i][p] * b[j][p],   i < MR, j < NR, C row stride ldc.
@@ -108,6 +114,7 @@ const DotKernel<T>& dot_kernel();
 // Per-ISA kernels, defined only in the kernel set compiled for that ISA.
 MicroKernel<float> micro_kernel_f32_avx512();
 MicroKernel<float> micro_kernel_f32_avx512_8rows();
+MicroKernel<float> micro_kernel_f32_avx512_14rows();
 DotKernel<float> dot_kernel_f32_avx512();
 DotKernel<double> dot_kernel_f64_avx512();
 MicroKernel<double> micro_kernel_f64_avx512();

@@ -40,7 +40,10 @@ struct Zmm64 {
 };
 
 // MR x 2 vectors (MR x 32 floats, MR x 16 doubles): 12 rows for most GEMMs; 8 rows (float) for
-// convolutions with few output channels (16 of them would fill 24 rows of the 12-row kernel).
+// convolutions with few output channels (16 of them would fill 24 rows of the 12-row kernel);
+// 14 rows (float) for tiles along output rows of 14, 28, 56 or 112 positions, which 12-row tiles
+// would pad by up to a quarter (28 accumulators and the 2 B vectors fill 30 registers; the
+// broadcasts are folded into the FMAs' memory operands).
 // A is read as AOperand says, B's rows are ldb apart: the packed entry points pass the panel
 // widths, so their address steps are constants.
 template <class Z, int MR>
@@ -147,6 +150,9 @@ MicroKernel<float> micro_kernel_f32_avx512() {
 }
 MicroKernel<float> micro_kernel_f32_avx512_8rows() {
   return micro_kernel_entries<float, 8, 32, Gemm2vAvx512<Zmm32, 8>>("avx512");
+}
+MicroKernel<float> micro_kernel_f32_avx512_14rows() {
+  return micro_kernel_entries<float, 14, 32, Gemm2vAvx512<Zmm32, 14>>("avx512");
 }
 MicroKernel<double> micro_kernel_f64_avx512() {
   return micro_kernel_entries<double, kMR, 16, Gemm2vAvx512<Zmm64, kMR>>("avx512");
