@@ -70,6 +70,11 @@ def test_gradients_bitwise_deterministic_across_thread_counts(dtype):
     x_long = rng.standard_normal((2, 130, 7, 9)).astype(dtype)
     w_long = rng.standard_normal((40, 130, 3, 3)).astype(dtype)
     dy_long = rng.standard_normal((2, 40, 7, 9)).astype(dtype)
+    # Channels-last, rows of 28: the forward by kernel rows and the backward data by phases.
+    x_rows = rng.standard_normal((2, 6, 56, 32)).astype(dtype)
+    w_rows = rng.standard_normal((40, 32, 3, 3)).astype(dtype)
+    dy_rows = rng.standard_normal((2, 3, 28, 40)).astype(dtype)
+    rows_kw = dict(stride=2, padding=1, data_format="NHWC")
     saved = convkern.get_num_threads()
     try:
         results = []
@@ -78,7 +83,9 @@ def test_gradients_bitwise_deterministic_across_thread_counts(dtype):
             results.append(
                 convkern.conv2d_backward(dy, x, w, **kw)
                 + convkern.conv2d_backward(dy_long, x_long, w_long, padding=1)
+                + convkern.conv2d_backward(dy_rows, x_rows, w_rows, **rows_kw)
                 + (
+                    convkern.conv2d(x_rows, w_rows, **rows_kw),
                     convkern.conv2d(x, w, **kw),
                     convkern.max_pool2d_backward(x, x, 3, 1, 1),
                     convkern.avg_pool2d_backward(x[:, :, :11, :10], x, 3, 2, 1),

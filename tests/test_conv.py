@@ -508,6 +508,45 @@ def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, d
     check_forward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,cin,cout,kernel,stride,padding,size",
+    [
+        (2, 32, 24, (3, 3), 2, 1, (7, 56)),  # 28 cells a phase: whole tiles of 14 (AVX-512)
+        (2, 40, 20, (3, 3), 2, 1, (6, 66)),  # phases of 33: a last tile past the row; an edge panel
+        (2, 48, 16, (3, 3), (2, 3), (1, 0), (5, 72)),  # stride 3 along W: three phases
+        (2, 32, 8, (1, 1), 2, 0, (6, 56)),  # phases and rows no tap reaches
+        (2, 33, 16, (2, 2), 3, 1, (7, 72)),  # kernel smaller than the stride
+        (2, 64, 16, (5, 5), 1, 2, (5, 24)),  # unit stride: the transposed convolution itself
+        (1, 32, 16, (9,), 1, 4, (120,)),
+        (1, 32, 24, (4,), 2, 1, (48,)),
+        (3, 32, 8, (3, 3, 3), 2, 1, (5, 4, 56)),
+    ],
+)
+def test_channels_last_backward_data_by_phases(rank, cin, cout, kernel, stride, padding, size, dtype, rng, monkeypatch):
+    """Channels-last backward data by stride phases (one group, undilated, a panel of input
+    channels, phase rows of nearly whole tiles), every cell checked against the reference, in
+    grad_input allocated NaN-poisoned."""
+    from convkern import _backend
+
+    monkeypatch.setattr(_backend.HostBackend, "empty", lambda self, shape, dt: np.full(tuple(shape), np.nan, dt))
+    case = dict(
+        batch=2,
+        cin=cin,
+        cout=cout,
+        groups=1,
+        kernel=kernel,
+        stride=stride if isinstance(stride, tuple) else (stride,) * rank,
+        dilation=(1,) * rank,
+        padding=padding,
+        size=size,
+        layout="contiguous",
+        bias=False,
+        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank],
+    )
+    check_backward(rank, case, dtype, rng)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(

@@ -41,13 +41,17 @@ ConvGeometry pointwise_transpose(const ConvGeometry& g);
 template <class T>
 void transpose_pointwise_weights(const ConvGeometry& g, const T* w, T* wt);
 
-// Whether a channels-last layer runs through the channels-first kernels (the dispatcher transposes
-// its activations) rather than the channels-last ones above, which then serve only the others.
-bool channels_last_runs_channels_first(const ConvGeometry& g, bool forward);
+enum class ConvPass { kForward, kBackwardData, kBackwardWeight };
+
+// Whether a channels-last layer's pass runs through the channels-first kernels (the dispatcher
+// transposes its activations) rather than the channels-last ones above, which then serve only the
+// others.
+bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass);
 // Whether the channels-last forward pass runs by kernel rows (conv_channels_last.cpp), reading the
-// input's runs of kW x C values in place: one group, undilated columns, 32 or more output
-// channels and at most 8 input channels (a network's first layer).
+// input's runs of kW x C values in place, and whether the backward data pass runs by stride
+// phases, reading grad_output's the same way: the conditions are stated there.
 bool forward_by_kernel_rows(const ConvGeometry& g);
+bool backward_data_by_kernel_rows(const ConvGeometry& g);
 
 // Activations between the layouts, N images of P positions and C channels:
 // dst[n][c][p] = src[n][p][c] (to channels-first) or the reverse (to channels-last).

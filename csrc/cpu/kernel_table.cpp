@@ -15,8 +15,8 @@ namespace {
 
 // Channels-last layers that run through the channels-first passes (channels_last_runs_channels_first)
 // get channels-first copies of their activations (ChannelsFirstCopy, conv.h).
-inline bool through_channels_first(const ConvGeometry& g, bool last, bool forward) {
-  return last && g.N > 0 && conv_reach_is_compact(g) && channels_last_runs_channels_first(g, forward);
+inline bool through_channels_first(const ConvGeometry& g, bool last, ConvPass pass) {
+  return last && g.N > 0 && conv_reach_is_compact(g) && channels_last_runs_channels_first(g, pass);
 }
 
 template <class T>
@@ -32,7 +32,7 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
     if (last && winograd_forward_wins(g) && winograd_forward_nhwc_f32(g, x, w, b, y)) return;
     if (last && winograd_3d_forward_wins(g) && winograd_3d_forward_ndhwc_f32(g, x, w, b, y)) return;
   }
-  if (through_channels_first(g, last, true)) {
+  if (through_channels_first(g, last, ConvPass::kForward)) {
     const ChannelsFirstCopy<T> xf(x, g.N, g.in_plane(), g.C), yf(y, g.N, g.out_plane(), g.K);
     conv_forward<T>(g, false, xf.data, w, b, yf.data);
     return yf.copy_out(y);
@@ -60,7 +60,7 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
     if (last && winograd_backward_data_wins(g) && winograd_backward_data_nhwc_f32(g, dy, w, dx)) return;
     if (last && winograd_3d_backward_data_wins(g) && winograd_3d_backward_data_ndhwc_f32(g, dy, w, dx)) return;
   }
-  if (through_channels_first(g, last, false)) {
+  if (through_channels_first(g, last, ConvPass::kBackwardData)) {
     const ChannelsFirstCopy<T> dyf(dy, g.N, g.out_plane(), g.K), dxf(dx, g.N, g.in_plane(), g.C);
     conv_backward_data<T>(g, false, dyf.data, w, dxf.data);
     return dxf.copy_out(dx);
@@ -88,7 +88,7 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     if (last && winograd_backward_weight_wins(g) && winograd_backward_weight_nhwc_f32(g, dy, x, dw)) return;
     if (last && winograd_3d_backward_weight_wins(g) && winograd_3d_backward_weight_ndhwc_f32(g, dy, x, dw)) return;
   }
-  if (through_channels_first(g, last, false)) {
+  if (through_channels_first(g, last, ConvPass::kBackwardWeight)) {
     const ChannelsFirstCopy<T> dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
     return conv_backward_weight<T>(g, false, dyf.data, xf.data, dw);
   }
