@@ -547,6 +547,43 @@ def test_channels_last_backward_data_by_phases(rank, cin, cout, kernel, stride, 
     check_backward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("data_format", ["first", "last"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,cin,cout,kernel,padding,size",
+    [
+        (2, 6, 16, (5, 5), 0, (14, 14)),  # LeNet's second layer
+        (2, 8, 20, (3, 3), 1, (9, 11)),  # padded; an edge block of output channels
+        (1, 4, 12, (7,), 3, (40,)),
+        (3, 8, 8, (2, 3, 3), (0, 1, 1), (3, 5, 12)),
+    ],
+)
+def test_backward_weight_by_kernel_rows(rank, cin, cout, kernel, padding, size, dtype, data_format, rng, monkeypatch):
+    """Weight gradients of small unit-stride layers with few input channels, summed over positions
+    numbered along whole padded input rows (the cells past each output row carry zero gradient),
+    in both layouts (channels-first ones on channels-last copies); grad_weight allocated
+    NaN-poisoned."""
+    from convkern import _backend
+
+    monkeypatch.setattr(_backend.HostBackend, "empty", lambda self, shape, dt: np.full(tuple(shape), np.nan, dt))
+    last = data_format == "last"
+    case = dict(
+        batch=3,
+        cin=cin,
+        cout=cout,
+        groups=1,
+        kernel=kernel,
+        stride=(1,) * rank,
+        dilation=(1,) * rank,
+        padding=padding,
+        size=size,
+        layout="contiguous",
+        bias=False,
+        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank] if last else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[rank],
+    )
+    check_backward(rank, case, dtype, rng)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(

@@ -170,6 +170,25 @@ def winograd(request, monkeypatch):
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("poison", ["inf", "nan"])
+def test_small_layer_weight_gradient_with_nonfinite_input(poison, data_format, rng):
+    """LeNet-sized weight gradients sum over whole input rows, where cells past each output row
+    carry zero gradient: an infinite input there must not turn those zeros into NaN."""
+    x = rng.standard_normal((4, 6, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal((4, 16, 10, 10)).astype(np.float32)
+    x[1, 2, 3, 12] = float(poison)  # column 12: no output's window starts there, but windows reach it
+    x[2, 0, 13, 13] = float(poison)
+    last = data_format == "NHWC"
+    to = (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))) if last else (lambda a: a)
+    _, dw, _ = convkern.conv2d_backward(to(dy), to(x), w, data_format=data_format)
+    xt, wt = t(x).double(), t(w).double().requires_grad_()
+    F.conv2d(xt, wt).backward(t(dy).double())
+    nonfinite_sets_match(dw, wt.grad.numpy().astype(np.float32))
+    assert np.isfinite(dw).any() and not np.isfinite(dw).all()
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("poison", ["inf", "nan", "big"])
 def test_winograd_2d_nonfinite_and_large_values(poison, winograd, data_format, rng):
     x = rng.standard_normal((1, 16, 48, 48)).astype(np.float32)
