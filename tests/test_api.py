@@ -75,6 +75,11 @@ def test_gradients_bitwise_deterministic_across_thread_counts(dtype):
     w_rows = rng.standard_normal((40, 32, 3, 3)).astype(dtype)
     dy_rows = rng.standard_normal((2, 3, 28, 40)).astype(dtype)
     rows_kw = dict(stride=2, padding=1, data_format="NHWC")
+    # A channels-last first layer: the weight gradient by kernel rows, in three blocks of rows.
+    x_first = rng.standard_normal((2, 80, 70, 3)).astype(dtype)
+    w_first = rng.standard_normal((32, 3, 7, 7)).astype(dtype)
+    dy_first = rng.standard_normal((2, 40, 35, 32)).astype(dtype)
+    first_kw = dict(stride=2, padding=3, data_format="NHWC")
     saved = convkern.get_num_threads()
     try:
         results = []
@@ -84,6 +89,7 @@ def test_gradients_bitwise_deterministic_across_thread_counts(dtype):
                 convkern.conv2d_backward(dy, x, w, **kw)
                 + convkern.conv2d_backward(dy_long, x_long, w_long, padding=1)
                 + convkern.conv2d_backward(dy_rows, x_rows, w_rows, **rows_kw)
+                + convkern.conv2d_backward(dy_first, x_first, w_first, **first_kw)
                 + (
                     convkern.conv2d(x_rows, w_rows, **rows_kw),
                     convkern.conv2d(x, w, **kw),

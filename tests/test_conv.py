@@ -584,6 +584,43 @@ def test_backward_weight_by_kernel_rows(rank, cin, cout, kernel, padding, size, 
     check_backward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,cin,cout,kernel,stride,dilation,padding,size",
+    [
+        (2, 3, 64, (7, 7), 2, 1, 3, (9, 70)),  # a first layer: RGB, strided, 35 outputs a row
+        (2, 1, 32, (3, 3), 1, (2, 1), 1, (7, 40)),  # grey, dilated rows
+        (2, 8, 48, (2, 5), (1, 3), 1, (0, 2), (4, 110)),  # a panel past K under AVX-512's 32
+        (1, 4, 32, (5,), 2, 1, 2, (80,)),
+        (3, 2, 32, (3, 3, 3), (1, 2, 2), 1, 1, (3, 5, 70)),
+    ],
+)
+def test_channels_last_backward_weight_by_kernel_rows(
+    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng, monkeypatch
+):
+    """Channels-last weight gradients of layers with few input channels, one GEMM per output row
+    and kernel row with both operands read in place, partial sums per block of rows; grad_weight
+    allocated NaN-poisoned."""
+    from convkern import _backend
+
+    monkeypatch.setattr(_backend.HostBackend, "empty", lambda self, shape, dt: np.full(tuple(shape), np.nan, dt))
+    case = dict(
+        batch=3,
+        cin=cin,
+        cout=cout,
+        groups=1,
+        kernel=kernel,
+        stride=stride if isinstance(stride, tuple) else (stride,) * rank,
+        dilation=dilation if isinstance(dilation, tuple) else (dilation,) * rank,
+        padding=padding,
+        size=size,
+        layout="contiguous",
+        bias=False,
+        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank],
+    )
+    check_backward(rank, case, dtype, rng)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(

@@ -52,9 +52,12 @@ bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass);
 // phases, reading grad_output's the same way: the conditions are stated there.
 bool forward_by_kernel_rows(const ConvGeometry& g);
 bool backward_data_by_kernel_rows(const ConvGeometry& g);
-// Whether a layer's backward weight can run by kernel rows (LeNet-sized layers, at most 8 input
-// channels), on channels-last activations; the pass itself returns false, writing nothing, when
-// an input is not finite, and the caller then takes the usual route.
+// Two backward weight passes for layers with few input channels, on channels-last activations:
+// over whole padded rows (LeNet-sized layers; either layout, channels-first ones on copies) and by
+// kernel rows (a network's strided first layer; channels-last layers only).
+// conv_backward_weight_by_kernel_rows runs whichever applies; it returns false, writing nothing,
+// when the first meets an input that is not finite, and the caller then takes the usual route.
+bool backward_weight_over_padded_rows(const ConvGeometry& g);
 bool backward_weight_by_kernel_rows(const ConvGeometry& g);
 template <class T>
 bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);

@@ -47,6 +47,7 @@ constexpr i64 kForwardPanels = 32;  // forward tile: up to 32 x MR positions of 
 // 8 on resnet50.l1.3x3).
 constexpr i64 kWgradPositions = 128;
 constexpr i64 kWgradPanels = 8;
+constexpr i64 kWgradMaxBlocks = 64;  // partial sums of the backward weight by kernel rows
 
 // Where the window of one output position starts in the (unpadded) input.
 struct Origin {
@@ -447,7 +448,7 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
   });
 }
 
-// Backward weight by kernel rows. Number the positions over whole padded input rows,
+// Backward weight over whole padded rows. Number the positions over whole padded input rows,
 // v = (od * Hp + oh) * Wp + ow, the cells past each output row carrying zero gradient: then kernel
 // row (kd, kh)'s kW x C input values for position v start at cell v + (kd * Hp + kh) * Wp, and
 // consecutive positions' runs are C apart, across output rows too. Per kernel row and image
@@ -462,7 +463,7 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
 // multiply real input values, so an infinite input (0 x inf = NaN) makes it return false before
 // anything is written.
 template <class T>
-bool backward_weight_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   const MicroKernel<T>& mk = micro_kernel_for_rows<T>(g.K);
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
@@ -512,6 +513,64 @@ bool backward_weight_kernel_rows(const ConvGeometry& g, const T* dy, const T* x,
   return true;
 }
 
+// Backward weight by kernel rows, for layers with few input channels (a network's first layer):
+// per output row and kernel row (kd, kh), the kW x C input values of consecutive positions are
+// runs sw x C apart in the padded input, the rows of A read in place (run_strided, lda = sw * C),
+// and grad_output's row is B as it is (ldb = K), so
+//     dW_row^T[kW*C x K] += sum_ow X_run(ow) (x) dY[ow][K]
+// is one GEMM per output row with no gather or transpose (these layers had run the channels-first
+// pass on transposed copies, 25 MB of grad_output on resnet50.conv1). Items are blocks of output
+// rows, each summing into its own partial dW; the partials are added in block order, so the bits
+// do not depend on the thread count. Rows of A past the kernel row's run read the next cells
+// (a zero tail past the last), whose products land in tile rows that are never read.
+template <class T>
+void backward_weight_output_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
+  const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2], sw = g.stride[2];
+  const i64 Dp = g.in[0] + g.pad_before[0] + g.pad_after[0], Hp = g.in[1] + g.pad_before[1] + g.pad_after[1];
+  const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2];
+  const i64 L = kW * C, rtiles = ceil_div(L, MR), panels = K / NR, kernel_rows = kD * kH;
+  CachedBuffer<T> xpad_storage;
+  const PaddedCopy<T> xpad(xpad_storage, x, g.N, g.in, C, g.pad_before, Dp, Hp, Wp, rtiles * MR - L);
+  parallel_for(g.N * Dp * Hp, [&](i64 prow, int) { xpad.row(prow); });
+  // Blocks of at least kWgradPositions x 8 positions, enough work to amortise a partial, and at
+  // most kWgradMaxBlocks of them, which bounds the partials' memory whatever the batch.
+  const i64 rows = g.N * OD * OH;
+  const i64 block_rows = std::min(rows, std::max(ceil_div(8 * kWgradPositions, OW), ceil_div(rows, kWgradMaxBlocks)));
+  const i64 blocks = ceil_div(rows, block_rows), part = kernel_rows * rtiles * MR * K;
+  CachedBuffer<T> partial_storage;
+  T* partials = partial_storage.reserve(checked_mul(blocks, part, "weight-gradient partials"));
+  parallel_for(blocks, [&](i64 b, int) {
+    T* acc = partials + b * part;  // [kernel row][r = kw * C + c, rounded up to MR][K]
+    for (i64 row = b * block_rows; row < std::min(rows, (b + 1) * block_rows); ++row) {
+      const i64 n = row / (OD * OH), od = (row / OH) % OD, oh = row % OH;
+      const T* dyrow = dy + row * OW * K;
+      for (i64 kr = 0; kr < kernel_rows; ++kr) {
+        const i64 kd = kr / kH, kh = kr % kH;
+        const T* xrow = xpad.data + ((n * Dp + od * g.stride[0] + kd * g.dilation[0]) * Hp + oh * g.stride[1] +
+                                     kh * g.dilation[1]) *
+                                        Wp * C;
+        for (i64 rt = 0; rt < rtiles; ++rt)
+          for (i64 pn = 0; pn < panels; ++pn)
+            mk.run_strided(OW, xrow + rt * MR, sw * C, dyrow + pn * NR, K, acc + (kr * rtiles + rt) * MR * K + pn * NR,
+                           K, row > b * block_rows);
+      }
+    }
+  });
+  parallel_for(K, [&](i64 k, int) {
+    for (i64 c = 0; c < C; ++c)
+      for (i64 kr = 0; kr < kernel_rows; ++kr)
+        for (i64 kw = 0; kw < kW; ++kw) {
+          const i64 at = (kr * rtiles * MR + kw * C + c) * K + k;
+          T sum = partials[at];
+          for (i64 b = 1; b < blocks; ++b) sum += partials[b * part + at];
+          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = sum;
+        }
+  });
+}
+
 }  // namespace
 
 // Backward data by phases: one group, undilated, a panel of input channels (they are the GEMM's
@@ -529,11 +588,11 @@ bool backward_data_by_kernel_rows(const ConvGeometry& g) {
   return padded * 8 <= width * 9;
 }
 
-// Backward weight by kernel rows: a layer with one group, unit stride and no dilation, with at
-// most 8 input channels (wider layers have long enough runs for the usual passes), whose kernel
-// rows fill NR panels at least three quarters and whose rows widen by at most half (LeNet's
+// Backward weight over whole padded rows: a layer with one group, unit stride and no dilation,
+// with at most 8 input channels (wider layers have long enough runs for the usual passes), whose
+// kernel rows fill NR panels at least three quarters and whose rows widen by at most half (LeNet's
 // second layer: 30 of 32 columns, 14 cells a row for 10 outputs). Both layouts.
-bool backward_weight_by_kernel_rows(const ConvGeometry& g) {
+bool backward_weight_over_padded_rows(const ConvGeometry& g) {
   const MicroKernel<float>& mk = micro_kernel_for_rows<float>(g.K);
   if (g.groups != 1 || g.C > kChannelsFirstMaxChannels) return false;
   for (int a = 0; a < 3; ++a)
@@ -543,9 +602,19 @@ bool backward_weight_by_kernel_rows(const ConvGeometry& g) {
   return L * 4 >= filled * 3 && Wp * 2 <= g.out[2] * 3;
 }
 
+// Backward weight by kernel rows: channels-last layers with one group, undilated columns, at most
+// 8 input channels and whole NR panels of output channels, with output rows of at least 32
+// positions (each micro-kernel call reduces one row).
+bool backward_weight_by_kernel_rows(const ConvGeometry& g) {
+  return g.groups == 1 && g.dilation[2] == 1 && g.C <= kChannelsFirstMaxChannels &&
+         g.K % micro_kernel<float>().nr == 0 && g.out[2] >= 32;
+}
+
 template <class T>
 bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
-  return backward_weight_kernel_rows(g, dy, x, dw);
+  if (backward_weight_over_padded_rows(g)) return backward_weight_padded_rows(g, dy, x, dw);
+  backward_weight_output_rows(g, dy, x, dw);
+  return true;
 }
 
 template <class T>

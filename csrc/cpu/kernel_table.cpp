@@ -88,12 +88,12 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     if (last && winograd_backward_weight_wins(g) && winograd_backward_weight_nhwc_f32(g, dy, x, dw)) return;
     if (last && winograd_3d_backward_weight_wins(g) && winograd_3d_backward_weight_ndhwc_f32(g, dy, x, dw)) return;
   }
-  // LeNet-sized layers by kernel rows, channels-first ones on channels-last copies (a few hundred
-  // KiB): unless an input is not finite, when the usual route below runs.
-  if (g.N > 0 && conv_reach_is_compact(g) && backward_weight_by_kernel_rows(g)) {
-    if (last) {
+  // Layers with few input channels by kernel rows; LeNet-sized channels-first ones on channels-last
+  // copies (a few hundred KiB). Unless an input is not finite, when the usual route below runs.
+  if (g.N > 0 && conv_reach_is_compact(g)) {
+    if (last && (backward_weight_over_padded_rows(g) || backward_weight_by_kernel_rows(g))) {
       if (conv_backward_weight_by_kernel_rows(g, dy, x, dw)) return;
-    } else {
+    } else if (!last && backward_weight_over_padded_rows(g)) {
       const ChannelsLastCopy<T> dyl(dy, g.N, g.out_plane(), g.K), xl(x, g.N, g.in_plane(), g.C);
       if (conv_backward_weight_by_kernel_rows(g, dyl.data, xl.data, dw)) return;
     }
