@@ -468,6 +468,42 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads(last):
     np.testing.assert_array_equal(gw, rw.astype(np.float32))
 
 
+LAST_FORMATS = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+FIRST_FORMATS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+
+
+def one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, *, batch, bias, last=True):
+    """A case for check_forward / check_backward: one group, contiguous arrays; a stride or dilation
+    given as an int applies to every axis."""
+
+    def per_axis(v):
+        return v if isinstance(v, tuple) else (v,) * rank
+
+    return dict(
+        batch=batch,
+        cin=cin,
+        cout=cout,
+        groups=1,
+        kernel=kernel,
+        stride=per_axis(stride),
+        dilation=per_axis(dilation),
+        padding=padding,
+        size=size,
+        layout="contiguous",
+        bias=bias,
+        data_format=(LAST_FORMATS if last else FIRST_FORMATS)[rank],
+    )
+
+
+@pytest.fixture
+def poisoned_allocations(monkeypatch):
+    """Every array the host backend allocates (gradients have no out=) starts NaN-filled, so that
+    an element a kernel leaves unwritten shows."""
+    from convkern import _backend
+
+    monkeypatch.setattr(_backend.HostBackend, "empty", lambda self, shape, dt: np.full(tuple(shape), np.nan, dt))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(
     "rank,cin,cout,kernel,stride,dilation,padding,size",
@@ -491,20 +527,7 @@ def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, d
     group, undilated columns, a panel of output channels; few input channels, or unit stride, or
     rows of whole tiles): rows ending inside and past whole tiles of positions, output channels
     past a whole n-panel."""
-    case = dict(
-        batch=2,
-        cin=cin,
-        cout=cout,
-        groups=1,
-        kernel=kernel,
-        stride=stride if isinstance(stride, tuple) else (stride,) * rank,
-        dilation=dilation if isinstance(dilation, tuple) else (dilation,) * rank,
-        padding=padding,
-        size=size,
-        layout="contiguous",
-        bias=True,
-        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank],
-    )
+    case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=2, bias=True)
     check_forward(rank, case, dtype, rng)
 
 
@@ -523,27 +546,13 @@ def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, d
         (3, 32, 8, (3, 3, 3), 2, 1, (5, 4, 56)),
     ],
 )
-def test_channels_last_backward_data_by_phases(rank, cin, cout, kernel, stride, padding, size, dtype, rng, monkeypatch):
+def test_channels_last_backward_data_by_phases(
+    rank, cin, cout, kernel, stride, padding, size, dtype, rng, poisoned_allocations
+):
     """Channels-last backward data by stride phases (one group, undilated, a panel of input
     channels, phase rows of nearly whole tiles), every cell checked against the reference, in
     grad_input allocated NaN-poisoned."""
-    from convkern import _backend
-
-    monkeypatch.setattr(_backend.HostBackend, "empty", lambda self, shape, dt: np.full(tuple(shape), np.nan, dt))
-    case = dict(
-        batch=2,
-        cin=cin,
-        cout=cout,
-        groups=1,
-        kernel=kernel,
-        stride=stride if isinstance(stride, tuple) else (stride,) * rank,
-        dilation=(1,) * rank,
-        padding=padding,
-        size=size,
-        layout="contiguous",
-        bias=False,
-        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank],
-    )
+    case = one_group_case(rank, cin, cout, kernel, stride, 1, padding, size, batch=2, bias=False)
     check_backward(rank, case, dtype, rng)
 
 
@@ -558,29 +567,15 @@ def test_channels_last_backward_data_by_phases(rank, cin, cout, kernel, stride, 
         (3, 8, 8, (2, 3, 3), (0, 1, 1), (3, 5, 12)),
     ],
 )
-def test_backward_weight_by_kernel_rows(rank, cin, cout, kernel, padding, size, dtype, data_format, rng, monkeypatch):
+def test_backward_weight_over_padded_rows(
+    rank, cin, cout, kernel, padding, size, dtype, data_format, rng, poisoned_allocations
+):
     """Weight gradients of small unit-stride layers with few input channels, summed over positions
     numbered along whole padded input rows (the cells past each output row carry zero gradient),
     in both layouts (channels-first ones on channels-last copies); grad_weight allocated
     NaN-poisoned."""
-    from convkern import _backend
-
-    monkeypatch.setattr(_backend.HostBackend, "empty", lambda self, shape, dt: np.full(tuple(shape), np.nan, dt))
     last = data_format == "last"
-    case = dict(
-        batch=3,
-        cin=cin,
-        cout=cout,
-        groups=1,
-        kernel=kernel,
-        stride=(1,) * rank,
-        dilation=(1,) * rank,
-        padding=padding,
-        size=size,
-        layout="contiguous",
-        bias=False,
-        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank] if last else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[rank],
-    )
+    case = one_group_case(rank, cin, cout, kernel, 1, 1, padding, size, batch=3, bias=False, last=last)
     check_backward(rank, case, dtype, rng)
 
 
@@ -596,28 +591,12 @@ def test_backward_weight_by_kernel_rows(rank, cin, cout, kernel, padding, size, 
     ],
 )
 def test_channels_last_backward_weight_by_kernel_rows(
-    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng, monkeypatch
+    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng, poisoned_allocations
 ):
     """Channels-last weight gradients of layers with few input channels, one GEMM per output row
     and kernel row with both operands read in place, partial sums per block of rows; grad_weight
     allocated NaN-poisoned."""
-    from convkern import _backend
-
-    monkeypatch.setattr(_backend.HostBackend, "empty", lambda self, shape, dt: np.full(tuple(shape), np.nan, dt))
-    case = dict(
-        batch=3,
-        cin=cin,
-        cout=cout,
-        groups=1,
-        kernel=kernel,
-        stride=stride if isinstance(stride, tuple) else (stride,) * rank,
-        dilation=dilation if isinstance(dilation, tuple) else (dilation,) * rank,
-        padding=padding,
-        size=size,
-        layout="contiguous",
-        bias=False,
-        data_format={1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank],
-    )
+    case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=3, bias=False)
     check_backward(rank, case, dtype, rng)
 
 

@@ -458,10 +458,10 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
 // the time of the channels-first inner-product form on LeNet-sized layers (10 x 10 outputs). The
 // widened rows cost Wp / OW times the multiply-adds. lenet5.conv2 (batch 64), 2 threads: NHWC
 // 0.268 -> 0.17 ms under AVX-512, 0.50 -> 0.29 under AVX2; NCHW (on channels-last copies),
-// builds alternating, 0.274 -> 0.191 and 0.599 -> 0.343. Items are (kernel row, MR block of K, NR panel of kW*C), each
-// summing the batch in order: the same bits with any thread count. The zero-gradient cells
-// multiply real input values, so an infinite input (0 x inf = NaN) makes it return false before
-// anything is written.
+// builds alternating, 0.274 -> 0.191 and 0.599 -> 0.343. Items are (kernel row, MR block of K,
+// NR panel of kW*C), each summing the batch in order: the same bits with any thread count. The
+// zero-gradient cells multiply real input values, so an infinite input (0 x inf = NaN) makes it
+// return false before anything is written.
 template <class T>
 bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   const MicroKernel<T>& mk = micro_kernel_for_rows<T>(g.K);

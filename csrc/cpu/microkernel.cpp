@@ -75,17 +75,16 @@ const MicroKernel<double>& micro_kernel<double>() {
 
 namespace {
 
-template <class T>
-MicroKernel<T> pick_eight_rows() {
+// The AVX-512 float kernel with kRows rows (8 or 14), or the default one where the set has none.
+template <class T, int kRows>
+const MicroKernel<T>& kernel_with_rows() {
+  static const MicroKernel<T> k = [] {
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx512_8rows();
+    if constexpr (sizeof(T) == 4)
+      return kRows == 8 ? micro_kernel_f32_avx512_8rows() : micro_kernel_f32_avx512_14rows();
 #endif
-  return micro_kernel<T>();
-}
-
-template <class T>
-const MicroKernel<T>& eight_row_kernel() {
-  static const MicroKernel<T> k = pick_eight_rows<T>();
+    return micro_kernel<T>();
+  }();
   return k;
 }
 
@@ -96,28 +95,16 @@ const MicroKernel<T>& micro_kernel_for_rows(std::int64_t rows) {
   // Up to 32 rows, where the padding rows of the last block matter most; the 12-row kernel
   // feeds its FMAs from fewer loads per step everywhere else.
   const MicroKernel<T>& wide = micro_kernel<T>();
-  const MicroKernel<T>& narrow = eight_row_kernel<T>();
+  const MicroKernel<T>& narrow = kernel_with_rows<T, 8>();
   const auto padded = [rows](const MicroKernel<T>& k) { return (rows + k.mr - 1) / k.mr * k.mr; };
   return rows <= 32 && padded(narrow) < padded(wide) ? narrow : wide;
 }
 template const MicroKernel<float>& micro_kernel_for_rows<float>(std::int64_t);
 template const MicroKernel<double>& micro_kernel_for_rows<double>(std::int64_t);
 
-namespace {
-
-template <class T>
-MicroKernel<T> pick_fourteen_rows() {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) return micro_kernel_f32_avx512_14rows();
-#endif
-  return micro_kernel<T>();
-}
-
-}  // namespace
-
 template <class T>
 const MicroKernel<T>& micro_kernel_for_width(std::int64_t width) {
-  static const MicroKernel<T> fourteen = pick_fourteen_rows<T>();
+  const MicroKernel<T>& fourteen = kernel_with_rows<T, 14>();
   const MicroKernel<T>& wide = micro_kernel<T>();
   const auto padded = [width](const MicroKernel<T>& k) { return (width + k.mr - 1) / k.mr * k.mr; };
   return padded(fourteen) < padded(wide) ? fourteen : wide;
