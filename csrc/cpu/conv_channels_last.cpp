@@ -21,11 +21,12 @@
 // item touches; backward weight items are (g, block of reduction columns) summing the whole batch
 // in a fixed order. The same bits with any thread count.
 //
-// Current: v7 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, median ms,
-// PyTorch 2.13 oneDNN channels-last from the same run in brackets: resnet50.conv1 NHWC forward
-// 6.0 ms (4.2); resnet50.l1.1x1 NHWC forward 2.20 (1.90), backward data 2.33 (2.19), backward
-// weight 3.38 (3.89); l3.1x1 NHWC backward weight 2.03 (2.19).
+// Current: v12 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// `python bench/run.py --quick --layout both` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
+// median ms, PyTorch 2.13 oneDNN channels-last from the same run in brackets: resnet50.conv1 NHWC
+// forward 4.87 ms (4.26), backward weight 7.36 (6.90); resnet50.l2.3x3s2 NHWC forward 4.69
+// (3.87), backward data 5.39 (4.07); resnet50.l1.1x1 NHWC forward 2.18 (1.95), backward weight
+// 3.46 (3.91); audio.conv1d NWC forward 32.8 (65.3), backward data 25.2 (69.8).
 #include <algorithm>
 #include <cmath>
 #include <vector>
