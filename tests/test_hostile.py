@@ -262,6 +262,26 @@ def test_nonfinite_weights_multiply_padding(groups, data_format, rng):
     nonfinite_sets_match(dw, wt.grad.numpy())
 
 
+@pytest.mark.parametrize("stride,ks", [(2, 3), (1, 5)])
+def test_nonfinite_weights_in_channels_last_backward_data_by_phases(stride, ks, rng):
+    """The channels-last backward data by stride phases pads grad_output with zeros that meet real
+    taps: with an infinite or NaN weight it must give PyTorch's gradient, not extra NaN."""
+    x = rng.standard_normal((2, 32, 6, 56 if stride == 2 else 24))
+    w = rng.standard_normal((16, 32, ks, ks))
+    w[1, 0, 0, 0] = np.inf
+    w[3, 5, 2, 1] = np.nan
+    pad = ks // 2
+    xt, wt = t(x).requires_grad_(), t(w).requires_grad_()
+    yt = F.conv2d(xt, wt, stride=stride, padding=pad)
+    dy = rng.standard_normal(tuple(yt.shape))
+    yt.backward(t(dy))
+    nhwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # noqa: E731
+    dx = convkern.conv2d_backward(
+        nhwc(dy), nhwc(x), w, stride=stride, padding=pad, data_format="NHWC", output_mask=(True, False, False)
+    )[0]
+    nonfinite_sets_match(dx.transpose(0, 3, 1, 2), xt.grad.numpy())
+
+
 # ================================================================== NaN order in pooling
 
 

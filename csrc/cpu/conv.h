@@ -48,10 +48,14 @@ enum class ConvPass { kForward, kBackwardData, kBackwardWeight };
 // others.
 bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass);
 // Whether the channels-last forward pass runs by kernel rows (conv_channels_last.cpp), reading the
-// input's runs of kW x C values in place, and whether the backward data pass runs by stride
-// phases, reading grad_output's the same way: the conditions are stated there.
+// input's runs of kW x C values in place, and whether the backward data pass can run by stride
+// phases, reading grad_output's the same way: the conditions are stated there. The phases pass
+// returns false, writing nothing, when a weight is not finite; the caller then takes the usual
+// route.
 bool forward_by_kernel_rows(const ConvGeometry& g);
 bool backward_data_by_kernel_rows(const ConvGeometry& g);
+template <class T>
+bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* dx);
 // Two backward weight passes for layers with few input channels, on channels-last activations:
 // over whole padded rows (LeNet-sized layers; either layout, channels-first ones on copies) and by
 // kernel rows (a network's strided first layer; channels-last layers only).

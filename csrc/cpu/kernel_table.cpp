@@ -60,6 +60,9 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
     if (last && winograd_backward_data_wins(g) && winograd_backward_data_nhwc_f32(g, dy, w, dx)) return;
     if (last && winograd_3d_backward_data_wins(g) && winograd_3d_backward_data_ndhwc_f32(g, dy, w, dx)) return;
   }
+  if (last && g.N > 0 && conv_reach_is_compact(g) && backward_data_by_kernel_rows(g) &&
+      conv_backward_data_by_phases(g, dy, w, dx))
+    return;
   if (through_channels_first(g, last, ConvPass::kBackwardData)) {
     const ChannelsFirstCopy<T> dyf(dy, g.N, g.out_plane(), g.K), dxf(dx, g.N, g.in_plane(), g.C);
     conv_backward_data<T>(g, false, dyf.data, w, dxf.data);
