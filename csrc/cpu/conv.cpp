@@ -750,13 +750,6 @@ struct DirectWindows {
   }
 };
 
-template <class T>
-bool all_finite(const T* p, i64 n) {
-  for (i64 i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) return false;
-  return true;
-}
-
 }  // namespace
 
 template <class T>

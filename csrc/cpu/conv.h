@@ -4,6 +4,8 @@
 // Weights are always (K, C/groups, kD, kH, kW).
 #pragma once
 
+#include <cmath>
+
 #include "../shape.h"
 #include "parallel.h"
 
@@ -105,6 +107,16 @@ template <class T>
 using ChannelsFirstCopy = LayoutCopy<T, false>;
 template <class T>
 using ChannelsLastCopy = LayoutCopy<T, true>;
+
+// Whether all n values are finite. Kernels that multiply zeros they add themselves (padded
+// stretches, widened rows) by weights or inputs check first: 0 x inf would be NaN where the
+// convolution has no such product.
+template <class T>
+bool all_finite(const T* p, i64 n) {
+  for (i64 i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
 
 // Whether the fast kernels' padded copies and scratch stay proportional to the tensors and the
 // work: every padded extent they allocate is bounded by the input plus what the windows reach.

@@ -60,10 +60,7 @@ namespace {
 
 template <class T>
 bool weights_finite(const ConvGeometry& g, const T* w) {
-  const i64 n = g.K * g.kernel_volume();  // C/groups is 1
-  for (i64 i = 0; i < n; ++i)
-    if (!std::isfinite(w[i])) return false;
-  return true;
+  return all_finite(w, g.K * g.kernel_volume());  // C/groups is 1
 }
 
 // One (n, c) plane zero-padded into a private buffer whose rows are wide enough that every
