@@ -7,7 +7,7 @@ from __future__ import annotations
 import convkern
 import numpy as np
 import pytest
-from conftest import HOST, LAYOUTS, assert_close, relayout
+from conftest import HOST, LAYOUTS, assert_close, poisoned, relayout
 from convkern import reference as ref
 
 DTYPES = (np.float32, np.float64)
@@ -193,6 +193,23 @@ def check_global_pool(rank, kind, keepdims, dtype, last, rng, on=HOST):
     )
     # Unbatched: one number per channel.
     assert getattr(convkern, name)(on.put(x[0]), data_format=kw["data_format"]).shape == (5,)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("channels", [64, 83, 200])
+def test_channels_last_average_over_wide_channels(channels, dtype, rng):
+    """Channels-last averages sum a few vectors of channels in registers and the rest one by one:
+    channel counts that fill those runs exactly and with a tail, every element written."""
+    xl = channels_last(rng.standard_normal((2, channels, 9, 7)).astype(dtype), 2)
+    for op, kw in (
+        ("avg_pool2d", dict(kernel_size=3, stride=1, padding=1)),
+        ("avg_pool2d", dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1), count_include_pad=False)),
+        ("global_avg_pool2d", {}),
+    ):
+        expected = getattr(ref, op)(xl, **kw, data_format="NHWC")
+        out = poisoned(expected.shape, dtype)
+        assert getattr(convkern, op)(xl, **kw, data_format="NHWC", out=out) is out
+        assert_close(out, expected, reduction=63, dtype=dtype)
 
 
 def test_max_pool_nan_propagates_to_last_nan():

@@ -32,6 +32,7 @@
 
 #include "conv.h"
 #include "parallel.h"
+#include "simd_vector.h"
 
 namespace convkern::cpu {
 namespace {
@@ -71,54 +72,6 @@ struct PaddedPlane {
   i64 Dp, Hp, Wb;
   i64 size() const { return Dp * Hp * Wb; }
 };
-
-// One register of the kernel set's widest vectors: the 3x3 weight gradient keeps 9 accumulators
-// and the 5x5 one 25 in registers, which 64-byte vectors in pairs of ymm (AVX2) overflowed: 5x
-// slower than one ymm each.
-#if defined(__AVX512F__)
-constexpr i64 kVectorBytes = 64;
-#elif defined(__AVX2__)
-constexpr i64 kVectorBytes = 32;
-#else
-constexpr i64 kVectorBytes = 16;
-#endif
-
-template <class T>
-constexpr i64 vector_length() {
-  return kVectorBytes / static_cast<i64>(sizeof(T));
-}
-
-// One vector of T (GCC vector extension: written with plain arrays, accumulators were split
-// into scalar registers), and the same vector at T's alignment for unaligned loads and stores
-// through a pointer: std::memcpy into a Vec compiled to an 8-byte copy loop through the stack
-// (v2 spent most of its time there).
-// (Spelled per type: GCC drops vector attributes on an alias of a dependent type.)
-template <class T>
-struct VectorTypes;
-template <>
-struct VectorTypes<float> {
-  typedef float vec __attribute__((vector_size(kVectorBytes)));
-  typedef float unaligned __attribute__((vector_size(kVectorBytes), aligned(4)));
-};
-template <>
-struct VectorTypes<double> {
-  typedef double vec __attribute__((vector_size(kVectorBytes)));
-  typedef double unaligned __attribute__((vector_size(kVectorBytes), aligned(8)));
-};
-template <class T>
-using Vec = typename VectorTypes<T>::vec;
-template <class T>
-using UnalignedVec = typename VectorTypes<T>::unaligned;
-
-template <class T>
-inline Vec<T> load_vec(const T* p) {
-  return *reinterpret_cast<const UnalignedVec<T>*>(p);
-}
-
-template <class T>
-inline void store_vec(T* p, Vec<T> v) {
-  *reinterpret_cast<UnalignedVec<T>*>(p) = v;
-}
 
 #if !defined(__AVX512F__) && defined(__AVX2__)
 // AVX2's lane mask for the first n lanes (the sign bit of each lane selects it).

@@ -24,7 +24,8 @@
 //   backward: threads own whole planes. Max/min scatter; average goes through the same padded
 //     bands (at stride 1 as a gather, the forward's fold with mirrored taps).
 // Channels-last (N, D, H, W, C): a cell is a contiguous vector of C channels, so every inner loop
-//   runs over C with unit stride. forward: threads take (n, output row[, channel block]); max/min
+//   runs over C with unit stride. forward: threads take (n, output row[, channel block]); average
+//   windows (and global averages) keep a few vectors of channels' sums in registers; max/min
 //   backward: threads own (n, channel block) columns and scatter; average backward gathers, for
 //   each input cell, the windows that contain it: each thread writes its own input rows once.
 //
@@ -56,6 +57,7 @@
 
 #include "pack.h"
 #include "parallel.h"
+#include "simd_vector.h"
 
 namespace convkern::cpu {
 namespace {
@@ -197,17 +199,20 @@ std::vector<Cover> covers(const AxisWindows& a) {
 
 // ======================================================================================= threading
 
-// Runs body(first, last) over [0, items) in parallel, in chunks of about kGrain elements of work,
-// so that tiny items (the 7x7 planes of a global pool) do not each pay a scheduling round-trip.
-// Items are independent, so the chunking never changes a result.
+// Runs body(first, last) over [0, items) in parallel: each thread takes one contiguous share, of
+// at least about kGrain elements of work, so that tiny items (the 7x7 planes of a global pool)
+// do not each pay a scheduling round-trip, and a call repeated on the same arrays finds each
+// share's operands in the cache of the core that last used them (handed out dynamically in
+// chunks, resnet50.gap NHWC ran 1.3x and resnet50.maxpool NHWC 1.1x slower on a 2-core Xeon).
+// Items are independent, so the split never changes a result.
 constexpr double kGrain = 32768;
 
 template <class F>
 void parallel_ranges(i64 items, double work_per_item, F&& body) {
   if (items <= 0) return;
   const i64 per_chunk = static_cast<i64>(std::clamp(kGrain / std::max(work_per_item, 1.0), 1.0, double(items)));
-  parallel_for(ceil_div(items, per_chunk),
-               [&](i64 chunk, int) { body(chunk * per_chunk, std::min(items, (chunk + 1) * per_chunk)); });
+  const i64 shares = std::min<i64>(get_num_threads(), ceil_div(items, per_chunk));
+  parallel_for(shares, [&](i64 share, int) { body(items * share / shares, items * (share + 1) / shares); });
 }
 
 // Channels-last work is split into `tasks` (images, rows) times channel blocks. The whole C is one
@@ -983,37 +988,26 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
   });
 }
 
-// Global average over channels-last planes: per image, blocks of 4 vectors of channels summed
-// over the positions in registers (the general kernel below keeps its sums in the output row and
-// reloads them at every position), position by position in order: the same sums, bit for bit.
-template <class T>
-struct ChannelSums {
-  typedef T vec __attribute__((vector_size(64)));
-  typedef T unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
-  static constexpr i64 kLanes = 64 / sizeof(T), kVectors = 4, kBlock = kLanes * kVectors;
-};
-
+// Global average over channels-last planes: per image, runs of a few vectors of channels summed
+// over the positions in registers, position by position in order. (Summed into the output row in
+// L1 instead, resnet50.gap ran 1.2-1.5x slower on a 2-core Xeon.)
 template <class T>
 void avg_global_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x, T* y) {
-  using S = ChannelSums<T>;
-  using V = typename S::vec;
-  using U = typename S::unaligned;
-  const i64 batch = w.planes / C, P = w.in_plane, blocks = ceil_div(C, S::kBlock);
+  constexpr i64 VL = vector_length<T>(), kVectors = std::min<i64>(8, 256 / kVectorBytes), kRun = VL * kVectors;
+  const i64 batch = w.planes / C, P = w.in_plane, runs = ceil_div(C, kRun), items = batch * runs;
   const T divisor = static_cast<T>(window_divisor(w, rule, 0, 0, 0));
-  parallel_ranges(batch * blocks, double(P) * double(S::kBlock), [&](i64 first, i64 last) {
+  parallel_ranges(items, double(P) * double(kRun), [&](i64 first, i64 last) {
     for (i64 item = first; item < last; ++item) {
-      const i64 n = item / blocks, c0 = item % blocks * S::kBlock, nc = std::min(S::kBlock, C - c0);
-      const T* xn = x + n * P * C + c0;
-      T* yn = y + n * C + c0;
-      if (nc == S::kBlock) {
-        V sum[S::kVectors] = {};
+      const i64 n = item / runs, c0 = item % runs * kRun, nc = std::min(kRun, C - c0);
+      const T* __restrict xn = x + n * P * C + c0;
+      T* __restrict yn = y + n * C + c0;
+      if (nc == kRun) {
+        Vec<T> sum[kVectors] = {};
         for (i64 p = 0; p < P; ++p)
-#pragma GCC unroll 4
-          for (i64 v = 0; v < S::kVectors; ++v) sum[v] += *reinterpret_cast<const U*>(xn + p * C + v * S::kLanes);
-#pragma GCC unroll 4
-        for (i64 v = 0; v < S::kVectors; ++v) *reinterpret_cast<U*>(yn + v * S::kLanes) = sum[v] / divisor;
+          for (i64 v = 0; v < kVectors; ++v) sum[v] += load_vec(xn + p * C + v * VL);
+        for (i64 v = 0; v < kVectors; ++v) store_vec(yn + v * VL, sum[v] / divisor);
       } else {
-        for (i64 j = 0; j < nc; ++j) yn[j] = T(0);
+        std::fill(yn, yn + nc, T(0));
         for (i64 p = 0; p < P; ++p)
           for (i64 j = 0; j < nc; ++j) yn[j] += xn[p * C + j];
         for (i64 j = 0; j < nc; ++j) yn[j] = yn[j] / divisor;
@@ -1022,11 +1016,46 @@ void avg_global_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x
   });
 }
 
+// Sliding average windows over channels-last rows: each output's sums for a few vectors of
+// channels stay in registers across the window's taps (summed into the output row in memory,
+// every tap was a load and a store per vector: inception.avgpool ran at 0.77x PyTorch). The taps
+// are added in window order starting from zero, as in every other average kernel.
+template <class T>
+void avg_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Span& d, const Span& h, const Span& c,
+                     T divisor, T* __restrict yp) {
+  const AxisWindows &ah = w.axis[1], &aw = w.axis[2];
+  const i64 IH = ah.in, IW = aw.in;
+  constexpr i64 VL = vector_length<T>(), kVectors = 4;
+  auto cell = [&](i64 kd, i64 kh, i64 kw) {
+    return xn + (((d.begin + kd) * IH + h.begin + kh) * IW + c.begin + kw) * C;
+  };
+  i64 ch = 0;
+  for (; ch + kVectors * VL <= nc; ch += kVectors * VL) {
+    Vec<T> sum[kVectors] = {};
+    for (i64 kd = 0; kd < d.count; ++kd)
+      for (i64 kh = 0; kh < h.count; ++kh)
+        for (i64 kw = 0; kw < c.count; ++kw) {
+          const T* xc = cell(kd, kh, kw) + ch;
+          for (i64 v = 0; v < kVectors; ++v) sum[v] += load_vec(xc + v * VL);
+        }
+    for (i64 v = 0; v < kVectors; ++v) store_vec(yp + ch + v * VL, sum[v] / divisor);
+  }
+  if (ch == nc) return;
+  std::fill(yp + ch, yp + nc, T(0));
+  for (i64 kd = 0; kd < d.count; ++kd)
+    for (i64 kh = 0; kh < h.count; ++kh)
+      for (i64 kw = 0; kw < c.count; ++kw) {
+        const T* __restrict xc = cell(kd, kh, kw);
+        for (i64 j = ch; j < nc; ++j) yp[j] += xc[j];
+      }
+  for (i64 j = ch; j < nc; ++j) yp[j] = yp[j] / divisor;
+}
+
 template <class T>
 void avg_forward_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x, T* y) {
   if (is_global(w)) return avg_global_nhwc(w, rule, C, x, y);
   const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
-  const i64 OD = ad.out(), OH = ah.out(), OW = aw.out(), IH = ah.in, IW = aw.in;
+  const i64 OD = ad.out(), OH = ah.out(), OW = aw.out();
   const i64 batch = w.planes / C, rows = batch * OD * OH;
   const ChannelBlocks cb = channel_blocks<T>(C, rows);
   const double work = double(OW) * double(cb.size) *
@@ -1036,20 +1065,9 @@ void avg_forward_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* 
       const i64 row = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
       const i64 n = row / (OD * OH), od = row / OH % OD, oh = row % OH;
       const T* xn = x + n * w.in_plane * C + c0;
-      const Span &d = ad.span[od], &h = ah.span[oh];
-      for (i64 ow = 0; ow < OW; ++ow) {
-        T* __restrict yp = y + (row * OW + ow) * C + c0;
-        const Span& c = aw.span[ow];
-        std::fill(yp, yp + nc, T(0));
-        for (i64 kd = 0; kd < d.count; ++kd)
-          for (i64 kh = 0; kh < h.count; ++kh)
-            for (i64 kw = 0; kw < c.count; ++kw) {
-              const T* __restrict xc = xn + (((d.begin + kd) * IH + h.begin + kh) * IW + c.begin + kw) * C;
-              for (i64 ch = 0; ch < nc; ++ch) yp[ch] += xc[ch];
-            }
-        const T divisor = static_cast<T>(window_divisor(w, rule, od, oh, ow));
-        for (i64 ch = 0; ch < nc; ++ch) yp[ch] = yp[ch] / divisor;
-      }
+      for (i64 ow = 0; ow < OW; ++ow)
+        avg_window_nhwc(xn, C, nc, w, ad.span[od], ah.span[oh], aw.span[ow],
+                        static_cast<T>(window_divisor(w, rule, od, oh, ow)), y + (row * OW + ow) * C + c0);
     }
   });
 }
