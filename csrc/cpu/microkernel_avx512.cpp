@@ -55,12 +55,16 @@ struct Gemm2vAvx512 {
                                                   int accumulate) {
     using T = typename Z::T;
     constexpr int L = Z::kLanes;
+    // Every loop over the rows fully unrolled: otherwise GCC turns the zeroing into a memset of
+    // the accumulator arrays on the stack (6% of the pointwise layers' time, 2-core Xeon).
     typename Z::V c0[MR], c1[MR];
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) c0[i] = c1[i] = Z::zero();
     AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
     for (std::int64_t p = 0; p < kc; ++p) {
       const typename Z::V b0 = Z::load(B);
       const typename Z::V b1 = Z::load(B + L);
+#pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const typename Z::V a = Z::broadcast(a_op.at(i));
         c0[i] = Z::fmadd(a, b0, c0[i]);
@@ -69,6 +73,7 @@ struct Gemm2vAvx512 {
       a_op.step();
       B += ldb;
     }
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       T* c = C + i * ldc;
       if (accumulate) {
