@@ -70,15 +70,28 @@ inline int current_thread() {
 }
 
 // Runs body(item, thread) for item in [0, items). The body must not throw: everything that can
-// fail is checked before the region starts.
+// fail is checked before the region starts. With many items per thread, each thread takes one
+// contiguous share: neighbouring items share operands (input rows of adjacent position tiles),
+// and a call repeated on the same arrays finds each share's data in the cache of the core that
+// used it last (2-core Xeon, against items handed out one at a time: resnet50.conv1 NHWC forward
+// 1.24x, mobilenet.dw3x3 NCHW forward 1.32x, resnet50.l4.3x3 1.03-1.16x). With few, they are
+// handed out one at a time, as items may differ in cost (a last, shorter block of reduction
+// rows: resnet50.conv1's NCHW weight gradient ran 1.7x slower in contiguous shares).
+constexpr std::int64_t kStaticItemsPerThread = 8;
+
 template <class F>
 void parallel_for(std::int64_t items, F&& body) {
   if (items <= 0) return;
 #ifdef _OPENMP
   const int nt = static_cast<int>(items < get_num_threads() ? items : get_num_threads());
   if (nt > 1) {
+    if (items >= kStaticItemsPerThread * nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+      for (std::int64_t i = 0; i < items; ++i) body(i, omp_get_thread_num());
+    } else {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (std::int64_t i = 0; i < items; ++i) body(i, omp_get_thread_num());
+      for (std::int64_t i = 0; i < items; ++i) body(i, omp_get_thread_num());
+    }
     return;
   }
 #endif
