@@ -520,6 +520,9 @@ def poisoned_allocations(monkeypatch):
         (2, 16, 70, (5, 5), 1, (2, 1), (1, 2), (7, 33)),  # a padded row's last tile, an edge n-panel
         (1, 16, 32, (9,), 1, 1, 4, (300,)),
         (3, 12, 32, (2, 3, 3), 1, 1, (0, 1, 1), (3, 4, 24)),
+        (2, 6, 16, (5, 5), 1, 1, 0, (14, 14)),  # LeNet's second layer: 16 outputs, rows of 10
+        (2, 24, 16, (3, 3), 1, 1, 1, (6, 28)),  # 16 outputs on rows of 14 (one-vector kernels)
+        (2, 5, 11, (3, 3), 1, 1, 0, (6, 23)),  # fewer outputs than one vector, a last tile past the row
     ],
 )
 def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng):
@@ -528,6 +531,26 @@ def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, d
     rows of whole tiles): rows ending inside and past whole tiles of positions, output channels
     past a whole n-panel."""
     case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=2, bias=True)
+    check_forward(rank, case, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,cin,cout,kernel,stride,padding,size",
+    [
+        (2, 6, 16, (5, 5), 1, 0, (14, 14)),  # LeNet's second layer
+        (2, 3, 10, (3, 3), 1, 1, (8, 28)),  # padded, fewer outputs than one vector
+        (2, 8, 16, (3, 5), 2, (1, 2), (9, 40)),  # strided: rows of 20 outputs, a tile past the row
+        (1, 4, 12, (7,), 1, 3, (50,)),
+    ],
+)
+def test_channels_first_forward_on_channels_last_copies(
+    rank, cin, cout, kernel, stride, padding, size, dtype, rng, poisoned_allocations
+):
+    """Channels-first forwards of LeNet-sized layers (few input channels, at most 16 outputs) run
+    by kernel rows on channels-last copies: every output element against the reference, in an
+    out= buffer NaN-poisoned."""
+    case = one_group_case(rank, cin, cout, kernel, stride, 1, padding, size, batch=3, bias=True, last=False)
     check_forward(rank, case, dtype, rng)
 
 

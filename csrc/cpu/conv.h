@@ -49,6 +49,9 @@ enum class ConvPass { kForward, kBackwardData, kBackwardWeight };
 // transposes its activations) rather than the channels-last ones above, which then serve only the
 // others.
 bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass);
+// The converse, for a channels-first layer's forward: LeNet-sized layers run the channels-last
+// forward by kernel rows on channels-last copies of their activations.
+bool channels_first_forward_runs_channels_last(const ConvGeometry& g);
 // Whether the channels-last forward pass runs by kernel rows (conv_channels_last.cpp), reading the
 // input's runs of kW x C values in place, and whether the backward data pass can run by stride
 // phases, reading grad_output's the same way: the conditions are stated there. The phases pass

@@ -164,8 +164,8 @@ bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass) {
 // (run_transposed_a, lda = stride * C), and the kernel row's weights [kW*C][K] a packed B. One
 // GEMM per kernel row, accumulated in y. The input is copied once, zero-padded and widened to
 // whole tiles of MR positions, so that no read needs a bounds check. Tiles run along one output
-// row, so a row of OW positions computes ceil(OW / MR) * MR: micro_kernel_for_width picks the
-// 12- or (AVX-512) 14-row kernel that pads it least.
+// row, so a row of OW positions computes ceil(OW / MR) * MR: micro_kernel_for_row_tiles picks the
+// kernel that pads it least (12 or 14 rows under AVX-512, or 10 or 14 for 16 outputs or fewer).
 // - Few input channels (a network's first layers): it replaces the transposes around the
 //   channels-first pass (resnet50.conv1 NHWC, 2 threads: 12.4 -> 9.3 ms under AVX-512, 16.8 -> 9.5
 //   under AVX2; the 26 MB output transpose had made NHWC 1.5x the NCHW time).
@@ -176,17 +176,27 @@ bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass) {
 //   where the general kernel packs it, but every padded row position is a full micro-kernel row of
 //   work: resnet50.l2.3x3s2 (28 outputs a row) 1.13x the general kernel under AVX-512 with 14-row
 //   tiles, 0.83x with 12-row ones (36 computed per 28); under AVX2 (6-row tiles, 30 per 28) 0.94x.
-// Layers with fewer output channels than the micro-kernel's panel width NR (float's: 32 under
-// AVX-512, 16 under AVX2) would leave part of every n-panel idle and keep their route (lenet5.conv2
-// NHWC, 16 outputs: 0.19 ms through the transposes, 0.23 here under AVX-512; under AVX2, a full
-// panel, 0.36 -> 0.22). The choice is made on float's kernels, for both precisions.
+// Layers with fewer output channels than the micro-kernel's panel width NR would leave part of
+// every n-panel idle and keep their route. Under AVX-512, where float's panels are 32 wide, layers
+// with at most 16 outputs take one-vector kernels (micro_kernel_for_row_tiles), 10 rows tall for
+// LeNet's rows of 10 (lenet5.conv2 NHWC forward, 2-core Xeon: 0.22 ms through the transposes,
+// 0.12 here); under AVX2 16 is a full panel (0.36 -> 0.22). The choice is made on float's kernels,
+// for both precisions.
 bool forward_by_kernel_rows(const ConvGeometry& g) {
-  const MicroKernel<float>& mk = micro_kernel_for_width<float>(g.out[2]);
+  const MicroKernel<float>& mk = micro_kernel_for_row_tiles<float>(g.out[2], g.K);
   if (g.groups != 1 || g.dilation[2] != 1 || g.K < mk.nr) return false;
   if (g.C <= kChannelsFirstMaxChannels) return true;
   const i64 padded = ceil_div(g.out[2], i64{mk.mr}) * mk.mr;
   const bool unit_stride = g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1;
   return unit_stride ? padded * 8 <= g.out[2] * 9 : padded == g.out[2];
+}
+
+// A few input channels and at most 16 output channels (LeNet's second layer: 6 -> 16 at 14 x 14):
+// the channels-first forward spends more on gathering its im2col panels, rows of 10 positions,
+// than on the GEMM, while the channels-last copies are a few hundred KiB (2-core Xeon, lenet5.conv2
+// NCHW forward 0.18 -> 0.13-0.14 ms under AVX-512, 0.32 -> 0.22 under AVX2).
+bool channels_first_forward_runs_channels_last(const ConvGeometry& g) {
+  return g.C <= kChannelsFirstMaxChannels && g.K <= 16 && forward_by_kernel_rows(g);
 }
 
 namespace {
@@ -259,7 +269,7 @@ inline void copy_buffered_tiles(const T* buf, i64 first, i64 count, i64 cols, i6
 // the same bits with any thread count.
 template <class T>
 void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-  const MicroKernel<T>& mk = micro_kernel_for_width<T>(g.out[2]);
+  const MicroKernel<T>& mk = micro_kernel_for_row_tiles<T>(g.out[2], g.K);
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2], sw = g.stride[2];

@@ -112,6 +112,35 @@ const MicroKernel<T>& micro_kernel_for_width(std::int64_t width) {
 template const MicroKernel<float>& micro_kernel_for_width<float>(std::int64_t);
 template const MicroKernel<double>& micro_kernel_for_width<double>(std::int64_t);
 
+namespace {
+
+// The AVX-512 float one-vector kernel with kRows rows (10 or 14); null where the set has none.
+template <class T, int kRows>
+const MicroKernel<T>* one_vector_kernel() {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    static const MicroKernel<T> k = kRows == 10 ? micro_kernel_f32_avx512_1v_10rows()
+                                                : micro_kernel_f32_avx512_1v_14rows();
+    return &k;
+  }
+#endif
+  return nullptr;
+}
+
+}  // namespace
+
+template <class T>
+const MicroKernel<T>& micro_kernel_for_row_tiles(std::int64_t width, std::int64_t columns) {
+  const MicroKernel<T>& two_vectors = micro_kernel_for_width<T>(width);
+  const MicroKernel<T>* ten = one_vector_kernel<T, 10>();
+  const MicroKernel<T>* fourteen = one_vector_kernel<T, 14>();
+  if (!ten || !fourteen || columns > ten->nr || columns > two_vectors.nr / 2) return two_vectors;
+  const auto padded = [width](const MicroKernel<T>* k) { return (width + k->mr - 1) / k->mr * k->mr; };
+  return padded(ten) < padded(fourteen) ? *ten : *fourteen;
+}
+template const MicroKernel<float>& micro_kernel_for_row_tiles<float>(std::int64_t, std::int64_t);
+template const MicroKernel<double>& micro_kernel_for_row_tiles<double>(std::int64_t, std::int64_t);
+
 template <class T>
 DotKernel<T> pick_dot() {
 #if defined(__AVX512F__)

@@ -96,6 +96,12 @@ const MicroKernel<T>& micro_kernel_for_rows(std::int64_t rows);
 template <class T>
 const MicroKernel<T>& micro_kernel_for_width(std::int64_t width);
 
+// The same for products with `columns` columns (the forward by kernel rows: output channels): at
+// most 16 of them take a one-vector kernel (10 or 14 rows) where the ISA has one, which neither
+// pads the columns to 32 nor, for rows of 10, the row to 12.
+template <class T>
+const MicroKernel<T>& micro_kernel_for_row_tiles(std::int64_t width, std::int64_t columns);
+
 // The inner-product form, for GEMMs whose operands are both contiguous along the reduction
 // (backward weight in channels-first: dW[k][r] = sum_p dY[k][p] * X_col[r][p]):
 //   C[i][j] (+)= sum_{p < kc} a[i][p] * b[j][p],   i < MR, j < NR, C row stride ldc.
@@ -115,6 +121,8 @@ const DotKernel<T>& dot_kernel();
 MicroKernel<float> micro_kernel_f32_avx512();
 MicroKernel<float> micro_kernel_f32_avx512_8rows();
 MicroKernel<float> micro_kernel_f32_avx512_14rows();
+MicroKernel<float> micro_kernel_f32_avx512_1v_10rows();
+MicroKernel<float> micro_kernel_f32_avx512_1v_14rows();
 DotKernel<float> dot_kernel_f32_avx512();
 DotKernel<double> dot_kernel_f64_avx512();
 MicroKernel<double> micro_kernel_f64_avx512();

@@ -1,6 +1,7 @@
 // AVX-512 micro-kernels. 12 x 32 (float) / 12 x 16 (double): 24 zmm accumulators, 2 for the B
 // row and 1 broadcast leave 5 of the 32 registers free; per reduction step 2 vector loads and
-// 12 broadcasts feed 24 FMAs, enough to keep both FMA ports busy from L1.
+// 12 broadcasts feed 24 FMAs, enough to keep both FMA ports busy from L1. Narrower and taller
+// variants serve products whose rows or columns would pad the 12 x 32 tiles.
 // Compiled into every kernel set, it holds code only in the AVX-512 one.
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -86,6 +87,38 @@ struct Gemm2vAvx512 {
   }
 };
 
+// MR x 1 vector (float: MR x 16), for products with at most 16 columns, which the 2-vector
+// kernels would pad to 32: LeNet's 16 output channels, tiled along its output rows of 10
+// positions (MR = 10) or along rows of 14, 28, 56, 112 (MR = 14). Per reduction step one vector
+// load and MR broadcasts, folded into the FMAs, feed MR FMAs.
+template <class Z, int MR>
+struct Gemm1vAvx512 {
+  template <bool kTransposedA>
+  __attribute__((always_inline)) static void rows(std::int64_t kc, const typename Z::T* A, std::int64_t lda,
+                                                  std::int64_t run, std::int64_t run_step, const typename Z::T* B,
+                                                  std::int64_t ldb, typename Z::T* C, std::int64_t ldc,
+                                                  int accumulate) {
+    using T = typename Z::T;
+    typename Z::V c0[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) c0[i] = Z::zero();
+    AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const typename Z::V b0 = Z::load(B);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) c0[i] = Z::fmadd(Z::broadcast(a_op.at(i)), b0, c0[i]);
+      a_op.step();
+      B += ldb;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      T* c = C + i * ldc;
+      if (accumulate) c0[i] = Z::add(c0[i], Z::load(c));
+      Z::store(c, c0[i]);
+    }
+  }
+};
+
 // Inner-product kernels: 4 x 4 accumulators of one vector each; per step of 16 (8) reduction
 // elements, 8 loads feed 16 FMAs. (4 x 6 spilled accumulators to the stack: 24 + 6 + 1 vector
 // registers plus ten row pointers was one too many for GCC.) The tail is masked, so kc needs no
@@ -158,6 +191,12 @@ MicroKernel<float> micro_kernel_f32_avx512_8rows() {
 }
 MicroKernel<float> micro_kernel_f32_avx512_14rows() {
   return micro_kernel_entries<float, 14, 32, Gemm2vAvx512<Zmm32, 14>>("avx512");
+}
+MicroKernel<float> micro_kernel_f32_avx512_1v_10rows() {
+  return micro_kernel_entries<float, 10, 16, Gemm1vAvx512<Zmm32, 10>>("avx512");
+}
+MicroKernel<float> micro_kernel_f32_avx512_1v_14rows() {
+  return micro_kernel_entries<float, 14, 16, Gemm1vAvx512<Zmm32, 14>>("avx512");
 }
 MicroKernel<double> micro_kernel_f64_avx512() {
   return micro_kernel_entries<double, kMR, 16, Gemm2vAvx512<Zmm64, kMR>>("avx512");
