@@ -40,15 +40,17 @@ struct Zmm64 {
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
 };
 
-// MR x 2 vectors (MR x 32 floats, MR x 16 doubles): 12 rows for most GEMMs; 8 rows (float) for
-// convolutions with few output channels (16 of them would fill 24 rows of the 12-row kernel);
-// 14 rows (float) for tiles along output rows of 14, 28, 56 or 112 positions, which 12-row tiles
-// would pad by up to a quarter (28 accumulators and the 2 B vectors fill 30 registers; the
-// broadcasts are folded into the FMAs' memory operands).
+// MR x NV vectors. Two vectors (MR x 32 floats, MR x 16 doubles): 12 rows for most GEMMs; 8 rows
+// (float) for convolutions with few output channels (16 of them would fill 24 rows of the 12-row
+// kernel); 14 rows (float) for tiles along output rows of 14, 28, 56 or 112 positions, which
+// 12-row tiles would pad by up to a quarter (28 accumulators and the 2 B vectors fill 30
+// registers; the broadcasts are folded into the FMAs' memory operands). One vector (float: MR x
+// 16), for products with at most 16 columns, which two would pad to 32: LeNet's 16 output
+// channels, tiled along its output rows of 10 positions (MR = 10) or rows of 14, 28, 56, 112.
 // A is read as AOperand says, B's rows are ldb apart: the packed entry points pass the panel
 // widths, so their address steps are constants.
-template <class Z, int MR>
-struct Gemm2vAvx512 {
+template <class Z, int MR, int NV>
+struct GemmAvx512 {
   template <bool kTransposedA>
   __attribute__((always_inline)) static void rows(std::int64_t kc, const typename Z::T* A, std::int64_t lda,
                                                   std::int64_t run, std::int64_t run_step, const typename Z::T* B,
@@ -58,63 +60,33 @@ struct Gemm2vAvx512 {
     constexpr int L = Z::kLanes;
     // Every loop over the rows fully unrolled: otherwise GCC turns the zeroing into a memset of
     // the accumulator arrays on the stack (6% of the pointwise layers' time, 2-core Xeon).
-    typename Z::V c0[MR], c1[MR];
+    typename Z::V c[NV][MR];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v)
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) c0[i] = c1[i] = Z::zero();
+      for (int i = 0; i < MR; ++i) c[v][i] = Z::zero();
     AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
     for (std::int64_t p = 0; p < kc; ++p) {
-      const typename Z::V b0 = Z::load(B);
-      const typename Z::V b1 = Z::load(B + L);
+      typename Z::V b[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) b[v] = Z::load(B + v * L);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const typename Z::V a = Z::broadcast(a_op.at(i));
-        c0[i] = Z::fmadd(a, b0, c0[i]);
-        c1[i] = Z::fmadd(a, b1, c1[i]);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) c[v][i] = Z::fmadd(a, b[v], c[v][i]);
       }
       a_op.step();
       B += ldb;
     }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      T* c = C + i * ldc;
-      if (accumulate) {
-        c0[i] = Z::add(c0[i], Z::load(c));
-        c1[i] = Z::add(c1[i], Z::load(c + L));
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        T* out = C + i * ldc + v * L;
+        if (accumulate) c[v][i] = Z::add(c[v][i], Z::load(out));
+        Z::store(out, c[v][i]);
       }
-      Z::store(c, c0[i]);
-      Z::store(c + L, c1[i]);
-    }
-  }
-};
-
-// MR x 1 vector (float: MR x 16), for products with at most 16 columns, which the 2-vector
-// kernels would pad to 32: LeNet's 16 output channels, tiled along its output rows of 10
-// positions (MR = 10) or along rows of 14, 28, 56, 112 (MR = 14). Per reduction step one vector
-// load and MR broadcasts, folded into the FMAs, feed MR FMAs.
-template <class Z, int MR>
-struct Gemm1vAvx512 {
-  template <bool kTransposedA>
-  __attribute__((always_inline)) static void rows(std::int64_t kc, const typename Z::T* A, std::int64_t lda,
-                                                  std::int64_t run, std::int64_t run_step, const typename Z::T* B,
-                                                  std::int64_t ldb, typename Z::T* C, std::int64_t ldc,
-                                                  int accumulate) {
-    using T = typename Z::T;
-    typename Z::V c0[MR];
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) c0[i] = Z::zero();
-    AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
-    for (std::int64_t p = 0; p < kc; ++p) {
-      const typename Z::V b0 = Z::load(B);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) c0[i] = Z::fmadd(Z::broadcast(a_op.at(i)), b0, c0[i]);
-      a_op.step();
-      B += ldb;
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      T* c = C + i * ldc;
-      if (accumulate) c0[i] = Z::add(c0[i], Z::load(c));
-      Z::store(c, c0[i]);
     }
   }
 };
@@ -184,22 +156,22 @@ DotKernel<float> dot_kernel_f32_avx512() { return {kDotMR, kDotNR, &sdot_4x4_avx
 DotKernel<double> dot_kernel_f64_avx512() { return {kDotMR, kDotNR, &ddot_4x4_avx512}; }
 
 MicroKernel<float> micro_kernel_f32_avx512() {
-  return micro_kernel_entries<float, kMR, 32, Gemm2vAvx512<Zmm32, kMR>>("avx512");
+  return micro_kernel_entries<float, kMR, 32, GemmAvx512<Zmm32, kMR, 2>>("avx512");
 }
 MicroKernel<float> micro_kernel_f32_avx512_8rows() {
-  return micro_kernel_entries<float, 8, 32, Gemm2vAvx512<Zmm32, 8>>("avx512");
+  return micro_kernel_entries<float, 8, 32, GemmAvx512<Zmm32, 8, 2>>("avx512");
 }
 MicroKernel<float> micro_kernel_f32_avx512_14rows() {
-  return micro_kernel_entries<float, 14, 32, Gemm2vAvx512<Zmm32, 14>>("avx512");
+  return micro_kernel_entries<float, 14, 32, GemmAvx512<Zmm32, 14, 2>>("avx512");
 }
 MicroKernel<float> micro_kernel_f32_avx512_1v_10rows() {
-  return micro_kernel_entries<float, 10, 16, Gemm1vAvx512<Zmm32, 10>>("avx512");
+  return micro_kernel_entries<float, 10, 16, GemmAvx512<Zmm32, 10, 1>>("avx512");
 }
 MicroKernel<float> micro_kernel_f32_avx512_1v_14rows() {
-  return micro_kernel_entries<float, 14, 16, Gemm1vAvx512<Zmm32, 14>>("avx512");
+  return micro_kernel_entries<float, 14, 16, GemmAvx512<Zmm32, 14, 1>>("avx512");
 }
 MicroKernel<double> micro_kernel_f64_avx512() {
-  return micro_kernel_entries<double, kMR, 16, Gemm2vAvx512<Zmm64, kMR>>("avx512");
+  return micro_kernel_entries<double, kMR, 16, GemmAvx512<Zmm64, kMR, 2>>("avx512");
 }
 
 }  // namespace convkern::cpu
