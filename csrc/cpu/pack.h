@@ -75,6 +75,31 @@ inline void transpose_16x16(__m512 r[16]) {
 }
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// r[j] (8 rows of 8 floats) becomes its transpose: r[e] holds element e of every row.
+inline void transpose_8x8(__m256 r[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4i + k], 128-bit lane L: column 4L + k of rows 4i .. 4i + 3.
+  for (int i = 0; i < 2; ++i) {
+    const __m256d a = _mm256_castps_pd(t[4 * i]), b = _mm256_castps_pd(t[4 * i + 1]);
+    const __m256d c = _mm256_castps_pd(t[4 * i + 2]), d = _mm256_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, d));
+  }
+  for (int k = 0; k < 4; ++k) {
+    t[k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x20);
+    t[4 + k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) r[i] = t[i];
+}
+#endif
+
 // dst[e * ld + j] = rows[j][e] for e < len and j < width, zero for j >= nrows (nrows <= width
 // <= 16): the transposing copy behind the outer-product packs. With AVX-512 (float) 16 x 16
 // blocks are transposed in registers; element-wise strided stores cost ~2 cycles an element,

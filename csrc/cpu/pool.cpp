@@ -376,6 +376,32 @@ inline void average_16_planes(const float* x, i64 n, float divisor, float* y) {
   sum = _mm512_add_ps(_mm512_setzero_ps(), sum);  // accumulate_run's 0 + rest (-0 becomes +0)
   _mm512_storeu_ps(y, _mm512_div_ps(sum, _mm512_set1_ps(divisor)));
 }
+#elif defined(__AVX2__)
+// The same for 8 float planes under AVX2: a plane's 16 lanes are two vectors, whose sum is the
+// tree's first level (lane l + lane l + 8); the rest as above. (Per plane, resnet50.gap NCHW
+// forward took 0.065 ms under AVX2 against 0.037 under AVX-512.)
+inline void average_8_planes(const float* x, i64 n, float divisor, float* y) {
+  __m256 r[8];
+  const i64 whole = n / 16 * 16;
+  for (int j = 0; j < 8; ++j) {
+    const float* p = x + j * n;
+    __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+    for (i64 i = 16; i < whole; i += 16) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(p + i));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(p + i + 8));
+    }
+    r[j] = _mm256_add_ps(lo, hi);
+  }
+  transpose_8x8(r);
+  for (int half = 4; half > 0; half /= 2)
+    for (int l = 0; l < half; ++l) r[l] = _mm256_add_ps(r[l], r[l + half]);
+  __m256 sum = r[0];
+  const __m256i planes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                            _mm256_set1_epi32(static_cast<int>(n)));
+  for (i64 i = whole; i < n; ++i) sum = _mm256_add_ps(sum, _mm256_i32gather_ps(x + i, planes, 4));
+  sum = _mm256_add_ps(_mm256_setzero_ps(), sum);  // accumulate_run's 0 + rest (-0 becomes +0)
+  _mm256_storeu_ps(y, _mm256_div_ps(sum, _mm256_set1_ps(divisor)));
+}
 #endif
 
 template <class T>
@@ -389,6 +415,10 @@ void avg_global_nchw(const Windows& w, const AvgDivisor& rule, const T* x, T* y)
     if constexpr (sizeof(T) == 4)
       if (n >= 32 && n < (i64(1) << 26))
         for (; plane + 16 <= last; plane += 16) average_16_planes(x + plane * n, n, divisor, y + plane);
+#elif defined(__AVX2__)
+    if constexpr (sizeof(T) == 4)
+      if (n >= 32 && n < (i64(1) << 26))
+        for (; plane + 8 <= last; plane += 8) average_8_planes(x + plane * n, n, divisor, y + plane);
 #endif
     for (; plane < last; ++plane) y[plane] = accumulate_run(T(0), x + plane * n, n) / divisor;
   });
