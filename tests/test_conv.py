@@ -613,13 +613,16 @@ def test_backward_weight_over_padded_rows(
         (3, 2, 32, (3, 3, 3), (1, 2, 2), 1, 1, (3, 5, 70)),
     ],
 )
-def test_channels_last_backward_weight_by_kernel_rows(
-    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng, poisoned_allocations
+@pytest.mark.parametrize("data_format", ["last", "first"])
+def test_backward_weight_by_kernel_rows(
+    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, data_format, rng, poisoned_allocations
 ):
-    """Channels-last weight gradients of layers with few input channels, one GEMM per output row
-    and kernel row with both operands read in place, partial sums per block of rows; grad_weight
+    """Weight gradients of layers with few input channels, one GEMM per output row and kernel row
+    with both channels-last operands read in place, partial sums per block of rows (strided
+    channels-first layers on channels-last copies, the others by their own route); grad_weight
     allocated NaN-poisoned."""
-    case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=3, bias=False)
+    last = data_format == "last"
+    case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=3, bias=False, last=last)
     check_backward(rank, case, dtype, rng)
 
 

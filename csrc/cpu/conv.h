@@ -68,6 +68,8 @@ bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w
 // when the first meets an input that is not finite, and the caller then takes the usual route.
 bool backward_weight_over_padded_rows(const ConvGeometry& g);
 bool backward_weight_by_kernel_rows(const ConvGeometry& g);
+// Whether a channels-first layer's backward weight runs by kernel rows on channels-last copies.
+bool channels_first_weight_grad_runs_channels_last(const ConvGeometry& g);
 template <class T>
 bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);
 
