@@ -602,6 +602,32 @@ def test_backward_weight_over_padded_rows(
     check_backward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("data_format", ["first", "last"])
+@pytest.mark.parametrize(
+    "rank,cin,cout,kernel,stride,dilation,padding,size",
+    [
+        (2, 6, 16, (5, 5), 1, 1, 0, (14, 14)),  # LeNet's second layer: rows of 10, 14 cells touched
+        (2, 3, 8, (3, 2), 1, 1, (1, 0), (9, 7)),
+        (1, 4, 5, (7,), 1, 1, 3, (10,)),  # a row and its shifted copies span exactly 16 cells
+        (2, 5, 7, (2, 4), 1, 1, 2, (6, 13)),  # 17 cells: the run-by-run scatter
+        (2, 4, 6, (3, 3), (2, 1), (2, 1), 1, (11, 9)),  # strided and dilated along H only
+        (2, 4, 6, (3, 3), (1, 2), 1, 1, (8, 9)),  # strided along W: the run-by-run scatter
+        (3, 2, 4, (2, 3, 3), 1, 1, 1, (3, 5, 6)),
+    ],
+)
+def test_backward_data_over_short_rows(
+    rank, cin, cout, kernel, stride, dilation, padding, size, data_format, rng, poisoned_allocations
+):
+    """Input gradients of layers with short output rows through the channels-first col2im, whose
+    scatter sums a row's kernel-width taps in registers before adding them to the gradient;
+    several images per tile of positions, float32 (the vector path) against the reference, the
+    gradients allocated NaN-poisoned."""
+    case = one_group_case(
+        rank, cin, cout, kernel, stride, dilation, padding, size, batch=5, bias=False, last=data_format == "last"
+    )
+    check_backward(rank, case, np.float32, rng)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(
     "rank,cin,cout,kernel,stride,dilation,padding,size",
