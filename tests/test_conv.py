@@ -595,10 +595,10 @@ def test_backward_weight_over_padded_rows(
 ):
     """Weight gradients of small unit-stride layers with few input channels, summed over positions
     numbered along whole padded input rows (the cells past each output row carry zero gradient),
-    in both layouts (channels-first ones on channels-last copies); grad_weight allocated
-    NaN-poisoned."""
+    in both layouts (channels-first ones on channels-last copies); 9 images: blocks of images
+    summed apart, the last one partial; grad_weight allocated NaN-poisoned."""
     last = data_format == "last"
-    case = one_group_case(rank, cin, cout, kernel, 1, 1, padding, size, batch=3, bias=False, last=last)
+    case = one_group_case(rank, cin, cout, kernel, 1, 1, padding, size, batch=9, bias=False, last=last)
     check_backward(rank, case, dtype, rng)
 
 

@@ -28,6 +28,7 @@
 // (3.87), backward data 5.39 (4.07); resnet50.l1.1x1 NHWC forward 2.18 (1.95), backward weight
 // 3.46 (3.91); audio.conv1d NWC forward 32.8 (65.3), backward data 25.2 (69.8).
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "conv.h"
@@ -465,10 +466,12 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
 // is one GEMM with both operands read in place (run_strided, lda = K rounded up to MR, ldb = C)
 // and reduced over the whole image in registers: no gather of short output rows, which took half
 // the time of the channels-first inner-product form on LeNet-sized layers (10 x 10 outputs). The
-// widened rows cost Wp / OW times the multiply-adds. lenet5.conv2 (batch 64), 2 threads: NHWC
-// 0.268 -> 0.17 ms under AVX-512, 0.50 -> 0.29 under AVX2; NCHW (on channels-last copies),
-// builds alternating, 0.274 -> 0.191 and 0.599 -> 0.343. Items are (kernel row, MR block of K,
-// NR panel of kW*C), each summing the batch in order: the same bits with any thread count. The
+// widened rows cost Wp / OW times the multiply-adds. Items are blocks of images: each image is
+// padded and widened into L1-sized buffers of the item's own and summed, every kernel row, MR
+// block of K and NR panel of kW*C, into the block's partial dW; the partials are added in block
+// order, so the bits do not depend on the thread count. (Copying the whole batch first, then
+// splitting the GEMMs among threads by kernel row, read each image from the other core's cache
+// and cost a parallel region more: lenet5.conv2 NHWC 0.21 ms against PyTorch's 0.13.) The
 // zero-gradient cells multiply real input values, so an infinite input (0 x inf = NaN) makes it
 // return false before anything is written.
 template <class T>
@@ -480,41 +483,68 @@ bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x,
   const i64 Dp = g.in[0] + g.pad_before[0] + g.pad_after[0], Hp = g.in[1] + g.pad_before[1] + g.pad_after[1];
   const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2];
   const i64 L = kW * C, panels = ceil_div(L, NR), ktiles = ceil_div(K, MR), Kp = ktiles * MR;
-  const i64 vlen = ((OD - 1) * Hp + OH - 1) * Wp + OW, image = Dp * Hp * Wp * C;
-  // The last panel reads up to NR - 1 values past the last kernel row's run: a zero tail.
-  CachedBuffer<T> xpad_storage, dyv_storage;
-  const PaddedCopy<T> xpad(xpad_storage, x, g.N, g.in, C, g.pad_before, Dp, Hp, Wp, NR);
-  T* dyv = dyv_storage.reserve(checked_mul(g.N * vlen, Kp, "widened grad_output"));
-  // One parallel loop per image makes both copies and checks the input (these small layers'
-  // calls are short enough for each loop's start to count).
-  std::vector<char> finite(static_cast<size_t>(g.N));
-  parallel_for(g.N, [&](i64 n, int) {
-    finite[n] = all_finite(x + n * g.in_plane() * C, g.in_plane() * C);
-    for (i64 prow = n * Dp * Hp; prow < (n + 1) * Dp * Hp; ++prow) xpad.row(prow);
-    T* dst = dyv + n * vlen * Kp;
-    std::fill(dst, dst + vlen * Kp, T(0));
-    for (i64 od = 0; od < OD; ++od)
-      for (i64 oh = 0; oh < OH; ++oh) {
-        const T* src = dy + ((n * OD + od) * OH + oh) * OW * K;
-        T* row = dst + (od * Hp + oh) * Wp * Kp;
-        for (i64 ow = 0; ow < OW; ++ow) std::copy(src + ow * K, src + ow * K + K, row + ow * Kp);
+  const i64 vlen = ((OD - 1) * Hp + OH - 1) * Wp + OW, image = Dp * Hp * Wp * C, in_image = g.in_plane() * C;
+  const i64 ldacc = panels * NR, kernel_rows = kD * kH, part = kernel_rows * Kp * ldacc;
+  // At least 4 images a block (the partials' sum stays a small part of the work), at most
+  // kWgradMaxBlocks blocks (bounding their memory whatever the batch).
+  const i64 block = std::max<i64>(4, ceil_div(g.N, kWgradMaxBlocks)), blocks = ceil_div(g.N, block);
+  const int slots = scratch_slots(blocks);
+  // Per slot one padded image (+ NR zeros: the last panel reads up to NR - 1 values past the last
+  // kernel row's run) and one widened grad_output image.
+  const i64 xstride = image + NR, dystride = vlen * Kp;
+  AlignedBuffer<T> xbuf(checked_mul(slots, xstride, "padded input image")),
+      dybuf(checked_mul(slots, dystride, "widened grad_output image"));
+  CachedBuffer<T> partial_storage;
+  T* partials = partial_storage.reserve(checked_mul(blocks, part, "weight-gradient partials"));
+  std::atomic<bool> finite{true};
+  parallel_for(blocks, [&](i64 b, int t) {
+    T* xi = xbuf.data() + t * xstride;
+    T* dyi = dybuf.data() + t * dystride;
+    T* acc = partials + b * part;  // [kernel row][k][r = kw * C + c, rounded up to NR]
+    // The padding and the widened rows' gaps are zero for every image: only the cells that hold
+    // values are written per image.
+    std::fill(xi, xi + xstride, T(0));
+    std::fill(dyi, dyi + dystride, T(0));
+    for (i64 n = b * block; n < std::min(g.N, (b + 1) * block); ++n) {
+      const T* xn = x + n * in_image;
+      if (!all_finite(xn, in_image)) finite.store(false, std::memory_order_relaxed);
+      for (i64 d = 0; d < g.in[0]; ++d)
+        for (i64 h = 0; h < g.in[1]; ++h) {
+          const T* from = xn + (d * g.in[1] + h) * g.in[2] * C;
+          T* dst = xi + (((d + g.pad_before[0]) * Hp + h + g.pad_before[1]) * Wp + g.pad_before[2]) * C;
+          std::copy(from, from + g.in[2] * C, dst);
+        }
+      for (i64 od = 0; od < OD; ++od)
+        for (i64 oh = 0; oh < OH; ++oh) {
+          const T* src = dy + ((n * OD + od) * OH + oh) * OW * K;
+          T* row = dyi + (od * Hp + oh) * Wp * Kp;
+          if (Kp == K) {
+            std::copy(src, src + OW * K, row);
+          } else {
+            for (i64 ow = 0; ow < OW; ++ow) std::copy(src + ow * K, src + ow * K + K, row + ow * Kp);
+          }
+        }
+      const bool accumulate = n > b * block;
+      for (i64 kr = 0; kr < kernel_rows; ++kr) {
+        const T* xrow = xi + ((kr / kH) * Hp + kr % kH) * Wp * C;
+        for (i64 kt = 0; kt < ktiles; ++kt)
+          for (i64 pn = 0; pn < panels; ++pn)
+            mk.run_strided(vlen, dyi + kt * MR, Kp, xrow + pn * NR, C, acc + (kr * Kp + kt * MR) * ldacc + pn * NR,
+                           ldacc, accumulate);
       }
+    }
   });
-  if (!std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; })) return false;
-  const i64 ldacc = panels * NR, kernel_rows = kD * kH;
-  AlignedBuffer<T> acc(kernel_rows * Kp * ldacc);
-  parallel_for(kernel_rows * ktiles * panels, [&](i64 item, int) {
-    const i64 pn = item % panels, kt = (item / panels) % ktiles, kr = item / panels / ktiles;
-    const i64 shift = ((kr / kH) * Hp + kr % kH) * Wp * C + pn * NR;
-    T* out = acc.data() + (kr * Kp + kt * MR) * ldacc + pn * NR;
-    for (i64 n = 0; n < g.N; ++n)
-      mk.run_strided(vlen, dyv + n * vlen * Kp + kt * MR, Kp, xpad.data + n * image + shift, C, out, ldacc, n > 0);
-  });
+  if (!finite.load()) return false;
+  // Each (kernel row, k) row of the partials summed in block order into block 0's, a vector at a
+  // time (element by element across the blocks' strided rows: lenet5.conv2 NHWC 0.163 ms against
+  // 0.158).
   parallel_for(K, [&](i64 k, int) {
-    for (i64 c = 0; c < C; ++c)
-      for (i64 kr = 0; kr < kernel_rows; ++kr)
-        for (i64 kw = 0; kw < kW; ++kw)
-          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = acc.data()[(kr * Kp + k) * ldacc + kw * C + c];
+    for (i64 kr = 0; kr < kernel_rows; ++kr) {
+      T* sum = partials + (kr * Kp + k) * ldacc;
+      for (i64 b = 1; b < blocks; ++b) add_row(sum, sum + b * part, L);
+      for (i64 c = 0; c < C; ++c)
+        for (i64 kw = 0; kw < kW; ++kw) dw[((k * C + c) * kernel_rows + kr) * kW + kw] = sum[kw * C + c];
+    }
   });
   return true;
 }
