@@ -655,12 +655,14 @@ def test_backward_weight_by_kernel_rows(
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(
-    "rank,groups,cin,cout", [(2, 1, 64, 40), (2, 2, 30, 26), (1, 1, 7, 50), (3, 3, 9, 39), (2, 1, 100, 300)]
+    "rank,groups,cin,cout",
+    [(2, 1, 64, 40), (2, 2, 30, 26), (1, 1, 7, 50), (3, 3, 9, 39), (2, 1, 100, 300), (2, 1, 512, 40), (2, 2, 1024, 48)],
 )
 def test_pointwise_convolution(rank, groups, cin, cout, dtype, last, rng):
     """1x1, unit stride, no padding: backward data runs as the transposed-weight forward pass; in
     channels-last the weight gradient reads both activations in place, packing only the edge
-    tiles (dW rows and columns past whole micro-kernel tiles, and groups' neighbouring channels)."""
+    tiles (dW rows and columns past whole micro-kernel tiles, and groups' neighbouring channels),
+    and the input's panels where its rows are a multiple of 2 KiB apart (512 and 1024 channels)."""
     case = dict(
         batch=3,
         cin=cin,

@@ -944,6 +944,11 @@ void pointwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy,
   const int slots = scratch_slots(items);
   AlignedBuffer<T> edge_a(slots * PT * MR);
   AlignedBuffer<T> edge_b(slots * PT * NR);
+  // Input rows a multiple of 2 KiB apart fall into one or two of L1's 64 sets, and a step's 128
+  // rows of B evicted one another and A's: their panels are copied first (2-core Xeon, NHWC:
+  // resnet50.l3.1x1 2.80 -> 2.49 ms under AVX-512, 5.33 -> 4.49 under AVX2; 512 -> 2048 channels
+  // at 7 x 7 3.20 -> 2.92). At 1 KiB (64 -> 256 channels) the copies cost what they save.
+  const bool pack_b = (g.C * sizeof(T)) % 2048 == 0;
   AlignedBuffer<T> acc(slots * mper * MR * RB);
 
   parallel_for(items, [&](i64 item, int t) {
@@ -971,8 +976,10 @@ void pointwise_backward_weight_channels_last(const ConvGeometry& g, const T* dy,
       // One B panel stays in L1 while this item's A rows stream past it.
       for (i64 q = 0; q < nq; ++q) {
         const bool b_edge = q == nq - 1 && cols_last < NR;
-        const T* B = b_edge ? B_edge : x_rows + q * NR;
-        const i64 ldb = b_edge ? NR : g.C;
+        if (!b_edge && pack_b)
+          for (i64 p = 0; p < count; ++p) copy_row(B_edge + p * NR, x_rows + p * g.C + q * NR, NR);
+        const T* B = b_edge || pack_b ? B_edge : x_rows + q * NR;
+        const i64 ldb = b_edge || pack_b ? NR : g.C;
         for (i64 mb = 0; mb < mbn; ++mb) {
           const bool a_edge = mb0 + mb == mblocks - 1 && rows_last < MR;
           const T* A = a_edge ? A_edge : dy_rows + (mb0 + mb) * MR;
