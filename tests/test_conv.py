@@ -682,6 +682,27 @@ def test_pointwise_convolution(rank, groups, cin, cout, dtype, last, rng):
     check_backward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+def test_depthwise_channels_last_weight_gradient_over_many_images(dtype, rng):
+    """The channels-last depthwise weight gradient of 70 images: under AVX2 and SSE blocks of
+    images (two images each past 64) summed apart into partial taps, added in block order."""
+    case = dict(
+        batch=70,
+        cin=20,
+        cout=20,
+        groups=20,
+        kernel=(3, 3),
+        stride=(1, 1),
+        dilation=(1, 1),
+        padding=1,
+        size=(4, 6),
+        layout="contiguous",
+        bias=False,
+        data_format="NHWC",
+    )
+    check_backward(2, case, dtype, rng)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("k,stride,dilation,padding", [(3, 2, 1, 1), (3, 1, 2, 2), (5, 2, 2, "same"), (3, 3, 1, 0)])
 def test_depthwise_strided_and_dilated(k, stride, dilation, padding, last, rng):

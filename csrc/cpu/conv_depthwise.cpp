@@ -518,6 +518,9 @@ struct PlaneStencil {
 // so one position at a time waits on FMA latency; 8 independent chains cover latency x ports
 // (4 x 2). v4 ran two chains (two channel vectors of one position) and reached 0.5x PyTorch.
 constexpr int kNhwcPositions = 8;
+// At most this many blocks of images (partial weight gradients) in the channels-last weight
+// gradient under AVX2 and SSE.
+constexpr i64 kMaxImageBlocks = 64;
 
 // The first n (0 to one vector) lanes from p, and to p.
 template <class T>
@@ -664,68 +667,51 @@ void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C]
 }
 
 // Weight gradient of the same layers: dw[c, tap] = sum over (n, oh, ow) of dy[n, oh, ow, c] *
-// in[n, tap's cell, c]. A work item is one vector of channels, whose KH x KW accumulators stay in
-// registers over every position (the channels are the lanes, so no lanes are summed at the end);
-// v4 added each tap's products into a block of memory per position, at 0.3x PyTorch.
-// Items narrower than a cache line (AVX2's and SSE's) first copy each image's slice of their
-// channels into a compact plane: read in place, a row's cells lie C values apart, in the same few
-// L1 sets (every 1 KiB at 256 channels), and every kernel row reloaded its input row from L2
-// (mobilenet.dw3x3 NHWC under AVX2, 2-core Xeon: 1.34 -> 1.01 ms). AVX-512's two-vector items
-// read whole lines and gained nothing from the copy (0.61-0.70 ms -> 0.69-0.73).
+// in[n, tap's cell, c]. Work is split by cache lines of channels, whose taps' accumulators stay
+// in registers over the positions (the channels are the lanes, so no lanes are summed at the
+// end); v4 added each tap's products into a block of memory per position, at 0.3x PyTorch.
+// With 32 vector registers (AVX-512) an item is one line, its two vectors run together over the
+// whole batch and read their rows in place. With 16 (AVX2, SSE) one vector's KH x KW
+// accumulators fill them, and an item is a block of images: each image's input and grad_output
+// are copied, read in order, into planes of one line of channels, and each line's two vectors
+// sum the image one after the other into the block's partial taps. (Items of one vector reading
+// in place loaded half of every line of both operands, 1 KiB apart at 256 channels, the other
+// half loaded again by another item: mobilenet.dw3x3 NHWC under AVX2, 2-core Xeon, 1.10 ms with
+// a compact input plane per vector, 0.65 by blocks of images; PyTorch limited to AVX2: 0.60.)
 // Taps in the padding add dy * 0, as PyTorch's do: Inf or NaN in dy there makes the gradient NaN.
 template <class T, int KH, int KW>
 void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw /* [C][tap] */) {
   constexpr i64 VL = vector_length<T>();
   constexpr int kvol = KH * KW;
+  constexpr bool kCompact = sizeof(Vec<T>) < 64;
+  constexpr i64 kLine = 2 * VL;  // the channels of one item
   i64 lo, hi;
   interior_columns(s, KW, lo, hi);
-  const i64 C = s.C, cells = s.IH * s.IW;
-  // V vectors of channels at a time (V = 2 with 32 vector registers: 2 x KH x KW accumulators).
-  constexpr int kPair = sizeof(Vec<T>) >= 64 ? 2 : 1;
-  constexpr bool kCompact = kPair == 1;
-  const i64 pairs = kPair == 2 ? C / (2 * VL) : 0, rest = ceil_div(C - pairs * 2 * VL, VL);
-  AlignedBuffer<T> compact(kCompact ? scratch_slots(pairs + rest) * cells * VL : 0);
-  const auto channel_vectors = [&](auto vectors, i64 c0, i64 nc, T* plane) {
+  const i64 C = s.C, cells = s.IH * s.IW, out_cells = s.OH * s.OW, items = ceil_div(C, kLine);
+  // V vectors of channels (from x and dy, already offset to them; nc channels in all, nc <= V x
+  // VL), their rows W values apart, images [0, images), added into acc.
+  const auto accumulate = [&](auto vectors, Vec<T>* sums /* [V][kvol] */, const PlaneStencil& rs, const T* x,
+                              const T* g, i64 W, i64 nc, i64 images) {
     constexpr int V = decltype(vectors)::value;
-    // Where the item's rows are read: the compact plane (one image of W channels), or in place.
-    const i64 W = kCompact ? V * VL : C, wc0 = kCompact ? 0 : c0;
-    PlaneStencil cs = s;
-    if (kCompact) {
-      cs.N = 1;
-      cs.C = W;
-    }
-    Vec<T> acc[V][kvol];
+    Vec<T> acc[V][kvol];  // a local copy, which stays in registers
     for (int v = 0; v < V; ++v)
 #pragma GCC unroll 25
-      for (int t = 0; t < kvol; ++t) acc[v][t] = Vec<T>{};
-    for (i64 row = 0; row < s.N * s.OH; ++row) {
-      if (kCompact && row % s.OH == 0) {
-        const T* src = in + row / s.OH * cells * C + c0;
-        if (nc == W) {
-          for (i64 cell = 0; cell < cells; ++cell)
-#pragma GCC unroll 2
-            for (int v = 0; v < V; ++v) store_vec(plane + cell * W + v * VL, load_vec(src + cell * C + v * VL));
-        } else {
-          for (i64 cell = 0; cell < cells; ++cell) store_vec(plane + cell * W, load_n(src + cell * C, nc));
-        }
-      }
+      for (int t = 0; t < kvol; ++t) acc[v][t] = sums[v * kvol + t];
+    for (i64 row = 0; row < images * s.OH; ++row) {
       const T* rows[KH];
-      if (kCompact)
-        tap_rows<T, KH>(cs, plane, 0, row % s.OH, rows);
-      else
-        tap_rows<T, KH>(s, in, row / s.OH, row % s.OH, rows);
+      tap_rows<T, KH>(rs, x, row / s.OH, row % s.OH, rows);
       bool all_rows = true;
       for (int kh = 0; kh < KH; ++kh) all_rows = all_rows && rows[kh];
-      const T* dyrow = dy + row * s.OW * C + c0;
+      const T* dyrow = g + row * s.OW * W;
       const auto one_position = [&](i64 ow) {
         for (int v = 0; v < V; ++v) {
           const i64 n = V == 1 ? nc : VL;
-          const Vec<T> d = load_n(dyrow + ow * C + v * VL, n);
+          const Vec<T> d = load_n(dyrow + ow * W + v * VL, n);
           for (int kh = 0; kh < KH; ++kh)
             for (int kw = 0; kw < KW; ++kw) {
               const i64 iw = ow * s.sw - s.pw + kw * s.dw;
               const bool inside = rows[kh] && iw >= 0 && iw < s.IW;
-              acc[v][kh * KW + kw] += d * (inside ? load_n(rows[kh] + iw * W + wc0 + v * VL, n) : Vec<T>{});
+              acc[v][kh * KW + kw] += d * (inside ? load_n(rows[kh] + iw * W + v * VL, n) : Vec<T>{});
             }
         }
       };
@@ -736,11 +722,11 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
         // every load cost an integer multiply.
         const i64 position_step = s.sw * W, tap_step = s.dw * W;
         const T* in_at[KH];
-        for (int kh = 0; kh < KH; ++kh) in_at[kh] = rows[kh] + (ow * s.sw - s.pw) * W + wc0;
+        for (int kh = 0; kh < KH; ++kh) in_at[kh] = rows[kh] + (ow * s.sw - s.pw) * W;
         for (; ow < hi; ++ow) {
           Vec<T> d[V];
 #pragma GCC unroll 2
-          for (int v = 0; v < V; ++v) d[v] = load_vec(dyrow + ow * C + v * VL);
+          for (int v = 0; v < V; ++v) d[v] = load_vec(dyrow + ow * W + v * VL);
 #pragma GCC unroll 8
           for (int kh = 0; kh < KH; ++kh) {
 #pragma GCC unroll 8
@@ -754,14 +740,77 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
       for (; ow < s.OW; ++ow) one_position(ow);
     }
     for (int v = 0; v < V; ++v)
-      for (i64 j = 0; j < (V == 1 ? nc : VL); ++j)
-        for (int t = 0; t < kvol; ++t) dw[(c0 + v * VL + j) * kvol + t] = acc[v][t][j];
+#pragma GCC unroll 25
+      for (int t = 0; t < kvol; ++t) sums[v * kvol + t] = acc[v][t];
   };
-  parallel_for(pairs + rest, [&](i64 item, int t) {
-    T* plane = kCompact ? compact.data() + t * cells * VL : nullptr;
-    if (item < pairs) return channel_vectors(std::integral_constant<int, kPair>{}, item * 2 * VL, 2 * VL, plane);
-    const i64 c0 = pairs * 2 * VL + (item - pairs) * VL;
-    channel_vectors(std::integral_constant<int, 1>{}, c0, std::min(VL, C - c0), plane);
+
+  using One = std::integral_constant<int, 1>;
+  const auto store_taps = [&](const Vec<T>(&taps)[kvol], i64 first, i64 count) {
+    for (i64 j = 0; j < count; ++j)
+      for (int k = 0; k < kvol; ++k) dw[(first + j) * kvol + k] = taps[k][j];
+  };
+  if constexpr (kCompact) {
+    // Blocks of images, a thread's own: each image's input and grad_output are copied, read in
+    // order, into planes of one line of channels each; every line then sums the image into the
+    // block's partial taps; the partials are added in block order (the bits do not depend on
+    // the thread count).
+    const i64 block = ceil_div(s.N, kMaxImageBlocks), blocks = ceil_div(s.N, block);
+    const i64 plane_cells = cells + out_cells, per_slot = checked_mul(items * kLine, plane_cells, "channel planes");
+    AlignedBuffer<T> planes(checked_mul(scratch_slots(blocks), per_slot, "channel planes"));
+    AlignedBuffer<Vec<T>> partials(checked_mul(blocks * items, 2 * kvol, "depthwise partials"));
+    PlaneStencil cs = s;
+    cs.N = 1;
+    cs.C = kLine;
+    const auto to_lines = [&](T* dst, const T* src, i64 count) {  // [cell][C] -> [line][cell][kLine]
+      for (i64 cell = 0; cell < count; ++cell)
+        for (i64 item = 0; item < items; ++item)
+          for (i64 v = 0; v < 2; ++v) {
+            const i64 n = std::clamp<i64>(C - item * kLine - v * VL, 0, VL);
+            store_vec(dst + (item * count + cell) * kLine + v * VL,
+                      n > 0 ? load_n(src + cell * C + item * kLine + v * VL, n) : Vec<T>{});
+          }
+    };
+    parallel_for(blocks, [&](i64 b, int t) {
+      T* xl = planes.data() + t * per_slot;
+      T* gl = xl + items * kLine * cells;
+      Vec<T>* part = partials.data() + b * items * 2 * kvol;
+      std::fill(part, part + items * 2 * kvol, Vec<T>{});
+      for (i64 n = b * block; n < std::min(s.N, (b + 1) * block); ++n) {
+        to_lines(xl, in + n * cells * C, cells);
+        to_lines(gl, dy + n * out_cells * C, out_cells);
+        for (i64 item = 0; item < items; ++item) {
+          const i64 nc = std::min(kLine, C - item * kLine);
+          for (i64 v = 0; v < ceil_div(nc, VL); ++v) {
+            accumulate(One{}, part + (item * 2 + v) * kvol, cs, xl + item * kLine * cells + v * VL,
+                       gl + item * kLine * out_cells + v * VL, kLine, std::min(VL, nc - v * VL), 1);
+          }
+        }
+      }
+    });
+    parallel_for(items * 2, [&](i64 iv, int) {
+      const i64 c0 = iv * VL;
+      if (c0 >= C) return;
+      Vec<T> taps[kvol];
+      for (int k = 0; k < kvol; ++k) {
+        taps[k] = partials.data()[iv * kvol + k];
+        for (i64 b = 1; b < blocks; ++b) taps[k] += partials.data()[(b * items * 2 + iv) * kvol + k];
+      }
+      store_taps(taps, c0, std::min(VL, C - c0));
+    });
+    return;
+  }
+  parallel_for(items, [&](i64 item, int) {
+    const i64 c0 = item * kLine, nc = std::min(kLine, C - c0), vectors = ceil_div(nc, VL);
+    Vec<T> acc[2][kvol] = {};
+    Vec<T> second[2][kvol] = {};  // the second vector's accumulators when the vectors run apart
+    if (nc == kLine) {
+      accumulate(std::integral_constant<int, 2>{}, &acc[0][0], s, in + c0, dy + c0, C, nc, s.N);
+    } else {
+      accumulate(One{}, &acc[0][0], s, in + c0, dy + c0, C, std::min(VL, nc), s.N);
+      if (vectors > 1) accumulate(One{}, &second[0][0], s, in + c0 + VL, dy + c0 + VL, C, nc - VL, s.N);
+    }
+    store_taps(acc[0], c0, std::min(VL, nc));
+    if (vectors > 1) store_taps(nc == kLine ? acc[1] : second[0], c0 + VL, nc - VL);
   });
 }
 
