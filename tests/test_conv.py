@@ -585,6 +585,7 @@ def test_channels_last_backward_data_by_phases(
     "rank,cin,cout,kernel,padding,size",
     [
         (2, 6, 16, (5, 5), 0, (14, 14)),  # LeNet's second layer
+        (2, 5, 14, (5, 5), 1, (10, 12)),  # under AVX2 taps as rows (25 of 30) and 14 of 16 columns
         (2, 8, 20, (3, 3), 1, (9, 11)),  # padded; an edge block of output channels
         (1, 4, 12, (7,), 3, (40,)),
         (3, 8, 8, (2, 3, 3), (0, 1, 1), (3, 5, 12)),

@@ -463,35 +463,47 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
 // row (kd, kh)'s kW x C input values for position v start at cell v + (kd * Hp + kh) * Wp, and
 // consecutive positions' runs are C apart, across output rows too. Per kernel row and image
 //     dW_row^T[K x kW*C] += sum_v dYv[v][K] (x) X[v + row offset][kW*C]
-// is one GEMM with both operands read in place (run_strided, lda = K rounded up to MR, ldb = C)
-// and reduced over the whole image in registers: no gather of short output rows, which took half
-// the time of the channels-first inner-product form on LeNet-sized layers (10 x 10 outputs). The
-// widened rows cost Wp / OW times the multiply-adds. Items are blocks of images: each image is
-// padded and widened into L1-sized buffers of the item's own and summed, every kernel row, MR
-// block of K and NR panel of kW*C, into the block's partial dW; the partials are added in block
-// order, so the bits do not depend on the thread count. (Copying the whole batch first, then
-// splitting the GEMMs among threads by kernel row, read each image from the other core's cache
-// and cost a parallel region more: lenet5.conv2 NHWC 0.21 ms against PyTorch's 0.13.) The
+// is one GEMM with both operands read in place (run_strided: dYv's rows widened to whole tiles,
+// X's runs C apart; or the transposed product dW_row[kW*C x K], X's runs as the rows) and reduced
+// over the whole image in registers: no gather of short output rows, which took half the time of
+// the channels-first inner-product form on LeNet-sized layers (10 x 10 outputs). The widened rows
+// cost Wp / OW times the multiply-adds. Items are blocks of images: each image is padded and
+// widened into L1-sized buffers of the item's own and summed, every kernel row and tile, into the
+// block's partial dW; the partials are added in block order, so the bits do not depend on the
+// thread count. (Copying the whole batch first, then splitting the GEMMs among threads by kernel
+// row, read each image from the other core's cache and cost a parallel region more: lenet5.conv2
+// NHWC 0.21 ms against PyTorch's 0.13; 2-core Xeon, now 0.15, 0.21 under AVX2.) The
 // zero-gradient cells multiply real input values, so an infinite input (0 x inf = NaN) makes it
 // return false before anything is written.
 template <class T>
 bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
-  const MicroKernel<T>& mk = micro_kernel_for_rows<T>(g.K);
-  const i64 MR = mk.mr, NR = mk.nr;
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const i64 Dp = g.in[0] + g.pad_before[0] + g.pad_after[0], Hp = g.in[1] + g.pad_before[1] + g.pad_after[1];
   const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2];
-  const i64 L = kW * C, panels = ceil_div(L, NR), ktiles = ceil_div(K, MR), Kp = ktiles * MR;
+  const i64 L = kW * C, kernel_rows = kD * kH;
+  // The product's rows are K and its columns a kernel row's kW x C taps, or the converse, which
+  // ever fills the micro-kernel's tiles better (lenet5.conv2, 16 x 30: K rows under AVX-512's 8 x
+  // 32 tiles; taps under AVX2's 6 x 16, which pad K to 18 but fit the 30 taps exactly).
+  const MicroKernel<T>& by_k = micro_kernel_for_rows<T>(K);
+  const MicroKernel<T>& by_tap = micro_kernel_for_rows<T>(L);
+  const auto filled = [](i64 n, i64 tile) { return double(n) / double(ceil_div(n, tile) * tile); };
+  const bool tap_rows = filled(L, by_tap.mr) * filled(K, by_tap.nr) > filled(K, by_k.mr) * filled(L, by_k.nr);
+  const MicroKernel<T>& mk = tap_rows ? by_tap : by_k;
+  const i64 MR = mk.mr, NR = mk.nr;
+  // Rows and columns of a kernel row's summed products, and grad_output's widened channel count.
+  const i64 rows = tap_rows ? ceil_div(L, MR) * MR : ceil_div(K, MR) * MR;
+  const i64 cols = tap_rows ? ceil_div(K, NR) * NR : ceil_div(L, NR) * NR;
+  const i64 Kw = tap_rows ? cols : rows;
   const i64 vlen = ((OD - 1) * Hp + OH - 1) * Wp + OW, image = Dp * Hp * Wp * C, in_image = g.in_plane() * C;
-  const i64 ldacc = panels * NR, kernel_rows = kD * kH, part = kernel_rows * Kp * ldacc;
+  const i64 part = kernel_rows * rows * cols;
   // At least 4 images a block (the partials' sum stays a small part of the work), at most
   // kWgradMaxBlocks blocks (bounding their memory whatever the batch).
   const i64 block = std::max<i64>(4, ceil_div(g.N, kWgradMaxBlocks)), blocks = ceil_div(g.N, block);
   const int slots = scratch_slots(blocks);
-  // Per slot one padded image (+ NR zeros: the last panel reads up to NR - 1 values past the last
-  // kernel row's run) and one widened grad_output image.
-  const i64 xstride = image + NR, dystride = vlen * Kp;
+  // Per slot one padded image (+ zeros: the last tile of taps reads up to NR - 1 or MR - 1 values
+  // past the last kernel row's run) and one widened grad_output image.
+  const i64 xstride = image + std::max(MR, NR), dystride = vlen * Kw;
   AlignedBuffer<T> xbuf(checked_mul(slots, xstride, "padded input image")),
       dybuf(checked_mul(slots, dystride, "widened grad_output image"));
   CachedBuffer<T> partial_storage;
@@ -500,7 +512,7 @@ bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x,
   parallel_for(blocks, [&](i64 b, int t) {
     T* xi = xbuf.data() + t * xstride;
     T* dyi = dybuf.data() + t * dystride;
-    T* acc = partials + b * part;  // [kernel row][k][r = kw * C + c, rounded up to NR]
+    T* acc = partials + b * part;  // [kernel row][k][r = kw * C + c], or [kernel row][r][k]
     // The padding and the widened rows' gaps are zero for every image: only the cells that hold
     // values are written per image.
     std::fill(xi, xi + xstride, T(0));
@@ -517,34 +529,42 @@ bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x,
       for (i64 od = 0; od < OD; ++od)
         for (i64 oh = 0; oh < OH; ++oh) {
           const T* src = dy + ((n * OD + od) * OH + oh) * OW * K;
-          T* row = dyi + (od * Hp + oh) * Wp * Kp;
-          if (Kp == K) {
+          T* row = dyi + (od * Hp + oh) * Wp * Kw;
+          if (Kw == K) {
             std::copy(src, src + OW * K, row);
           } else {
-            for (i64 ow = 0; ow < OW; ++ow) std::copy(src + ow * K, src + ow * K + K, row + ow * Kp);
+            for (i64 ow = 0; ow < OW; ++ow) std::copy(src + ow * K, src + ow * K + K, row + ow * Kw);
           }
         }
       const bool accumulate = n > b * block;
       for (i64 kr = 0; kr < kernel_rows; ++kr) {
         const T* xrow = xi + ((kr / kH) * Hp + kr % kH) * Wp * C;
-        for (i64 kt = 0; kt < ktiles; ++kt)
-          for (i64 pn = 0; pn < panels; ++pn)
-            mk.run_strided(vlen, dyi + kt * MR, Kp, xrow + pn * NR, C, acc + (kr * Kp + kt * MR) * ldacc + pn * NR,
-                           ldacc, accumulate);
+        T* out = acc + kr * rows * cols;
+        for (i64 i = 0; i < rows; i += MR)
+          for (i64 j = 0; j < cols; j += NR) {
+            if (tap_rows)
+              mk.run_strided(vlen, xrow + i, C, dyi + j, Kw, out + i * cols + j, cols, accumulate);
+            else
+              mk.run_strided(vlen, dyi + i, Kw, xrow + j, C, out + i * cols + j, cols, accumulate);
+          }
       }
     }
   });
   if (!finite.load()) return false;
-  // Each (kernel row, k) row of the partials summed in block order into block 0's, a vector at a
-  // time (element by element across the blocks' strided rows: lenet5.conv2 NHWC 0.163 ms against
-  // 0.158).
+  // The partials summed in block order into block 0's, a vector at a time (element by element
+  // across the blocks' strided rows: lenet5.conv2 NHWC 0.163 ms against 0.158), then reordered.
+  constexpr i64 kChunk = 1024;
+  parallel_for(ceil_div(part, kChunk), [&](i64 chunk, int) {
+    const i64 lo = chunk * kChunk, len = std::min(kChunk, part - lo);
+    for (i64 b = 1; b < blocks; ++b) add_row(partials + lo, partials + b * part + lo, len);
+  });
   parallel_for(K, [&](i64 k, int) {
-    for (i64 kr = 0; kr < kernel_rows; ++kr) {
-      T* sum = partials + (kr * Kp + k) * ldacc;
-      for (i64 b = 1; b < blocks; ++b) add_row(sum, sum + b * part, L);
+    for (i64 kr = 0; kr < kernel_rows; ++kr)
       for (i64 c = 0; c < C; ++c)
-        for (i64 kw = 0; kw < kW; ++kw) dw[((k * C + c) * kernel_rows + kr) * kW + kw] = sum[kw * C + c];
-    }
+        for (i64 kw = 0; kw < kW; ++kw) {
+          const i64 r = kw * C + c, at = kr * rows * cols + (tap_rows ? r * cols + k : k * cols + r);
+          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = partials[at];
+        }
   });
   return true;
 }
