@@ -1116,15 +1116,6 @@ i64 extremum_backward_nhwc(i64 planes, i64 in_plane, i64 out_plane, i64 C, const
     for (i64 item = first; item < last; ++item) {
       const i64 n = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
       const i64* in = idx + n * out_plane * C + c0;
-      bool bad = false;
-      for (i64 o = 0; o < out_plane && !bad; ++o) {
-        const i64 b = first_bad_index(in + o * C, nc, in_plane);
-        if (b >= 0) {
-          record_bad(first_bad, (n * out_plane + o) * C + c0 + b);
-          bad = true;
-        }
-      }
-      if (bad) continue;
       T* dxn = dx + n * in_plane * C + c0;
       const T* dyn = dy + n * out_plane * C + c0;
       i64 zeroed = 0;  // cells [0, zeroed) of the column are zero or hold gradient
@@ -1139,6 +1130,14 @@ i64 extremum_backward_nhwc(i64 planes, i64 in_plane, i64 out_plane, i64 C, const
       for (i64 o = 0; o < out_plane; ++o) {
         const i64* io = in + o * C;
         const T* g = dyn + o * C;
+        // Each cell's indices are checked just before they are used (a pass of its own over all
+        // of them read the indices twice): a bad one stops the item, and the call reports it.
+        const i64 b = first_bad_index(io, nc, in_plane);
+        if (b >= 0) {
+          record_bad(first_bad, (n * out_plane + o) * C + c0 + b);
+          zeroed = in_plane;
+          break;
+        }
         i64 top = -1;
         for (i64 ch = 0; ch < nc; ++ch) top = std::max(top, io[ch]);
         if (top >= zeroed) zero_to(std::min(in_plane, std::max(top + 1, zeroed + zero_ahead)));
