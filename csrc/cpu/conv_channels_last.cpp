@@ -794,7 +794,6 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
-  const i64 kvol = g.kernel_volume();
   const i64 nblocks = ceil_div(Kg, NR);
   const AlignedBuffer<T> wpack = pack_weights_transposed(g, w, NR);
 
