@@ -90,14 +90,16 @@ void extremum_pool_forward(const py::array& x, py::array& y, std::optional<py::a
 }
 
 // dx from dy and indices (the gradient of every max/min pool); refuses an index outside the plane.
-void scatter_extremum_gradient(const Activation5& a, bool channels_last, i64 in_plane, i64 out_plane,
-                               const py::array& dy, const py::array& idx, py::array& dx, DType dt) {
+// Pass exactly one geometry.
+void scatter_extremum_gradient(const Activation5& a, bool channels_last, const PoolGeometry* g,
+                               const AdaptivePoolGeometry* ag, const py::array& dy, const py::array& idx, py::array& dx,
+                               DType dt) {
   const i64* ip = cptr<i64>(idx);
   const i64 bad = run_typed(dt, [&](const auto& table) {
     using T = typename std::decay_t<decltype(table)>::value_type;
-    return table.extremum_pool_backward(planes_of(a), in_plane, out_plane, layout_of(a, channels_last), cptr<T>(dy), ip,
-                                        mptr<T>(dx));
+    return table.extremum_pool_backward(g, ag, layout_of(a, channels_last), cptr<T>(dy), ip, mptr<T>(dx));
   });
+  const i64 in_plane = g ? g->in_plane() : ag->in_plane();
   if (bad >= 0)
     throw std::invalid_argument("indices holds " + std::to_string(ip[bad]) + " at flat position " +
                                 std::to_string(bad) + ", outside the input plane of " + std::to_string(in_plane) +
@@ -113,7 +115,7 @@ void extremum_pool_backward(const py::array& dy, const py::array& idx, py::array
   require(dy, "grad_output", dt, shape5(a, g.out, channels_last), false);
   require(dx, "grad_input", dt, shape5(a, g.in, channels_last), true);
   require_indices(idx, shape5(a, g.out, channels_last), false);
-  scatter_extremum_gradient(a, channels_last, g.in_plane(), g.out_plane(), dy, idx, dx, dt);
+  scatter_extremum_gradient(a, channels_last, &g, nullptr, dy, idx, dx, dt);
 }
 
 cpu::AvgPoolOptions avg_options(bool count_include_pad, i64 divisor_override) {
@@ -218,7 +220,7 @@ void adaptive_max_pool_backward(const py::array& dy, const py::array& idx, py::a
   require(dy, "grad_output", dt, shape5(a, g.out, channels_last), false);
   require(dx, "grad_input", dt, shape5(a, g.in, channels_last), true);
   require_indices(idx, shape5(a, g.out, channels_last), false);
-  scatter_extremum_gradient(a, channels_last, g.in_plane(), g.out_plane(), dy, idx, dx, dt);
+  scatter_extremum_gradient(a, channels_last, nullptr, &g, dy, idx, dx, dt);
 }
 
 }  // namespace

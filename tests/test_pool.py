@@ -390,6 +390,59 @@ def test_pool_bitwise_identical_for_1_and_2_threads(rank, shape, last, rng):
         assert bits(a) == bits(b)
 
 
+@pytest.fixture
+def poisoned_allocations(monkeypatch):
+    """Every array the host backend allocates (gradients have no out=) starts NaN-filled, so that
+    a cell a kernel leaves unwritten shows."""
+    from convkern import _backend
+
+    def poisoned_empty(self, shape, dt):
+        return np.full(tuple(shape), np.nan if np.dtype(dt).kind == "f" else -7, dt)
+
+    monkeypatch.setattr(_backend.HostBackend, "empty", poisoned_empty)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("kind", ["max", "min"])
+@pytest.mark.parametrize("channels", [16, 21, 40])
+@pytest.mark.parametrize(
+    "rank,spatial,kw",
+    [
+        (2, (12, 10), dict(kernel_size=2)),
+        (2, (11, 13), dict(kernel_size=3)),  # the last rows and columns in no window
+        (2, (10, 11), dict(kernel_size=2, stride=3)),  # gaps between the windows
+        (2, (9, 9), dict(kernel_size=2, padding=1)),  # windows cut by the padding
+        (2, (9, 10), dict(kernel_size=(2, 3), ceil_mode=True)),  # the last windows cut short
+        (2, (7, 8), dict(kernel_size=4)),  # 16 cells a window: the scatter
+        (1, (23,), dict(kernel_size=3)),
+        (3, (4, 6, 5), dict(kernel_size=2)),
+    ],
+    ids=("2x2", "3x3-rest", "gaps", "padded", "ceil", "4x4", "1d", "3d"),
+)
+def test_channels_last_disjoint_windows_backward(rank, spatial, kw, channels, kind, dtype, rng, poisoned_allocations):
+    """Windows that share no cell: channels-last backward writes each window's cells once (with
+    the scatter as the fallback); every cell, in a window or not, must be written, with the
+    reference's exact value, for the argmax recomputed and for the forward's indices."""
+    x = _inputs((3,) + spatial + (channels,), "contiguous", dtype, rng, kind)
+    kw = dict(kw, data_format=FORMATS[rank][True])
+    name = f"{kind}_pool{rank}d"
+    y, idx = getattr(convkern, name)(x, **kw, return_indices=True)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    want = getattr(ref, name + "_backward")(dy, x, **kw)
+    for indices in (None, idx):
+        got = getattr(convkern, name + "_backward")(dy, x, **kw, indices=indices)
+        np.testing.assert_array_equal(got, want.astype(dtype), err_msg=f"{name}_backward {kw}")
+    # Indices in range but outside their windows, or outside the plane: the scatter's rules.
+    moved = np.zeros_like(idx)
+    got = getattr(convkern, name + "_backward")(dy, x, **kw, indices=moved)
+    want = getattr(ref, name + "_backward")(dy, x, **kw, indices=moved)  # all summed into cell 0
+    assert_close(got, want, reduction=int(np.prod(y.shape[1:-1])), dtype=dtype, what=f"{name}_backward moved indices")
+    hostile = idx.copy()
+    hostile.reshape(-1)[-5] = int(np.prod(spatial))
+    with pytest.raises(ValueError, match=f"at flat position {hostile.size - 5},"):
+        getattr(convkern, name + "_backward")(dy, x, **kw, indices=hostile)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 def test_windows_far_larger_than_the_input(kind, last, rng):

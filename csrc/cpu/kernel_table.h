@@ -27,8 +27,8 @@ struct KernelTable {
                                 i64* idx);
   void (*adaptive_extremum_pool_forward)(const AdaptivePoolGeometry& g, const Layout& layout, Extremum which,
                                          const T* x, T* y, i64* idx);
-  i64 (*extremum_pool_backward)(i64 planes, i64 in_plane, i64 out_plane, const Layout& layout, const T* dy,
-                                const i64* idx, T* dx);
+  i64 (*extremum_pool_backward)(const PoolGeometry* g, const AdaptivePoolGeometry* ag, const Layout& layout,
+                                const T* dy, const i64* idx, T* dx);
   void (*avg_pool_forward)(const PoolGeometry& g, const Layout& layout, const AvgPoolOptions& opt, const T* x, T* y);
   void (*avg_pool_backward)(const PoolGeometry& g, const Layout& layout, const AvgPoolOptions& opt, const T* dy, T* dx);
   void (*adaptive_avg_pool_forward)(const AdaptivePoolGeometry& g, const Layout& layout, const T* x, T* y);

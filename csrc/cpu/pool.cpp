@@ -26,26 +26,29 @@
 // Channels-last (N, D, H, W, C): a cell is a contiguous vector of C channels, so every inner loop
 //   runs over C with unit stride. forward: threads take (n, output row[, channel block]); average
 //   windows (and global averages) keep a few vectors of channels' sums in registers; max/min
-//   backward: threads own (n, channel block) columns and scatter; average backward gathers, for
-//   each input cell, the windows that contain it: each thread writes its own input rows once.
+//   backward over small disjoint windows (2x2 stride 2): threads own output rows and write each
+//   window's cells once, gradient or zero by an index compare; other max/min backward: threads own
+//   (n, channel block) columns and scatter; average backward gathers, for each input cell, the
+//   windows that contain it: each thread writes its own input rows once.
 //
 // No floating-point atomics, and the work split never changes the order of the operations that
 // produce an element: results are bitwise identical for any thread count. Index checks of the
 // max/min backward run per plane (per column block) just before its scatter; grad_input is the
 // kernel's own array, so a refused call leaves nothing the caller sees.
 //
-// Current: v5 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
-// `python bench/run.py --quick --layout NCHW` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
-// median ms, PyTorch 2.13 from the same run in brackets: resnet50.maxpool NCHW forward 2.92 ms
-// (25.1), backward 1.44 (1.70); inception.avgpool forward 0.38 (7.48); resnet50.gap forward
-// 0.071 (0.092).
+// Current: v9 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-04 with
+// `python bench/run.py --quick --filter maxpool --layout NHWC` on the 2-core Xeon (AVX-512), 2
+// threads, median ms, PyTorch 2.13 from the same run in brackets: resnet50.maxpool NHWC forward
+// 0.90 (2.24), backward 1.71 (1.61); vgg.maxpool NHWC forward 1.17 (2.53), backward 5.50 (14.9).
+// Channels-first, 2026-12-03, 2-core AMD EPYC (Zen 5): resnet50.maxpool NCHW forward 2.92 ms
+// (25.1), backward 1.44 (1.70); inception.avgpool forward 0.38 (7.48).
 //
 // Limits: max/min backward reads dy + indices and writes dx once (resnet50.maxpool backward is at
 // ~88% of copy bandwidth and PyTorch at ~70%, so 3x PyTorch is out of reach); vgg.maxpool backward
 // spends most of its time in page faults on its fresh 51 MB grad_input (glibc maps allocations over
-// 32 MB anew each call, and the kernel zeroes the pages); resnet50.gap forward is ~12 us of Python
-// per call on ~65 us. Forward with indices is ~20% slower than v2's (the band copy); global max
-// over tiny planes (7x7) is bound by merging the lanes.
+// 32 MB anew each call, and the kernel zeroes the pages: 5.5 ms a call against 1.7 for the kernel
+// alone); resnet50.gap forward is ~7 us of Python per call on ~40 us. Forward with indices is ~20%
+// slower than v2's (the band copy); global max over tiny planes (7x7) is bound by merging the lanes.
 
 #include "pool.h"
 
@@ -1151,6 +1154,159 @@ i64 extremum_backward_nhwc(i64 planes, i64 in_plane, i64 out_plane, i64 C, const
   return bad == std::numeric_limits<i64>::max() ? -1 : bad;
 }
 
+// Whether no input cell lies in two windows: then dx can be written window by window, each cell once.
+bool windows_disjoint(const Windows& w) {
+  for (const AxisWindows& a : w.axis) {
+    if (a.step != 1) return false;
+    i64 end = std::numeric_limits<i64>::min();  // one past the previous window's last cell
+    for (const Span& s : a.span) {
+      if (s.count == 0 || s.begin < end) return false;
+      end = s.begin + s.count;
+    }
+  }
+  return true;
+}
+
+// The int64 indices of a vector's channels, in vectors of the same width (GCC lowered a double-width
+// integer vector's compare to scalar code, and left a plain loop's mixed-width select scalar under
+// AVX2: 4-8x slower than the scatter), and the mask that selects from a vector of T: for float, two
+// index compares narrowed to the low 32 bits of each lane.
+typedef i64 IndexVec __attribute__((vector_size(kVectorBytes), aligned(8)));
+constexpr i64 kIndexLanes = kVectorBytes / 8;
+
+template <class T>
+struct LaneMask;
+template <>
+struct LaneMask<double> {
+  typedef i64 type __attribute__((vector_size(kVectorBytes)));
+  static constexpr int kIndexVectors = 1;
+  static type of(const IndexVec* named) { return named[0]; }
+};
+template <>
+struct LaneMask<float> {
+  typedef std::int32_t type __attribute__((vector_size(kVectorBytes)));
+  static constexpr int kIndexVectors = 2;
+  static type of(const IndexVec* named) {
+    const type lo = reinterpret_cast<type>(named[0]), hi = reinterpret_cast<type>(named[1]);
+#if defined(__AVX512F__)
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+#elif defined(__AVX2__)
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+#else
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6);
+#endif
+  }
+};
+
+// dxp[ch] = g[ch] where io[ch] names `cell`, else 0, for ch < nc; returns how many named it. The
+// +0 makes a -0 gradient +0, as adding it to a zeroed cell does.
+template <class T>
+i64 write_window_cell(const i64* __restrict io, const T* __restrict g, i64 cell, i64 nc, T* __restrict dxp) {
+  using Mask = typename LaneMask<T>::type;
+  constexpr int kParts = LaneMask<T>::kIndexVectors;
+  constexpr i64 L = vector_length<T>();
+  const IndexVec cells = IndexVec{} + cell;
+  IndexVec hits{};
+  i64 ch = 0;
+  for (; ch + L <= nc; ch += L) {
+    IndexVec named[kParts];
+    for (int part = 0; part < kParts; ++part) {
+      named[part] = *reinterpret_cast<const IndexVec*>(io + ch + part * kIndexLanes) == cells;
+      hits -= named[part];
+    }
+    const Mask keep = LaneMask<T>::of(named);
+    const Vec<T> picked = reinterpret_cast<Vec<T>>(reinterpret_cast<Mask>(load_vec(g + ch)) & keep);
+    store_vec(dxp + ch, picked + T(0));
+  }
+  i64 count = 0;
+  for (i64 lane = 0; lane < kIndexLanes; ++lane) count += hits[lane];
+  for (; ch < nc; ++ch) {
+    const bool hit = io[ch] == cell;
+    dxp[ch] = T(0) + (hit ? g[ch] : T(0));
+    count += hit;
+  }
+  return count;
+}
+
+// Where writing window by window beats the scatter (kernel alone, 2-core Xeon, AVX-512 and AVX2
+// alike): disjoint windows of up to 9 cells over at least a vector of channels, with int64 compares
+// in the vector set (SSE2 has none: 1.5-2x slower). 2x2 stride 2, 128 channels: 3.0 -> 1.7 ms;
+// 3x3 stride 3: 1.65 -> 1.22; but 4x4 stride 4 about even, a 7x7 global window 2x slower, and 3
+// channels (the scalar tail) 8x slower.
+template <class T>
+bool windows_route_fits(const Windows& w, i64 C) {
+  return kVectorBytes >= 32 && C >= vector_length<T>() && double(w.in_plane) <= 9.0 * double(w.out_plane) &&
+         windows_disjoint(w);
+}
+
+// Channels-last max/min backward over disjoint windows (2x2 stride 2 and the like): threads own
+// output rows and write every cell of each window once, a vector of channels at a time: the window's
+// gradient where the cell is the one its index names, 0 elsewhere. Cells in no window are zeroed
+// first. The scatter instead zeroes dx and then adds one scalar per index (a window holds one index
+// per channel, so 0 + g is the scatter's result bitwise).
+// This only finds indices inside their own window, as the forward's always are. So each thread
+// counts the cells it matched and the indices other than -1 it read; returns false when the totals
+// differ (an index outside its window or its plane), and the caller then runs the scatter, which
+// takes any index in the plane and reports the others.
+template <class T>
+bool extremum_windows_backward_nhwc(const Windows& w, i64 C, const T* dy, const i64* idx, T* dx) {
+  const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
+  const i64 IH = ah.in, IW = aw.in, OD = ad.out(), OH = ah.out(), OW = aw.out();
+  const i64 batch = w.planes / C;
+  // Cells in no window: whole input rows (n, id, ih) outside every window, and the columns outside
+  // every window in the other rows.
+  std::vector<char> row_covered(static_cast<size_t>(ad.in * IH), 0), col_covered(static_cast<size_t>(IW), 0);
+  for (const Span& d : ad.span)
+    for (const Span& h : ah.span)
+      for (i64 kd = 0; kd < d.count; ++kd)
+        std::fill_n(row_covered.begin() + (d.begin + kd) * IH + h.begin, h.count, char(1));
+  for (const Span& c : aw.span) std::fill_n(col_covered.begin() + c.begin, c.count, char(1));
+  const bool all_covered = std::count(row_covered.begin(), row_covered.end(), char(0)) == 0 &&
+                           std::count(col_covered.begin(), col_covered.end(), char(0)) == 0;
+  if (!all_covered) {
+    const i64 rows = batch * ad.in * IH;
+    parallel_ranges(rows, double(IW) * double(C), [&](i64 first, i64 last) {
+      for (i64 row = first; row < last; ++row) {
+        T* dxr = dx + row * IW * C;
+        if (!row_covered[static_cast<size_t>(row % (ad.in * IH))]) {
+          std::fill(dxr, dxr + IW * C, T(0));
+          continue;
+        }
+        for (i64 iw = 0; iw < IW; ++iw)
+          if (!col_covered[static_cast<size_t>(iw)]) std::fill(dxr + iw * C, dxr + (iw + 1) * C, T(0));
+      }
+    });
+  }
+  const i64 out_rows = batch * OD * OH;
+  const ChannelBlocks cb = channel_blocks<T>(C, out_rows);
+  std::atomic<i64> unmatched{0};
+  parallel_ranges(out_rows * cb.count,
+                  3.0 * double(OW) * double(cb.size) * double(w.in_plane) / double(std::max<i64>(1, w.out_plane)),
+                  [&](i64 first, i64 last) {
+                    i64 named = 0, matched = 0;
+                    for (i64 item = first; item < last; ++item) {  // item = (output row (n, od, oh), channel block)
+                      const i64 row = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
+                      const i64 n = row / (OD * OH), od = row / OH % OD, oh = row % OH;
+                      const Span &d = ad.span[od], &h = ah.span[oh];
+                      T* dxn = dx + n * w.in_plane * C + c0;
+                      for (i64 ow = 0; ow < OW; ++ow) {
+                        const Span& c = aw.span[ow];
+                        const i64* __restrict io = idx + (row * OW + ow) * C + c0;
+                        const T* __restrict g = dy + (row * OW + ow) * C + c0;
+                        for (i64 ch = 0; ch < nc; ++ch) named += io[ch] != -1;
+                        for (i64 kd = 0; kd < d.count; ++kd)
+                          for (i64 kh = 0; kh < h.count; ++kh)
+                            for (i64 kw = 0; kw < c.count; ++kw) {
+                              const i64 cell = ((d.begin + kd) * IH + h.begin + kh) * IW + c.begin + kw;
+                              matched += write_window_cell(io, g, cell, nc, dxn + cell * C);
+                            }
+                      }
+                    }
+                    unmatched.fetch_add(named - matched);
+                  });
+  return unmatched.load() == 0;
+}
+
 template <class T>
 void avg_backward_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* dy, T* dx) {
   const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
@@ -1242,11 +1398,14 @@ void adaptive_extremum_pool_forward(const AdaptivePoolGeometry& g, const Layout&
 }
 
 template <class T>
-i64 extremum_pool_backward(i64 planes, i64 in_plane, i64 out_plane, const Layout& layout, const T* dy, const i64* idx,
-                           T* dx) {
-  if (planes == 0) return -1;
-  if (layout.channels_last) return extremum_backward_nhwc(planes, in_plane, out_plane, layout.channels, dy, idx, dx);
-  return extremum_backward_nchw(planes, in_plane, out_plane, dy, idx, dx);
+i64 extremum_pool_backward(const PoolGeometry* g, const AdaptivePoolGeometry* ag, const Layout& layout, const T* dy,
+                           const i64* idx, T* dx) {
+  const Windows w = g ? windows_of(*g) : windows_of(*ag);
+  if (w.planes == 0) return -1;
+  if (!layout.channels_last) return extremum_backward_nchw(w.planes, w.in_plane, w.out_plane, dy, idx, dx);
+  if (windows_route_fits<T>(w, layout.channels) && extremum_windows_backward_nhwc(w, layout.channels, dy, idx, dx))
+    return -1;
+  return extremum_backward_nhwc(w.planes, w.in_plane, w.out_plane, layout.channels, dy, idx, dx);
 }
 
 template <class T>
@@ -1273,7 +1432,8 @@ void adaptive_avg_pool_backward(const AdaptivePoolGeometry& g, const Layout& lay
   template void extremum_pool_forward<T>(const PoolGeometry&, const Layout&, Extremum, const T*, T*, i64*);           \
   template void adaptive_extremum_pool_forward<T>(const AdaptivePoolGeometry&, const Layout&, Extremum, const T*, T*, \
                                                   i64*);                                                              \
-  template i64 extremum_pool_backward<T>(i64, i64, i64, const Layout&, const T*, const i64*, T*);                     \
+  template i64 extremum_pool_backward<T>(const PoolGeometry*, const AdaptivePoolGeometry*, const Layout&, const T*,   \
+                                         const i64*, T*);                                                             \
   template void avg_pool_forward<T>(const PoolGeometry&, const Layout&, const AvgPoolOptions&, const T*, T*);         \
   template void avg_pool_backward<T>(const PoolGeometry&, const Layout&, const AvgPoolOptions&, const T*, T*);        \
   template void adaptive_avg_pool_forward<T>(const AdaptivePoolGeometry&, const Layout&, const T*, T*);               \

@@ -26,12 +26,13 @@ template <class T>
 void adaptive_extremum_pool_forward(const AdaptivePoolGeometry& g, const Layout& layout, Extremum which, const T* x,
                                     T* y, i64* idx);
 
-// The gradient of every max/min pool (plain, global, adaptive): dx = 0, then dx[plane][idx] += dy
-// for every output. Each index is checked against [-1, in_plane) before anything depending on it is
-// written; returns the flat position in idx of the first bad one (dx is then unspecified), or -1.
+// The gradient of every max/min pool (plain, global, adaptive; pass exactly one geometry): dx = 0,
+// then dx[plane][idx] += dy for every output. Each index is checked against [-1, in_plane) before
+// anything depending on it is written; returns the flat position in idx of the first bad one (dx is
+// then unspecified), or -1.
 template <class T>
-i64 extremum_pool_backward(i64 planes, i64 in_plane, i64 out_plane, const Layout& layout, const T* dy, const i64* idx,
-                           T* dx);
+i64 extremum_pool_backward(const PoolGeometry* g, const AdaptivePoolGeometry* ag, const Layout& layout, const T* dy,
+                           const i64* idx, T* dx);
 
 struct AvgPoolOptions {
   bool count_include_pad = true;
