@@ -149,6 +149,11 @@ class WorkerProcess:
         env = dict(os.environ)
         for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[variable] = str(threads)
+        # NumPy's OpenBLAS threads spin ~0.1 s (2**28 cycles) after each call, past SETTLE_S, on the
+        # cores of whichever library goes next: convkern's audio.conv1d NCW forward under AVX2 timed
+        # 89.7 ms beside them and 62.9 ms with them asleep (PyTorch 71.8 / 71.5). 2**4 cycles: the
+        # least OpenBLAS takes; it only adds a thread wake-up to the NumPy baseline's large GEMMs.
+        env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
         adapter = library
         if library == BEFORE:  # convkern's adapter, importing the build found first on --before's path
             adapter = "convkern"
