@@ -646,8 +646,8 @@ def test_backward_weight_by_kernel_rows(
 ):
     """Weight gradients of layers with few input channels, one GEMM per output row and kernel row
     with both channels-last operands read in place, partial sums per block of rows (strided
-    channels-first layers on channels-last copies, the others by their own route); grad_weight
-    allocated NaN-poisoned."""
+    channels-first layers interleave the input into the padded copy and transpose grad_output row
+    by row, the others take their own route); grad_weight allocated NaN-poisoned."""
     last = data_format == "last"
     case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=3, bias=False, last=last)
     check_backward(rank, case, dtype, rng)

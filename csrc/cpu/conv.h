@@ -63,15 +63,18 @@ template <class T>
 bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* dx);
 // Two backward weight passes for layers with few input channels, on channels-last activations:
 // over whole padded rows (LeNet-sized layers; either layout, channels-first ones on copies) and by
-// kernel rows (a network's strided first layer; channels-last layers only).
+// kernel rows (a network's strided first layer).
 // conv_backward_weight_by_kernel_rows runs whichever applies; it returns false, writing nothing,
 // when the first meets an input that is not finite, and the caller then takes the usual route.
 bool backward_weight_over_padded_rows(const ConvGeometry& g);
 bool backward_weight_by_kernel_rows(const ConvGeometry& g);
-// Whether a channels-first layer's backward weight runs by kernel rows on channels-last copies.
-bool channels_first_weight_grad_runs_channels_last(const ConvGeometry& g);
 template <class T>
 bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);
+// Whether a channels-first layer's backward weight runs by kernel rows, and that pass on
+// channels-first activations (interleaved into its padded copy and transposed row by row).
+bool channels_first_weight_grad_runs_channels_last(const ConvGeometry& g);
+template <class T>
+void conv_backward_weight_by_kernel_rows_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw);
 
 // Activations between the layouts, N images of P positions and C channels:
 // dst[n][c][p] = src[n][p][c] (to channels-first) or the reverse (to channels-last).

@@ -211,10 +211,11 @@ struct PaddedCopy {
   const T* src;
   const i64 *in, *lo;
   i64 C, Dp, Hp, Wp;
+  bool src_channels_first;  // src is (N, C, D, H, W): its channels are interleaved on the way
   T* data;
   PaddedCopy(CachedBuffer<T>& storage, const T* src_, i64 N, const i64* in_, i64 C_, const i64* lo_, i64 Dp_, i64 Hp_,
-             i64 Wp_, i64 tail = 0)
-      : src(src_), in(in_), lo(lo_), C(C_), Dp(Dp_), Hp(Hp_), Wp(Wp_) {
+             i64 Wp_, i64 tail = 0, bool src_channels_first_ = false)
+      : src(src_), in(in_), lo(lo_), C(C_), Dp(Dp_), Hp(Hp_), Wp(Wp_), src_channels_first(src_channels_first_) {
     const i64 cells = checked_mul(N * Dp * Hp, Wp * C, "padded activation");
     data = storage.reserve(cells + tail);
     std::fill(data + cells, data + cells + tail, T(0));
@@ -227,9 +228,16 @@ struct PaddedCopy {
       return;
     }
     const i64 left = lo[2] * C, inner = in[2] * C;
-    const T* from = src + ((n * in[0] + d) * in[1] + h) * inner;
     std::fill(dst, dst + left, T(0));
-    std::copy(from, from + inner, dst + left);
+    if (src_channels_first) {
+      const i64 plane = in[0] * in[1] * in[2];
+      const T* from = src + n * C * plane + (d * in[1] + h) * in[2];
+      for (i64 w = 0; w < in[2]; ++w)
+        for (i64 c = 0; c < C; ++c) dst[left + w * C + c] = from[c * plane + w];
+    } else {
+      const T* from = src + ((n * in[0] + d) * in[1] + h) * inner;
+      std::copy(from, from + inner, dst + left);
+    }
     std::fill(dst + left + inner, dst + Wp * C, T(0));
   }
 };
@@ -579,8 +587,12 @@ bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x,
 // rows, each summing into its own partial dW; the partials are added in block order, so the bits
 // do not depend on the thread count. Rows of A past the kernel row's run read the next cells
 // (a zero tail past the last), whose products land in tile rows that are never read.
+// Channels-first operands (a strided first layer): the padded input copy interleaves the few
+// channels, and each output row of grad_output is transposed into the thread's own buffer just
+// before its GEMMs, while it is in cache (a whole-batch transpose wrote and read 25 MB more on
+// resnet50.conv1).
 template <class T>
-void backward_weight_output_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+void backward_weight_output_rows(const ConvGeometry& g, bool channels_first, const T* dy, const T* x, T* dw) {
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
@@ -589,7 +601,7 @@ void backward_weight_output_rows(const ConvGeometry& g, const T* dy, const T* x,
   const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2];
   const i64 L = kW * C, rtiles = ceil_div(L, MR), panels = K / NR, kernel_rows = kD * kH;
   CachedBuffer<T> xpad_storage;
-  const PaddedCopy<T> xpad(xpad_storage, x, g.N, g.in, C, g.pad_before, Dp, Hp, Wp, rtiles * MR - L);
+  const PaddedCopy<T> xpad(xpad_storage, x, g.N, g.in, C, g.pad_before, Dp, Hp, Wp, rtiles * MR - L, channels_first);
   parallel_for(g.N * Dp * Hp, [&](i64 prow, int) { xpad.row(prow); });
   // Blocks of at least kWgradPositions x 8 positions, enough work to amortise a partial, and at
   // most kWgradMaxBlocks of them, which bounds the partials' memory whatever the batch.
@@ -598,11 +610,24 @@ void backward_weight_output_rows(const ConvGeometry& g, const T* dy, const T* x,
   const i64 blocks = ceil_div(rows, block_rows), part = kernel_rows * rtiles * MR * K;
   CachedBuffer<T> partial_storage;
   T* partials = partial_storage.reserve(checked_mul(blocks, part, "weight-gradient partials"));
-  parallel_for(blocks, [&](i64 b, int) {
+  AlignedBuffer<T> dy_rows(channels_first ? checked_mul(scratch_slots(blocks), OW * K, "grad_output rows") : 0);
+  const i64 out_plane = g.out_plane();
+  parallel_for(blocks, [&](i64 b, int t) {
     T* acc = partials + b * part;  // [kernel row][r = kw * C + c, rounded up to MR][K]
     for (i64 row = b * block_rows; row < std::min(rows, (b + 1) * block_rows); ++row) {
       const i64 n = row / (OD * OH), od = (row / OH) % OD, oh = row % OH;
       const T* dyrow = dy + row * OW * K;
+      if (channels_first) {
+        T* dyt = dy_rows.data() + t * OW * K;
+        const T* from = dy + n * K * out_plane + (od * OH + oh) * OW;
+        const T* channel_rows[16];
+        for (i64 k0 = 0; k0 < K; k0 += 16) {
+          const i64 nk = std::min<i64>(16, K - k0);
+          for (i64 j = 0; j < nk; ++j) channel_rows[j] = from + (k0 + j) * out_plane;
+          transpose_rows(channel_rows, nk, OW, dyt + k0, K, nk);
+        }
+        dyrow = dyt;
+      }
       for (i64 kr = 0; kr < kernel_rows; ++kr) {
         const i64 kd = kr / kH, kh = kr % kH;
         const T* xrow = xpad.data + ((n * Dp + od * g.stride[0] + kd * g.dilation[0]) * Hp + oh * g.stride[1] +
@@ -672,9 +697,10 @@ bool backward_weight_by_kernel_rows(const ConvGeometry& g) {
 // A strided first layer: the channels-first pass reduces over rows of few taps (147 on
 // resnet50.conv1, 3 -> 64 channels, 7 x 7, stride 2), short for its inner-product kernel, while
 // its grad_output has a quarter of the input's positions, cheap to transpose. 2-core Xeon, builds
-// alternating: resnet50.conv1 NCHW 10.65 -> 7.80 ms under AVX-512, 12.6 -> 11.8 under AVX2. With
-// unit stride the transposes outweigh the gain (3 -> 64 channels, 3 x 3, at 224 x 224: 10.5 -> 15.7
-// ms, 12.1 -> 23.2).
+// alternating: resnet50.conv1 NCHW 10.65 -> 7.80 ms under AVX-512, 12.6 -> 11.8 under AVX2 on
+// whole-batch channels-last copies; 6.9 and 11.3 transposing grad_output row by row. With unit
+// stride the transposes outweighed the gain (3 -> 64 channels, 3 x 3, at 224 x 224, on copies:
+// 10.5 -> 15.7 ms, 12.1 -> 23.2).
 bool channels_first_weight_grad_runs_channels_last(const ConvGeometry& g) {
   return backward_weight_by_kernel_rows(g) && (g.stride[1] > 1 || g.stride[2] > 1);
 }
@@ -691,8 +717,13 @@ bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w
 template <class T>
 bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   if (backward_weight_over_padded_rows(g)) return backward_weight_padded_rows(g, dy, x, dw);
-  backward_weight_output_rows(g, dy, x, dw);
+  backward_weight_output_rows(g, false, dy, x, dw);
   return true;
+}
+
+template <class T>
+void conv_backward_weight_by_kernel_rows_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  backward_weight_output_rows(g, true, dy, x, dw);
 }
 
 template <class T>
@@ -1111,14 +1142,15 @@ void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db)
   });
 }
 
-#define CONVKERN_INSTANTIATE(T)                                                                       \
-  template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
-  template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);     \
-  template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);   \
-  template bool conv_backward_weight_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);  \
-  template bool conv_backward_data_by_phases<T>(const ConvGeometry&, const T*, const T*, T*);         \
-  template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);               \
-  template void activations_to_channels_first<T>(const T*, T*, i64, i64, i64);                        \
+#define CONVKERN_INSTANTIATE(T)                                                                                     \
+  template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);               \
+  template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                   \
+  template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                 \
+  template bool conv_backward_weight_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);                \
+  template void conv_backward_weight_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, T*); \
+  template bool conv_backward_data_by_phases<T>(const ConvGeometry&, const T*, const T*, T*);                       \
+  template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);                             \
+  template void activations_to_channels_first<T>(const T*, T*, i64, i64, i64);                                      \
   template void activations_to_channels_last<T>(const T*, T*, i64, i64, i64);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)
