@@ -68,7 +68,7 @@ class HostBackend:
         return "numpy.ndarray"
 
     def empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
-        return np.empty(tuple(shape), dtype)
+        return _args.aligned_empty(tuple(shape), dtype)
 
     def check_out(
         self, out: Any, shape: Tuple[int, ...], dtype: Any, name: str = "out", inputs: Sequence[Any] = ()
