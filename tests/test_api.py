@@ -246,7 +246,10 @@ def test_host_results_start_on_a_cache_line(rng):
     w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
     y = convkern.conv2d(x, w, padding=1, data_format="NHWC")
     results = [y, *convkern.conv2d_backward(y, x, w, padding=1, data_format="NHWC")]
-    results += [*convkern.max_pool2d(x, 2, return_indices=True), convkern.avg_pool2d_backward(convkern.avg_pool2d(x, 2), x, 2)]
+    results += [
+        *convkern.max_pool2d(x, 2, return_indices=True),
+        convkern.avg_pool2d_backward(convkern.avg_pool2d(x, 2), x, 2),
+    ]
     for a in results:
         assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
     np.testing.assert_allclose(y, convkern.reference.conv2d(x, w, padding=1, data_format="NHWC"), rtol=1e-4, atol=1e-4)
