@@ -542,13 +542,16 @@ def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, d
         (2, 3, 10, (3, 3), 1, 1, (8, 28)),  # padded, fewer outputs than one vector
         (2, 8, 16, (3, 5), 2, (1, 2), (9, 40)),  # strided: rows of 20 outputs, a tile past the row
         (1, 4, 12, (7,), 1, 3, (50,)),
+        (2, 3, 64, (7, 7), 2, 3, (30, 37)),  # a strided first layer: 64 outputs
+        (2, 6, 70, (3, 3), 2, 1, (15, 26)),  # an edge n-panel
+        (1, 5, 33, (5,), 2, 2, (41,)),
+        (3, 2, 36, (3, 3, 3), (2, 1, 2), 1, (5, 6, 27)),
     ],
 )
-def test_channels_first_forward_on_channels_last_copies(
-    rank, cin, cout, kernel, stride, padding, size, dtype, rng, poisoned_allocations
-):
-    """Channels-first forwards of LeNet-sized layers (few input channels, at most 16 outputs) run
-    by kernel rows on channels-last copies: every output element against the reference, in an
+def test_channels_first_forward_by_kernel_rows(rank, cin, cout, kernel, stride, padding, size, dtype, rng):
+    """Channels-first forwards of layers with few input channels, LeNet-sized (at most 16 outputs)
+    or strided, run by kernel rows: the input interleaved into a padded channels-last copy, each
+    output row transposed into its planes. Every output element against the reference, in an
     out= buffer NaN-poisoned."""
     case = one_group_case(rank, cin, cout, kernel, stride, 1, padding, size, batch=3, bias=True, last=False)
     check_forward(rank, case, dtype, rng)

@@ -49,9 +49,6 @@ enum class ConvPass { kForward, kBackwardData, kBackwardWeight };
 // transposes its activations) rather than the channels-last ones above, which then serve only the
 // others.
 bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass);
-// The converse, for a channels-first layer's forward: LeNet-sized layers run the channels-last
-// forward by kernel rows on channels-last copies of their activations.
-bool channels_first_forward_runs_channels_last(const ConvGeometry& g);
 // Whether the channels-last forward pass runs by kernel rows (conv_channels_last.cpp), reading the
 // input's runs of kW x C values in place, and whether the backward data pass can run by stride
 // phases, reading grad_output's the same way: the conditions are stated there. The phases pass
@@ -59,6 +56,12 @@ bool channels_first_forward_runs_channels_last(const ConvGeometry& g);
 // route.
 bool forward_by_kernel_rows(const ConvGeometry& g);
 bool backward_data_by_kernel_rows(const ConvGeometry& g);
+// The converse, for a channels-first layer's forward: layers with few input channels run the
+// forward by kernel rows on their channels-first activations (interleaved into its padded copy,
+// each output row transposed into its planes while in cache).
+bool channels_first_forward_runs_channels_last(const ConvGeometry& g);
+template <class T>
+void conv_forward_by_kernel_rows_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
 template <class T>
 bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* dx);
 // Two backward weight passes for layers with few input channels, on channels-last activations:

@@ -192,12 +192,16 @@ bool forward_by_kernel_rows(const ConvGeometry& g) {
   return unit_stride ? padded * 8 <= g.out[2] * 9 : padded == g.out[2];
 }
 
-// A few input channels and at most 16 output channels (LeNet's second layer: 6 -> 16 at 14 x 14):
-// the channels-first forward spends more on gathering its im2col panels, rows of 10 positions,
-// than on the GEMM, while the channels-last copies are a few hundred KiB (2-core Xeon, lenet5.conv2
-// NCHW forward 0.18 -> 0.13-0.14 ms under AVX-512, 0.32 -> 0.22 under AVX2).
+// A few input channels and either at most 16 output channels (LeNet's second layer: 6 -> 16 at
+// 14 x 14), where the channels-first forward spends more on gathering its im2col panels, rows of
+// 10 positions, than on the GEMM (2-core Xeon, lenet5.conv2 NCHW forward 0.18 -> 0.13-0.14 ms
+// under AVX-512, 0.32 -> 0.21 under AVX2), or a strided layer, whose output rows, a quarter of the
+// input's, are cheap to transpose (resnet50.conv1 NCHW forward 7.8-8.0 -> 6.4-6.5 ms under
+// AVX-512, 11.5 -> 9.8-10.0 under AVX2). At unit stride the transposes outweigh the gain (3 -> 64
+// channels, 3 x 3 at 224 x 224: 8.7-9.8 -> 9.9-10.6 ms, 13-15 -> 17.6-19).
 bool channels_first_forward_runs_channels_last(const ConvGeometry& g) {
-  return g.C <= kChannelsFirstMaxChannels && g.K <= 16 && forward_by_kernel_rows(g);
+  const bool strided = g.stride[0] > 1 || g.stride[1] > 1 || g.stride[2] > 1;
+  return g.C <= kChannelsFirstMaxChannels && (g.K <= 16 || strided) && forward_by_kernel_rows(g);
 }
 
 namespace {
@@ -245,8 +249,8 @@ struct PaddedCopy {
 // The whole copy, rows in parallel.
 template <class T>
 T* pad_channels_last(CachedBuffer<T>& storage, const T* src, i64 N, const i64* in, i64 C, const i64* lo, i64 Dp, i64 Hp,
-                     i64 Wp) {
-  const PaddedCopy<T> copy(storage, src, N, in, C, lo, Dp, Hp, Wp);
+                     i64 Wp, bool src_channels_first = false) {
+  const PaddedCopy<T> copy(storage, src, N, in, C, lo, Dp, Hp, Wp, 0, src_channels_first);
   parallel_for(N * Dp * Hp, [&](i64 prow, int) { copy.row(prow); });
   return copy.data;
 }
@@ -277,7 +281,7 @@ inline void copy_buffered_tiles(const T* buf, i64 first, i64 count, i64 cols, i6
 // columns accumulate in a row buffer, copied out at the end. Each output is one fixed-order sum:
 // the same bits with any thread count.
 template <class T>
-void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+void forward_kernel_rows(const ConvGeometry& g, bool channels_first, const T* x, const T* w, const T* bias, T* y) {
   const MicroKernel<T>& mk = micro_kernel_for_row_tiles<T>(g.out[2], g.K);
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
@@ -293,7 +297,7 @@ void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T*
   const i64 Dp = g.in[0] + g.pad_before[0] + g.pad_after[0], Hp = g.in[1] + g.pad_before[1] + g.pad_after[1];
   const i64 Wp = std::max(g.in[2] + g.pad_before[2] + g.pad_after[2], (tiles * MR - 1) * sw + kW);
   CachedBuffer<T> xpad_storage;
-  const T* xpad = pad_channels_last(xpad_storage, x, g.N, g.in, C, g.pad_before, Dp, Hp, Wp);
+  const T* xpad = pad_channels_last(xpad_storage, x, g.N, g.in, C, g.pad_before, Dp, Hp, Wp, channels_first);
   // B per n-panel and kernel row: [n-panel][kernel row][kw * C + c][NR], columns past K zero, so
   // that consecutive kernel rows are one contiguous panel.
   AlignedBuffer<T> wpack(tap_rows * nblocks * L * NR);
@@ -310,9 +314,11 @@ void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T*
   const int slots = scratch_slots(rows_out);
   const i64 buffered = K % NR == 0 ? tiles - full_tiles : tiles;  // most tiles per row not written into y
   AlignedBuffer<T> row_buffers(slots * buffered * MR * NR);
+  AlignedBuffer<T> channels_last_rows(channels_first ? slots * OW * K : 0);
+  const i64 out_plane = g.out_plane();
   parallel_for(rows_out, [&](i64 row, int t) {
     const i64 n = row / (OD * OH), od = (row / OH) % OD, oh = row % OH;
-    T* yrow = y + row * OW * K;
+    T* yrow = channels_first ? channels_last_rows.data() + t * OW * K : y + row * OW * K;
     T* buf = row_buffers.data() + t * buffered * MR * NR;
     for (i64 nb = 0; nb < nblocks; ++nb) {
       const i64 cols = std::min(NR, K - nb * NR);
@@ -339,6 +345,16 @@ void forward_kernel_rows(const ConvGeometry& g, const T* x, const T* w, const T*
     if (bias)
       for (i64 ow = 0; ow < OW; ++ow)
         for (i64 k = 0; k < K; ++k) yrow[ow * K + k] += bias[k];
+    if (channels_first) {  // the row, still in cache, into its K planes
+      T* yplanes = y + n * K * out_plane + (od * OH + oh) * OW;
+      const T* position_rows[16];
+      for (i64 ow0 = 0; ow0 < OW; ow0 += 16)
+        for (i64 k0 = 0; k0 < K; k0 += 16) {
+          const i64 np = std::min<i64>(16, OW - ow0), nk = std::min<i64>(16, K - k0);
+          for (i64 j = 0; j < np; ++j) position_rows[j] = yrow + (ow0 + j) * K + k0;
+          transpose_rows(position_rows, np, nk, yplanes + k0 * out_plane + ow0, out_plane, np);
+        }
+    }
   });
 }
 
@@ -722,6 +738,11 @@ bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, con
 }
 
 template <class T>
+void conv_forward_by_kernel_rows_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  forward_kernel_rows(g, true, x, w, bias, y);
+}
+
+template <class T>
 void conv_backward_weight_by_kernel_rows_channels_first(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   backward_weight_output_rows(g, true, dy, x, dw);
 }
@@ -821,7 +842,7 @@ void conv_forward_channels_last(const ConvGeometry& g, const T* x, const T* w, c
   if (!conv_reach_is_compact(g)) return conv_forward_direct(g, true, x, w, bias, y);
   if (g.N == 0) return;
   if (conv_is_pointwise(g)) return pointwise_forward_channels_last(g, x, w, bias, y);
-  if (forward_by_kernel_rows(g)) return forward_kernel_rows(g, x, w, bias, y);
+  if (forward_by_kernel_rows(g)) return forward_kernel_rows(g, false, x, w, bias, y);
   const MicroKernel<T>& mk = micro_kernel<T>();
   const i64 MR = mk.mr, NR = mk.nr;
   const i64 G = g.groups, Kg = g.K_per_group(), Cg = g.C_per_group(), R = g.reduction(), P = g.out_plane();
@@ -1142,15 +1163,16 @@ void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db)
   });
 }
 
-#define CONVKERN_INSTANTIATE(T)                                                                                     \
-  template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);               \
-  template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                   \
-  template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                 \
-  template bool conv_backward_weight_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);                \
-  template void conv_backward_weight_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, T*); \
-  template bool conv_backward_data_by_phases<T>(const ConvGeometry&, const T*, const T*, T*);                       \
-  template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);                             \
-  template void activations_to_channels_first<T>(const T*, T*, i64, i64, i64);                                      \
+#define CONVKERN_INSTANTIATE(T)                                                                                       \
+  template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);                 \
+  template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                     \
+  template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                   \
+  template bool conv_backward_weight_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);                  \
+  template void conv_forward_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
+  template void conv_backward_weight_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);   \
+  template bool conv_backward_data_by_phases<T>(const ConvGeometry&, const T*, const T*, T*);                         \
+  template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);                               \
+  template void activations_to_channels_first<T>(const T*, T*, i64, i64, i64);                                        \
   template void activations_to_channels_last<T>(const T*, T*, i64, i64, i64);
 CONVKERN_INSTANTIATE(float)
 CONVKERN_INSTANTIATE(double)
