@@ -48,7 +48,9 @@ What it does, in order:
 
 CPU: each library runs in its own child process (`run.py --worker LIB`, JSON lines over
 stdin/stdout), because two OpenMP runtimes (convkern's, PyTorch's) must not share a process; all
-use --threads threads. GPU: the libraries share this process and its device, PyTorch
+use --threads threads. Between two libraries' groups the CPU rests SETTLE_S for the last one's idle
+threads to stop spinning; NumPy's OpenBLAS threads, which spin ~0.1 s by default, are told to
+sleep at once (OPENBLAS_THREAD_TIMEOUT=4, unless set). GPU: the libraries share this process and its device, PyTorch
 with torch.backends.cudnn.benchmark = True and TF32 off; each call is timed with CUDA events.
 Napkin math in suite.py.
 """
