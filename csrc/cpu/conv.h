@@ -60,6 +60,9 @@ bool backward_data_by_kernel_rows(const ConvGeometry& g);
 // forward by kernel rows on their channels-first activations (interleaved into its padded copy,
 // each output row transposed into its planes while in cache).
 bool channels_first_forward_runs_channels_last(const ConvGeometry& g);
+// And a strided channels-first layer with many input channels that the kernel-rows forward does
+// not serve: the channels-last forward on channels-last copies of its activations.
+bool channels_first_strided_forward_runs_channels_last(const ConvGeometry& g);
 template <class T>
 void conv_forward_by_kernel_rows_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
 template <class T>

@@ -159,6 +159,19 @@ bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass) {
   return g.kernel_volume() > 1 && (pass != ConvPass::kForward || unit_stride);
 }
 
+// A strided channels-first forward with many input channels whose channels-last forward runs the
+// packing GEMM (its rows do not fit the kernel-rows tiles: AVX2's 6-row tiles on 28 or 14
+// outputs): that GEMM on channels-last copies of the activations outran the im2col GEMM of the
+// channels-first pass, transposes included (2-core Xeon, AVX2, builds alternating:
+// resnet50.l2.3x3s2 NCHW forward 10.4-10.8 -> 9.4-9.6 ms; 256 channels at 28 -> 14: 9.9-10.1 ->
+// 9.4-9.6). Where the kernel-rows forward serves the layer it is not taken (AVX-512: 6.33 -> 5.93
+// ms on the first, 5.97 -> 6.6 on the second).
+bool channels_first_strided_forward_runs_channels_last(const ConvGeometry& g) {
+  const bool strided = g.stride[0] > 1 || g.stride[1] > 1 || g.stride[2] > 1;
+  return strided && g.C_per_group() > kChannelsFirstMaxChannels && g.kernel_volume() > 1 &&
+         !forward_by_kernel_rows(g) && !channels_last_runs_channels_first(g, ConvPass::kForward);
+}
+
 // Forward by kernel rows. With one group and undilated columns, the taps of one kernel row
 // (kd, kh) read kW x C contiguous input values per position, and the next position's run starts
 // stride x C values further: the positions' runs are the rows of A, read in place

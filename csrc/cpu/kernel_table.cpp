@@ -39,6 +39,11 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
   }
   if (!last && g.N > 0 && conv_reach_is_compact(g) && channels_first_forward_runs_channels_last(g))
     return conv_forward_by_kernel_rows_channels_first(g, x, w, b, y);
+  if (!last && g.N > 0 && conv_reach_is_compact(g) && channels_first_strided_forward_runs_channels_last(g)) {
+    const ChannelsLastCopy<T> xl(x, g.N, g.in_plane(), g.C), yl(y, g.N, g.out_plane(), g.K);
+    conv_forward<T>(g, true, xl.data, w, b, yl.data);
+    return yl.copy_out(y);
+  }
   if constexpr (std::is_same_v<T, float>) {
     if (!last && winograd_forward_wins(g)) return winograd_forward_nchw_f32(g, x, w, b, y);
     if (!last && winograd_3d_forward_wins(g)) return winograd_3d_forward_ncdhw_f32(g, x, w, b, y);
