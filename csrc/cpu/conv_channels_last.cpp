@@ -109,8 +109,27 @@ void gather_row(const ConvGeometry& g, const TapTable& taps, const T* xg, const 
   }
 }
 
+// A run of positions between the layouts, 16 x 16 blocks transposed in registers (pack.h):
+// dst[c * plane + p] = src[p * C + c] (kToPlanes) or src[c * plane + p] -> dst[p * C + c], for
+// p < positions and c < C; `plane` is the distance between channels' planes.
+template <bool kToPlanes, class T>
+void transpose_positions(const T* src, T* dst, i64 positions, i64 C, i64 plane) {
+  const T* rows[16];
+  for (i64 pb = 0; pb < positions; pb += 16)
+    for (i64 cb = 0; cb < C; cb += 16) {
+      const i64 np = std::min<i64>(16, positions - pb), nc = std::min<i64>(16, C - cb);
+      if constexpr (kToPlanes) {  // rows: positions (contiguous channels) -> rows: channels
+        for (i64 j = 0; j < np; ++j) rows[j] = src + (pb + j) * C + cb;
+        transpose_rows(rows, np, nc, dst + cb * plane + pb, plane, np);
+      } else {  // rows: channels (contiguous positions) -> rows: positions
+        for (i64 j = 0; j < nc; ++j) rows[j] = src + (cb + j) * plane + pb;
+        transpose_rows(rows, nc, np, dst + pb * C + cb, C, nc);
+      }
+    }
+}
+
 // dst[n][c][p] = src[n][p][c] (to_first) or the reverse, for N images of P positions and C
-// channels: 16 x 16 blocks transposed in registers (pack.h), blocks of positions in parallel.
+// channels, blocks of positions in parallel.
 template <bool kToFirst, class T>
 void transpose_layout(const T* src, T* dst, i64 N, i64 P, i64 C) {
   constexpr i64 kBlock = 256;
@@ -119,18 +138,10 @@ void transpose_layout(const T* src, T* dst, i64 N, i64 P, i64 C) {
     const i64 n = item / blocks, p0 = (item % blocks) * kBlock, pn = std::min(kBlock, P - p0);
     const T* s = src + n * P * C;
     T* d = dst + n * P * C;
-    const T* rows[16];
-    for (i64 pb = p0; pb < p0 + pn; pb += 16)
-      for (i64 cb = 0; cb < C; cb += 16) {
-        const i64 np = std::min<i64>(16, p0 + pn - pb), nc = std::min<i64>(16, C - cb);
-        if constexpr (kToFirst) {  // rows: positions (contiguous channels) -> rows: channels
-          for (i64 j = 0; j < np; ++j) rows[j] = s + (pb + j) * C + cb;
-          transpose_rows(rows, np, nc, d + cb * P + pb, P, np);
-        } else {  // rows: channels (contiguous positions) -> rows: positions
-          for (i64 j = 0; j < nc; ++j) rows[j] = s + (cb + j) * P + pb;
-          transpose_rows(rows, nc, np, d + pb * C + cb, C, nc);
-        }
-      }
+    if constexpr (kToFirst)
+      transpose_positions<true>(s + p0 * C, d + p0, pn, C, P);
+    else
+      transpose_positions<false>(s + p0, d + p0 * C, pn, C, P);
   });
 }
 
@@ -358,16 +369,8 @@ void forward_kernel_rows(const ConvGeometry& g, bool channels_first, const T* x,
     if (bias)
       for (i64 ow = 0; ow < OW; ++ow)
         for (i64 k = 0; k < K; ++k) yrow[ow * K + k] += bias[k];
-    if (channels_first) {  // the row, still in cache, into its K planes
-      T* yplanes = y + n * K * out_plane + (od * OH + oh) * OW;
-      const T* position_rows[16];
-      for (i64 ow0 = 0; ow0 < OW; ow0 += 16)
-        for (i64 k0 = 0; k0 < K; k0 += 16) {
-          const i64 np = std::min<i64>(16, OW - ow0), nk = std::min<i64>(16, K - k0);
-          for (i64 j = 0; j < np; ++j) position_rows[j] = yrow + (ow0 + j) * K + k0;
-          transpose_rows(position_rows, np, nk, yplanes + k0 * out_plane + ow0, out_plane, np);
-        }
-    }
+    if (channels_first)  // the row, still in cache, into its K planes
+      transpose_positions<true>(yrow, y + n * K * out_plane + (od * OH + oh) * OW, OW, K, out_plane);
   });
 }
 
@@ -648,13 +651,7 @@ void backward_weight_output_rows(const ConvGeometry& g, bool channels_first, con
       const T* dyrow = dy + row * OW * K;
       if (channels_first) {
         T* dyt = dy_rows.data() + t * OW * K;
-        const T* from = dy + n * K * out_plane + (od * OH + oh) * OW;
-        const T* channel_rows[16];
-        for (i64 k0 = 0; k0 < K; k0 += 16) {
-          const i64 nk = std::min<i64>(16, K - k0);
-          for (i64 j = 0; j < nk; ++j) channel_rows[j] = from + (k0 + j) * out_plane;
-          transpose_rows(channel_rows, nk, OW, dyt + k0, K, nk);
-        }
+        transpose_positions<false>(dy + n * K * out_plane + (od * OH + oh) * OW, dyt, OW, K, out_plane);
         dyrow = dyt;
       }
       for (i64 kr = 0; kr < kernel_rows; ++kr) {

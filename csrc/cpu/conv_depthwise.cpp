@@ -31,6 +31,7 @@
 #include <cmath>
 
 #include "conv.h"
+#include "pack.h"
 #include "parallel.h"
 #include "simd_vector.h"
 
@@ -72,17 +73,6 @@ struct PaddedPlane {
   i64 Dp, Hp, Wb;
   i64 size() const { return Dp * Hp * Wb; }
 };
-
-#if !defined(__AVX512F__) && defined(__AVX2__)
-// AVX2's lane mask for the first n lanes (the sign bit of each lane selects it).
-template <class T>
-inline __m256i first_lanes(i64 n) {
-  if constexpr (std::is_same_v<T, float>)
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  else
-    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-}
-#endif
 
 // The first n (< one vector) lanes of v to p: one masked store where AVX-512 or AVX2 is compiled in.
 template <class T>

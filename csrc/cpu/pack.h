@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../shape.h"
 
@@ -101,9 +102,13 @@ inline void transpose_8x8(__m256 r[8]) {
 #endif
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
-// The first n of 8 float lanes, as a maskload/maskstore mask.
-inline __m256i first_float_lanes(i64 n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+// AVX2's lane mask for the first n lanes (the sign bit of each lane selects it).
+template <class T>
+inline __m256i first_lanes(i64 n) {
+  if constexpr (std::is_same_v<T, float>)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  else
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 #endif
 
@@ -130,10 +135,10 @@ inline void transpose_rows(const T* const* rows, i64 nrows, i64 len, T* dst, i64
 #elif defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
     for (i64 j0 = 0; j0 < width; j0 += 8) {
-      const __m256i wmask = first_float_lanes(std::min<i64>(8, width - j0));
+      const __m256i wmask = first_lanes<float>(std::min<i64>(8, width - j0));
       for (i64 e0 = 0; e0 < len; e0 += 8) {
         const i64 m = std::min<i64>(8, len - e0);
-        const __m256i emask = first_float_lanes(m);
+        const __m256i emask = first_lanes<float>(m);
         __m256 r[8];
         for (i64 j = 0; j < 8; ++j)
           r[j] = j0 + j < nrows ? _mm256_maskload_ps(rows[j0 + j] + e0, emask) : _mm256_setzero_ps();
