@@ -10,20 +10,29 @@
 #
 #   bash bench/gpu_check.sh --prepare-wheels    (then carry build/gpu-wheels with the run)
 #
-# Steps and their share of GPU_CHECK_BUDGET_S (default 540 s; each step gets what the earlier ones
+# Steps and their share of GPU_CHECK_BUDGET_S (default 420 s; each step gets what the earlier ones
 # left, up to its cap, and is killed at its limit so the later steps still run):
 #   1. machine: nvidia-smi, nvcc, Python packages                      (seconds)
 #   2. build: pip install of this tree for CONVKERN_GPU_ARCHS (default 90-real), no build
 #      isolation, no dependencies                                      (cap BUILD_CAP_S, 240)
 #      -> HARD FAILURE (exit 2) when the build fails, the CUDA module is missing, or no GPU is seen
-#   3. tests: tests/test_cuda.py, junit XML to $OUT/pytest.xml         (cap TESTS_CAP_S, 150)
-#   4. cuDNN TF32 off/on and convkern's kernel versions (v3 with TF32 too) on a few forward
+#   3. tests: every test that needs a GPU (tests/test_cuda.py, test_torch_ops.py's CUDA cases,
+#      test_cuda_static.py's disassembly check), over 8 pytest-xdist workers where xdist is
+#      installed; junit XML to $OUT/pytest.xml                        (cap TESTS_CAP_S, 150)
+#   4. benchmark: bench/run.py --device cuda --quick, convkern beside cuDNN (fp32) and a CuPy
+#      im2col baseline, pooling beside copy bandwidth; $OUT/results.json
+#                                                                      (cap BENCH_CAP_S, 200)
+#   5. torch.profiler's busiest operators in one ResNet-18 forward, with torch's layers and with
+#      convkern's: $OUT/profile.txt                                    (cap PROFILE_CAP_S, 60)
+#   6. cuDNN TF32 off/on and convkern's kernel versions (v3 with TF32 too) on a few forward
 #      convolutions, with their errors against cuDNN float32: $OUT/tf32_versions.json
-#                                                                      (cap PROBE_CAP_S, 60)
-#   5. benchmark: bench/run.py --device cuda --quick, convkern beside cuDNN (fp32) and a CuPy
-#      im2col baseline, pooling beside copy bandwidth; $OUT/results.json (the rest of the budget)
+#                                                                      (cap PROBE_CAP_S, 45)
+#   7. compute-sanitizer memcheck over tests/test_cuda.py, as long as the budget lasts
+#      (a stop at the limit is reported, not failed; errors found are)
+# GPU_CHECK_STEPS names the steps 3-7 to run (default "tests bench profile probe memcheck"), e.g.
+# GPU_CHECK_STEPS="tests memcheck" for a rerun after a fix.
 # $OUT/gpu_check.log holds everything printed; $OUT/summary.txt the step verdicts and timings.
-# Suggested call from the device tool: run(command="bash bench/gpu_check.sh", timeout_s=580,
+# Suggested call from the device tool: run(command="bash bench/gpu_check.sh", timeout_s=450,
 # carry=["build/gpu-wheels"]).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +51,7 @@ OUT=${OUT:-bench/results/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 archs=${CONVKERN_GPU_ARCHS:-90-real}
-budget=${GPU_CHECK_BUDGET_S:-540}
+budget=${GPU_CHECK_BUDGET_S:-420}
 t0=$(date +%s)
 summary="$OUT/summary.txt"
 : > "$summary"
@@ -55,75 +64,22 @@ allot() {
   (( l < cap )) && echo $(( l > 10 ? l : 10 )) || echo "$cap"
 }
 note() { echo "$*" | tee -a "$summary"; }
+# GPU_CHECK_STEPS picks steps 3-6 (all by default): a rerun after a fix can take the tests alone.
+steps=" ${GPU_CHECK_STEPS:-tests bench profile probe memcheck} "
+want() { [[ "$steps" == *" $1 "* ]]; }
 
-main() {
-status=0
-
-echo "== machine"
-date -u
-if ! nvidia-smi; then
-  note "FAIL: nvidia-smi sees no GPU"
-  return 2
-fi
-nvcc --version | tail -2
-"$PY" - <<'EOF'
-import importlib, platform
-print("python", platform.python_version())
-for name in ("numpy", "cupy", "torch", "pybind11", "scikit_build_core", "pytest", "cmake", "ninja"):
-    try:
-        m = importlib.import_module(name)
-        print(f"  {name} {getattr(m, '__version__', '?')}")
-    except Exception as exc:
-        print(f"  {name}: missing ({exc})")
-EOF
-
-echo "== build tools"
-if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
-  if compgen -G "$WHEELS/*.whl" >/dev/null; then
-    "$PY" -m pip install -q --no-index --find-links "$WHEELS" cmake ninja || note "WARN: wheel install failed"
-  else
-    note "WARN: cmake/ninja missing and no wheels in $WHEELS (run --prepare-wheels and carry it)"
-  fi
-fi
-command -v cmake && cmake --version | head -1
-command -v ninja && ninja --version
-
-echo "== build (CMAKE_CUDA_ARCHITECTURES=$archs)"
+step_tests() {
+echo "== tests that need a GPU"
 start=$(date +%s)
-limit=$(allot "${BUILD_CAP_S:-240}" 200)
-if ! timeout "$limit" "$PY" -m pip install --no-build-isolation --no-deps -q \
-     -Cbuild-dir=/tmp/convkern-gpu-build -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$archs" \
-     -Ccmake.define.CONVKERN_CUDA=ON .; then
-  note "FAIL: build (limit ${limit} s)"
-  return 2
-fi
-note "build: $(( $(date +%s) - start )) s"
-# Hard failure unless the CUDA module is there and sees a GPU: a CPU-only build would otherwise
-# skip every GPU test and pass.
-if ! (cd /tmp && "$PY" - <<'EOF'
-import json, sys
-import convkern
-from convkern import _cuda_backend as cb
-print(json.dumps(convkern.info()))
-print(cb.info())
-if not cb.built():
-    sys.exit("the CUDA module convkern._cuda was not built")
-if cb.device_count() == 0:
-    sys.exit("convkern._cuda sees no CUDA device")
-from convkern import _cuda
-print("conv kernel versions 1 ..", _cuda.conv_kernel_version_latest, "; default", _cuda.conv_kernel_version())
-EOF
-); then
-  note "FAIL: no usable CUDA backend"
-  return 2
-fi
-
-echo "== tests/test_cuda.py"
-start=$(date +%s)
-limit=$(allot "${TESTS_CAP_S:-150}" 120)
+limit=$(allot "${TESTS_CAP_S:-150}" "$(want bench && echo 120 || echo 40)")
+workers=()
+# pytest-benchmark (where installed) warns when xdist is active, and the suite turns warnings into
+# errors: it is left out (-p no:benchmark), as the suite times nothing.
+"$PY" -c "import xdist" 2>/dev/null && workers=(-n "${TEST_WORKERS:-8}")
 # Warnings from CuPy's own modules (e.g. about the CUDA path) must not turn into test errors.
-timeout "$limit" "$PY" -m pytest tests/test_cuda.py -q -ra -p no:cacheprovider -W "ignore:::cupy" \
-  -W "ignore:::cupyx" --junitxml "$OUT/pytest.xml"
+timeout "$limit" "$PY" -m pytest tests/test_cuda.py tests/test_torch_ops.py tests/test_cuda_static.py \
+  "${workers[@]}" -q -ra -p no:cacheprovider -p no:benchmark -W "ignore:::cupy" -W "ignore:::cupyx" \
+  --junitxml "$OUT/pytest.xml"
 rc=$?
 (( rc == 124 )) && note "FAIL: tests stopped at their limit (${limit} s)"
 (( rc != 0 )) && status=1
@@ -138,9 +94,26 @@ try:
 except Exception as exc:
     print(f"tests: no junit report ({exc})")
 EOF
+}
 
+step_bench() {
+echo "== bench/run.py --device cuda --quick"
+start=$(date +%s)
+limit=$(allot "${BENCH_CAP_S:-200}" 30)
+if (( limit < 30 )); then
+  note "SKIP: benchmark (only $(left) s of the budget left)"
+else
+  # The benchmark starts no new row after its time limit; `timeout` ends it 15 s later.
+  # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+  timeout "$(( limit ))" "$PY" bench/run.py --device cuda --quick --time-limit "$(( limit - 15 ))" --out "$OUT" \
+    ${BENCH_ARGS:-} || status=1
+  note "benchmark: $(( $(date +%s) - start )) s"
+fi
+}
+
+step_probe() {
 echo "== cuDNN with TF32 off and on; convkern conv kernel versions (v3 also with TF32)"
-limit=$(allot "${PROBE_CAP_S:-60}" 90)
+limit=$(allot "${PROBE_CAP_S:-45}" 10)
 timeout "$limit" "$PY" - "$OUT/tf32_versions.json" <<'EOF' | tee -a "$summary"
 # Forward convolutions in float32 (NCHW and NHWC), median of timed repeats after a warm-up.
 import json, sys
@@ -202,19 +175,110 @@ for n, c, h, w, k, ks, s, p in rows:
         json.dump(out, open(sys.argv[1], "w"), indent=1)
 EOF
 (( PIPESTATUS[0] != 0 )) && note "WARN: the TF32/version probe did not finish"
+}
 
-echo "== bench/run.py --device cuda --quick"
-start=$(date +%s)
-limit=$(( $(left) - 20 ))
-if (( limit < 30 )); then
-  note "SKIP: benchmark (only $(left) s of the budget left)"
+step_memcheck() {
+echo "== compute-sanitizer memcheck (tests/test_cuda.py)"
+limit=$(( $(left) - 10 ))
+if ! command -v compute-sanitizer >/dev/null; then
+  note "SKIP: memcheck (no compute-sanitizer)"
+elif (( limit < 30 )); then
+  note "SKIP: memcheck (only $(left) s of the budget left)"
 else
-  # The benchmark starts no new row after its time limit; `timeout` ends it 15 s later.
-  # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-  timeout "$(( limit ))" "$PY" bench/run.py --device cuda --quick --time-limit "$(( limit - 15 ))" --out "$OUT" \
-    ${BENCH_ARGS:-} || status=1
-  note "benchmark: $(( $(date +%s) - start )) s"
+  start=$(date +%s)
+  timeout "$limit" compute-sanitizer --tool memcheck --error-exitcode 86 --print-limit 20 \
+    "$PY" -m pytest tests/test_cuda.py -q -x -p no:cacheprovider -p no:benchmark -W "ignore:::cupy" -W "ignore:::cupyx" \
+    > "$OUT/memcheck.log" 2>&1
+  rc=$?
+  tail -5 "$OUT/memcheck.log"
+  if (( rc == 86 )); then
+    note "FAIL: memcheck found errors ($OUT/memcheck.log)"; status=1
+  elif (( rc == 124 )); then
+    note "memcheck: stopped at its limit ($(( $(date +%s) - start )) s), no error reported until then"
+  else
+    note "memcheck: rc $rc, $(( $(date +%s) - start )) s"; (( rc != 0 )) && status=1
+  fi
 fi
+}
+
+step_profile() {
+echo "== torch.profiler: resnet18.forward NCHW, torch's layers and convkern's"
+limit=$(allot "${PROFILE_CAP_S:-60}" 5)
+if (( limit < 20 )); then
+  note "SKIP: profile (only $(left) s of the budget left)"
+  return
+fi
+timeout "$limit" "$PY" bench/models.py --device cuda --profile --row resnet18.forward --layout NCHW \
+  > "$OUT/profile.txt" 2>&1 || note "WARN: the profile did not finish"
+grep -v "^USDT" "$OUT/profile.txt" | head -60
+}
+
+main() {
+status=0
+
+echo "== machine"
+date -u
+if ! nvidia-smi; then
+  note "FAIL: nvidia-smi sees no GPU"
+  return 2
+fi
+nvcc --version | tail -2
+"$PY" - <<'EOF'
+import importlib, platform
+print("python", platform.python_version())
+for name in ("numpy", "cupy", "torch", "pybind11", "scikit_build_core", "pytest", "cmake", "ninja"):
+    try:
+        m = importlib.import_module(name)
+        print(f"  {name} {getattr(m, '__version__', '?')}")
+    except Exception as exc:
+        print(f"  {name}: missing ({exc})")
+EOF
+
+echo "== build tools"
+if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
+  if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --find-links "$WHEELS" cmake ninja || note "WARN: wheel install failed"
+  else
+    note "WARN: cmake/ninja missing and no wheels in $WHEELS (run --prepare-wheels and carry it)"
+  fi
+fi
+command -v cmake && cmake --version | head -1
+command -v ninja && ninja --version
+
+echo "== build (CMAKE_CUDA_ARCHITECTURES=$archs)"
+start=$(date +%s)
+limit=$(allot "${BUILD_CAP_S:-240}" 200)
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+if ! timeout "$limit" "$PY" -m pip install --no-build-isolation --no-deps -q \
+     -Cbuild-dir=/tmp/convkern-gpu-build -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$archs" \
+     -Ccmake.define.CONVKERN_CUDA=ON .; then
+  note "FAIL: build (limit ${limit} s)"
+  return 2
+fi
+note "build: $(( $(date +%s) - start )) s"
+# Hard failure unless the CUDA module is there and sees a GPU: a CPU-only build would otherwise
+# skip every GPU test and pass.
+if ! (cd /tmp && "$PY" - <<'EOF'
+import json, sys
+import convkern
+from convkern import _cuda_backend as cb
+print(json.dumps(convkern.info()))
+print(cb.info())
+if not cb.built():
+    sys.exit("the CUDA module convkern._cuda was not built")
+if cb.device_count() == 0:
+    sys.exit("convkern._cuda sees no CUDA device")
+from convkern import _cuda
+print("conv kernel versions 1 ..", _cuda.conv_kernel_version_latest, "; default", _cuda.conv_kernel_version())
+EOF
+); then
+  note "FAIL: no usable CUDA backend"
+  return 2
+fi
+
+for step in tests bench profile probe memcheck; do
+  want "$step" && "step_$step"
+done
 note "total: $(( $(date +%s) - t0 )) s of a ${budget} s budget"
 return $status
 }

@@ -161,12 +161,23 @@ def time_row(row: str, layout: str, device: str, repetitions: int, warmup: int) 
     }
 
 
-def run(threads: int, quick: bool, device: str = "cpu", layouts=LAYOUTS, rows=ROWS) -> Dict[str, object]:
+def _setup(threads: int, device: str) -> None:
     import convkern
     import torch
 
     torch.set_num_threads(threads)
     convkern.set_num_threads(threads)
+    if device == "cuda":
+        # float32 stays float32 on both sides: cuDNN's TF32 tensor-core shortcut (on by default in
+        # PyTorch) rounds operands to 10 mantissa bits, which convkern's default kernels do not.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def run(threads: int, quick: bool, device: str = "cpu", layouts=LAYOUTS, rows=ROWS) -> Dict[str, object]:
+    import torch
+
+    _setup(threads, device)
     repetitions, warmup = (3, 1) if quick else (7, 2)
     results: Dict[str, object] = {
         "threads": threads,
@@ -184,6 +195,33 @@ def run(threads: int, quick: bool, device: str = "cpu", layouts=LAYOUTS, rows=RO
         for row in rows:
             results["cases"].append(time_row(row, layout, device, repetitions, warmup))
     return results
+
+
+def profile(row: str, layout: str, device: str, threads: int, top: int = 12) -> str:
+    """Where one call of `row` spends its time, per model: torch.profiler's operators by their own
+    time on the device (CUDA) or the CPU, after a warm-up call."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    _setup(threads, device)
+    models = _models(layout, device)
+    images, labels = _batch(BATCH[device], layout, device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    sort_by = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    out = []
+    for name, model in models.items():
+        call = _step_function(row, model, images, labels)
+        call()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        with torch_profile(activities=activities) as prof:
+            call()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        out.append(f"== {row} {layout} N={BATCH[device]}, {name}'s layers")
+        out.append(prof.key_averages().table(sort_by=sort_by, row_limit=top))
+    return "\n".join(out)
 
 
 def format_table(results: Dict[str, object]) -> str:
@@ -212,6 +250,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--layout", choices=("NCHW", "NHWC", "both"), default="both")
     parser.add_argument("--row", choices=ROWS, action="append", help="rows to run (repeatable; default: all)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of timing, print torch.profiler's busiest operators for one call of each row and layout",
+    )
     args = parser.parse_args(argv)
     try:
         import convkern.torch  # noqa: F401
@@ -220,6 +263,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"the model rows need PyTorch: {exc}", file=sys.stderr)
         return EXIT_NO_TORCH
     layouts = LAYOUTS if args.layout == "both" else (args.layout,)
+    if args.profile:
+        for layout in layouts:
+            for row in args.row or ROWS:
+                print(profile(row, layout, args.device, args.threads), flush=True)
+        return 0
     results = run(args.threads, args.quick, args.device, layouts, tuple(args.row or ROWS))
     print(format_table(results), flush=True)
     if args.json:

@@ -64,8 +64,8 @@ def asnumpy(a) -> np.ndarray:
     return np.array(a, subok=False)
 
 
-def shares_memory(a, b) -> bool:
-    return bool(np.shares_memory(a, b))
+def may_share_memory(a, b) -> bool:
+    return bool(np.may_share_memory(a, b))
 
 
 class _Stream:

@@ -316,6 +316,17 @@ def test_conv_v1(dev, rank, seed, last, dtype, rng):
         (4, 16, 30, 30, 16, 3, 1, 1, 16),  # depthwise (direct kernels)
         (2, 8, 21, 19, 24, 3, 2, 0, 8),  # depthwise multiplier 3, stride 2
         (2, 1, 32, 32, 6, 5, 1, 0, 1),  # one input channel: direct kernels
+        # Narrow channel sides take the direct kernels: backward data of a first layer (3 input
+        # channels, 7x7 stride 2), a forward to 3 outputs over 40 channels, 6 + 6 channels in
+        # each of 2 groups (forward and backward data direct, weight gradient GEMM).
+        (2, 3, 23, 21, 20, 7, 2, 3, 1),
+        (2, 40, 11, 9, 3, 3, 1, 1, 1),
+        (2, 12, 10, 10, 12, 3, 1, 1, 2),
+        # Depthwise and one-channel weight gradients over thousands of positions: summed in
+        # chunks (7 and 6 here) through the workspace, added in order.
+        (4, 6, 40, 40, 6, 3, 1, 1, 6),
+        (2, 1, 64, 48, 6, 5, 1, 2, 1),
+        (2, 40, 24, 24, 40, 3, 1, 1, 40),  # channels-last: 32-channel blocks, 2 chunks
         # Small grids over long reductions: v2 splits the forward (first case) and backward-data
         # (second case, two groups) reductions into 9 and 4 parts and adds them in order.
         (1, 256, 6, 6, 24, 3, 1, 1, 1),

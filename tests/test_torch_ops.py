@@ -15,7 +15,13 @@ import convkern  # noqa: E402
 
 F = torch.nn.functional
 ckf = ckt.functional
-pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore:.*does not have a deterministic implementation")]
+# torch._dynamo.reset() imports inductor, whose imports use an API PyTorch itself deprecates
+# (torch.jit.script_method, warned about from PyTorch 2.11).
+pytestmark = [
+    pytest.mark.torch,
+    pytest.mark.filterwarnings("ignore:.*does not have a deterministic implementation"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+]
 
 DEVICES = [
     "cpu",
@@ -467,10 +473,8 @@ def test_compile_fullgraph_aot_eager():
     _graph_breaks_and_train_step("aot_eager")
 
 
-# Inductor's own imports use an API that PyTorch itself deprecates. Slow: inductor compiles C++
-# with the system compiler (about a minute on 2 cores).
+# Slow: inductor compiles C++ with the system compiler (about a minute on 2 cores).
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_fullgraph_inductor():
     pytest.importorskip("torch._inductor")
     _graph_breaks_and_train_step("inductor")
@@ -501,3 +505,34 @@ def test_dynamic_batch_stays_symbolic_in_export_and_compile():
     for n in (2, 3, 4):
         x = torch.randn(n, 3, 16, 16)
         torch.testing.assert_close(compiled(x), model(x))
+
+
+@pytest.mark.parametrize("cupy_version", ["14", "13"])
+def test_cupy_stream_for_pytorchs_stream(cupy_version):
+    """CuPy 14 deprecates ExternalStream for Stream.from_external (the CUDA stream protocol); the
+    stream handed to CuPy must be PyTorch's, through whichever API the installed CuPy has."""
+    from types import SimpleNamespace
+
+    from convkern.torch._ops import _cupy_stream
+
+    made = []
+
+    class Stream:
+        pass
+
+    if cupy_version == "14":
+
+        def from_external(obj):
+            made.append(("from_external", obj.__cuda_stream__()))
+            return "stream"
+
+        Stream.from_external = staticmethod(from_external)  # type: ignore[attr-defined]
+
+    def external_stream(handle, device_id):
+        made.append(("ExternalStream", (handle, device_id)))
+        return "stream"
+
+    fake = SimpleNamespace(cuda=SimpleNamespace(Stream=Stream, ExternalStream=external_stream))
+    assert _cupy_stream(fake, 0x7F00, 1) == "stream"
+    expected = ("from_external", (0, 0x7F00)) if cupy_version == "14" else ("ExternalStream", (0x7F00, 1))
+    assert made == [expected]

@@ -21,14 +21,14 @@
 // memory with the next step's global loads in flight during the current step's arithmetic; each
 // thread accumulates a 4 x 4 register block whose rows and columns are 16 apart (conflict-free
 // shared reads, coalesced stores in both layouts).
-// Depthwise-like convolutions (one input channel per group, C/groups == 1) take direct kernels
-// instead: one thread per output element, and one block per weight element for its gradient.
+// Passes whose channel side is narrow take direct kernels instead ("Direct kernels" below): one
+// thread per output element; for the depthwise weight gradient, one block per weight element
+// and chunk of positions.
 //
 // Current: v2 by default for float and float16 (128x128x8 tiles, 8x8 outputs per thread,
-// conv_igemm.cuh); float64 and the depthwise kernels run v1's, described above. v3 (tensor cores)
-// is chosen with set_conv_kernel_version and is not the default because it has not run on a GPU.
-// The rate has not been measured on a GPU yet: `bash bench/gpu_check.sh` on a GPU machine
-// measures it. How it got here: docs/performance.md, "Kernel history".
+// conv_igemm.cuh); float64 runs v1's, described above. v3 (tensor cores) is chosen with
+// set_conv_kernel_version. Measured on an H200 (`bash bench/gpu_check.sh`): docs/performance.md,
+// "CUDA on an H200"; how it got here: "Kernel history".
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -497,9 +497,18 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // --------------------------------------------------------------------------------------------
-// Direct kernels for one input channel per group (depthwise and depthwise-multiplier
-// convolutions, and any convolution of a one-channel input)
+// Direct kernels, for narrow channel sides: the GEMM tiles are 64 or 128 channels wide, so a
+// product with 3 channels on its channel side (backward data of a first layer on RGB images)
+// would run 3 of 128 columns and spend 40x the arithmetic (resnet50.conv1's backward data:
+// 36 ms on an H200). One thread computes one output element instead, over the taps that reach
+// it and, at each tap, the channels of its group:
+//   forward          one input channel per group (depthwise), or few outputs per group;
+//   backward data    few input channels per group (one included);
+//   backward weight  one input channel per group (depthwise).
 // --------------------------------------------------------------------------------------------
+
+// At most this many channels on the GEMM's channel side take the direct kernels.
+constexpr i64 kDirectMaxChannels = 8;
 
 struct Position {
   int d, h, w;
@@ -515,17 +524,21 @@ __device__ __forceinline__ Position input_position(const ConvDims& d, int s) {
   return {id, ih, rem - ih * d.IW};
 }
 
-// One thread per output element; grid (ceil(K*P / 256), min(N, 65535)).
-template <class T, bool kLast>
+// One thread per output element (k, p), the group's C/groups input channels at each tap;
+// grid (ceil(K*P / 256), min(N, 65535)). kOneChannel: C/groups is 1 (depthwise), known at compile
+// time: a run-time channel loop of one trip around each tap made the depthwise forward 1.5-1.7x
+// slower on an H200 (mobilenet.dw3x3 NCHW 0.128 -> 0.223 ms).
+template <class T, bool kLast, bool kOneChannel>
 __global__ void __launch_bounds__(kThreads, 2)
-    conv_forward_depthwise(ConvDims d, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                           T* __restrict__ y) {
+    conv_forward_direct(ConvDims d, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                        T* __restrict__ y) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;
   if (j >= d.K * d.P) return;
+  const int channels = kOneChannel ? 1 : d.Cg;
   const int k = kLast ? j % d.K : j / d.P, p = kLast ? j / d.K : j % d.P;
-  const int c = k / d.Kg;  // the group's only input channel
+  const int c0 = (k / d.Kg) * d.Cg;  // the group's first input channel
   const Position o = output_position(d, p);
-  const T* wk = w + i64(k) * d.kvol;
+  const T* wk = w + i64(k) * d.R;  // w[k][c][q]: channel c at wk[c * kvol + q]
   for (int n = blockIdx.y; n < d.N; n += gridDim.y) {
     acc_t<T> acc = 0;
     for (int kd = 0; kd < d.KD; ++kd) {
@@ -537,9 +550,14 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int kw = 0; kw < d.KW; ++kw) {
           const int iw = o.w * d.sw - d.pw + kw * d.dw;
           if (!inside(iw, d.IW)) continue;
-          const int s = (id * d.IH + ih) * d.IW + iw;
-          const T xv = kLast ? x[(i64(n) * d.Q + s) * d.C + c] : x[(i64(n) * d.C + c) * d.Q + s];
-          acc += to_acc(xv) * to_acc(wk[(kd * d.KH + kh) * d.KW + kw]);
+          const int s = (id * d.IH + ih) * d.IW + iw, q = (kd * d.KH + kh) * d.KW + kw;
+          if constexpr (kLast) {
+            const T* xs = x + (i64(n) * d.Q + s) * d.C + c0;
+            for (int c = 0; c < channels; ++c) acc += to_acc(xs[c]) * to_acc(wk[c * d.kvol + q]);
+          } else {
+            const T* xs = x + (i64(n) * d.C + c0) * d.Q + s;
+            for (int c = 0; c < channels; ++c) acc += to_acc(xs[i64(c) * d.Q]) * to_acc(wk[c * d.kvol + q]);
+          }
         }
       }
     }
@@ -551,34 +569,41 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// One thread per input element; grid (ceil(C*Q / 256), min(N, 65535)).
-template <class T, bool kLast>
+// One thread per input element (c, s): at each kernel offset whose window, by the stride, puts
+// that offset on s, the group's K/groups output channels; grid (ceil(C*Q / 256), min(N, 65535)).
+// kOneOutput: K/groups is 1, known at compile time (as kOneChannel above).
+template <class T, bool kLast, bool kOneOutput>
 __global__ void __launch_bounds__(kThreads, 2)
-    conv_backward_data_depthwise(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w,
-                                 const T* __restrict__ bias, T* __restrict__ dx) {
+    conv_backward_data_direct(ConvDims d, const T* __restrict__ dy, const T* __restrict__ w, const T* __restrict__ bias,
+                              T* __restrict__ dx) {
   const int j = int(blockIdx.x) * kThreads + threadIdx.x;
   if (j >= d.C * d.Q) return;
+  const int outputs = kOneOutput ? 1 : d.Kg;
   const int c = kLast ? j % d.C : j / d.Q, s = kLast ? j / d.C : j % d.Q;
+  const int group = c / d.Cg, k0 = group * d.Kg;
+  const T* wc = w + i64(k0) * d.R + i64(c - group * d.Cg) * d.kvol;  // output channel k0 + k at wc[k * R + q]
   const Position i = input_position(d, s);
   for (int n = blockIdx.y; n < d.N; n += gridDim.y) {
     acc_t<T> acc = 0;
-    for (int k = c * d.Kg; k < (c + 1) * d.Kg; ++k) {
-      const T* wk = w + i64(k) * d.kvol;
-      for (int kd = 0; kd < d.KD; ++kd) {
-        const int td = i.d + d.pd - kd * d.dd;
-        const int od = td / d.sd;
-        if (td < 0 || od * d.sd != td || od >= d.OD) continue;
-        for (int kh = 0; kh < d.KH; ++kh) {
-          const int th = i.h + d.ph - kh * d.dh;
-          const int oh = th / d.sh;
-          if (th < 0 || oh * d.sh != th || oh >= d.OH) continue;
-          for (int kw = 0; kw < d.KW; ++kw) {
-            const int tw = i.w + d.pw - kw * d.dw;
-            const int ow = tw / d.sw;
-            if (tw < 0 || ow * d.sw != tw || ow >= d.OW) continue;
-            const int p = (od * d.OH + oh) * d.OW + ow;
-            const T g = kLast ? dy[(i64(n) * d.P + p) * d.K + k] : dy[(i64(n) * d.K + k) * d.P + p];
-            acc += to_acc(g) * to_acc(wk[(kd * d.KH + kh) * d.KW + kw]);
+    for (int kd = 0; kd < d.KD; ++kd) {
+      const int td = i.d + d.pd - kd * d.dd;
+      const int od = td / d.sd;
+      if (td < 0 || od * d.sd != td || od >= d.OD) continue;
+      for (int kh = 0; kh < d.KH; ++kh) {
+        const int th = i.h + d.ph - kh * d.dh;
+        const int oh = th / d.sh;
+        if (th < 0 || oh * d.sh != th || oh >= d.OH) continue;
+        for (int kw = 0; kw < d.KW; ++kw) {
+          const int tw = i.w + d.pw - kw * d.dw;
+          const int ow = tw / d.sw;
+          if (tw < 0 || ow * d.sw != tw || ow >= d.OW) continue;
+          const int p = (od * d.OH + oh) * d.OW + ow, q = (kd * d.KH + kh) * d.KW + kw;
+          if constexpr (kLast) {
+            const T* g = dy + (i64(n) * d.P + p) * d.K + k0;
+            for (int k = 0; k < outputs; ++k) acc += to_acc(g[k]) * to_acc(wc[k * d.R + q]);
+          } else {
+            const T* g = dy + (i64(n) * d.K + k0) * d.P + p;
+            for (int k = 0; k < outputs; ++k) acc += to_acc(g[i64(k) * d.P]) * to_acc(wc[k * d.R + q]);
           }
         }
       }
@@ -604,48 +629,67 @@ __device__ __forceinline__ A block_sum(A v, A* scratch) {
   return scratch[0];
 }
 
-// Channels-first weight gradient: one block per weight element (k, q); grid (K*kvol).
-template <class T>
+// The depthwise weight gradient sums over all N*P positions for each of only K*kvol weights: one
+// block per weight (or per 32 channels of one offset) would leave most of the GPU idle and each
+// thread thousands of positions long (lenet5.conv1's channels-last weight gradient: 9.7 ms on
+// an H200). The positions are cut into `splits` chunks of `chunk` positions, a chunk per block;
+// with more than one, each block writes its sum to partial[split][k * kvol + q] (acc_t<T>) and
+// wgrad_reduce adds the chunks in order, so the bits depend on the problem only.
+
+// One block per weight element (k, q) and chunk, the threads striding over the chunk's
+// positions; grid (K*kvol, splits). Channels-first, and channels-last with fewer than 32
+// channels (the 32-channel blocks below would leave most lanes idle).
+template <class T, bool kLast>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_weight_depthwise_cf(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
-                                      T* __restrict__ dw) {
+    conv_backward_weight_depthwise_by_weight(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
+                                             T* __restrict__ dw, acc_t<T>* __restrict__ partial, int chunk) {
   using A = acc_t<T>;
   __shared__ A scratch[kThreads];
   const int b = blockIdx.x;
   const int k = b / d.kvol, q = b - k * d.kvol;
   const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
   const int c = k / d.Kg;
-  const int M = d.N * d.P;
+  const int M = d.N * d.P, begin = int(blockIdx.y) * chunk, end = M - begin < chunk ? M : begin + chunk;
   A acc = 0;
-  for (int m = threadIdx.x; m < M; m += kThreads) {
+  for (int m = begin + threadIdx.x; m < end; m += kThreads) {
     const int n = m / d.P, p = m - n * d.P;
     const Position o = output_position(d, p);
     const int id = o.d * d.sd - d.pd + kd * d.dd, ih = o.h * d.sh - d.ph + kh * d.dh,
               iw = o.w * d.sw - d.pw + kw * d.dw;
-    if (inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW))
-      acc += to_acc(dy[(i64(n) * d.K + k) * d.P + p]) *
-             to_acc(x[(i64(n) * d.C + c) * d.Q + (id * d.IH + ih) * d.IW + iw]);
+    if (inside(id, d.ID) && inside(ih, d.IH) && inside(iw, d.IW)) {
+      const int s = (id * d.IH + ih) * d.IW + iw;
+      if constexpr (kLast)
+        acc += to_acc(dy[i64(m) * d.K + k]) * to_acc(x[(i64(n) * d.Q + s) * d.C + c]);
+      else
+        acc += to_acc(dy[(i64(n) * d.K + k) * d.P + p]) * to_acc(x[(i64(n) * d.C + c) * d.Q + s]);
+    }
   }
   const A total = block_sum(acc, scratch);
-  if (threadIdx.x == 0) dw[b] = from_acc<T>(total);
+  if (threadIdx.x == 0) {
+    if (partial != nullptr)
+      partial[i64(blockIdx.y) * gridDim.x + b] = total;
+    else
+      dw[b] = from_acc<T>(total);
+  }
 }
 
-// Channels-last weight gradient: a block covers 32 consecutive channels of one kernel offset,
-// 8 threads per channel striding over the positions; grid (ceil(K/32), kvol).
+// Channels-last with 32 channels or more: a block covers 32 consecutive channels of one kernel
+// offset over one chunk, 8 threads per channel striding over the chunk's positions; grid
+// (ceil(K/32), kvol, splits).
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_weight_depthwise_cl(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
-                                      T* __restrict__ dw) {
+    conv_backward_weight_depthwise_by_channels(ConvDims d, const T* __restrict__ dy, const T* __restrict__ x,
+                                               T* __restrict__ dw, acc_t<T>* __restrict__ partial, int chunk) {
   using A = acc_t<T>;
   __shared__ A scratch[8][32];
   const int lane = threadIdx.x % 32, row = threadIdx.x / 32;
   const int k = int(blockIdx.x) * 32 + lane, q = blockIdx.y;
   const int kd = q / d.khw, q2 = q - kd * d.khw, kh = q2 / d.KW, kw = q2 - kh * d.KW;
-  const int M = d.N * d.P;
+  const int M = d.N * d.P, begin = int(blockIdx.z) * chunk, end = M - begin < chunk ? M : begin + chunk;
   A acc = 0;
   if (k < d.K) {
     const int c = k / d.Kg;
-    for (int m = row; m < M; m += 8) {
+    for (int m = begin + row; m < end; m += 8) {
       const int n = m / d.P, p = m - n * d.P;
       const Position o = output_position(d, p);
       const int id = o.d * d.sd - d.pd + kd * d.dd, ih = o.h * d.sh - d.ph + kh * d.dh,
@@ -657,9 +701,13 @@ __global__ void __launch_bounds__(kThreads)
   scratch[row][lane] = acc;
   __syncthreads();
   if (row == 0 && k < d.K) {
-    A s = scratch[0][lane];
-    for (int r = 1; r < 8; ++r) s += scratch[r][lane];
-    dw[i64(k) * d.kvol + q] = from_acc<T>(s);
+    A sum = scratch[0][lane];
+    for (int r = 1; r < 8; ++r) sum += scratch[r][lane];
+    const i64 at = i64(k) * d.kvol + q;
+    if (partial != nullptr)
+      partial[i64(blockIdx.z) * d.K * d.kvol + at] = sum;
+    else
+      dw[at] = from_acc<T>(sum);
   }
 }
 
@@ -707,7 +755,10 @@ __global__ void __launch_bounds__(kThreads)
 // Launch helpers
 // --------------------------------------------------------------------------------------------
 
-bool use_direct(const ConvGeometry& g) { return g.C_per_group() == 1; }
+// Which passes take the direct kernels (see "Direct kernels" above).
+bool forward_is_direct(const ConvGeometry& g) { return g.C_per_group() == 1 || g.K_per_group() <= kDirectMaxChannels; }
+bool backward_data_is_direct(const ConvGeometry& g) { return g.C_per_group() <= kDirectMaxChannels; }
+bool backward_weight_is_direct(const ConvGeometry& g) { return g.C_per_group() == 1; }
 
 std::atomic<int> g_kernel_version{kConvKernelVersionDefault};
 std::atomic<bool> g_allow_tf32{false};
@@ -802,6 +853,21 @@ void launch_v2_activation_gemm(const ConvGeometry& g, bool last, const ConvDims&
   if (partial != nullptr) check_cuda(cudaFreeAsync(partial, s), "cudaFreeAsync (split-reduction workspace)");
 }
 
+// f(std::bool_constant<a>{}, std::bool_constant<b>{}) for run-time a and b.
+template <class F>
+void dispatch_bools(bool a, bool b, F&& f) {
+  auto with_a = [&](auto a_tag) {
+    if (b)
+      f(a_tag, std::true_type{});
+    else
+      f(a_tag, std::false_type{});
+  };
+  if (a)
+    with_a(std::true_type{});
+  else
+    with_a(std::false_type{});
+}
+
 // Launches `per_groups(group0, count)` over the groups in chunks that keep grid.z <= 65535.
 template <class F>
 void for_group_chunks(i64 groups, i64 z_per_group, F&& per_chunk) {
@@ -817,6 +883,28 @@ struct WgradSplit {
 template <class T>
 int wgrad_tile(const ConvGeometry&) {
   return use_v2<T>() ? 128 : kBM;
+}
+
+// The depthwise weight gradient's chunks: about kDirectWgradTargetBlocks blocks in the grid of
+// the kernel that runs (by weight element, or by 32 channels of one offset when
+// `by_channels`), at least kDirectWgradMinChunk positions a chunk, at most
+// kDirectWgradMaxSplits chunks. On an H200, one chunk left mobilenet.dw3x3's channels-last
+// gradient 72 blocks of 3136 positions a thread (1.7 ms), and 25 chunks of its channels-first
+// one, 57 600 blocks of 4 positions a thread, were slower than one (0.43 ms against 0.32).
+constexpr i64 kDirectWgradTargetBlocks = 2048;
+constexpr i64 kDirectWgradMinChunk = 1024;
+constexpr i64 kDirectWgradMaxSplits = 256;
+
+bool wgrad_by_channels(const ConvGeometry& g, bool last) { return last && g.K >= 32; }
+
+WgradSplit direct_wgrad_split(const ConvGeometry& g, bool by_channels) {
+  const i64 M = g.N * g.out_plane();
+  const i64 blocks = (by_channels ? div_up(g.K, 32) : g.K) * g.kernel_volume();
+  i64 splits = std::min(
+      {div_up(kDirectWgradTargetBlocks, blocks), kDirectWgradMaxSplits, div_up(M, kDirectWgradMinChunk)});
+  splits = std::max<i64>(splits, 1);
+  const i64 chunk = div_up(M, splits);
+  return {div_up(M, chunk), chunk};
 }
 
 template <class T>
@@ -840,12 +928,12 @@ template <class T>
 void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, const T* bias, T* y, cudaStream_t s) {
   if (g.N == 0) return;
   const ConvDims d = make_dims(g);
-  if (use_direct(g)) {
+  if (forward_is_direct(g)) {
     const dim3 grid(grid_x(div_up(g.K * g.out_plane(), kThreads)), unsigned(std::min<i64>(g.N, kMaxGridYZ)));
-    if (last)
-      launch("conv_forward_depthwise", conv_forward_depthwise<T, true>, grid, kThreads, s, d, x, w, bias, y);
-    else
-      launch("conv_forward_depthwise", conv_forward_depthwise<T, false>, grid, kThreads, s, d, x, w, bias, y);
+    dispatch_bools(last, g.C_per_group() == 1, [&](auto last_tag, auto one_tag) {
+      constexpr bool L = decltype(last_tag)::value, One = decltype(one_tag)::value;
+      launch("conv_forward_direct", conv_forward_direct<T, L, One>, grid, kThreads, s, d, x, w, bias, y);
+    });
     return;
   }
   if constexpr (!std::is_same_v<T, double>) {
@@ -870,14 +958,12 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
                         cudaStream_t s) {
   if (g.N == 0) return;
   const ConvDims d = make_dims(g);
-  if (use_direct(g)) {
+  if (backward_data_is_direct(g)) {
     const dim3 grid(grid_x(div_up(g.C * g.in_plane(), kThreads)), unsigned(std::min<i64>(g.N, kMaxGridYZ)));
-    if (last)
-      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, true>, grid, kThreads, s, d, dy, w, bias,
-             dx);
-    else
-      launch("conv_backward_data_depthwise", conv_backward_data_depthwise<T, false>, grid, kThreads, s, d, dy, w, bias,
-             dx);
+    dispatch_bools(last, g.K_per_group() == 1, [&](auto last_tag, auto one_tag) {
+      constexpr bool L = decltype(last_tag)::value, One = decltype(one_tag)::value;
+      launch("conv_backward_data_direct", conv_backward_data_direct<T, L, One>, grid, kThreads, s, d, dy, w, bias, dx);
+    });
     return;
   }
   if constexpr (!std::is_same_v<T, double>) {
@@ -897,18 +983,25 @@ void conv_backward_data(const ConvGeometry& g, bool last, const T* dy, const T* 
   });
 }
 
-// Whether backward weight's GEMM writes partial sums in acc_t<T> to the workspace (then reduced
-// into dw) rather than dw itself: with more than one chunk, and always for float16, whose sums
-// must stay in float until the one rounding at the end.
+// Whether backward weight writes partial sums in acc_t<T> to the workspace (then reduced into
+// dw) rather than dw itself: with more than one chunk, and for float16 through the GEMM, whose
+// sums must stay in float until the one rounding at the end (a direct kernel's one chunk rounds
+// its own float sum once).
 template <class T>
 bool wgrad_uses_workspace(const ConvGeometry& g, const WgradSplit& sp) {
-  return g.N > 0 && !use_direct(g) && (sp.splits > 1 || !std::is_same_v<acc_t<T>, T>);
+  if (g.N == 0) return false;
+  if (backward_weight_is_direct(g)) return sp.splits > 1;
+  return sp.splits > 1 || !std::is_same_v<acc_t<T>, T>;
 }
 
 template <class T>
 std::size_t conv_backward_weight_workspace(const ConvGeometry& g) {
-  if (g.N == 0 || use_direct(g)) return 0;
-  const WgradSplit sp = wgrad_split<T>(g);
+  if (g.N == 0) return 0;
+  WgradSplit sp = wgrad_split<T>(g);
+  if (backward_weight_is_direct(g)) {  // the query knows no layout: room for either kernel's chunks
+    sp = direct_wgrad_split(g, false);
+    if (wgrad_by_channels(g, true)) sp.splits = std::max(sp.splits, direct_wgrad_split(g, true).splits);
+  }
   if (!wgrad_uses_workspace<T>(g, sp)) return 0;
   return std::size_t(sp.splits) * std::size_t(g.K * g.reduction()) * sizeof(acc_t<T>);
 }
@@ -922,22 +1015,35 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     return;
   }
   const ConvDims d = make_dims(g);
-  if (use_direct(g)) {
-    if (last) {
-      const dim3 grid(grid_x(div_up(g.K, 32)), grid_yz(g.kernel_volume(), "the kernel volume"));
-      launch("conv_backward_weight_depthwise", conv_backward_weight_depthwise_cl<T>, grid, kThreads, s, d, dy, x, dw);
-    } else {
-      launch("conv_backward_weight_depthwise", conv_backward_weight_depthwise_cf<T>, dim3(grid_x(wcount)), kThreads, s,
-             d, dy, x, dw);
-    }
-    return;
-  }
-  const WgradSplit sp = wgrad_split<T>(g);
+  const bool by_channels = wgrad_by_channels(g, last);
+  const WgradSplit sp = backward_weight_is_direct(g) ? direct_wgrad_split(g, by_channels) : wgrad_split<T>(g);
   const std::size_t need = conv_backward_weight_workspace<T>(g);
   if (workspace_bytes < need)
     throw std::invalid_argument("conv_backward_weight: the workspace holds " + std::to_string(workspace_bytes) +
                                 " bytes, this problem needs " + std::to_string(need));
   const bool partial = wgrad_uses_workspace<T>(g, sp);
+  if (backward_weight_is_direct(g)) {
+    acc_t<T>* sums = partial ? static_cast<acc_t<T>*>(workspace) : nullptr;
+    const unsigned splits = grid_yz(sp.splits, "the weight-gradient chunks");
+    if (by_channels) {
+      const dim3 grid(grid_x(div_up(g.K, 32)), grid_yz(g.kernel_volume(), "the kernel volume"), splits);
+      launch("conv_backward_weight_depthwise", conv_backward_weight_depthwise_by_channels<T>, grid, kThreads, s, d, dy,
+             x, dw, sums, int(sp.chunk));
+    } else {
+      const dim3 grid(grid_x(wcount), splits);
+      if (last)
+        launch("conv_backward_weight_depthwise", conv_backward_weight_depthwise_by_weight<T, true>, grid, kThreads, s,
+               d, dy, x, dw, sums, int(sp.chunk));
+      else
+        launch("conv_backward_weight_depthwise", conv_backward_weight_depthwise_by_weight<T, false>, grid, kThreads, s,
+               d, dy, x, dw, sums, int(sp.chunk));
+    }
+    if (partial) {
+      const i64 blocks = std::min<i64>(div_up(wcount, kThreads), 65536);
+      launch("wgrad_reduce", wgrad_reduce<T>, dim3(unsigned(blocks)), kThreads, s, sums, dw, wcount, int(sp.splits));
+    }
+    return;
+  }
   acc_t<T>* dst = static_cast<acc_t<T>*>(workspace);
   if constexpr (std::is_same_v<acc_t<T>, T>) {
     if (!partial) dst = dw;

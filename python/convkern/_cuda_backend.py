@@ -181,8 +181,11 @@ def check_out(
         raise ValueError(f"{name} must be on CUDA device {device_id}, got device {out.device.id}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
+    # Address ranges, as on the host (numpy.may_share_memory): cupy.shares_memory's exact answer
+    # sorts every element's address on the GPU (in a ResNet-18 forward on an H200, its 84 calls
+    # kept the GPU busy 28 ms, the convolutions 15 ms).
     for a in inputs:
-        if a is not None and cp.shares_memory(out, a):
+        if a is not None and cp.may_share_memory(out, a):
             raise ValueError(f"{name} must not share memory with an input")
 
 

@@ -164,8 +164,29 @@ def _on_current_stream(device: torch.device) -> Iterator[None]:
 
     index = device.index if device.index is not None else torch.cuda.current_device()
     with cupy.cuda.Device(index):
-        with cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream):
+        with _cupy_stream(cupy, torch.cuda.current_stream(index).cuda_stream, index):
             yield
+
+
+class _StreamHandle:
+    """A raw CUDA stream handle offered through the CUDA stream protocol (``__cuda_stream__``)."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: int) -> None:
+        self.handle = handle
+
+    def __cuda_stream__(self) -> Tuple[int, int]:
+        return (0, self.handle)
+
+
+def _cupy_stream(cupy, handle: int, device_index: int):
+    """A CuPy stream object for a stream CuPy does not own. CuPy 14 deprecates ExternalStream in
+    favour of Stream.from_external (the CUDA stream protocol); older CuPy has only the former."""
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)
+    if from_external is not None:
+        return from_external(_StreamHandle(handle))
+    return cupy.cuda.ExternalStream(handle, device_index)
 
 
 def _ints(values: Sequence) -> List[int]:
