@@ -674,6 +674,46 @@ def test_backward_weight_by_kernel_rows(
     check_backward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,cin,cout,kernel,stride,dilation,padding,size",
+    [
+        (2, 40, 64, (3, 3), 2, 1, 1, (17, 15)),  # a ResNet downsampling 3x3 at a small size
+        (2, 33, 32, (3, 5), (2, 3), (2, 1), (1, 2), (13, 14)),  # columns past whole tiles, dilated H
+        (2, 20, 64, (5, 5), 3, 1, 2, (20, 21)),  # taps reading padding on both sides
+        (1, 24, 32, (7,), 4, 1, 3, (61,)),
+        (3, 16, 32, (3, 3, 3), (2, 2, 2), 1, 1, (5, 7, 9)),
+        (2, 12, 32, (3, 3), 2, 1, 1, (48, 7)),  # 72 output rows of 4: two blocks, partials added
+    ],
+)
+def test_backward_weight_of_strided_wide_layers_by_kernel_rows(
+    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng, poisoned_allocations
+):
+    """Channels-last strided layers with many input channels: weight gradient by kernel rows from
+    panels of a few output rows' input runs (zeros for padding taps) against grad_output's rows,
+    blocks of rows summing into partials added in block order; grad_weight allocated
+    NaN-poisoned."""
+    case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=3, bias=False, last=True)
+    check_backward(rank, case, dtype, rng)
+
+
+def test_strided_wide_weight_gradient_sees_padding_times_infinite_grad():
+    """An infinite gradient at an output whose window reads padding: those taps' weights get
+    Inf * 0 = NaN, as in the zero-padded product (PyTorch too), the others stay finite."""
+    c, k = 16, 32
+    x = np.ones((1, 9, 9, c), np.float32)
+    w = np.ones((k, c, 3, 3), np.float32)
+    dy = np.ones((1, 5, 5, k), np.float32)
+    dy[0, 0, 0, :] = np.inf
+    _, gw, _ = convkern.conv2d_backward(
+        dy, x, w, stride=2, padding=1, data_format="NHWC", output_mask=(False, True, False)
+    )
+    with np.errstate(invalid="ignore"):
+        _, rw, _ = ref.conv2d_backward(dy, x, w, stride=2, padding=1, data_format="NHWC")
+    assert np.isnan(rw[:, :, 0, 0]).all() and np.isinf(rw[:, :, 1, 1]).all()
+    np.testing.assert_array_equal(gw, rw.astype(np.float32))
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(

@@ -76,6 +76,11 @@ bool backward_weight_over_padded_rows(const ConvGeometry& g);
 bool backward_weight_by_kernel_rows(const ConvGeometry& g);
 template <class T>
 bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);
+// Strided channels-last layers with many input channels: backward weight by kernel rows, each
+// output row's input runs copied into a panel per block of weight columns.
+bool backward_weight_wide_by_kernel_rows(const ConvGeometry& g);
+template <class T>
+void conv_backward_weight_wide_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);
 // Whether a channels-first layer's backward weight runs by kernel rows, and that pass on
 // channels-first activations (interleaved into its padded copy and transposed row by row).
 bool channels_first_weight_grad_runs_channels_last(const ConvGeometry& g);

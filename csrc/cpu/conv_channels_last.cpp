@@ -678,6 +678,106 @@ void backward_weight_output_rows(const ConvGeometry& g, bool channels_first, con
   });
 }
 
+// Backward weight by kernel rows for strided layers with many input channels, the same product
+// as backward_weight_output_rows: per output row and kernel row, dW_row^T[kW*C x K] +=
+// sum_ow X_run(ow) (x) dY[ow][K]. These layers ran the channels-first pass on transposed copies,
+// whose im2col GEMM packs a tap-strided gather per step. Here the runs of kW x C input values of
+// a few consecutive output rows are copied, a run per position (zeros where a tap falls in the
+// padding), into a panel the micro-kernel reads with lda = the padded run length, and
+// grad_output's rows, consecutive in memory, are B as they are (ldb = K): one call reduces over
+// all those rows' positions (one row of 28 positions a call left the accumulator tile's loads
+// and stores half the time; MR-wide packed panels cost more to fill than they saved). Items are blocks of output rows,
+// each summing into its own partial dW, all columns at once so that the input is read once; the
+// block count depends on the layer only and the partials are added in block order, so the bits
+// do not depend on the thread count. Padded rows are not skipped: a padding tap times an infinite
+// gradient is NaN, as in the zero-padded product the other passes compute.
+constexpr i64 kWideWgradDepth = 256;  // positions a micro-kernel call reduces over, at least
+constexpr i64 kWideWgradMaxBlocks = 16;
+constexpr i64 kWideWgradPartialBytes = i64{32} << 20;  // all blocks' partial sums together
+
+template <class T>
+void backward_weight_wide_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  const MicroKernel<T>& mk = micro_kernel<T>();
+  const i64 MR = mk.mr, NR = mk.nr;
+  const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
+  const i64 ID = g.in[0], IH = g.in[1], IW = g.in[2], OD = g.out[0], OH = g.out[1], OW = g.out[2];
+  const i64 L = kW * C, rtiles = ceil_div(L, MR), panels = K / NR, kernel_rows = kD * kH;
+  const i64 rows = g.N * OD * OH, in_cells = g.in_plane() * C;
+  const i64 step_rows = std::min(rows, ceil_div(kWideWgradDepth, OW)), depth = step_rows * OW;
+  const i64 part = kernel_rows * rtiles * MR * K;  // one block's sums: [kernel row][r][K]
+  const i64 affordable = std::max<i64>(1, kWideWgradPartialBytes / i64(sizeof(T)) / part);
+  const i64 blocks = std::min({kWideWgradMaxBlocks, affordable, ceil_div(rows, step_rows)});
+  const i64 block_rows = ceil_div(rows, blocks);
+  CachedBuffer<T> partial_storage;
+  T* partials = partial_storage.reserve(checked_mul(blocks, part, "weight-gradient partials"));
+  // A panel row: the run, zero-padded to whole tiles and to an odd number of cache lines, so that
+  // a call's rows spread over all of L1's sets (24 lines apart they shared 8 of 64).
+  const i64 line = 64 / i64(sizeof(T)), LP = (ceil_div(rtiles * MR, line) | 1) * line;
+  const int slots = scratch_slots(blocks);
+  AlignedBuffer<T> panel_storage(checked_mul(slots, depth * LP, "input run panels"));
+  AlignedBuffer<T> dy_storage(checked_mul(slots, depth * K, "grad_output panels"));
+  parallel_for(blocks, [&](i64 b, int t) {
+    T* acc = partials + b * part;
+    T* panel = panel_storage.data() + t * depth * LP;  // [position][r]
+    T* dyp = dy_storage.data() + t * depth * K;  // [NR panel][position][NR]
+    const i64 row_end = std::min(rows, (b + 1) * block_rows);
+    for (i64 row0 = b * block_rows; row0 < row_end; row0 += step_rows) {
+      const i64 nrows = std::min(step_rows, row_end - row0), positions = nrows * OW;
+      // grad_output's rows, K apart (2 KiB-multiples on wide layers, which put a call's B rows
+      // in few L1 sets), as contiguous NR-wide panels.
+      for (i64 p = 0; p < positions; ++p)
+        for (i64 pn = 0; pn < panels; ++pn)
+          copy_row(dyp + (pn * depth + p) * NR, dy + (row0 * OW + p) * K + pn * NR, NR);
+      for (i64 kr = 0; kr < kernel_rows; ++kr) {
+        const i64 kd = kr / kH, kh = kr % kH;
+        for (i64 j = 0; j < nrows; ++j) {
+          const i64 row = row0 + j, n = row / (OD * OH), od = (row / OH) % OD, oh = row % OH;
+          const i64 id = od * g.stride[0] - g.pad_before[0] + kd * g.dilation[0];
+          const i64 ih = oh * g.stride[1] - g.pad_before[1] + kh * g.dilation[1];
+          const bool row_inside = id >= 0 && id < ID && ih >= 0 && ih < IH;
+          const T* xrow = x + n * in_cells + (id * IH + ih) * IW * C;
+          for (i64 ow = 0; ow < OW; ++ow) {
+            T* dst = panel + (j * OW + ow) * LP;
+            const i64 iw0 = ow * g.stride[2] - g.pad_before[2];  // the run's first column
+            if (row_inside && iw0 >= 0 && iw0 + kW <= IW) {
+              copy_row(dst, xrow + iw0 * C, L);
+            } else {
+              for (i64 kw = 0; kw < kW; ++kw) {
+                const i64 iw = iw0 + kw;
+                if (row_inside && iw >= 0 && iw < IW)
+                  copy_row(dst + kw * C, xrow + iw * C, C);
+                else
+                  std::fill(dst + kw * C, dst + (kw + 1) * C, T(0));
+              }
+            }
+            std::fill(dst + L, dst + LP, T(0));
+          }
+        }
+        for (i64 rt = 0; rt < rtiles; ++rt)
+          for (i64 pn = 0; pn < panels; ++pn)
+            mk.run_strided(positions, panel + rt * MR, LP, dyp + pn * depth * NR, NR,
+                           acc + (kr * rtiles + rt) * MR * K + pn * NR, K, row0 > b * block_rows);
+      }
+    }
+  });
+  // The blocks' sums into the first block's, in block order, over contiguous stretches (summed
+  // element by element in dW's order, the reads 590 KB apart missed the cache: a third of the time).
+  constexpr i64 kStretch = 4096;
+  parallel_for(ceil_div(part, kStretch), [&](i64 piece, int) {
+    const i64 i0 = piece * kStretch, i1 = std::min(part, i0 + kStretch);
+    for (i64 b = 1; b < blocks; ++b) {
+      const T* src = partials + b * part;
+      for (i64 i = i0; i < i1; ++i) partials[i] += src[i];
+    }
+  });
+  parallel_for(K, [&](i64 k, int) {
+    for (i64 c = 0; c < C; ++c)
+      for (i64 kr = 0; kr < kernel_rows; ++kr)
+        for (i64 kw = 0; kw < kW; ++kw)
+          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = partials[(kr * rtiles * MR + kw * C + c) * K + k];
+  });
+}
+
 }  // namespace
 
 // Backward data by phases: one group, undilated, a panel of input channels (they are the GEMM's
@@ -745,6 +845,24 @@ bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, con
   if (backward_weight_over_padded_rows(g)) return backward_weight_padded_rows(g, dy, x, dw);
   backward_weight_output_rows(g, false, dy, x, dw);
   return true;
+}
+
+// Channels-last strided layers with many input channels, one group, undilated columns, whole NR
+// panels of output channels and at most 2^20 weights (a block's partial sums, 4 MiB in float,
+// stay near the cache; 512 channels at 14 x 14, 3x3 stride 2, 9 MiB a block: 11.6 -> 16.0 ms).
+// 2-core Xeon, builds alternating: resnet50.l2.3x3s2 NHWC 14.3-16.7 -> 11.6-12.5 ms (AVX-512),
+// 24-28 -> 11.5-15.7 (AVX2); 256 channels at 28 x 28, 13.1-13.7 -> 10.6 (AVX-512). Channels-first
+// layers on channels-last copies did not gain (resnet50.l2.3x3s2 NCHW 14.1-15.4 -> 14.1-14.7).
+constexpr i64 kWideWgradMaxWeights = i64{1} << 20;
+bool backward_weight_wide_by_kernel_rows(const ConvGeometry& g) {
+  const bool strided = g.stride[1] > 1 || g.stride[2] > 1;
+  return strided && g.groups == 1 && g.dilation[2] == 1 && g.C > kChannelsFirstMaxChannels &&
+         g.K % micro_kernel<float>().nr == 0 && g.kernel_volume() > 1 && g.K * g.reduction() <= kWideWgradMaxWeights;
+}
+
+template <class T>
+void conv_backward_weight_wide_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  backward_weight_wide_rows(g, dy, x, dw);
 }
 
 template <class T>
@@ -1180,6 +1298,7 @@ void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db)
   template bool conv_backward_weight_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);                  \
   template void conv_forward_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
   template void conv_backward_weight_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);   \
+  template void conv_backward_weight_wide_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);             \
   template bool conv_backward_data_by_phases<T>(const ConvGeometry&, const T*, const T*, T*);                         \
   template void conv_backward_bias_channels_last<T>(const ConvGeometry&, const T*, T*);                               \
   template void activations_to_channels_first<T>(const T*, T*, i64, i64, i64);                                        \
