@@ -524,6 +524,14 @@ __device__ __forceinline__ Position input_position(const ConvDims& d, int s) {
   return {id, ih, rem - ih * d.IW};
 }
 
+// acc += sum over i < count of a[i * a_step] * w[i * w_step], in order: the channels of one tap
+// (channels-last activations: a_step 1; channels-first: a plane apart).
+template <class T>
+__device__ __forceinline__ void accumulate_run(acc_t<T>& acc, const T* a, i64 a_step, const T* w, int w_step,
+                                               int count) {
+  for (int i = 0; i < count; ++i) acc += to_acc(a[i * a_step]) * to_acc(w[i * w_step]);
+}
+
 // One thread per output element (k, p), the group's C/groups input channels at each tap;
 // grid (ceil(K*P / 256), min(N, 65535)). kOneChannel: C/groups is 1 (depthwise), known at compile
 // time: a run-time channel loop of one trip around each tap made the depthwise forward 1.5-1.7x
@@ -551,13 +559,8 @@ __global__ void __launch_bounds__(kThreads, 2)
           const int iw = o.w * d.sw - d.pw + kw * d.dw;
           if (!inside(iw, d.IW)) continue;
           const int s = (id * d.IH + ih) * d.IW + iw, q = (kd * d.KH + kh) * d.KW + kw;
-          if constexpr (kLast) {
-            const T* xs = x + (i64(n) * d.Q + s) * d.C + c0;
-            for (int c = 0; c < channels; ++c) acc += to_acc(xs[c]) * to_acc(wk[c * d.kvol + q]);
-          } else {
-            const T* xs = x + (i64(n) * d.C + c0) * d.Q + s;
-            for (int c = 0; c < channels; ++c) acc += to_acc(xs[i64(c) * d.Q]) * to_acc(wk[c * d.kvol + q]);
-          }
+          const T* xs = kLast ? x + (i64(n) * d.Q + s) * d.C + c0 : x + (i64(n) * d.C + c0) * d.Q + s;
+          accumulate_run(acc, xs, kLast ? 1 : d.Q, wk + q, d.kvol, channels);
         }
       }
     }
@@ -598,13 +601,8 @@ __global__ void __launch_bounds__(kThreads, 2)
           const int ow = tw / d.sw;
           if (tw < 0 || ow * d.sw != tw || ow >= d.OW) continue;
           const int p = (od * d.OH + oh) * d.OW + ow, q = (kd * d.KH + kh) * d.KW + kw;
-          if constexpr (kLast) {
-            const T* g = dy + (i64(n) * d.P + p) * d.K + k0;
-            for (int k = 0; k < outputs; ++k) acc += to_acc(g[k]) * to_acc(wc[k * d.R + q]);
-          } else {
-            const T* g = dy + (i64(n) * d.K + k0) * d.P + p;
-            for (int k = 0; k < outputs; ++k) acc += to_acc(g[i64(k) * d.P]) * to_acc(wc[k * d.R + q]);
-          }
+          const T* g = kLast ? dy + (i64(n) * d.P + p) * d.K + k0 : dy + (i64(n) * d.K + k0) * d.P + p;
+          accumulate_run(acc, g, kLast ? 1 : d.P, wc + q, d.R, outputs);
         }
       }
     }
