@@ -76,8 +76,8 @@ bool backward_weight_over_padded_rows(const ConvGeometry& g);
 bool backward_weight_by_kernel_rows(const ConvGeometry& g);
 template <class T>
 bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);
-// Strided channels-last layers with many input channels: backward weight by kernel rows, each
-// output row's input runs copied into a panel per block of weight columns.
+// Strided channels-last layers with many input channels: backward weight by kernel rows, the
+// input runs of a few output rows at a time copied into a panel, blocks of rows into partials.
 bool backward_weight_wide_by_kernel_rows(const ConvGeometry& g);
 template <class T>
 void conv_backward_weight_wide_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);

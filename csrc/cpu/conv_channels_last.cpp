@@ -623,6 +623,30 @@ bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x,
 // channels, and each output row of grad_output is transposed into the thread's own buffer just
 // before its GEMMs, while it is in cache (a whole-batch transpose wrote and read 25 MB more on
 // resnet50.conv1).
+// dw[k][c][kernel row][kw] = the sum over `blocks` partials, in block order, of
+// partials[b * part + (kr * width + kw * C + c) * K + k] (each block's sums by kernel row and
+// column r = kw * C + c, rows `width` apart). The blocks are added over contiguous stretches
+// first: added element by element in dW's order, reads a block apart missed the cache (a third
+// of resnet50.l2.3x3s2's channels-last weight gradient). The same bits either way.
+template <class T>
+void add_kernel_row_partials(T* partials, i64 blocks, i64 part, i64 C, i64 K, i64 kW, i64 kernel_rows, i64 width,
+                             T* dw) {
+  constexpr i64 kStretch = 4096;
+  parallel_for(ceil_div(part, kStretch), [&](i64 piece, int) {
+    const i64 i0 = piece * kStretch, i1 = std::min(part, i0 + kStretch);
+    for (i64 b = 1; b < blocks; ++b) {
+      const T* src = partials + b * part;
+      for (i64 i = i0; i < i1; ++i) partials[i] += src[i];
+    }
+  });
+  parallel_for(K, [&](i64 k, int) {
+    for (i64 c = 0; c < C; ++c)
+      for (i64 kr = 0; kr < kernel_rows; ++kr)
+        for (i64 kw = 0; kw < kW; ++kw)
+          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = partials[(kr * width + kw * C + c) * K + k];
+  });
+}
+
 template <class T>
 void backward_weight_output_rows(const ConvGeometry& g, bool channels_first, const T* dy, const T* x, T* dw) {
   const MicroKernel<T>& mk = micro_kernel<T>();
@@ -666,16 +690,7 @@ void backward_weight_output_rows(const ConvGeometry& g, bool channels_first, con
       }
     }
   });
-  parallel_for(K, [&](i64 k, int) {
-    for (i64 c = 0; c < C; ++c)
-      for (i64 kr = 0; kr < kernel_rows; ++kr)
-        for (i64 kw = 0; kw < kW; ++kw) {
-          const i64 at = (kr * rtiles * MR + kw * C + c) * K + k;
-          T sum = partials[at];
-          for (i64 b = 1; b < blocks; ++b) sum += partials[b * part + at];
-          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = sum;
-        }
-  });
+  add_kernel_row_partials(partials, blocks, part, C, K, kW, kernel_rows, rtiles * MR, dw);
 }
 
 // Backward weight by kernel rows for strided layers with many input channels, the same product
@@ -686,10 +701,10 @@ void backward_weight_output_rows(const ConvGeometry& g, bool channels_first, con
 // padding), into a panel the micro-kernel reads with lda = the padded run length, and
 // grad_output's rows, consecutive in memory, are B as they are (ldb = K): one call reduces over
 // all those rows' positions (one row of 28 positions a call left the accumulator tile's loads
-// and stores half the time; MR-wide packed panels cost more to fill than they saved). Items are blocks of output rows,
-// each summing into its own partial dW, all columns at once so that the input is read once; the
-// block count depends on the layer only and the partials are added in block order, so the bits
-// do not depend on the thread count. Padded rows are not skipped: a padding tap times an infinite
+// and stores half the time; MR-wide packed panels were no faster). Items are blocks of output
+// rows, each summing into its own partial dW, all columns at once so that the input is read once;
+// the block count depends on the layer only and the partials are added in block order, so the
+// bits do not depend on the thread count. Padded rows are not skipped: a padding tap times an infinite
 // gradient is NaN, as in the zero-padded product the other passes compute.
 constexpr i64 kWideWgradDepth = 256;  // positions a micro-kernel call reduces over, at least
 constexpr i64 kWideWgradMaxBlocks = 16;
@@ -760,22 +775,7 @@ void backward_weight_wide_rows(const ConvGeometry& g, const T* dy, const T* x, T
       }
     }
   });
-  // The blocks' sums into the first block's, in block order, over contiguous stretches (summed
-  // element by element in dW's order, the reads 590 KB apart missed the cache: a third of the time).
-  constexpr i64 kStretch = 4096;
-  parallel_for(ceil_div(part, kStretch), [&](i64 piece, int) {
-    const i64 i0 = piece * kStretch, i1 = std::min(part, i0 + kStretch);
-    for (i64 b = 1; b < blocks; ++b) {
-      const T* src = partials + b * part;
-      for (i64 i = i0; i < i1; ++i) partials[i] += src[i];
-    }
-  });
-  parallel_for(K, [&](i64 k, int) {
-    for (i64 c = 0; c < C; ++c)
-      for (i64 kr = 0; kr < kernel_rows; ++kr)
-        for (i64 kw = 0; kw < kW; ++kw)
-          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = partials[(kr * rtiles * MR + kw * C + c) * K + k];
-  });
+  add_kernel_row_partials(partials, blocks, part, C, K, kW, kernel_rows, rtiles * MR, dw);
 }
 
 }  // namespace

@@ -995,11 +995,10 @@ bool wgrad_uses_workspace(const ConvGeometry& g, const WgradSplit& sp) {
 template <class T>
 std::size_t conv_backward_weight_workspace(const ConvGeometry& g) {
   if (g.N == 0) return 0;
-  WgradSplit sp = wgrad_split<T>(g);
-  if (backward_weight_is_direct(g)) {  // the query knows no layout: room for either kernel's chunks
-    sp = direct_wgrad_split(g, false);
-    if (wgrad_by_channels(g, true)) sp.splits = std::max(sp.splits, direct_wgrad_split(g, true).splits);
-  }
+  // The query knows no layout: for the direct kernels, room for either kernel's chunks.
+  WgradSplit sp = backward_weight_is_direct(g) ? direct_wgrad_split(g, false) : wgrad_split<T>(g);
+  if (backward_weight_is_direct(g) && wgrad_by_channels(g, true))
+    sp.splits = std::max(sp.splits, direct_wgrad_split(g, true).splits);
   if (!wgrad_uses_workspace<T>(g, sp)) return 0;
   return std::size_t(sp.splits) * std::size_t(g.K * g.reduction()) * sizeof(acc_t<T>);
 }
