@@ -724,7 +724,9 @@ def test_pointwise_convolution(rank, groups, cin, cout, dtype, last, rng):
     """1x1, unit stride, no padding: backward data runs as the transposed-weight forward pass; in
     channels-last the weight gradient reads both activations in place, packing only the edge
     tiles (dW rows and columns past whole micro-kernel tiles, and groups' neighbouring channels),
-    and the input's panels where its rows are a multiple of 2 KiB apart (512 and 1024 channels)."""
+    and the input's panels where its rows are a multiple of 2 KiB apart (512 and 1024 channels);
+    the forward copies its positions into slabs where its rows are 4 KiB apart (1024 float or 512
+    double channels, under AVX-512's tiles of 12-14 rows), a group's channels at an offset."""
     case = dict(
         batch=3,
         cin=cin,

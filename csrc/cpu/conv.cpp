@@ -302,10 +302,12 @@ void scatter_columns(const PaddedLayout& L, const i64* tap_off, i64 kvol, i64 kw
             hi = _mm256_add_ps(hi, _mm256_maskload_ps(shifted + 8, between(lanes_hi, kw, kw + len)));
           }
           T* d = base + runs[s].src;
-          const __m256i span_lo = between(lanes_lo, 0, len + kw_taps - 1);
-          const __m256i span_hi = between(lanes_hi, 0, len + kw_taps - 1);
-          _mm256_maskstore_ps(d, span_lo, _mm256_add_ps(_mm256_maskload_ps(d, span_lo), lo));
-          _mm256_maskstore_ps(d + 8, span_hi, _mm256_add_ps(_mm256_maskload_ps(d + 8, span_hi), hi));
+          // Masked loads but plain stores (pack.h: AMD's masked stores are microcoded).
+          const i64 span = len + kw_taps - 1;
+          const __m256i span_lo = between(lanes_lo, 0, span);
+          const __m256i span_hi = between(lanes_hi, 0, span);
+          store_first_lanes(d, _mm256_add_ps(_mm256_maskload_ps(d, span_lo), lo), span);
+          if (span > 8) store_first_lanes(d + 8, _mm256_add_ps(_mm256_maskload_ps(d + 8, span_hi), hi), span - 8);
         }
       }
       return;

@@ -74,7 +74,7 @@ struct PaddedPlane {
   i64 size() const { return Dp * Hp * Wb; }
 };
 
-// The first n (< one vector) lanes of v to p: one masked store where AVX-512 or AVX2 is compiled in.
+// The first n (< one vector) lanes of v to p: one masked store under AVX-512, plain ones under AVX2.
 template <class T>
 inline void store_partial(T* p, Vec<T> v, i64 n) {
 #if defined(__AVX512F__)
@@ -86,11 +86,12 @@ inline void store_partial(T* p, Vec<T> v, i64 n) {
     return;
   }
 #elif defined(__AVX2__)
+  // Plain stores (pack.h): AMD's masked stores are microcoded. A double is two float lanes.
   if constexpr (std::is_same_v<T, float>) {
-    _mm256_maskstore_ps(p, first_lanes<T>(n), reinterpret_cast<__m256&>(v));
+    store_first_lanes(p, reinterpret_cast<__m256&>(v), n);
     return;
   } else {
-    _mm256_maskstore_pd(p, first_lanes<T>(n), reinterpret_cast<__m256d&>(v));
+    store_first_lanes(reinterpret_cast<float*>(p), _mm256_castpd_ps(reinterpret_cast<__m256d&>(v)), 2 * n);
     return;
   }
 #endif

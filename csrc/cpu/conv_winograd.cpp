@@ -216,9 +216,9 @@ inline void weight_grad_1d(const V* u, V* g) {
   g[2] = s12 * (1.f / 520) - s34 * (1.f / 1170) + u[5] * (1.f / 36);
 }
 
-// `floats` rounded up to an odd number of 64-byte lines: the stride between the 36 alpha points'
-// blocks, so that their streams never share one L1 set (multiples of 4 KiB would).
-i64 odd_lines(i64 floats) { return (ceil_div(floats, 16) | 1) * 16; }
+// `floats` rounded up to an odd number of 64-byte lines (gemm_tile.h): the stride between the 36
+// alpha points' blocks, so that their streams never share one L1 set (multiples of 4 KiB would).
+i64 odd_lines(i64 floats) { return odd_line_stride<float>(floats); }
 
 // Which of a tile's input rows (columns) lie inside the image: bit r set for row h0 + r.
 inline unsigned inside_mask(i64 first, i64 size, int count) {

@@ -15,6 +15,15 @@ namespace convkern::cpu {
 // micro-kernel sweeps the other operand over it.
 constexpr std::int64_t kReductionBlock = 128;
 
+// `n` elements rounded up to an odd number of 64-byte cache lines: the distance between rows of a
+// panel that the micro-kernel reads row by row at once, so that those rows spread over all of
+// L1's sets (rows a multiple of 4 KiB apart all fall into one set and evict each other).
+template <class T>
+inline std::int64_t odd_line_stride(std::int64_t n) {
+  constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(T));
+  return ((n + line - 1) / line | 1) * line;
+}
+
 // When a pass has too few work items for the threads (backward weight: groups x column blocks;
 // forward: groups x position tiles on small layers) the output rows are split too, into groups
 // of whole MR blocks. Every output element is still one fixed-order sum: no result depends on
