@@ -974,6 +974,53 @@ i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy,
 
 // ============================================================================ channels-last (NHWC)
 
+// Max/min of one window for a channel-last run [0, nc) of channels, without indices: the running
+// best of a few vectors of channels stays in registers across the window's taps. (Kept in the
+// output row instead, each tap was a store and a reload per vector, a chain of store-to-load
+// forwards: resnet50.maxpool NHWC forward took 0.15-0.19 ms an image on a Zen 4 whether or not
+// the image was in cache.) The best starts as the first cell, which then meets itself: no change,
+// a NaN included. Channels past whole vector blocks go through the scalar rule.
+template <Extremum W, class T>
+void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Span& d, const Span& h, const Span& c,
+                          T* __restrict yp) {
+  const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
+  const i64 IH = ah.in, IW = aw.in;
+  if (d.count == 0 || h.count == 0 || c.count == 0) {
+    std::fill(yp, yp + nc, empty_window_value<W, T>());
+    return;
+  }
+  auto cell = [&](i64 kd, i64 kh, i64 kw) {
+    return xn + (((d.begin + kd * ad.step) * IH + h.begin + kh * ah.step) * IW + c.begin + kw * aw.step) * C;
+  };
+  constexpr i64 VL = vector_length<T>(), kVectors = 4;
+  i64 ch = 0;
+  for (; ch + kVectors * VL <= nc; ch += kVectors * VL) {
+    Vec<T> best[kVectors];
+    for (i64 v = 0; v < kVectors; ++v) best[v] = load_vec(cell(0, 0, 0) + ch + v * VL);
+    for (i64 kd = 0; kd < d.count; ++kd)
+      for (i64 kh = 0; kh < h.count; ++kh)
+        for (i64 kw = 0; kw < c.count; ++kw) {
+          const T* xc = cell(kd, kh, kw) + ch;
+          for (i64 v = 0; v < kVectors; ++v) {
+            const Vec<T> val = load_vec(xc + v * VL);
+            if constexpr (W == Extremum::kMax)
+              best[v] = (val > best[v]) | (val != val) ? val : best[v];
+            else
+              best[v] = (val < best[v]) | (val != val) ? val : best[v];
+          }
+        }
+    for (i64 v = 0; v < kVectors; ++v) store_vec(yp + ch + v * VL, best[v]);
+  }
+  if (ch == nc) return;
+  std::copy(cell(0, 0, 0) + ch, cell(0, 0, 0) + nc, yp + ch);
+  for (i64 kd = 0; kd < d.count; ++kd)
+    for (i64 kh = 0; kh < h.count; ++kh)
+      for (i64 kw = 0; kw < c.count; ++kw) {
+        const T* __restrict xc = cell(kd, kh, kw);
+        for (i64 j = ch; j < nc; ++j) yp[j] = replaces<W>(xc[j], yp[j]) ? xc[j] : yp[j];
+      }
+}
+
 template <Extremum W, bool kIndex, class T>
 void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) {
   const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
@@ -988,6 +1035,11 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
       const i64 n = row / (OD * OH), od = row / OH % OD, oh = row % OH;
       const T* xn = x + n * w.in_plane * C + c0;
       const Span &d = ad.span[od], &h = ah.span[oh];
+      if constexpr (!kIndex) {
+        for (i64 ow = 0; ow < OW; ++ow)
+          extremum_window_nhwc<W>(xn, C, nc, w, d, h, aw.span[ow], y + (row * OW + ow) * C + c0);
+        continue;
+      }
       for (i64 ow = 0; ow < OW; ++ow) {
         T* __restrict yp = y + (row * OW + ow) * C + c0;
         i64* __restrict ip = kIndex ? idx + (row * OW + ow) * C + c0 : nullptr;
