@@ -21,7 +21,7 @@
 // item touches; backward weight items are (g, block of reduction columns) summing the whole batch
 // in a fixed order. The same bits with any thread count.
 //
-// Current: v19 (how it got here: docs/performance.md, "Kernel history"). Measured at v12, 2026-12-03, with
+// Current: v20 (how it got here: docs/performance.md, "Kernel history"). Measured at v12, 2026-12-03, with
 // `python bench/run.py --quick --layout both` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads,
 // median ms, PyTorch 2.13 oneDNN channels-last from the same run in brackets: resnet50.conv1 NHWC
 // forward 4.87 ms (4.26), backward weight 7.36 (6.90); resnet50.l2.3x3s2 NHWC forward 4.69

@@ -36,7 +36,9 @@
 // max/min backward run per plane (per column block) just before its scatter; grad_input is the
 // kernel's own array, so a refused call leaves nothing the caller sees.
 //
-// Current: v9 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-04 with
+// Current: v11 (how it got here: docs/performance.md, "Kernel history"). Channels-last max/min
+// forward, 2026-12-04, 2-core AMD EPYC (Zen 4), 2 threads: resnet50.maxpool NHWC 0.82-0.89 ms
+// (PyTorch 1.5-1.8 in the same runs; ~0.75 ms is the copy bandwidth's floor). Measured 2026-12-04 with
 // `python bench/run.py --quick --filter maxpool --layout NHWC` on the 2-core Xeon (AVX-512), 2
 // threads, median ms, PyTorch 2.13 from the same run in brackets: resnet50.maxpool NHWC forward
 // 0.90 (2.24), backward 1.71 (1.61); vgg.maxpool NHWC forward 1.17 (2.53), backward 5.50 (14.9).
