@@ -747,6 +747,39 @@ def test_pointwise_convolution(rank, groups, cin, cout, dtype, last, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,groups,cin,cout,size",
+    [
+        (2, 1, 7, 10, (30, 37)),  # 1110 positions an image: three tiles; dW past whole 4 x 4 blocks
+        (1, 2, 12, 18, (1300,)),  # two groups, each reading its own rows of both operands
+        (3, 1, 9, 33, (4, 9, 15)),  # 540 positions: two tiles of 270
+    ],
+)
+def test_pointwise_channels_first_weight_gradient_in_place(
+    rank, groups, cin, cout, size, dtype, rng, poisoned_allocations
+):
+    """Channels-first pointwise weight gradients in the inner-product form read grad_output's and
+    the input's rows where they are, image by image, each image's positions cut into equal tiles
+    of at most 512 (summed in order); rows past dW's edges read zeros; grad_weight allocated
+    NaN-poisoned."""
+    case = dict(
+        batch=3,
+        cin=cin,
+        cout=cout,
+        groups=groups,
+        kernel=(1,) * rank,
+        stride=(1,) * rank,
+        dilation=(1,) * rank,
+        padding=0,
+        size=size,
+        layout="contiguous",
+        bias=False,
+        data_format=FIRST_FORMATS[rank],
+    )
+    check_backward(rank, case, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 def test_depthwise_channels_last_weight_gradient_over_many_images(dtype, rng):
     """The channels-last depthwise weight gradient of 70 images: under AVX2 and SSE blocks of
     images (two images each past 64) summed apart into partial taps, added in block order."""

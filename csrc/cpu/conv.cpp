@@ -18,11 +18,13 @@
 // reduction columns), each summing over the whole batch in a fixed order. No atomics, no
 // thread-dependent reduction: the same bits with 1 or 2 threads.
 //
-// Current: v12 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
+// Current: v14 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 with
 // `python bench/run.py --quick` on the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, median ms,
 // PyTorch 2.13 oneDNN from the same run in brackets: resnet50.l3.1x1 forward 2.15 ms (1.94),
 // 382 GFLOP/s, 76% of the FMA peak; resnet50.l2.3x3s2 forward 7.2 (5.1), 51% of peak; and
-// with `--filter resnet50`: resnet50.conv1 backward weight 8.05 (6.60).
+// with `--filter resnet50`: resnet50.conv1 backward weight 8.05 (6.60). Pointwise weight gradient
+// (v14), 2026-12-04, 2-core Zen 4, median of repeated calls:
+// resnet50.l1.1x1 NCHW 6.4-6.8 ms (PyTorch 6.6 in the benchmark run).
 #include "conv.h"
 
 #include <immintrin.h>
@@ -566,6 +568,13 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const Pad
   AlignedBuffer<T> acc(slots * mper * MR * RB);
   std::vector<Run> run_store(static_cast<size_t>(slots * PT));
   const i64 total = g.N * P;  // positions of the whole batch: a tile may span several images
+  // Pointwise layers (the input is its own X_col) read both operands' rows where they are, image
+  // by image: copying them into tiles took a third of resnet50.l1.1x1's NCHW weight gradient.
+  // Rows past dW's edges read zeros.
+  const T* x_in_place = conv_is_pointwise(g) && L.S == 1 && L.plane == P && P > 0 ? xpad : nullptr;
+  const bool in_place = x_in_place != nullptr;
+  AlignedBuffer<T> zeros(in_place ? PT : 0);
+  std::fill(zeros.data(), zeros.data() + (in_place ? PT : 0), T(0));
 
   parallel_for(items, [&](i64 item, int t) {
     const i64 mg = item % mgroups, rb = (item / mgroups) % rblocks, gi = item / mgroups / rblocks;
@@ -579,7 +588,30 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const Pad
     std::fill(tile + rc * PT, tile + nq * NR * PT, T(0));  // columns past R read zeros
     const T* arows[16];
     const T* brows[16];
-    for (i64 q0 = 0; q0 < total; q0 += PT) {
+    if (in_place) {
+      // Image by image, each image's positions cut into equal tiles of at most PT.
+      const i64 tile_len = ceil_div(P, ceil_div(P, PT));
+      for (i64 n = 0; n < g.N; ++n)
+        for (i64 p0 = 0; p0 < P; p0 += tile_len) {
+          const i64 len = std::min(tile_len, P - p0);
+          const T* dyn = dy + (n * g.K + gi * Kg) * P + p0;
+          const T* xn = x_in_place + (n * g.C + gi * Cg) * P + p0;
+          for (i64 mb = 0; mb < mbn; ++mb) {
+            for (i64 i = 0; i < MR; ++i) {
+              const i64 k = k_first + mb * MR + i;
+              arows[i] = k < Kg ? dyn + k * P : zeros.data();
+            }
+            for (i64 q = 0; q < nq; ++q) {
+              for (i64 j = 0; j < NR; ++j) {
+                const i64 r = r0 + q * NR + j;
+                brows[j] = r < R ? xn + r * P : zeros.data();
+              }
+              dk.run(len, arows, brows, C + mb * MR * RB + q * NR, RB, n > 0 || p0 > 0);
+            }
+          }
+        }
+    }
+    for (i64 q0 = 0; q0 < (in_place ? 0 : total); q0 += PT) {
       const i64 count = std::min(PT, total - q0);
       // Gather X_col rows and copy dY rows image segment by image segment into contiguous rows.
       for (i64 q = q0; q < q0 + count;) {
