@@ -714,6 +714,24 @@ def test_strided_wide_weight_gradient_sees_padding_times_infinite_grad():
     np.testing.assert_array_equal(gw, rw.astype(np.float32))
 
 
+def pointwise_case(rank, groups, cin, cout, size, *, bias, last):
+    """A 1x1, unit-stride, unpadded case of three images for check_forward / check_backward."""
+    return dict(
+        batch=3,
+        cin=cin,
+        cout=cout,
+        groups=groups,
+        kernel=(1,) * rank,
+        stride=(1,) * rank,
+        dilation=(1,) * rank,
+        padding=0,
+        size=size,
+        layout="contiguous",
+        bias=bias,
+        data_format=(LAST_FORMATS if last else FIRST_FORMATS)[rank],
+    )
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(
@@ -727,21 +745,8 @@ def test_pointwise_convolution(rank, groups, cin, cout, dtype, last, rng):
     and the input's panels where its rows are a multiple of 2 KiB apart (512 and 1024 channels);
     the forward copies its positions into slabs where its rows are 4 KiB apart (1024 float or 512
     double channels, under AVX-512's tiles of 12-14 rows), a group's channels at an offset."""
-    case = dict(
-        batch=3,
-        cin=cin,
-        cout=cout,
-        groups=groups,
-        kernel=(1,) * rank,
-        stride=(1,) * rank,
-        dilation=(1,) * rank,
-        padding=0,
-        size={1: (67,), 2: (9, 11), 3: (5, 7, 3)}[rank],  # several steps of 128 positions
-        layout="contiguous",
-        bias=True,
-    )
-    if last:
-        case["data_format"] = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[rank]
+    size = {1: (67,), 2: (9, 11), 3: (5, 7, 3)}[rank]  # several steps of 128 positions
+    case = pointwise_case(rank, groups, cin, cout, size, bias=True, last=last)
     check_forward(rank, case, dtype, rng)
     check_backward(rank, case, dtype, rng)
 
@@ -762,21 +767,7 @@ def test_pointwise_channels_first_weight_gradient_in_place(
     the input's rows where they are, image by image, each image's positions cut into equal tiles
     of at most 512 (summed in order); rows past dW's edges read zeros; grad_weight allocated
     NaN-poisoned."""
-    case = dict(
-        batch=3,
-        cin=cin,
-        cout=cout,
-        groups=groups,
-        kernel=(1,) * rank,
-        stride=(1,) * rank,
-        dilation=(1,) * rank,
-        padding=0,
-        size=size,
-        layout="contiguous",
-        bias=False,
-        data_format=FIRST_FORMATS[rank],
-    )
-    check_backward(rank, case, dtype, rng)
+    check_backward(rank, pointwise_case(rank, groups, cin, cout, size, bias=False, last=False), dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
