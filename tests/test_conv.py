@@ -771,14 +771,17 @@ def test_pointwise_channels_first_weight_gradient_in_place(
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
-def test_depthwise_channels_last_weight_gradient_over_many_images(dtype, rng):
-    """The channels-last depthwise weight gradient of 70 images: under AVX2 and SSE blocks of
-    images (two images each past 64) summed apart into partial taps, added in block order."""
+@pytest.mark.parametrize("batch,channels", [(70, 20), (5, 72), (3, 40)], ids=("70img", "5img", "3img"))
+def test_depthwise_channels_last_weight_gradient_over_many_images(batch, channels, dtype, rng):
+    """The channels-last depthwise weight gradient by blocks of images (from 4 images on under
+    AVX-512, always under AVX2 and SSE; two images a block past 64), summed apart into partial
+    taps added in block order; lines of channels past the last whole one; under AVX-512 three
+    images take the in-place lines over the whole batch."""
     case = dict(
-        batch=70,
-        cin=20,
-        cout=20,
-        groups=20,
+        batch=batch,
+        cin=channels,
+        cout=channels,
+        groups=channels,
         kernel=(3, 3),
         stride=(1, 1),
         dilation=(1, 1),

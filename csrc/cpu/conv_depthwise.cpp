@@ -13,7 +13,7 @@
 // in a fixed order; weight gradients accumulate per-lane partial sums (no reassociation inside a
 // lane) and reduce them in a fixed order at the end.
 //
-// Current: v6 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
+// Current: v10 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
 // the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 300 calls, mobilenet.dw3x3 (N8 C256
 // 28x28): NHWC forward 0.21 ms (PyTorch 2.13 oneDNN channels-last 0.16 in the same hour), backward
 // data 0.22, backward weight 0.31-0.34; under CONVKERN_ISA=avx2 forward 0.27, backward data 0.24.
@@ -510,8 +510,11 @@ struct PlaneStencil {
 // (4 x 2). v4 ran two chains (two channel vectors of one position) and reached 0.5x PyTorch.
 constexpr int kNhwcPositions = 8;
 // At most this many blocks of images (partial weight gradients) in the channels-last weight
-// gradient under AVX2 and SSE.
+// gradient by blocks of images.
 constexpr i64 kMaxImageBlocks = 64;
+// Images from which the AVX-512 channels-last weight gradient takes blocks of images too (fewer
+// leave threads without a block).
+constexpr i64 kImageBlocksFrom = 4;
 
 // The first n (0 to one vector) lanes from p, and to p.
 template <class T>
@@ -661,14 +664,15 @@ void stencil_nhwc_2d(const PlaneStencil& s, const T* in, const T* wt /* [tap][C]
 // in[n, tap's cell, c]. Work is split by cache lines of channels, whose taps' accumulators stay
 // in registers over the positions (the channels are the lanes, so no lanes are summed at the
 // end); v4 added each tap's products into a block of memory per position, at 0.3x PyTorch.
-// With 32 vector registers (AVX-512) an item is one line, its two vectors run together over the
-// whole batch and read their rows in place. With 16 (AVX2, SSE) one vector's KH x KW
-// accumulators fill them, and an item is a block of images: each image's input and grad_output
-// are copied, read in order, into planes of one line of channels, and each line's two vectors
-// sum the image one after the other into the block's partial taps. (Items of one vector reading
-// in place loaded half of every line of both operands, 1 KiB apart at 256 channels, the other
-// half loaded again by another item: mobilenet.dw3x3 NHWC under AVX2, 2-core Xeon, 1.10 ms with
-// a compact input plane per vector, 0.65 by blocks of images; PyTorch limited to AVX2: 0.60.)
+// An item is a block of images: each image's input and grad_output are copied, read in order,
+// into planes of one line of channels, and each line's two vectors sum the image one after the
+// other into the block's partial taps. (Items of one vector reading in place loaded half of every
+// line of both operands, 1 KiB apart at 256 channels, the other half loaded again by another item:
+// mobilenet.dw3x3 NHWC under AVX2, 2-core Xeon, 1.10 ms with a compact input plane per vector,
+// 0.65 by blocks of images; PyTorch limited to AVX2: 0.60.) Under AVX-512 (32 registers) with
+// fewer than kImageBlocksFrom images, an item is one line instead, its two vectors running together
+// over the whole batch, reading their rows in place: that had been the AVX-512 form for any batch
+// (mobilenet.dw3x3 NHWC, batch 8, 2-core Zen 4: 1.26-1.80 -> 0.68-1.37 ms; batch 32: 7.98 -> 3.07).
 // Taps in the padding add dy * 0, as PyTorch's do: Inf or NaN in dy there makes the gradient NaN.
 template <class T, int KH, int KW>
 void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw /* [C][tap] */) {
@@ -740,7 +744,10 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
     for (i64 j = 0; j < count; ++j)
       for (int k = 0; k < kvol; ++k) dw[(first + j) * kvol + k] = taps[k][j];
   };
-  if constexpr (kCompact) {
+  // Under AVX-512 too from kImageBlocksFrom images on (the in-place items below stream the whole
+  // batch once per line of channels, 1/8 of every 1 KiB pixel at 256 channels). The choice depends
+  // on the batch, not on the thread count, so the bits do not either.
+  if (kCompact || s.N >= kImageBlocksFrom) {
     // Blocks of images, a thread's own: each image's input and grad_output are copied, read in
     // order, into planes of one line of channels each; every line then sums the image into the
     // block's partial taps; the partials are added in block order (the bits do not depend on
