@@ -563,16 +563,15 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const Pad
   const i64 mgroups = row_groups_for_threads(mblocks, G * rblocks), mper = ceil_div(mblocks, mgroups);
   const i64 items = G * rblocks * mgroups;
   const int slots = scratch_slots(items);
-  AlignedBuffer<T> tiles(slots * RB * PT);
-  AlignedBuffer<T> arows_buf(slots * mper * MR * PT);
-  AlignedBuffer<T> acc(slots * mper * MR * RB);
-  std::vector<Run> run_store(static_cast<size_t>(slots * PT));
   const i64 total = g.N * P;  // positions of the whole batch: a tile may span several images
   // Pointwise layers (the input is its own X_col) read both operands' rows where they are, image
   // by image: copying them into tiles took a third of resnet50.l1.1x1's NCHW weight gradient.
   // Rows past dW's edges read zeros.
-  const T* x_in_place = conv_is_pointwise(g) && L.S == 1 && L.plane == P && P > 0 ? xpad : nullptr;
-  const bool in_place = x_in_place != nullptr;
+  const bool in_place = conv_is_pointwise(g) && L.S == 1 && L.plane == P && P > 0;
+  AlignedBuffer<T> tiles(in_place ? 0 : slots * RB * PT);
+  AlignedBuffer<T> arows_buf(in_place ? 0 : slots * mper * MR * PT);
+  AlignedBuffer<T> acc(slots * mper * MR * RB);
+  std::vector<Run> run_store(static_cast<size_t>(in_place ? 0 : slots * PT));
   AlignedBuffer<T> zeros(in_place ? PT : 0);
   std::fill(zeros.data(), zeros.data() + (in_place ? PT : 0), T(0));
 
@@ -581,11 +580,7 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const Pad
     const i64 mb0 = mg * mper, mbn = std::min(mblocks, mb0 + mper) - mb0;  // this item's MR blocks
     const i64 r0 = rb * RB, rc = std::min(RB, R - r0), nq = ceil_div(rc, NR);
     const i64 k_first = mb0 * MR, k_rows = mbn * MR;
-    T* tile = tiles.data() + t * RB * PT;
-    T* A = arows_buf.data() + t * mper * MR * PT;
     T* C = acc.data() + t * mper * MR * RB;
-    Run* runs = run_store.data() + t * PT;
-    std::fill(tile + rc * PT, tile + nq * NR * PT, T(0));  // columns past R read zeros
     const T* arows[16];
     const T* brows[16];
     if (in_place) {
@@ -595,7 +590,7 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const Pad
         for (i64 p0 = 0; p0 < P; p0 += tile_len) {
           const i64 len = std::min(tile_len, P - p0);
           const T* dyn = dy + (n * g.K + gi * Kg) * P + p0;
-          const T* xn = x_in_place + (n * g.C + gi * Cg) * P + p0;
+          const T* xn = xpad + (n * g.C + gi * Cg) * P + p0;
           for (i64 mb = 0; mb < mbn; ++mb) {
             for (i64 i = 0; i < MR; ++i) {
               const i64 k = k_first + mb * MR + i;
@@ -610,30 +605,35 @@ void backward_weight_inner_product(const ConvGeometry& g, const T* dy, const Pad
             }
           }
         }
-    }
-    for (i64 q0 = 0; q0 < (in_place ? 0 : total); q0 += PT) {
-      const i64 count = std::min(PT, total - q0);
-      // Gather X_col rows and copy dY rows image segment by image segment into contiguous rows.
-      for (i64 q = q0; q < q0 + count;) {
-        const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q), col = q - q0;
-        const T* xpg = xpad + (n * g.C + gi * Cg) * L.plane;
-        const i64 nruns = make_runs(g, L, p0, len, NR, 0, runs);
-        gather_columns(L, tap_off.data(), kvol, xpg, r0, rc, runs, nruns, tile + col, PT);
-        for (i64 i = 0; i < k_rows; ++i) {
-          const i64 k = k_first + i;
-          T* dst = A + i * PT + col;
-          if (k < Kg)
-            std::copy(dy + (n * g.K + gi * Kg + k) * P + p0, dy + (n * g.K + gi * Kg + k) * P + p0 + len, dst);
-          else
-            std::fill(dst, dst + len, T(0));
+    } else {
+      T* tile = tiles.data() + t * RB * PT;
+      T* A = arows_buf.data() + t * mper * MR * PT;
+      Run* runs = run_store.data() + t * PT;
+      std::fill(tile + rc * PT, tile + nq * NR * PT, T(0));  // columns past R read zeros
+      for (i64 q0 = 0; q0 < total; q0 += PT) {
+        const i64 count = std::min(PT, total - q0);
+        // Gather X_col rows and copy dY rows image segment by image segment into contiguous rows.
+        for (i64 q = q0; q < q0 + count;) {
+          const i64 n = q / P, p0 = q % P, len = std::min(P - p0, q0 + count - q), col = q - q0;
+          const T* xpg = xpad + (n * g.C + gi * Cg) * L.plane;
+          const i64 nruns = make_runs(g, L, p0, len, NR, 0, runs);
+          gather_columns(L, tap_off.data(), kvol, xpg, r0, rc, runs, nruns, tile + col, PT);
+          for (i64 i = 0; i < k_rows; ++i) {
+            const i64 k = k_first + i;
+            T* dst = A + i * PT + col;
+            if (k < Kg)
+              std::copy(dy + (n * g.K + gi * Kg + k) * P + p0, dy + (n * g.K + gi * Kg + k) * P + p0 + len, dst);
+            else
+              std::fill(dst, dst + len, T(0));
+          }
+          q += len;
         }
-        q += len;
-      }
-      for (i64 mb = 0; mb < mbn; ++mb) {
-        for (i64 i = 0; i < MR; ++i) arows[i] = A + (mb * MR + i) * PT;
-        for (i64 q = 0; q < nq; ++q) {
-          for (i64 j = 0; j < NR; ++j) brows[j] = tile + (q * NR + j) * PT;
-          dk.run(count, arows, brows, C + mb * MR * RB + q * NR, RB, q0 > 0);
+        for (i64 mb = 0; mb < mbn; ++mb) {
+          for (i64 i = 0; i < MR; ++i) arows[i] = A + (mb * MR + i) * PT;
+          for (i64 q = 0; q < nq; ++q) {
+            for (i64 j = 0; j < NR; ++j) brows[j] = tile + (q * NR + j) * PT;
+            dk.run(count, arows, brows, C + mb * MR * RB + q * NR, RB, q0 > 0);
+          }
         }
       }
     }

@@ -216,10 +216,6 @@ inline void weight_grad_1d(const V* u, V* g) {
   g[2] = s12 * (1.f / 520) - s34 * (1.f / 1170) + u[5] * (1.f / 36);
 }
 
-// `floats` rounded up to an odd number of 64-byte lines (gemm_tile.h): the stride between the 36
-// alpha points' blocks, so that their streams never share one L1 set (multiples of 4 KiB would).
-i64 odd_lines(i64 floats) { return odd_line_stride<float>(floats); }
-
 // Which of a tile's input rows (columns) lie inside the image: bit r set for row h0 + r.
 inline unsigned inside_mask(i64 first, i64 size, int count) {
   unsigned m = 0;
@@ -432,7 +428,8 @@ void forward_few_tiles(const ConvGeometry& g, const float* x, const float* w, co
   const i64 TH = ceil_div(OH, kM), TW = ceil_div(OW, kM), T = N * TH * TW;
   const i64 rows = ceil_div(T, MR), kpanels = ceil_div(K, NR), KC = kReductionChunk;
   const i64 ldv = ceil_div(C, kCL) * kCL;
-  const i64 v_as = odd_lines(rows * MR * ldv), u_as = odd_lines(KC * NR), m_as = odd_lines(rows * MR * NR);
+  const i64 v_as = odd_line_stride<float>(rows * MR * ldv), u_as = odd_line_stride<float>(KC * NR),
+            m_as = odd_line_stride<float>(rows * MR * NR);
   const int slots = scratch_slots(kpanels);
   Workspace ws;
   float* const V = ws.v.reserve(checked_mul(kA2, v_as, "winograd scratch"));
@@ -488,7 +485,7 @@ void forward_nhwc(const ConvGeometry& g, const float* x, const float* w, const f
 
   // 1. Transformed weights U^T = (G w G^T)^T as the micro-kernel's B panels, [alpha][k panel][c][NR]
   //    (columns past K zero), kCL output channels per vector.
-  const i64 u_as = odd_lines(checked_mul(kpanels * NR, C, "winograd weights"));
+  const i64 u_as = odd_line_stride<float>(checked_mul(kpanels * NR, C, "winograd weights"));
   Workspace ws;
   float* const U = ws.u.reserve(checked_mul(kA2, u_as, "winograd weights"));
   const i64 kvecs = kpanels * NR / kCL;
@@ -511,7 +508,7 @@ void forward_nhwc(const ConvGeometry& g, const float* x, const float* w, const f
   const i64 items = tblocks * kgroups;
   const int slots = scratch_slots(items);
   const i64 ldv = ceil_div(C, kCL) * kCL;  // V^T row: one tile's C channels (lanes past C zero)
-  const i64 v_as = odd_lines(NB * ldv), m_as = odd_lines(NB * KI);
+  const i64 v_as = odd_line_stride<float>(NB * ldv), m_as = odd_line_stride<float>(NB * KI);
   const i64 v_size = kA2 * v_as, m_size = kA2 * m_as;
   float* const vbuf = ws.v.reserve(checked_mul(slots, v_size, "winograd scratch"));
   float* const mbuf = ws.m.reserve(checked_mul(slots, m_size, "winograd scratch"));
@@ -634,7 +631,8 @@ bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, c
   // Rows of the transforms: one tile's channels, wide enough for the GEMMs' MR (NR) columns and
   // the transforms' whole vectors; the columns no transform writes stay zero.
   const i64 ldm = ceil_div(Kp, kCL) * kCL, ldv = ceil_div(Cp, kCL) * kCL;
-  const i64 mt_as = odd_lines(TC * ldm), vt_as = odd_lines(TC * ldv), du_as = odd_lines(Kp * Cp);
+  const i64 mt_as = odd_line_stride<float>(TC * ldm), vt_as = odd_line_stride<float>(TC * ldv),
+            du_as = odd_line_stride<float>(Kp * Cp);
   GradWorkspace ws;
   float* const Mt = ws.mt.reserve(checked_mul(kA2, mt_as, "winograd scratch"));
   float* const Vt = ws.vt.reserve(checked_mul(kA2, vt_as, "winograd scratch"));
@@ -672,7 +670,7 @@ bool winograd_backward_weight_nhwc_f32(const ConvGeometry& g, const float* dy, c
     if (few) {
       // Items: kWgradFewBlocks blocks of MR output channels x one panel of NR input channels; the
       // products of all 36 alpha points in a local block, then dw of its weights.
-      const i64 kgroups = ceil_div(mblocks, kWgradFewBlocks), la = odd_lines(kWgradFewBlocks * MR * NR);
+      const i64 kgroups = ceil_div(mblocks, kWgradFewBlocks), la = odd_line_stride<float>(kWgradFewBlocks * MR * NR);
       float* const local = ws.du.reserve(checked_mul(scratch_slots(kgroups * cpanels) * kA2, la, "winograd scratch"));
       parallel_for(kgroups * cpanels, [&](i64 item, int th_id) {
         const i64 cp = item % cpanels, mb0 = item / cpanels * kWgradFewBlocks;

@@ -1040,36 +1040,37 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
       if constexpr (!kIndex) {
         for (i64 ow = 0; ow < OW; ++ow)
           extremum_window_nhwc<W>(xn, C, nc, w, d, h, aw.span[ow], y + (row * OW + ow) * C + c0);
-        continue;
-      }
-      for (i64 ow = 0; ow < OW; ++ow) {
-        T* __restrict yp = y + (row * OW + ow) * C + c0;
-        i64* __restrict ip = kIndex ? idx + (row * OW + ow) * C + c0 : nullptr;
-        const Span& c = aw.span[ow];
-        bool first = true;
-        for (i64 kd = 0; kd < d.count; ++kd)
-          for (i64 kh = 0; kh < h.count; ++kh)
-            for (i64 kw = 0; kw < c.count; ++kw) {
-              const i64 cell = ((d.begin + kd * ad.step) * IH + h.begin + kh * ah.step) * IW + c.begin + kw * aw.step;
-              const T* __restrict xc = xn + cell * C;
-              if (first) {
-                for (i64 ch = 0; ch < nc; ++ch) {
-                  yp[ch] = xc[ch];
-                  if constexpr (kIndex) ip[ch] = cell;
+      } else {
+        // With indices: the best and its cell tracked per channel through the output row.
+        for (i64 ow = 0; ow < OW; ++ow) {
+          T* __restrict yp = y + (row * OW + ow) * C + c0;
+          i64* __restrict ip = idx + (row * OW + ow) * C + c0;
+          const Span& c = aw.span[ow];
+          bool first = true;
+          for (i64 kd = 0; kd < d.count; ++kd)
+            for (i64 kh = 0; kh < h.count; ++kh)
+              for (i64 kw = 0; kw < c.count; ++kw) {
+                const i64 cell = ((d.begin + kd * ad.step) * IH + h.begin + kh * ah.step) * IW + c.begin + kw * aw.step;
+                const T* __restrict xc = xn + cell * C;
+                if (first) {
+                  for (i64 ch = 0; ch < nc; ++ch) {
+                    yp[ch] = xc[ch];
+                    ip[ch] = cell;
+                  }
+                  first = false;
+                  continue;
                 }
-                first = false;
-                continue;
+                for (i64 ch = 0; ch < nc; ++ch) {
+                  const T v = xc[ch], cur = yp[ch];
+                  const bool take = replaces<W>(v, cur);
+                  yp[ch] = take ? v : cur;
+                  ip[ch] = take ? cell : ip[ch];
+                }
               }
-              for (i64 ch = 0; ch < nc; ++ch) {
-                const T v = xc[ch], cur = yp[ch];
-                const bool take = replaces<W>(v, cur);
-                yp[ch] = take ? v : cur;
-                if constexpr (kIndex) ip[ch] = take ? cell : ip[ch];
-              }
-            }
-        if (first) {
-          std::fill(yp, yp + nc, empty_window_value<W, T>());
-          if constexpr (kIndex) std::fill(ip, ip + nc, i64{-1});
+          if (first) {
+            std::fill(yp, yp + nc, empty_window_value<W, T>());
+            std::fill(ip, ip + nc, i64{-1});
+          }
         }
       }
     }
