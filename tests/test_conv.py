@@ -612,13 +612,14 @@ def test_channels_last_backward_data_by_phases(
         (3, 8, 8, (2, 3, 3), (0, 1, 1), (3, 5, 12)),
     ],
 )
-def test_backward_weight_over_padded_rows(
+def test_backward_weight_by_image_blocks(
     rank, cin, cout, kernel, padding, size, dtype, data_format, rng, poisoned_allocations
 ):
-    """Weight gradients of small unit-stride layers with few input channels, summed over positions
-    numbered along whole padded input rows (the cells past each output row carry zero gradient),
-    in both layouts (channels-first ones on channels-last copies); 9 images: blocks of images
-    summed apart, the last one partial; grad_weight allocated NaN-poisoned."""
+    """Weight gradients of small unit-stride layers with few input channels, each output row one
+    stretch of the micro-kernel's reduction with both operands read in place (3-D: a call per
+    output depth), in both layouts (channels-first ones on channels-last copies); output channels
+    widened to whole tiles (14, 20); 9 images: blocks of images summed apart, the last one partial;
+    grad_weight allocated NaN-poisoned."""
     last = data_format == "last"
     case = one_group_case(rank, cin, cout, kernel, 1, 1, padding, size, batch=9, bias=False, last=last)
     check_backward(rank, case, dtype, rng)

@@ -172,8 +172,9 @@ def winograd(request, monkeypatch):
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("poison", ["inf", "nan"])
 def test_small_layer_weight_gradient_with_nonfinite_input(poison, data_format, rng):
-    """LeNet-sized weight gradients sum over whole input rows, where cells past each output row
-    carry zero gradient: an infinite input there must not turn those zeros into NaN."""
+    """LeNet-sized weight gradients read the input in place, their tiles reaching past each
+    kernel row's run: an infinite input there must not turn a zero into NaN in a weight that it
+    does not reach."""
     x = rng.standard_normal((4, 6, 14, 14)).astype(np.float32)
     w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
     dy = rng.standard_normal((4, 16, 10, 10)).astype(np.float32)

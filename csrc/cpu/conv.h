@@ -68,14 +68,13 @@ void conv_forward_by_kernel_rows_channels_first(const ConvGeometry& g, const T* 
 template <class T>
 bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* dx);
 // Two backward weight passes for layers with few input channels, on channels-last activations:
-// over whole padded rows (LeNet-sized layers; either layout, channels-first ones on copies) and by
-// kernel rows (a network's strided first layer).
-// conv_backward_weight_by_kernel_rows runs whichever applies; it returns false, writing nothing,
-// when the first meets an input that is not finite, and the caller then takes the usual route.
-bool backward_weight_over_padded_rows(const ConvGeometry& g);
+// by blocks of images, over output rows read in place (LeNet-sized layers; either layout, channels-first ones on
+// copies) and by kernel rows (a network's strided first layer).
+// conv_backward_weight_by_kernel_rows runs whichever applies.
+bool backward_weight_by_image_blocks(const ConvGeometry& g);
 bool backward_weight_by_kernel_rows(const ConvGeometry& g);
 template <class T>
-bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);
+void conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw);
 // Strided channels-last layers with many input channels: backward weight by kernel rows, the
 // input runs of a few output rows at a time copied into a panel, blocks of rows into partials.
 bool backward_weight_wide_by_kernel_rows(const ConvGeometry& g);

@@ -506,35 +506,35 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
   });
 }
 
-// Backward weight over whole padded rows. Number the positions over whole padded input rows,
-// v = (od * Hp + oh) * Wp + ow, the cells past each output row carrying zero gradient: then kernel
-// row (kd, kh)'s kW x C input values for position v start at cell v + (kd * Hp + kh) * Wp, and
-// consecutive positions' runs are C apart, across output rows too. Per kernel row and image
-//     dW_row^T[K x kW*C] += sum_v dYv[v][K] (x) X[v + row offset][kW*C]
-// is one GEMM with both operands read in place (run_strided: dYv's rows widened to whole tiles,
-// X's runs C apart; or the transposed product dW_row[kW*C x K], X's runs as the rows) and reduced
-// over the whole image in registers: no gather of short output rows, which took half the time of
-// the channels-first inner-product form on LeNet-sized layers (10 x 10 outputs). The widened rows
-// cost Wp / OW times the multiply-adds. Items are blocks of images: each image is padded and
-// widened into L1-sized buffers of the item's own and summed, every kernel row and tile, into the
-// block's partial dW; the partials are added in block order, so the bits do not depend on the
-// thread count. (Copying the whole batch first, then splitting the GEMMs among threads by kernel
-// row, read each image from the other core's cache and cost a parallel region more: lenet5.conv2
-// NHWC 0.21 ms against PyTorch's 0.13; 2-core Xeon, now 0.15, 0.21 under AVX2.) The
-// zero-gradient cells multiply real input values, so an infinite input (0 x inf = NaN) makes it
-// return false before anything is written.
+// Backward weight by blocks of images (LeNet-sized layers), over output rows read in place. Per
+// kernel row (kd, kh) and image, with the input zero-padded into Xp,
+//     dW_row^T[K x kW*C] += sum over output rows (od, oh) and columns ow of
+//                           dY[od, oh, ow][K] (x) Xp[od + kd, oh + kh, ow][kW*C],
+// where consecutive positions' kW x C input values are runs C apart along an input row: one GEMM
+// with both operands read in place, each output row one stretch of the micro-kernel's
+// run_segments, the stretches a padded input row apart, and the whole image reduced in registers
+// (no gather of short output rows, which took half the time of the channels-first inner-product
+// form on 10 x 10 outputs). Numbering the positions over whole padded rows instead, one stretch an
+// image, multiplied the Wp - OW cells between output rows too (zero gradients): 1.4 times the
+// multiply-adds on lenet5.conv2. The product's rows are K and its columns the kW x C taps, or the
+// converse, whichever fills the micro-kernel's tiles better; grad_output is read in place unless
+// its K columns must be widened to whole tiles. Items are blocks of images: each image padded into
+// an L1-sized buffer of the item's own and summed, every kernel row and tile, into the block's
+// partial dW; the partials are added in block order, so the bits do not depend on the thread
+// count. (Copying the whole batch first, then splitting the GEMMs among threads by kernel row,
+// read each image from the other core's cache and cost a parallel region more.) Tile rows and
+// columns past K or the taps multiply zeros or the cells past a run, and are never read.
 template <class T>
-bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+void backward_weight_image_blocks(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const i64 Dp = g.in[0] + g.pad_before[0] + g.pad_after[0], Hp = g.in[1] + g.pad_before[1] + g.pad_after[1];
   const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2];
   const i64 L = kW * C, kernel_rows = kD * kH;
-  // The product's rows are K and its columns a kernel row's kW x C taps, or the converse, which
-  // ever fills the micro-kernel's tiles better (lenet5.conv2, 16 x 30: K rows under AVX-512's 8 x
-  // 32 tiles; taps under AVX2's 6 x 16, which pad K to 18 but fit the 30 taps exactly).
+  // lenet5.conv2, 16 x 30: the taps as rows under AVX-512's one-vector 10 x 16 tiles and AVX2's
+  // 6 x 16, which fit both exactly (K as rows: 8 x 32 tiles padded the taps to 32).
   const MicroKernel<T>& by_k = micro_kernel_for_rows<T>(K);
-  const MicroKernel<T>& by_tap = micro_kernel_for_rows<T>(L);
+  const MicroKernel<T>& by_tap = micro_kernel_for_row_tiles<T>(L, K);
   const auto filled = [](i64 n, i64 tile) { return double(n) / double(ceil_div(n, tile) * tile); };
   const bool tap_rows = filled(L, by_tap.mr) * filled(K, by_tap.nr) > filled(K, by_k.mr) * filled(L, by_k.nr);
   const MicroKernel<T>& mk = tap_rows ? by_tap : by_k;
@@ -543,62 +543,59 @@ bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x,
   const i64 rows = tap_rows ? ceil_div(L, MR) * MR : ceil_div(K, MR) * MR;
   const i64 cols = tap_rows ? ceil_div(K, NR) * NR : ceil_div(L, NR) * NR;
   const i64 Kw = tap_rows ? cols : rows;
-  const i64 vlen = ((OD - 1) * Hp + OH - 1) * Wp + OW, image = Dp * Hp * Wp * C, in_image = g.in_plane() * C;
+  const i64 out_image = g.out_plane(), image = Dp * Hp * Wp * C, in_image = g.in_plane() * C;
   const i64 part = kernel_rows * rows * cols;
   // At least 4 images a block (the partials' sum stays a small part of the work), at most
   // kWgradMaxBlocks blocks (bounding their memory whatever the batch).
   const i64 block = std::max<i64>(4, ceil_div(g.N, kWgradMaxBlocks)), blocks = ceil_div(g.N, block);
   const int slots = scratch_slots(blocks);
   // Per slot one padded image (+ zeros: the last tile of taps reads up to NR - 1 or MR - 1 values
-  // past the last kernel row's run) and one widened grad_output image.
-  const i64 xstride = image + std::max(MR, NR), dystride = vlen * Kw;
+  // past the last kernel row's run) and, where K is widened, one grad_output image.
+  const i64 xstride = image + std::max(MR, NR), dystride = Kw == K ? 0 : out_image * Kw;
   AlignedBuffer<T> xbuf(checked_mul(slots, xstride, "padded input image")),
       dybuf(checked_mul(slots, dystride, "widened grad_output image"));
   CachedBuffer<T> partial_storage;
   T* partials = partial_storage.reserve(checked_mul(blocks, part, "weight-gradient partials"));
-  std::atomic<bool> finite{true};
   parallel_for(blocks, [&](i64 b, int t) {
     T* xi = xbuf.data() + t * xstride;
     T* dyi = dybuf.data() + t * dystride;
     T* acc = partials + b * part;  // [kernel row][k][r = kw * C + c], or [kernel row][r][k]
-    // The padding and the widened rows' gaps are zero for every image: only the cells that hold
+    // The padding and the widened columns are zero for every image: only the cells that hold
     // values are written per image.
     std::fill(xi, xi + xstride, T(0));
     std::fill(dyi, dyi + dystride, T(0));
     for (i64 n = b * block; n < std::min(g.N, (b + 1) * block); ++n) {
       const T* xn = x + n * in_image;
-      if (!all_finite(xn, in_image)) finite.store(false, std::memory_order_relaxed);
       for (i64 d = 0; d < g.in[0]; ++d)
         for (i64 h = 0; h < g.in[1]; ++h) {
           const T* from = xn + (d * g.in[1] + h) * g.in[2] * C;
           T* dst = xi + (((d + g.pad_before[0]) * Hp + h + g.pad_before[1]) * Wp + g.pad_before[2]) * C;
           std::copy(from, from + g.in[2] * C, dst);
         }
-      for (i64 od = 0; od < OD; ++od)
-        for (i64 oh = 0; oh < OH; ++oh) {
-          const T* src = dy + ((n * OD + od) * OH + oh) * OW * K;
-          T* row = dyi + (od * Hp + oh) * Wp * Kw;
-          if (Kw == K) {
-            std::copy(src, src + OW * K, row);
-          } else {
-            for (i64 ow = 0; ow < OW; ++ow) std::copy(src + ow * K, src + ow * K + K, row + ow * Kw);
-          }
-        }
-      const bool accumulate = n > b * block;
+      const T* dyn = dy + n * out_image * K;
+      if (Kw != K) {
+        for (i64 v = 0; v < out_image; ++v) std::copy(dyn + v * K, dyn + v * K + K, dyi + v * Kw);
+        dyn = dyi;
+      }
       for (i64 kr = 0; kr < kernel_rows; ++kr) {
-        const T* xrow = xi + ((kr / kH) * Hp + kr % kH) * Wp * C;
         T* out = acc + kr * rows * cols;
-        for (i64 i = 0; i < rows; i += MR)
-          for (i64 j = 0; j < cols; j += NR) {
-            if (tap_rows)
-              mk.run_strided(vlen, xrow + i, C, dyi + j, Kw, out + i * cols + j, cols, accumulate);
-            else
-              mk.run_strided(vlen, dyi + i, Kw, xrow + j, C, out + i * cols + j, cols, accumulate);
-          }
+        for (i64 od = 0; od < OD; ++od) {
+          const T* xrow = xi + ((od + kr / kH) * Hp + kr % kH) * Wp * C;
+          const T* dyrows = dyn + od * OH * OW * Kw;
+          const bool accumulate = n > b * block || od > 0;
+          for (i64 i = 0; i < rows; i += MR)
+            for (i64 j = 0; j < cols; j += NR) {
+              if (tap_rows)
+                mk.run_segments(OH, OW, xrow + i, C, Wp * C, dyrows + j, Kw, OW * Kw, out + i * cols + j, cols,
+                                accumulate);
+              else
+                mk.run_segments(OH, OW, dyrows + i, Kw, OW * Kw, xrow + j, C, Wp * C, out + i * cols + j, cols,
+                                accumulate);
+            }
+        }
       }
     }
   });
-  if (!finite.load()) return false;
   // The partials summed in block order into block 0's, a vector at a time (element by element
   // across the blocks' strided rows: lenet5.conv2 NHWC 0.163 ms against 0.158), then reordered.
   constexpr i64 kChunk = 1024;
@@ -614,7 +611,6 @@ bool backward_weight_padded_rows(const ConvGeometry& g, const T* dy, const T* x,
           dw[((k * C + c) * kernel_rows + kr) * kW + kw] = partials[at];
         }
   });
-  return true;
 }
 
 // Backward weight by kernel rows, for layers with few input channels (a network's first layer):
@@ -806,18 +802,17 @@ bool backward_data_by_kernel_rows(const ConvGeometry& g) {
   return padded * 8 <= width * 9;
 }
 
-// Backward weight over whole padded rows: a layer with one group, unit stride and no dilation,
-// with at most 8 input channels (wider layers have long enough runs for the usual passes), whose
-// kernel rows fill NR panels at least three quarters and whose rows widen by at most half (LeNet's
-// second layer: 30 of 32 columns, 14 cells a row for 10 outputs). Both layouts.
-bool backward_weight_over_padded_rows(const ConvGeometry& g) {
+// Backward weight by blocks of images: a layer with one group, unit stride and no dilation, with
+// at most 8 input channels (wider layers have long enough runs for the usual passes), whose kernel
+// rows fill NR panels at least three quarters (LeNet's second layer: 30 of 32 columns). Both
+// layouts.
+bool backward_weight_by_image_blocks(const ConvGeometry& g) {
   const MicroKernel<float>& mk = micro_kernel_for_rows<float>(g.K);
   if (g.groups != 1 || g.C > kChannelsFirstMaxChannels) return false;
   for (int a = 0; a < 3; ++a)
     if (g.stride[a] != 1 || g.dilation[a] != 1) return false;
   const i64 L = g.kernel[2] * g.C, filled = ceil_div(L, i64{mk.nr}) * mk.nr;
-  const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2];
-  return L * 4 >= filled * 3 && Wp * 2 <= g.out[2] * 3;
+  return L * 4 >= filled * 3;
 }
 
 // Backward weight by kernel rows: channels-last layers with one group, undilated columns, at most
@@ -849,10 +844,9 @@ bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w
 }
 
 template <class T>
-bool conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
-  if (backward_weight_over_padded_rows(g)) return backward_weight_padded_rows(g, dy, x, dw);
+void conv_backward_weight_by_kernel_rows(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
+  if (backward_weight_by_image_blocks(g)) return backward_weight_image_blocks(g, dy, x, dw);
   backward_weight_output_rows(g, false, dy, x, dw);
-  return true;
 }
 
 // Channels-last strided layers with many input channels, one group, undilated columns, whole NR
@@ -1318,7 +1312,7 @@ void conv_backward_bias_channels_last(const ConvGeometry& g, const T* dy, T* db)
   template void conv_forward_channels_last<T>(const ConvGeometry&, const T*, const T*, const T*, T*);                 \
   template void conv_backward_data_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                     \
   template void conv_backward_weight_channels_last<T>(const ConvGeometry&, const T*, const T*, T*);                   \
-  template bool conv_backward_weight_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);                  \
+  template void conv_backward_weight_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);                  \
   template void conv_forward_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, const T*, T*); \
   template void conv_backward_weight_by_kernel_rows_channels_first<T>(const ConvGeometry&, const T*, const T*, T*);   \
   template void conv_backward_weight_wide_by_kernel_rows<T>(const ConvGeometry&, const T*, const T*, T*);             \

@@ -100,14 +100,13 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
   }
   // Layers with few input channels by kernel rows; channels-first LeNet-sized ones on channels-last
   // copies (a few hundred KiB), a channels-first strided first layer transposing grad_output row
-  // by row (cheaper than the channels-first pass's short reduction rows). Unless an input is not
-  // finite, when the usual route below runs.
+  // by row (cheaper than the channels-first pass's short reduction rows).
   if (g.N > 0 && conv_reach_is_compact(g)) {
-    if (last && (backward_weight_over_padded_rows(g) || backward_weight_by_kernel_rows(g))) {
-      if (conv_backward_weight_by_kernel_rows(g, dy, x, dw)) return;
-    } else if (!last && backward_weight_over_padded_rows(g)) {
+    if (last && (backward_weight_by_image_blocks(g) || backward_weight_by_kernel_rows(g))) {
+      return conv_backward_weight_by_kernel_rows(g, dy, x, dw);
+    } else if (!last && backward_weight_by_image_blocks(g)) {
       const ChannelsLastCopy<T> dyl(dy, g.N, g.out_plane(), g.K), xl(x, g.N, g.in_plane(), g.C);
-      if (conv_backward_weight_by_kernel_rows(g, dyl.data, xl.data, dw)) return;
+      return conv_backward_weight_by_kernel_rows(g, dyl.data, xl.data, dw);
     } else if (!last && channels_first_weight_grad_runs_channels_last(g)) {
       return conv_backward_weight_by_kernel_rows_channels_first(g, dy, x, dw);
     }

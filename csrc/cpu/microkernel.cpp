@@ -8,15 +8,18 @@ namespace {
 template <class T>
 struct Gemm4x8Generic {
   template <bool kTransposedA>
-  __attribute__((always_inline)) static void rows(std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run,
-                                                  std::int64_t run_step, const T* B, std::int64_t ldb, T* C,
-                                                  std::int64_t ldc, int accumulate) {
+  __attribute__((always_inline)) static void rows(Segments seg, std::int64_t kc, const T* A, std::int64_t lda,
+                                                  std::int64_t run, std::int64_t run_step, const T* B, std::int64_t ldb,
+                                                  T* C, std::int64_t ldc, int accumulate) {
     constexpr int MR = 4, NR = 8;
     T acc[MR][NR] = {};
-    AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
-    for (std::int64_t p = 0; p < kc; ++p, a_op.step(), B += ldb)
-      for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) acc[i][j] += a_op.at(i) * B[j];
+    for (std::int64_t s = 0; s < seg.count; ++s) {
+      AOperand<T, MR, kTransposedA> a_op(A + s * seg.a_step, lda, run, run_step);
+      const T* b = B + s * seg.b_step;
+      for (std::int64_t p = 0; p < kc; ++p, a_op.step(), b += ldb)
+        for (int i = 0; i < MR; ++i)
+          for (int j = 0; j < NR; ++j) acc[i][j] += a_op.at(i) * b[j];
+    }
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
   }

@@ -30,6 +30,17 @@ struct MicroKernel {
   // rows: one run of kW x C values per kernel row, an input row apart); B as in run_strided.
   void (*run_transposed_a)(std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run, std::int64_t run_step,
                            const T* B, std::int64_t ldb, T* C, std::int64_t ldc, int accumulate);
+  // run_strided over `segments` stretches of kc steps each, stretch s starting a_step and b_step
+  // elements past stretch 0 in A and B, summed in registers: the output rows of a layer read in
+  // place, without multiplying the cells between them (which a single stretch over whole padded
+  // rows would).
+  void (*run_segments)(std::int64_t segments, std::int64_t kc, const T* A, std::int64_t lda, std::int64_t a_step,
+                       const T* B, std::int64_t ldb, std::int64_t b_step, T* C, std::int64_t ldc, int accumulate);
+};
+
+// The stretches a micro-kernel body reduces over (run_segments); one for the other entries.
+struct Segments {
+  std::int64_t count = 1, a_step = 0, b_step = 0;
 };
 
 // How a micro-kernel reads A(p, i), reduction step p and product row i, in its two layouts:
@@ -62,9 +73,9 @@ struct AOperand {
   }
 };
 
-// A micro-kernel's three entries, from one body written once per ISA:
-//   Body::template rows<kTransposedA>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate),
-// which reads A as AOperand says and B's rows ldb apart. Body::rows is always inlined, so the
+// A micro-kernel's four entries, from one body written once per ISA:
+//   Body::template rows<kTransposedA>(segments, kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate),
+// which reads A as AOperand says and B's rows ldb apart, over each of `segments`' stretches. Body::rows is always inlined, so the
 // packed entry's panel widths are constants and its address steps compile to immediates. Bodies
 // live in their kernel set's anonymous namespace, which keeps every entry local to that set.
 template <class T, int MR, int NR, class Body>
@@ -73,13 +84,19 @@ MicroKernel<T> micro_kernel_entries(const char* isa) {
           NR,
           isa,
           [](std::int64_t kc, const T* A, const T* B, T* C, std::int64_t ldc, int accumulate) {
-            Body::template rows<false>(kc, A, MR, 0, 0, B, NR, C, ldc, accumulate);
+            Body::template rows<false>(Segments{}, kc, A, MR, 0, 0, B, NR, C, ldc, accumulate);
           },
           [](std::int64_t kc, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C, std::int64_t ldc,
-             int accumulate) { Body::template rows<false>(kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate); },
+             int accumulate) { Body::template rows<false>(Segments{}, kc, A, lda, 0, 0, B, ldb, C, ldc, accumulate); },
           [](std::int64_t kc, const T* A, std::int64_t lda, std::int64_t run, std::int64_t run_step, const T* B,
-             std::int64_t ldb, T* C, std::int64_t ldc,
-             int accumulate) { Body::template rows<true>(kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate); }};
+             std::int64_t ldb, T* C, std::int64_t ldc, int accumulate) {
+            Body::template rows<true>(Segments{}, kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate);
+          },
+          [](std::int64_t segments, std::int64_t kc, const T* A, std::int64_t lda, std::int64_t a_step, const T* B,
+             std::int64_t ldb, std::int64_t b_step, T* C, std::int64_t ldc, int accumulate) {
+            Body::template rows<false>(Segments{segments, a_step, b_step}, kc, A, lda, 0, 0, B, ldb, C, ldc,
+                                       accumulate);
+          }};
 }
 
 template <class T>

@@ -63,27 +63,30 @@ constexpr int kMR = 6;
 template <class Y>
 struct Gemm6x2vAvx2 {
   template <bool kTransposedA>
-  __attribute__((always_inline)) static void rows(std::int64_t kc, const typename Y::T* A, std::int64_t lda,
-                                                  std::int64_t run, std::int64_t run_step, const typename Y::T* B,
-                                                  std::int64_t ldb, typename Y::T* C, std::int64_t ldc,
-                                                  int accumulate) {
+  __attribute__((always_inline)) static void rows(Segments seg, std::int64_t kc, const typename Y::T* A,
+                                                  std::int64_t lda, std::int64_t run, std::int64_t run_step,
+                                                  const typename Y::T* B, std::int64_t ldb, typename Y::T* C,
+                                                  std::int64_t ldc, int accumulate) {
     using T = typename Y::T;
     constexpr int L = Y::kLanes;
     typename Y::V c0[kMR], c1[kMR];
 #pragma GCC unroll 6
     for (int i = 0; i < kMR; ++i) c0[i] = c1[i] = Y::zero();
-    AOperand<T, kMR, kTransposedA> a_op(A, lda, run, run_step);
-    for (std::int64_t p = 0; p < kc; ++p) {
-      const typename Y::V b0 = Y::load(B);
-      const typename Y::V b1 = Y::load(B + L);
+    for (std::int64_t s = 0; s < seg.count; ++s) {
+      AOperand<T, kMR, kTransposedA> a_op(A + s * seg.a_step, lda, run, run_step);
+      const T* b = B + s * seg.b_step;
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const typename Y::V b0 = Y::load(b);
+        const typename Y::V b1 = Y::load(b + L);
 #pragma GCC unroll 6
-      for (int i = 0; i < kMR; ++i) {
-        const typename Y::V a = Y::broadcast(&a_op.at_ref(i));
-        c0[i] = Y::fmadd(a, b0, c0[i]);
-        c1[i] = Y::fmadd(a, b1, c1[i]);
+        for (int i = 0; i < kMR; ++i) {
+          const typename Y::V a = Y::broadcast(&a_op.at_ref(i));
+          c0[i] = Y::fmadd(a, b0, c0[i]);
+          c1[i] = Y::fmadd(a, b1, c1[i]);
+        }
+        a_op.step();
+        b += ldb;
       }
-      a_op.step();
-      B += ldb;
     }
 #pragma GCC unroll 6
     for (int i = 0; i < kMR; ++i) {

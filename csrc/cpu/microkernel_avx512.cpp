@@ -52,10 +52,10 @@ struct Zmm64 {
 template <class Z, int MR, int NV>
 struct GemmAvx512 {
   template <bool kTransposedA>
-  __attribute__((always_inline)) static void rows(std::int64_t kc, const typename Z::T* A, std::int64_t lda,
-                                                  std::int64_t run, std::int64_t run_step, const typename Z::T* B,
-                                                  std::int64_t ldb, typename Z::T* C, std::int64_t ldc,
-                                                  int accumulate) {
+  __attribute__((always_inline)) static void rows(Segments seg, std::int64_t kc, const typename Z::T* A,
+                                                  std::int64_t lda, std::int64_t run, std::int64_t run_step,
+                                                  const typename Z::T* B, std::int64_t ldb, typename Z::T* C,
+                                                  std::int64_t ldc, int accumulate) {
     using T = typename Z::T;
     constexpr int L = Z::kLanes;
     // Every loop over the rows fully unrolled: otherwise GCC turns the zeroing into a memset of
@@ -65,19 +65,22 @@ struct GemmAvx512 {
     for (int v = 0; v < NV; ++v)
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) c[v][i] = Z::zero();
-    AOperand<T, MR, kTransposedA> a_op(A, lda, run, run_step);
-    for (std::int64_t p = 0; p < kc; ++p) {
-      typename Z::V b[NV];
+    for (std::int64_t s = 0; s < seg.count; ++s) {
+      AOperand<T, MR, kTransposedA> a_op(A + s * seg.a_step, lda, run, run_step);
+      const T* b_row = B + s * seg.b_step;
+      for (std::int64_t p = 0; p < kc; ++p) {
+        typename Z::V b[NV];
 #pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) b[v] = Z::load(B + v * L);
+        for (int v = 0; v < NV; ++v) b[v] = Z::load(b_row + v * L);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const typename Z::V a = Z::broadcast(a_op.at(i));
+        for (int i = 0; i < MR; ++i) {
+          const typename Z::V a = Z::broadcast(a_op.at(i));
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; ++v) c[v][i] = Z::fmadd(a, b[v], c[v][i]);
+          for (int v = 0; v < NV; ++v) c[v][i] = Z::fmadd(a, b[v], c[v][i]);
+        }
+        a_op.step();
+        b_row += ldb;
       }
-      a_op.step();
-      B += ldb;
     }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
