@@ -610,6 +610,9 @@ def test_channels_last_backward_data_by_phases(
         (2, 8, 20, (3, 3), 1, (9, 11)),  # padded; an edge block of output channels
         (1, 4, 12, (7,), 3, (40,)),
         (3, 8, 8, (2, 3, 3), (0, 1, 1), (3, 5, 12)),
+        (2, 1, 6, (5, 5), 0, (12, 11)),  # LeNet's first layer: kernel rows stacked, K widened
+        (2, 3, 10, (3, 3), 1, (9, 13)),  # RGB, padded: 27 stacked taps
+        (3, 1, 8, (2, 3, 3), (1, 1, 0), (3, 6, 9)),  # stacked per depth plane
     ],
 )
 def test_backward_weight_by_image_blocks(
@@ -617,9 +620,10 @@ def test_backward_weight_by_image_blocks(
 ):
     """Weight gradients of small unit-stride layers with few input channels, each output row one
     stretch of the micro-kernel's reduction with both operands read in place (3-D: a call per
-    output depth), in both layouts (channels-first ones on channels-last copies); output channels
-    widened to whole tiles (14, 20); 9 images: blocks of images summed apart, the last one partial;
-    grad_weight allocated NaN-poisoned."""
+    output depth), a kernel row's taps alone or all kernel rows' stacked, in both layouts
+    (channels-first ones on channels-last copies); output channels short of whole tiles (6, 10, 14,
+    20: grad_output read past each position's channels, the last image widened); 9 images: blocks
+    of images summed apart, the last one partial; grad_weight allocated NaN-poisoned."""
     last = data_format == "last"
     case = one_group_case(rank, cin, cout, kernel, 1, 1, padding, size, batch=9, bias=False, last=last)
     check_backward(rank, case, dtype, rng)

@@ -506,6 +506,43 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
   });
 }
 
+// How the weight gradient by blocks of images tiles its product (below): the rows are K and the
+// columns a kernel row's taps, or the converse, whichever fills the micro-kernel's tiles better
+// (lenet5.conv2, 16 x 30 taps: the taps as rows under AVX-512's one-vector 10 x 16 tiles and
+// AVX2's 6 x 16, which fit both exactly; K as rows, 8 x 32 tiles padded the taps to 32). With
+// `stacked`, the image is copied with its kH input rows' cells side by side, so that one kernel
+// row holds all kH x kW x C taps: where a kernel row's own kW x C fill the tiles poorly (a grey
+// first layer, lenet5.conv1: 5 taps, 25 stacked).
+template <class T>
+struct ImageBlockTiling {
+  bool stacked, tap_rows;
+  const MicroKernel<T>* mk;
+  i64 taps;  // a kernel row's taps: kW x C, or kW x kH x C stacked
+  double taps_filled;  // the share of the tiles' taps that are real
+
+  explicit ImageBlockTiling(const ConvGeometry& g) {
+    const auto filled = [](i64 n, i64 tile) { return double(n) / double(ceil_div(n, tile) * tile); };
+    const MicroKernel<T>& by_k = micro_kernel_for_rows<T>(g.K);
+    double best = -1;
+    for (bool stack : {false, true}) {
+      const i64 L = g.kernel[2] * g.C * (stack ? g.kernel[1] : 1);
+      const MicroKernel<T>& by_tap = micro_kernel_for_row_tiles<T>(L, g.K);
+      const double tap_fill = filled(L, by_tap.mr) * filled(g.K, by_tap.nr);
+      const double k_fill = filled(g.K, by_k.mr) * filled(L, by_k.nr);
+      // Stacking copies each input cell kH times: taken only for an eighth more of the tiles.
+      const double fill = std::max(tap_fill, k_fill) * (stack ? 1.0 / 1.125 : 1.0);
+      if (fill > best) {
+        best = fill;
+        stacked = stack;
+        tap_rows = tap_fill > k_fill;
+        mk = tap_rows ? &by_tap : &by_k;
+        taps = L;
+        taps_filled = tap_rows ? filled(L, by_tap.mr) : filled(L, by_k.nr);
+      }
+    }
+  }
+};
+
 // Backward weight by blocks of images (LeNet-sized layers), over output rows read in place. Per
 // kernel row (kd, kh) and image, with the input zero-padded into Xp,
 //     dW_row^T[K x kW*C] += sum over output rows (od, oh) and columns ow of
@@ -516,41 +553,41 @@ void backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* 
 // (no gather of short output rows, which took half the time of the channels-first inner-product
 // form on 10 x 10 outputs). Numbering the positions over whole padded rows instead, one stretch an
 // image, multiplied the Wp - OW cells between output rows too (zero gradients): 1.4 times the
-// multiply-adds on lenet5.conv2. The product's rows are K and its columns the kW x C taps, or the
-// converse, whichever fills the micro-kernel's tiles better; grad_output is read in place unless
-// its K columns must be widened to whole tiles. Items are blocks of images: each image padded into
-// an L1-sized buffer of the item's own and summed, every kernel row and tile, into the block's
-// partial dW; the partials are added in block order, so the bits do not depend on the thread
-// count. (Copying the whole batch first, then splitting the GEMMs among threads by kernel row,
-// read each image from the other core's cache and cost a parallel region more.) Tile rows and
-// columns past K or the taps multiply zeros or the cells past a run, and are never read.
+// multiply-adds on lenet5.conv2. Stacked (ImageBlockTiling), the copy's cell (od, oh, w) holds
+// input rows oh .. oh + kH - 1 side by side and the kernel rows are kd alone. grad_output is read
+// in place (the batch's last image widened to whole tiles of K where K is not). Items are blocks of images: each
+// image padded into an L1-sized buffer of the item's own and summed, every kernel row and tile,
+// into the block's partial dW; the partials are added in block order, so the bits do not depend
+// on the thread count. (Copying the whole batch first, then splitting the GEMMs among threads by
+// kernel row, read each image from the other core's cache and cost a parallel region more.) Tile
+// rows and columns past K or the taps multiply zeros, the cells past a run or the next position's
+// gradients, and are never read.
 template <class T>
 void backward_weight_image_blocks(const ConvGeometry& g, const T* dy, const T* x, T* dw) {
   const i64 C = g.C, K = g.K, kD = g.kernel[0], kH = g.kernel[1], kW = g.kernel[2];
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2];
-  const i64 Dp = g.in[0] + g.pad_before[0] + g.pad_after[0], Hp = g.in[1] + g.pad_before[1] + g.pad_after[1];
-  const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2];
-  const i64 L = kW * C, kernel_rows = kD * kH;
-  // lenet5.conv2, 16 x 30: the taps as rows under AVX-512's one-vector 10 x 16 tiles and AVX2's
-  // 6 x 16, which fit both exactly (K as rows: 8 x 32 tiles padded the taps to 32).
-  const MicroKernel<T>& by_k = micro_kernel_for_rows<T>(K);
-  const MicroKernel<T>& by_tap = micro_kernel_for_row_tiles<T>(L, K);
-  const auto filled = [](i64 n, i64 tile) { return double(n) / double(ceil_div(n, tile) * tile); };
-  const bool tap_rows = filled(L, by_tap.mr) * filled(K, by_tap.nr) > filled(K, by_k.mr) * filled(L, by_k.nr);
-  const MicroKernel<T>& mk = tap_rows ? by_tap : by_k;
-  const i64 MR = mk.mr, NR = mk.nr;
+  const ImageBlockTiling<T> tiling(g);
+  const bool tap_rows = tiling.tap_rows, stacked = tiling.stacked;
+  const MicroKernel<T>& mk = *tiling.mk;
+  const i64 MR = mk.mr, NR = mk.nr, L = tiling.taps;
+  // The copy: Dp planes of Hs rows of Wp cells of Cs values.
+  const i64 Dp = g.in[0] + g.pad_before[0] + g.pad_after[0],
+            Hs = stacked ? OH : g.in[1] + g.pad_before[1] + g.pad_after[1];
+  const i64 Wp = g.in[2] + g.pad_before[2] + g.pad_after[2], Cs = stacked ? kH * C : C;
+  const i64 kernel_rows = stacked ? kD : kD * kH;
   // Rows and columns of a kernel row's summed products, and grad_output's widened channel count.
   const i64 rows = tap_rows ? ceil_div(L, MR) * MR : ceil_div(K, MR) * MR;
   const i64 cols = tap_rows ? ceil_div(K, NR) * NR : ceil_div(L, NR) * NR;
   const i64 Kw = tap_rows ? cols : rows;
-  const i64 out_image = g.out_plane(), image = Dp * Hp * Wp * C, in_image = g.in_plane() * C;
+  const i64 out_image = g.out_plane(), image = Dp * Hs * Wp * Cs, in_image = g.in_plane() * C;
   const i64 part = kernel_rows * rows * cols;
   // At least 4 images a block (the partials' sum stays a small part of the work), at most
   // kWgradMaxBlocks blocks (bounding their memory whatever the batch).
   const i64 block = std::max<i64>(4, ceil_div(g.N, kWgradMaxBlocks)), blocks = ceil_div(g.N, block);
   const int slots = scratch_slots(blocks);
   // Per slot one padded image (+ zeros: the last tile of taps reads up to NR - 1 or MR - 1 values
-  // past the last kernel row's run) and, where K is widened, one grad_output image.
+  // past the last kernel row's run) and, where K is widened, one grad_output image (the batch's
+  // last).
   const i64 xstride = image + std::max(MR, NR), dystride = Kw == K ? 0 : out_image * Kw;
   AlignedBuffer<T> xbuf(checked_mul(slots, xstride, "padded input image")),
       dybuf(checked_mul(slots, dystride, "widened grad_output image"));
@@ -569,27 +606,43 @@ void backward_weight_image_blocks(const ConvGeometry& g, const T* dy, const T* x
       for (i64 d = 0; d < g.in[0]; ++d)
         for (i64 h = 0; h < g.in[1]; ++h) {
           const T* from = xn + (d * g.in[1] + h) * g.in[2] * C;
-          T* dst = xi + (((d + g.pad_before[0]) * Hp + h + g.pad_before[1]) * Wp + g.pad_before[2]) * C;
-          std::copy(from, from + g.in[2] * C, dst);
+          const i64 hp = h + g.pad_before[1];
+          if (!stacked) {
+            std::copy(from, from + g.in[2] * C, xi + (((d + g.pad_before[0]) * Hs + hp) * Wp + g.pad_before[2]) * C);
+            continue;
+          }
+          // Input row h is kernel row kh of output row hp - kh. A strided loop per channel: a
+          // loop over each cell's few channels inside the one over cells took 0.25 ms of
+          // lenet5.conv1's 0.45.
+          for (i64 kh = std::max<i64>(0, hp - OH + 1); kh <= std::min(kH - 1, hp); ++kh) {
+            T* dst = xi + (((d + g.pad_before[0]) * Hs + hp - kh) * Wp + g.pad_before[2]) * Cs + kh * C;
+            for (i64 c = 0; c < C; ++c)
+              for (i64 w = 0; w < g.in[2]; ++w) dst[w * Cs + c] = from[w * C + c];
+          }
         }
+      // Tiles read grad_output's K channels as Kw, the Kw - K past a position's own being the
+      // next position's (products in tile rows or columns that are never read): only the last
+      // image is widened, so that nothing is read past the array.
       const T* dyn = dy + n * out_image * K;
-      if (Kw != K) {
-        for (i64 v = 0; v < out_image; ++v) std::copy(dyn + v * K, dyn + v * K + K, dyi + v * Kw);
+      const i64 ldy = Kw != K && n == g.N - 1 ? Kw : K;
+      if (ldy != K) {
+        for (i64 k = 0; k < K; ++k)
+          for (i64 v = 0; v < out_image; ++v) dyi[v * Kw + k] = dyn[v * K + k];
         dyn = dyi;
       }
       for (i64 kr = 0; kr < kernel_rows; ++kr) {
         T* out = acc + kr * rows * cols;
         for (i64 od = 0; od < OD; ++od) {
-          const T* xrow = xi + ((od + kr / kH) * Hp + kr % kH) * Wp * C;
-          const T* dyrows = dyn + od * OH * OW * Kw;
+          const T* xrow = stacked ? xi + (od + kr) * Hs * Wp * Cs : xi + ((od + kr / kH) * Hs + kr % kH) * Wp * C;
+          const T* dyrows = dyn + od * OH * OW * ldy;
           const bool accumulate = n > b * block || od > 0;
           for (i64 i = 0; i < rows; i += MR)
             for (i64 j = 0; j < cols; j += NR) {
               if (tap_rows)
-                mk.run_segments(OH, OW, xrow + i, C, Wp * C, dyrows + j, Kw, OW * Kw, out + i * cols + j, cols,
+                mk.run_segments(OH, OW, xrow + i, Cs, Wp * Cs, dyrows + j, ldy, OW * ldy, out + i * cols + j, cols,
                                 accumulate);
               else
-                mk.run_segments(OH, OW, dyrows + i, Kw, OW * Kw, xrow + j, C, Wp * C, out + i * cols + j, cols,
+                mk.run_segments(OH, OW, dyrows + i, ldy, OW * ldy, xrow + j, Cs, Wp * Cs, out + i * cols + j, cols,
                                 accumulate);
             }
         }
@@ -604,12 +657,14 @@ void backward_weight_image_blocks(const ConvGeometry& g, const T* dy, const T* x
     for (i64 b = 1; b < blocks; ++b) add_row(partials + lo, partials + b * part + lo, len);
   });
   parallel_for(K, [&](i64 k, int) {
-    for (i64 kr = 0; kr < kernel_rows; ++kr)
-      for (i64 c = 0; c < C; ++c)
-        for (i64 kw = 0; kw < kW; ++kw) {
-          const i64 r = kw * C + c, at = kr * rows * cols + (tap_rows ? r * cols + k : k * cols + r);
-          dw[((k * C + c) * kernel_rows + kr) * kW + kw] = partials[at];
-        }
+    for (i64 kd = 0; kd < kD; ++kd)
+      for (i64 kh = 0; kh < kH; ++kh)
+        for (i64 c = 0; c < C; ++c)
+          for (i64 kw = 0; kw < kW; ++kw) {
+            const i64 kr = stacked ? kd : kd * kH + kh, r = kw * Cs + (stacked ? kh * C : 0) + c;
+            const i64 at = kr * rows * cols + (tap_rows ? r * cols + k : k * cols + r);
+            dw[((k * C + c) * kD * kH + kd * kH + kh) * kW + kw] = partials[at];
+          }
   });
 }
 
@@ -803,16 +858,14 @@ bool backward_data_by_kernel_rows(const ConvGeometry& g) {
 }
 
 // Backward weight by blocks of images: a layer with one group, unit stride and no dilation, with
-// at most 8 input channels (wider layers have long enough runs for the usual passes), whose kernel
-// rows fill NR panels at least three quarters (LeNet's second layer: 30 of 32 columns). Both
-// layouts.
+// at most 8 input channels (wider layers have long enough runs for the usual passes), whose taps
+// fill the tiles at least three quarters (LeNet: 30 of 30 on its second layer, 25 stacked of 32
+// on its first). Both layouts.
 bool backward_weight_by_image_blocks(const ConvGeometry& g) {
-  const MicroKernel<float>& mk = micro_kernel_for_rows<float>(g.K);
   if (g.groups != 1 || g.C > kChannelsFirstMaxChannels) return false;
   for (int a = 0; a < 3; ++a)
     if (g.stride[a] != 1 || g.dilation[a] != 1) return false;
-  const i64 L = g.kernel[2] * g.C, filled = ceil_div(L, i64{mk.nr}) * mk.nr;
-  return L * 4 >= filled * 3;
+  return ImageBlockTiling<float>(g).taps_filled >= 0.75;
 }
 
 // Backward weight by kernel rows: channels-last layers with one group, undilated columns, at most
