@@ -539,15 +539,16 @@ def test_channels_last_forward_by_kernel_rows(rank, cin, cout, kernel, stride, d
     "rank,cin,cout,kernel,stride,padding,size",
     [
         (2, 64, 64, (3, 3), 2, 1, (6, 28)),  # 14 outputs a row
+        (2, 16, 40, (3, 3), 2, 1, (5, 56)),  # 28 outputs a row (AVX-512: by kernel rows), an edge n-panel
         (2, 24, 40, (3, 3), 2, 1, (9, 17)),  # rows of 9, an edge n-panel
         (1, 16, 32, (5,), 3, 2, (40,)),
         (3, 12, 20, (3, 3, 3), 2, 1, (5, 6, 9)),
     ],
 )
 def test_channels_first_strided_forward(rank, cin, cout, kernel, stride, padding, size, dtype, rng):
-    """Strided channels-first forwards with many input channels (on channels-last copies where the
-    kernel-rows forward does not serve them, else the channels-first GEMM): every output element
-    against the reference, in an out= buffer NaN-poisoned."""
+    """Strided channels-first forwards with many input channels (by kernel rows, transposing in
+    cache, where its tiles fit the output rows; else on channels-last copies or the channels-first
+    GEMM): every output element against the reference, in an out= buffer NaN-poisoned."""
     case = one_group_case(rank, cin, cout, kernel, stride, 1, padding, size, batch=2, bias=True, last=False)
     check_forward(rank, case, dtype, rng)
 

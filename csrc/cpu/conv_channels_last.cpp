@@ -183,8 +183,8 @@ bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass) {
 // outputs): that GEMM on channels-last copies of the activations outran the im2col GEMM of the
 // channels-first pass, transposes included (2-core Xeon, AVX2, builds alternating:
 // resnet50.l2.3x3s2 NCHW forward 10.4-10.8 -> 9.4-9.6 ms; 256 channels at 28 -> 14: 9.9-10.1 ->
-// 9.4-9.6). Where the kernel-rows forward serves the layer it is not taken (AVX-512: 6.33 -> 5.93
-// ms on the first, 5.97 -> 6.6 on the second).
+// 9.4-9.6). Where the kernel-rows forward serves the layer, it runs on the channels-first
+// activations instead, transposing in cache (channels_first_forward_runs_channels_last).
 bool channels_first_strided_forward_runs_channels_last(const ConvGeometry& g) {
   const bool strided = g.stride[0] > 1 || g.stride[1] > 1 || g.stride[2] > 1;
   return strided && g.C_per_group() > kChannelsFirstMaxChannels && g.kernel_volume() > 1 &&
@@ -224,16 +224,19 @@ bool forward_by_kernel_rows(const ConvGeometry& g) {
   return unit_stride ? padded * 8 <= g.out[2] * 9 : padded == g.out[2];
 }
 
-// A few input channels and either at most 16 output channels (LeNet's second layer: 6 -> 16 at
-// 14 x 14), where the channels-first forward spends more on gathering its im2col panels, rows of
-// 10 positions, than on the GEMM (2-core Xeon, lenet5.conv2 NCHW forward 0.18 -> 0.13-0.14 ms
-// under AVX-512, 0.32 -> 0.21 under AVX2), or a strided layer, whose output rows, a quarter of the
-// input's, are cheap to transpose (resnet50.conv1 NCHW forward 7.8-8.0 -> 6.4-6.5 ms under
-// AVX-512, 11.5 -> 9.8-10.0 under AVX2). At unit stride the transposes outweigh the gain (3 -> 64
-// channels, 3 x 3 at 224 x 224: 8.7-9.8 -> 9.9-10.6 ms, 13-15 -> 17.6-19).
+// A few input channels and at most 16 output channels (LeNet's second layer: 6 -> 16 at 14 x 14),
+// where the channels-first forward spends more on gathering its im2col panels, rows of 10
+// positions, than on the GEMM (2-core Xeon, lenet5.conv2 NCHW forward 0.18 -> 0.13-0.14 ms under
+// AVX-512, 0.32 -> 0.21 under AVX2), or any strided layer the kernel-rows forward serves, whose
+// output rows, a quarter of the input's, are cheap to transpose: resnet50.conv1 NCHW forward
+// 7.8-8.0 -> 6.4-6.5 ms under AVX-512, 11.5 -> 9.8-10.0 under AVX2 (2-core Xeon); with many
+// channels, where AVX-512's 14-row tiles fit the rows, in place of the im2col GEMM: 2-core Zen 4,
+// resnet50.l2.3x3s2 NCHW 11.5 -> 10.8-10.9 ms, 256 channels at 28 -> 14 12.2 -> 10.8. At unit
+// stride the transposes outweigh the gain (3 -> 64 channels, 3 x 3 at 224 x 224: 8.7-9.8 ->
+// 9.9-10.6 ms, 13-15 -> 17.6-19).
 bool channels_first_forward_runs_channels_last(const ConvGeometry& g) {
   const bool strided = g.stride[0] > 1 || g.stride[1] > 1 || g.stride[2] > 1;
-  return g.C <= kChannelsFirstMaxChannels && (g.K <= 16 || strided) && forward_by_kernel_rows(g);
+  return ((g.C <= kChannelsFirstMaxChannels && g.K <= 16) || strided) && forward_by_kernel_rows(g);
 }
 
 namespace {
