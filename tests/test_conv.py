@@ -692,14 +692,16 @@ def test_backward_weight_by_kernel_rows(
         (2, 12, 32, (3, 3), 2, 1, 1, (48, 7)),  # 72 output rows of 4: two blocks, partials added
     ],
 )
+@pytest.mark.parametrize("data_format", ["last", "first"])
 def test_backward_weight_of_strided_wide_layers_by_kernel_rows(
-    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, rng, poisoned_allocations
+    rank, cin, cout, kernel, stride, dilation, padding, size, dtype, data_format, rng, poisoned_allocations
 ):
-    """Channels-last strided layers with many input channels: weight gradient by kernel rows from
-    panels of a few output rows' input runs (zeros for padding taps) against grad_output's rows,
-    blocks of rows summing into partials added in block order; grad_weight allocated
-    NaN-poisoned."""
-    case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=3, bias=False, last=True)
+    """Strided layers with many input channels: weight gradient by kernel rows from panels of a
+    few output rows' input runs (zeros for padding taps) against grad_output's rows, blocks of
+    rows summing into partials added in block order (channels-first layers on channels-last
+    copies); grad_weight allocated NaN-poisoned."""
+    last = data_format == "last"
+    case = one_group_case(rank, cin, cout, kernel, stride, dilation, padding, size, batch=3, bias=False, last=last)
     check_backward(rank, case, dtype, rng)
 
 

@@ -110,7 +110,11 @@ void conv_backward_weight(const ConvGeometry& g, bool last, const T* dy, const T
     } else if (!last && channels_first_weight_grad_runs_channels_last(g)) {
       return conv_backward_weight_by_kernel_rows_channels_first(g, dy, x, dw);
     }
-    if (last && backward_weight_wide_by_kernel_rows(g)) return conv_backward_weight_wide_by_kernel_rows(g, dy, x, dw);
+    if (backward_weight_wide_by_kernel_rows(g)) {
+      if (last) return conv_backward_weight_wide_by_kernel_rows(g, dy, x, dw);
+      const ChannelsLastCopy<T> dyl(dy, g.N, g.out_plane(), g.K), xl(x, g.N, g.in_plane(), g.C);
+      return conv_backward_weight_wide_by_kernel_rows(g, dyl.data, xl.data, dw);
+    }
   }
   if (through_channels_first(g, last, ConvPass::kBackwardWeight)) {
     const ChannelsFirstCopy<T> dyf(dy, g.N, g.out_plane(), g.K), xf(x, g.N, g.in_plane(), g.C);
