@@ -13,12 +13,13 @@
 // in a fixed order; weight gradients accumulate per-lane partial sums (no reassociation inside a
 // lane) and reduce them in a fixed order at the end.
 //
-// Current: v10 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
+// Current: v11 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
 // the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 300 calls, mobilenet.dw3x3 (N8 C256
 // 28x28): NHWC forward 0.21 ms (PyTorch 2.13 oneDNN channels-last 0.16 in the same hour), backward
 // data 0.22, backward weight 0.31-0.34; under CONVKERN_ISA=avx2 forward 0.27, backward data 0.24.
-// NCHW, from `python bench/run.py --quick` (v5): forward 0.50 ms (0.37), backward data 0.45
-// (0.37), backward weight 0.57 (0.44).
+// NCHW, 2026-12-04, 2-core AMD EPYC (Zen 4), each pass timed alone (medians over 2 s; measure
+// with `python bench/run.py --quick --filter mobilenet --layout NCHW`): forward 0.41-0.44 ms
+// (PyTorch 0.47-0.49), backward data 0.41-0.44, backward weight 0.62-0.66; AVX2 0.46, 0.46, 0.55.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -136,27 +137,30 @@ PaddedPlane padded_plane(const i64* in, const i64* pad_before, const i64* pad_af
   return pp;
 }
 
-// Writes every cell of the padded plane once: zero rows and margins, the input row between them
-// (plain loops the compiler vectorises: std::fill of the whole plane plus a std::copy per row made
-// two passes and a library call per short row).
+// Copies the input rows into a padded plane whose padding is already zero: a thread's plane
+// buffer is zeroed once per call (zero_planes) and only its input cells are written, a row at a
+// time in vectors. (Zeroing each plane's margins per row, GCC turned the zero loops into a memset
+// call per margin: with the per-row copy, a third of mobilenet.dw3x3's NCHW forward on a Zen 4.)
 template <class T>
 void fill_padded_plane(const PaddedPlane& pp, const i64* in, const i64* pad_before, const T* src, T* buf) {
-  const i64 W = in[2], left = pad_before[2], right = pp.Wb - left - W;
-  for (i64 d = 0; d < pp.Dp; ++d) {
-    const i64 id = d - pad_before[0];
-    for (i64 h = 0; h < pp.Hp; ++h) {
-      const i64 ih = h - pad_before[1];
-      T* dst = buf + (d * pp.Hp + h) * pp.Wb;
-      if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
-        for (i64 j = 0; j < pp.Wb; ++j) dst[j] = T(0);
-        continue;
-      }
-      const T* s = src + (id * in[1] + ih) * W;
-      for (i64 j = 0; j < left; ++j) dst[j] = T(0);
-      for (i64 j = 0; j < W; ++j) dst[left + j] = s[j];
-      for (i64 j = 0; j < right; ++j) dst[left + W + j] = T(0);
+  constexpr i64 VL = vector_length<T>();
+  const i64 W = in[2];
+  for (i64 id = 0; id < in[0]; ++id)
+    for (i64 ih = 0; ih < in[1]; ++ih) {
+      const T* from = src + (id * in[1] + ih) * W;
+      T* to = buf + ((id + pad_before[0]) * pp.Hp + ih + pad_before[1]) * pp.Wb + pad_before[2];
+      i64 j = 0;
+      for (; j + VL <= W; j += VL) store_vec(to + j, load_vec(from + j));
+      if (j < W) store_partial(to + j, load_partial(from + j, W - j), W - j);
     }
-  }
+}
+
+// Scratch planes for fill_padded_plane, their padding zero.
+template <class T>
+AlignedBuffer<T> zero_planes(i64 count) {
+  AlignedBuffer<T> planes(count);
+  std::fill(planes.data(), planes.data() + count, T(0));
+  return planes;
 }
 
 // The 2-D, unit-stride, undilated stencil with the kernel size known at compile time (3x3, 5x5,
@@ -312,7 +316,7 @@ void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T
                                       vector_length<T>());
   const i64 planes = g.N * g.K;
   const int slots = scratch_slots(planes);
-  AlignedBuffer<T> bufs(checked_mul(slots, pp.size(), "depthwise scratch"));
+  AlignedBuffer<T> bufs = zero_planes<T>(checked_mul(slots, pp.size(), "depthwise scratch"));
   // Items are (n, input channel): the padded plane is shared by its K/C output channels.
   parallel_for(g.N * g.C, [&](i64 item, int t) {
     const i64 n = item / g.C, c = item % g.C;
@@ -345,7 +349,7 @@ void depthwise_backward_data_channels_first(const ConvGeometry& g, const T* dy, 
     const PaddedPlane pp = padded_plane(g.out, front, back, g.in, one, g.dilation, g.kernel, vector_length<T>());
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
     const int slots = scratch_slots(g.N * g.C);
-    AlignedBuffer<T> bufs(checked_mul(slots, pp.size() + in_plane, "depthwise scratch"));
+    AlignedBuffer<T> bufs = zero_planes<T>(checked_mul(slots, pp.size() + in_plane, "depthwise scratch"));
     parallel_for(g.N * g.C, [&](i64 item, int th) {
       const i64 n = item / g.C, c = item % g.C;
       T* buf = bufs.data() + th * (pp.size() + in_plane);
@@ -399,7 +403,7 @@ void depthwise_backward_weight_channels_first(const ConvGeometry& g, const T* dy
   const i64 OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const PaddedPlane pp = padded_plane(g.in, g.pad_before, g.pad_after, g.out, g.stride, g.dilation, g.kernel, VL);
   const int slots = scratch_slots(g.K);
-  AlignedBuffer<T> bufs(checked_mul(slots, pp.size(), "depthwise scratch"));
+  AlignedBuffer<T> bufs = zero_planes<T>(checked_mul(slots, pp.size(), "depthwise scratch"));
   AlignedBuffer<T> acc_store(slots * kvol * VL);  // 64-byte aligned: holds whole vectors
   parallel_for(g.K, [&](i64 k, int th) {
     const i64 c = k / Kg;
