@@ -576,6 +576,30 @@ def test_channels_first_forward_by_kernel_rows(rank, cin, cout, kernel, stride, 
     check_forward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("data_format", ["first", "last"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "rank,cout,kernel,padding,size,batch",
+    [
+        (2, 6, (5, 5), 0, (32, 32), 5),  # LeNet's first layer
+        (2, 8, (3, 3), 1, (9, 21), 4),  # padded; rows past one vector
+        (2, 1, (2, 4), (1, 2), (7, 5), 6),  # one output; asymmetric kernel: the general stencil
+        (1, 3, (7,), 3, (50,), 4),
+        (3, 4, (3, 3, 3), 1, (4, 6, 19), 4),
+        (2, 6, (5, 5), 0, (12, 12), 3),  # 3 images: the GEMM route
+    ],
+)
+def test_grey_forward_by_stencils(rank, cout, kernel, padding, size, batch, dtype, data_format, rng):
+    """One-channel layers with at most 8 outputs, unit stride, from 4 images: the forward runs the
+    depthwise stencils with a channel multiplier of K (channels-last ones through their channels-first
+    output copy), bias added. Every output element against the reference, in an out= buffer
+    NaN-poisoned."""
+    case = one_group_case(
+        rank, 1, cout, kernel, 1, 1, padding, size, batch=batch, bias=True, last=data_format == "last"
+    )
+    check_forward(rank, case, dtype, rng)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(
     "rank,cin,cout,kernel,stride,padding,size",

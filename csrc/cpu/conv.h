@@ -156,6 +156,7 @@ void conv_backward_weight_direct(const ConvGeometry& g, bool channels_last, cons
 // Depthwise convolution (one input channel per group): direct stencil kernels, same contracts
 // as the general ones above.
 bool conv_is_depthwise(const ConvGeometry& g);
+bool grey_forward_by_stencils(const ConvGeometry& g);
 template <class T>
 void depthwise_forward_channels_first(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y);
 template <class T>

@@ -59,6 +59,19 @@ constexpr i64 kChannelBlock = 64;
 
 bool conv_is_depthwise(const ConvGeometry& g) { return g.C_per_group() == 1 && g.groups > 1; }
 
+// A one-channel (grey) layer with at most 8 outputs, unit stride and no dilation is a depthwise
+// layer with a channel multiplier of K: its forward runs the same stencils, each output plane
+// one pass over the input's padded plane. The GEMMs suit it poorly: K is short of a panel of
+// columns, or, as rows, leaves a reduction of kernel-volume steps per tile (lenet5.conv1, 1 -> 6
+// channels, 5 x 5: 25), and its im2col gathers runs of one value. Items are images: from 4 on (the
+// choice depends on the batch, not the thread count, so the bits do not either).
+bool grey_forward_by_stencils(const ConvGeometry& g) {
+  if (g.groups != 1 || g.C != 1 || g.K > 8 || g.N < 4 || !conv_reach_is_compact(g)) return false;
+  for (int a = 0; a < 3; ++a)
+    if (g.stride[a] != 1 || g.dilation[a] != 1) return false;
+  return true;
+}
+
 namespace {
 
 template <class T>

@@ -37,6 +37,7 @@ void conv_forward(const ConvGeometry& g, bool last, const T* x, const T* w, cons
     conv_forward<T>(g, false, xf.data, w, b, yf.data);
     return yf.copy_out(y);
   }
+  if (!last && grey_forward_by_stencils(g)) return depthwise_forward_channels_first<T>(g, x, w, b, y);
   if (!last && g.N > 0 && conv_reach_is_compact(g) && channels_first_forward_runs_channels_last(g))
     return conv_forward_by_kernel_rows_channels_first(g, x, w, b, y);
   if (!last && g.N > 0 && conv_reach_is_compact(g) && channels_first_strided_forward_runs_channels_last(g)) {
