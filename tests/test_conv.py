@@ -576,6 +576,16 @@ def test_channels_first_forward_by_kernel_rows(rank, cin, cout, kernel, stride, 
     check_forward(rank, case, dtype, rng)
 
 
+@pytest.mark.parametrize("size", [(224, 224), (230, 222)])
+def test_channels_first_forward_streams_large_outputs(size, rng):
+    """A channels-first strided first layer whose output passes 8 MiB: its rows are transposed
+    into their planes with non-temporal stores wherever a 64-byte line is whole (112 outputs a row:
+    every line; 111: rows straddle lines, both kinds of store meet). Every output element against
+    the reference, in an out= buffer NaN-poisoned."""
+    case = one_group_case(2, 3, 64, (7, 7), 2, 1, 3, size, batch=3, bias=True, last=False)
+    check_forward(2, case, np.float32, rng)
+
+
 @pytest.mark.parametrize("data_format", ["first", "last"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(

@@ -113,7 +113,8 @@ void gather_row(const ConvGeometry& g, const TapTable& taps, const T* xg, const 
 // A run of positions between the layouts, 16 x 16 blocks transposed in registers (pack.h):
 // dst[c * plane + p] = src[p * C + c] (kToPlanes) or src[c * plane + p] -> dst[p * C + c], for
 // p < positions and c < C; `plane` is the distance between channels' planes.
-template <bool kToPlanes, class T>
+// kStream (kToPlanes only): whole aligned vectors stored non-temporally (transpose_rows), fenced.
+template <bool kToPlanes, class T, bool kStream = false>
 void transpose_positions(const T* src, T* dst, i64 positions, i64 C, i64 plane) {
   const T* rows[16];
   if constexpr (kToPlanes) {  // rows: positions (contiguous channels) -> rows: channels
@@ -121,8 +122,9 @@ void transpose_positions(const T* src, T* dst, i64 positions, i64 C, i64 plane) 
       for (i64 cb = 0; cb < C; cb += 16) {
         const i64 np = std::min<i64>(16, positions - pb), nc = std::min<i64>(16, C - cb);
         for (i64 j = 0; j < np; ++j) rows[j] = src + (pb + j) * C + cb;
-        transpose_rows(rows, np, nc, dst + cb * plane + pb, plane, np);
+        transpose_rows<T, kStream>(rows, np, nc, dst + cb * plane + pb, plane, np);
       }
+    if constexpr (kStream) stream_fence();
   } else {  // rows: channels (contiguous positions) -> rows: positions
     // Channel blocks outside: 16 planes read front to back, which the prefetchers follow (with
     // position blocks outside, every step read 64 bytes from each of C planes, and the loads
@@ -169,6 +171,7 @@ void transpose_layout(const T* src, T* dst, i64 N, i64 P, i64 C) {
 // the channels-first forward serves no better (resnet50.l2.3x3s2: 7.1 ms here, 11.4 through it),
 // and the forwards that run by kernel rows.
 constexpr i64 kChannelsFirstMaxChannels = 8;
+constexpr i64 kStreamedOutputBytes = i64{8} << 20;
 constexpr i64 kKernelRowsDepth = 256;
 
 bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass) {
@@ -351,6 +354,9 @@ void forward_kernel_rows(const ConvGeometry& g, bool channels_first, const T* x,
   AlignedBuffer<T> row_buffers(slots * buffered * MR * NR);
   AlignedBuffer<T> channels_last_rows(channels_first ? slots * OW * K : 0);
   const i64 out_plane = g.out_plane();
+  // A channels-first output larger than the caches goes to memory without its lines being read
+  // first (resnet50.conv1, 26 MB).
+  const bool stream_output = channels_first && g.N * K * out_plane * i64(sizeof(T)) >= kStreamedOutputBytes;
   parallel_for(rows_out, [&](i64 row, int t) {
     const i64 n = row / (OD * OH), od = (row / OH) % OD, oh = row % OH;
     T* yrow = channels_first ? channels_last_rows.data() + t * OW * K : y + row * OW * K;
@@ -380,8 +386,13 @@ void forward_kernel_rows(const ConvGeometry& g, bool channels_first, const T* x,
     if (bias)
       for (i64 ow = 0; ow < OW; ++ow)
         for (i64 k = 0; k < K; ++k) yrow[ow * K + k] += bias[k];
-    if (channels_first)  // the row, still in cache, into its K planes
-      transpose_positions<true>(yrow, y + n * K * out_plane + (od * OH + oh) * OW, OW, K, out_plane);
+    if (channels_first) {  // the row, still in cache, into its K planes
+      T* to = y + n * K * out_plane + (od * OH + oh) * OW;
+      if (stream_output)
+        transpose_positions<true, T, true>(yrow, to, OW, K, out_plane);
+      else
+        transpose_positions<true>(yrow, to, OW, K, out_plane);
+    }
   });
 }
 
