@@ -172,6 +172,7 @@ void transpose_layout(const T* src, T* dst, i64 N, i64 P, i64 C) {
 // and the forwards that run by kernel rows.
 constexpr i64 kChannelsFirstMaxChannels = 8;
 constexpr i64 kStreamedOutputBytes = i64{8} << 20;
+constexpr i64 kSerialPartialSums = i64{1} << 18;
 constexpr i64 kKernelRowsDepth = 256;
 
 bool channels_last_runs_channels_first(const ConvGeometry& g, ConvPass pass) {
@@ -665,12 +666,20 @@ void backward_weight_image_blocks(const ConvGeometry& g, const T* dy, const T* x
   });
   // The partials summed in block order into block 0's, a vector at a time (element by element
   // across the blocks' strided rows: lenet5.conv2 NHWC 0.163 ms against 0.158), then reordered.
+  // Serially where that is a few hundred thousand additions or fewer (lenet5.conv2: 38 400): a
+  // parallel region costs more than that on an idle machine, and a scheduler quantum when another
+  // process holds a core.
+  const bool serial = blocks * part <= kSerialPartialSums;
+  const auto run = [serial](i64 items, auto&& body) {
+    if (!serial) return parallel_for(items, body);
+    for (i64 i = 0; i < items; ++i) body(i, 0);
+  };
   constexpr i64 kChunk = 1024;
-  parallel_for(ceil_div(part, kChunk), [&](i64 chunk, int) {
+  run(ceil_div(part, kChunk), [&](i64 chunk, int) {
     const i64 lo = chunk * kChunk, len = std::min(kChunk, part - lo);
     for (i64 b = 1; b < blocks; ++b) add_row(partials + lo, partials + b * part + lo, len);
   });
-  parallel_for(K, [&](i64 k, int) {
+  run(K, [&](i64 k, int) {
     for (i64 kd = 0; kd < kD; ++kd)
       for (i64 kh = 0; kh < kH; ++kh)
         for (i64 c = 0; c < C; ++c)
