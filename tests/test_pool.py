@@ -132,6 +132,20 @@ def test_channels_last_extremum_over_vector_blocks_of_channels(kind, case, dtype
     np.testing.assert_array_equal(got, want)  # NaN == NaN here
 
 
+@pytest.mark.parametrize("channels", [128, 132])
+def test_channels_last_max_pool_streams_large_outputs(channels, rng):
+    """A channels-last max pool without indices whose output passes 8 MiB stores its whole cache
+    lines non-temporally: 128 channels put every block of four vectors on a line boundary; 132 do
+    not, and are stored plainly. Against the reference, in an out= buffer filled with a value no
+    window produces."""
+    x = rng.standard_normal((6, 112, 112, channels), dtype=np.float32)
+    want = ref.max_pool2d(x, 2, 2, data_format="NHWC")
+    out = np.full(want.shape, 1234.5, np.float32)
+    assert out.nbytes >= 8 << 20
+    got = convkern.max_pool2d(x, 2, 2, data_format="NHWC", out=out)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 @pytest.mark.parametrize("kind", ["max", "min"])
 @pytest.mark.parametrize(

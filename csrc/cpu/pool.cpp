@@ -36,9 +36,10 @@
 // max/min backward run per plane (per column block) just before its scatter; grad_input is the
 // kernel's own array, so a refused call leaves nothing the caller sees.
 //
-// Current: v11 (how it got here: docs/performance.md, "Kernel history"). Channels-last max/min
+// Current: v12 (how it got here: docs/performance.md, "Kernel history"). Channels-last max/min
 // forward, 2026-12-04, 2-core AMD EPYC (Zen 4), 2 threads: resnet50.maxpool NHWC 0.82-0.89 ms
-// (PyTorch 1.5-1.8 in the same runs; ~0.75 ms is the copy bandwidth's floor). Measured 2026-12-04 with
+// (PyTorch 1.5-1.8 in the same runs; ~0.75 ms is the copy bandwidth's floor), vgg.maxpool NHWC
+// 1.18-1.37 ms (PyTorch 1.7-2.4). Measured 2026-12-04 with
 // `python bench/run.py --quick --filter maxpool --layout NHWC` on the 2-core Xeon (AVX-512), 2
 // threads, median ms, PyTorch 2.13 from the same run in brackets: resnet50.maxpool NHWC forward
 // 0.90 (2.24), backward 1.71 (1.61); vgg.maxpool NHWC forward 1.17 (2.53), backward 5.50 (14.9).
@@ -212,6 +213,9 @@ std::vector<Cover> covers(const AxisWindows& a) {
 // chunks, resnet50.gap NHWC ran 1.3x and resnet50.maxpool NHWC 1.1x slower on a 2-core Xeon).
 // Items are independent, so the split never changes a result.
 constexpr double kGrain = 32768;
+// Outputs from this size on are stored non-temporally where the kernel can (a few MiB: smaller
+// ones may still be in cache when the next layer reads them).
+constexpr double kStreamedPoolBytes = 8 << 20;
 
 template <class F>
 void parallel_ranges(i64 items, double work_per_item, F&& body) {
@@ -984,7 +988,7 @@ i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy,
 // a NaN included. Channels past whole vector blocks go through the scalar rule.
 template <Extremum W, class T>
 void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Span& d, const Span& h, const Span& c,
-                          T* __restrict yp) {
+                          T* __restrict yp, bool stream) {
   const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
   const i64 IH = ah.in, IW = aw.in;
   if (d.count == 0 || h.count == 0 || c.count == 0) {
@@ -1011,7 +1015,11 @@ void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Sp
               best[v] = (val < best[v]) | (val != val) ? val : best[v];
           }
         }
-    for (i64 v = 0; v < kVectors; ++v) store_vec(yp + ch + v * VL, best[v]);
+    if (stream && reinterpret_cast<std::uintptr_t>(yp + ch) % 64 == 0) {
+      for (i64 v = 0; v < kVectors; ++v) stream_vec(yp + ch + v * VL, best[v]);
+    } else {
+      for (i64 v = 0; v < kVectors; ++v) store_vec(yp + ch + v * VL, best[v]);
+    }
   }
   if (ch == nc) return;
   std::copy(cell(0, 0, 0) + ch, cell(0, 0, 0) + nc, yp + ch);
@@ -1031,6 +1039,9 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
   const ChannelBlocks cb = channel_blocks<T>(C, rows);
   const double work = double(OW) * double(cb.size) *
                       double(std::max<i64>(1, w.in_plane / std::max<i64>(1, w.out_plane)));
+  // Without indices, an output larger than the caches is stored non-temporally where whole lines
+  // of it are (vgg.maxpool NHWC, 12.8 MB: its lines were read before being written).
+  const bool stream = !kIndex && double(w.planes) * double(w.out_plane) * sizeof(T) >= kStreamedPoolBytes;
   parallel_ranges(rows * cb.count, work, [&](i64 first, i64 last) {
     for (i64 item = first; item < last; ++item) {  // item = (output row (n, od, oh), channel block)
       const i64 row = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
@@ -1039,7 +1050,7 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
       const Span &d = ad.span[od], &h = ah.span[oh];
       if constexpr (!kIndex) {
         for (i64 ow = 0; ow < OW; ++ow)
-          extremum_window_nhwc<W>(xn, C, nc, w, d, h, aw.span[ow], y + (row * OW + ow) * C + c0);
+          extremum_window_nhwc<W>(xn, C, nc, w, d, h, aw.span[ow], y + (row * OW + ow) * C + c0, stream);
       } else {
         // With indices: the best and its cell tracked per channel through the output row.
         for (i64 ow = 0; ow < OW; ++ow) {
@@ -1074,6 +1085,7 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
         }
       }
     }
+    if (stream) stream_vec_fence();
   });
 }
 

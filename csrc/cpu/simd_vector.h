@@ -9,6 +9,10 @@
 
 #include <cstdint>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace convkern::cpu {
 
 #if defined(__AVX512F__)
@@ -52,6 +56,37 @@ inline Vec<T> load_vec(const T* p) {
 template <class T>
 inline void store_vec(T* p, Vec<T> v) {
   *reinterpret_cast<UnalignedVec<T>*>(p) = v;
+}
+
+// A non-temporal store (to memory, past the caches, without reading the line first) to a
+// vector-aligned address: for results too large to stay in cache. A thread ends its streamed
+// stores with stream_fence() before the parallel region that made them ends.
+template <class T>
+inline void stream_vec(T* p, Vec<T> v) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4)
+    _mm512_stream_ps(p, reinterpret_cast<__m512&>(v));
+  else
+    _mm512_stream_pd(p, reinterpret_cast<__m512d&>(v));
+#elif defined(__AVX2__)
+  if constexpr (sizeof(T) == 4)
+    _mm256_stream_ps(p, reinterpret_cast<__m256&>(v));
+  else
+    _mm256_stream_pd(p, reinterpret_cast<__m256d&>(v));
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4)
+    _mm_stream_ps(p, reinterpret_cast<__m128&>(v));
+  else
+    _mm_stream_pd(p, reinterpret_cast<__m128d&>(v));
+#else
+  store_vec(p, v);
+#endif
+}
+
+inline void stream_vec_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
 }
 
 }  // namespace convkern::cpu
