@@ -68,8 +68,8 @@ void conv_forward_by_kernel_rows_channels_first(const ConvGeometry& g, const T* 
 template <class T>
 bool conv_backward_data_by_phases(const ConvGeometry& g, const T* dy, const T* w, T* dx);
 // Two backward weight passes for layers with few input channels, on channels-last activations:
-// by blocks of images, over output rows read in place (LeNet-sized layers; either layout, channels-first ones on
-// copies) and by kernel rows (a network's strided first layer).
+// by blocks of images, over output rows read in place (LeNet-sized layers; either layout,
+// channels-first ones on copies) and by kernel rows (a network's strided first layer).
 // conv_backward_weight_by_kernel_rows runs whichever applies.
 bool backward_weight_by_image_blocks(const ConvGeometry& g);
 bool backward_weight_by_kernel_rows(const ConvGeometry& g);

@@ -570,10 +570,10 @@ struct ImageBlockTiling {
 // image, multiplied the Wp - OW cells between output rows too (zero gradients): 1.4 times the
 // multiply-adds on lenet5.conv2. Stacked (ImageBlockTiling), the copy's cell (od, oh, w) holds
 // input rows oh .. oh + kH - 1 side by side and the kernel rows are kd alone. grad_output is read
-// in place (the batch's last image widened to whole tiles of K where K is not). Items are blocks of images: each
-// image padded into an L1-sized buffer of the item's own and summed, every kernel row and tile,
-// into the block's partial dW; the partials are added in block order, so the bits do not depend
-// on the thread count. (Copying the whole batch first, then splitting the GEMMs among threads by
+// in place (the batch's last image widened to whole tiles of K where K is not). Items are blocks
+// of images: each image padded into an L1-sized buffer of the item's own and summed, every kernel
+// row and tile, into the block's partial dW; the partials are added in block order, so the bits
+// do not depend on the thread count. (Copying the whole batch first, then splitting the GEMMs among threads by
 // kernel row, read each image from the other core's cache and cost a parallel region more.) Tile
 // rows and columns past K or the taps multiply zeros, the cells past a run or the next position's
 // gradients, and are never read.

@@ -75,9 +75,10 @@ struct AOperand {
 
 // A micro-kernel's four entries, from one body written once per ISA:
 //   Body::template rows<kTransposedA>(segments, kc, A, lda, run, run_step, B, ldb, C, ldc, accumulate),
-// which reads A as AOperand says and B's rows ldb apart, over each of `segments`' stretches. Body::rows is always inlined, so the
-// packed entry's panel widths are constants and its address steps compile to immediates. Bodies
-// live in their kernel set's anonymous namespace, which keeps every entry local to that set.
+// which reads A as AOperand says and B's rows ldb apart, over each of `segments`' stretches.
+// Body::rows is always inlined, so the packed entry's panel widths are constants and its address
+// steps compile to immediates. Bodies live in their kernel set's anonymous namespace, which keeps
+// every entry local to that set.
 template <class T, int MR, int NR, class Body>
 MicroKernel<T> micro_kernel_entries(const char* isa) {
   return {MR,

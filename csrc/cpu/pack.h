@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "../shape.h"
+#include "simd_vector.h"
 
 namespace convkern::cpu {
 
@@ -210,14 +211,6 @@ inline void transpose_rows(const T* const* rows, i64 nrows, i64 len, T* dst, i64
     for (i64 j = 0; j < nrows; ++j) dst[e * ld + j] = rows[j][e];
     for (i64 j = nrows; j < width; ++j) dst[e * ld + j] = T(0);
   }
-}
-
-// Orders a thread's non-temporal stores before whatever it does next (a parallel region's end
-// publishes its results to the other threads).
-inline void stream_fence() {
-#if defined(__AVX2__)
-  _mm_sfence();
-#endif
 }
 
 }  // namespace convkern::cpu

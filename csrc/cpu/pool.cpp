@@ -1085,7 +1085,7 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
         }
       }
     }
-    if (stream) stream_vec_fence();
+    if (stream) stream_fence();
   });
 }
 

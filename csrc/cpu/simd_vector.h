@@ -83,7 +83,9 @@ inline void stream_vec(T* p, Vec<T> v) {
 #endif
 }
 
-inline void stream_vec_fence() {
+// Orders a thread's non-temporal stores before whatever it does next (stream_vec here, the
+// transposing copies' streamed lines in pack.h).
+inline void stream_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
 #endif
