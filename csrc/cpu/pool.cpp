@@ -25,7 +25,9 @@
 //     bands (at stride 1 as a gather, the forward's fold with mirrored taps).
 // Channels-last (N, D, H, W, C): a cell is a contiguous vector of C channels, so every inner loop
 //   runs over C with unit stride. forward: threads take (n, output row[, channel block]); average
-//   windows (and global averages) keep a few vectors of channels' sums in registers; max/min
+//   windows are summed separably (each input column over the row's window rows into an L1 row of
+//   column sums, then each output over its columns), global averages in runs of 16 vectors of
+//   channels held in registers; max/min
 //   backward over small disjoint windows (2x2 stride 2): threads own output rows and write each
 //   window's cells once, gradient or zero by an index compare; other max/min backward: threads own
 //   (n, channel block) columns and scatter; average backward gathers, for each input cell, the
@@ -60,6 +62,7 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "pack.h"
@@ -1089,86 +1092,101 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
   });
 }
 
-// Global average over channels-last planes: per image, runs of a few vectors of channels summed
-// over the positions in registers, position by position in order. (Summed into the output row in
-// L1 instead, resnet50.gap ran 1.2-1.5x slower on a 2-core Xeon.)
+// dst[j] = (the sum over a < outer, b < inner of src[a * outer_step + b * inner_step + j]) / divisor
+// for j < nc, added in that order starting from zero, kVectors vectors of channels at a time in
+// registers (then 4, then 1).
+template <class T, bool kDivide, i64 kVectors = 4>
+inline void sum_runs_nhwc(const T* src, i64 outer, i64 outer_step, i64 inner, i64 inner_step, i64 nc, T divisor,
+                          T* __restrict dst) {
+  constexpr i64 VL = vector_length<T>();
+  auto sum_vectors = [&](auto vectors, i64 ch) {
+    constexpr i64 V = decltype(vectors)::value;
+    Vec<T> sum[V] = {};
+    for (i64 a = 0; a < outer; ++a)
+      for (i64 b = 0; b < inner; ++b) {
+        const T* run = src + a * outer_step + b * inner_step + ch;
+        for (i64 v = 0; v < V; ++v) sum[v] += load_vec(run + v * VL);
+      }
+    for (i64 v = 0; v < V; ++v) store_vec(dst + ch + v * VL, kDivide ? sum[v] / divisor : sum[v]);
+  };
+  i64 ch = 0;
+  for (; ch + kVectors * VL <= nc; ch += kVectors * VL) sum_vectors(std::integral_constant<i64, kVectors>{}, ch);
+  if constexpr (kVectors > 4)
+    for (; ch + 4 * VL <= nc; ch += 4 * VL) sum_vectors(std::integral_constant<i64, 4>{}, ch);
+  for (; ch + VL <= nc; ch += VL) sum_vectors(std::integral_constant<i64, 1>{}, ch);
+  if (ch == nc) return;
+  std::fill(dst + ch, dst + nc, T(0));
+  for (i64 a = 0; a < outer; ++a)
+    for (i64 b = 0; b < inner; ++b) {
+      const T* __restrict run = src + a * outer_step + b * inner_step;
+      for (i64 j = ch; j < nc; ++j) dst[j] += run[j];
+    }
+  if (kDivide)
+    for (i64 j = ch; j < nc; ++j) dst[j] = dst[j] / divisor;
+}
+
+// Global average over channels-last planes: per image, runs of 16 vectors of channels summed over
+// the positions in registers (the adds take their operand from memory, so 16 accumulators fit
+// AVX2's 16 registers). Each position's run is a separate stretch of memory, C channels from the
+// last: runs of 256 bytes (4 vectors under AVX-512, as before) left Zen 4's prefetchers little
+// to follow, resnet50.gap NHWC 50 us against 22 with 1 KiB runs (512 bytes under AVX2: 42 -> 22).
+// (Summed into the output row in L1 instead, resnet50.gap ran 1.2-1.5x slower on a 2-core Xeon.)
 template <class T>
 void avg_global_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x, T* y) {
-  constexpr i64 VL = vector_length<T>(), kVectors = std::min<i64>(8, 256 / kVectorBytes), kRun = VL * kVectors;
+  constexpr i64 kVectors = 16, kRun = vector_length<T>() * kVectors;
   const i64 batch = w.planes / C, P = w.in_plane, runs = ceil_div(C, kRun), items = batch * runs;
   const T divisor = static_cast<T>(window_divisor(w, rule, 0, 0, 0));
   parallel_ranges(items, double(P) * double(kRun), [&](i64 first, i64 last) {
     for (i64 item = first; item < last; ++item) {
       const i64 n = item / runs, c0 = item % runs * kRun, nc = std::min(kRun, C - c0);
-      const T* __restrict xn = x + n * P * C + c0;
-      T* __restrict yn = y + n * C + c0;
-      if (nc == kRun) {
-        Vec<T> sum[kVectors] = {};
-        for (i64 p = 0; p < P; ++p)
-          for (i64 v = 0; v < kVectors; ++v) sum[v] += load_vec(xn + p * C + v * VL);
-        for (i64 v = 0; v < kVectors; ++v) store_vec(yn + v * VL, sum[v] / divisor);
-      } else {
-        std::fill(yn, yn + nc, T(0));
-        for (i64 p = 0; p < P; ++p)
-          for (i64 j = 0; j < nc; ++j) yn[j] += xn[p * C + j];
-        for (i64 j = 0; j < nc; ++j) yn[j] = yn[j] / divisor;
-      }
+      sum_runs_nhwc<T, true, kVectors>(x + n * P * C + c0, 1, 0, P, C, nc, divisor, y + n * C + c0);
     }
   });
 }
 
-// Sliding average windows over channels-last rows: each output's sums for a few vectors of
-// channels stay in registers across the window's taps (summed into the output row in memory,
-// every tap was a load and a store per vector: inception.avgpool ran at 0.77x PyTorch). The taps
-// are added in window order starting from zero, as in every other average kernel.
-template <class T>
-void avg_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Span& d, const Span& h, const Span& c,
-                     T divisor, T* __restrict yp) {
-  const AxisWindows &ah = w.axis[1], &aw = w.axis[2];
-  const i64 IH = ah.in, IW = aw.in;
-  constexpr i64 VL = vector_length<T>(), kVectors = 4;
-  auto cell = [&](i64 kd, i64 kh, i64 kw) {
-    return xn + (((d.begin + kd) * IH + h.begin + kh) * IW + c.begin + kw) * C;
-  };
-  i64 ch = 0;
-  for (; ch + kVectors * VL <= nc; ch += kVectors * VL) {
-    Vec<T> sum[kVectors] = {};
-    for (i64 kd = 0; kd < d.count; ++kd)
-      for (i64 kh = 0; kh < h.count; ++kh)
-        for (i64 kw = 0; kw < c.count; ++kw) {
-          const T* xc = cell(kd, kh, kw) + ch;
-          for (i64 v = 0; v < kVectors; ++v) sum[v] += load_vec(xc + v * VL);
-        }
-    for (i64 v = 0; v < kVectors; ++v) store_vec(yp + ch + v * VL, sum[v] / divisor);
-  }
-  if (ch == nc) return;
-  std::fill(yp + ch, yp + nc, T(0));
-  for (i64 kd = 0; kd < d.count; ++kd)
-    for (i64 kh = 0; kh < h.count; ++kh)
-      for (i64 kw = 0; kw < c.count; ++kw) {
-        const T* __restrict xc = cell(kd, kh, kw);
-        for (i64 j = ch; j < nc; ++j) yp[j] += xc[j];
-      }
-  for (i64 j = ch; j < nc; ++j) yp[j] = yp[j] / divisor;
-}
-
+// Sliding (and adaptive) average windows over channels-last rows, separably: all the windows of
+// one output row read the same input rows (along D and H), so each input column's sum over those
+// rows is formed once, into a buffer in L1, and each output then sums its window's columns. At
+// stride 1 a 3x3 window costs 3 + 3 vector additions and loads instead of 9; the sums are also
+// short independent chains where window order made one chain of 9 dependent additions per vector
+// (inception.avgpool NHWC: 0.30-0.36 ms on a Zen 4, latency-bound, against 0.42 for PyTorch). Each
+// window is summed column by column (rows within a column in order), so its last bits can differ
+// from the channels-first kernels', which add in row-major window order.
 template <class T>
 void avg_forward_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x, T* y) {
   if (is_global(w)) return avg_global_nhwc(w, rule, C, x, y);
   const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
-  const i64 OD = ad.out(), OH = ah.out(), OW = aw.out();
+  const i64 OD = ad.out(), OH = ah.out(), OW = aw.out(), IH = ah.in, IW = aw.in;
   const i64 batch = w.planes / C, rows = batch * OD * OH;
-  const ChannelBlocks cb = channel_blocks<T>(C, rows);
+  // The columns any window reads: [lo, hi).
+  i64 lo = IW, hi = 0;
+  for (const Span& c : aw.span)
+    if (c.count > 0) lo = std::min(lo, c.begin), hi = std::max(hi, c.begin + c.count);
+  const i64 columns = std::max<i64>(0, hi - lo);
+  // Blocks of whole lines of channels small enough for a row of column sums to stay in L1.
+  ChannelBlocks cb = channel_blocks<T>(C, rows);
+  const i64 line = static_cast<i64>(64 / sizeof(T));
+  const i64 fit = std::max(line, (24 * 1024 / static_cast<i64>(sizeof(T))) / std::max<i64>(1, columns) / line * line);
+  if (fit < cb.size) cb = {fit, ceil_div(C, fit)};
   const double work = double(OW) * double(cb.size) *
                       double(std::max<i64>(1, w.in_plane / std::max<i64>(1, w.out_plane)));
   parallel_ranges(rows * cb.count, work, [&](i64 first, i64 last) {
+    std::vector<T> column_sums(static_cast<size_t>(columns * cb.size));
     for (i64 item = first; item < last; ++item) {
       const i64 row = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
       const i64 n = row / (OD * OH), od = row / OH % OD, oh = row % OH;
-      const T* xn = x + n * w.in_plane * C + c0;
-      for (i64 ow = 0; ow < OW; ++ow)
-        avg_window_nhwc(xn, C, nc, w, ad.span[od], ah.span[oh], aw.span[ow],
-                        static_cast<T>(window_divisor(w, rule, od, oh, ow)), y + (row * OW + ow) * C + c0);
+      const Span &d = ad.span[od], &h = ah.span[oh];
+      const T* x0 = x + n * w.in_plane * C + ((d.begin * IH + h.begin) * IW + lo) * C + c0;
+      for (i64 iw = 0; iw < columns; ++iw)
+        sum_runs_nhwc<T, false>(x0 + iw * C, d.count, IH * IW * C, h.count, IW * C, nc, T(1),
+                                column_sums.data() + iw * nc);
+      T* yr = y + row * OW * C + c0;
+      for (i64 ow = 0; ow < OW; ++ow) {
+        const Span& c = aw.span[ow];
+        const T divisor = static_cast<T>(window_divisor(w, rule, od, oh, ow));
+        sum_runs_nhwc<T, true>(column_sums.data() + (c.count > 0 ? c.begin - lo : 0) * nc, 1, 0, c.count, nc, nc,
+                               divisor, yr + ow * C);
+      }
     }
   });
 }
