@@ -297,6 +297,35 @@ def test_ceil_mode_last_window_must_start_inside():
     assert convkern.max_pool2d(x, 2, 2).shape == (1, 1, 2, 2)
 
 
+def test_max_pool_backward_streams_large_grad_inputs(rng):
+    """A channels-first grad_input over 8 MiB is built plane by plane in a scratch plane, checked
+    and scattered in one pass, and streamed out: planes of 181 x 181 cells start off the cache
+    lines (the stores before and after the streamed ones), indices outside their windows are still
+    scattered as given, a bad index in a middle plane is reported at its first position, and the
+    scratch is clean again for the next plane. Each image alone is under 8 MiB and takes the plain
+    path: the same additions in the same order, so the same bits."""
+    x = rng.standard_normal((2, 33, 181, 181)).astype(np.float32)
+    assert x.nbytes >= 8 << 20 > x[:1].nbytes
+    y, idx = convkern.max_pool2d(x, 3, 2, 1, return_indices=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    moved = idx.copy()
+    moved[0, 5] = 0  # every window of one plane into its first cell
+    moved[1, 7, 3, 4] = -1  # one output that reads nothing
+    for indices in (idx, moved):
+        got = convkern.max_pool2d_backward(dy, x, 3, 2, 1, indices=indices)
+        assert_close(got, ref.max_pool2d_backward(dy, x, 3, 2, 1, indices=indices), reduction=9, dtype=np.float32)
+        for n in range(2):
+            plain = convkern.max_pool2d_backward(dy[n : n + 1], x[n : n + 1], 3, 2, 1, indices=indices[n : n + 1])
+            np.testing.assert_array_equal(got[n : n + 1], plain)
+    for bad in (181 * 181, -2):
+        hostile = idx.copy()
+        hostile[1, 20, 40, 41] = bad
+        hostile[1, 20, 44, 0] = bad + 7 if bad > 0 else -9  # a later bad index in the same plane
+        position = np.ravel_multi_index((1, 20, 40, 41), idx.shape)
+        with pytest.raises(ValueError, match=f"indices holds {bad} at flat position {position}"):
+            convkern.max_pool2d_backward(dy, x, 3, 2, 1, indices=hostile)
+
+
 def test_avg_divisors():
     x = np.ones((1, 1, 3, 3), np.float64)
     inc = convkern.avg_pool2d(x, 3, 1, 1, count_include_pad=True)

@@ -83,6 +83,22 @@ inline void stream_vec(T* p, Vec<T> v) {
 #endif
 }
 
+// dst[0, n) = src[0, n), the whole vectors from dst's first vector-aligned element on stored
+// non-temporally (a line's vectors one after another, so each line leaves the write-combining
+// buffer whole), the elements before and after with plain stores. The caller ends with
+// stream_fence().
+template <class T>
+inline void stream_copy(const T* src, T* dst, std::int64_t n) {
+  constexpr std::int64_t VL = vector_length<T>();
+  const std::int64_t misaligned = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(dst) % kVectorBytes);
+  std::int64_t head = misaligned == 0 ? 0 : (kVectorBytes - misaligned) / static_cast<std::int64_t>(sizeof(T));
+  if (misaligned % static_cast<std::int64_t>(sizeof(T)) != 0 || head > n) head = n;
+  std::int64_t i = 0;
+  for (; i < head; ++i) dst[i] = src[i];
+  for (; i + VL <= n; i += VL) stream_vec(dst + i, load_vec(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 // Orders a thread's non-temporal stores before whatever it does next (stream_vec here, the
 // transposing copies' streamed lines in pack.h).
 inline void stream_fence() {
