@@ -38,13 +38,14 @@
 // max/min backward run per plane (per column block) just before its scatter; grad_input is the
 // kernel's own array, so a refused call leaves nothing the caller sees.
 //
-// Current: v12 (how it got here: docs/performance.md, "Kernel history"). Channels-last max/min
-// forward, 2026-12-04, 2-core AMD EPYC (Zen 4), 2 threads: resnet50.maxpool NHWC 0.82-0.89 ms
+// Current: v13 (how it got here: docs/performance.md, "Kernel history"). 2026-12-05, 2-core AMD
+// EPYC (Zen 4), 2 threads, medians, builds alternating (AVX-512 / AVX2): max_pool2d backward
+// resnet50.maxpool NCHW 1.19-1.27 / 1.23-1.26 ms, NHWC 1.40-1.45 / 1.43-1.44; inception.avgpool
+// NHWC forward 0.20 / 0.20 (PyTorch 0.42); resnet50.gap NHWC forward with out= 0.038 / 0.037.
+// Channels-last max/min forward, 2026-12-04, Zen 4: resnet50.maxpool NHWC 0.82-0.89 ms
 // (PyTorch 1.5-1.8 in the same runs; ~0.75 ms is the copy bandwidth's floor), vgg.maxpool NHWC
-// 1.18-1.37 ms (PyTorch 1.7-2.4). Measured 2026-12-04 with
-// `python bench/run.py --quick --filter maxpool --layout NHWC` on the 2-core Xeon (AVX-512), 2
-// threads, median ms, PyTorch 2.13 from the same run in brackets: resnet50.maxpool NHWC forward
-// 0.90 (2.24), backward 1.71 (1.61); vgg.maxpool NHWC forward 1.17 (2.53), backward 5.50 (14.9).
+// 1.18-1.37 ms (PyTorch 1.7-2.4). Measure with
+// `python bench/run.py --quick --filter maxpool,avgpool,gap` (add `--isa avx2`).
 // Channels-first, 2026-12-03, 2-core AMD EPYC (Zen 5): resnet50.maxpool NCHW forward 2.92 ms
 // (25.1), backward 1.44 (1.70); inception.avgpool forward 0.38 (7.48).
 //
@@ -52,7 +53,7 @@
 // ~88% of copy bandwidth and PyTorch at ~70%, so 3x PyTorch is out of reach); vgg.maxpool backward
 // spends most of its time in page faults on its fresh 51 MB grad_input (glibc maps allocations over
 // 32 MB anew each call, and the kernel zeroes the pages: 5.5 ms a call against 1.7 for the kernel
-// alone); resnet50.gap forward is ~2.5 us of Python per call on ~31 us. Forward with indices is
+// alone); resnet50.gap forward is ~2.5 us of Python per call on ~27 us. Forward with indices is
 // ~20% slower than v2's (the band copy); global max over tiny planes (7x7) is bound by merging the
 // lanes.
 
