@@ -317,10 +317,10 @@ def test_max_pool_backward_streams_large_grad_inputs(rng):
         for n in range(2):
             plain = convkern.max_pool2d_backward(dy[n : n + 1], x[n : n + 1], 3, 2, 1, indices=indices[n : n + 1])
             np.testing.assert_array_equal(got[n : n + 1], plain)
-    for bad in (181 * 181, -2):
+    for bad in (181 * 181, -2, 2**63 - 1, -(2**63)):
         hostile = idx.copy()
         hostile[1, 20, 40, 41] = bad
-        hostile[1, 20, 44, 0] = bad + 7 if bad > 0 else -9  # a later bad index in the same plane
+        hostile[1, 20, 44, 0] = 181 * 181 + 7  # a later bad index in the same plane
         position = np.ravel_multi_index((1, 20, 40, 41), idx.shape)
         with pytest.raises(ValueError, match=f"indices holds {bad} at flat position {position}"):
             convkern.max_pool2d_backward(dy, x, 3, 2, 1, indices=hostile)

@@ -972,10 +972,11 @@ void avg_backward_nchw(const Windows& w, const AvgDivisor& rule, const T* dy, T*
 
 // The gradient of max/min: threads own planes; each checks its indices, zeroes and scatters.
 // A grad_input larger than the caches is built plane by plane in a zeroed scratch plane that stays
-// in L2 and then streamed out: zeroed and scattered in place, each of its lines was read from
-// memory before being written (resnet50.maxpool backward, a 25.7 MB grad_input: 2.0 ms on a
-// Zen 4, reading 19 MB and moving 51 MB). The scratch's scattered cells are zeroed again after
-// each plane; the additions are the same, in the same order.
+// in L2, its indices checked in the same pass as the scatter, and then streamed out: zeroed and
+// scattered in place, each of its lines was read from memory before being written, and the
+// indices were read twice, by the check and by the scatter (resnet50.maxpool backward, a 25.7 MB
+// grad_input: 2.0 ms on a Zen 4). The scratch is zeroed again, in L2, after each plane; the
+// additions are the same, in the same order.
 template <class T>
 i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy, const i64* idx, T* dx) {
   std::atomic<i64> first_bad{std::numeric_limits<i64>::max()};
@@ -1004,7 +1005,7 @@ i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy,
       i64 bad = -1;
       for (i64 o = 0; o < out_plane; ++o) {
         const i64 at = ip[o];
-        if (static_cast<std::uint64_t>(at + 1) > static_cast<std::uint64_t>(in_plane)) {
+        if (static_cast<std::uint64_t>(at) + 1 > static_cast<std::uint64_t>(in_plane)) {  // not in [-1, in_plane)
           bad = o;
           break;
         }
@@ -1170,7 +1171,8 @@ inline void sum_runs_nhwc(const T* src, i64 outer, i64 outer_step, i64 inner, i6
 // the positions in registers (the adds take their operand from memory, so 16 accumulators fit
 // AVX2's 16 registers). Each position's run is a separate stretch of memory, C channels from the
 // last: runs of 256 bytes (4 vectors under AVX-512, as before) left Zen 4's prefetchers little
-// to follow, resnet50.gap NHWC 50 us against 22 with 1 KiB runs (512 bytes under AVX2: 42 -> 22).
+// to follow (a standalone probe of resnet50.gap NHWC: 50 us against 22 with 1 KiB runs; 512 bytes
+// under AVX2: 42 -> 22).
 // (Summed into the output row in L1 instead, resnet50.gap ran 1.2-1.5x slower on a 2-core Xeon.)
 template <class T>
 void avg_global_nhwc(const Windows& w, const AvgDivisor& rule, i64 C, const T* x, T* y) {
