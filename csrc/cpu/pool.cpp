@@ -42,9 +42,9 @@
 // EPYC (Zen 4), 2 threads, medians, builds alternating (AVX-512 / AVX2): max_pool2d backward
 // resnet50.maxpool NCHW 1.19-1.27 / 1.23-1.26 ms, NHWC 1.40-1.45 / 1.43-1.44; inception.avgpool
 // NHWC forward 0.20 / 0.20 (PyTorch 0.42); resnet50.gap NHWC forward with out= 0.038 / 0.037.
-// Channels-last max/min forward, 2026-12-04, Zen 4: resnet50.maxpool NHWC 0.82-0.89 ms
-// (PyTorch 1.5-1.8 in the same runs; ~0.75 ms is the copy bandwidth's floor), vgg.maxpool NHWC
-// 1.18-1.37 ms (PyTorch 1.7-2.4). Measure with
+// Channels-last max/min forward (builds alternating, AVX-512): resnet50.maxpool NHWC 0.68-0.75 ms
+// (PyTorch 1.4-1.5 in the same hour; ~0.68 ms is this run's copy-bandwidth floor), vgg.maxpool
+// NHWC 1.11-1.16 ms (PyTorch 1.6-2.5). Measure with
 // `python bench/run.py --quick --filter maxpool,avgpool,gap` (add `--isa avx2`).
 // Channels-first, 2026-12-03, 2-core AMD EPYC (Zen 5): resnet50.maxpool NCHW forward 2.92 ms
 // (25.1), backward 1.44 (1.70); inception.avgpool forward 0.38 (7.48).
@@ -1031,6 +1031,45 @@ i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy,
 // forwards: resnet50.maxpool NHWC forward took 0.15-0.19 ms an image on a Zen 4 whether or not
 // the image was in cache.) The best starts as the first cell, which then meets itself: no change,
 // a NaN included. Channels past whole vector blocks go through the scalar rule.
+// (a > b) ? a : b for max, (a < b) ? a : b for min, lane by lane, b where either is NaN: exactly
+// x86's MAXPS/MINPS (and the PD forms), one instruction where the compare-and-select written out
+// compiled to two compares, two mask operations and a blend on the running best's chain.
+template <Extremum W, class T>
+inline Vec<T> better_or_second(Vec<T> a, Vec<T> b) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(Vec<T>) == 64) {
+    if constexpr (sizeof(T) == 4) {
+      const __m512 r = W == Extremum::kMax ? _mm512_max_ps(reinterpret_cast<__m512&>(a), reinterpret_cast<__m512&>(b))
+                                           : _mm512_min_ps(reinterpret_cast<__m512&>(a), reinterpret_cast<__m512&>(b));
+      return reinterpret_cast<const Vec<T>&>(r);
+    } else {
+      const __m512d r = W == Extremum::kMax
+                            ? _mm512_max_pd(reinterpret_cast<__m512d&>(a), reinterpret_cast<__m512d&>(b))
+                            : _mm512_min_pd(reinterpret_cast<__m512d&>(a), reinterpret_cast<__m512d&>(b));
+      return reinterpret_cast<const Vec<T>&>(r);
+    }
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(Vec<T>) == 32) {
+    if constexpr (sizeof(T) == 4) {
+      const __m256 r = W == Extremum::kMax ? _mm256_max_ps(reinterpret_cast<__m256&>(a), reinterpret_cast<__m256&>(b))
+                                           : _mm256_min_ps(reinterpret_cast<__m256&>(a), reinterpret_cast<__m256&>(b));
+      return reinterpret_cast<const Vec<T>&>(r);
+    } else {
+      const __m256d r = W == Extremum::kMax
+                            ? _mm256_max_pd(reinterpret_cast<__m256d&>(a), reinterpret_cast<__m256d&>(b))
+                            : _mm256_min_pd(reinterpret_cast<__m256d&>(a), reinterpret_cast<__m256d&>(b));
+      return reinterpret_cast<const Vec<T>&>(r);
+    }
+  }
+#endif
+  if constexpr (W == Extremum::kMax)
+    return a > b ? a : b;
+  else
+    return a < b ? a : b;
+}
+
 template <Extremum W, class T>
 void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Span& d, const Span& h, const Span& c,
                           T* __restrict yp, bool stream) {
@@ -1053,11 +1092,9 @@ void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Sp
         for (i64 kw = 0; kw < c.count; ++kw) {
           const T* xc = cell(kd, kh, kw) + ch;
           for (i64 v = 0; v < kVectors; ++v) {
+            // val where it is better or NaN: the NaN test is off the running best's chain.
             const Vec<T> val = load_vec(xc + v * VL);
-            if constexpr (W == Extremum::kMax)
-              best[v] = (val > best[v]) | (val != val) ? val : best[v];
-            else
-              best[v] = (val < best[v]) | (val != val) ? val : best[v];
+            best[v] = val != val ? val : better_or_second<W, T>(val, best[v]);
           }
         }
     if (stream && reinterpret_cast<std::uintptr_t>(yp + ch) % 64 == 0) {
