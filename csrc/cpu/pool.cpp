@@ -970,8 +970,8 @@ void avg_backward_nchw(const Windows& w, const AvgDivisor& rule, const T* dy, T*
     avg_windows_backward_nchw(w, rule, dy, dx);
 }
 
-// The gradient of max/min: threads own planes; each checks its indices, zeroes and scatters.
-// A grad_input larger than the caches is built plane by plane in a zeroed scratch plane that stays
+// The gradient of max/min: threads own planes; each zeroes its plane and scatters, checking each
+// index as it goes. A grad_input larger than the caches is built plane by plane in a zeroed scratch plane that stays
 // in L2, its indices checked in the same pass as the scatter, and then streamed out: zeroed and
 // scattered in place, each of its lines was read from memory before being written, and the
 // indices were read twice, by the check and by the scatter (resnet50.maxpool backward, a 25.7 MB
@@ -988,20 +988,10 @@ i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy,
       const i64* ip = idx + plane * out_plane;
       T* dxp = dx + plane * in_plane;
       const T* dyp = dy + plane * out_plane;
-      if (!stream) {
-        const i64 bad = first_bad_index(ip, out_plane, in_plane);
-        if (bad >= 0) {
-          record_bad(first_bad, plane * out_plane + bad);
-          continue;
-        }
-        std::fill(dxp, dxp + in_plane, T(0));
-        for (i64 o = 0; o < out_plane; ++o)
-          if (ip[o] >= 0) dxp[ip[o]] += dyp[o];
-        continue;
-      }
-      // The scratch takes the check and the scatter in one pass over the indices: a bad index
-      // leaves only the scratch to clean.
-      T* __restrict sums = scratch.data();
+      // The check rides on the scatter, one pass over the indices: a bad index leaves a partly
+      // written plane (of a grad_input the call then drops) or only the scratch to clean.
+      T* __restrict sums = stream ? scratch.data() : dxp;
+      if (!stream) std::fill(dxp, dxp + in_plane, T(0));
       i64 bad = -1;
       for (i64 o = 0; o < out_plane; ++o) {
         const i64 at = ip[o];
@@ -1011,10 +1001,9 @@ i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy,
         }
         if (at >= 0) sums[at] += dyp[o];
       }
-      if (bad >= 0)
-        record_bad(first_bad, plane * out_plane + bad);
-      else
-        stream_copy(sums, dxp, in_plane);
+      if (bad >= 0) record_bad(first_bad, plane * out_plane + bad);
+      if (!stream) continue;
+      if (bad < 0) stream_copy(sums, dxp, in_plane);
       std::fill(sums, sums + in_plane, T(0));
     }
     if (stream) stream_fence();
@@ -1033,7 +1022,9 @@ i64 extremum_backward_nchw(i64 planes, i64 in_plane, i64 out_plane, const T* dy,
 // a NaN included. Channels past whole vector blocks go through the scalar rule.
 // (a > b) ? a : b for max, (a < b) ? a : b for min, lane by lane, b where either is NaN: exactly
 // x86's MAXPS/MINPS (and the PD forms), one instruction where the compare-and-select written out
-// compiled to two compares, two mask operations and a blend on the running best's chain.
+// compiled to two compares, two mask operations and a blend on the running best's chain. Spelled
+// with intrinsics: GCC emits MAXPS for the plain ternary alone, but folds it with the caller's NaN
+// select back into the compare-or-blend form.
 template <Extremum W, class T>
 inline Vec<T> better_or_second(Vec<T> a, Vec<T> b) {
 #if defined(__AVX512F__)
