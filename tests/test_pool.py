@@ -134,16 +134,37 @@ def test_channels_last_extremum_over_vector_blocks_of_channels(kind, case, dtype
 
 @pytest.mark.parametrize("channels", [128, 132])
 def test_channels_last_max_pool_streams_large_outputs(channels, rng):
-    """A channels-last max pool without indices whose output passes 8 MiB stores its whole cache
+    """A channels-last max pool without indices whose output passes 4 MiB stores its whole cache
     lines non-temporally: 128 channels put every block of four vectors on a line boundary; 132 do
     not, and are stored plainly. Against the reference, in an out= buffer filled with a value no
     window produces."""
     x = rng.standard_normal((6, 112, 112, channels), dtype=np.float32)
     want = ref.max_pool2d(x, 2, 2, data_format="NHWC")
     out = np.full(want.shape, 1234.5, np.float32)
-    assert out.nbytes >= 8 << 20
+    assert out.nbytes >= 4 << 20
     got = convkern.max_pool2d(x, 2, 2, data_format="NHWC", out=out)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=(2, 3, 2), stride=(1, 2, 3), padding=(1, 0, 1), dilation=(2, 3, 1)),
+        dict(kernel_size=2, stride=3, ceil_mode=True),
+    ],
+    ids=("k3s2p1", "dilated", "gaps"),
+)
+def test_channels_last_max_pool_3d_over_4mib(case, rng):
+    """Inputs past 4 MiB have the input rows of output rows further on prefetched while a row is
+    computed (the rows a window reads that the previous output row did not): 3-D windows, dilated
+    rows, and strides that skip input rows, against the reference."""
+    x = rng.standard_normal((2, 5, 40, 40, 72), dtype=np.float32)
+    assert x.nbytes >= 4 << 20
+    want = ref.max_pool3d(x.astype(np.float64), **case, data_format="NDHWC")
+    out = np.full(want.shape, np.nan, np.float32)
+    got = convkern.max_pool3d(x, **case, data_format="NDHWC", out=out)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
 
 
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))

@@ -220,6 +220,12 @@ constexpr double kGrain = 32768;
 // Outputs from this size on are stored non-temporally where the kernel can (a few MiB: smaller
 // ones may still be in cache when the next layer reads them).
 constexpr double kStreamedPoolBytes = 8 << 20;
+// The channels-last max/min forward streams a smaller output: the lines it does not bring into the
+// caches leave room there for its input (resnet50.maxpool NHWC: 6.4 MB out of 25.7 MB in).
+constexpr double kStreamedPoolOutputBytes = 4 << 20;
+// An input past L2 is prefetched, about this far ahead of the windows.
+constexpr double kPrefetchedPoolBytes = 4 << 20;
+constexpr i64 kPrefetchAheadBytes = 128 << 10;
 
 template <class F>
 void parallel_ranges(i64 items, double work_per_item, F&& body) {
@@ -1104,6 +1110,40 @@ void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Sp
       }
 }
 
+// Input rows that output row `row` of a channels-last pool reads and the row before it does not,
+// for prefetching ahead of the windows. The hardware prefetchers follow a single stream well, but
+// a row of windows reads several input rows side by side at the pace of its compares, and its
+// misses were left to stall: resnet50.maxpool NHWC forward spent half its time waiting on input
+// that a plain sum reads at 55 GB/s a core. Whole input rows (all channels) only.
+struct FreshRows {
+  static constexpr i64 kMax = 8;
+  const char* row[kMax];
+  i64 count = 0;
+};
+
+template <class T>
+FreshRows fresh_input_rows(const Windows& w, i64 C, const T* x, i64 row) {
+  const AxisWindows &ad = w.axis[0], &ah = w.axis[1];
+  const i64 OD = ad.out(), OH = ah.out(), IH = ah.in, IW = w.axis[2].in;
+  const i64 n = row / (OD * OH), od = row / OH % OD, oh = row % OH;
+  const Span &d = ad.span[od], &h = ah.span[oh];
+  // Rows up to the previous output row's last are in cache already (same image and depth window).
+  i64 seen = -1;
+  if (oh > 0) {
+    const Span& prev = ah.span[oh - 1];
+    if (prev.count > 0) seen = prev.begin + (prev.count - 1) * ah.step;
+  }
+  FreshRows fresh;
+  for (i64 kd = 0; kd < d.count; ++kd)
+    for (i64 kh = 0; kh < h.count; ++kh) {
+      const i64 ih = h.begin + kh * ah.step;
+      if (ih <= seen || fresh.count == FreshRows::kMax) continue;
+      const i64 id = d.begin + kd * ad.step;
+      fresh.row[fresh.count++] = reinterpret_cast<const char*>(x + ((n * ad.in + id) * IH + ih) * IW * C);
+    }
+  return fresh;
+}
+
 template <Extremum W, bool kIndex, class T>
 void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) {
   const AxisWindows &ad = w.axis[0], &ah = w.axis[1], &aw = w.axis[2];
@@ -1114,7 +1154,14 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
                       double(std::max<i64>(1, w.in_plane / std::max<i64>(1, w.out_plane)));
   // Without indices, an output larger than the caches is stored non-temporally where whole lines
   // of it are (vgg.maxpool NHWC, 12.8 MB: its lines were read before being written).
-  const bool stream = !kIndex && double(w.planes) * double(w.out_plane) * sizeof(T) >= kStreamedPoolBytes;
+  const bool stream = !kIndex && double(w.planes) * double(w.out_plane) * sizeof(T) >= kStreamedPoolOutputBytes;
+  // Prefetching (into L2) the input rows of the output row `ahead` rows on, a share of each per
+  // window, where the input does not fit in L2 and rows are whole: ~128 KiB ahead.
+  const i64 row_bytes = IW * C * static_cast<i64>(sizeof(T));
+  const bool prefetch = !kIndex && cb.count == 1 &&
+                        double(w.planes) * double(w.in_plane) * sizeof(T) >= kPrefetchedPoolBytes;
+  const i64 ahead = std::clamp<i64>(ceil_div(kPrefetchAheadBytes, std::max<i64>(1, ah.stride) * row_bytes), 1, 8);
+  const i64 share = ceil_div(ceil_div(row_bytes, std::max<i64>(OW, 1)), 64) * 64;
   parallel_ranges(rows * cb.count, work, [&](i64 first, i64 last) {
     for (i64 item = first; item < last; ++item) {  // item = (output row (n, od, oh), channel block)
       const i64 row = item / cb.count, c0 = item % cb.count * cb.size, nc = std::min(C - c0, cb.size);
@@ -1122,8 +1169,13 @@ void extremum_forward_nhwc(const Windows& w, i64 C, const T* x, T* y, i64* idx) 
       const T* xn = x + n * w.in_plane * C + c0;
       const Span &d = ad.span[od], &h = ah.span[oh];
       if constexpr (!kIndex) {
-        for (i64 ow = 0; ow < OW; ++ow)
+        const FreshRows next = prefetch && row + ahead < rows ? fresh_input_rows(w, C, x, row + ahead) : FreshRows{};
+        for (i64 ow = 0; ow < OW; ++ow) {
           extremum_window_nhwc<W>(xn, C, nc, w, d, h, aw.span[ow], y + (row * OW + ow) * C + c0, stream);
+          for (i64 f = 0; f < next.count; ++f)
+            for (i64 b = ow * share; b < std::min((ow + 1) * share, row_bytes); b += 64)
+              __builtin_prefetch(next.row[f] + b, 0, 2);
+        }
       } else {
         // With indices: the best and its cell tracked per channel through the output row.
         for (i64 ow = 0; ow < OW; ++ow) {
