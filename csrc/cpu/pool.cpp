@@ -1076,24 +1076,30 @@ void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Sp
     std::fill(yp, yp + nc, empty_window_value<W, T>());
     return;
   }
-  auto cell = [&](i64 kd, i64 kh, i64 kw) {
-    return xn + (((d.begin + kd * ad.step) * IH + h.begin + kh * ah.step) * IW + c.begin + kw * aw.step) * C;
-  };
+  // The window's first cell and the steps between its cells along each axis, as pointer steps in
+  // the loops: computed per cell, the address's products were a third of the time when the
+  // compiler did not reduce them itself (it does or not depending on what it inlines around).
+  const T* first = xn + ((d.begin * IH + h.begin) * IW + c.begin) * C;
+  const i64 step_d = ad.step * IH * IW * C, step_h = ah.step * IW * C, step_w = aw.step * C;
   constexpr i64 VL = vector_length<T>(), kVectors = 4;
   i64 ch = 0;
   for (; ch + kVectors * VL <= nc; ch += kVectors * VL) {
     Vec<T> best[kVectors];
-    for (i64 v = 0; v < kVectors; ++v) best[v] = load_vec(cell(0, 0, 0) + ch + v * VL);
-    for (i64 kd = 0; kd < d.count; ++kd)
-      for (i64 kh = 0; kh < h.count; ++kh)
-        for (i64 kw = 0; kw < c.count; ++kw) {
-          const T* xc = cell(kd, kh, kw) + ch;
+    for (i64 v = 0; v < kVectors; ++v) best[v] = load_vec(first + ch + v * VL);
+    const T* xd = first + ch;
+    for (i64 kd = 0; kd < d.count; ++kd, xd += step_d) {
+      const T* xh = xd;
+      for (i64 kh = 0; kh < h.count; ++kh, xh += step_h) {
+        const T* xc = xh;
+        for (i64 kw = 0; kw < c.count; ++kw, xc += step_w) {
           for (i64 v = 0; v < kVectors; ++v) {
             // val where it is better or NaN: the NaN test is off the running best's chain.
             const Vec<T> val = load_vec(xc + v * VL);
             best[v] = val != val ? val : better_or_second<W, T>(val, best[v]);
           }
         }
+      }
+    }
     if (stream && reinterpret_cast<std::uintptr_t>(yp + ch) % 64 == 0) {
       for (i64 v = 0; v < kVectors; ++v) stream_vec(yp + ch + v * VL, best[v]);
     } else {
@@ -1101,11 +1107,11 @@ void extremum_window_nhwc(const T* xn, i64 C, i64 nc, const Windows& w, const Sp
     }
   }
   if (ch == nc) return;
-  std::copy(cell(0, 0, 0) + ch, cell(0, 0, 0) + nc, yp + ch);
+  std::copy(first + ch, first + nc, yp + ch);
   for (i64 kd = 0; kd < d.count; ++kd)
     for (i64 kh = 0; kh < h.count; ++kh)
       for (i64 kw = 0; kw < c.count; ++kw) {
-        const T* __restrict xc = cell(kd, kh, kw);
+        const T* __restrict xc = first + kd * step_d + kh * step_h + kw * step_w;
         for (i64 j = ch; j < nc; ++j) yp[j] = replaces<W>(xc[j], yp[j]) ? xc[j] : yp[j];
       }
 }
