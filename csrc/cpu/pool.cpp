@@ -27,7 +27,8 @@
 //   runs over C with unit stride. forward: threads take (n, output row[, channel block]); average
 //   windows are summed separably (each input column over the row's window rows into an L1 row of
 //   column sums, then each output over its columns), global averages in runs of 16 vectors of
-//   channels held in registers; max/min
+//   channels held in registers; max/min windows' running bests in registers, reached by pointer
+//   steps, with the input rows of the output rows ~128 KiB on prefetched into L2 meanwhile. max/min
 //   backward over small disjoint windows (2x2 stride 2): threads own output rows and write each
 //   window's cells once, gradient or zero by an index compare; other max/min backward: threads own
 //   (n, channel block) columns and scatter; average backward gathers, for each input cell, the
@@ -38,13 +39,12 @@
 // max/min backward run per plane (per column block) just before its scatter; grad_input is the
 // kernel's own array, so a refused call leaves nothing the caller sees.
 //
-// Current: v13 (how it got here: docs/performance.md, "Kernel history"). 2026-12-05, 2-core AMD
+// Current: v14 (how it got here: docs/performance.md, "Kernel history"). 2026-12-05, 2-core AMD
 // EPYC (Zen 4), 2 threads, medians, builds alternating (AVX-512 / AVX2): max_pool2d backward
 // resnet50.maxpool NCHW 1.19-1.27 / 1.23-1.26 ms, NHWC 1.40-1.45 / 1.43-1.44; inception.avgpool
 // NHWC forward 0.20 / 0.20 (PyTorch 0.42); resnet50.gap NHWC forward with out= 0.038 / 0.037.
-// Channels-last max/min forward (builds alternating, AVX-512): resnet50.maxpool NHWC 0.68-0.75 ms
-// (PyTorch 1.4-1.5 in the same hour; ~0.68 ms is this run's copy-bandwidth floor), vgg.maxpool
-// NHWC 1.11-1.16 ms (PyTorch 1.6-2.5). Measure with
+// Channels-last max/min forward (with out=): resnet50.maxpool NHWC 0.55-0.57 / 0.60-0.64 ms
+// (PyTorch 1.4-1.5), vgg.maxpool NHWC 0.87-1.12 / 0.86-1.11 ms (PyTorch 1.6-2.1). Measure with
 // `python bench/run.py --quick --filter maxpool,avgpool,gap` (add `--isa avx2`).
 // Channels-first, 2026-12-03, 2-core AMD EPYC (Zen 5): resnet50.maxpool NCHW forward 2.92 ms
 // (25.1), backward 1.44 (1.70); inception.avgpool forward 0.38 (7.48).
