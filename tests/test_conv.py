@@ -432,6 +432,35 @@ def test_depthwise_channels_last_register_blocks(k, stride, width, dtype, rng):
     check_backward(2, case, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("channels", [48, 37, 8])
+@pytest.mark.parametrize(
+    "k,height,width,padding",
+    [(3, 7, 20, 1), (3, 9, 12, ((0, 2), (1, 1))), (5, 10, 16, 2), (5, 6, 9, ((1, 0), (2, 2))), (3, 3, 30, 1), (3, 1, 30, 1)],
+)
+def test_depthwise_channels_last_row_pairs(k, height, width, padding, channels, dtype, rng):
+    """Unit-stride channels-last 3x3/5x5 layers, whose output rows the AVX-512 kernels take in
+    pairs: odd output heights (a last row on its own), rows of the pair in the top or bottom
+    padding, a single output row, a tail of channels past the whole vectors (37) and fewer
+    channels than a vector (8), against the reference in a NaN-poisoned out=."""
+    case = dict(
+        batch=3,
+        cin=channels,
+        cout=channels,
+        groups=channels,
+        kernel=(k, k),
+        stride=(1, 1),
+        dilation=(1, 1),
+        padding=padding,
+        size=(height, width),
+        layout="contiguous",
+        bias=True,
+        data_format="NHWC",
+    )
+    check_forward(2, case, dtype, rng)
+    check_backward(2, case, dtype, rng)
+
+
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
 def test_depthwise_weight_gradient_sees_padding_times_infinite_grad(last):
     """dy infinite at a corner: the taps that read padding there get Inf * 0 = NaN, as in PyTorch;
