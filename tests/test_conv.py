@@ -436,7 +436,14 @@ def test_depthwise_channels_last_register_blocks(k, stride, width, dtype, rng):
 @pytest.mark.parametrize("channels", [48, 37, 8])
 @pytest.mark.parametrize(
     "k,height,width,padding",
-    [(3, 7, 20, 1), (3, 9, 12, ((0, 2), (1, 1))), (5, 10, 16, 2), (5, 6, 9, ((1, 0), (2, 2))), (3, 3, 30, 1), (3, 1, 30, 1)],
+    [
+        (3, 7, 20, 1),
+        (3, 9, 12, ((0, 2), (1, 1))),
+        (5, 10, 16, 2),
+        (5, 6, 9, ((1, 0), (2, 2))),
+        (3, 3, 30, 1),
+        (3, 1, 30, 1),
+    ],
 )
 def test_depthwise_channels_last_row_pairs(k, height, width, padding, channels, dtype, rng):
     """Unit-stride channels-last 3x3/5x5 layers, whose output rows the AVX-512 kernels take in
@@ -461,14 +468,16 @@ def test_depthwise_channels_last_row_pairs(k, height, width, padding, channels, 
     check_backward(2, case, dtype, rng)
 
 
+@pytest.mark.parametrize("batch", [1, 5])
 @pytest.mark.parametrize("last", [False, True], ids=("first", "last"))
-def test_depthwise_weight_gradient_sees_padding_times_infinite_grad(last):
+def test_depthwise_weight_gradient_sees_padding_times_infinite_grad(last, batch):
     """dy infinite at a corner: the taps that read padding there get Inf * 0 = NaN, as in PyTorch;
-    the others stay finite (whole vectors of channels, so the channels-last fast path runs)."""
+    the others stay finite (whole vectors of channels, so the channels-last fast paths run: five
+    images take the blocks of images)."""
     c = 32
-    x = np.ones((1, c, 12, 20), np.float32)
+    x = np.ones((batch, c, 12, 20), np.float32)
     w = np.ones((c, 1, 3, 3), np.float32)
-    dy = np.ones((1, c, 12, 20), np.float32)
+    dy = np.ones((batch, c, 12, 20), np.float32)
     dy[:, :, 0, 0] = np.inf
     fmt = "NHWC" if last else "NCHW"
     if last:
@@ -858,6 +867,40 @@ def test_depthwise_channels_last_weight_gradient_over_many_images(batch, channel
         dilation=(1, 1),
         padding=1,
         size=(4, 6),
+        layout="contiguous",
+        bias=False,
+        data_format="NHWC",
+    )
+    check_backward(2, case, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize(
+    "batch,channels,stride,dilation,padding,size",
+    [
+        (6, 37, 1, 1, 1, (5, 21)),
+        (4, 48, 2, 1, 1, (7, 40)),
+        (5, 16, 1, 2, 2, (6, 25)),
+        (4, 20, 3, 1, 0, (3, 50)),
+        (66, 20, 1, 1, 1, (3, 12)),
+    ],
+)
+def test_depthwise_channels_last_weight_gradient_blocks_of_positions(
+    batch, channels, stride, dilation, padding, size, dtype, rng
+):
+    """The AVX-512 3x3 weight gradient by blocks of images reading in place: rows wide enough for
+    blocks of 8 interior positions, strides and dilation (taps a position step apart), rows in the
+    padding (dy * 0 added), a tail of channels past the whole vectors, two images a block past 64."""
+    case = dict(
+        batch=batch,
+        cin=channels,
+        cout=channels,
+        groups=channels,
+        kernel=(3, 3),
+        stride=(stride, stride),
+        dilation=(dilation, dilation),
+        padding=padding,
+        size=size,
         layout="contiguous",
         bias=False,
         data_format="NHWC",
