@@ -889,8 +889,10 @@ def test_depthwise_channels_last_weight_gradient_blocks_of_positions(
     batch, channels, stride, dilation, padding, size, dtype, rng
 ):
     """The AVX-512 3x3 weight gradient by blocks of images reading in place: rows wide enough for
-    blocks of 8 interior positions, strides and dilation (taps a position step apart), rows in the
-    padding (dy * 0 added), a tail of channels past the whole vectors, two images a block past 64."""
+    blocks of 8 interior positions (4 for rows in pairs at unit stride, odd heights leaving a row
+    on its own), strides and dilation (taps a position step apart, one row at a time), rows in
+    the padding (dy * 0 added), a tail of channels past the whole vectors, two images a block past
+    64."""
     case = dict(
         batch=batch,
         cin=channels,

@@ -846,9 +846,12 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
   // Blocks of images as below, under AVX-512 with 3x3 kernels, reading the operands in place,
   // whole pixels at a time as the forward does: for a block of positions, each vector of channels
   // loads its taps' partial sums (kvol x C of them per block of images, in L1), adds the block's
-  // positions in order and stores them back. Each partial sums the same terms in the same order
-  // as the copying form below, so the bits are the same. The copies into planes of lines took more
-  // time than the sums (mobilenet.dw3x3 NHWC, 2-core Zen 4: 47% of the samples against 30%).
+  // positions and stores them back. At unit stride and dilation, output rows go in pairs, as in
+  // the forward: both rows' blocks read the KH + 1 input rows once. The copies into planes of lines
+  // took more time than the sums (mobilenet.dw3x3 NHWC, 2-core Zen 4: 47% of the samples against
+  // 30%); in place, one row at a time: 0.45-0.50 -> 0.42-0.46 ms, rows in pairs: 0.33-0.36.
+  // A partial's terms come in a fixed order (the thread count does not change it), but not the
+  // copying form's: the two can differ in the last bits.
   constexpr int kInPlacePositions = 8;
   if (!kCompact && kvol <= 9 && s.N >= kImageBlocksFrom) {
     constexpr int P = kInPlacePositions;
@@ -856,28 +859,91 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
     const i64 block = ceil_div(s.N, kMaxImageBlocks), blocks = ceil_div(s.N, block);
     AlignedBuffer<Vec<T>> partials(checked_mul(blocks * vectors, kvol, "depthwise partials"));
     const bool unit = s.sw == 1 && s.dw == 1;
+    constexpr int kPairPositions = 4;
+    const bool row_pairs = unit && s.sh == 1 && s.dh == 1;
     parallel_for(blocks, [&](i64 b, int) {
       Vec<T>* part = partials.data() + b * vectors * kvol;  // [vector][tap]
       std::fill(part, part + vectors * kvol, Vec<T>{});
+      // Position ow of the row reading `rows` (dy's row dyrow), vectors [first, vectors), added
+      // into the partials in memory: the rows' ends and the last, partial vector.
+      const auto position_of = [&](const T* const(&rows)[KH], const T* dyrow, i64 ow, i64 first) {
+        for (i64 v = first; v < vectors; ++v) {
+          const i64 c0 = v * VL, nc = std::min(VL, C - c0);
+          const Vec<T> d = load_n(dyrow + ow * C + c0, nc);
+          Vec<T>* sums = part + v * kvol;
+          for (int kh = 0; kh < KH; ++kh)
+            for (int kw = 0; kw < KW; ++kw) {
+              const i64 iw = ow * s.sw - s.pw + kw * s.dw;
+              const bool inside = rows[kh] && iw >= 0 && iw < s.IW;
+              sums[kh * KW + kw] += d * (inside ? load_n(rows[kh] + iw * C + c0, nc) : Vec<T>{});
+            }
+        }
+      };
       for (i64 row = b * block * s.OH; row < std::min(s.N, (b + 1) * block) * s.OH; ++row) {
         const T* rows[KH];
         tap_rows<T, KH>(s, in, row / s.OH, row % s.OH, rows);
         const T* dyrow = dy + row * s.OW * C;
-        // Position ow, vectors [first, vectors), added into the partials in memory: the row's
-        // ends and the last, partial vector.
-        const auto one_position = [&](i64 ow, i64 first) {
-          for (i64 v = first; v < vectors; ++v) {
-            const i64 c0 = v * VL, nc = std::min(VL, C - c0);
-            const Vec<T> d = load_n(dyrow + ow * C + c0, nc);
-            Vec<T>* sums = part + v * kvol;
-            for (int kh = 0; kh < KH; ++kh)
-              for (int kw = 0; kw < KW; ++kw) {
-                const i64 iw = ow * s.sw - s.pw + kw * s.dw;
-                const bool inside = rows[kh] && iw >= 0 && iw < s.IW;
-                sums[kh * KW + kw] += d * (inside ? load_n(rows[kh] + iw * C + c0, nc) : Vec<T>{});
+        if (row_pairs && (row % s.OH) % 2 == 0 && row % s.OH + 1 < s.OH) {
+          // Rows oh and oh + 1 read input rows oh - ph .. oh - ph + KH: the second row's kernel
+          // row kh is the first's kh + 1.
+          constexpr int PP = kPairPositions;
+          const T* rows1[KH];
+          tap_rows<T, KH>(s, in, (row + 1) / s.OH, (row + 1) % s.OH, rows1);
+          const T* in_rows[KH + 1];
+          for (int r = 0; r < KH; ++r) in_rows[r] = rows[r];
+          in_rows[KH] = rows1[KH - 1];
+          const T* dyrow1 = dyrow + s.OW * C;
+          i64 ow = 0;
+          for (; ow < lo; ++ow) {
+            position_of(rows, dyrow, ow, 0);
+            position_of(rows1, dyrow1, ow, 0);
+          }
+          for (; ow + PP <= hi; ow += PP) {
+            for (i64 v = 0; v < full_vectors; ++v) {
+              const i64 c0 = v * VL;
+              Vec<T>* sums = part + v * kvol;
+              Vec<T> acc[kvol], d0[PP], d1[PP];
+#pragma GCC unroll 9
+              for (int t = 0; t < kvol; ++t) acc[t] = sums[t];
+#pragma GCC unroll 8
+              for (int p = 0; p < PP; ++p) {
+                d0[p] = load_vec(dyrow + (ow + p) * C + c0);
+                d1[p] = load_vec(dyrow1 + (ow + p) * C + c0);
+              }
+#pragma GCC unroll 8
+              for (int r = 0; r <= KH; ++r) {
+                const T* q = in_rows[r] ? in_rows[r] + (ow - s.pw) * C + c0 : nullptr;
+                Vec<T> px[PP + KW - 1];
+#pragma GCC unroll 16
+                for (int j = 0; j < PP + KW - 1; ++j) px[j] = q ? load_vec(q + j * C) : Vec<T>{};
+                if (r < KH)
+#pragma GCC unroll 8
+                  for (int kw = 0; kw < KW; ++kw)
+#pragma GCC unroll 8
+                    for (int p = 0; p < PP; ++p) acc[r * KW + kw] += d0[p] * px[p + kw];
+                if (r >= 1)
+#pragma GCC unroll 8
+                  for (int kw = 0; kw < KW; ++kw)
+#pragma GCC unroll 8
+                    for (int p = 0; p < PP; ++p) acc[(r - 1) * KW + kw] += d1[p] * px[p + kw];
+              }
+#pragma GCC unroll 9
+              for (int t = 0; t < kvol; ++t) sums[t] = acc[t];
+            }
+            if (full_vectors < vectors)
+              for (int p = 0; p < PP; ++p) {
+                position_of(rows, dyrow, ow + p, full_vectors);
+                position_of(rows1, dyrow1, ow + p, full_vectors);
               }
           }
-        };
+          for (; ow < s.OW; ++ow) {
+            position_of(rows, dyrow, ow, 0);
+            position_of(rows1, dyrow1, ow, 0);
+          }
+          ++row;
+          continue;
+        }
+        const auto one_position = [&](i64 ow, i64 first) { position_of(rows, dyrow, ow, first); };
         i64 ow = 0;
         for (; ow < lo; ++ow) one_position(ow, 0);
         for (; ow + P <= hi; ow += P) {
