@@ -843,13 +843,14 @@ void weight_grad_nhwc_2d(const PlaneStencil& s, const T* in, const T* dy, T* dw 
     for (i64 j = 0; j < count; ++j)
       for (int k = 0; k < kvol; ++k) dw[(first + j) * kvol + k] = taps[k][j];
   };
-  // Blocks of images as below, for 3x3 kernels (under AVX2 and SSE at unit stride), reading the operands in place,
-  // whole pixels at a time as the forward does: for a block of positions, each vector of channels
-  // loads its taps' partial sums (kvol x C of them per block of images, in L1), adds the block's
-  // positions and stores them back. At unit stride and dilation, output rows go in pairs, as in
-  // the forward: both rows' blocks read the KH + 1 input rows once. The copies into planes of lines
-  // took more time than the sums (mobilenet.dw3x3 NHWC, 2-core Zen 4: 47% of the samples against
-  // 30%); in place, one row at a time: 0.45-0.50 -> 0.42-0.46 ms, rows in pairs: 0.33-0.36.
+  // Blocks of images as below, for 3x3 kernels (under AVX2 and SSE at unit stride only), reading
+  // the operands in place, whole pixels at a time as the forward does: for a block of positions,
+  // each vector of channels loads its taps' partial sums (kvol x C of them per block of images,
+  // in L1), adds the block's positions and stores them back. At unit stride and dilation, output
+  // rows go in pairs, as in the forward: both rows' blocks read the KH + 1 input rows once. The
+  // copies into planes of lines took more time than the sums (mobilenet.dw3x3 NHWC, AVX-512,
+  // 2-core Zen 4: 47% of the samples against 30%); in place, one row at a time: 0.45-0.50 ->
+  // 0.42-0.46 ms, rows in pairs: 0.33-0.36.
   // A partial's terms come in a fixed order (the thread count does not change it), but not the
   // copying form's: the two can differ in the last bits.
   // Under AVX2 (16 registers) at unit stride only, in blocks half as long, each pixel loaded
