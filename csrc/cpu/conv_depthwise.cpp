@@ -13,10 +13,12 @@
 // in a fixed order; weight gradients accumulate per-lane partial sums (no reassociation inside a
 // lane) and reduce them in a fixed order at the end.
 //
-// Current: v11 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-03 on
-// the 2-core AMD EPYC (Zen 5, AVX-512), 2 threads, best of 300 calls, mobilenet.dw3x3 (N8 C256
-// 28x28): NHWC forward 0.21 ms (PyTorch 2.13 oneDNN channels-last 0.16 in the same hour), backward
-// data 0.22, backward weight 0.31-0.34; under CONVKERN_ISA=avx2 forward 0.27, backward data 0.24.
+// Current: v14 (how it got here: docs/performance.md, "Kernel history"). Measured 2026-12-05 on
+// the 2-core AMD EPYC (Zen 4, AVX-512), 2 threads, medians over 2 s, mobilenet.dw3x3 (N8 C256
+// 28x28) NHWC, input from NumPy (16 bytes past a 64-byte boundary): forward 0.29 ms (PyTorch 2.13
+// 0.28 in the same process; 0.22 and 0.23 on an aligned input), backward data 0.26 (0.41),
+// backward weight 0.37 (0.52); under CONVKERN_ISA=avx2 (PyTorch limited to AVX2) 0.38 (0.41),
+// 0.38 (0.35), 0.39 (0.68).
 // NCHW, 2026-12-04, 2-core AMD EPYC (Zen 4), each pass timed alone (medians over 2 s; measure
 // with `python bench/run.py --quick --filter mobilenet --layout NCHW`): forward 0.41-0.44 ms
 // (PyTorch 0.47-0.49), backward data 0.41-0.44, backward weight 0.62-0.66; AVX2 0.46, 0.46, 0.55.
