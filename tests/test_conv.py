@@ -851,33 +851,12 @@ def test_pointwise_channels_first_weight_gradient_in_place(
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
-@pytest.mark.parametrize("batch,channels", [(70, 20), (5, 72), (3, 40)], ids=("70img", "5img", "3img"))
-def test_depthwise_channels_last_weight_gradient_over_many_images(batch, channels, dtype, rng):
-    """The channels-last depthwise weight gradient by blocks of images (from 4 images on under
-    AVX-512, always under AVX2 and SSE; two images a block past 64), summed apart into partial
-    taps added in block order; lines of channels past the last whole one; under AVX-512 three
-    images take the in-place lines over the whole batch."""
-    case = dict(
-        batch=batch,
-        cin=channels,
-        cout=channels,
-        groups=channels,
-        kernel=(3, 3),
-        stride=(1, 1),
-        dilation=(1, 1),
-        padding=1,
-        size=(4, 6),
-        layout="contiguous",
-        bias=False,
-        data_format="NHWC",
-    )
-    check_backward(2, case, dtype, rng)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize(
     "batch,channels,stride,dilation,padding,size",
     [
+        (70, 20, 1, 1, 1, (4, 6)),
+        (5, 72, 1, 1, 1, (4, 6)),
+        (3, 40, 1, 1, 1, (4, 6)),
         (6, 37, 1, 1, 1, (5, 21)),
         (4, 48, 2, 1, 1, (7, 40)),
         (5, 16, 1, 2, 2, (6, 25)),
@@ -885,14 +864,16 @@ def test_depthwise_channels_last_weight_gradient_over_many_images(batch, channel
         (66, 20, 1, 1, 1, (3, 12)),
     ],
 )
-def test_depthwise_channels_last_weight_gradient_blocks_of_positions(
+def test_depthwise_channels_last_weight_gradient_by_blocks_of_images(
     batch, channels, stride, dilation, padding, size, dtype, rng
 ):
-    """The AVX-512 3x3 weight gradient by blocks of images reading in place: rows wide enough for
-    blocks of 8 interior positions (4 for rows in pairs at unit stride, odd heights leaving a row
-    on its own), strides and dilation (taps a position step apart, one row at a time), rows in
-    the padding (dy * 0 added), a tail of channels past the whole vectors, two images a block past
-    64."""
+    """The channels-last 3x3 weight gradient by blocks of images (from 4 images on; two images a
+    block past 64), summed apart into partial taps added in block order. Reading in place: rows
+    wide enough for blocks of 8 interior positions (4 for rows in pairs at unit stride, odd
+    heights leaving a row on its own), strides and dilation (taps a position step apart, one row
+    at a time; under AVX2 and SSE these copy the images into planes of lines), rows in the padding
+    (dy * 0 added), a tail of channels past the whole vectors; rows too short for a block (4 x 6).
+    Under AVX-512 three images take the in-place lines over the whole batch instead."""
     case = dict(
         batch=batch,
         cin=channels,
